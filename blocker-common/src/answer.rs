@@ -1,0 +1,253 @@
+//! A verdict becomes an answer: the DNS message the XDP program sends back in place of a
+//! blocked query, built in the scratch buffer over the query itself, so the question (with
+//! its original letter case, for 0x20 randomisation) is echoed byte for byte.
+//!
+//! Layout: header, the question as received, then for a sinkhole hit one A or AAAA record
+//! whose owner is a pointer to the question name, then — only if the query carried an OPT
+//! record — an OPT record (UDP size 1232, DO copied) holding an RFC 8914 Extended DNS Error
+//! option with the order's info-code and EXTRA-TEXT. Whatever followed the question in the
+//! query (its OPT options, trailing junk) is not echoed.
+//!
+//! Amplification bound: the answer is never more than [`MAX_GROWTH`] bytes longer than the
+//! query; the EXTRA-TEXT is shortened to fit.
+
+use crate::dns::{Query, MSG_BUF, MSG_MASK};
+use crate::maps::{Action, Config, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, MAX_EDE_TEXT};
+
+/// Largest number of bytes an answer may add to the query it replaces.
+pub const MAX_GROWTH: usize = 64;
+/// UDP payload size advertised in our OPT record (the DNS flag day 2020 value).
+pub const ANSWER_UDP_SIZE: u16 = 1232;
+/// EDNS option code of Extended DNS Errors (RFC 8914).
+pub const EDE_OPTION: u16 = 15;
+
+pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_REFUSED: u8 = 5;
+
+#[inline(always)]
+fn put(msg: &mut [u8; MSG_BUF], at: usize, b: u8) {
+    msg[at & MSG_MASK] = b;
+}
+
+#[inline(always)]
+fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
+    let b = v.to_be_bytes();
+    put(msg, at, b[0]);
+    put(msg, at + 1, b[1]);
+}
+
+/// Rewrites the query in `msg` (parsed as `q`, `query_len` bytes long in the packet) into the
+/// answer for `action` and returns the answer's length. `action` must be one that answers
+/// (not `Pass`, `Drop` or `None`). `order` supplies the EDE code and text; without it the
+/// answer carries `cfg.default_ede` and no text.
+#[inline(always)]
+pub fn write_answer(
+    msg: &mut [u8; MSG_BUF],
+    q: &Query,
+    query_len: usize,
+    action: Action,
+    cfg: &Config,
+    order: Option<&OrderInfo>,
+) -> usize {
+    let mut rcode = RCODE_NOERROR;
+    let mut tc = 0u8;
+    // 0: none, 4: A, 16: AAAA.
+    let mut rdata_len = 0usize;
+    match action {
+        Action::Nxdomain => rcode = RCODE_NXDOMAIN,
+        Action::Refused => rcode = RCODE_REFUSED,
+        Action::Tc => tc = 0x02,
+        Action::Sinkhole => {
+            if q.qtype == 1 && cfg.flags & CONFIG_SINKHOLE_V4 != 0 {
+                rdata_len = 4;
+            } else if q.qtype == 28 && cfg.flags & CONFIG_SINKHOLE_V6 != 0 {
+                rdata_len = 16;
+            }
+        }
+        _ => {}
+    }
+
+    // Header: keep ID; QR=1, opcode 0, AA=0, TC per action, RD copied; RA=1, Z=0, AD=0,
+    // CD copied, RCODE.
+    let rd = msg[2] & 0x01;
+    let cd = msg[3] & 0x10;
+    msg[2] = 0x80 | tc | rd;
+    msg[3] = 0x80 | cd | rcode;
+    let ancount = if rdata_len != 0 { 1 } else { 0 };
+    put16(msg, 4, 1);
+    put16(msg, 6, ancount);
+    put16(msg, 8, 0);
+    put16(msg, 10, q.edns as u16);
+
+    let mut at = q.q_end;
+    if rdata_len != 0 {
+        put16(msg, at, 0xc00c); // pointer to the question name
+        put16(msg, at + 2, q.qtype);
+        put16(msg, at + 4, 1); // IN
+        let ttl = cfg.sinkhole_ttl.to_be_bytes();
+        put(msg, at + 6, ttl[0]);
+        put(msg, at + 7, ttl[1]);
+        put(msg, at + 8, ttl[2]);
+        put(msg, at + 9, ttl[3]);
+        put16(msg, at + 10, rdata_len as u16);
+        at += 12;
+        if rdata_len == 4 {
+            for i in 0..4 {
+                put(msg, at + i, cfg.sinkhole_v4[i]);
+            }
+        } else {
+            for i in 0..16 {
+                put(msg, at + i, cfg.sinkhole_v6[i]);
+            }
+        }
+        at += rdata_len;
+    }
+
+    if q.edns {
+        let (code, text_len) = match order {
+            Some(o) => (if o.ede_code != 0 { o.ede_code } else { cfg.default_ede }, o.text_len as usize),
+            None => (cfg.default_ede, 0),
+        };
+        // OPT fixed part (11) + EDE option header (4) + info-code (2), then the text.
+        let fixed_end = at + 11 + 6;
+        let budget = (query_len + MAX_GROWTH).saturating_sub(fixed_end);
+        let mut tl = text_len;
+        if tl > MAX_EDE_TEXT {
+            tl = MAX_EDE_TEXT;
+        }
+        if tl > budget {
+            tl = budget;
+        }
+        put(msg, at, 0); // root owner
+        put16(msg, at + 1, 41);
+        put16(msg, at + 3, ANSWER_UDP_SIZE);
+        put(msg, at + 5, 0); // extended RCODE
+        put(msg, at + 6, 0); // version
+        put(msg, at + 7, if q.dnssec_ok { 0x80 } else { 0 });
+        put(msg, at + 8, 0);
+        put16(msg, at + 9, (4 + 2 + tl) as u16);
+        put16(msg, at + 11, EDE_OPTION);
+        put16(msg, at + 13, (2 + tl) as u16);
+        put16(msg, at + 15, code);
+        at = fixed_end;
+        if let Some(o) = order {
+            for i in 0..MAX_EDE_TEXT {
+                if i >= tl {
+                    break;
+                }
+                put(msg, at + i, o.ede_text[i]);
+            }
+        }
+        at += tl;
+    }
+    // Zero the bytes up to the next multiple of 4, so a checksum over the rounded length is
+    // the checksum of the answer.
+    put(msg, at, 0);
+    put(msg, at + 1, 0);
+    put(msg, at + 2, 0);
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::{load, query, wire};
+    use crate::dns::{parse_query, LOAD_MAX};
+
+    fn answer(msg: &[u8], action: Action, cfg: &Config, order: Option<&OrderInfo>) -> std::vec::Vec<u8> {
+        let (mut s, n) = load(msg);
+        assert!(n <= LOAD_MAX);
+        let q = parse_query(&mut s, n, msg.len()).expect("parses");
+        let len = write_answer(&mut s.msg, &q, msg.len(), action, cfg, order);
+        s.msg[..len].to_vec()
+    }
+
+    fn order(text: &str) -> OrderInfo {
+        let mut o = OrderInfo::default();
+        o.text_len = text.len() as u8;
+        o.ede_text[..text.len()].copy_from_slice(text.as_bytes());
+        o
+    }
+
+    #[test]
+    fn nxdomain_without_edns_echoes_the_question() {
+        let q = query(0xbeef, &wire("WwW.Example.COM"), 1, None);
+        let a = answer(&q, Action::Nxdomain, &Config::default(), None);
+        assert_eq!(a.len(), q.len());
+        assert_eq!(&a[..2], &[0xbe, 0xef]);
+        assert_eq!(a[2], 0x81, "QR and RD");
+        assert_eq!(a[3], 0x83, "RA and NXDOMAIN");
+        assert_eq!(&a[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&a[12..], &q[12..], "question echoed byte for byte");
+    }
+
+    #[test]
+    fn edns_answers_carry_ede_and_respect_the_growth_bound() {
+        let text = "Blocked by order of the Court of Milan, RG 12345/2022, AGCOM 1/x";
+        assert_eq!(text.len(), 64);
+        let o = order(text);
+        let q = query(1, &wire("a.test"), 1, Some((true, &[])));
+        let a = answer(&q, Action::Nxdomain, &Config::default(), Some(&o));
+        assert!(a.len() <= q.len() + MAX_GROWTH, "{} > {} + 64", a.len(), q.len());
+        let qe = 12 + wire("a.test").len() + 5;
+        assert_eq!(&a[12..qe], &q[12..qe]);
+        assert_eq!(&a[10..12], &[0, 1], "ARCOUNT");
+        let opt = &a[qe..];
+        assert_eq!(&opt[..5], &[0, 0, 41, 0x04, 0xd0]);
+        assert_eq!(opt[7], 0x80, "DO copied");
+        assert_eq!(&opt[11..13], &[0, 15], "EDE option");
+        assert_eq!(&opt[15..17], &[0, 16], "Censored");
+        let tl = u16::from_be_bytes([opt[13], opt[14]]) as usize - 2;
+        assert_eq!(&opt[17..], &text.as_bytes()[..tl]);
+        assert_eq!(a.len(), q.len() + MAX_GROWTH);
+        // A query with a long OPT (padding) has room for the whole text.
+        let pad = [0u8, 12, 0, 60].iter().copied().chain(std::iter::repeat_n(0, 60)).collect::<std::vec::Vec<u8>>();
+        let q = query(1, &wire("a.test"), 1, Some((false, &pad)));
+        let a = answer(&q, Action::Refused, &Config::default(), Some(&o));
+        assert_eq!(a[3] & 0x0f, RCODE_REFUSED);
+        assert_eq!(&a[a.len() - 64..], text.as_bytes());
+        assert_eq!(a.len(), q.len() + 6, "EDE header is 6 bytes longer than the padding option header");
+    }
+
+    #[test]
+    fn sinkhole_answers_a_and_aaaa_and_nodata_otherwise() {
+        let mut cfg = Config::default();
+        cfg.sinkhole_v4 = [192, 0, 2, 1];
+        cfg.sinkhole_v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        cfg.flags = CONFIG_SINKHOLE_V4 | CONFIG_SINKHOLE_V6;
+        cfg.sinkhole_ttl = 60;
+        let q = query(1, &wire("x.test"), 1, None);
+        let a = answer(&q, Action::Sinkhole, &cfg, None);
+        assert_eq!(&a[6..8], &[0, 1]);
+        let rr = &a[q.len()..];
+        assert_eq!(rr, &[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        let q = query(1, &wire("x.test"), 28, None);
+        let a = answer(&q, Action::Sinkhole, &cfg, None);
+        assert_eq!(a.len(), q.len() + 28);
+        let q = query(1, &wire("x.test"), 15, None);
+        let a = answer(&q, Action::Sinkhole, &cfg, None);
+        assert_eq!((a.len(), &a[6..8], a[3] & 0xf), (q.len(), &[0u8, 0][..], 0));
+        // No v4 sinkhole configured: NODATA.
+        cfg.flags = CONFIG_SINKHOLE_V6;
+        let q = query(1, &wire("x.test"), 1, None);
+        assert_eq!(answer(&q, Action::Sinkhole, &cfg, None).len(), q.len());
+    }
+
+    #[test]
+    fn tc_sets_the_tc_bit() {
+        let q = query(1, &wire("x.test"), 1, None);
+        let a = answer(&q, Action::Tc, &Config::default(), None);
+        assert_eq!(a[2], 0x83);
+        assert_eq!(a[3], 0x80);
+    }
+
+    #[test]
+    fn trailing_bytes_are_dropped() {
+        let mut q = query(1, &wire("x.test"), 1, None);
+        let n = q.len();
+        q.extend_from_slice(b"junkjunk");
+        let a = answer(&q, Action::Nxdomain, &Config::default(), None);
+        assert_eq!(a.len(), n);
+    }
+}

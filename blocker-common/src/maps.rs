@@ -1,0 +1,478 @@
+//! Map names, capacities and the `#[repr(C)]` values both sides read and write.
+//!
+//! Every struct has explicit integer fields and no hidden padding; each says who writes it and
+//! who reads it.
+
+/// Name of the XDP program in the object.
+pub const PROGRAM_NAME: &str = "blocker";
+
+/// Map names (as written in the object and pinned under the bpffs directory).
+/// Kernel object names are limited to 15 bytes; these are also the pin file names.
+pub const MAP_RULES: &str = "BLK_RULES";
+pub const MAP_CONFIG: &str = "BLK_CONFIG";
+pub const MAP_ORDERS: &str = "BLK_ORDERS";
+pub const MAP_ORDER_HITS: &str = "BLK_ORDER_HITS";
+pub const MAP_RULE_HITS: &str = "BLK_RULE_HITS";
+pub const MAP_STATS: &str = "BLK_STATS";
+
+/// Default capacity of the rule map and of the per-rule hit counters. Operators raise it with
+/// `blocker attach --capacity` when the program is first loaded.
+pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 20;
+/// Number of orders (order ids are `0..MAX_ORDERS`).
+pub const MAX_ORDERS: u32 = 4096;
+/// Number of UDP destination ports the program answers on.
+pub const MAX_PORTS: usize = 8;
+/// Longest EDE EXTRA-TEXT an order can carry (RFC 8914 sets no limit; we keep answers small).
+pub const MAX_EDE_TEXT: usize = 64;
+
+/// What a rule does to a matching query. `None` marks an empty slot.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    None = 0,
+    /// Allow: the query goes on to the resolver (an exception to a less specific block).
+    Pass = 1,
+    /// Silently drop the query.
+    Drop = 2,
+    /// Answer NXDOMAIN.
+    Nxdomain = 3,
+    /// Answer REFUSED.
+    Refused = 4,
+    /// Answer NOERROR with no records.
+    Nodata = 5,
+    /// Answer A/AAAA with the configured sinkhole address; other types get NODATA.
+    Sinkhole = 6,
+    /// Answer with TC set so the client retries over TCP (RPZ's rpz-tcp-only).
+    Tc = 7,
+}
+
+pub const ACTION_COUNT: usize = 8;
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Pass,
+        Action::Drop,
+        Action::Nxdomain,
+        Action::Refused,
+        Action::Nodata,
+        Action::Sinkhole,
+        Action::Tc,
+    ];
+
+    #[inline(always)]
+    pub fn from_u8(v: u8) -> Action {
+        match v {
+            1 => Action::Pass,
+            2 => Action::Drop,
+            3 => Action::Nxdomain,
+            4 => Action::Refused,
+            5 => Action::Nodata,
+            6 => Action::Sinkhole,
+            7 => Action::Tc,
+            _ => Action::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::None => "none",
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+            Action::Nxdomain => "nxdomain",
+            Action::Refused => "refused",
+            Action::Nodata => "nodata",
+            Action::Sinkhole => "sinkhole",
+            Action::Tc => "tc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// Where a rule applies relative to its name.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// The name only.
+    Exact = 0,
+    /// The name and every name below it.
+    Subtree = 1,
+    /// Only names strictly below the name (RPZ `*.name`).
+    Below = 2,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Exact => "exact",
+            Kind::Subtree => "subtree",
+            Kind::Below => "below",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Exact, Kind::Subtree, Kind::Below]
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// All query types (the default qtype set of a rule).
+pub const QTYPES_ALL: u16 = 0xffff;
+
+/// Bit of a qtype in a rule's qtype set. Common types get a bit of their own; every other type
+/// shares bit 15, so a rule restricted to, say, A and AAAA never matches an unusual type.
+#[inline(always)]
+pub const fn qtype_bit(qtype: u16) -> u16 {
+    let i = match qtype {
+        1 => 0,    // A
+        2 => 1,    // NS
+        5 => 2,    // CNAME
+        6 => 3,    // SOA
+        12 => 4,   // PTR
+        15 => 5,   // MX
+        16 => 6,   // TXT
+        28 => 7,   // AAAA
+        33 => 8,   // SRV
+        35 => 9,   // NAPTR
+        43 => 10,  // DS
+        48 => 11,  // DNSKEY
+        64 => 12,  // SVCB
+        65 => 13,  // HTTPS
+        255 => 14, // ANY
+        _ => 15,
+    };
+    1 << i
+}
+
+/// One rule as the data plane sees it: the decision for one (name, position). Written by user
+/// space (as part of a [`RuleValue`]), read by the XDP program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// Index of the rule's hit counter (key of `BLK_RULE_HITS`).
+    pub rule_id: u32,
+    /// Index of the rule's order in `BLK_ORDERS` and `BLK_ORDER_HITS`.
+    pub order_id: u16,
+    /// [`Action`] as `u8`; `Action::None` (0) means the slot is empty.
+    pub action: u8,
+    /// Reserved, zero.
+    pub flags: u8,
+    /// Set of [`qtype_bit`]s the rule applies to.
+    pub qtypes: u16,
+    /// Reserved for a jurisdiction scope mask; zero means "everywhere".
+    pub scope: u16,
+}
+
+impl Slot {
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.action == Action::None as u8
+    }
+}
+
+/// The rules at one name: `here` decides queries for the name itself (an exact or subtree
+/// rule), `below` decides queries for names under it (a subtree or below rule).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleSet {
+    pub here: Slot,
+    pub below: Slot,
+}
+
+/// Value of the rule map: two copies of the rules at one name. The data plane reads
+/// `sets[Config::active]`; user space writes the other copy, then flips `Config::active`, so a
+/// whole list replacement becomes visible at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleValue {
+    pub sets: [RuleSet; 2],
+}
+
+/// `Config::flags` bit: `sinkhole_v4` holds an address.
+pub const CONFIG_SINKHOLE_V4: u32 = 1 << 0;
+/// `Config::flags` bit: `sinkhole_v6` holds an address.
+pub const CONFIG_SINKHOLE_V6: u32 = 1 << 1;
+
+/// Run-time settings, entry 0 of `BLK_CONFIG`. Written by user space, read by the XDP
+/// program once per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Which copy of every [`RuleValue`] is in force (0 or 1).
+    pub active: u32,
+    /// List generation: bumped by every committed rule change.
+    pub generation: u32,
+    /// Bit `d` set: some rule's name has `d` labels. Suffixes of other depths are not looked
+    /// up, so a query costs one lookup per depth that holds rules, not one per label.
+    pub depth_mask: [u64; 2],
+    /// UDP destination ports the program inspects; 0 marks an unused entry.
+    pub ports: [u16; MAX_PORTS],
+    /// Address of sinkhole A answers (network order).
+    pub sinkhole_v4: [u8; 4],
+    /// Address of sinkhole AAAA answers (network order).
+    pub sinkhole_v6: [u8; 16],
+    /// TTL of synthesized sinkhole records.
+    pub sinkhole_ttl: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+    /// EDE info-code used when an order sets none (16, Censored).
+    pub default_ede: u16,
+    pub _reserved: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut ports = [0u16; MAX_PORTS];
+        ports[0] = 53;
+        Config {
+            active: 0,
+            generation: 0,
+            depth_mask: [0; 2],
+            ports,
+            sinkhole_v4: [0; 4],
+            sinkhole_v6: [0; 16],
+            sinkhole_ttl: 300,
+            flags: 0,
+            default_ede: EDE_CENSORED,
+            _reserved: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Whether some rule has `depth` labels.
+    #[inline(always)]
+    pub fn has_depth(&self, depth: usize) -> bool {
+        let d = depth & 127;
+        (self.depth_mask[d >> 6] >> (d & 63)) & 1 == 1
+    }
+
+    /// Whether the program inspects UDP packets to `port`.
+    #[inline(always)]
+    pub fn watches_port(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < MAX_PORTS {
+            if self.ports[i] == port && port != 0 {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// RFC 8914 info-code 15, Blocked.
+pub const EDE_BLOCKED: u16 = 15;
+/// RFC 8914 info-code 16, Censored.
+pub const EDE_CENSORED: u16 = 16;
+
+/// One order (a court order, a regulator's list, an allow list): entry `order_id` of
+/// `BLK_ORDERS`. Written by user space, read by the XDP program when it answers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderInfo {
+    /// EDE info-code; 0 means `Config::default_ede`.
+    pub ede_code: u16,
+    /// Bytes of `ede_text` in use.
+    pub text_len: u8,
+    pub _reserved: u8,
+    /// EDE EXTRA-TEXT (UTF-8), e.g. the court case number.
+    pub ede_text: [u8; MAX_EDE_TEXT],
+}
+
+impl Default for OrderInfo {
+    fn default() -> Self {
+        OrderInfo { ede_code: 0, text_len: 0, _reserved: 0, ede_text: [0; MAX_EDE_TEXT] }
+    }
+}
+
+/// Hits of one order by action: entry `order_id` of the per-CPU `BLK_ORDER_HITS`. Written
+/// by the XDP program, summed over CPUs by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderHits {
+    pub by_action: [u64; ACTION_COUNT],
+}
+
+/// Why the program let a packet go, dropped it or answered it. Every exit counts exactly one
+/// reason (besides [`Reason::Packets`], which counts every packet).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Every packet the program saw.
+    Packets = 0,
+    /// Not IPv4 or IPv6 (after up to two VLAN tags).
+    NotIp = 1,
+    /// IP, but not UDP (or an IPv6 extension header we do not walk).
+    NotUdp = 2,
+    /// UDP to a port that is not a DNS port.
+    OtherPort = 3,
+    /// An IP fragment.
+    Fragment = 4,
+    /// A truncated header or a length field that disagrees with the frame.
+    Malformed = 5,
+    /// A DNS message that is not a plain query (a response, another opcode, other counts).
+    NotQuery = 6,
+    /// A QNAME we do not parse (compression pointer, reserved label type, too long).
+    BadName = 7,
+    /// QCLASS other than IN, or the root name.
+    OtherClass = 8,
+    /// An additional record that is not a single EDNS(0) OPT record of version 0.
+    BadEdns = 9,
+    /// A query no rule matched: passed.
+    NoMatch = 10,
+    /// A query an allow rule matched: passed.
+    Allowed = 11,
+    /// Dropped by a drop rule.
+    Dropped = 12,
+    /// Answered NXDOMAIN.
+    Nxdomain = 13,
+    /// Answered REFUSED.
+    Refused = 14,
+    /// Answered NODATA.
+    Nodata = 15,
+    /// Answered with a sinkhole address (or NODATA for other types).
+    Sinkhole = 16,
+    /// Answered with TC set.
+    Tc = 17,
+    /// Rewriting the packet failed (a helper refused): passed.
+    RewriteFailed = 18,
+}
+
+pub const REASON_COUNT: usize = 19;
+
+impl Reason {
+    pub const ALL: [Reason; REASON_COUNT] = [
+        Reason::Packets,
+        Reason::NotIp,
+        Reason::NotUdp,
+        Reason::OtherPort,
+        Reason::Fragment,
+        Reason::Malformed,
+        Reason::NotQuery,
+        Reason::BadName,
+        Reason::OtherClass,
+        Reason::BadEdns,
+        Reason::NoMatch,
+        Reason::Allowed,
+        Reason::Dropped,
+        Reason::Nxdomain,
+        Reason::Refused,
+        Reason::Nodata,
+        Reason::Sinkhole,
+        Reason::Tc,
+        Reason::RewriteFailed,
+    ];
+
+    /// Stable snake_case name, used in `blocker stats` and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Packets => "packets",
+            Reason::NotIp => "not_ip",
+            Reason::NotUdp => "not_udp",
+            Reason::OtherPort => "other_port",
+            Reason::Fragment => "fragment",
+            Reason::Malformed => "malformed",
+            Reason::NotQuery => "not_query",
+            Reason::BadName => "bad_name",
+            Reason::OtherClass => "other_class",
+            Reason::BadEdns => "bad_edns",
+            Reason::NoMatch => "no_match",
+            Reason::Allowed => "allowed",
+            Reason::Dropped => "dropped",
+            Reason::Nxdomain => "nxdomain",
+            Reason::Refused => "refused",
+            Reason::Nodata => "nodata",
+            Reason::Sinkhole => "sinkhole",
+            Reason::Tc => "tc",
+            Reason::RewriteFailed => "rewrite_failed",
+        }
+    }
+
+    /// The counter an action's answer (or drop, or pass) is counted under.
+    #[inline(always)]
+    pub fn of_action(a: Action) -> Reason {
+        match a {
+            Action::None => Reason::NoMatch,
+            Action::Pass => Reason::Allowed,
+            Action::Drop => Reason::Dropped,
+            Action::Nxdomain => Reason::Nxdomain,
+            Action::Refused => Reason::Refused,
+            Action::Nodata => Reason::Nodata,
+            Action::Sinkhole => Reason::Sinkhole,
+            Action::Tc => Reason::Tc,
+        }
+    }
+}
+
+/// Global counters, entry 0 of the per-CPU `BLK_STATS`, indexed by [`Reason`]. Written by
+/// the XDP program, summed over CPUs by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub counts: [u64; REASON_COUNT],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { counts: [0; REASON_COUNT] }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], made only of integers and arrays of integers, with
+    // no padding bytes (checked by the size tests below), so any bit pattern is valid.
+    unsafe impl aya::Pod for super::RuleKey {}
+    unsafe impl aya::Pod for super::RuleValue {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::OrderInfo {}
+    unsafe impl aya::Pod for super::OrderHits {}
+    unsafe impl aya::Pod for super::Stats {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn no_hidden_padding() {
+        assert_eq!(size_of::<Slot>(), 12);
+        assert_eq!(size_of::<RuleSet>(), 24);
+        assert_eq!(size_of::<RuleValue>(), 48);
+        assert_eq!(size_of::<crate::RuleKey>(), 16);
+        assert_eq!(size_of::<Config>(), 4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 2);
+        assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
+        assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
+    }
+
+    #[test]
+    fn actions_and_kinds_round_trip() {
+        for a in Action::ALL {
+            assert_eq!(Action::from_u8(a as u8), a);
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(Action::from_u8(200), Action::None);
+        for k in [Kind::Exact, Kind::Subtree, Kind::Below] {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn depth_mask_and_ports() {
+        let mut c = Config::default();
+        c.depth_mask[0] |= 1 << 2;
+        c.depth_mask[1] |= 1 << (100 - 64);
+        assert!(c.has_depth(2) && c.has_depth(100));
+        assert!(!c.has_depth(3) && !c.has_depth(0));
+        assert!(c.watches_port(53));
+        assert!(!c.watches_port(0) && !c.watches_port(5353));
+    }
+}

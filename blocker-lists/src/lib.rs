@@ -1,0 +1,1 @@
+//! List parsers (being written).
