@@ -36,6 +36,8 @@ pub struct Scratch {
     pub prefix: [Horner; MAX_LABELS],
     /// Copy of the IP header while it is rewritten.
     pub l3: [u8; 64],
+    /// Slots for [`launder`].
+    pub opaque: [u64; 20],
 }
 
 impl Scratch {
@@ -45,7 +47,24 @@ impl Scratch {
             starts: [0; MAX_LABELS],
             prefix: [Horner::ZERO; MAX_LABELS],
             l3: [0; 64],
+            opaque: [0; 20],
         }
+    }
+}
+
+/// Returns `v` through memory, so the BPF verifier forgets its exact value.
+///
+/// The verifier walks every path through the program. A value that depends on where a loop
+/// ended (the QNAME length, the VLAN depth) is known exactly on each path, which makes every
+/// later instruction be verified once per possible value, past the verifier's limit of a
+/// million. A value read back from map memory is just "some number"; callers re-bound it
+/// with a comparison, and the paths merge.
+#[inline(always)]
+pub fn launder(slot: &mut u64, v: u64) -> u64 {
+    // SAFETY: `slot` is a valid, aligned, exclusive reference.
+    unsafe {
+        core::ptr::write_volatile(slot, v);
+        core::ptr::read_volatile(slot)
     }
 }
 
@@ -119,8 +138,11 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
             if b > 63 {
                 return Err(Reason::BadName);
             }
-            s.starts[labels & (MAX_LABELS - 1)] = (i - HEADER_LEN) as u8;
-            s.prefix[labels & (MAX_LABELS - 1)] = h;
+            // Indexing with `labels` itself would make the verifier track its exact value
+            // on every path through this loop (hundreds of thousands of states).
+            let li = launder(&mut s.opaque[10], labels as u64) as usize & (MAX_LABELS - 1);
+            s.starts[li] = (i - HEADER_LEN) as u8;
+            s.prefix[li] = h;
             labels += 1;
             next_len = i + 1 + b as usize;
         }
@@ -130,7 +152,12 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
     if !done {
         return Err(Reason::BadName);
     }
-    let name_len = i - HEADER_LEN;
+    // Here HEADER_LEN < i < HEADER_LEN + 255 and labels < 128. The masks below change
+    // nothing at run time; they bound the laundered values for the verifier (a comparison
+    // would not do: the compiler would use it to drop the masks on later indexes).
+    let i = launder(&mut s.opaque[0], i as u64) as usize & MSG_MASK;
+    let labels = launder(&mut s.opaque[1], labels as u64) as usize & (MAX_LABELS - 1);
+    let name_len = i.wrapping_sub(HEADER_LEN) & 0xff;
     let q_end = i + 1 + 4;
     if q_end > msg_len || q_end > loaded {
         return Err(Reason::Malformed);
@@ -174,7 +201,7 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
 /// whose qtype set does not hold the query's type is skipped and the search goes on. The
 /// root has no labels and is never matched.
 #[inline(always)]
-pub fn find_rule<F>(cfg: &Config, s: &Scratch, q: &Query, mut lookup: F) -> Option<Slot>
+pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, mut lookup: F) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
 {
@@ -184,7 +211,7 @@ where
         if k >= q.labels {
             break;
         }
-        let depth = q.labels - k;
+        let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
         if cfg.has_depth(depth) {
             let idx = k & (MAX_LABELS - 1);
             let start = s.starts[idx] as usize;
@@ -274,7 +301,7 @@ pub(crate) mod tests {
             let msg = query(7, qname, qtype, None);
             let (mut s, n) = load(&msg);
             let q = parse_query(&mut s, n, msg.len()).expect("query parses");
-            find_rule(&self.cfg, &s, &q, |k| self.map.get(k).copied())
+            find_rule(&self.cfg, &mut s, &q, |k| self.map.get(k).copied())
         }
     }
 
@@ -416,7 +443,7 @@ pub(crate) mod tests {
         let (mut s, n) = load(&msg);
         let q = parse_query(&mut s, n, msg.len()).expect("parses");
         let mut lookups = 0;
-        let hit = find_rule(&r.cfg, &s, &q, |k| {
+        let hit = find_rule(&r.cfg, &mut s, &q, |k| {
             lookups += 1;
             r.map.get(k).copied()
         });

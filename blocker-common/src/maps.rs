@@ -246,8 +246,10 @@ impl Config {
     /// Whether some rule has `depth` labels.
     #[inline(always)]
     pub fn has_depth(&self, depth: usize) -> bool {
-        let d = depth & 127;
-        (self.depth_mask[d >> 6] >> (d & 63)) & 1 == 1
+        // A branch, not `depth_mask[d >> 6]`: indexing a map value with `d` would make the
+        // BPF verifier track `d` (and the label count it comes from) exactly.
+        let word = if depth < 64 { self.depth_mask[0] } else { self.depth_mask[1] };
+        (word >> (depth & 63)) & 1 == 1 && depth < 128
     }
 
     /// Whether the program inspects UDP packets to `port`.

@@ -1,0 +1,44 @@
+//! The program's maps. Names, key and value types come from blocker-common; user space opens
+//! the same maps by their pinned names.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+};
+use blocker_common::{
+    dns::Scratch, Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY,
+    MAX_ORDERS,
+};
+
+/// Canonical-name key → the rules at that name (two copies, see `Config::active`).
+/// Allocated on demand (no prealloc): memory follows the number of rules, not the capacity.
+#[map(name = "BLK_RULES")]
+pub static RULES: HashMap<RuleKey, RuleValue> =
+    HashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Entry 0: run-time settings.
+#[map(name = "BLK_CONFIG")]
+pub static CONFIG: Array<Config> = Array::pinned(1, 0);
+
+/// Order id → EDE code and text.
+#[map(name = "BLK_ORDERS")]
+pub static ORDERS: Array<OrderInfo> = Array::pinned(MAX_ORDERS, 0);
+
+/// Order id → hits by action, per CPU.
+#[map(name = "BLK_ORDER_HITS")]
+pub static ORDER_HITS: PerCpuArray<OrderHits> = PerCpuArray::pinned(MAX_ORDERS, 0);
+
+/// Rule id → hits, per CPU. An entry exists only once its rule has been hit, so a list of
+/// ten million rules costs counter memory only for the rules that match traffic.
+#[map(name = "BLK_RULE_HITS")]
+pub static RULE_HITS: PerCpuHashMap<u32, u64> =
+    PerCpuHashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Entry 0: packets by exit reason, per CPU.
+#[map(name = "BLK_STATS")]
+pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
+
+/// Entry 0: working memory (not pinned: each loaded program has its own).
+#[map(name = "BLK_SCRATCH")]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
