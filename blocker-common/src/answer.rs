@@ -12,7 +12,9 @@
 //! query; the EXTRA-TEXT is shortened to fit.
 
 use crate::dns::{launder, Query, Scratch, MSG_BUF, MSG_MASK};
-use crate::maps::{Action, Config, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, MAX_EDE_TEXT};
+use crate::maps::{
+    Action, Config, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, MAX_EDE_TEXT,
+};
 
 /// Largest number of bytes an answer may add to the query it replaces.
 pub const MAX_GROWTH: usize = 64;
@@ -41,11 +43,18 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
 /// the answer for `action` and returns the answer's length. `action` must be one that answers
 /// (not `Pass`, `Drop` or `None`). `order` supplies the EDE code and text; without it the
 /// answer carries `cfg.default_ede` and no text.
+///
+/// The answer is at most `max_len` bytes (normally `query_len + MAX_GROWTH`; `query_len`
+/// when the frame cannot grow). To fit, the EDE text is shortened, then the EDE option
+/// dropped (the OPT record stays), then a sinkhole record dropped (NODATA). Calling it again
+/// on its own output with a smaller `max_len` gives the smaller answer: it reads only the
+/// question and the header bits it keeps.
 #[inline(always)]
 pub fn write_answer(
     s: &mut Scratch,
     q: &Query,
     query_len: usize,
+    max_len: usize,
     action: Action,
     cfg: &Config,
     order: Option<&OrderInfo>,
@@ -54,6 +63,12 @@ pub fn write_answer(
     // the QNAME length); laundered, the answer code is verified once instead of per path.
     let action = Action::from_u8(launder(&mut s.opaque[12], action as u8 as u64) as u8);
     let query_len = launder(&mut s.opaque[13], query_len as u64) as usize & 0xffff;
+    let max_len = launder(&mut s.opaque[18], max_len as u64) as usize & 0xffff;
+    let max_len = if max_len > query_len + MAX_GROWTH {
+        query_len + MAX_GROWTH
+    } else {
+        max_len
+    };
     let q = &Query {
         labels: 0,
         name_len: 0,
@@ -77,6 +92,11 @@ pub fn write_answer(
                 rdata_len = 4;
             } else if q.qtype == 28 && cfg.flags & CONFIG_SINKHOLE_V6 != 0 {
                 rdata_len = 16;
+            }
+            // The record (and the OPT record, if any) must fit.
+            let opt = if q.edns { 11 } else { 0 };
+            if rdata_len != 0 && q.q_end + 12 + rdata_len + opt > max_len {
+                rdata_len = 0;
             }
         }
         _ => {}
@@ -121,12 +141,20 @@ pub fn write_answer(
 
     if q.edns {
         let (code, text_len) = match order {
-            Some(o) => (if o.ede_code != 0 { o.ede_code } else { cfg.default_ede }, o.text_len as usize),
+            Some(o) => (
+                if o.ede_code != 0 {
+                    o.ede_code
+                } else {
+                    cfg.default_ede
+                },
+                o.text_len as usize,
+            ),
             None => (cfg.default_ede, 0),
         };
         // OPT fixed part (11) + EDE option header (4) + info-code (2), then the text.
         let fixed_end = at + 11 + 6;
-        let budget = (query_len + MAX_GROWTH).saturating_sub(fixed_end);
+        let with_ede = fixed_end <= max_len;
+        let budget = max_len.saturating_sub(fixed_end);
         let mut tl = text_len;
         if tl > MAX_EDE_TEXT {
             tl = MAX_EDE_TEXT;
@@ -141,20 +169,26 @@ pub fn write_answer(
         put(msg, at + 6, 0); // version
         put(msg, at + 7, if q.dnssec_ok { 0x80 } else { 0 });
         put(msg, at + 8, 0);
-        put16(msg, at + 9, (4 + 2 + tl) as u16);
-        put16(msg, at + 11, EDE_OPTION);
-        put16(msg, at + 13, (2 + tl) as u16);
-        put16(msg, at + 15, code);
-        at = fixed_end;
-        if let Some(o) = order {
-            for i in 0..MAX_EDE_TEXT {
-                if i >= tl {
-                    break;
+        if !with_ede {
+            // No room for the EDE option: an OPT record without options.
+            put16(msg, at + 9, 0);
+            at += 11;
+        } else {
+            put16(msg, at + 9, (4 + 2 + tl) as u16);
+            put16(msg, at + 11, EDE_OPTION);
+            put16(msg, at + 13, (2 + tl) as u16);
+            put16(msg, at + 15, code);
+            at = fixed_end;
+            if let Some(o) = order {
+                for i in 0..MAX_EDE_TEXT {
+                    if i >= tl {
+                        break;
+                    }
+                    put(msg, at + i, o.ede_text[i]);
                 }
-                put(msg, at + i, o.ede_text[i]);
             }
+            at += tl;
         }
-        at += tl;
     }
     // Zero the bytes up to the next multiple of 4, so a checksum over the rounded length is
     // the checksum of the answer.
@@ -172,11 +206,24 @@ mod tests {
     use crate::dns::tests::{load, query, wire};
     use crate::dns::{parse_query, LOAD_MAX};
 
-    fn answer(msg: &[u8], action: Action, cfg: &Config, order: Option<&OrderInfo>) -> std::vec::Vec<u8> {
+    fn answer(
+        msg: &[u8],
+        action: Action,
+        cfg: &Config,
+        order: Option<&OrderInfo>,
+    ) -> std::vec::Vec<u8> {
         let (mut s, n) = load(msg);
         assert!(n <= LOAD_MAX);
         let q = parse_query(&mut s, n, msg.len()).expect("parses");
-        let len = write_answer(&mut s, &q, msg.len(), action, cfg, order);
+        let len = write_answer(
+            &mut s,
+            &q,
+            msg.len(),
+            msg.len() + MAX_GROWTH,
+            action,
+            cfg,
+            order,
+        );
         s.msg[..len].to_vec()
     }
 
@@ -206,7 +253,12 @@ mod tests {
         let o = order(text);
         let q = query(1, &wire("a.test"), 1, Some((true, &[])));
         let a = answer(&q, Action::Nxdomain, &Config::default(), Some(&o));
-        assert!(a.len() <= q.len() + MAX_GROWTH, "{} > {} + 64", a.len(), q.len());
+        assert!(
+            a.len() <= q.len() + MAX_GROWTH,
+            "{} > {} + 64",
+            a.len(),
+            q.len()
+        );
         let qe = 12 + wire("a.test").len() + 5;
         assert_eq!(&a[12..qe], &q[12..qe]);
         assert_eq!(&a[10..12], &[0, 1], "ARCOUNT");
@@ -219,12 +271,20 @@ mod tests {
         assert_eq!(&opt[17..], &text.as_bytes()[..tl]);
         assert_eq!(a.len(), q.len() + MAX_GROWTH);
         // A query with a long OPT (padding) has room for the whole text.
-        let pad = [0u8, 12, 0, 60].iter().copied().chain(std::iter::repeat_n(0, 60)).collect::<std::vec::Vec<u8>>();
+        let pad = [0u8, 12, 0, 60]
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0, 60))
+            .collect::<std::vec::Vec<u8>>();
         let q = query(1, &wire("a.test"), 1, Some((false, &pad)));
         let a = answer(&q, Action::Refused, &Config::default(), Some(&o));
         assert_eq!(a[3] & 0x0f, RCODE_REFUSED);
         assert_eq!(&a[a.len() - 64..], text.as_bytes());
-        assert_eq!(a.len(), q.len() + 6, "EDE header is 6 bytes longer than the padding option header");
+        assert_eq!(
+            a.len(),
+            q.len() + 6,
+            "EDE header is 6 bytes longer than the padding option header"
+        );
     }
 
     #[test]
@@ -238,7 +298,10 @@ mod tests {
         let a = answer(&q, Action::Sinkhole, &cfg, None);
         assert_eq!(&a[6..8], &[0, 1]);
         let rr = &a[q.len()..];
-        assert_eq!(rr, &[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        assert_eq!(
+            rr,
+            &[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]
+        );
         let q = query(1, &wire("x.test"), 28, None);
         let a = answer(&q, Action::Sinkhole, &cfg, None);
         assert_eq!(a.len(), q.len() + 28);
@@ -249,6 +312,46 @@ mod tests {
         cfg.flags = CONFIG_SINKHOLE_V6;
         let q = query(1, &wire("x.test"), 1, None);
         assert_eq!(answer(&q, Action::Sinkhole, &cfg, None).len(), q.len());
+    }
+
+    #[test]
+    fn shrinks_to_fit_a_frame_that_cannot_grow() {
+        let o = order("Court of Milan");
+        let q = query(1, &wire("a.test"), 1, Some((false, &[])));
+        let (mut s, n) = load(&q);
+        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let full = write_answer(
+            &mut s,
+            &pq,
+            q.len(),
+            q.len() + MAX_GROWTH,
+            Action::Nxdomain,
+            &Config::default(),
+            Some(&o),
+        );
+        assert_eq!(full, q.len() + 6 + 14);
+        // Again on its own output, with no growth allowed: OPT without EDE.
+        let small = write_answer(
+            &mut s,
+            &pq,
+            q.len(),
+            q.len(),
+            Action::Nxdomain,
+            &Config::default(),
+            Some(&o),
+        );
+        assert_eq!(small, q.len());
+        assert_eq!(s.msg[3] & 0xf, RCODE_NXDOMAIN);
+        assert_eq!(&s.msg[small - 2..small], &[0, 0], "OPT RDLENGTH 0");
+        assert_eq!(&s.msg[12..pq.q_end], &q[12..pq.q_end]);
+        // A sinkhole record that does not fit becomes NODATA.
+        let mut cfg = Config::default();
+        cfg.flags = CONFIG_SINKHOLE_V4;
+        let q = query(1, &wire("a.test"), 1, None);
+        let (mut s, n) = load(&q);
+        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let len = write_answer(&mut s, &pq, q.len(), q.len(), Action::Sinkhole, &cfg, None);
+        assert_eq!((len, s.msg[7]), (q.len(), 0));
     }
 
     #[test]

@@ -188,7 +188,16 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
         dnssec_ok = m[(o + 7) & MSG_MASK] & 0x80 != 0;
     }
 
-    Ok(Query { labels, name_len, name_hash: h, qtype, qclass, q_end, edns, dnssec_ok })
+    Ok(Query {
+        labels,
+        name_len,
+        name_hash: h,
+        qtype,
+        qclass,
+        q_end,
+        edns,
+        dnssec_ok,
+    })
 }
 
 /// Finds the most specific rule that decides `q`. `lookup` returns the rules in force at a
@@ -285,17 +294,33 @@ pub(crate) mod tests {
 
     impl Rules {
         fn new() -> Rules {
-            Rules { cfg: Config::default(), map: HashMap::new() }
+            Rules {
+                cfg: Config::default(),
+                map: HashMap::new(),
+            }
         }
         fn add(&mut self, name: &str, here: Option<(Action, u32)>, below: Option<(Action, u32)>) {
             let w = wire(name);
             let depth = name.split('.').filter(|l| !l.is_empty()).count();
             self.cfg.depth_mask[depth >> 6] |= 1 << (depth & 63);
             let slot = |a: Option<(Action, u32)>| match a {
-                Some((a, id)) => Slot { rule_id: id, order_id: 0, action: a as u8, flags: 0, qtypes: QTYPES_ALL, scope: 0 },
+                Some((a, id)) => Slot {
+                    rule_id: id,
+                    order_id: 0,
+                    action: a as u8,
+                    flags: 0,
+                    qtypes: QTYPES_ALL,
+                    scope: 0,
+                },
                 None => Slot::default(),
             };
-            self.map.insert(key_of_canonical(&w), RuleSet { here: slot(here), below: slot(below) });
+            self.map.insert(
+                key_of_canonical(&w),
+                RuleSet {
+                    here: slot(here),
+                    below: slot(below),
+                },
+            );
         }
         fn decide(&self, qname: &[u8], qtype: u16) -> Option<Slot> {
             let msg = query(7, qname, qtype, None);
@@ -319,7 +344,13 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_edns_and_do_bit() {
-        let q = parse(&query(1, &wire("a.test"), 28, Some((true, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])))).expect("parses");
+        let q = parse(&query(
+            1,
+            &wire("a.test"),
+            28,
+            Some((true, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])),
+        ))
+        .expect("parses");
         assert!(q.edns && q.dnssec_ok);
         let q = parse(&query(1, &wire("a.test"), 28, Some((false, &[])))).expect("parses");
         assert!(q.edns && !q.dnssec_ok);
@@ -338,9 +369,15 @@ pub(crate) mod tests {
         two[5] = 2;
         assert_eq!(parse(&two), Err(Reason::NotQuery));
         // A compression pointer in the QNAME.
-        assert_eq!(parse(&query(1, &[1, b'a', 0xc0, 0x0c], 1, None)), Err(Reason::BadName));
+        assert_eq!(
+            parse(&query(1, &[1, b'a', 0xc0, 0x0c], 1, None)),
+            Err(Reason::BadName)
+        );
         // Reserved label types 0x40 and 0x80.
-        assert_eq!(parse(&query(1, &[0x41, b'a'], 1, None)), Err(Reason::BadName));
+        assert_eq!(
+            parse(&query(1, &[0x41, b'a'], 1, None)),
+            Err(Reason::BadName)
+        );
         // Truncated in the name.
         assert_eq!(parse(&ok[..15]), Err(Reason::BadName));
         // Truncated in QTYPE/QCLASS.
@@ -391,11 +428,23 @@ pub(crate) mod tests {
     #[test]
     fn most_specific_rule_wins() {
         let mut r = Rules::new();
-        r.add("example.com", Some((Action::Nxdomain, 1)), Some((Action::Nxdomain, 1)));
-        r.add("ok.example.com", Some((Action::Pass, 2)), Some((Action::Pass, 2)));
+        r.add(
+            "example.com",
+            Some((Action::Nxdomain, 1)),
+            Some((Action::Nxdomain, 1)),
+        );
+        r.add(
+            "ok.example.com",
+            Some((Action::Pass, 2)),
+            Some((Action::Pass, 2)),
+        );
         r.add("exact.test", Some((Action::Refused, 3)), None);
         r.add("wild.test", None, Some((Action::Nodata, 4)));
-        r.add("in.a.label.test", Some((Action::Drop, 5)), Some((Action::Drop, 5)));
+        r.add(
+            "in.a.label.test",
+            Some((Action::Drop, 5)),
+            Some((Action::Drop, 5)),
+        );
         let id = |name: &str| r.decide(&wire(name), 1).map(|s| s.rule_id);
         assert_eq!(id("example.com"), Some(1));
         assert_eq!(id("www.EXAMPLE.com"), Some(1));
@@ -420,14 +469,25 @@ pub(crate) mod tests {
     #[test]
     fn qtype_restricted_rules_fall_through() {
         let mut r = Rules::new();
-        r.add("example.com", Some((Action::Nxdomain, 1)), Some((Action::Nxdomain, 1)));
+        r.add(
+            "example.com",
+            Some((Action::Nxdomain, 1)),
+            Some((Action::Nxdomain, 1)),
+        );
         let w = wire("www.example.com");
         let depth = 3;
         r.cfg.depth_mask[0] |= 1 << depth;
         r.map.insert(
             key_of_canonical(&w),
             RuleSet {
-                here: Slot { rule_id: 9, order_id: 0, action: Action::Sinkhole as u8, flags: 0, qtypes: qtype_bit(1), scope: 0 },
+                here: Slot {
+                    rule_id: 9,
+                    order_id: 0,
+                    action: Action::Sinkhole as u8,
+                    flags: 0,
+                    qtypes: qtype_bit(1),
+                    scope: 0,
+                },
                 below: Slot::default(),
             },
         );
@@ -438,7 +498,11 @@ pub(crate) mod tests {
     #[test]
     fn depth_mask_skips_lookups() {
         let mut r = Rules::new();
-        r.add("example.com", Some((Action::Nxdomain, 1)), Some((Action::Nxdomain, 1)));
+        r.add(
+            "example.com",
+            Some((Action::Nxdomain, 1)),
+            Some((Action::Nxdomain, 1)),
+        );
         let msg = query(7, &wire("a.b.c.d.e.f.example.com"), 1, None);
         let (mut s, n) = load(&msg);
         let q = parse_query(&mut s, n, msg.len()).expect("parses");

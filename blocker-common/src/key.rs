@@ -152,8 +152,14 @@ mod tests {
 
     #[test]
     fn case_and_label_boundaries_matter() {
-        assert_eq!(key_of_canonical(&wire("Example.COM")), key_of_canonical(&wire("example.com")));
-        assert_ne!(key_of_canonical(&wire("badexample.com")), key_of_canonical(&wire("example.com")));
+        assert_eq!(
+            key_of_canonical(&wire("Example.COM")),
+            key_of_canonical(&wire("example.com"))
+        );
+        assert_ne!(
+            key_of_canonical(&wire("badexample.com")),
+            key_of_canonical(&wire("example.com"))
+        );
         // One label "a.b" (with a dot byte in it) is not two labels "a" "b".
         let one = [3, b'a', b'.', b'b'];
         assert_ne!(key_of_canonical(&one), key_of_canonical(&wire("a.b")));

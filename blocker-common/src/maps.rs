@@ -5,6 +5,8 @@
 
 /// Name of the XDP program in the object.
 pub const PROGRAM_NAME: &str = "blocker";
+/// Name of the program that passes everything (benchmark baseline, veth peer helper).
+pub const PROGRAM_NOOP: &str = "blocker_noop";
 
 /// Map names (as written in the object and pinned under the bpffs directory).
 /// Kernel object names are limited to 15 bytes; these are also the pin file names.
@@ -87,7 +89,9 @@ impl Action {
     }
 
     pub fn parse(s: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.as_str().eq_ignore_ascii_case(s))
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -248,7 +252,11 @@ impl Config {
     pub fn has_depth(&self, depth: usize) -> bool {
         // A branch, not `depth_mask[d >> 6]`: indexing a map value with `d` would make the
         // BPF verifier track `d` (and the label count it comes from) exactly.
-        let word = if depth < 64 { self.depth_mask[0] } else { self.depth_mask[1] };
+        let word = if depth < 64 {
+            self.depth_mask[0]
+        } else {
+            self.depth_mask[1]
+        };
         (word >> (depth & 63)) & 1 == 1 && depth < 128
     }
 
@@ -287,7 +295,12 @@ pub struct OrderInfo {
 
 impl Default for OrderInfo {
     fn default() -> Self {
-        OrderInfo { ede_code: 0, text_len: 0, _reserved: 0, ede_text: [0; MAX_EDE_TEXT] }
+        OrderInfo {
+            ede_code: 0,
+            text_len: 0,
+            _reserved: 0,
+            ede_text: [0; MAX_EDE_TEXT],
+        }
     }
 }
 
@@ -420,7 +433,9 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { counts: [0; REASON_COUNT] }
+        Stats {
+            counts: [0; REASON_COUNT],
+        }
     }
 }
 
@@ -428,7 +443,7 @@ impl Default for Stats {
 mod pod {
     // SAFETY: all of these are #[repr(C)], made only of integers and arrays of integers, with
     // no padding bytes (checked by the size tests below), so any bit pattern is valid.
-    unsafe impl aya::Pod for super::RuleKey {}
+    unsafe impl aya::Pod for crate::key::RuleKey {}
     unsafe impl aya::Pod for super::RuleValue {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::OrderInfo {}
@@ -447,7 +462,10 @@ mod tests {
         assert_eq!(size_of::<RuleSet>(), 24);
         assert_eq!(size_of::<RuleValue>(), 48);
         assert_eq!(size_of::<crate::RuleKey>(), 16);
-        assert_eq!(size_of::<Config>(), 4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 2);
+        assert_eq!(
+            size_of::<Config>(),
+            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 2
+        );
         assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
     }

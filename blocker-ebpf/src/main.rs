@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use blocker_common::{
-    answer::write_answer,
+    answer::{write_answer, MAX_GROWTH},
     dns::{find_rule, launder, parse_query, LOAD_MAX},
     Action, Config, Reason, Slot, ACTION_COUNT,
 };
@@ -129,7 +129,9 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Result<u16, Reason> {
 pub fn load<const N: usize>(ctx: &XdpContext, off: usize) -> Result<[u8; N], Reason> {
     let mut buf = [0u8; N];
     // SAFETY: `buf` has room for N bytes.
-    let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, off as u32, buf.as_mut_ptr().cast(), N as u32) };
+    let r = unsafe {
+        r#gen::bpf_xdp_load_bytes(ctx.ctx, off as u32, buf.as_mut_ptr().cast(), N as u32)
+    };
     if r != 0 {
         return Err(Reason::Malformed);
     }
@@ -223,7 +225,14 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
     if ulen < UdpHdr::LEN || l4 + ulen > l3_end {
         return Err(Reason::Malformed);
     }
-    Ok(Frame { l3, ihl, l4, dns: l4 + UdpHdr::LEN, msg_len: ulen - UdpHdr::LEN, v6 })
+    Ok(Frame {
+        l3,
+        ihl,
+        l4,
+        dns: l4 + UdpHdr::LEN,
+        msg_len: ulen - UdpHdr::LEN,
+        v6,
+    })
 }
 
 #[inline(always)]
@@ -243,7 +252,11 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         msg_len: launder(&mut s.opaque[6], f.msg_len as u64) as usize,
         v6: f.v6,
     };
-    if f.l3 > MAX_L4_OFFSET || f.l4 > MAX_L4_OFFSET || f.dns > MAX_L4_OFFSET + 8 || f.msg_len > 0xffff {
+    if f.l3 > MAX_L4_OFFSET
+        || f.l4 > MAX_L4_OFFSET
+        || f.dns > MAX_L4_OFFSET + 8
+        || f.msg_len > 0xffff
+    {
         return Err(Reason::Malformed);
     }
     if f.msg_len < blocker_common::dns::HEADER_LEN {
@@ -251,10 +264,19 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     }
 
     // Copy the part of the message we need (at most LOAD_MAX bytes) into scratch memory.
-    let loaded = if f.msg_len < LOAD_MAX { f.msg_len } else { LOAD_MAX };
+    let loaded = if f.msg_len < LOAD_MAX {
+        f.msg_len
+    } else {
+        LOAD_MAX
+    };
     // SAFETY: `s.msg` has room for LOAD_MAX bytes; the helper checks the packet bounds.
     let r = unsafe {
-        r#gen::bpf_xdp_load_bytes(ctx.ctx, f.dns as u32, s.msg.as_mut_ptr().cast(), loaded as u32)
+        r#gen::bpf_xdp_load_bytes(
+            ctx.ctx,
+            f.dns as u32,
+            s.msg.as_mut_ptr().cast(),
+            loaded as u32,
+        )
     };
     if r != 0 {
         return Err(Reason::Malformed);
@@ -283,16 +305,33 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         Action::Drop => Ok((XDP_DROP, Reason::Dropped)),
         _ => {
             let order = ORDERS.get(slot.order_id as u32);
-            let len = write_answer(s, &q, f.msg_len, action, cfg, order);
+            let len = write_answer(s, &q, f.msg_len, f.msg_len + MAX_GROWTH, action, cfg, order);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
-            match rewrite::to_answer(ctx, &f, s, len) {
+            let mut r = rewrite::to_answer(ctx, &f, s, len);
+            if let Err(rewrite::Failed::NoRoom) = r {
+                // The frame cannot grow (no tailroom, e.g. some veth and generic-XDP skbs):
+                // the same answer, shortened to the query's size.
+                let len = write_answer(s, &q, f.msg_len, f.msg_len, action, cfg, order);
+                r = rewrite::to_answer(ctx, &f, s, len);
+            }
+            match r {
                 Ok(()) => Ok((XDP_TX, Reason::of_action(action))),
-                Err(rewrite::Failed::Untouched) => Ok((XDP_PASS, Reason::RewriteFailed)),
+                Err(rewrite::Failed::Untouched | rewrite::Failed::NoRoom) => {
+                    Ok((XDP_PASS, Reason::RewriteFailed))
+                }
                 Err(rewrite::Failed::Changed) => Ok((XDP_DROP, Reason::RewriteFailed)),
             }
         }
     }
+}
+
+/// A program that passes every packet. It is the baseline of the benchmarks, and the program
+/// to put on the far end of a veth pair: native XDP_TX on a veth only delivers frames to a
+/// peer that runs an XDP program itself.
+#[xdp]
+pub fn blocker_noop(_ctx: XdpContext) -> u32 {
+    XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -16,6 +16,8 @@ use crate::{load, ptr_at, Frame, IPPROTO_UDP};
 pub enum Failed {
     /// Nothing was changed: the query can still be passed.
     Untouched,
+    /// The frame cannot grow to the answer's size; nothing was changed.
+    NoRoom,
     /// The frame was already changed: it must be dropped.
     Changed,
 }
@@ -63,7 +65,11 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     if delta != 0 {
         // SAFETY: plain helper call on our own context.
         if unsafe { r#gen::bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
-            return Err(Failed::Untouched);
+            return Err(if delta > 0 {
+                Failed::NoRoom
+            } else {
+                Failed::Untouched
+            });
         }
     }
     // From here on the frame is changed: a failure means drop.
@@ -73,7 +79,13 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     let padded = (len + 3) & !3usize;
     // SAFETY: `padded` ≤ MSG_BUF bytes of `s.msg` are read.
     let payload = unsafe {
-        r#gen::bpf_csum_diff(core::ptr::null_mut(), 0, s.msg.as_mut_ptr().cast(), padded as u32, 0)
+        r#gen::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            s.msg.as_mut_ptr().cast(),
+            padded as u32,
+            0,
+        )
     };
     if payload < 0 {
         return Err(Failed::Changed);
@@ -84,7 +96,9 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
 
     if f.v6 {
         // SAFETY: 40 bytes into the 64-byte `s.l3`.
-        let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), 40) };
+        let r = unsafe {
+            r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), 40)
+        };
         if r != 0 {
             return Err(Failed::Changed);
         }
@@ -109,7 +123,9 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
             return Err(Failed::Changed);
         }
         // SAFETY: at most 60 bytes into the 64-byte `s.l3`.
-        let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), ihl as u32) };
+        let r = unsafe {
+            r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), ihl as u32)
+        };
         if r != 0 {
             return Err(Failed::Changed);
         }
@@ -136,7 +152,13 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
         }
         // SAFETY: `ihl` ≤ 60 bytes of the 64-byte `s.l3`.
         let hsum = unsafe {
-            r#gen::bpf_csum_diff(core::ptr::null_mut(), 0, s.l3.as_mut_ptr().cast(), ihl as u32, 0)
+            r#gen::bpf_csum_diff(
+                core::ptr::null_mut(),
+                0,
+                s.l3.as_mut_ptr().cast(),
+                ihl as u32,
+                0,
+            )
         };
         if hsum < 0 {
             return Err(Failed::Changed);
@@ -159,7 +181,9 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
         check = 0xffff;
     }
     let c = check.to_ne_bytes();
-    let udp = [dport[0], dport[1], sport[0], sport[1], ulen_be[0], ulen_be[1], c[0], c[1]];
+    let udp = [
+        dport[0], dport[1], sport[0], sport[1], ulen_be[0], ulen_be[1], c[0], c[1],
+    ];
     store(ctx, f.l4, udp.as_ptr(), UdpHdr::LEN)?;
 
     let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Failed::Changed)?;

@@ -1,1 +1,10 @@
+//! The blocker controller: loads and pins the XDP program, attaches it to interfaces, turns
+//! court-ordered lists into rules in the pinned maps (atomically), and reports what the data
+//! plane counted. The `blocker` binary is a thin clap front end over [`cli`].
 
+pub mod cli;
+pub mod kernel;
+pub mod lists_stub;
+pub mod state;
+pub mod txn;
+pub use lists_stub as blocker_lists;

@@ -1,1 +1,60 @@
-fn main() {}
+//! Project orchestration: `cargo xtask setup | test | demo | bench`.
+//!
+//! Everything a fresh machine needs is installed by `setup`, idempotently; `test` and `demo`
+//! run it first.
+
+mod demo;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "blocker's project commands")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (Debian packages, bpf-linker), mount bpffs,
+    /// check the kernel. Idempotent.
+    Setup,
+    /// Set up, then run every test: host unit tests and the root-only integration tests.
+    Test {
+        /// Only the host unit tests (no root, no kernel).
+        #[arg(long)]
+        host_only: bool,
+        /// Extra arguments for the integration test binary (e.g. a test name filter).
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
+    /// Set up, build, and show blocker answering real queries on a throwaway veth pair.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::Test { host_only, rest } => test(host_only, &rest),
+        Cmd::Demo => {
+            setup::run()?;
+            demo::run()
+        }
+    }
+}
+
+fn test(host_only: bool, rest: &[String]) -> Result<()> {
+    setup::run()?;
+    util::step("host unit tests");
+    util::cargo(&["test", "--locked", "-p", "blocker-common", "-p", "blocker-lists", "-p", "blocker-userspace", "-p", "xtask"])?;
+    if host_only {
+        return Ok(());
+    }
+    util::step("integration tests (root: BPF_PROG_TEST_RUN and network namespaces)");
+    let mut args = vec!["test", "--locked", "-p", "blocker-tests", "--", "--test-threads=1"];
+    args.extend(rest.iter().map(String::as_str));
+    util::cargo(&args)
+}

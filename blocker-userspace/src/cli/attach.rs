@@ -1,0 +1,140 @@
+//! `blocker attach`: load the program (once) and attach it to interfaces.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use aya::programs::{links::FdLink, XdpMode};
+use blocker_common::DEFAULT_RULE_CAPACITY;
+
+use super::Ctx;
+use crate::{
+    kernel::{load_and_pin, pin_link, pinned_program},
+    state::{now, Interface},
+    txn::Controller,
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Native (driver) XDP; generic XDP when the driver has no native support.
+    Auto,
+    /// Native (driver) XDP only.
+    Native,
+    /// Generic (skb) XDP: works on any interface, slower.
+    Skb,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Interface to attach to (repeat for several).
+    #[arg(long = "iface", short = 'i', required = true, value_name = "IF")]
+    pub ifaces: Vec<String>,
+    /// Attachment mode.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Attach to interfaces of this network namespace (a name under /run/netns), e.g. when the
+    /// edge interfaces live in a container or a test namespace. Recorded as IF@NETNS.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Attach blocker's no-op program (passes everything) instead. Native XDP_TX on a veth
+    /// pair only delivers answers when the far end also runs an XDP program: attach this to
+    /// the client end when testing on veths. Real NICs need nothing of the kind.
+    #[arg(long)]
+    pub noop: bool,
+    /// Number of names the rule map can hold. Fixed when blocker is first loaded; changing
+    /// it needs `blocker detach --purge`.
+    #[arg(long, default_value_t = DEFAULT_RULE_CAPACITY)]
+    pub capacity: u32,
+}
+
+/// Moves this process into a named network namespace (only the network namespace: the BPF
+/// filesystem stays the one of the caller).
+fn enter_netns(name: &str) -> Result<()> {
+    if name.contains('/') || name.is_empty() {
+        anyhow::bail!("--netns {name:?}: give the name of a namespace under /run/netns");
+    }
+    let path = std::path::Path::new("/run/netns").join(name);
+    let f = std::fs::File::open(&path)
+        .with_context(|| format!("opening network namespace {}", path.display()))?;
+    // SAFETY: setns on a file descriptor we own; this process is single-threaded here.
+    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("entering network namespace {name}"));
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
+    if !ctx.pins.loaded() {
+        load_and_pin(&ctx.pins, args.capacity)?;
+        println!("loaded blocker into {}", ctx.pins.dir.display());
+    }
+    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let mut prog = pinned_program(&ctx.pins, args.noop)?;
+    if let Some(ns) = &args.netns {
+        enter_netns(ns)?;
+    }
+    for ifname in &args.ifaces {
+        let key = match &args.netns {
+            Some(ns) => format!("{ifname}@{ns}"),
+            None => ifname.clone(),
+        };
+        let iface = &key;
+        if ctx.pins.link(iface).exists() {
+            let mode = c
+                .state
+                .interfaces
+                .get(iface)
+                .map(|i| i.mode.as_str())
+                .unwrap_or("?");
+            println!("{iface}: already attached ({mode})");
+            continue;
+        }
+        let tries: &[(XdpMode, &str)] = match args.mode {
+            Mode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
+            Mode::Native => &[(XdpMode::Driver, "native")],
+            Mode::Skb => &[(XdpMode::Skb, "skb")],
+        };
+        let mut last_err = None;
+        let mut done = None;
+        for (mode, label) in tries {
+            match prog.attach(ifname, *mode) {
+                Ok(id) => {
+                    done = Some((id, *label));
+                    break;
+                }
+                Err(e) => {
+                    if args.mode == Mode::Auto && *label == "native" {
+                        println!("{iface}: native XDP failed ({e}); falling back to skb mode");
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        let Some((id, label)) = done else {
+            let e = last_err
+                .map(anyhow::Error::from)
+                .unwrap_or_else(|| anyhow::anyhow!("no mode tried"));
+            return Err(e.context(format!("attaching to {iface}")));
+        };
+        let label = match (args.noop, label) {
+            (true, "native") => "native, no-op",
+            (true, _) => "skb, no-op",
+            (false, l) => l,
+        };
+        let link = prog.take_link(id)?;
+        let link =
+            FdLink::try_from(link).context("the kernel gave no bpf_link for this attachment")?;
+        pin_link(&ctx.pins, iface, link)?;
+        c.state.interfaces.insert(
+            iface.clone(),
+            Interface {
+                mode: label.to_string(),
+                since: now(),
+            },
+        );
+        c.save()?;
+        println!("{iface}: attached ({label})");
+    }
+    Ok(ExitCode::SUCCESS)
+}

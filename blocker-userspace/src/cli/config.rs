@@ -1,0 +1,121 @@
+//! `blocker config`: data-plane settings that operators change at run time.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::ExitCode,
+};
+
+use anyhow::{bail, Result};
+use blocker_common::{EDE_BLOCKED, EDE_CENSORED, MAX_PORTS};
+
+use super::Ctx;
+use crate::txn::Controller;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Show the settings.
+    Show(ShowArgs),
+    /// Change settings; the data plane uses them from the next packet.
+    Set(SetArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SetArgs {
+    /// UDP destination port to inspect (repeat, up to 8; replaces the list).
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+    /// Address of sinkhole A answers.
+    #[arg(long, conflicts_with = "no_sinkhole_v4")]
+    pub sinkhole_v4: Option<Ipv4Addr>,
+    /// Address of sinkhole AAAA answers.
+    #[arg(long, conflicts_with = "no_sinkhole_v6")]
+    pub sinkhole_v6: Option<Ipv6Addr>,
+    /// Remove the A sinkhole address (sinkhole rules answer NODATA to A queries).
+    #[arg(long)]
+    pub no_sinkhole_v4: bool,
+    /// Remove the AAAA sinkhole address.
+    #[arg(long)]
+    pub no_sinkhole_v6: bool,
+    /// TTL of sinkhole records, in seconds.
+    #[arg(long)]
+    pub sinkhole_ttl: Option<u32>,
+    /// EDE info-code of orders that set none: 16 (Censored) or 15 (Blocked).
+    #[arg(long)]
+    pub ede_code: Option<u16>,
+}
+
+pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Show(a) => {
+            let state = ctx.dir.load()?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&state.settings)?);
+            } else {
+                let s = &state.settings;
+                let ports: Vec<String> = s.ports.iter().map(u16::to_string).collect();
+                println!("ports         {}", ports.join(" "));
+                println!(
+                    "sinkhole-v4   {}",
+                    s.sinkhole_v4
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "none".into())
+                );
+                println!(
+                    "sinkhole-v6   {}",
+                    s.sinkhole_v6
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "none".into())
+                );
+                println!("sinkhole-ttl  {}", s.sinkhole_ttl);
+                println!("ede-code      {}", s.default_ede);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Set(a) => {
+            let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+            let mut s = c.state.settings.clone();
+            if !a.ports.is_empty() {
+                if a.ports.len() > MAX_PORTS {
+                    bail!(
+                        "--port given {} times; at most {MAX_PORTS} ports",
+                        a.ports.len()
+                    );
+                }
+                let mut p = a.ports.clone();
+                p.dedup();
+                s.ports = p;
+            }
+            if let Some(v) = a.sinkhole_v4 {
+                s.sinkhole_v4 = Some(v);
+            }
+            if a.no_sinkhole_v4 {
+                s.sinkhole_v4 = None;
+            }
+            if let Some(v) = a.sinkhole_v6 {
+                s.sinkhole_v6 = Some(v);
+            }
+            if a.no_sinkhole_v6 {
+                s.sinkhole_v6 = None;
+            }
+            if let Some(t) = a.sinkhole_ttl {
+                s.sinkhole_ttl = t;
+            }
+            if let Some(code) = a.ede_code {
+                if code != EDE_BLOCKED && code != EDE_CENSORED {
+                    bail!("--ede-code {code}: use 16 (Censored) or 15 (Blocked)");
+                }
+                s.default_ede = code;
+            }
+            c.set_settings(s)?;
+            println!("settings updated");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

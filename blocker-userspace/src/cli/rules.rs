@@ -1,0 +1,482 @@
+//! `blocker rules`: add, remove, list and load rules.
+
+use std::{collections::HashSet, path::PathBuf, process::ExitCode};
+
+use crate::blocker_lists::{Format, Name, Options};
+use anyhow::{bail, Context, Result};
+use blocker_common::{qtype_bit, Action, Kind, EDE_BLOCKED, EDE_CENSORED, QTYPES_ALL};
+use serde::Serialize;
+
+use super::{parse_qtype, qtypes_display, Ctx};
+use crate::{
+    state::{check_ede_text, now, Order, Rule},
+    txn::{Controller, OrderChange, Summary},
+};
+
+/// Order used when a command names none.
+pub const DEFAULT_ORDER: &str = "default";
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Add one rule (or replace the rule with the same name and match kind).
+    ///
+    /// NAME matches exactly by default; `*.example.com` (or --below) matches only names
+    /// strictly below example.com; --subtree matches example.com and every name below it.
+    Add(AddArgs),
+    /// Remove one rule.
+    Remove(RemoveArgs),
+    /// List rules.
+    List(ListArgs),
+    /// Replace an order's rules with the contents of list files, atomically.
+    ///
+    /// Formats: plain (one name per line; `#` comments; adblock `||name^`), hosts
+    /// (`0.0.0.0 name`), RPZ zone files. In plain and hosts lists a bare name means the name
+    /// and all its subdomains (--match subtree, the usual meaning of a court order) and
+    /// `*.example.com` means only names strictly below example.com (as in RPZ). RPZ files
+    /// keep RPZ semantics: `name` is that name only, `*.name` the names below it.
+    ///
+    /// Nothing changes unless the whole load succeeds: an invalid entry refuses the load
+    /// (FILE:LINE: reason) unless --skip-invalid is given. The data plane sees the old rules
+    /// until the new ones are complete.
+    Load(LoadArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CliAction {
+    Pass,
+    Drop,
+    Nxdomain,
+    Refused,
+    Nodata,
+    Sinkhole,
+    Tc,
+}
+
+impl From<CliAction> for Action {
+    fn from(a: CliAction) -> Action {
+        match a {
+            CliAction::Pass => Action::Pass,
+            CliAction::Drop => Action::Drop,
+            CliAction::Nxdomain => Action::Nxdomain,
+            CliAction::Refused => Action::Refused,
+            CliAction::Nodata => Action::Nodata,
+            CliAction::Sinkhole => Action::Sinkhole,
+            CliAction::Tc => Action::Tc,
+        }
+    }
+}
+
+/// Order options shared by `add` and `load`: they create the order or change it.
+#[derive(clap::Args, Debug)]
+pub struct OrderOpts {
+    /// The order the rules belong to (created if new).
+    #[arg(long, default_value = DEFAULT_ORDER)]
+    pub order: String,
+    /// EDE EXTRA-TEXT of the order (at most 64 bytes); defaults to the order's name.
+    #[arg(long)]
+    pub ede_text: Option<String>,
+    /// EDE info-code of the order: 16 (Censored, default) or 15 (Blocked).
+    #[arg(long, value_parser = parse_ede_code)]
+    pub ede_code: Option<u16>,
+}
+
+fn parse_ede_code(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(EDE_BLOCKED) => Ok(EDE_BLOCKED),
+        Ok(EDE_CENSORED) => Ok(EDE_CENSORED),
+        _ => Err(format!("{s:?}: use 16 (Censored) or 15 (Blocked)")),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    /// Domain name (IDN allowed; `*.name` means names below it).
+    pub name: String,
+    /// Match the name and every name below it.
+    #[arg(long, conflicts_with = "below")]
+    pub subtree: bool,
+    /// Match only names strictly below the name.
+    #[arg(long)]
+    pub below: bool,
+    /// What to do; the order's default action when omitted (nxdomain for a new order).
+    #[arg(long, value_enum)]
+    pub action: Option<CliAction>,
+    /// Restrict the rule to these query types (repeat; default all).
+    #[arg(long = "qtype", value_name = "TYPE")]
+    pub qtypes: Vec<String>,
+    #[command(flatten)]
+    pub order: OrderOpts,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    /// Domain name as it was added.
+    pub name: String,
+    /// Remove the subtree rule.
+    #[arg(long, conflicts_with = "below")]
+    pub subtree: bool,
+    /// Remove the below rule (also `*.name`).
+    #[arg(long)]
+    pub below: bool,
+    /// The order the rule belongs to.
+    #[arg(long, default_value = DEFAULT_ORDER)]
+    pub order: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Only this order's rules.
+    #[arg(long)]
+    pub order: Option<String>,
+    /// Machine-readable output (one JSON array).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CliFormat {
+    Auto,
+    Plain,
+    Hosts,
+    Rpz,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CliMatch {
+    /// A bare name blocks the name and all names below it.
+    Subtree,
+    /// A bare name blocks that name only.
+    Exact,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// List files (several files make one rule set).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = CliFormat::Auto)]
+    pub format: CliFormat,
+    /// What a bare name in a plain or hosts list matches.
+    #[arg(long = "match", value_enum, default_value_t = CliMatch::Subtree)]
+    pub matching: CliMatch,
+    /// Action of entries that do not carry one (RPZ entries do); default: the order's
+    /// default action (nxdomain for a new order). Also becomes the order's default action.
+    #[arg(long, value_enum)]
+    pub action: Option<CliAction>,
+    /// Apply the valid entries and report the invalid ones instead of refusing the load.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    #[command(flatten)]
+    pub order: OrderOpts,
+}
+
+pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Add(a) => add(ctx, a),
+        Command::Remove(a) => remove(ctx, a),
+        Command::List(a) => list(ctx, a),
+        Command::Load(a) => load(ctx, a),
+    }
+}
+
+/// The order named in `opts`, created with defaults if new, updated with the given options.
+pub fn order_for(c: &Controller, opts: &OrderOpts, action: Option<Action>) -> Result<Order> {
+    if opts.order.is_empty()
+        || opts.order.len() > 128
+        || opts.order.chars().any(|ch| ch.is_control())
+    {
+        bail!(
+            "--order {:?}: an order name is 1 to 128 printable characters",
+            opts.order
+        );
+    }
+    let mut o = match c.state.order(&opts.order) {
+        Some(o) => o.clone(),
+        None => {
+            let text: String = {
+                let mut t = String::new();
+                for ch in opts.order.chars() {
+                    if t.len() + ch.len_utf8() > blocker_common::MAX_EDE_TEXT {
+                        break;
+                    }
+                    t.push(ch);
+                }
+                t
+            };
+            Order {
+                id: c.state.free_order_id()?,
+                name: opts.order.clone(),
+                default_action: Action::Nxdomain,
+                ede_code: 0,
+                ede_text: text,
+                created: now(),
+                updated: now(),
+                sources: Vec::new(),
+                rules: 0,
+                rules_file: String::new(),
+            }
+        }
+    };
+    if let Some(t) = &opts.ede_text {
+        check_ede_text(t).context("--ede-text")?;
+        o.ede_text = t.clone();
+    }
+    if let Some(code) = opts.ede_code {
+        o.ede_code = code;
+    }
+    if let Some(a) = action {
+        o.default_action = a;
+    }
+    Ok(o)
+}
+
+fn cli_name(s: &str, below_flag: bool, subtree_flag: bool) -> Result<(Name, Kind)> {
+    let (text, star) = match s.strip_prefix("*.") {
+        Some(rest) => (rest, true),
+        None => (s, false),
+    };
+    let name =
+        crate::blocker_lists::normalize_name(text).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
+    let kind = if star || below_flag {
+        Kind::Below
+    } else if subtree_flag {
+        Kind::Subtree
+    } else {
+        Kind::Exact
+    };
+    Ok((name, kind))
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "generation {}: {} rules added, {} removed, {} unchanged ({} names changed in the kernel)",
+        s.generation, s.rules_added, s.rules_removed, s.rules_kept, s.names_changed
+    );
+}
+
+fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
+    let (name, kind) = cli_name(&a.name, a.below, a.subtree)?;
+    let mut qtypes = if a.qtypes.is_empty() { QTYPES_ALL } else { 0 };
+    for t in &a.qtypes {
+        qtypes |= qtype_bit(parse_qtype(t)?);
+    }
+    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let order = order_for(&c, &a.order, None)?;
+    let action = a.action.map(Action::from).unwrap_or(order.default_action);
+    let mut rules = match c.state.order(&order.name) {
+        Some(o) => c.dir.read_rules(o)?,
+        None => Vec::new(),
+    };
+    rules.retain(|r| !(r.name == name && r.kind == kind));
+    rules.push(Rule {
+        name: name.clone(),
+        kind,
+        action,
+        qtypes,
+        id: 0,
+        source: "cli".into(),
+    });
+    let s = c.apply(vec![OrderChange::Put {
+        order,
+        rules: Some(rules),
+    }])?;
+    println!(
+        "added {} {} {} ({})",
+        kind.as_str(),
+        name,
+        action.as_str(),
+        a.order.order
+    );
+    print_summary(&s);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<ExitCode> {
+    let (name, kind) = cli_name(&a.name, a.below, a.subtree)?;
+    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let Some(order) = c.state.order(&a.order).cloned() else {
+        bail!("no order named {:?} (see `blocker orders list`)", a.order);
+    };
+    let mut rules = c.dir.read_rules(&order)?;
+    let before = rules.len();
+    rules.retain(|r| !(r.name == name && r.kind == kind));
+    if rules.len() == before {
+        bail!(
+            "order {:?} has no {} rule for {}",
+            a.order,
+            kind.as_str(),
+            name
+        );
+    }
+    let s = c.apply(vec![OrderChange::Put {
+        order,
+        rules: Some(rules),
+    }])?;
+    println!("removed {} {} ({})", kind.as_str(), name, a.order);
+    print_summary(&s);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ListedRule<'a> {
+    order: &'a str,
+    name: String,
+    #[serde(rename = "match")]
+    kind: &'static str,
+    action: &'static str,
+    qtypes: String,
+    id: u32,
+    source: &'a str,
+}
+
+fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
+    let state = ctx.dir.load()?;
+    if let Some(o) = &a.order {
+        if state.order(o).is_none() {
+            bail!("no order named {o:?} (see `blocker orders list`)");
+        }
+    }
+    let mut out = Vec::new();
+    let mut all = Vec::new();
+    for o in &state.orders {
+        if a.order.as_ref().is_some_and(|n| *n != o.name) {
+            continue;
+        }
+        all.push((o, ctx.dir.read_rules(o)?));
+    }
+    for (o, rules) in &all {
+        for r in rules {
+            out.push(ListedRule {
+                order: &o.name,
+                name: r.name.to_string(),
+                kind: r.kind.as_str(),
+                action: r.action.as_str(),
+                qtypes: qtypes_display(r.qtypes),
+                id: r.id,
+                source: &r.source,
+            });
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        use std::io::Write;
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::new(stdout.lock());
+        for r in &out {
+            let shown = if r.kind == "below" {
+                format!("*.{}", r.name)
+            } else {
+                r.name.clone()
+            };
+            writeln!(
+                w,
+                "{:<8} {:<9} {:<40} {:<6} {}",
+                r.kind, r.action, shown, r.qtypes, r.order
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
+    let opts = Options {
+        bare_kind: match a.matching {
+            CliMatch::Subtree => Kind::Subtree,
+            CliMatch::Exact => Kind::Exact,
+        },
+        ..Options::default()
+    };
+    let format = match a.format {
+        CliFormat::Auto => None,
+        CliFormat::Plain => Some(Format::Plain),
+        CliFormat::Hosts => Some(Format::Hosts),
+        CliFormat::Rpz => Some(Format::Rpz),
+    };
+
+    // Parse everything before touching anything.
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut unsupported = std::collections::BTreeMap::<String, usize>::new();
+    let mut duplicates = 0;
+    for f in &a.files {
+        let out = crate::blocker_lists::parse_file(f, format, &opts)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        parsed.extend(out.rules);
+        errors.extend(out.errors);
+        warnings.extend(out.warnings);
+        duplicates += out.duplicates;
+        for (k, v) in out.unsupported {
+            *unsupported.entry(k).or_default() += v;
+        }
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    for (what, n) in &unsupported {
+        eprintln!("skipped {n} unsupported entries: {what}");
+    }
+    if !errors.is_empty() {
+        const SHOWN: usize = 50;
+        for e in errors.iter().take(SHOWN) {
+            eprintln!("{e}");
+        }
+        if errors.len() > SHOWN {
+            eprintln!("… and {} more invalid entries", errors.len() - SHOWN);
+        }
+        if !a.skip_invalid {
+            bail!(
+                "{} invalid entries: nothing was changed (fix them, or use --skip-invalid to load the {} valid ones)",
+                errors.len(),
+                parsed.len()
+            );
+        }
+        eprintln!("skipping {} invalid entries (--skip-invalid)", errors.len());
+    }
+
+    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
+    let default_action = order.default_action;
+    let mut seen: HashSet<(Vec<u8>, Kind)> = HashSet::new();
+    let mut rules = Vec::with_capacity(parsed.len());
+    let mut sinkholes = 0;
+    for p in parsed {
+        if !seen.insert((p.name.canonical().to_vec(), p.kind)) {
+            duplicates += 1;
+            continue;
+        }
+        let action = p.action.unwrap_or(default_action);
+        if action == Action::Sinkhole {
+            sinkholes += 1;
+        }
+        rules.push(Rule {
+            name: p.name,
+            kind: p.kind,
+            action,
+            qtypes: p.qtypes,
+            id: 0,
+            source: format!("{}:{}", p.file.display(), p.line),
+        });
+    }
+    let settings = &c.state.settings;
+    if sinkholes > 0 && settings.sinkhole_v4.is_none() && settings.sinkhole_v6.is_none() {
+        eprintln!(
+            "warning: {sinkholes} sinkhole rules but no sinkhole address is configured: they \
+             answer NODATA until `blocker config set --sinkhole-v4 …` is run"
+        );
+    }
+    order.sources = a.files.iter().map(|f| f.display().to_string()).collect();
+    let n = rules.len();
+    let s = c.apply(vec![OrderChange::Put {
+        order,
+        rules: Some(rules),
+    }])?;
+    println!(
+        "order {:?}: {} rules ({} duplicates ignored)",
+        a.order.order, n, duplicates
+    );
+    print_summary(&s);
+    Ok(ExitCode::SUCCESS)
+}

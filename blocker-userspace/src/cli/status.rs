@@ -1,0 +1,141 @@
+//! `blocker status`: what is loaded, where it is attached, how many rules, since when.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{time_str, Ctx};
+use crate::kernel::{pinned_program, Maps};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct IfaceStatus {
+    name: String,
+    mode: String,
+    since: u64,
+    /// The pinned link exists.
+    attached: bool,
+}
+
+#[derive(Serialize)]
+struct Status {
+    loaded: bool,
+    bpffs: String,
+    state_dir: String,
+    program_id: Option<u32>,
+    verified_instructions: Option<u32>,
+    interfaces: Vec<IfaceStatus>,
+    orders: usize,
+    rules: usize,
+    capacity: Option<u32>,
+    generation: u32,
+    kernel_generation: Option<u32>,
+    updated: u64,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
+    let state = ctx.dir.load()?;
+    let loaded = ctx.pins.loaded();
+    let (mut program_id, mut verified, mut capacity, mut kgen) = (None, None, None, None);
+    if loaded {
+        let info = pinned_program(&ctx.pins, false)?.info()?;
+        program_id = Some(info.id());
+        verified = info.verified_instruction_count();
+        let maps = Maps::open(&ctx.pins)?;
+        capacity = Some(maps.capacity);
+        kgen = Some(maps.config()?.generation);
+    }
+    let mut names: Vec<String> = ctx.pins.attached()?;
+    for n in state.interfaces.keys() {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names.sort();
+    let interfaces = names
+        .into_iter()
+        .map(|n| {
+            let rec = state.interfaces.get(&n);
+            IfaceStatus {
+                attached: ctx.pins.link(&n).exists(),
+                mode: rec.map(|r| r.mode.clone()).unwrap_or_else(|| "?".into()),
+                since: rec.map(|r| r.since).unwrap_or(0),
+                name: n,
+            }
+        })
+        .collect();
+    let s = Status {
+        loaded,
+        bpffs: ctx.pins.dir.display().to_string(),
+        state_dir: ctx.dir.dir.display().to_string(),
+        program_id,
+        verified_instructions: verified,
+        interfaces,
+        orders: state.orders.len(),
+        rules: state.orders.iter().map(|o| o.rules).sum(),
+        capacity,
+        generation: state.generation,
+        kernel_generation: kgen,
+        updated: state.updated,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !s.loaded {
+        println!("blocker is not loaded ({} has no program)", s.bpffs);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "program    id {} ({} verified instructions), pinned in {}",
+        s.program_id.unwrap_or(0),
+        s.verified_instructions
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into()),
+        s.bpffs
+    );
+    if s.interfaces.is_empty() {
+        println!("interfaces none");
+    }
+    for i in &s.interfaces {
+        let what = if i.attached {
+            "attached"
+        } else {
+            "NOT attached (link pin missing)"
+        };
+        println!(
+            "interface  {} {} ({}) since {}",
+            i.name,
+            what,
+            i.mode,
+            time_str(i.since)
+        );
+    }
+    println!(
+        "rules      {} in {} orders (capacity {})",
+        s.rules,
+        s.orders,
+        s.capacity
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into())
+    );
+    println!(
+        "generation {} (updated {})",
+        s.generation,
+        time_str(s.updated)
+    );
+    if s.kernel_generation.is_some_and(|k| k != s.generation) {
+        println!(
+            "WARNING    the kernel enforces generation {}",
+            s.kernel_generation.unwrap_or(0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,327 @@
+//! The kernel side as the controller sees it: the bpffs directory, loading and pinning the
+//! embedded XDP program, and typed handles to the pinned maps.
+//!
+//! Everything the data plane needs lives in pinned objects under one directory (default
+//! /sys/fs/bpf/blocker): the program, its maps and one link per attached interface. The
+//! controller can exit, crash or be upgraded; the program keeps running with its rules.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
+    programs::{links::FdLink, links::PinnedLink, Xdp},
+    Ebpf, EbpfLoader,
+};
+use blocker_common::{
+    Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG, MAP_ORDERS,
+    MAP_ORDER_HITS, MAP_RULES, MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
+};
+
+/// The XDP program, built by build.rs from blocker-ebpf.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/blocker"));
+
+/// Default bpffs directory.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/blocker";
+
+/// File names inside the bpffs directory.
+const PROG_PIN: &str = "prog";
+const NOOP_PIN: &str = "prog_noop";
+const LINKS_DIR: &str = "links";
+
+/// The bpffs directory and what is pinned in it.
+#[derive(Clone, Debug)]
+pub struct Pins {
+    pub dir: PathBuf,
+}
+
+impl Pins {
+    pub fn new(dir: impl Into<PathBuf>) -> Pins {
+        Pins { dir: dir.into() }
+    }
+
+    pub fn prog(&self) -> PathBuf {
+        self.dir.join(PROG_PIN)
+    }
+
+    pub fn noop(&self) -> PathBuf {
+        self.dir.join(NOOP_PIN)
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.dir.join(LINKS_DIR)
+    }
+
+    pub fn link(&self, iface: &str) -> PathBuf {
+        self.links_dir().join(iface)
+    }
+
+    /// Whether the program has been loaded and pinned.
+    pub fn loaded(&self) -> bool {
+        self.prog().exists() && self.map(MAP_RULES).exists()
+    }
+
+    /// Interfaces with a pinned link, sorted.
+    pub fn attached(&self) -> Result<Vec<String>> {
+        let dir = self.links_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut v = Vec::new();
+        for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let e = e?;
+            v.push(e.file_name().to_string_lossy().into_owned());
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    /// Creates the directory (root only, mode 0700) on a mounted bpffs.
+    pub fn ensure_dir(&self) -> Result<()> {
+        let parent = self.dir.parent().unwrap_or(Path::new("/"));
+        if !is_bpffs(parent)? && !is_bpffs(&self.dir)? {
+            bail!(
+                "{} is not on a BPF filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`, \
+                 or run `cargo xtask setup`)",
+                self.dir.display()
+            );
+        }
+        for d in [self.dir.clone(), self.links_dir()] {
+            if !d.exists() {
+                fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            }
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to root", d.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` is on a BPF filesystem.
+pub fn is_bpffs(path: &Path) -> Result<bool> {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statfs writes into the zeroed struct we pass; `c` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    if r != 0 {
+        return Ok(false);
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+/// Loads the embedded object with its maps pinned in `pins.dir` (existing pinned maps are
+/// reused, so rules and counters survive a reload), loads the XDP program into the kernel
+/// and pins it. `capacity` sizes the rule map and the rule counters when they are created.
+pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
+    pins.ensure_dir()?;
+    if pins.map(MAP_RULES).exists() {
+        check_layout(pins)?;
+    }
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&pins.dir)
+        .map_max_entries(MAP_RULES, capacity)
+        .map_max_entries(MAP_RULE_HITS, capacity)
+        .load(OBJECT)
+        .context("loading the blocker object")?;
+    if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
+        // Release builds carry no log statements: nothing to forward.
+        log::debug!("aya-log not initialised: {e}");
+    }
+    for (name, pin) in [(PROGRAM_NAME, pins.prog()), (PROGRAM_NOOP, pins.noop())] {
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .with_context(|| format!("the object has no `{name}` program"))?
+            .try_into()?;
+        prog.load()
+            .map_err(|e| anyhow::anyhow!(verifier_message(&e)))
+            .with_context(|| format!("the kernel refused the XDP program `{name}`"))?;
+        if pin.exists() {
+            fs::remove_file(&pin).with_context(|| format!("replacing {}", pin.display()))?;
+        }
+        prog.pin(&pin)
+            .with_context(|| format!("pinning the program at {}", pin.display()))?;
+    }
+    Ok(ebpf)
+}
+
+fn verifier_message(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            format!("{io_error}\nverifier log:\n{verifier_log}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The pinned blocker program (or the no-op one).
+pub fn pinned_program(pins: &Pins, noop: bool) -> Result<Xdp> {
+    let path = if noop { pins.noop() } else { pins.prog() };
+    Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface)
+        .with_context(|| format!("opening the pinned program {}", path.display()))
+}
+
+/// Pins an attachment so it outlives this process.
+pub fn pin_link(pins: &Pins, iface: &str, link: FdLink) -> Result<PinnedLink> {
+    let path = pins.link(iface);
+    link.pin(&path)
+        .with_context(|| format!("pinning the link at {}", path.display()))
+}
+
+fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
+    let path = pins.map(name);
+    if !path.exists() {
+        bail!(
+            "{} does not exist: blocker is not loaded in {} (run `blocker attach` first)",
+            path.display(),
+            pins.dir.display()
+        );
+    }
+    MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// Expected (key size, value size) of each pinned map. A pinned directory left by an
+/// incompatible build (or by something else entirely) is refused instead of misread.
+fn expected_layout() -> [(&'static str, u32, u32); 6] {
+    use std::mem::size_of;
+    [
+        (
+            MAP_RULES,
+            size_of::<RuleKey>() as u32,
+            size_of::<RuleValue>() as u32,
+        ),
+        (MAP_CONFIG, 4, size_of::<Config>() as u32),
+        (MAP_ORDERS, 4, size_of::<OrderInfo>() as u32),
+        (MAP_ORDER_HITS, 4, size_of::<OrderHits>() as u32),
+        (MAP_RULE_HITS, 4, 8),
+        (MAP_STATS, 4, size_of::<Stats>() as u32),
+    ]
+}
+
+/// Checks that the pinned maps have the layout this build expects.
+pub fn check_layout(pins: &Pins) -> Result<()> {
+    for (name, k, v) in expected_layout() {
+        let info = open_map(pins, name)?.info()?;
+        if info.key_size() != k || info.value_size() != v {
+            bail!(
+                "{} has key size {} and value size {}, this blocker expects {} and {}: it was \
+                 pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+                pins.map(name).display(),
+                info.key_size(),
+                info.value_size(),
+                k,
+                v
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Typed handles to the pinned maps.
+pub struct Maps {
+    pub rules: HashMap<MapData, RuleKey, RuleValue>,
+    pub config: Array<MapData, Config>,
+    pub orders: Array<MapData, OrderInfo>,
+    pub order_hits: PerCpuArray<MapData, OrderHits>,
+    pub rule_hits: PerCpuHashMap<MapData, u32, u64>,
+    pub stats: PerCpuArray<MapData, Stats>,
+    /// max_entries of the rule map.
+    pub capacity: u32,
+}
+
+impl Maps {
+    pub fn open(pins: &Pins) -> Result<Maps> {
+        check_layout(pins)?;
+        let rules_data = open_map(pins, MAP_RULES)?;
+        let capacity = rules_data.info()?.max_entries();
+        Ok(Maps {
+            rules: HashMap::try_from(aya::maps::Map::HashMap(rules_data))?,
+            config: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_CONFIG)?))?,
+            orders: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_ORDERS)?))?,
+            order_hits: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(
+                pins,
+                MAP_ORDER_HITS,
+            )?))?,
+            rule_hits: PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(open_map(
+                pins,
+                MAP_RULE_HITS,
+            )?))?,
+            stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
+            capacity,
+        })
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        Ok(self.config.get(&0, 0)?)
+    }
+
+    pub fn set_config(&mut self, c: &Config) -> Result<()> {
+        self.config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    /// Global counters summed over CPUs.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut total = Stats::default();
+        for s in self.stats.get(&0, 0)?.iter() {
+            for (t, v) in total.counts.iter_mut().zip(s.counts.iter()) {
+                *t += v;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Hits of one order summed over CPUs.
+    pub fn order_hits(&self, order: u16) -> Result<OrderHits> {
+        let mut total = OrderHits::default();
+        for s in self.order_hits.get(&(order as u32), 0)?.iter() {
+            for (t, v) in total.by_action.iter_mut().zip(s.by_action.iter()) {
+                *t += v;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Hits of every rule that has been hit, summed over CPUs.
+    pub fn rule_hits(&self) -> Result<std::collections::HashMap<u32, u64>> {
+        let mut out = std::collections::HashMap::new();
+        for item in self.rule_hits.iter() {
+            let (id, per_cpu) = item?;
+            out.insert(id, per_cpu.iter().sum());
+        }
+        Ok(out)
+    }
+
+    /// Zeroes an order's counters on every CPU.
+    pub fn reset_order_hits(&mut self, order: u16) -> Result<()> {
+        let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow::anyhow!("{m}: {e}"))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![OrderHits::default(); n])?;
+        self.order_hits.set(order as u32, zeros, 0)?;
+        Ok(())
+    }
+
+    /// Forgets a rule's counter (its id is free or about to be reused).
+    pub fn reset_rule_hits(&mut self, id: u32) -> Result<()> {
+        match self.rule_hits.remove(&id) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

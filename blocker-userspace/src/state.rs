@@ -1,0 +1,402 @@
+//! The controller's record of orders and rules: what was loaded, from where, with which rule
+//! ids. The kernel maps hold only hashes; this is what `rules list`, `explain`, `stats` and the
+//! next reload read.
+//!
+//! Layout of the state directory (default /var/lib/blocker, root only):
+//! - `state.json`: generation, orders (metadata), interfaces.
+//! - `orders/<order-id>.<generation>.tsv`: the rules of one order, one per line.
+//! - `txn.json`: present only while a change is being applied (see [`crate::txn`]).
+//! - `lock`: held (flock) by every command that changes something.
+//!
+//! Files are replaced by write-then-rename, so a reader never sees half a file.
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File},
+    io::{BufRead, BufReader, BufWriter, Write},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crate::blocker_lists::Name;
+use anyhow::{bail, Context, Result};
+use blocker_common::{Action, Kind, MAX_EDE_TEXT, MAX_ORDERS};
+use serde::{Deserialize, Serialize};
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/blocker";
+const FORMAT_VERSION: u32 = 1;
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+mod action_str {
+    use blocker_common::Action;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Action, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+        let s = String::deserialize(d)?;
+        Action::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown action {s:?}")))
+    }
+}
+
+/// One order: a named source of rules with its own default action and EDE text.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Order {
+    /// Index in the kernel's order table and counters.
+    pub id: u16,
+    /// The operator's name for it: a court case, a ticket, "allow-critical".
+    pub name: String,
+    /// Action of rules that do not say otherwise.
+    #[serde(with = "action_str")]
+    pub default_action: Action,
+    /// EDE info-code (15 Blocked, 16 Censored); 0 means the configured default.
+    pub ede_code: u16,
+    /// EDE EXTRA-TEXT, at most 64 bytes.
+    pub ede_text: String,
+    pub created: u64,
+    pub updated: u64,
+    /// Files the current rules were loaded from.
+    pub sources: Vec<String>,
+    /// Number of rules.
+    pub rules: usize,
+    /// Rules file name inside `orders/`.
+    pub rules_file: String,
+}
+
+/// An attached interface, as recorded by `blocker attach`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Interface {
+    pub mode: String,
+    pub since: u64,
+}
+
+/// Operator settings of the data plane (kept here so they can be restored after a reboot
+/// empties the BPF filesystem).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    /// UDP destination ports inspected.
+    pub ports: Vec<u16>,
+    pub sinkhole_v4: Option<std::net::Ipv4Addr>,
+    pub sinkhole_v6: Option<std::net::Ipv6Addr>,
+    /// TTL of sinkhole records.
+    pub sinkhole_ttl: u32,
+    /// EDE info-code of orders that set none.
+    pub default_ede: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ports: vec![53],
+            sinkhole_v4: None,
+            sinkhole_v6: None,
+            sinkhole_ttl: 300,
+            default_ede: blocker_common::EDE_CENSORED,
+        }
+    }
+}
+
+impl Settings {
+    /// Writes the settings into a kernel config, keeping its rule-set fields.
+    pub fn apply_to(&self, c: &mut blocker_common::Config) {
+        c.ports = [0; blocker_common::MAX_PORTS];
+        for (slot, p) in c.ports.iter_mut().zip(self.ports.iter()) {
+            *slot = *p;
+        }
+        c.flags = 0;
+        c.sinkhole_v4 = [0; 4];
+        c.sinkhole_v6 = [0; 16];
+        if let Some(a) = self.sinkhole_v4 {
+            c.sinkhole_v4 = a.octets();
+            c.flags |= blocker_common::CONFIG_SINKHOLE_V4;
+        }
+        if let Some(a) = self.sinkhole_v6 {
+            c.sinkhole_v6 = a.octets();
+            c.flags |= blocker_common::CONFIG_SINKHOLE_V6;
+        }
+        c.sinkhole_ttl = self.sinkhole_ttl;
+        c.default_ede = self.default_ede;
+    }
+}
+
+/// `state.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StateFile {
+    pub format: u32,
+    /// Generation of the committed rule set (equals the kernel's `Config::generation`).
+    pub generation: u32,
+    pub updated: u64,
+    #[serde(default)]
+    pub settings: Settings,
+    pub orders: Vec<Order>,
+    pub interfaces: BTreeMap<String, Interface>,
+}
+
+impl Default for StateFile {
+    fn default() -> Self {
+        StateFile {
+            format: FORMAT_VERSION,
+            generation: 0,
+            updated: 0,
+            settings: Settings::default(),
+            orders: Vec::new(),
+            interfaces: BTreeMap::new(),
+        }
+    }
+}
+
+/// One rule as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub name: Name,
+    pub kind: Kind,
+    pub action: Action,
+    pub qtypes: u16,
+    /// Index of the rule's hit counter.
+    pub id: u32,
+    /// Where it came from: "FILE:LINE" or "cli".
+    pub source: String,
+}
+
+impl StateFile {
+    pub fn order(&self, name: &str) -> Option<&Order> {
+        self.orders.iter().find(|o| o.name == name)
+    }
+
+    pub fn order_by_id(&self, id: u16) -> Option<&Order> {
+        self.orders.iter().find(|o| o.id == id)
+    }
+
+    /// Lowest order id not in use.
+    pub fn free_order_id(&self) -> Result<u16> {
+        (0..MAX_ORDERS as u16)
+            .find(|id| self.order_by_id(*id).is_none())
+            .context("all 4096 order slots are in use")
+    }
+}
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    pub dir: PathBuf,
+}
+
+/// An exclusive lock on the state directory, held while a command changes anything.
+pub struct Lock {
+    _file: File,
+}
+
+impl StateDir {
+    pub fn new(dir: impl Into<PathBuf>) -> StateDir {
+        StateDir { dir: dir.into() }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub fn txn_path(&self) -> PathBuf {
+        self.dir.join("txn.json")
+    }
+
+    pub fn orders_dir(&self) -> PathBuf {
+        self.dir.join("orders")
+    }
+
+    pub fn ensure(&self) -> Result<()> {
+        for d in [self.dir.clone(), self.orders_dir()] {
+            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to root", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive lock (waits for another command to finish).
+    pub fn lock(&self) -> Result<Lock> {
+        self.ensure()?;
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+        if r != 0 {
+            bail!(
+                "locking {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Lock { _file: file })
+    }
+
+    pub fn load(&self) -> Result<StateFile> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(StateFile::default());
+        }
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let s: StateFile = serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        if s.format != FORMAT_VERSION {
+            bail!(
+                "{} has format {}, this blocker reads format {}",
+                path.display(),
+                s.format,
+                FORMAT_VERSION
+            );
+        }
+        Ok(s)
+    }
+
+    /// Writes `state` as `state.json.new` (committed later by [`StateDir::commit`]).
+    pub fn stage(&self, state: &StateFile) -> Result<PathBuf> {
+        let path = self.dir.join("state.json.new");
+        write_atomic_parts(&path, serde_json::to_vec_pretty(state)?.as_slice())?;
+        Ok(path)
+    }
+
+    /// Makes the staged state the current one.
+    pub fn commit(&self) -> Result<()> {
+        let staged = self.dir.join("state.json.new");
+        fs::rename(&staged, self.state_path())
+            .with_context(|| format!("committing {}", staged.display()))?;
+        sync_dir(&self.dir);
+        Ok(())
+    }
+
+    pub fn discard_staged(&self) -> Result<()> {
+        let staged = self.dir.join("state.json.new");
+        if staged.exists() {
+            fs::remove_file(&staged)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a state directly (no rules changed: interfaces, order metadata).
+    pub fn save(&self, state: &StateFile) -> Result<()> {
+        self.stage(state)?;
+        self.commit()
+    }
+
+    /// Reads an order's rules.
+    pub fn read_rules(&self, order: &Order) -> Result<Vec<Rule>> {
+        let path = self.orders_dir().join(&order.rules_file);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut out = Vec::with_capacity(order.rules);
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            out.push(
+                parse_rule_line(&line)
+                    .with_context(|| format!("{}:{}: corrupt rule", path.display(), i + 1))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes an order's rules to a new file for `generation`; returns the file name.
+    pub fn write_rules(&self, order_id: u16, generation: u32, rules: &[Rule]) -> Result<String> {
+        let name = format!("{order_id}.{generation}.tsv");
+        let path = self.orders_dir().join(&name);
+        let mut w = BufWriter::new(
+            File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for r in rules {
+            writeln!(
+                w,
+                "{}\t{}\t{}\t{:04x}\t{}\t{}",
+                r.id,
+                r.kind.as_str(),
+                r.action.as_str(),
+                r.qtypes,
+                r.name,
+                r.source
+            )?;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        Ok(name)
+    }
+
+    /// Removes rule files no order refers to (left by replaced generations or a crash).
+    pub fn gc(&self, state: &StateFile) -> Result<()> {
+        let keep: std::collections::HashSet<&str> =
+            state.orders.iter().map(|o| o.rules_file.as_str()).collect();
+        let dir = self.orders_dir();
+        if !dir.exists() {
+            return Ok(());
+        }
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if !keep.contains(n.as_ref()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_rule_line(line: &str) -> Result<Rule> {
+    let mut f = line.splitn(6, '\t');
+    let mut next = |what: &str| f.next().with_context(|| format!("missing {what}"));
+    let id = next("id")?.parse::<u32>()?;
+    let kind = Kind::parse(next("kind")?).context("bad kind")?;
+    let action = Action::parse(next("action")?).context("bad action")?;
+    let qtypes = u16::from_str_radix(next("qtypes")?, 16)?;
+    let name =
+        Name::from_presentation(next("name")?).map_err(|e| anyhow::anyhow!("bad name: {e}"))?;
+    let source = next("source").unwrap_or("").to_string();
+    Ok(Rule {
+        name,
+        kind,
+        action,
+        qtypes,
+        id,
+        source,
+    })
+}
+
+fn write_atomic_parts(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Checks an EDE text: UTF-8 (guaranteed by &str), at most 64 bytes.
+pub fn check_ede_text(text: &str) -> Result<()> {
+    if text.len() > MAX_EDE_TEXT {
+        bail!(
+            "EDE text is {} bytes; at most {} fit in an answer",
+            text.len(),
+            MAX_EDE_TEXT
+        );
+    }
+    if text.chars().any(|c| c.is_control()) {
+        bail!("EDE text contains control characters");
+    }
+    Ok(())
+}

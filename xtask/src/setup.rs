@@ -1,0 +1,153 @@
+//! `cargo xtask setup`: everything a fresh Debian 12 machine needs, installed only when
+//! missing. See ../shared/TOOLCHAIN.md for why the eBPF toolchain is Debian's rustc-web with
+//! rust-web-src and a bpf-linker built against Debian's LLVM 22.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Result};
+
+use crate::util::{ok, run, step};
+
+/// Debian packages and what they are for.
+const PACKAGES: &[(&str, &str)] = &[
+    ("rustc-web", "a rustc (1.96, LLVM 22) whose sysroot has the library source, to build `core` for BPF"),
+    ("cargo-web", "the matching cargo, used by the eBPF build"),
+    ("rust-web-src", "the library source for -Z build-std=core"),
+    ("llvm-22", "LLVM 22, linked into bpf-linker"),
+    ("llvm-22-dev", "LLVM 22 headers and libraries to build bpf-linker"),
+    ("iproute2", "network namespaces and veth pairs in tests and the demo"),
+    ("ethtool", "checksum offload settings on test veths"),
+    ("unbound", "the resolver behind blocker in tests and the demo"),
+    ("knot-dnsutils", "kdig, the DNS client of tests and the demo"),
+    ("dnsutils", "dig, a second DNS client"),
+    ("bpftool", "program and map inspection"),
+    ("tshark", "looking at packets in tests"),
+];
+
+/// The bpf-linker version and LLVM feature that work with these toolchains.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const BPF_LINKER_FEATURE: &str = "llvm-22";
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn cargo_bin() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    home.join("bin")
+}
+
+pub fn run() -> Result<()> {
+    step("setup");
+    let mut problems: Vec<String> = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    if !root {
+        problems.push("not running as root: packages cannot be installed and the integration tests will fail".into());
+    }
+
+    // Debian packages.
+    let missing: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        println!("packages: all {} present", PACKAGES.len());
+    } else if root {
+        println!("packages: installing {}", missing.join(" "));
+        let env = [("DEBIAN_FRONTEND", "noninteractive")];
+        let update = Command::new("apt-get").arg("update").envs(env).status()?;
+        if !update.success() {
+            problems.push("apt-get update failed".into());
+        }
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend(missing.iter());
+        let st = Command::new("apt-get").args(&args).envs(env).status()?;
+        if !st.success() {
+            problems.push(format!("apt-get install {} failed", missing.join(" ")));
+        }
+        for (p, why) in PACKAGES {
+            if !installed(p) {
+                problems.push(format!("package {p} is missing ({why})"));
+            }
+        }
+    } else {
+        problems.push(format!("packages missing: {}", missing.join(" ")));
+    }
+
+    // bpf-linker, pinned, built against LLVM 22.
+    let linker = cargo_bin().join("bpf-linker");
+    let have = Command::new(&linker)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if have.contains(BPF_LINKER_VERSION) {
+        println!("bpf-linker: {} present", have.trim());
+    } else {
+        println!("bpf-linker: installing {BPF_LINKER_VERSION} ({BPF_LINKER_FEATURE}); about 90 s");
+        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+                "--no-default-features",
+                "--features",
+                BPF_LINKER_FEATURE,
+            ])
+            .env("PATH", path)
+            .status()?;
+        if !st.success() {
+            problems.push("cargo install bpf-linker failed".into());
+        }
+    }
+
+    // The BPF filesystem.
+    let bpffs = run("stat", &["-f", "-c", "%T", "/sys/fs/bpf"]).unwrap_or_default();
+    if bpffs.trim() == "bpf_fs" {
+        println!("bpffs: mounted on /sys/fs/bpf");
+    } else if root && ok("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"]) {
+        println!("bpffs: mounted it on /sys/fs/bpf");
+    } else {
+        problems.push("the BPF filesystem is not mounted on /sys/fs/bpf and could not be mounted".into());
+    }
+
+    // Kernel: BTF and a version with bpf_xdp_load_bytes/store_bytes (5.18).
+    if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        println!("kernel BTF: present");
+    } else {
+        problems.push("/sys/kernel/btf/vmlinux missing: the kernel has no BTF".into());
+    }
+    let release = run("uname", &["-r"]).unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) >= (5, 18) {
+        println!("kernel: {} (≥ 5.18)", release.trim());
+    } else {
+        problems.push(format!("kernel {} is older than 5.18 (bpf_xdp_load_bytes)", release.trim()));
+    }
+
+    if problems.is_empty() {
+        println!("setup: ok");
+        return Ok(());
+    }
+    println!("setup: could not fix:");
+    for p in &problems {
+        println!("  - {p}");
+    }
+    bail!("setup incomplete ({} problems)", problems.len())
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
