@@ -73,6 +73,11 @@ impl Controller {
     /// Locks the state directory, opens the pinned maps and finishes any interrupted change.
     pub fn open(pins: &Pins, dir: &StateDir) -> Result<Controller> {
         let lock = dir.lock()?;
+        if !pins.loaded() {
+            // Rules can be prepared before any interface is attached.
+            crate::kernel::load_and_pin(pins, blocker_common::DEFAULT_RULE_CAPACITY)?;
+            eprintln!("loaded blocker into {} (not attached to any interface yet)", pins.dir.display());
+        }
         let maps = Maps::open(pins)?;
         let mut c = Controller {
             pins: pins.clone(),

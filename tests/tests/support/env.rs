@@ -1,0 +1,359 @@
+//! Throwaway kernel state for tests, removed on drop even when a test panics: pinned blocker
+//! directories, network namespaces with veth pairs, an unbound instance; and kdig.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread::sleep,
+    time::Duration,
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this process and call (interface names are at most 15 bytes).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id() % 100000)
+}
+
+pub fn must(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `blocker` binary built next to this test (xtask test builds it first).
+pub fn blocker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("blocker");
+    assert!(bin.exists(), "{} not found: run `cargo build -p blocker-userspace` first (cargo xtask test does)", bin.display());
+    bin
+}
+
+/// A blocker instance with its own bpffs directory and state directory.
+pub struct Blocker {
+    pub bpffs: PathBuf,
+    pub state: PathBuf,
+    pub bin: PathBuf,
+}
+
+impl Blocker {
+    pub fn new() -> Blocker {
+        let id = unique("blkt");
+        Blocker {
+            bpffs: PathBuf::from("/sys/fs/bpf").join(&id),
+            state: std::env::temp_dir().join(format!("{id}-state")),
+            bin: blocker_bin(),
+        }
+    }
+
+    pub fn pins(&self) -> blocker::kernel::Pins {
+        blocker::kernel::Pins::new(&self.bpffs)
+    }
+
+    pub fn state_dir(&self) -> blocker::state::StateDir {
+        blocker::state::StateDir::new(&self.state)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run blocker")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`blocker {}` failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "`blocker {}` succeeded but should have failed", args.join(" "));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        let out = self.ok(&["stats", "--json", "--top", "100"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    }
+
+    /// A global exit-reason counter.
+    pub fn reason(&self, name: &str) -> u64 {
+        self.stats()["reasons"][name].as_u64().unwrap_or_else(|| panic!("no reason {name}"))
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.run(&["detach", "--purge"]);
+        let _ = fs::remove_dir_all(&self.bpffs);
+        let _ = fs::remove_dir_all(&self.state);
+    }
+}
+
+/// A network namespace.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(prefix: &str) -> NetNs {
+        let name = unique(prefix);
+        must("ip", &["netns", "add", &name]);
+        must("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        NetNs { name }
+    }
+
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
+    }
+
+    pub fn must(&self, cmd: &str, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name, cmd];
+        full.extend_from_slice(args);
+        must("ip", &full)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Addressing of the test network (documentation prefixes, inside our own namespaces only).
+pub const CLIENT_V4: &str = "192.0.2.1";
+pub const EDGE_V4: &str = "192.0.2.53";
+pub const CLIENT_V6: &str = "2001:db8::1";
+pub const EDGE_V6: &str = "2001:db8::53";
+
+/// How the client reaches the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vlan {
+    None,
+    /// One 802.1Q tag.
+    Single(u16),
+    /// 802.1ad outer tag and 802.1Q inner tag.
+    QinQ(u16, u16),
+}
+
+/// client netns ── veth ── edge netns, with the DNS addresses on the (possibly tagged)
+/// interface, unbound listening in the edge.
+pub struct Topology {
+    pub client: NetNs,
+    pub edge: NetNs,
+    /// veth ends (the XDP program attaches to the edge veth; tags are parsed there).
+    pub client_dev: String,
+    pub edge_dev: String,
+    pub unbound: Option<Unbound>,
+}
+
+impl Topology {
+    pub fn new(vlan: Vlan) -> Topology {
+        let client = NetNs::new("blkc");
+        let edge = NetNs::new("blke");
+        let client_dev = unique("vc");
+        let edge_dev = unique("ve");
+        must(
+            "ip",
+            &["link", "add", &client_dev, "netns", &client.name, "type", "veth", "peer", "name", &edge_dev, "netns", &edge.name],
+        );
+        for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
+            ns.must("ip", &["link", "set", dev, "up"]);
+            // A real NIC delivers complete checksums; a veth carries partial ones.
+            let _ = ns.exec("ethtool", &["-K", dev, "tx", "off"]);
+        }
+        let (cl, ed) = match vlan {
+            Vlan::None => (client_dev.clone(), edge_dev.clone()),
+            Vlan::Single(vid) => {
+                let v = vid.to_string();
+                for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
+                    ns.must("ip", &["link", "add", "link", dev, "name", "v1", "type", "vlan", "id", &v]);
+                    ns.must("ip", &["link", "set", "v1", "up"]);
+                }
+                ("v1".to_string(), "v1".to_string())
+            }
+            Vlan::QinQ(outer, inner) => {
+                let (o, i) = (outer.to_string(), inner.to_string());
+                for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
+                    ns.must("ip", &["link", "add", "link", dev, "name", "v1", "type", "vlan", "proto", "802.1ad", "id", &o]);
+                    ns.must("ip", &["link", "set", "v1", "up"]);
+                    ns.must("ip", &["link", "add", "link", "v1", "name", "v2", "type", "vlan", "proto", "802.1Q", "id", &i]);
+                    ns.must("ip", &["link", "set", "v2", "up"]);
+                }
+                ("v2".to_string(), "v2".to_string())
+            }
+        };
+        client.must("ip", &["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &cl]);
+        client.must("ip", &["addr", "add", &format!("{CLIENT_V6}/64"), "dev", &cl, "nodad"]);
+        edge.must("ip", &["addr", "add", &format!("{EDGE_V4}/24"), "dev", &ed]);
+        edge.must("ip", &["addr", "add", &format!("{EDGE_V6}/64"), "dev", &ed, "nodad"]);
+        Topology { client, edge, client_dev, edge_dev, unbound: None }
+    }
+
+    /// Starts unbound in the edge namespace with `local_data` records (unbound syntax).
+    pub fn start_unbound(&mut self, local_data: &[&str]) {
+        self.unbound = Some(Unbound::start(&self.edge, local_data));
+        // Wait until it answers, over both address families.
+        for server in [EDGE_V4, EDGE_V6] {
+            let mut up = false;
+            for _ in 0..50 {
+                let r = kdig(&self.client, server, "version.server", "TXT", &["+retry=0", "+timeout=1"]);
+                if r.status.is_some() {
+                    up = true;
+                    break;
+                }
+                sleep(Duration::from_millis(100));
+            }
+            assert!(up, "unbound did not answer on {server}");
+        }
+    }
+
+    pub fn unbound_queries(&self) -> u64 {
+        self.unbound.as_ref().expect("unbound running").queries()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.unbound.take();
+    }
+}
+
+/// unbound serving local data only (no internet).
+pub struct Unbound {
+    child: Child,
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Unbound {
+    pub fn start(ns: &NetNs, local_data: &[&str]) -> Unbound {
+        let dir = std::env::temp_dir().join(unique("blkt-unbound"));
+        fs::create_dir_all(&dir).expect("unbound dir");
+        let mut conf = format!(
+            "server:\n  interface: {EDGE_V4}\n  interface: {EDGE_V6}\n  port: 53\n  access-control: 0.0.0.0/0 allow\n  access-control: ::/0 allow\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  do-daemonize: no\n  module-config: \"iterator\"\n  statistics-cumulative: yes\n  extended-statistics: yes\n  local-zone: \".\" static\n",
+            d = dir.display()
+        );
+        for d in local_data {
+            conf.push_str(&format!("  local-data: \"{d}\"\n"));
+        }
+        conf.push_str(&format!(
+            "remote-control:\n  control-enable: yes\n  control-interface: {}/ctl.sock\n  control-use-cert: no\n",
+            dir.display()
+        ));
+        let path = dir.join("unbound.conf");
+        fs::write(&path, conf).expect("write unbound.conf");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "unbound", "-d", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        Unbound { child, dir, conf: path }
+    }
+
+    /// total.num.queries from unbound-control.
+    pub fn queries(&self) -> u64 {
+        let out = must("unbound-control", &["-c", &self.conf.display().to_string(), "stats_noreset"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("total.num.queries="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no total.num.queries in {out}"))
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What kdig printed, taken apart.
+#[derive(Debug, Default)]
+pub struct Kdig {
+    pub status: Option<String>,
+    pub flags: String,
+    pub ede: Option<(u16, String)>,
+    /// (type, data) of answer records.
+    pub answers: Vec<(String, String)>,
+    pub question: String,
+    pub raw: String,
+}
+
+/// Runs kdig in `ns` against `server`.
+pub fn kdig(ns: &NetNs, server: &str, name: &str, qtype: &str, extra: &[&str]) -> Kdig {
+    let at = format!("@{server}");
+    let mut args = vec![at.as_str(), name, qtype];
+    args.extend_from_slice(extra);
+    let out = ns.exec("kdig", &args);
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let mut k = Kdig { raw: raw.clone(), ..Default::default() };
+    let mut section = "";
+    for line in raw.lines() {
+        if let Some(i) = line.find("status: ") {
+            let s = &line[i + 8..];
+            k.status = Some(s.split(';').next().unwrap_or(s).trim().to_string());
+        } else if let Some(f) = line.strip_prefix(";; Flags: ") {
+            k.flags = f.split(';').next().unwrap_or("").trim().to_string();
+        } else if let Some(e) = line.strip_prefix(";; EDE: ") {
+            // 16 (Censored): 'text'
+            let code = e.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            let text = e.split_once(": '").map(|(_, t)| t.trim_end_matches('\'').to_string()).unwrap_or_default();
+            k.ede = Some((code, text));
+        } else if line.starts_with(";; QUESTION SECTION") {
+            section = "q";
+        } else if line.starts_with(";; ANSWER SECTION") {
+            section = "a";
+        } else if line.starts_with(";;") || line.trim().is_empty() {
+            if line.trim().is_empty() {
+                section = "";
+            }
+            if section == "q" {
+                if let Some(q) = line.strip_prefix(";; ") {
+                    k.question = q.split_whitespace().next().unwrap_or("").to_string();
+                }
+            }
+        } else if section == "a" {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 5 {
+                k.answers.push((f[3].to_string(), f[4..].join(" ")));
+            }
+        }
+    }
+    k
+}
