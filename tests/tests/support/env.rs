@@ -158,18 +158,8 @@ pub const EDGE_V4: &str = "192.0.2.53";
 pub const CLIENT_V6: &str = "2001:db8::1";
 pub const EDGE_V6: &str = "2001:db8::53";
 
-/// How the client reaches the edge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Vlan {
-    None,
-    /// One 802.1Q tag.
-    Single(u16),
-    /// 802.1ad outer tag and 802.1Q inner tag.
-    QinQ(u16, u16),
-}
-
-/// client netns ── veth ── edge netns, with the DNS addresses on the (possibly tagged)
-/// interface, unbound listening in the edge.
+/// client netns ── veth ── edge netns, unbound listening in the edge. (Tagged traffic is
+/// sent by hand with [`super::raw`]: this kernel has no 802.1Q devices.)
 pub struct Topology {
     pub client: NetNs,
     pub edge: NetNs,
@@ -180,7 +170,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    pub fn new(vlan: Vlan) -> Topology {
+    pub fn new() -> Topology {
         let client = NetNs::new("blkc");
         let edge = NetNs::new("blke");
         let client_dev = unique("vc");
@@ -191,30 +181,14 @@ impl Topology {
         );
         for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
             ns.must("ip", &["link", "set", dev, "up"]);
-            // A real NIC delivers complete checksums; a veth carries partial ones.
+            // A real NIC delivers complete checksums and in-band VLAN tags; a veth would
+            // carry partial checksums and tags as metadata.
             let _ = ns.exec("ethtool", &["-K", dev, "tx", "off"]);
+            for f in ["txvlan", "rxvlan", "tx-vlan-stag-hw-insert", "rx-vlan-stag-hw-parse"] {
+                let _ = ns.exec("ethtool", &["-K", dev, f, "off"]);
+            }
         }
-        let (cl, ed) = match vlan {
-            Vlan::None => (client_dev.clone(), edge_dev.clone()),
-            Vlan::Single(vid) => {
-                let v = vid.to_string();
-                for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
-                    ns.must("ip", &["link", "add", "link", dev, "name", "v1", "type", "vlan", "id", &v]);
-                    ns.must("ip", &["link", "set", "v1", "up"]);
-                }
-                ("v1".to_string(), "v1".to_string())
-            }
-            Vlan::QinQ(outer, inner) => {
-                let (o, i) = (outer.to_string(), inner.to_string());
-                for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
-                    ns.must("ip", &["link", "add", "link", dev, "name", "v1", "type", "vlan", "proto", "802.1ad", "id", &o]);
-                    ns.must("ip", &["link", "set", "v1", "up"]);
-                    ns.must("ip", &["link", "add", "link", "v1", "name", "v2", "type", "vlan", "proto", "802.1Q", "id", &i]);
-                    ns.must("ip", &["link", "set", "v2", "up"]);
-                }
-                ("v2".to_string(), "v2".to_string())
-            }
-        };
+        let (cl, ed) = (client_dev.clone(), edge_dev.clone());
         client.must("ip", &["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &cl]);
         client.must("ip", &["addr", "add", &format!("{CLIENT_V6}/64"), "dev", &cl, "nodad"]);
         edge.must("ip", &["addr", "add", &format!("{EDGE_V4}/24"), "dev", &ed]);

@@ -4,4 +4,5 @@
 pub mod dns;
 pub mod env;
 pub mod packet;
+pub mod raw;
 pub mod testrun;
