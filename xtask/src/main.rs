@@ -53,6 +53,8 @@ fn test(host_only: bool, rest: &[String]) -> Result<()> {
     if host_only {
         return Ok(());
     }
+    util::step("build the blocker binary the integration tests drive");
+    util::cargo(&["build", "--locked", "-p", "blocker-userspace"])?;
     util::step("integration tests (root: BPF_PROG_TEST_RUN and network namespaces)");
     let mut args = vec!["test", "--locked", "-p", "blocker-tests", "--", "--test-threads=1"];
     args.extend(rest.iter().map(String::as_str));

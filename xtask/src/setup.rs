@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{bail, Result};
 
-use crate::util::{ok, run, step};
+use crate::util::{ok, run as output, step};
 
 /// Debian packages and what they are for.
 const PACKAGES: &[(&str, &str)] = &[
@@ -112,7 +112,7 @@ pub fn run() -> Result<()> {
     }
 
     // The BPF filesystem.
-    let bpffs = run("stat", &["-f", "-c", "%T", "/sys/fs/bpf"]).unwrap_or_default();
+    let bpffs = output("stat", &["-f", "-c", "%T", "/sys/fs/bpf"]).unwrap_or_default();
     if bpffs.trim() == "bpf_fs" {
         println!("bpffs: mounted on /sys/fs/bpf");
     } else if root && ok("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"]) {
@@ -127,7 +127,7 @@ pub fn run() -> Result<()> {
     } else {
         problems.push("/sys/kernel/btf/vmlinux missing: the kernel has no BTF".into());
     }
-    let release = run("uname", &["-r"]).unwrap_or_default();
+    let release = output("uname", &["-r"]).unwrap_or_default();
     let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) >= (5, 18) {
