@@ -24,6 +24,10 @@ pub const OPT_FIXED_LEN: usize = 11;
 /// QCLASS and the fixed part of an OPT record. Nothing after that is ever needed.
 pub const LOAD_MAX: usize = HEADER_LEN + MAX_NAME_WIRE + 4 + OPT_FIXED_LEN;
 
+/// Longest run of headers (Ethernet to UDP) the program moves when an answer needs more
+/// room than the frame has at its tail.
+pub const HDR_MAX: usize = 256;
+
 /// Per-CPU working memory of the XDP program (entry 0 of a per-CPU array): too large for the
 /// 512-byte BPF stack.
 #[repr(C)]
@@ -36,6 +40,8 @@ pub struct Scratch {
     pub prefix: [Horner; MAX_LABELS],
     /// Copy of the IP header while it is rewritten.
     pub l3: [u8; 64],
+    /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
+    pub hdr: [u8; HDR_MAX],
     /// Slots for [`launder`].
     pub opaque: [u64; 20],
 }
@@ -47,6 +53,7 @@ impl Scratch {
             starts: [0; MAX_LABELS],
             prefix: [Horner::ZERO; MAX_LABELS],
             l3: [0; 64],
+            hdr: [0; HDR_MAX],
             opaque: [0; 20],
         }
     }

@@ -7,7 +7,7 @@
 //! answer is new bytes anyway.
 
 use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
-use blocker_common::dns::{Scratch, MSG_BUF};
+use blocker_common::dns::{Scratch, HDR_MAX, MSG_BUF};
 use network_types::{eth::EthHdr, udp::UdpHdr};
 
 use crate::{load, ptr_at, Frame, IPPROTO_UDP};
@@ -51,6 +51,31 @@ fn store(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(),
     Ok(())
 }
 
+/// Makes the frame `delta` bytes longer by growing it at the front, into the headroom every
+/// XDP driver reserves (256 bytes), and moving the headers there. Used when the frame has no
+/// tailroom (veth and generic XDP hand over tightly sized buffers). The DNS message then
+/// starts `delta` bytes earlier in the old bytes, which does not matter: it is rewritten
+/// whole.
+#[inline(always)]
+fn grow_at_head(ctx: &XdpContext, f: &Frame, s: &mut Scratch, delta: usize) -> Result<(), Failed> {
+    let hlen = f.dns;
+    // Bounds for the verifier (and a limit: longer header chains keep the short answer).
+    if hlen == 0 || hlen > HDR_MAX || delta > 128 {
+        return Err(Failed::NoRoom);
+    }
+    // SAFETY: at most HDR_MAX bytes into `s.hdr`.
+    let r =
+        unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, 0, s.hdr.as_mut_ptr().cast(), hlen as u32) };
+    if r != 0 {
+        return Err(Failed::NoRoom);
+    }
+    // SAFETY: plain helper call on our own context.
+    if unsafe { r#gen::bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) } != 0 {
+        return Err(Failed::NoRoom);
+    }
+    store(ctx, 0, s.hdr.as_ptr(), hlen)
+}
+
 /// Rewrites the frame described by `f` into the answer of `len` bytes in `s.msg`.
 #[inline(always)]
 pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Result<(), Failed> {
@@ -65,11 +90,10 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     if delta != 0 {
         // SAFETY: plain helper call on our own context.
         if unsafe { r#gen::bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
-            return Err(if delta > 0 {
-                Failed::NoRoom
-            } else {
-                Failed::Untouched
-            });
+            if delta < 0 {
+                return Err(Failed::Untouched);
+            }
+            grow_at_head(ctx, f, s, delta as usize)?;
         }
     }
     // From here on the frame is changed: a failure means drop.

@@ -76,7 +76,10 @@ impl Controller {
         if !pins.loaded() {
             // Rules can be prepared before any interface is attached.
             crate::kernel::load_and_pin(pins, blocker_common::DEFAULT_RULE_CAPACITY)?;
-            eprintln!("loaded blocker into {} (not attached to any interface yet)", pins.dir.display());
+            eprintln!(
+                "loaded blocker into {} (not attached to any interface yet)",
+                pins.dir.display()
+            );
         }
         let maps = Maps::open(pins)?;
         let mut c = Controller {

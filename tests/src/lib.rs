@@ -1,1 +1,9 @@
-//! Test support (being written).
+//! Support for blocker's integration tests and benchmarks: BPF_PROG_TEST_RUN, frames built and
+//! taken apart with checksums verified, DNS messages through hickory-proto, and throwaway
+//! kernel state (pinned directories, network namespaces, unbound) removed on drop.
+
+pub mod dns;
+pub mod env;
+pub mod packet;
+pub mod raw;
+pub mod testrun;

@@ -3,17 +3,15 @@
 //! IPv4 and IPv6, with and without VLAN tags, in native and generic (skb) XDP mode; unbound's
 //! own counter shows that no blocked query reached it.
 
-mod support;
-
 use std::time::Duration;
 
-use hickory_proto::rr::RecordType;
-use support::{
+use blocker_tests::{
     dns,
     env::{kdig, Blocker, Topology, EDGE_V4, EDGE_V6},
     packet::{self, Frame},
     raw,
 };
+use hickory_proto::rr::RecordType;
 
 const ORDER: &str = "Tribunale-Milano-RG-12345-2026";
 const TEXT: &str = "Court of Milan, RG 12345/2026";
@@ -35,17 +33,45 @@ fn setup(mode: &str) -> (Topology, Blocker) {
     let mut t = Topology::new();
     t.start_unbound(LOCAL_DATA);
     let b = Blocker::new();
-    let out = b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name, "--mode", mode]);
-    assert!(out.contains(&format!("attached ({mode})")), "attach output: {out}");
+    let out = b.ok(&[
+        "attach",
+        "--iface",
+        &t.edge_dev,
+        "--netns",
+        &t.edge.name,
+        "--mode",
+        mode,
+    ]);
+    assert!(
+        out.contains(&format!("attached ({mode})")),
+        "attach output: {out}"
+    );
     if mode == "native" {
         // Native XDP_TX on a veth reaches the peer only if the peer runs XDP as well.
-        b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop", "--mode", "native"]);
+        b.ok(&[
+            "attach",
+            "--iface",
+            &t.client_dev,
+            "--netns",
+            &t.client.name,
+            "--noop",
+            "--mode",
+            "native",
+        ]);
     }
-    let dir = std::env::temp_dir().join(support::env::unique("blkt-e2e"));
+    let dir = std::env::temp_dir().join(blocker_tests::env::unique("blkt-e2e"));
     std::fs::create_dir_all(&dir).expect("list dir");
     let list = dir.join("order.txt");
     std::fs::write(&list, "# court order\nblocked.test\n").expect("list");
-    b.ok(&["rules", "load", list.to_str().expect("utf-8"), "--order", ORDER, "--ede-text", TEXT]);
+    b.ok(&[
+        "rules",
+        "load",
+        list.to_str().expect("utf-8"),
+        "--order",
+        ORDER,
+        "--ede-text",
+        TEXT,
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
     for (name, action, extra) in [
         ("exact.test", "refused", None),
@@ -58,7 +84,16 @@ fn setup(mode: &str) -> (Topology, Blocker) {
         args.extend(extra);
         b.ok(&args);
     }
-    b.ok(&["config", "set", "--sinkhole-v4", "192.0.2.99", "--sinkhole-v6", "2001:db8::99", "--sinkhole-ttl", "30"]);
+    b.ok(&[
+        "config",
+        "set",
+        "--sinkhole-v4",
+        "192.0.2.99",
+        "--sinkhole-v6",
+        "2001:db8::99",
+        "--sinkhole-ttl",
+        "30",
+    ]);
     (t, b)
 }
 
@@ -70,50 +105,135 @@ fn scenario(mode: &str) {
     let mut answered = 0u64;
     for server in [EDGE_V4, EDGE_V6] {
         // Blocked, EDNS: NXDOMAIN with EDE 16 naming the order.
-        let r = kdig(&t.client, server, "wWw.BloCKed.TeSt", "A", &[Q[0], Q[1], "+edns"]);
+        let r = kdig(
+            &t.client,
+            server,
+            "wWw.BloCKed.TeSt",
+            "A",
+            &[Q[0], Q[1], "+edns"],
+        );
         assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{server}: {}", r.raw);
         assert_eq!(r.ede, Some((16, TEXT.to_string())), "{server}: {}", r.raw);
         // kdig prints names folded; the byte-for-byte echo of 0x20 case is checked by the
         // BPF_PROG_TEST_RUN fixtures. kdig itself rejects an answer whose question differs.
-        assert_eq!(r.question.to_ascii_lowercase(), "www.blocked.test.", "{}", r.raw);
-        assert!(r.flags.contains("qr") && r.flags.contains("ra") && r.flags.contains("rd"), "flags {}", r.flags);
+        assert_eq!(
+            r.question.to_ascii_lowercase(),
+            "www.blocked.test.",
+            "{}",
+            r.raw
+        );
+        assert!(
+            r.flags.contains("qr") && r.flags.contains("ra") && r.flags.contains("rd"),
+            "flags {}",
+            r.flags
+        );
         // Blocked, no EDNS: NXDOMAIN without OPT.
         let r = kdig(&t.client, server, "blocked.test", "AAAA", Q);
         assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
-        assert!(r.ede.is_none() && !r.raw.contains("EDNS PSEUDOSECTION"), "{}", r.raw);
+        assert!(
+            r.ede.is_none() && !r.raw.contains("EDNS PSEUDOSECTION"),
+            "{}",
+            r.raw
+        );
         // Exact rule: REFUSED; the name below is not covered.
         let r = kdig(&t.client, server, "exact.test", "A", Q);
         assert_eq!(r.status.as_deref(), Some("REFUSED"), "{}", r.raw);
         let r = kdig(&t.client, server, "www.exact.test", "A", Q);
-        assert_eq!(r.answers, vec![("A".to_string(), "192.0.2.67".to_string())], "{}", r.raw);
+        assert_eq!(
+            r.answers,
+            vec![("A".to_string(), "192.0.2.67".to_string())],
+            "{}",
+            r.raw
+        );
         // Below rule: NODATA.
-        let r = kdig(&t.client, server, "a.wild.test", "A", &[Q[0], Q[1], "+edns"]);
+        let r = kdig(
+            &t.client,
+            server,
+            "a.wild.test",
+            "A",
+            &[Q[0], Q[1], "+edns"],
+        );
         assert_eq!(r.status.as_deref(), Some("NOERROR"), "{}", r.raw);
         assert!(r.answers.is_empty() && r.ede.is_some(), "{}", r.raw);
         // Sinkhole: A and AAAA get the configured addresses.
         let r = kdig(&t.client, server, "sink.test", "A", Q);
-        assert_eq!(r.answers, vec![("A".to_string(), "192.0.2.99".to_string())], "{}", r.raw);
-        let r = kdig(&t.client, server, "cdn.sink.test", "AAAA", &[Q[0], Q[1], "+edns"]);
-        assert_eq!(r.answers, vec![("AAAA".to_string(), "2001:db8::99".to_string())], "{}", r.raw);
+        assert_eq!(
+            r.answers,
+            vec![("A".to_string(), "192.0.2.99".to_string())],
+            "{}",
+            r.raw
+        );
+        let r = kdig(
+            &t.client,
+            server,
+            "cdn.sink.test",
+            "AAAA",
+            &[Q[0], Q[1], "+edns"],
+        );
+        assert_eq!(
+            r.answers,
+            vec![("AAAA".to_string(), "2001:db8::99".to_string())],
+            "{}",
+            r.raw
+        );
         // TC: the client sees a truncated answer (kdig told not to retry over TCP).
         let r = kdig(&t.client, server, "tc.test", "A", &[Q[0], Q[1], "+ignore"]);
-        assert!(r.flags.split_whitespace().any(|f| f == "tc"), "flags {}: {}", r.flags, r.raw);
+        assert!(
+            r.flags.split_whitespace().any(|f| f == "tc"),
+            "flags {}: {}",
+            r.flags,
+            r.raw
+        );
         // Drop: no answer at all.
-        let r = kdig(&t.client, server, "drop.test", "A", &["+retry=0", "+timeout=1"]);
-        assert!(r.status.is_none(), "a dropped query got an answer: {}", r.raw);
+        let r = kdig(
+            &t.client,
+            server,
+            "drop.test",
+            "A",
+            &["+retry=0", "+timeout=1"],
+        );
+        assert!(
+            r.status.is_none(),
+            "a dropped query got an answer: {}",
+            r.raw
+        );
         answered += 8;
     }
     // Only www.exact.test (not covered by the exact rule) reached unbound, once per family.
-    assert_eq!(t.unbound_queries(), before + 2, "unbound received a blocked query");
+    assert_eq!(
+        t.unbound_queries(),
+        before + 2,
+        "unbound received a blocked query"
+    );
 
     // Allowed names reach unbound and get its answer.
     for server in [EDGE_V4, EDGE_V6] {
         let r = kdig(&t.client, server, "allowed.test", "A", Q);
-        assert_eq!(r.answers, vec![("A".to_string(), "192.0.2.10".to_string())], "{}", r.raw);
-        let r = kdig(&t.client, server, "allowed.test", "AAAA", &[Q[0], Q[1], "+edns"]);
-        assert_eq!(r.answers, vec![("AAAA".to_string(), "2001:db8::10".to_string())], "{}", r.raw);
+        assert_eq!(
+            r.answers,
+            vec![("A".to_string(), "192.0.2.10".to_string())],
+            "{}",
+            r.raw
+        );
+        let r = kdig(
+            &t.client,
+            server,
+            "allowed.test",
+            "AAAA",
+            &[Q[0], Q[1], "+edns"],
+        );
+        assert_eq!(
+            r.answers,
+            vec![("AAAA".to_string(), "2001:db8::10".to_string())],
+            "{}",
+            r.raw
+        );
     }
-    assert_eq!(t.unbound_queries(), before + 6, "allowed queries reach unbound");
+    assert_eq!(
+        t.unbound_queries(),
+        before + 6,
+        "allowed queries reach unbound"
+    );
 
     // The counters tell the same story.
     let s = b.stats();
@@ -127,8 +247,18 @@ fn scenario(mode: &str) {
     assert_eq!(n("dropped"), 2);
     assert_eq!(n("rewrite_failed"), 0);
     assert!(n("no_match") >= 6, "allowed queries counted: {r}");
-    let order = s["orders"].as_array().expect("orders").iter().find(|o| o["name"] == ORDER).cloned().expect("order");
-    assert_eq!(order["hits"].as_u64(), Some(answered), "order hits: {order}");
+    let order = s["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find(|o| o["name"] == ORDER)
+        .cloned()
+        .expect("order");
+    assert_eq!(
+        order["hits"].as_u64(),
+        Some(answered),
+        "order hits: {order}"
+    );
 }
 
 #[test]
@@ -148,22 +278,44 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
     let cmac = raw::mac(&t.client.name, &t.client_dev);
     let emac = raw::mac(&t.edge.name, &t.edge_dev);
     for v6 in [false, true] {
-        let q = dns::query(0x7777, "wWw.Blocked.test.", RecordType::A, Some((true, vec![])));
-        let mut f = if v6 { Frame::v6(q.clone()) } else { Frame::v4(q.clone()) };
+        let q = dns::query(
+            0x7777,
+            "wWw.Blocked.test.",
+            RecordType::A,
+            Some((true, vec![])),
+        );
+        let mut f = if v6 {
+            Frame::v6(q.clone())
+        } else {
+            Frame::v4(q.clone())
+        };
         f.vlans = tags.to_vec();
         let mut bytes = f.bytes();
         bytes[0..6].copy_from_slice(&emac);
         bytes[6..12].copy_from_slice(&cmac);
-        let answer = raw::exchange(&t.client.name, &t.client_dev, &bytes, Duration::from_secs(2), |fr| {
-            std::panic::catch_unwind(|| packet::parse(fr)).ok().and_then(|r| r.ok()).is_some_and(|p| p.sport == 53)
-        })
+        let answer = raw::exchange(
+            &t.client.name,
+            &t.client_dev,
+            &bytes,
+            Duration::from_secs(2),
+            |fr| {
+                std::panic::catch_unwind(|| packet::parse(fr))
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .is_some_and(|p| p.sport == 53)
+            },
+        )
         .unwrap_or_else(|| panic!("no answer to a tagged query (v6: {v6}, tags {tags:?})"));
         let p = packet::parse(&answer).expect("answer frame with valid checksums");
         assert_eq!(p.vlans, tags, "tags preserved");
         assert_eq!((p.dst_mac, p.src_mac), (cmac, emac), "MACs swapped");
         let d = dns::parse(&p.dns);
         assert_eq!(d.rcode, 3);
-        assert_eq!(d.question, q[12..dns::question_end(&q)].to_vec(), "question echoed byte for byte");
+        assert_eq!(
+            d.question,
+            q[12..dns::question_end(&q)].to_vec(),
+            "question echoed byte for byte"
+        );
         assert_eq!(d.ede, vec![(16, TEXT.to_string())]);
     }
     assert_eq!(b.stats()["reasons"]["nxdomain"].as_u64(), Some(2));

@@ -108,7 +108,18 @@ https://www.Football-Live.example/watch?id=1
 fn kdig(server: &str, name: &str, qtype: &str) -> Result<String> {
     let out = output(
         "ip",
-        &["netns", "exec", CLIENT, "kdig", &format!("@{server}"), name, qtype, "+edns", "+retry=0", "+timeout=2"],
+        &[
+            "netns",
+            "exec",
+            CLIENT,
+            "kdig",
+            &format!("@{server}"),
+            name,
+            qtype,
+            "+edns",
+            "+retry=0",
+            "+timeout=2",
+        ],
     )?;
     Ok(out)
 }
@@ -142,13 +153,26 @@ pub fn run() -> Result<()> {
             let _ = ok("ip", &["netns", "del", ns]);
         }
     }
-    let mut demo = Demo { dir: dir.clone(), blocker, unbound: None };
+    let mut demo = Demo {
+        dir: dir.clone(),
+        blocker,
+        unbound: None,
+    };
 
     step("network: two namespaces joined by a veth pair");
     sh("ip", &["netns", "add", CLIENT])?;
     sh("ip", &["netns", "add", EDGE])?;
-    sh("ip", &["link", "add", "demo-c", "netns", CLIENT, "type", "veth", "peer", "name", "demo-e", "netns", EDGE])?;
-    for (ns, dev, v4, v6) in [(CLIENT, "demo-c", "192.0.2.1/24", "2001:db8::1/64"), (EDGE, "demo-e", "192.0.2.53/24", "2001:db8::53/64")] {
+    sh(
+        "ip",
+        &[
+            "link", "add", "demo-c", "netns", CLIENT, "type", "veth", "peer", "name", "demo-e",
+            "netns", EDGE,
+        ],
+    )?;
+    for (ns, dev, v4, v6) in [
+        (CLIENT, "demo-c", "192.0.2.1/24", "2001:db8::1/64"),
+        (EDGE, "demo-e", "192.0.2.53/24", "2001:db8::53/64"),
+    ] {
         sh("ip", &["-n", ns, "addr", "add", v4, "dev", dev])?;
         sh("ip", &["-n", ns, "addr", "add", v6, "dev", dev, "nodad"])?;
         sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
@@ -169,9 +193,21 @@ pub fn run() -> Result<()> {
     demo.unbound = Some(child);
     let mut up = false;
     for _ in 0..50 {
-        if output("ip", &["netns", "exec", CLIENT, "kdig", "@192.0.2.53", "news.example", "+retry=0", "+timeout=1"])
-            .map(|o| o.contains("NOERROR"))
-            .unwrap_or(false)
+        if output(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                CLIENT,
+                "kdig",
+                "@192.0.2.53",
+                "news.example",
+                "+retry=0",
+                "+timeout=1",
+            ],
+        )
+        .map(|o| o.contains("NOERROR"))
+        .unwrap_or(false)
         {
             up = true;
             break;
@@ -181,13 +217,22 @@ pub fn run() -> Result<()> {
     if !up {
         bail!("unbound did not answer in the edge namespace");
     }
-    println!("before blocking: piracy-streams.example -> {}", summary(&kdig("192.0.2.53", "piracy-streams.example", "A")?));
+    println!(
+        "before blocking: piracy-streams.example -> {}",
+        summary(&kdig("192.0.2.53", "piracy-streams.example", "A")?)
+    );
 
     step("blocker: attach to the edge veth, load a court order");
-    print!("{}", demo.blocker(&["attach", "--iface", "demo-e", "--netns", EDGE, "--mode", "native"])?);
+    print!(
+        "{}",
+        demo.blocker(&["attach", "--iface", "demo-e", "--netns", EDGE, "--mode", "native"])?
+    );
     // Native XDP_TX on a veth reaches the peer only if the peer runs XDP too (a real NIC
     // needs nothing of the kind): the client end gets blocker's no-op program.
-    print!("{}", demo.blocker(&["attach", "--iface", "demo-c", "--netns", CLIENT, "--noop"])?);
+    print!(
+        "{}",
+        demo.blocker(&["attach", "--iface", "demo-c", "--netns", CLIENT, "--noop"])?
+    );
     let list = dir.join("court-order-sample.txt");
     fs::write(&list, SAMPLE_LIST)?;
     println!("{SAMPLE_LIST}");
@@ -213,14 +258,27 @@ pub fn run() -> Result<()> {
         ("192.0.2.53", "news.example", "A"),
         ("2001:db8::53", "news.example", "AAAA"),
     ] {
-        println!("{name:<30} {qtype:<5} via {server:<13} -> {}", summary(&kdig(server, name, qtype)?));
+        println!(
+            "{name:<30} {qtype:<5} via {server:<13} -> {}",
+            summary(&kdig(server, name, qtype)?)
+        );
     }
-    let ctl = output("unbound-control", &["-c", &conf.display().to_string(), "stats_noreset"]).unwrap_or_default();
-    let queries = ctl.lines().find(|l| l.starts_with("total.num.queries=")).unwrap_or("total.num.queries=?");
+    let ctl = output(
+        "unbound-control",
+        &["-c", &conf.display().to_string(), "stats_noreset"],
+    )
+    .unwrap_or_default();
+    let queries = ctl
+        .lines()
+        .find(|l| l.starts_with("total.num.queries="))
+        .unwrap_or("total.num.queries=?");
     println!("unbound saw {queries} (blocked names never reached it)");
 
     step("blocker explain www.piracy-streams.example");
-    print!("{}", demo.blocker(&["explain", "www.piracy-streams.example"])?);
+    print!(
+        "{}",
+        demo.blocker(&["explain", "www.piracy-streams.example"])?
+    );
     step("blocker stats");
     print!("{}", demo.blocker(&["stats"])?);
 

@@ -49,14 +49,36 @@ fn main() -> Result<()> {
 fn test(host_only: bool, rest: &[String]) -> Result<()> {
     setup::run()?;
     util::step("host unit tests");
-    util::cargo(&["test", "--locked", "-p", "blocker-common", "-p", "blocker-lists", "-p", "blocker-userspace", "-p", "xtask"])?;
-    if host_only {
-        return Ok(());
+    let (mut passed, mut failed) = util::cargo_test(&[
+        "test",
+        "--locked",
+        "-p",
+        "blocker-common",
+        "-p",
+        "blocker-lists",
+        "-p",
+        "blocker-userspace",
+        "-p",
+        "xtask",
+    ])?;
+    if !host_only {
+        util::step("build the blocker binary the integration tests drive");
+        util::cargo(&["build", "--locked", "-p", "blocker-userspace"])?;
+        util::step("integration tests (root: BPF_PROG_TEST_RUN and network namespaces)");
+        let mut args = vec![
+            "test",
+            "--locked",
+            "-p",
+            "blocker-tests",
+            "--",
+            "--test-threads=1",
+        ];
+        args.extend(rest.iter().map(String::as_str));
+        let (p, f) = util::cargo_test(&args)?;
+        passed += p;
+        failed += f;
     }
-    util::step("build the blocker binary the integration tests drive");
-    util::cargo(&["build", "--locked", "-p", "blocker-userspace"])?;
-    util::step("integration tests (root: BPF_PROG_TEST_RUN and network namespaces)");
-    let mut args = vec!["test", "--locked", "-p", "blocker-tests", "--", "--test-threads=1"];
-    args.extend(rest.iter().map(String::as_str));
-    util::cargo(&args)
+    println!();
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(())
 }

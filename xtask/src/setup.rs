@@ -10,15 +10,30 @@ use crate::util::{ok, run as output, step};
 
 /// Debian packages and what they are for.
 const PACKAGES: &[(&str, &str)] = &[
-    ("rustc-web", "a rustc (1.96, LLVM 22) whose sysroot has the library source, to build `core` for BPF"),
+    (
+        "rustc-web",
+        "a rustc (1.96, LLVM 22) whose sysroot has the library source, to build `core` for BPF",
+    ),
     ("cargo-web", "the matching cargo, used by the eBPF build"),
     ("rust-web-src", "the library source for -Z build-std=core"),
     ("llvm-22", "LLVM 22, linked into bpf-linker"),
-    ("llvm-22-dev", "LLVM 22 headers and libraries to build bpf-linker"),
-    ("iproute2", "network namespaces and veth pairs in tests and the demo"),
+    (
+        "llvm-22-dev",
+        "LLVM 22 headers and libraries to build bpf-linker",
+    ),
+    (
+        "iproute2",
+        "network namespaces and veth pairs in tests and the demo",
+    ),
     ("ethtool", "checksum offload settings on test veths"),
-    ("unbound", "the resolver behind blocker in tests and the demo"),
-    ("knot-dnsutils", "kdig, the DNS client of tests and the demo"),
+    (
+        "unbound",
+        "the resolver behind blocker in tests and the demo",
+    ),
+    (
+        "knot-dnsutils",
+        "kdig, the DNS client of tests and the demo",
+    ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
@@ -50,11 +65,18 @@ pub fn run() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc_geteuid() } == 0;
     if !root {
-        problems.push("not running as root: packages cannot be installed and the integration tests will fail".into());
+        problems.push(
+            "not running as root: packages cannot be installed and the integration tests will fail"
+                .into(),
+        );
     }
 
     // Debian packages.
-    let missing: Vec<&str> = PACKAGES.iter().map(|(p, _)| *p).filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         println!("packages: all {} present", PACKAGES.len());
     } else if root {
@@ -90,7 +112,10 @@ pub fn run() -> Result<()> {
         println!("bpf-linker: {} present", have.trim());
     } else {
         println!("bpf-linker: installing {BPF_LINKER_VERSION} ({BPF_LINKER_FEATURE}); about 90 s");
-        let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "/usr/lib/llvm-22/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
             .args([
@@ -118,7 +143,9 @@ pub fn run() -> Result<()> {
     } else if root && ok("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"]) {
         println!("bpffs: mounted it on /sys/fs/bpf");
     } else {
-        problems.push("the BPF filesystem is not mounted on /sys/fs/bpf and could not be mounted".into());
+        problems.push(
+            "the BPF filesystem is not mounted on /sys/fs/bpf and could not be mounted".into(),
+        );
     }
 
     // Kernel: BTF and a version with bpf_xdp_load_bytes/store_bytes (5.18).
@@ -128,12 +155,18 @@ pub fn run() -> Result<()> {
         problems.push("/sys/kernel/btf/vmlinux missing: the kernel has no BTF".into());
     }
     let release = output("uname", &["-r"]).unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) >= (5, 18) {
         println!("kernel: {} (≥ 5.18)", release.trim());
     } else {
-        problems.push(format!("kernel {} is older than 5.18 (bpf_xdp_load_bytes)", release.trim()));
+        problems.push(format!(
+            "kernel {} is older than 5.18 (bpf_xdp_load_bytes)",
+            release.trim()
+        ));
     }
 
     if problems.is_empty() {

@@ -32,6 +32,52 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test …`, echoing its output, and returns the (passed, failed) totals of its
+/// "test result:" lines. Fails if cargo fails.
+pub fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cargo}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(';') {
+                    let mut w = part.split_whitespace().rev();
+                    let (what, n) = (w.next(), w.next());
+                    if let Some(n) = n.and_then(|n| {
+                        n.trim_start_matches("ok.")
+                            .trim_start_matches("FAILED.")
+                            .parse::<u64>()
+                            .ok()
+                    }) {
+                        match what {
+                            Some("passed") => passed += n,
+                            Some("failed") => failed += n,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`cargo {}` failed ({status}): {passed} passed, {failed} failed",
+            args.join(" ")
+        );
+    }
+    Ok((passed, failed))
+}
+
 /// Runs a command, failing with its output if it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(cmd)

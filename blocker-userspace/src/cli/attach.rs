@@ -68,7 +68,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     if !ctx.pins.loaded() {
         let _lock = ctx.dir.lock()?;
         load_and_pin(&ctx.pins, args.capacity)?;
-        println!("loaded blocker into {} (capacity {} names)", ctx.pins.dir.display(), args.capacity);
+        println!(
+            "loaded blocker into {} (capacity {} names)",
+            ctx.pins.dir.display(),
+            args.capacity
+        );
     }
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let mut prog = pinned_program(&ctx.pins, args.noop)?;

@@ -1,5 +1,4 @@
 //! BPF_PROG_TEST_RUN through the raw bpf(2) syscall (aya has no wrapper for it).
-#![allow(dead_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -48,13 +47,22 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Re
     // SAFETY: attr points to a properly sized, initialised bpf_attr; the buffers it names
     // live until the call returns.
     let r = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestAttr, std::mem::size_of::<TestAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestAttr,
+            std::mem::size_of::<TestAttr>(),
+        )
     };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
     out.truncate(attr.data_size_out as usize);
-    Ok(TestRun { retval: attr.retval, data: out, duration_ns: attr.duration })
+    Ok(TestRun {
+        retval: attr.retval,
+        data: out,
+        duration_ns: attr.duration,
+    })
 }
 
 pub const XDP_DROP: u32 = 1;

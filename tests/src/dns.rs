@@ -1,6 +1,5 @@
 //! DNS messages with hickory-proto (a real DNS library), plus the raw pieces hickory does not
 //! expose: the question's exact bytes (0x20 case) and the RFC 8914 EDE option.
-#![allow(dead_code)]
 
 use hickory_proto::{
     op::{Edns, Message, MessageType, OpCode, Query},
@@ -8,10 +7,21 @@ use hickory_proto::{
 };
 
 /// A query built by hickory-proto.
-pub fn query(id: u16, name: &str, qtype: RecordType, edns: Option<(bool, Vec<EdnsOption>)>) -> Vec<u8> {
+pub fn query(
+    id: u16,
+    name: &str,
+    qtype: RecordType,
+    edns: Option<(bool, Vec<EdnsOption>)>,
+) -> Vec<u8> {
     let mut m = Message::new();
-    m.set_id(id).set_message_type(MessageType::Query).set_op_code(OpCode::Query).set_recursion_desired(true);
-    m.add_query(Query::query(Name::from_ascii(name).expect("valid name"), qtype));
+    m.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true);
+    m.add_query(Query::query(
+        Name::from_ascii(name).expect("valid name"),
+        qtype,
+    ));
     if let Some((dok, opts)) = edns {
         let mut e = Edns::new();
         e.set_max_payload(4096).set_dnssec_ok(dok);
@@ -69,7 +79,8 @@ pub struct Answer {
 
 /// Parses a response with hickory-proto and checks it against the raw bytes.
 pub fn parse(bytes: &[u8]) -> Answer {
-    let msg = Message::from_vec(bytes).unwrap_or_else(|e| panic!("hickory cannot parse the answer: {e}: {bytes:02x?}"));
+    let msg = Message::from_vec(bytes)
+        .unwrap_or_else(|e| panic!("hickory cannot parse the answer: {e}: {bytes:02x?}"));
     let qend = question_end(bytes);
     let answers = msg
         .answers()
@@ -88,7 +99,10 @@ pub fn parse(bytes: &[u8]) -> Answer {
         for (_, o) in e.options().as_ref() {
             if let EdnsOption::Unknown(15, data) = o {
                 assert!(data.len() >= 2, "EDE option shorter than its info-code");
-                ede.push((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()));
+                ede.push((
+                    u16::from_be_bytes([data[0], data[1]]),
+                    String::from_utf8_lossy(&data[2..]).into_owned(),
+                ));
             }
         }
         (e.max_payload(), e.flags().dnssec_ok)

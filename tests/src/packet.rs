@@ -1,5 +1,4 @@
 //! Building frames for fixtures and taking answers apart, with checksums verified from scratch.
-#![allow(dead_code)]
 
 pub const MAC_CLIENT: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const MAC_EDGE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x53];
@@ -26,9 +25,20 @@ pub fn fold(mut acc: u32) -> u16 {
 /// IP layer of a frame under construction.
 #[derive(Clone, Debug)]
 pub enum Ip {
-    V4 { src: [u8; 4], dst: [u8; 4], options: Vec<u8>, frag: u16, tot_len: Option<u16> },
+    V4 {
+        src: [u8; 4],
+        dst: [u8; 4],
+        options: Vec<u8>,
+        frag: u16,
+        tot_len: Option<u16>,
+    },
     /// Extension headers are (next-header code, full bytes including their own first two).
-    V6 { src: [u8; 16], dst: [u8; 16], ext: Vec<(u8, Vec<u8>)>, payload_len: Option<u16> },
+    V6 {
+        src: [u8; 16],
+        dst: [u8; 16],
+        ext: Vec<(u8, Vec<u8>)>,
+        payload_len: Option<u16>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +58,13 @@ impl Frame {
     pub fn v4(payload: Vec<u8>) -> Frame {
         Frame {
             vlans: vec![],
-            ip: Ip::V4 { src: [192, 0, 2, 1], dst: [192, 0, 2, 53], options: vec![], frag: 0, tot_len: None },
+            ip: Ip::V4 {
+                src: [192, 0, 2, 1],
+                dst: [192, 0, 2, 53],
+                options: vec![],
+                frag: 0,
+                tot_len: None,
+            },
             proto: 17,
             sport: 40000,
             dport: 53,
@@ -65,7 +81,15 @@ impl Frame {
         let mut dst = src;
         src[15] = 1;
         dst[15] = 0x53;
-        Frame { ip: Ip::V6 { src, dst, ext: vec![], payload_len: None }, ..Frame::v4(payload) }
+        Frame {
+            ip: Ip::V6 {
+                src,
+                dst,
+                ext: vec![],
+                payload_len: None,
+            },
+            ..Frame::v4(payload)
+        }
     }
 
     pub fn bytes(&self) -> Vec<u8> {
@@ -84,7 +108,13 @@ impl Frame {
             f.extend_from_slice(&vid.to_be_bytes());
         }
         match &self.ip {
-            Ip::V4 { src, dst, options, frag, tot_len } => {
+            Ip::V4 {
+                src,
+                dst,
+                options,
+                frag,
+                tot_len,
+            } => {
                 if self.proto == 17 && !self.zero_udp_checksum {
                     let mut acc = sum16(src, 0);
                     acc = sum16(dst, acc);
@@ -108,7 +138,12 @@ impl Frame {
                 h[10..12].copy_from_slice(&c.to_be_bytes());
                 f.extend_from_slice(&h);
             }
-            Ip::V6 { src, dst, ext, payload_len } => {
+            Ip::V6 {
+                src,
+                dst,
+                ext,
+                payload_len,
+            } => {
                 if self.proto == 17 {
                     let mut acc = sum16(src, 0);
                     acc = sum16(dst, acc);
@@ -172,7 +207,10 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
             }
             let tot = u16::from_be_bytes([h[2], h[3]]) as usize;
             if off + tot != f.len() {
-                return Err(format!("IPv4 total length {tot} but {} bytes follow", f.len() - off));
+                return Err(format!(
+                    "IPv4 total length {tot} but {} bytes follow",
+                    f.len() - off
+                ));
             }
             let acc = sum16(&h[12..20], 0);
             (h[12..16].to_vec(), h[16..20].to_vec(), h[8], off + ihl, acc)
@@ -181,7 +219,10 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
             let h = &f[off..off + 40];
             let plen = u16::from_be_bytes([h[4], h[5]]) as usize;
             if off + 40 + plen != f.len() {
-                return Err(format!("IPv6 payload length {plen} but {} bytes follow", f.len() - off - 40));
+                return Err(format!(
+                    "IPv6 payload length {plen} but {} bytes follow",
+                    f.len() - off - 40
+                ));
             }
             let mut next = h[6];
             let mut l4 = off + 40;
@@ -189,7 +230,13 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
                 next = f[l4];
                 l4 += (f[l4 + 1] as usize + 1) * 8;
             }
-            (h[8..24].to_vec(), h[24..40].to_vec(), h[7], l4, sum16(&h[8..40], 0))
+            (
+                h[8..24].to_vec(),
+                h[24..40].to_vec(),
+                h[7],
+                l4,
+                sum16(&h[8..40], 0),
+            )
         }
         other => return Err(format!("ethertype {other:#x}")),
     };

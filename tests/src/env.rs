@@ -1,6 +1,5 @@
 //! Throwaway kernel state for tests, removed on drop even when a test panics: pinned blocker
 //! directories, network namespaces with veth pairs, an unbound instance; and kdig.
-#![allow(dead_code)]
 
 use std::{
     fs,
@@ -20,7 +19,11 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn must(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
     assert!(
         out.status.success(),
         "`{cmd} {}` failed: {}{}",
@@ -36,7 +39,11 @@ pub fn blocker_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("blocker");
-    assert!(bin.exists(), "{} not found: run `cargo build -p blocker-userspace` first (cargo xtask test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p blocker-userspace` first (cargo xtask test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -94,7 +101,11 @@ impl Blocker {
     /// Runs a command that must fail; returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "`blocker {}` succeeded but should have failed", args.join(" "));
+        assert!(
+            !out.status.success(),
+            "`blocker {}` succeeded but should have failed",
+            args.join(" ")
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -105,7 +116,9 @@ impl Blocker {
 
     /// A global exit-reason counter.
     pub fn reason(&self, name: &str) -> u64 {
-        self.stats()["reasons"][name].as_u64().unwrap_or_else(|| panic!("no reason {name}"))
+        self.stats()["reasons"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no reason {name}"))
     }
 }
 
@@ -148,7 +161,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -159,7 +174,7 @@ pub const CLIENT_V6: &str = "2001:db8::1";
 pub const EDGE_V6: &str = "2001:db8::53";
 
 /// client netns ── veth ── edge netns, unbound listening in the edge. (Tagged traffic is
-/// sent by hand with [`super::raw`]: this kernel has no 802.1Q devices.)
+/// sent by hand with [`crate::raw`]: this kernel has no 802.1Q devices.)
 pub struct Topology {
     pub client: NetNs,
     pub edge: NetNs,
@@ -177,23 +192,63 @@ impl Topology {
         let edge_dev = unique("ve");
         must(
             "ip",
-            &["link", "add", &client_dev, "netns", &client.name, "type", "veth", "peer", "name", &edge_dev, "netns", &edge.name],
+            &[
+                "link",
+                "add",
+                &client_dev,
+                "netns",
+                &client.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &edge_dev,
+                "netns",
+                &edge.name,
+            ],
         );
         for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
             ns.must("ip", &["link", "set", dev, "up"]);
             // A real NIC delivers complete checksums and in-band VLAN tags; a veth would
             // carry partial checksums and tags as metadata.
             let _ = ns.exec("ethtool", &["-K", dev, "tx", "off"]);
-            for f in ["txvlan", "rxvlan", "tx-vlan-stag-hw-insert", "rx-vlan-stag-hw-parse"] {
+            for f in [
+                "txvlan",
+                "rxvlan",
+                "tx-vlan-stag-hw-insert",
+                "rx-vlan-stag-hw-parse",
+            ] {
                 let _ = ns.exec("ethtool", &["-K", dev, f, "off"]);
             }
         }
         let (cl, ed) = (client_dev.clone(), edge_dev.clone());
-        client.must("ip", &["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &cl]);
-        client.must("ip", &["addr", "add", &format!("{CLIENT_V6}/64"), "dev", &cl, "nodad"]);
+        client.must(
+            "ip",
+            &["addr", "add", &format!("{CLIENT_V4}/24"), "dev", &cl],
+        );
+        client.must(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{CLIENT_V6}/64"),
+                "dev",
+                &cl,
+                "nodad",
+            ],
+        );
         edge.must("ip", &["addr", "add", &format!("{EDGE_V4}/24"), "dev", &ed]);
-        edge.must("ip", &["addr", "add", &format!("{EDGE_V6}/64"), "dev", &ed, "nodad"]);
-        Topology { client, edge, client_dev, edge_dev, unbound: None }
+        edge.must(
+            "ip",
+            &["addr", "add", &format!("{EDGE_V6}/64"), "dev", &ed, "nodad"],
+        );
+        Topology {
+            client,
+            edge,
+            client_dev,
+            edge_dev,
+            unbound: None,
+        }
     }
 
     /// Starts unbound in the edge namespace with `local_data` records (unbound syntax).
@@ -203,7 +258,13 @@ impl Topology {
         for server in [EDGE_V4, EDGE_V6] {
             let mut up = false;
             for _ in 0..50 {
-                let r = kdig(&self.client, server, "version.server", "TXT", &["+retry=0", "+timeout=1"]);
+                let r = kdig(
+                    &self.client,
+                    server,
+                    "version.server",
+                    "TXT",
+                    &["+retry=0", "+timeout=1"],
+                );
                 if r.status.is_some() {
                     up = true;
                     break;
@@ -256,12 +317,19 @@ impl Unbound {
             .stderr(Stdio::null())
             .spawn()
             .expect("start unbound");
-        Unbound { child, dir, conf: path }
+        Unbound {
+            child,
+            dir,
+            conf: path,
+        }
     }
 
     /// total.num.queries from unbound-control.
     pub fn queries(&self) -> u64 {
-        let out = must("unbound-control", &["-c", &self.conf.display().to_string(), "stats_noreset"]);
+        let out = must(
+            "unbound-control",
+            &["-c", &self.conf.display().to_string(), "stats_noreset"],
+        );
         out.lines()
             .find_map(|l| l.strip_prefix("total.num.queries="))
             .and_then(|v| v.trim().parse().ok())
@@ -295,8 +363,12 @@ pub fn kdig(ns: &NetNs, server: &str, name: &str, qtype: &str, extra: &[&str]) -
     let mut args = vec![at.as_str(), name, qtype];
     args.extend_from_slice(extra);
     let out = ns.exec("kdig", &args);
-    let raw = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    let mut k = Kdig { raw: raw.clone(), ..Default::default() };
+    let raw =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let mut k = Kdig {
+        raw: raw.clone(),
+        ..Default::default()
+    };
     let mut section = "";
     for line in raw.lines() {
         if let Some(i) = line.find("status: ") {
@@ -306,8 +378,15 @@ pub fn kdig(ns: &NetNs, server: &str, name: &str, qtype: &str, extra: &[&str]) -
             k.flags = f.split(';').next().unwrap_or("").trim().to_string();
         } else if let Some(e) = line.strip_prefix(";; EDE: ") {
             // 16 (Censored): 'text'
-            let code = e.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
-            let text = e.split_once(": '").map(|(_, t)| t.trim_end_matches('\'').to_string()).unwrap_or_default();
+            let code = e
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let text = e
+                .split_once(": '")
+                .map(|(_, t)| t.trim_end_matches('\'').to_string())
+                .unwrap_or_default();
             k.ede = Some((code, text));
         } else if line.starts_with(";; QUESTION SECTION") {
             section = "q";

@@ -1,7 +1,6 @@
 //! Sending hand-built frames from inside a network namespace with an AF_PACKET socket and
 //! catching the answer: for what kdig cannot send (VLAN tags: this kernel has no 802.1Q
 //! devices, but the XDP program must still parse tagged frames on the wire).
-#![allow(dead_code)]
 
 use std::{
     fs::File,
@@ -11,7 +10,7 @@ use std::{
 
 /// The MAC address of `dev` in namespace `ns`.
 pub fn mac(ns: &str, dev: &str) -> [u8; 6] {
-    let out = super::env::must("ip", &["-n", ns, "-j", "link", "show", "dev", dev]);
+    let out = crate::env::must("ip", &["-n", ns, "-j", "link", "show", "dev", dev]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
     let s = v[0]["address"].as_str().expect("address");
     let mut m = [0u8; 6];
@@ -23,7 +22,13 @@ pub fn mac(ns: &str, dev: &str) -> [u8; 6] {
 
 /// Sends `frame` out of `dev` in `ns` and returns the first frame received on `dev` for
 /// which `want` is true, or None after `timeout`.
-pub fn exchange(ns: &str, dev: &str, frame: &[u8], timeout: Duration, want: impl Fn(&[u8]) -> bool + Send + 'static) -> Option<Vec<u8>> {
+pub fn exchange(
+    ns: &str,
+    dev: &str,
+    frame: &[u8],
+    timeout: Duration,
+    want: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> Option<Vec<u8>> {
     let (ns, dev, frame) = (ns.to_string(), dev.to_string(), frame.to_vec());
     std::thread::spawn(move || {
         let f = File::open(format!("/run/netns/{ns}")).expect("open netns");
@@ -44,22 +49,50 @@ pub fn exchange(ns: &str, dev: &str, frame: &[u8], timeout: Duration, want: impl
             sll.sll_ifindex = ifindex as i32;
             let sp = &sll as *const libc::sockaddr_ll as *const libc::sockaddr;
             let len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            assert_eq!(libc::bind(s, sp, len), 0, "bind: {}", std::io::Error::last_os_error());
-            let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
-            libc::setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+            assert_eq!(
+                libc::bind(s, sp, len),
+                0,
+                "bind: {}",
+                std::io::Error::last_os_error()
+            );
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            libc::setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
             let sent = libc::sendto(s, frame.as_ptr().cast(), frame.len(), 0, sp, len);
-            assert_eq!(sent, frame.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            assert_eq!(
+                sent,
+                frame.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
             // The receive path moves the outer VLAN tag into metadata; PACKET_AUXDATA hands
             // it back so the frame can be seen as it was on the wire (as libpcap does).
             let one: libc::c_int = 1;
-            libc::setsockopt(s, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one as *const _ as *const libc::c_void, 4);
+            libc::setsockopt(
+                s,
+                libc::SOL_PACKET,
+                libc::PACKET_AUXDATA,
+                &one as *const _ as *const libc::c_void,
+                4,
+            );
             let deadline = Instant::now() + timeout;
             let mut buf = vec![0u8; 4096];
             let mut cbuf = [0u64; 64];
             let mut found = None;
             while Instant::now() < deadline {
                 let mut from: libc::sockaddr_ll = std::mem::zeroed();
-                let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+                let mut iov = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
                 let mut msg: libc::msghdr = std::mem::zeroed();
                 msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
                 msg.msg_namelen = len;
@@ -75,10 +108,15 @@ pub fn exchange(ns: &str, dev: &str, frame: &[u8], timeout: Duration, want: impl
                 let mut frame = buf[..n as usize].to_vec();
                 let mut c = libc::CMSG_FIRSTHDR(&msg);
                 while !c.is_null() {
-                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
+                    {
                         let aux = &*(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
                         if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
-                            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+                            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                                aux.tp_vlan_tpid
+                            } else {
+                                0x8100
+                            };
                             let mut tag = tpid.to_be_bytes().to_vec();
                             tag.extend_from_slice(&aux.tp_vlan_tci.to_be_bytes());
                             frame.splice(12..12, tag);
