@@ -19,7 +19,7 @@ pub const MAP_STATS: &str = "BLK_STATS";
 
 /// Default capacity of the rule map and of the per-rule hit counters. Operators raise it with
 /// `blocker attach --capacity` when the program is first loaded.
-pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 20;
+pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 22;
 /// Number of orders (order ids are `0..MAX_ORDERS`).
 pub const MAX_ORDERS: u32 = 4096;
 /// Number of UDP destination ports the program answers on.

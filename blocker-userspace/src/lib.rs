@@ -4,7 +4,5 @@
 
 pub mod cli;
 pub mod kernel;
-pub mod lists_stub;
 pub mod state;
 pub mod txn;
-pub use lists_stub as blocker_lists;

@@ -19,9 +19,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::blocker_lists::Name;
 use anyhow::{bail, Context, Result};
 use blocker_common::{Action, Kind, MAX_EDE_TEXT, MAX_ORDERS};
+use blocker_lists::Name;
 use serde::{Deserialize, Serialize};
 
 /// Default state directory.

@@ -169,12 +169,11 @@ impl Controller {
             .flatten()
             .map(|r| key_of_canonical(r.name.canonical()))
             .collect();
-        for (k, set) in merged_sets(&rules, &all) {
-            self.maps
-                .rules
-                .insert(k, RuleValue { sets: [set, set] }, 0)
-                .map_err(|e| capacity_error(e, self.maps.capacity))?;
-        }
+        let entries: Vec<(RuleKey, RuleValue)> = merged_sets(&rules, &all)
+            .into_iter()
+            .map(|(k, set)| (k, RuleValue { sets: [set, set] }))
+            .collect();
+        crate::kernel::rules_update_batch(&self.maps.rules, &entries)?;
         for o in &self.state.orders {
             self.maps.orders.set(o.id as u32, order_info(o), 0)?;
         }
@@ -273,8 +272,11 @@ impl Controller {
                                         }
                                         if next_free >= capacity {
                                             bail!(
-                                                "the rule map holds at most {capacity} rules; \
-                                                 re-create it with a larger `blocker attach --capacity`"
+                                                "the rule map holds at most {capacity} rules, and \
+                                                 this change needs more at once (old and new \
+                                                 rules coexist until the switch); re-create it \
+                                                 with a larger `blocker attach --capacity` \
+                                                 (nothing was changed)"
                                             );
                                         }
                                         r.id = next_free;
@@ -326,6 +328,34 @@ impl Controller {
         diffs.sort_by_key(|d| d.0);
         summary.names_changed = diffs.len();
 
+        // Nothing to do when the rules and the orders' settings are what they were: a
+        // re-load of an unchanged list changes nothing, not even the generation.
+        let same_order = |id: &u16| {
+            let strip = |o: &Order| Order {
+                updated: 0,
+                rules_file: String::new(),
+                ..o.clone()
+            };
+            let before = old_state.order_by_id(*id).map(strip);
+            let after = new_state.order_by_id(*id).map(strip);
+            let rules_same = match (old_rules.get(id), new_rules.get(id)) {
+                (Some(a), Some(b)) => {
+                    a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| {
+                            (&x.name, x.kind, x.action, x.qtypes, x.id)
+                                == (&y.name, y.kind, y.action, y.qtypes, y.id)
+                        })
+                }
+                (None, None) => true,
+                _ => false,
+            };
+            before == after && rules_same
+        };
+        if diffs.is_empty() && changed_orders.iter().all(same_order) {
+            summary.generation = old_state.generation;
+            return Ok(summary);
+        }
+
         // Orders' EDE data first: the new rules may refer to it as soon as they are enforced.
         for o in &new_state.orders {
             if changed_orders.contains(&o.id) {
@@ -354,14 +384,15 @@ impl Controller {
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
         let inactive = 1 - active;
-        for (k, old, new) in &diffs {
-            let mut v = RuleValue { sets: [*old, *old] };
-            v.sets[inactive] = *new;
-            self.maps
-                .rules
-                .insert(*k, v, 0)
-                .map_err(|e| capacity_error(e, self.maps.capacity))?;
-        }
+        let staged: Vec<(RuleKey, RuleValue)> = diffs
+            .iter()
+            .map(|(k, old, new)| {
+                let mut v = RuleValue { sets: [*old, *old] };
+                v.sets[inactive] = *new;
+                (*k, v)
+            })
+            .collect();
+        crate::kernel::rules_update_batch(&self.maps.rules, &staged)?;
         // Look up the depths of both sets until the old one is gone.
         let new_mask = depth_mask_of(&new_rules);
         let old_mask = cfg.depth_mask;
@@ -377,18 +408,16 @@ impl Controller {
         self.state = new_state;
 
         // Both copies equal again; names with no rules left are deleted.
-        for (k, _, new) in &diffs {
-            if new.here.is_empty() && new.below.is_empty() {
-                match self.maps.rules.remove(k) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                self.maps
-                    .rules
-                    .insert(*k, RuleValue { sets: [*new, *new] }, 0)?;
-            }
-        }
+        let (gone, kept): (Vec<_>, Vec<_>) = diffs
+            .iter()
+            .partition(|(_, _, new)| new.here.is_empty() && new.below.is_empty());
+        let kept: Vec<(RuleKey, RuleValue)> = kept
+            .iter()
+            .map(|(k, _, new)| (*k, RuleValue { sets: [*new, *new] }))
+            .collect();
+        crate::kernel::rules_update_batch(&self.maps.rules, &kept)?;
+        let gone: Vec<RuleKey> = gone.iter().map(|(k, _, _)| *k).collect();
+        crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;
         cfg.depth_mask = new_mask;
         self.maps.set_config(&cfg)?;
 
@@ -409,18 +438,6 @@ impl Controller {
         self.dir.gc(&self.state)?;
         Ok(summary)
     }
-}
-
-fn capacity_error(e: aya::maps::MapError, capacity: u32) -> anyhow::Error {
-    if let aya::maps::MapError::SyscallError(s) = &e {
-        if s.io_error.raw_os_error() == Some(libc::E2BIG) {
-            return anyhow::anyhow!(
-                "the rule map is full ({capacity} names); re-create it with a larger \
-                 `blocker attach --capacity` (nothing was enforced: the old rules stay in force)"
-            );
-        }
-    }
-    e.into()
 }
 
 /// The kernel's view of an order.

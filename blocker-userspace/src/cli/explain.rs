@@ -67,8 +67,8 @@ fn query_message(canonical: &[u8], qtype: u16) -> Vec<u8> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let qtype = parse_qtype(&a.qtype)?;
-    let name = crate::blocker_lists::normalize_name(&a.name)
-        .map_err(|e| anyhow::anyhow!("{:?}: {e}", a.name))?;
+    let name =
+        blocker_lists::normalize_name(&a.name).map_err(|e| anyhow::anyhow!("{:?}: {e}", a.name))?;
     let state = ctx.dir.load()?;
     let mut all: Vec<(String, Vec<Rule>, u16)> = Vec::new();
     for o in &state.orders {

@@ -2,9 +2,9 @@
 
 use std::{collections::HashSet, path::PathBuf, process::ExitCode};
 
-use crate::blocker_lists::{Format, Name, Options};
 use anyhow::{bail, Context, Result};
 use blocker_common::{qtype_bit, Action, Kind, EDE_BLOCKED, EDE_CENSORED, QTYPES_ALL};
+use blocker_lists::{Format, Name, Options};
 use serde::Serialize;
 
 use super::{parse_qtype, qtypes_display, Ctx};
@@ -164,6 +164,10 @@ pub struct LoadArgs {
     /// default action (nxdomain for a new order). Also becomes the order's default action.
     #[arg(long, value_enum)]
     pub action: Option<CliAction>,
+    /// Name of the RPZ zone, for RPZ files that do not say it (no SOA or $ORIGIN) but write
+    /// owners in full; it is stripped from owners.
+    #[arg(long, value_name = "ZONE")]
+    pub rpz_origin: Option<String>,
     /// Apply the valid entries and report the invalid ones instead of refusing the load.
     #[arg(long)]
     pub skip_invalid: bool,
@@ -236,8 +240,7 @@ fn cli_name(s: &str, below_flag: bool, subtree_flag: bool) -> Result<(Name, Kind
         Some(rest) => (rest, true),
         None => (s, false),
     };
-    let name =
-        crate::blocker_lists::normalize_name(text).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
+    let name = blocker_lists::normalize_name(text).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
     let kind = if star || below_flag {
         Kind::Below
     } else if subtree_flag {
@@ -386,7 +389,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             CliMatch::Subtree => Kind::Subtree,
             CliMatch::Exact => Kind::Exact,
         },
-        ..Options::default()
+        rpz_origin: a.rpz_origin.clone(),
     };
     let format = match a.format {
         CliFormat::Auto => None,
@@ -402,8 +405,8 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut unsupported = std::collections::BTreeMap::<String, usize>::new();
     let mut duplicates = 0;
     for f in &a.files {
-        let out = crate::blocker_lists::parse_file(f, format, &opts)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out =
+            blocker_lists::parse_file(f, format, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
         parsed.extend(out.rules);
         errors.extend(out.errors);
         warnings.extend(out.warnings);
