@@ -1,0 +1,183 @@
+//! The operator's workflow through the real CLI, against the attached program in network
+//! namespaces, checked with real kdig answers: load, reload with changes, allow orders,
+//! RPZ files, explain, stats, order removal, refused loads that change nothing.
+
+use std::path::{Path, PathBuf};
+
+use blocker_tests::env::{kdig, unique, Blocker, Topology, EDGE_V4};
+
+const Q: &[&str] = &["+retry=0", "+timeout=2", "+edns"];
+
+struct Lists {
+    dir: PathBuf,
+}
+
+impl Lists {
+    fn new() -> Lists {
+        let dir = std::env::temp_dir().join(unique("blkt-cli"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        Lists { dir }
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).expect("write list");
+        p.display().to_string()
+    }
+}
+
+impl Drop for Lists {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn status(t: &Topology, name: &str) -> (String, Option<(u16, String)>, Vec<(String, String)>) {
+    let r = kdig(&t.client, EDGE_V4, name, "A", Q);
+    (r.status.unwrap_or_else(|| format!("no answer: {}", r.raw)), r.ede, r.answers)
+}
+
+fn blocked_by(t: &Topology, name: &str, text: &str) {
+    let (s, ede, _) = status(t, name);
+    assert_eq!(s, "NXDOMAIN", "{name}");
+    assert_eq!(ede, Some((16, text.to_string())), "{name}");
+}
+
+fn resolved(t: &Topology, name: &str) {
+    let (s, ede, answers) = status(t, name);
+    assert_eq!((s.as_str(), ede), ("NOERROR", None), "{name} should reach unbound");
+    assert_eq!(answers.len(), 1, "{name}: unbound's answer");
+}
+
+fn rule_id(b: &Blocker, name: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["rules", "list", "--json"])).expect("json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["id"].as_u64())
+        .unwrap_or_else(|| panic!("no rule {name}"))
+}
+
+fn generation(b: &Blocker) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    v["generation"].as_u64().expect("generation")
+}
+
+#[test]
+fn operator_workflow() {
+    let mut t = Topology::new();
+    let names = ["a.example", "b.example", "www.b.example", "c.example", "allow.b.example", "rpz.example", "www.rpz.example", "pass.rpz.example", "d.example"];
+    let data: Vec<String> = names.iter().map(|n| format!("{n}. 300 IN A 192.0.2.10")).collect();
+    let refs: Vec<&str> = data.iter().map(String::as_str).collect();
+    t.start_unbound(&refs);
+    let b = Blocker::new();
+    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
+    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
+    let lists = Lists::new();
+
+    // Load an order.
+    let l1 = lists.write("o1.txt", "# order 1\na.example\nb.example\n");
+    let out = b.ok(&["rules", "load", &l1, "--order", "O1", "--ede-text", "Order one"]);
+    assert!(out.contains("2 rules"), "{out}");
+    blocked_by(&t, "a.example", "Order one");
+    blocked_by(&t, "www.b.example", "Order one");
+    resolved(&t, "c.example");
+    let id_b = rule_id(&b, "b.example");
+
+    // Reload with changes: a.example leaves, c.example joins, b.example keeps its id.
+    let l1b = lists.write("o1b.txt", "b.example\nc.example\n");
+    let out = b.ok(&["rules", "load", &l1b, "--order", "O1"]);
+    assert!(out.contains("1 rules added, 1 removed, 1 unchanged"), "{out}");
+    resolved(&t, "a.example");
+    blocked_by(&t, "c.example", "Order one");
+    assert_eq!(rule_id(&b, "b.example"), id_b, "an unchanged rule keeps its id and counter");
+
+    // An unchanged reload changes nothing, not even the generation.
+    let g = generation(&b);
+    b.ok(&["rules", "load", &l1b, "--order", "O1"]);
+    assert_eq!(generation(&b), g);
+
+    // An allow order exempts a name below a blocked subtree.
+    b.ok(&["rules", "add", "allow.b.example", "--subtree", "--action", "pass", "--order", "allow-critical"]);
+    resolved(&t, "allow.b.example");
+    blocked_by(&t, "b.example", "Order one");
+
+    // explain names the deciding rule and order.
+    let e: serde_json::Value = serde_json::from_str(&b.ok(&["explain", "www.b.example", "--json"])).expect("json");
+    assert_eq!(e["verdict"], "nxdomain");
+    assert_eq!(e["order"], "O1");
+    assert_eq!(e["kernel_agrees"], true);
+    let e: serde_json::Value = serde_json::from_str(&b.ok(&["explain", "x.allow.b.example", "--json"])).expect("json");
+    assert_eq!(e["verdict"], "pass");
+    assert_eq!(e["order"], "allow-critical");
+    assert_eq!(e["matches"].as_array().expect("matches").len(), 2, "both rules are shown: {e}");
+
+    // An RPZ order with RPZ semantics.
+    let zone = lists.write(
+        "o2.rpz",
+        "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 900 604800 60\n@ NS localhost.\nrpz.example CNAME .\n*.rpz.example CNAME *.\npass.rpz.example CNAME rpz-passthru.\n32.10.2.0.192.rpz-ip CNAME .\n",
+    );
+    let out = b.run(&["rules", "load", &zone, "--order", "RPZ-2026", "--ede-text", "RPZ order"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped 1 unsupported entries: rpz-ip"));
+    blocked_by(&t, "rpz.example", "RPZ order");
+    let (s, ede, answers) = status(&t, "www.rpz.example");
+    assert_eq!((s.as_str(), answers.len(), ede.map(|e| e.0)), ("NOERROR", 0, Some(16)), "NODATA for *.rpz.example");
+    resolved(&t, "pass.rpz.example");
+
+    // A refused load changes nothing.
+    let g = generation(&b);
+    let before = b.ok(&["rules", "list", "--json"]);
+    let bad = lists.write("bad.txt", "d.example\nbad..example\n");
+    let err = b.fails(&["rules", "load", &bad, "--order", "O1"]);
+    assert!(err.contains(&format!("{bad}:2: ")), "error names file and line: {err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(b.ok(&["rules", "list", "--json"]), before);
+    assert_eq!(generation(&b), g);
+    blocked_by(&t, "b.example", "Order one");
+    resolved(&t, "d.example");
+    // --skip-invalid applies the valid rest.
+    b.ok(&["rules", "load", &bad, "--order", "O3", "--skip-invalid"]);
+    let (s, _, _) = status(&t, "d.example");
+    assert_eq!(s, "NXDOMAIN");
+
+    // Counters: per order and per rule, as many as the queries sent.
+    let s = b.stats();
+    let order = |n: &str| s["orders"].as_array().expect("orders").iter().find(|o| o["name"] == n).cloned().expect("order");
+    // O1: a.example, www.b.example, c.example, b.example twice.
+    assert_eq!(order("O1")["hits"].as_u64(), Some(5), "{s}");
+    assert_eq!(order("allow-critical")["by_action"]["pass"].as_u64(), Some(1));
+    let top = s["top_rules"].as_array().expect("top");
+    let hb = top.iter().find(|r| r["name"] == "b.example").expect("b.example counted");
+    assert_eq!(hb["hits"].as_u64(), Some(3), "www.b.example and b.example twice, across the reload");
+
+    // Removing an order lifts its blocks at once.
+    b.ok(&["orders", "remove", "O1"]);
+    resolved(&t, "b.example");
+    resolved(&t, "c.example");
+    let orders = b.ok(&["orders", "list"]);
+    assert!(!orders.contains("O1 "), "{orders}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message() {
+    let b = Blocker::new();
+    let lists = Lists::new();
+    let err = b.fails(&["rules", "load", "/nonexistent/list.txt", "--order", "X"]);
+    assert!(err.contains("/nonexistent/list.txt"), "{err}");
+    let bin = lists.write("bin.txt", "ok.example\n\u{0}\u{1}");
+    let p = Path::new(&bin);
+    std::fs::write(p, b"ok.example\n\xff\xfe\n").expect("write");
+    let err = b.fails(&["rules", "load", &bin, "--order", "X"]);
+    assert!(err.contains(":2: not UTF-8"), "{err}");
+    let err = b.fails(&["rules", "add", "bad name.example"]);
+    assert!(err.contains("cannot be in a host name"), "{err}");
+    let err = b.fails(&["rules", "add", "x.example", "--ede-text", &"x".repeat(65)]);
+    assert!(err.contains("65 bytes"), "{err}");
+    let err = b.fails(&["rules", "remove", "never.example", "--order", "nope"]);
+    assert!(err.contains("no order named"), "{err}");
+    let err = b.fails(&["config", "set", "--ede-code", "99"]);
+    assert!(err.contains("16 (Censored) or 15 (Blocked)"), "{err}");
+    let err = b.fails(&["attach", "--iface", "no-such-if0"]);
+    assert!(err.contains("no-such-if0"), "{err}");
+}
