@@ -33,6 +33,13 @@ enum Cmd {
     },
     /// Set up, build, and show blocker answering real queries on a throwaway veth pair.
     Demo,
+    /// Measure: in-kernel cost per packet against the no-op program, list load time, kernel
+    /// memory per rule. Writes bench/results.json and the results section of BENCHMARKS.md.
+    Bench {
+        /// Stop at 1 million rules (under 5 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -42,6 +49,29 @@ fn main() -> Result<()> {
         Cmd::Demo => {
             setup::run()?;
             demo::run()
+        }
+        Cmd::Bench { quick } => {
+            setup::run()?;
+            util::step("build (release)");
+            util::cargo(&["build", "--release", "--locked", "-p", "blocker-userspace", "-p", "blocker-tests", "--bins"])?;
+            util::step("measure");
+            let root = util::root();
+            let bench = root.join("target/release/blocker-bench");
+            let blocker = root.join("target/release/blocker");
+            let mut args = vec![
+                "--blocker".to_string(),
+                blocker.display().to_string(),
+                "--json".to_string(),
+                root.join("bench/results.json").display().to_string(),
+                "--markdown".to_string(),
+                root.join("BENCHMARKS.md").display().to_string(),
+            ];
+            if quick {
+                args.push("--quick".into());
+            }
+            let st = std::process::Command::new(&bench).args(&args).status()?;
+            anyhow::ensure!(st.success(), "blocker-bench failed ({st})");
+            Ok(())
         }
     }
 }

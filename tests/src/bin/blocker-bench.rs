@@ -1,0 +1,266 @@
+//! `cargo xtask bench` runs this: in-kernel cost per packet with BPF_PROG_TEST_RUN, side by
+//! side with the no-op XDP program in the same object, at several rule counts; and list load
+//! time, kernel memory per rule and controller peak RSS through the real CLI.
+//!
+//! Usage: blocker-bench [--quick] --blocker PATH --json OUT --markdown OUT
+
+use std::{
+    collections::BTreeMap,
+    os::fd::AsFd,
+    path::PathBuf,
+    process::Command,
+    time::Instant,
+};
+
+use aya::programs::Xdp;
+use blocker_tests::{
+    dns,
+    packet::Frame,
+    testrun::{test_run, XDP_PASS, XDP_TX},
+};
+use hickory_proto::rr::RecordType;
+use serde_json::{json, Value};
+
+/// Runs per measurement for paths that leave the frame unchanged (the kernel loops).
+const REPEAT: u32 = 200_000;
+/// Single runs averaged for paths that rewrite the frame (a repeat would re-run on the
+/// rewritten buffer); the baseline is measured the same way for a fair ratio.
+const SINGLES: u32 = 20_000;
+
+struct Args {
+    quick: bool,
+    blocker: PathBuf,
+    json: PathBuf,
+    markdown: PathBuf,
+}
+
+fn args() -> Args {
+    let mut a = Args { quick: false, blocker: PathBuf::from("target/release/blocker"), json: "bench/results.json".into(), markdown: "BENCHMARKS.md".into() };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--quick" => a.quick = true,
+            "--blocker" => a.blocker = it.next().expect("--blocker PATH").into(),
+            "--json" => a.json = it.next().expect("--json PATH").into(),
+            "--markdown" => a.markdown = it.next().expect("--markdown PATH").into(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+struct Instance {
+    bpffs: PathBuf,
+    state: PathBuf,
+    bin: PathBuf,
+}
+
+impl Instance {
+    fn cmd(&self, args: &[&str]) -> (String, Option<u64>, f64) {
+        let t = Instant::now();
+        let child = Command::new(&self.bin)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run blocker");
+        let pid = child.id() as i32;
+        let mut status = 0;
+        // SAFETY: wait4 on our own child; rusage is written by the kernel.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        let secs = t.elapsed().as_secs_f64();
+        let out = child.wait_with_output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)).unwrap_or_default();
+        assert!(r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "blocker {args:?} failed: {text}");
+        (text, Some(ru.ru_maxrss as u64 * 1024), secs)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.bin).arg("--bpffs").arg(&self.bpffs).arg("--state-dir").arg(&self.state).args(["detach", "--purge"]).output();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// memlock of a pinned map, from /proc/self/fdinfo.
+fn memlock(path: &std::path::Path) -> u64 {
+    use std::os::fd::AsRawFd;
+    let Ok(map) = aya::maps::MapData::from_pin(path) else { return 0 };
+    let fd = map.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
+    use RecordType::*;
+    let mut tcp = Frame::v4(dns::query(1, "www.allowed.example.", A, None));
+    tcp.proto = 6;
+    let mut vlan = Frame::v4(dns::query(5, "www.allowed.example.", A, Some((false, vec![]))));
+    vlan.vlans = vec![(0x8100, 42)];
+    vec![
+        ("non-DNS (TCP)", tcp.bytes(), false),
+        ("allowed query (miss)", Frame::v4(dns::query(2, "www.allowed.example.", A, Some((false, vec![])))).bytes(), false),
+        ("allowed, deep name (12 labels)", Frame::v4(dns::query(3, "a.b.c.d.e.f.g.h.i.j.allowed.example.", A, None)).bytes(), false),
+        ("allowed, IPv6", Frame::v6(dns::query(4, "www.allowed.example.", AAAA, Some((false, vec![])))).bytes(), false),
+        ("allowed, 802.1Q", vlan.bytes(), false),
+        ("blocked -> NXDOMAIN+EDE", Frame::v4(dns::query(6, "www.site7.piracy7.example.", A, Some((false, vec![])))).bytes(), true),
+    ]
+}
+
+fn per_packet(prog: &Xdp, frame: &[u8], rewrites: bool) -> f64 {
+    let fd = prog.fd().expect("fd");
+    if rewrites {
+        let mut total = 0u64;
+        for _ in 0..SINGLES {
+            let r = test_run(fd.as_fd(), frame, 1).expect("test run");
+            assert_eq!(r.retval, XDP_TX, "the blocked frame must be answered");
+            total += r.duration_ns as u64;
+        }
+        total as f64 / SINGLES as f64
+    } else {
+        let r = test_run(fd.as_fd(), frame, REPEAT).expect("test run");
+        assert_eq!(r.retval, XDP_PASS);
+        r.duration_ns as f64
+    }
+}
+
+fn single_baseline(prog: &Xdp, frame: &[u8]) -> f64 {
+    let fd = prog.fd().expect("fd");
+    let mut total = 0u64;
+    for _ in 0..SINGLES {
+        total += test_run(fd.as_fd(), frame, 1).expect("test run").duration_ns as u64;
+    }
+    total as f64 / SINGLES as f64
+}
+
+fn main() {
+    let a = args();
+    let counts: Vec<usize> = if a.quick { vec![1_000, 100_000, 1_000_000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] };
+    let max = *counts.iter().max().expect("counts");
+    let tmp = std::env::temp_dir().join(format!("blocker-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let inst = Instance { bpffs: PathBuf::from(format!("/sys/fs/bpf/blocker-bench-{}", std::process::id())), state: tmp.join("state"), bin: a.blocker.clone() };
+    // Each size replaces the previous order after removing it, so the map never holds two
+    // lists at once: the capacity the largest list needs is enough.
+    let capacity = (max + 1024).to_string();
+    let _ = Command::new(&inst.bin).arg("--bpffs").arg(&inst.bpffs).arg("--state-dir").arg(&inst.state).args(["detach", "--purge"]).output();
+    std::fs::create_dir_all(&inst.bpffs).ok();
+    blocker::kernel::load_and_pin(&blocker::kernel::Pins::new(&inst.bpffs), capacity.parse().expect("capacity")).expect("load");
+
+    let mut results = Vec::new();
+    let mut loads = Vec::new();
+    let frames = frames();
+    for &n in &counts {
+        let list = tmp.join(format!("list-{n}.txt"));
+        let text: String = (0..n).map(|i| format!("site{i}.piracy{}.example\n", i % 997)).collect();
+        std::fs::write(&list, text).expect("write list");
+        // A fresh order per size: first remove the previous one.
+        let _ = Command::new(&inst.bin).arg("--bpffs").arg(&inst.bpffs).arg("--state-dir").arg(&inst.state).args(["orders", "remove", "bench"]).output();
+        let (_, rss, secs) = inst.cmd(&["rules", "load", list.to_str().expect("utf-8"), "--order", "bench", "--ede-text", "Benchmark order 1/2026"]);
+        let mem = memlock(&inst.bpffs.join(blocker_common::MAP_RULES));
+        loads.push(json!({"rules": n, "seconds": secs, "rules_per_second": n as f64 / secs, "controller_peak_rss_bytes": rss, "rule_map_memlock_bytes": mem, "bytes_per_rule": mem as f64 / n as f64}));
+        eprintln!("loaded {n} rules in {secs:.2} s ({:.0} rules/s), rule map memlock {} MiB", n as f64 / secs, mem >> 20);
+        std::fs::remove_file(&list).ok();
+
+        let pins = blocker::kernel::Pins::new(&inst.bpffs);
+        let prog = blocker::kernel::pinned_program(&pins, false).expect("program");
+        let noop = blocker::kernel::pinned_program(&pins, true).expect("noop program");
+        let base_frame = &frames[1].1;
+        let base_repeat = per_packet(&noop, base_frame, false);
+        let base_single = single_baseline(&noop, base_frame);
+        let mut row = BTreeMap::new();
+        for (name, frame, rewrites) in &frames {
+            let ns = per_packet(&prog, frame, *rewrites);
+            let base = if *rewrites { base_single } else { base_repeat };
+            row.insert(name.to_string(), json!({"ns_per_packet": ns, "baseline_ns": base, "ratio": ns / base, "method": if *rewrites { format!("mean of {SINGLES} single runs") } else { format!("repeat {REPEAT}") }}));
+            eprintln!("  {n:>9} rules  {name:<32} {ns:>7.1} ns  ({:.2}x the no-op program)", ns / base);
+        }
+        results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
+    }
+    let prog = blocker::kernel::pinned_program(&blocker::kernel::Pins::new(&inst.bpffs), false).expect("program");
+    let verified = prog.info().ok().and_then(|i| i.verified_instruction_count()).unwrap_or(0);
+    drop(inst);
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let machine = json!({
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_string(),
+        "date": Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
+    });
+    let all = json!({"quick": a.quick, "machine": machine, "verified_instructions": verified, "in_kernel": results, "list_load": loads});
+    if let Some(d) = a.json.parent() {
+        std::fs::create_dir_all(d).ok();
+    }
+    std::fs::write(&a.json, serde_json::to_string_pretty(&all).expect("json")).expect("write json");
+    write_markdown(&a.markdown, &all);
+    eprintln!("wrote {} and {}", a.json.display(), a.markdown.display());
+}
+
+const BEGIN: &str = "<!-- results: generated by cargo xtask bench; do not edit by hand -->";
+const END: &str = "<!-- end of results -->";
+
+fn write_markdown(path: &std::path::Path, r: &Value) {
+    let mut s = String::new();
+    let m = &r["machine"];
+    s.push_str(&format!(
+        "{BEGIN}\n\nRun {} on {} ({} CPUs, kernel {}){}; verified instructions: {}.\n\n",
+        m["date"].as_str().unwrap_or("?"),
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["kernel"].as_str().unwrap_or("?"),
+        if r["quick"].as_bool() == Some(true) { ", `--quick`" } else { "" },
+        r["verified_instructions"]
+    ));
+    s.push_str("### In-kernel cost per packet (BPF_PROG_TEST_RUN)\n\n");
+    let rows = r["in_kernel"].as_array().cloned().unwrap_or_default();
+    let names: Vec<String> = rows.first().and_then(|x| x["packets"].as_object()).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    s.push_str("| packet |");
+    for row in &rows {
+        s.push_str(&format!(" {} rules |", row["rules"]));
+    }
+    s.push_str("\n|---|");
+    for _ in &rows {
+        s.push_str("---|");
+    }
+    s.push('\n');
+    s.push_str("| no-op XDP program (baseline, repeat / single runs) |");
+    for row in &rows {
+        s.push_str(&format!(" {:.1} / {:.1} ns |", row["baseline_ns_repeat"].as_f64().unwrap_or(0.0), row["baseline_ns_single"].as_f64().unwrap_or(0.0)));
+    }
+    s.push('\n');
+    for n in &names {
+        s.push_str(&format!("| {n} |"));
+        for row in &rows {
+            let p = &row["packets"][n];
+            s.push_str(&format!(" {:.1} ns ({:.2}×) |", p["ns_per_packet"].as_f64().unwrap_or(0.0), p["ratio"].as_f64().unwrap_or(0.0)));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("\nRatios are to the no-op program measured the same way in the same run: `repeat {REPEAT}` for paths that leave the frame unchanged, the mean of {SINGLES} single runs for the rewriting path (a repeat would re-run on the already rewritten answer).\n\n"));
+    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule map memlock | bytes per rule | controller peak RSS |\n|---|---|---|---|---|---|\n");
+    for l in r["list_load"].as_array().cloned().unwrap_or_default() {
+        s.push_str(&format!(
+            "| {} | {:.2} s | {:.0} | {:.1} MiB | {:.0} | {:.0} MiB |\n",
+            l["rules"],
+            l["seconds"].as_f64().unwrap_or(0.0),
+            l["rules_per_second"].as_f64().unwrap_or(0.0),
+            l["rule_map_memlock_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+            l["bytes_per_rule"].as_f64().unwrap_or(0.0),
+            l["controller_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+        ));
+    }
+    s.push_str(&format!("\n{END}\n"));
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &old[..b], s, &old[e + END.len() + 1.min(old.len() - e - END.len())..]),
+        _ => format!("{old}\n{s}"),
+    };
+    std::fs::write(path, new).expect("write markdown");
+}
