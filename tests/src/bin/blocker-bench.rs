@@ -139,6 +139,144 @@ fn single_baseline(prog: &Xdp, frame: &[u8]) -> f64 {
     total as f64 / SINGLES as f64
 }
 
+/// Raw bpf(2) map calls, for the matching-structure comparison (maps aya does not create).
+mod rawmap {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Create {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        _pad: [u32; 27],
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Elem {
+        map_fd: u32,
+        _pad0: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+        _pad: [u64; 8],
+    }
+    pub const HASH: u32 = 1;
+    pub const LPM_TRIE: u32 = 11;
+
+    fn sys(cmd: i64, attr: *mut u8, size: usize) -> i64 {
+        // SAFETY: attr points to a zero-padded bpf_attr of `size` bytes.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) }
+    }
+
+    pub struct Map(pub i32);
+
+    impl Map {
+        pub fn create(map_type: u32, key_size: u32, value_size: u32, max: u32) -> Map {
+            let mut a = Create { map_type, key_size, value_size, max_entries: max, map_flags: 1, ..Default::default() };
+            let fd = sys(0, &mut a as *mut Create as *mut u8, std::mem::size_of::<Create>());
+            assert!(fd >= 0, "BPF_MAP_CREATE: {}", std::io::Error::last_os_error());
+            Map(fd as i32)
+        }
+        pub fn update(&self, key: &[u8], value: &[u8]) {
+            let mut a = Elem { map_fd: self.0 as u32, key: key.as_ptr() as u64, value: value.as_ptr() as u64, ..Default::default() };
+            let r = sys(2, &mut a as *mut Elem as *mut u8, std::mem::size_of::<Elem>());
+            assert!(r == 0, "BPF_MAP_UPDATE_ELEM: {}", std::io::Error::last_os_error());
+        }
+        pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> bool {
+            let mut a = Elem { map_fd: self.0 as u32, key: key.as_ptr() as u64, value: value.as_mut_ptr() as u64, ..Default::default() };
+            sys(1, &mut a as *mut Elem as *mut u8, std::mem::size_of::<Elem>()) == 0
+        }
+        pub fn memlock(&self) -> u64 {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.0)).unwrap_or_default();
+            info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+        }
+    }
+
+    impl Drop for Map {
+        fn drop(&mut self) {
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(self.0) };
+        }
+    }
+}
+
+/// The two candidate structures for "most specific suffix", filled with the same names:
+/// an LPM trie over reversed wire names (what an LPM design needs: 4-byte prefix length and
+/// up to 255 name bytes per key) and the hash of 16-byte suffix keys blocker uses. Kernel
+/// memory per entry from memlock; lookup cost through the syscall (same overhead for both).
+fn compare_structures(n: usize) -> Value {
+    use blocker_common::key::key_of_canonical;
+    let names: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut w = Vec::new();
+            for l in [format!("site{i}"), format!("piracy{}", i % 997), "example".to_string()] {
+                w.push(l.len() as u8);
+                w.extend_from_slice(l.as_bytes());
+            }
+            w
+        })
+        .collect();
+    // Reversed wire name: labels from the TLD down, each with its length byte.
+    let reversed = |w: &[u8]| -> Vec<u8> {
+        let mut labels = Vec::new();
+        let mut i = 0;
+        while i < w.len() {
+            labels.push(&w[i..i + 1 + w[i] as usize]);
+            i += 1 + w[i] as usize;
+        }
+        labels.iter().rev().flat_map(|l| l.iter().copied()).collect()
+    };
+    let lpm = rawmap::Map::create(rawmap::LPM_TRIE, 4 + 255, 48, n as u32 + 16);
+    let hash = rawmap::Map::create(rawmap::HASH, 16, 48, n as u32 + 16);
+    let value = [0u8; 48];
+    for w in &names {
+        let r = reversed(w);
+        let mut k = vec![0u8; 259];
+        k[..4].copy_from_slice(&((r.len() * 8) as u32).to_ne_bytes());
+        k[4..4 + r.len()].copy_from_slice(&r);
+        lpm.update(&k, &value);
+        let h = key_of_canonical(w);
+        let mut hk = [0u8; 16];
+        hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
+        hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
+        hash.update(&hk, &value);
+    }
+    let probes = 200_000.min(n * 4);
+    let mut out = [0u8; 48];
+    let t = Instant::now();
+    for i in 0..probes {
+        let w = &names[(i * 7919) % n];
+        let rev = reversed(w);
+        let mut k = vec![0u8; 259];
+        let full = [rev.as_slice(), &[3, b'w', b'w', b'w']].concat();
+        k[..4].copy_from_slice(&((full.len() * 8) as u32).to_ne_bytes());
+        k[4..4 + full.len()].copy_from_slice(&full);
+        assert!(lpm.lookup(&k, &mut out));
+    }
+    let lpm_ns = t.elapsed().as_nanos() as f64 / probes as f64;
+    let t = Instant::now();
+    for i in 0..probes {
+        let w = &names[(i * 7919) % n];
+        // Two probes, as blocker does for www.<rule name> with rules at depths 3 and 4.
+        for suffix in [w.as_slice(), w.as_slice()] {
+            let h = key_of_canonical(suffix);
+            let mut hk = [0u8; 16];
+            hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
+            hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
+            assert!(hash.lookup(&hk, &mut out));
+        }
+    }
+    let hash_ns = t.elapsed().as_nanos() as f64 / probes as f64;
+    json!({
+        "entries": n,
+        "lpm_bytes_per_entry": lpm.memlock() as f64 / n as f64,
+        "hash_bytes_per_entry": hash.memlock() as f64 / n as f64,
+        "lpm_lookup_ns_via_syscall": lpm_ns,
+        "hash_two_lookups_ns_via_syscall": hash_ns,
+    })
+}
+
 fn main() {
     let a = args();
     let counts: Vec<usize> = if a.quick { vec![1_000, 100_000, 1_000_000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] };
@@ -194,7 +332,12 @@ fn main() {
         "cpu_model": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_string(),
         "date": Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
     });
-    let all = json!({"quick": a.quick, "machine": machine, "verified_instructions": verified, "in_kernel": results, "list_load": loads});
+    let structures: Vec<Value> = [100_000usize, 1_000_000].iter().map(|&n| {
+        let v = compare_structures(n);
+        eprintln!("structures at {n}: {v}");
+        v
+    }).collect();
+    let all = json!({"quick": a.quick, "machine": machine, "verified_instructions": verified, "in_kernel": results, "list_load": loads, "structures": structures});
     if let Some(d) = a.json.parent() {
         std::fs::create_dir_all(d).ok();
     }
@@ -254,6 +397,17 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
             l["rule_map_memlock_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
             l["bytes_per_rule"].as_f64().unwrap_or(0.0),
             l["controller_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+        ));
+    }
+    s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups (syscall) |\n|---|---|---|---|---|\n");
+    for c in r["structures"].as_array().cloned().unwrap_or_default() {
+        s.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} ns | {:.0} ns |\n",
+            c["entries"],
+            c["lpm_bytes_per_entry"].as_f64().unwrap_or(0.0),
+            c["hash_bytes_per_entry"].as_f64().unwrap_or(0.0),
+            c["lpm_lookup_ns_via_syscall"].as_f64().unwrap_or(0.0),
+            c["hash_two_lookups_ns_via_syscall"].as_f64().unwrap_or(0.0)
         ));
     }
     s.push_str(&format!("\n{END}\n"));
