@@ -41,7 +41,11 @@ fn ask(sock: &UdpSocket, id: u16, name: &str) -> Outcome {
                 if n < 4 || u16::from_be_bytes([buf[0], buf[1]]) != id {
                     continue; // a late answer to an earlier query
                 }
-                return if buf[3] & 0x0f == 3 { Outcome::Blocked } else { Outcome::Resolved };
+                return if buf[3] & 0x0f == 3 {
+                    Outcome::Blocked
+                } else {
+                    Outcome::Resolved
+                };
             }
             Err(_) => return Outcome::Lost,
         }
@@ -51,18 +55,41 @@ fn ask(sock: &UdpSocket, id: u16, name: &str) -> Outcome {
 #[test]
 fn replacing_a_large_list_under_traffic() {
     let mut t = Topology::new();
-    t.start_unbound(&["allowed.test. 300 IN A 192.0.2.10", "stable.big.test. 300 IN A 192.0.2.66", "n1.new.test. 300 IN A 192.0.2.66"]);
+    t.start_unbound(&[
+        "allowed.test. 300 IN A 192.0.2.10",
+        "stable.big.test. 300 IN A 192.0.2.66",
+        "n1.new.test. 300 IN A 192.0.2.66",
+    ]);
     let b = Blocker::new();
     b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
     let dir = std::env::temp_dir().join(unique("blkt-atomic"));
     std::fs::create_dir_all(&dir).expect("dir");
-    let old: String = std::iter::once("stable.big.test\n".to_string()).chain((0..N).map(|i| format!("n{i}.old.test\n"))).collect();
-    let new: String = std::iter::once("stable.big.test\n".to_string()).chain((0..N).map(|i| format!("n{i}.new.test\n"))).collect();
+    let old: String = std::iter::once("stable.big.test\n".to_string())
+        .chain((0..N).map(|i| format!("n{i}.old.test\n")))
+        .collect();
+    let new: String = std::iter::once("stable.big.test\n".to_string())
+        .chain((0..N).map(|i| format!("n{i}.new.test\n")))
+        .collect();
     let (po, pn) = (dir.join("old.txt"), dir.join("new.txt"));
     std::fs::write(&po, old).expect("write");
     std::fs::write(&pn, new).expect("write");
-    b.ok(&["rules", "load", po.to_str().expect("utf-8"), "--order", "big", "--match", "exact"]);
+    b.ok(&[
+        "rules",
+        "load",
+        po.to_str().expect("utf-8"),
+        "--order",
+        "big",
+        "--match",
+        "exact",
+    ]);
 
     let done = Arc::new(AtomicBool::new(false));
     let ns = t.client.name.clone();
@@ -73,7 +100,8 @@ fn replacing_a_large_list_under_traffic() {
         assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
         let sock = UdpSocket::bind((CLIENT_V4, 0)).expect("bind");
         sock.connect((EDGE_V4, 53)).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
         let mut log: Vec<(Instant, &'static str, Outcome)> = Vec::new();
         let mut id = 0u16;
         while !d2.load(Ordering::Relaxed) {
@@ -87,7 +115,15 @@ fn replacing_a_large_list_under_traffic() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    b.ok(&["rules", "load", pn.to_str().expect("utf-8"), "--order", "big", "--match", "exact"]);
+    b.ok(&[
+        "rules",
+        "load",
+        pn.to_str().expect("utf-8"),
+        "--order",
+        "big",
+        "--match",
+        "exact",
+    ]);
     let ret = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
@@ -95,21 +131,51 @@ fn replacing_a_large_list_under_traffic() {
     let _ = std::fs::remove_dir_all(&dir);
 
     let during = log.iter().filter(|(s, _, _)| *s >= t0 && *s < ret).count();
-    assert!(during > 10, "too few queries while the list was replaced ({during}); the test would prove nothing");
+    assert!(
+        during > 10,
+        "too few queries while the list was replaced ({during}); the test would prove nothing"
+    );
     for (sent, name, outcome) in &log {
         match *name {
-            "allowed.test" => assert_eq!(*outcome, Outcome::Resolved, "allowed query at {:?}", sent.duration_since(t0)),
-            "stable.big.test" => assert_eq!(*outcome, Outcome::Blocked, "name in both lists at {:?}", sent.duration_since(t0)),
+            "allowed.test" => assert_eq!(
+                *outcome,
+                Outcome::Resolved,
+                "allowed query at {:?}",
+                sent.duration_since(t0)
+            ),
+            "stable.big.test" => assert_eq!(
+                *outcome,
+                Outcome::Blocked,
+                "name in both lists at {:?}",
+                sent.duration_since(t0)
+            ),
             _ => {
                 if *sent >= ret {
-                    assert_eq!(*outcome, Outcome::Blocked, "new name leaked after the load returned");
+                    assert_eq!(
+                        *outcome,
+                        Outcome::Blocked,
+                        "new name leaked after the load returned"
+                    );
                 } else if *sent < t0 {
-                    assert_eq!(*outcome, Outcome::Resolved, "new name blocked before its load started");
+                    assert_eq!(
+                        *outcome,
+                        Outcome::Resolved,
+                        "new name blocked before its load started"
+                    );
                 } else {
-                    assert_ne!(*outcome, Outcome::Lost, "a query was lost during the switch");
+                    assert_ne!(
+                        *outcome,
+                        Outcome::Lost,
+                        "a query was lost during the switch"
+                    );
                 }
             }
         }
     }
-    println!("{} queries, {during} while {} names were replaced in {:?}", log.len(), N, ret - t0);
+    println!(
+        "{} queries, {during} while {} names were replaced in {:?}",
+        log.len(),
+        N,
+        ret - t0
+    );
 }

@@ -33,7 +33,11 @@ impl Drop for Lists {
 
 fn status(t: &Topology, name: &str) -> (String, Option<(u16, String)>, Vec<(String, String)>) {
     let r = kdig(&t.client, EDGE_V4, name, "A", Q);
-    (r.status.unwrap_or_else(|| format!("no answer: {}", r.raw)), r.ede, r.answers)
+    (
+        r.status.unwrap_or_else(|| format!("no answer: {}", r.raw)),
+        r.ede,
+        r.answers,
+    )
 }
 
 fn blocked_by(t: &Topology, name: &str, text: &str) {
@@ -44,12 +48,17 @@ fn blocked_by(t: &Topology, name: &str, text: &str) {
 
 fn resolved(t: &Topology, name: &str) {
     let (s, ede, answers) = status(t, name);
-    assert_eq!((s.as_str(), ede), ("NOERROR", None), "{name} should reach unbound");
+    assert_eq!(
+        (s.as_str(), ede),
+        ("NOERROR", None),
+        "{name} should reach unbound"
+    );
     assert_eq!(answers.len(), 1, "{name}: unbound's answer");
 }
 
 fn rule_id(b: &Blocker, name: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(&b.ok(&["rules", "list", "--json"])).expect("json");
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["rules", "list", "--json"])).expect("json");
     v.as_array()
         .expect("array")
         .iter()
@@ -66,18 +75,46 @@ fn generation(b: &Blocker) -> u64 {
 #[test]
 fn operator_workflow() {
     let mut t = Topology::new();
-    let names = ["a.example", "b.example", "www.b.example", "c.example", "allow.b.example", "rpz.example", "www.rpz.example", "pass.rpz.example", "d.example"];
-    let data: Vec<String> = names.iter().map(|n| format!("{n}. 300 IN A 192.0.2.10")).collect();
+    let names = [
+        "a.example",
+        "b.example",
+        "www.b.example",
+        "c.example",
+        "allow.b.example",
+        "rpz.example",
+        "www.rpz.example",
+        "pass.rpz.example",
+        "d.example",
+    ];
+    let data: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}. 300 IN A 192.0.2.10"))
+        .collect();
     let refs: Vec<&str> = data.iter().map(String::as_str).collect();
     t.start_unbound(&refs);
     let b = Blocker::new();
     b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
     let lists = Lists::new();
 
     // Load an order.
     let l1 = lists.write("o1.txt", "# order 1\na.example\nb.example\n");
-    let out = b.ok(&["rules", "load", &l1, "--order", "O1", "--ede-text", "Order one"]);
+    let out = b.ok(&[
+        "rules",
+        "load",
+        &l1,
+        "--order",
+        "O1",
+        "--ede-text",
+        "Order one",
+    ]);
     assert!(out.contains("2 rules"), "{out}");
     blocked_by(&t, "a.example", "Order one");
     blocked_by(&t, "www.b.example", "Order one");
@@ -87,10 +124,17 @@ fn operator_workflow() {
     // Reload with changes: a.example leaves, c.example joins, b.example keeps its id.
     let l1b = lists.write("o1b.txt", "b.example\nc.example\n");
     let out = b.ok(&["rules", "load", &l1b, "--order", "O1"]);
-    assert!(out.contains("1 rules added, 1 removed, 1 unchanged"), "{out}");
+    assert!(
+        out.contains("1 rules added, 1 removed, 1 unchanged"),
+        "{out}"
+    );
     resolved(&t, "a.example");
     blocked_by(&t, "c.example", "Order one");
-    assert_eq!(rule_id(&b, "b.example"), id_b, "an unchanged rule keeps its id and counter");
+    assert_eq!(
+        rule_id(&b, "b.example"),
+        id_b,
+        "an unchanged rule keeps its id and counter"
+    );
 
     // An unchanged reload changes nothing, not even the generation.
     let g = generation(&b);
@@ -98,31 +142,62 @@ fn operator_workflow() {
     assert_eq!(generation(&b), g);
 
     // An allow order exempts a name below a blocked subtree.
-    b.ok(&["rules", "add", "allow.b.example", "--subtree", "--action", "pass", "--order", "allow-critical"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "allow.b.example",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "allow-critical",
+    ]);
     resolved(&t, "allow.b.example");
     blocked_by(&t, "b.example", "Order one");
 
     // explain names the deciding rule and order.
-    let e: serde_json::Value = serde_json::from_str(&b.ok(&["explain", "www.b.example", "--json"])).expect("json");
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "www.b.example", "--json"])).expect("json");
     assert_eq!(e["verdict"], "nxdomain");
     assert_eq!(e["order"], "O1");
     assert_eq!(e["kernel_agrees"], true);
-    let e: serde_json::Value = serde_json::from_str(&b.ok(&["explain", "x.allow.b.example", "--json"])).expect("json");
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "x.allow.b.example", "--json"])).expect("json");
     assert_eq!(e["verdict"], "pass");
     assert_eq!(e["order"], "allow-critical");
-    assert_eq!(e["matches"].as_array().expect("matches").len(), 2, "both rules are shown: {e}");
+    assert_eq!(
+        e["matches"].as_array().expect("matches").len(),
+        2,
+        "both rules are shown: {e}"
+    );
 
     // An RPZ order with RPZ semantics.
     let zone = lists.write(
         "o2.rpz",
         "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 900 604800 60\n@ NS localhost.\nrpz.example CNAME .\n*.rpz.example CNAME *.\npass.rpz.example CNAME rpz-passthru.\n32.10.2.0.192.rpz-ip CNAME .\n",
     );
-    let out = b.run(&["rules", "load", &zone, "--order", "RPZ-2026", "--ede-text", "RPZ order"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = b.run(&[
+        "rules",
+        "load",
+        &zone,
+        "--order",
+        "RPZ-2026",
+        "--ede-text",
+        "RPZ order",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped 1 unsupported entries: rpz-ip"));
     blocked_by(&t, "rpz.example", "RPZ order");
     let (s, ede, answers) = status(&t, "www.rpz.example");
-    assert_eq!((s.as_str(), answers.len(), ede.map(|e| e.0)), ("NOERROR", 0, Some(16)), "NODATA for *.rpz.example");
+    assert_eq!(
+        (s.as_str(), answers.len(), ede.map(|e| e.0)),
+        ("NOERROR", 0, Some(16)),
+        "NODATA for *.rpz.example"
+    );
     resolved(&t, "pass.rpz.example");
 
     // A refused load changes nothing.
@@ -130,7 +205,10 @@ fn operator_workflow() {
     let before = b.ok(&["rules", "list", "--json"]);
     let bad = lists.write("bad.txt", "d.example\nbad..example\n");
     let err = b.fails(&["rules", "load", &bad, "--order", "O1"]);
-    assert!(err.contains(&format!("{bad}:2: ")), "error names file and line: {err}");
+    assert!(
+        err.contains(&format!("{bad}:2: ")),
+        "error names file and line: {err}"
+    );
     assert!(err.contains("nothing was changed"), "{err}");
     assert_eq!(b.ok(&["rules", "list", "--json"]), before);
     assert_eq!(generation(&b), g);
@@ -143,13 +221,31 @@ fn operator_workflow() {
 
     // Counters: per order and per rule, as many as the queries sent.
     let s = b.stats();
-    let order = |n: &str| s["orders"].as_array().expect("orders").iter().find(|o| o["name"] == n).cloned().expect("order");
+    let order = |n: &str| {
+        s["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .find(|o| o["name"] == n)
+            .cloned()
+            .expect("order")
+    };
     // O1: a.example, www.b.example, c.example, b.example twice.
     assert_eq!(order("O1")["hits"].as_u64(), Some(5), "{s}");
-    assert_eq!(order("allow-critical")["by_action"]["pass"].as_u64(), Some(1));
+    assert_eq!(
+        order("allow-critical")["by_action"]["pass"].as_u64(),
+        Some(1)
+    );
     let top = s["top_rules"].as_array().expect("top");
-    let hb = top.iter().find(|r| r["name"] == "b.example").expect("b.example counted");
-    assert_eq!(hb["hits"].as_u64(), Some(3), "www.b.example and b.example twice, across the reload");
+    let hb = top
+        .iter()
+        .find(|r| r["name"] == "b.example")
+        .expect("b.example counted");
+    assert_eq!(
+        hb["hits"].as_u64(),
+        Some(3),
+        "www.b.example and b.example twice, across the reload"
+    );
 
     // Removing an order lifts its blocks at once.
     b.ok(&["orders", "remove", "O1"]);

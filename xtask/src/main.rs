@@ -53,7 +53,16 @@ fn main() -> Result<()> {
         Cmd::Bench { quick } => {
             setup::run()?;
             util::step("build (release)");
-            util::cargo(&["build", "--release", "--locked", "-p", "blocker-userspace", "-p", "blocker-tests", "--bins"])?;
+            util::cargo(&[
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "blocker-userspace",
+                "-p",
+                "blocker-tests",
+                "--bins",
+            ])?;
             util::step("measure");
             let root = util::root();
             let bench = root.join("target/release/blocker-bench");

@@ -251,6 +251,17 @@ fn cli_name(s: &str, below_flag: bool, subtree_flag: bool) -> Result<(Name, Kind
     Ok((name, kind))
 }
 
+/// A spinner showing the current phase on a terminal; hidden when stderr is not one.
+fn spinner() -> indicatif::ProgressBar {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let p = indicatif::ProgressBar::new_spinner();
+        p.enable_steady_tick(std::time::Duration::from_millis(120));
+        p
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
 fn print_summary(s: &Summary) {
     println!(
         "generation {}: {} rules added, {} removed, {} unchanged ({} names changed in the kernel)",
@@ -398,6 +409,9 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         CliFormat::Rpz => Some(Format::Rpz),
     };
 
+    // A spinner with the current phase on a terminal; nothing when piped or scripted.
+    let progress = spinner();
+
     // Parse everything before touching anything.
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
@@ -405,6 +419,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut unsupported = std::collections::BTreeMap::<String, usize>::new();
     let mut duplicates = 0;
     for f in &a.files {
+        progress.set_message(format!("parsing {}", f.display()));
         let out =
             blocker_lists::parse_file(f, format, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
         parsed.extend(out.rules);
@@ -415,6 +430,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             *unsupported.entry(k).or_default() += v;
         }
     }
+    progress.finish_and_clear();
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -472,10 +488,17 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     }
     order.sources = a.files.iter().map(|f| f.display().to_string()).collect();
     let n = rules.len();
+    let progress = spinner();
+    progress.set_message(format!(
+        "applying {n} rules to order {:?} (the old rules stay in force until the switch)",
+        a.order.order
+    ));
     let s = c.apply(vec![OrderChange::Put {
         order,
         rules: Some(rules),
-    }])?;
+    }]);
+    progress.finish_and_clear();
+    let s = s?;
     println!(
         "order {:?}: {} rules ({} duplicates ignored)",
         a.order.order, n, duplicates

@@ -4,13 +4,7 @@
 //!
 //! Usage: blocker-bench [--quick] --blocker PATH --json OUT --markdown OUT
 
-use std::{
-    collections::BTreeMap,
-    os::fd::AsFd,
-    path::PathBuf,
-    process::Command,
-    time::Instant,
-};
+use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf, process::Command, time::Instant};
 
 use aya::programs::Xdp;
 use blocker_tests::{
@@ -35,7 +29,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { quick: false, blocker: PathBuf::from("target/release/blocker"), json: "bench/results.json".into(), markdown: "BENCHMARKS.md".into() };
+    let mut a = Args {
+        quick: false,
+        blocker: PathBuf::from("target/release/blocker"),
+        json: "bench/results.json".into(),
+        markdown: "BENCHMARKS.md".into(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -75,15 +74,29 @@ impl Instance {
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         let secs = t.elapsed().as_secs_f64();
         let out = child.wait_with_output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)).unwrap_or_default();
-        assert!(r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "blocker {args:?} failed: {text}");
+        let text = out
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            })
+            .unwrap_or_default();
+        assert!(
+            r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "blocker {args:?} failed: {text}"
+        );
         (text, Some(ru.ru_maxrss as u64 * 1024), secs)
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let _ = Command::new(&self.bin).arg("--bpffs").arg(&self.bpffs).arg("--state-dir").arg(&self.state).args(["detach", "--purge"]).output();
+        let _ = Command::new(&self.bin)
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["detach", "--purge"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }
@@ -91,25 +104,75 @@ impl Drop for Instance {
 /// memlock of a pinned map, from /proc/self/fdinfo.
 fn memlock(path: &std::path::Path) -> u64 {
     use std::os::fd::AsRawFd;
-    let Ok(map) = aya::maps::MapData::from_pin(path) else { return 0 };
+    let Ok(map) = aya::maps::MapData::from_pin(path) else {
+        return 0;
+    };
     let fd = map.fd().as_fd().as_raw_fd();
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-    info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
     use RecordType::*;
     let mut tcp = Frame::v4(dns::query(1, "www.allowed.example.", A, None));
     tcp.proto = 6;
-    let mut vlan = Frame::v4(dns::query(5, "www.allowed.example.", A, Some((false, vec![]))));
+    let mut vlan = Frame::v4(dns::query(
+        5,
+        "www.allowed.example.",
+        A,
+        Some((false, vec![])),
+    ));
     vlan.vlans = vec![(0x8100, 42)];
     vec![
         ("non-DNS (TCP)", tcp.bytes(), false),
-        ("allowed query (miss)", Frame::v4(dns::query(2, "www.allowed.example.", A, Some((false, vec![])))).bytes(), false),
-        ("allowed, deep name (12 labels)", Frame::v4(dns::query(3, "a.b.c.d.e.f.g.h.i.j.allowed.example.", A, None)).bytes(), false),
-        ("allowed, IPv6", Frame::v6(dns::query(4, "www.allowed.example.", AAAA, Some((false, vec![])))).bytes(), false),
+        (
+            "allowed query (miss)",
+            Frame::v4(dns::query(
+                2,
+                "www.allowed.example.",
+                A,
+                Some((false, vec![])),
+            ))
+            .bytes(),
+            false,
+        ),
+        (
+            "allowed, deep name (12 labels)",
+            Frame::v4(dns::query(
+                3,
+                "a.b.c.d.e.f.g.h.i.j.allowed.example.",
+                A,
+                None,
+            ))
+            .bytes(),
+            false,
+        ),
+        (
+            "allowed, IPv6",
+            Frame::v6(dns::query(
+                4,
+                "www.allowed.example.",
+                AAAA,
+                Some((false, vec![])),
+            ))
+            .bytes(),
+            false,
+        ),
         ("allowed, 802.1Q", vlan.bytes(), false),
-        ("blocked -> NXDOMAIN+EDE", Frame::v4(dns::query(6, "www.site7.piracy7.example.", A, Some((false, vec![])))).bytes(), true),
+        (
+            "blocked -> NXDOMAIN+EDE",
+            Frame::v4(dns::query(
+                6,
+                "www.site7.piracy7.example.",
+                A,
+                Some((false, vec![])),
+            ))
+            .bytes(),
+            true,
+        ),
     ]
 }
 
@@ -134,7 +197,9 @@ fn single_baseline(prog: &Xdp, frame: &[u8]) -> f64 {
     let fd = prog.fd().expect("fd");
     let mut total = 0u64;
     for _ in 0..SINGLES {
-        total += test_run(fd.as_fd(), frame, 1).expect("test run").duration_ns as u64;
+        total += test_run(fd.as_fd(), frame, 1)
+            .expect("test run")
+            .duration_ns as u64;
     }
     total as f64 / SINGLES as f64
 }
@@ -173,23 +238,64 @@ mod rawmap {
 
     impl Map {
         pub fn create(map_type: u32, key_size: u32, value_size: u32, max: u32) -> Map {
-            let mut a = Create { map_type, key_size, value_size, max_entries: max, map_flags: 1, ..Default::default() };
-            let fd = sys(0, &mut a as *mut Create as *mut u8, std::mem::size_of::<Create>());
-            assert!(fd >= 0, "BPF_MAP_CREATE: {}", std::io::Error::last_os_error());
+            let mut a = Create {
+                map_type,
+                key_size,
+                value_size,
+                max_entries: max,
+                map_flags: 1,
+                ..Default::default()
+            };
+            let fd = sys(
+                0,
+                &mut a as *mut Create as *mut u8,
+                std::mem::size_of::<Create>(),
+            );
+            assert!(
+                fd >= 0,
+                "BPF_MAP_CREATE: {}",
+                std::io::Error::last_os_error()
+            );
             Map(fd as i32)
         }
         pub fn update(&self, key: &[u8], value: &[u8]) {
-            let mut a = Elem { map_fd: self.0 as u32, key: key.as_ptr() as u64, value: value.as_ptr() as u64, ..Default::default() };
-            let r = sys(2, &mut a as *mut Elem as *mut u8, std::mem::size_of::<Elem>());
-            assert!(r == 0, "BPF_MAP_UPDATE_ELEM: {}", std::io::Error::last_os_error());
+            let mut a = Elem {
+                map_fd: self.0 as u32,
+                key: key.as_ptr() as u64,
+                value: value.as_ptr() as u64,
+                ..Default::default()
+            };
+            let r = sys(
+                2,
+                &mut a as *mut Elem as *mut u8,
+                std::mem::size_of::<Elem>(),
+            );
+            assert!(
+                r == 0,
+                "BPF_MAP_UPDATE_ELEM: {}",
+                std::io::Error::last_os_error()
+            );
         }
         pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> bool {
-            let mut a = Elem { map_fd: self.0 as u32, key: key.as_ptr() as u64, value: value.as_mut_ptr() as u64, ..Default::default() };
-            sys(1, &mut a as *mut Elem as *mut u8, std::mem::size_of::<Elem>()) == 0
+            let mut a = Elem {
+                map_fd: self.0 as u32,
+                key: key.as_ptr() as u64,
+                value: value.as_mut_ptr() as u64,
+                ..Default::default()
+            };
+            sys(
+                1,
+                &mut a as *mut Elem as *mut u8,
+                std::mem::size_of::<Elem>(),
+            ) == 0
         }
         pub fn memlock(&self) -> u64 {
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.0)).unwrap_or_default();
-            info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.0))
+                .unwrap_or_default();
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
         }
     }
 
@@ -210,7 +316,11 @@ fn compare_structures(n: usize) -> Value {
     let names: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let mut w = Vec::new();
-            for l in [format!("site{i}"), format!("piracy{}", i % 997), "example".to_string()] {
+            for l in [
+                format!("site{i}"),
+                format!("piracy{}", i % 997),
+                "example".to_string(),
+            ] {
                 w.push(l.len() as u8);
                 w.extend_from_slice(l.as_bytes());
             }
@@ -225,7 +335,11 @@ fn compare_structures(n: usize) -> Value {
             labels.push(&w[i..i + 1 + w[i] as usize]);
             i += 1 + w[i] as usize;
         }
-        labels.iter().rev().flat_map(|l| l.iter().copied()).collect()
+        labels
+            .iter()
+            .rev()
+            .flat_map(|l| l.iter().copied())
+            .collect()
     };
     let lpm = rawmap::Map::create(rawmap::LPM_TRIE, 4 + 255, 48, n as u32 + 16);
     let hash = rawmap::Map::create(rawmap::HASH, 16, 48, n as u32 + 16);
@@ -279,31 +393,69 @@ fn compare_structures(n: usize) -> Value {
 
 fn main() {
     let a = args();
-    let counts: Vec<usize> = if a.quick { vec![1_000, 100_000, 1_000_000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] };
+    let counts: Vec<usize> = if a.quick {
+        vec![1_000, 100_000, 1_000_000]
+    } else {
+        vec![1_000, 100_000, 1_000_000, 10_000_000]
+    };
     let max = *counts.iter().max().expect("counts");
     let tmp = std::env::temp_dir().join(format!("blocker-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let inst = Instance { bpffs: PathBuf::from(format!("/sys/fs/bpf/blocker-bench-{}", std::process::id())), state: tmp.join("state"), bin: a.blocker.clone() };
+    let inst = Instance {
+        bpffs: PathBuf::from(format!("/sys/fs/bpf/blocker-bench-{}", std::process::id())),
+        state: tmp.join("state"),
+        bin: a.blocker.clone(),
+    };
     // Each size replaces the previous order after removing it, so the map never holds two
     // lists at once: the capacity the largest list needs is enough.
     let capacity = (max + 1024).to_string();
-    let _ = Command::new(&inst.bin).arg("--bpffs").arg(&inst.bpffs).arg("--state-dir").arg(&inst.state).args(["detach", "--purge"]).output();
+    let _ = Command::new(&inst.bin)
+        .arg("--bpffs")
+        .arg(&inst.bpffs)
+        .arg("--state-dir")
+        .arg(&inst.state)
+        .args(["detach", "--purge"])
+        .output();
     std::fs::create_dir_all(&inst.bpffs).ok();
-    blocker::kernel::load_and_pin(&blocker::kernel::Pins::new(&inst.bpffs), capacity.parse().expect("capacity")).expect("load");
+    blocker::kernel::load_and_pin(
+        &blocker::kernel::Pins::new(&inst.bpffs),
+        capacity.parse().expect("capacity"),
+    )
+    .expect("load");
 
     let mut results = Vec::new();
     let mut loads = Vec::new();
     let frames = frames();
     for &n in &counts {
         let list = tmp.join(format!("list-{n}.txt"));
-        let text: String = (0..n).map(|i| format!("site{i}.piracy{}.example\n", i % 997)).collect();
+        let text: String = (0..n)
+            .map(|i| format!("site{i}.piracy{}.example\n", i % 997))
+            .collect();
         std::fs::write(&list, text).expect("write list");
         // A fresh order per size: first remove the previous one.
-        let _ = Command::new(&inst.bin).arg("--bpffs").arg(&inst.bpffs).arg("--state-dir").arg(&inst.state).args(["orders", "remove", "bench"]).output();
-        let (_, rss, secs) = inst.cmd(&["rules", "load", list.to_str().expect("utf-8"), "--order", "bench", "--ede-text", "Benchmark order 1/2026"]);
+        let _ = Command::new(&inst.bin)
+            .arg("--bpffs")
+            .arg(&inst.bpffs)
+            .arg("--state-dir")
+            .arg(&inst.state)
+            .args(["orders", "remove", "bench"])
+            .output();
+        let (_, rss, secs) = inst.cmd(&[
+            "rules",
+            "load",
+            list.to_str().expect("utf-8"),
+            "--order",
+            "bench",
+            "--ede-text",
+            "Benchmark order 1/2026",
+        ]);
         let mem = memlock(&inst.bpffs.join(blocker_common::MAP_RULES));
         loads.push(json!({"rules": n, "seconds": secs, "rules_per_second": n as f64 / secs, "controller_peak_rss_bytes": rss, "rule_map_memlock_bytes": mem, "bytes_per_rule": mem as f64 / n as f64}));
-        eprintln!("loaded {n} rules in {secs:.2} s ({:.0} rules/s), rule map memlock {} MiB", n as f64 / secs, mem >> 20);
+        eprintln!(
+            "loaded {n} rules in {secs:.2} s ({:.0} rules/s), rule map memlock {} MiB",
+            n as f64 / secs,
+            mem >> 20
+        );
         std::fs::remove_file(&list).ok();
 
         let pins = blocker::kernel::Pins::new(&inst.bpffs);
@@ -317,12 +469,20 @@ fn main() {
             let ns = per_packet(&prog, frame, *rewrites);
             let base = if *rewrites { base_single } else { base_repeat };
             row.insert(name.to_string(), json!({"ns_per_packet": ns, "baseline_ns": base, "ratio": ns / base, "method": if *rewrites { format!("mean of {SINGLES} single runs") } else { format!("repeat {REPEAT}") }}));
-            eprintln!("  {n:>9} rules  {name:<32} {ns:>7.1} ns  ({:.2}x the no-op program)", ns / base);
+            eprintln!(
+                "  {n:>9} rules  {name:<32} {ns:>7.1} ns  ({:.2}x the no-op program)",
+                ns / base
+            );
         }
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
-    let prog = blocker::kernel::pinned_program(&blocker::kernel::Pins::new(&inst.bpffs), false).expect("program");
-    let verified = prog.info().ok().and_then(|i| i.verified_instruction_count()).unwrap_or(0);
+    let prog = blocker::kernel::pinned_program(&blocker::kernel::Pins::new(&inst.bpffs), false)
+        .expect("program");
+    let verified = prog
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count())
+        .unwrap_or(0);
     drop(inst);
     let _ = std::fs::remove_dir_all(&tmp);
 
@@ -332,11 +492,14 @@ fn main() {
         "cpu_model": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_string(),
         "date": Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
     });
-    let structures: Vec<Value> = [100_000usize, 1_000_000].iter().map(|&n| {
-        let v = compare_structures(n);
-        eprintln!("structures at {n}: {v}");
-        v
-    }).collect();
+    let structures: Vec<Value> = [100_000usize, 1_000_000]
+        .iter()
+        .map(|&n| {
+            let v = compare_structures(n);
+            eprintln!("structures at {n}: {v}");
+            v
+        })
+        .collect();
     let all = json!({"quick": a.quick, "machine": machine, "verified_instructions": verified, "in_kernel": results, "list_load": loads, "structures": structures});
     if let Some(d) = a.json.parent() {
         std::fs::create_dir_all(d).ok();
@@ -358,12 +521,20 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
         m["cpu_model"].as_str().unwrap_or("?"),
         m["cpus"],
         m["kernel"].as_str().unwrap_or("?"),
-        if r["quick"].as_bool() == Some(true) { ", `--quick`" } else { "" },
+        if r["quick"].as_bool() == Some(true) {
+            ", `--quick`"
+        } else {
+            ""
+        },
         r["verified_instructions"]
     ));
     s.push_str("### In-kernel cost per packet (BPF_PROG_TEST_RUN)\n\n");
     let rows = r["in_kernel"].as_array().cloned().unwrap_or_default();
-    let names: Vec<String> = rows.first().and_then(|x| x["packets"].as_object()).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let names: Vec<String> = rows
+        .first()
+        .and_then(|x| x["packets"].as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     s.push_str("| packet |");
     for row in &rows {
         s.push_str(&format!(" {} rules |", row["rules"]));
@@ -375,14 +546,22 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
     s.push('\n');
     s.push_str("| no-op XDP program (baseline, repeat / single runs) |");
     for row in &rows {
-        s.push_str(&format!(" {:.1} / {:.1} ns |", row["baseline_ns_repeat"].as_f64().unwrap_or(0.0), row["baseline_ns_single"].as_f64().unwrap_or(0.0)));
+        s.push_str(&format!(
+            " {:.1} / {:.1} ns |",
+            row["baseline_ns_repeat"].as_f64().unwrap_or(0.0),
+            row["baseline_ns_single"].as_f64().unwrap_or(0.0)
+        ));
     }
     s.push('\n');
     for n in &names {
         s.push_str(&format!("| {n} |"));
         for row in &rows {
             let p = &row["packets"][n];
-            s.push_str(&format!(" {:.1} ns ({:.2}×) |", p["ns_per_packet"].as_f64().unwrap_or(0.0), p["ratio"].as_f64().unwrap_or(0.0)));
+            s.push_str(&format!(
+                " {:.1} ns ({:.2}×) |",
+                p["ns_per_packet"].as_f64().unwrap_or(0.0),
+                p["ratio"].as_f64().unwrap_or(0.0)
+            ));
         }
         s.push('\n');
     }
@@ -413,7 +592,12 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
     s.push_str(&format!("\n{END}\n"));
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if e > b => format!("{}{}{}", &old[..b], s, &old[e + END.len() + 1.min(old.len() - e - END.len())..]),
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{}{}",
+            &old[..b],
+            s,
+            &old[e + END.len() + 1.min(old.len() - e - END.len())..]
+        ),
         _ => format!("{old}\n{s}"),
     };
     std::fs::write(path, new).expect("write markdown");
