@@ -86,8 +86,13 @@ fn unbound_conf(dir: &Path) -> String {
   local-zone: "." static
   local-data: "news.example. 300 IN A 192.0.2.80"
   local-data: "news.example. 300 IN AAAA 2001:db8::80"
+  # The blocked names exist too: any NXDOMAIN below comes from blocker, not from unbound.
   local-data: "piracy-streams.example. 300 IN A 192.0.2.66"
   local-data: "www.piracy-streams.example. 300 IN A 192.0.2.66"
+  local-data: "cdn.mirror-one.example. 300 IN AAAA 2001:db8::66"
+  local-data: "www.football-live.example. 300 IN A 192.0.2.66"
+  local-data: "a.wildcard-only.example. 300 IN A 192.0.2.66"
+  local-data: "wildcard-only.example. 300 IN A 192.0.2.66"
 remote-control:
   control-enable: yes
   control-interface: {d}/unbound.ctl
@@ -250,29 +255,33 @@ pub fn run() -> Result<()> {
     );
 
     step("queries from the client namespace (kdig)");
-    for (server, name, qtype) in [
+    let unbound_queries = || -> u64 {
+        output("unbound-control", &["-c", &conf.display().to_string(), "stats_noreset"])
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("total.num.queries="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = unbound_queries();
+    let queries = [
         ("192.0.2.53", "piracy-streams.example", "A"),
         ("192.0.2.53", "www.piracy-streams.example", "A"),
         ("2001:db8::53", "cdn.mirror-one.example", "AAAA"),
         ("192.0.2.53", "www.football-live.example", "A"),
+        ("192.0.2.53", "a.wildcard-only.example", "A"),
+        ("192.0.2.53", "wildcard-only.example", "A"),
         ("192.0.2.53", "news.example", "A"),
         ("2001:db8::53", "news.example", "AAAA"),
-    ] {
-        println!(
-            "{name:<30} {qtype:<5} via {server:<13} -> {}",
-            summary(&kdig(server, name, qtype)?)
-        );
+    ];
+    for (server, name, qtype) in queries {
+        println!("{name:<30} {qtype:<5} via {server:<13} -> {}", summary(&kdig(server, name, qtype)?));
     }
-    let ctl = output(
-        "unbound-control",
-        &["-c", &conf.display().to_string(), "stats_noreset"],
-    )
-    .unwrap_or_default();
-    let queries = ctl
-        .lines()
-        .find(|l| l.starts_with("total.num.queries="))
-        .unwrap_or("total.num.queries=?");
-    println!("unbound saw {queries} (blocked names never reached it)");
+    let reached = unbound_queries() - before;
+    println!(
+        "unbound received {reached} of these {} queries: the blocked ones were answered by XDP and never reached it",
+        queries.len()
+    );
 
     step("blocker explain www.piracy-streams.example");
     print!(
