@@ -2,7 +2,10 @@
 //! namespaces, checked with real kdig answers: load, reload with changes, allow orders,
 //! RPZ files, explain, stats, order removal, refused loads that change nothing.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use blocker_tests::env::{kdig, unique, Blocker, Topology, EDGE_V4};
 
@@ -276,4 +279,52 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(err.contains("16 (Censored) or 15 (Blocked)"), "{err}");
     let err = b.fails(&["attach", "--iface", "no-such-if0"]);
     assert!(err.contains("no-such-if0"), "{err}");
+}
+
+#[test]
+fn refuses_non_root_and_foreign_state() {
+    let b = Blocker::new();
+    // Non-root: a clear message, nothing done.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&b.bin)
+        .arg("--bpffs")
+        .arg(&b.bpffs)
+        .args(["status"])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must run as root"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A corrupt state file: a clear error naming it, and no change to the kernel.
+    b.ok(&["rules", "add", "x.example"]);
+    let state = b.state.join("state.json");
+    let good = std::fs::read(&state).expect("state");
+    std::fs::write(&state, b"{ not json").expect("corrupt");
+    let err = b.fails(&["rules", "add", "y.example"]);
+    assert!(err.contains("state.json is corrupt"), "{err}");
+    std::fs::write(&state, good).expect("restore");
+    b.ok(&["rules", "add", "y.example"]);
+
+    // State that belongs to another program instance (generation mismatch) is refused.
+    let other = Blocker::new();
+    other.ok(&["rules", "add", "z.example"]);
+    let out = Command::new(&b.bin)
+        .arg("--bpffs")
+        .arg(&other.bpffs)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .args(["rules", "add", "w.example"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not belong"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

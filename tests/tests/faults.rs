@@ -28,17 +28,35 @@ fn generation(b: &Blocker) -> u64 {
 #[test]
 fn sigkill_during_a_large_load_leaves_old_or_new_whole() {
     let mut t = Topology::new();
-    let probes = ["stable.test", "n7.old.test", "n99999.old.test", "n7.new.test", "n99999.new.test"];
-    let data: Vec<String> = probes.iter().map(|n| format!("{n}. 300 IN A 192.0.2.10")).collect();
+    let probes = [
+        "stable.test",
+        "n7.old.test",
+        "n99999.old.test",
+        "n7.new.test",
+        "n99999.new.test",
+    ];
+    let data: Vec<String> = probes
+        .iter()
+        .map(|n| format!("{n}. 300 IN A 192.0.2.10"))
+        .collect();
     let refs: Vec<&str> = data.iter().map(String::as_str).collect();
     t.start_unbound(&refs);
     let b = Blocker::new();
     b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
     let dir = std::env::temp_dir().join(unique("blkt-faults"));
     std::fs::create_dir_all(&dir).expect("dir");
     let write = |name: &str, tag: &str| {
-        let text: String = std::iter::once("stable.test\n".to_string()).chain((0..N).map(|i| format!("n{i}.{tag}.test\n"))).collect();
+        let text: String = std::iter::once("stable.test\n".to_string())
+            .chain((0..N).map(|i| format!("n{i}.{tag}.test\n")))
+            .collect();
         let p = dir.join(name);
         std::fs::write(&p, text).expect("write");
         p.display().to_string()
@@ -73,20 +91,34 @@ fn sigkill_during_a_large_load_leaves_old_or_new_whole() {
         let g = generation(&b);
         let new_in_force = g != g_old;
         for name in ["n7.old.test", "n99999.old.test"] {
-            assert_eq!(blocked(&t, name), !new_in_force, "{name} after a kill at {fraction} (generation {g_old} -> {g})");
+            assert_eq!(
+                blocked(&t, name),
+                !new_in_force,
+                "{name} after a kill at {fraction} (generation {g_old} -> {g})"
+            );
         }
         for name in ["n7.new.test", "n99999.new.test"] {
-            assert_eq!(blocked(&t, name), new_in_force, "{name} after a kill at {fraction}");
+            assert_eq!(
+                blocked(&t, name),
+                new_in_force,
+                "{name} after a kill at {fraction}"
+            );
         }
-        assert!(blocked(&t, "stable.test"), "a name in both lists stayed blocked");
+        assert!(
+            blocked(&t, "stable.test"),
+            "a name in both lists stayed blocked"
+        );
 
         // The next command recovers; kernel and records agree.
         b.ok(&["orders", "set", "--order", "big"]);
         for name in probes {
-            let e: serde_json::Value = serde_json::from_str(&b.ok(&["explain", name, "--json"])).expect("json");
+            let e: serde_json::Value =
+                serde_json::from_str(&b.ok(&["explain", name, "--json"])).expect("json");
             assert_eq!(e["kernel_agrees"], true, "{name} after recovery: {e}");
         }
-        let listed: serde_json::Value = serde_json::from_str(&b.ok(&["rules", "list", "--order", "big", "--json"])).expect("json");
+        let listed: serde_json::Value =
+            serde_json::from_str(&b.ok(&["rules", "list", "--order", "big", "--json"]))
+                .expect("json");
         assert_eq!(listed.as_array().expect("rules").len(), N + 1);
         outcomes.push((fraction, new_in_force));
     }

@@ -256,12 +256,15 @@ pub fn run() -> Result<()> {
 
     step("queries from the client namespace (kdig)");
     let unbound_queries = || -> u64 {
-        output("unbound-control", &["-c", &conf.display().to_string(), "stats_noreset"])
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("total.num.queries="))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        output(
+            "unbound-control",
+            &["-c", &conf.display().to_string(), "stats_noreset"],
+        )
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("total.num.queries="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
     };
     let before = unbound_queries();
     let queries = [
@@ -275,7 +278,10 @@ pub fn run() -> Result<()> {
         ("2001:db8::53", "news.example", "AAAA"),
     ];
     for (server, name, qtype) in queries {
-        println!("{name:<30} {qtype:<5} via {server:<13} -> {}", summary(&kdig(server, name, qtype)?));
+        println!(
+            "{name:<30} {qtype:<5} via {server:<13} -> {}",
+            summary(&kdig(server, name, qtype)?)
+        );
     }
     let reached = unbound_queries() - before;
     println!(
