@@ -328,3 +328,124 @@ fn refuses_non_root_and_foreign_state() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Kills a child process on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn prometheus_metrics_after_real_queries() {
+    let mut t = Topology::new();
+    t.start_unbound(&["ok.example. 300 IN A 192.0.2.10"]);
+    let b = Blocker::new();
+    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "bad.example",
+        "--subtree",
+        "--order",
+        "Court-7",
+    ]);
+    for name in [
+        "bad.example",
+        "www.bad.example",
+        "cdn.bad.example",
+        "ok.example",
+        "ok.example",
+    ] {
+        kdig(&t.client, EDGE_V4, name, "A", Q);
+    }
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let _server = Child(
+        Command::new(&b.bin)
+            .arg("--bpffs")
+            .arg(&b.bpffs)
+            .arg("--state-dir")
+            .arg(&b.state)
+            .args(["serve", "--metrics", &format!("127.0.0.1:{port}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let mut body = None;
+    for _ in 0..50 {
+        body = scrape(port);
+        if body.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let body = body.expect("the exporter answered");
+    assert_eq!(
+        metric(
+            &body,
+            r#"blocker_order_hits_total{order="Court-7",action="nxdomain"} "#
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"blocker_packets_total{reason="nxdomain"} "#),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"blocker_packets_total{reason="no_match"} "#),
+        Some(2.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &body,
+            r#"blocker_rule_hits_total{order="Court-7",name="bad.example",match="subtree",action="nxdomain"} "#
+        ),
+        Some(3.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"blocker_order_rules{order="Court-7"} "#),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"blocker_interface_attached{{interface="{}@{}",mode="native"}} 1"#,
+            t.edge_dev, t.edge.name
+        )),
+        "{body}"
+    );
+    assert!(
+        body.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+}

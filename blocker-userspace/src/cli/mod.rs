@@ -6,6 +6,7 @@ pub mod detach;
 pub mod explain;
 pub mod orders;
 pub mod rules;
+pub mod serve;
 pub mod stats;
 pub mod status;
 
@@ -59,6 +60,8 @@ pub enum Command {
     /// Show or change data-plane settings (DNS ports, sinkhole addresses, EDE code).
     #[command(subcommand)]
     Config(config::Command),
+    /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces).
+    Serve(serve::Args),
 }
 
 /// Where things are.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(a) => explain::run(&ctx, a),
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
+        Command::Serve(a) => serve::run(ctx, a),
     }
 }
 
