@@ -17,13 +17,14 @@ mod plain;
 mod rpz;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     fmt,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
-use blocker_common::{Action, Kind};
+use blocker_common::{key::key_of_canonical, Action, Kind, RuleKey};
+use rustc_hash::FxHashMap as HashMap;
 
 pub use name::{normalize_name, Name, NameError};
 
@@ -121,11 +122,15 @@ impl ParseOutcome {
     /// Keeps the first of repeated (name, kind) entries; a repeat with another action is an
     /// error naming both lines.
     fn dedup(&mut self) {
-        let mut seen: HashMap<(Vec<u8>, Kind), usize> = HashMap::with_capacity(self.rules.len());
-        let mut keep = Vec::with_capacity(self.rules.len());
+        // Keyed by the rule key (no copy of the name per entry); a key match is confirmed
+        // by comparing the names.
+        let mut seen: HashMap<(RuleKey, Kind), usize> =
+            HashMap::with_capacity_and_hasher(self.rules.len(), Default::default());
+        let mut keep: Vec<ParsedRule> = Vec::with_capacity(self.rules.len());
         let rules = std::mem::take(&mut self.rules);
         for r in rules {
-            match seen.get(&(r.name.canonical().to_vec(), r.kind)) {
+            let k = (key_of_canonical(r.name.canonical()), r.kind);
+            match seen.get(&k).filter(|&&i| keep[i].name == r.name) {
                 Some(&i) => {
                     let first: &ParsedRule = &keep[i];
                     if first.action == r.action && first.sinkhole == r.sinkhole {
@@ -147,7 +152,7 @@ impl ParseOutcome {
                     }
                 }
                 None => {
-                    seen.insert((r.name.canonical().to_vec(), r.kind), keep.len());
+                    seen.insert(k, keep.len());
                     keep.push(r);
                 }
             }

@@ -197,6 +197,14 @@ impl fmt::Display for Name {
                 f.write_str(".")?;
             }
             first = false;
+            // Fast path: a label of printable bytes that need no escape is written whole.
+            if l.iter()
+                .all(|&c| (0x21..=0x7e).contains(&c) && c != b'.' && c != b'\\')
+            {
+                // Printable ASCII is valid UTF-8.
+                f.write_str(std::str::from_utf8(l).map_err(|_| fmt::Error)?)?;
+                continue;
+            }
             for &c in l {
                 match c {
                     b'.' | b'\\' => write!(f, "\\{}", c as char)?,
@@ -227,7 +235,15 @@ pub fn normalize_name(s: &str) -> Result<Name, NameError> {
     if s == "." {
         return Err(NameError::Root);
     }
-    if s.parse::<std::net::IpAddr>().is_ok() {
+    // Only strings made of address characters can be addresses; skip the parse otherwise.
+    let maybe_addr = s
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'[' || b == b']');
+    if maybe_addr
+        && s.trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
         return Err(NameError::Address);
     }
     let ascii;

@@ -14,16 +14,14 @@
 //! 4) or the whole new set (after 4). The next command finds the journal and [`recover`]s:
 //! it adopts the state that matches the kernel's generation and re-synchronises both copies.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    fs,
-};
+use std::{collections::BTreeMap, fs};
 
 use anyhow::{bail, Context, Result};
 use blocker_common::{
     key::key_of_canonical, Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot,
     MAX_EDE_TEXT,
 };
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -219,8 +217,11 @@ impl Controller {
 
     /// Applies `changes` atomically (see the module documentation).
     pub fn apply(&mut self, changes: Vec<OrderChange>) -> Result<Summary> {
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
         let old_state = self.state.clone();
         let old_rules = self.all_rules(&old_state)?;
+        phase("read recorded rules");
         let mut new_state = old_state.clone();
         let mut new_rules = old_rules.clone();
         let generation = old_state.generation.wrapping_add(1);
@@ -304,7 +305,7 @@ impl Controller {
         new_state.orders.sort_by_key(|o| o.id);
 
         // Names whose rules may change: every name of a changed order, before and after.
-        let mut affected: HashSet<RuleKey> = HashSet::new();
+        let mut affected: HashSet<RuleKey> = HashSet::default();
         for id in &changed_orders {
             for r in old_rules
                 .get(id)
@@ -315,6 +316,7 @@ impl Controller {
                 affected.insert(key_of_canonical(r.name.canonical()));
             }
         }
+        phase("assigned rule ids");
         let old_sets = merged_sets(&old_rules, &affected);
         let new_sets = merged_sets(&new_rules, &affected);
         let mut diffs: Vec<(RuleKey, RuleSet, RuleSet)> = Vec::new();
@@ -356,6 +358,7 @@ impl Controller {
             return Ok(summary);
         }
 
+        phase("computed changes");
         // Orders' EDE data first: the new rules may refer to it as soon as they are enforced.
         for o in &new_state.orders {
             if changed_orders.contains(&o.id) {
@@ -380,6 +383,7 @@ impl Controller {
             serde_json::to_vec(&Journal { generation })?,
         )?;
 
+        phase("recorded the new state");
         // Write the inactive copies.
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
@@ -399,6 +403,7 @@ impl Controller {
         cfg.depth_mask = [old_mask[0] | new_mask[0], old_mask[1] | new_mask[1]];
         self.maps.set_config(&cfg)?;
 
+        phase("wrote the inactive copies");
         // The flip.
         cfg.active = inactive as u32;
         cfg.generation = generation;
@@ -407,6 +412,7 @@ impl Controller {
         self.dir.commit()?;
         self.state = new_state;
 
+        phase("switched");
         // Both copies equal again; names with no rules left are deleted.
         let (gone, kept): (Vec<_>, Vec<_>) = diffs
             .iter()
@@ -511,7 +517,7 @@ fn merged_sets(
     rules: &BTreeMap<u16, Vec<Rule>>,
     affected: &HashSet<RuleKey>,
 ) -> HashMap<RuleKey, RuleSet> {
-    let mut by_key: HashMap<RuleKey, Vec<Candidate<'_>>> = HashMap::new();
+    let mut by_key: HashMap<RuleKey, Vec<Candidate<'_>>> = HashMap::default();
     for (order, rs) in rules {
         for r in rs {
             let k = key_of_canonical(r.name.canonical());

@@ -1,6 +1,6 @@
 //! `blocker rules`: add, remove, list and load rules.
 
-use std::{collections::HashSet, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use blocker_common::{qtype_bit, Action, Kind, EDE_BLOCKED, EDE_CENSORED, QTYPES_ALL};
@@ -413,6 +413,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let progress = spinner();
 
     // Parse everything before touching anything.
+    let t0 = std::time::Instant::now();
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -431,6 +432,11 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         }
     }
     progress.finish_and_clear();
+    log::info!(
+        "parsed {} entries: {:.3} s",
+        parsed.len(),
+        t0.elapsed().as_secs_f64()
+    );
     for w in &warnings {
         eprintln!("warning: {w}");
     }
@@ -458,7 +464,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let default_action = order.default_action;
-    let mut seen: HashSet<(Vec<u8>, Kind)> = HashSet::new();
+    let mut seen: rustc_hash::FxHashSet<(Vec<u8>, Kind)> = Default::default();
     let mut rules = Vec::with_capacity(parsed.len());
     let mut sinkholes = 0;
     for p in parsed {
