@@ -16,6 +16,9 @@ pub const MAP_ORDERS: &str = "BLK_ORDERS";
 pub const MAP_ORDER_HITS: &str = "BLK_ORDER_HITS";
 pub const MAP_RULE_HITS: &str = "BLK_RULE_HITS";
 pub const MAP_STATS: &str = "BLK_STATS";
+pub const MAP_EVENTS: &str = "BLK_EVENTS";
+/// Size of the block-event ring buffer.
+pub const EVENTS_BYTES: u32 = 1 << 20;
 
 /// Default capacity of the rule map and of the per-rule hit counters. Operators raise it with
 /// `blocker attach --capacity` when the program is first loaded.
@@ -224,7 +227,40 @@ pub struct Config {
     pub flags: u32,
     /// EDE info-code used when an order sets none (16, Censored).
     pub default_ede: u16,
-    pub _reserved: u16,
+    /// Client address in block events: `PRIVACY_*`.
+    pub event_privacy: u8,
+    pub _reserved: u8,
+    /// Block events: 0 none; N: the first hit of each rule and then every Nth (per CPU).
+    pub event_every: u32,
+    pub _reserved2: u32,
+}
+
+/// Block events carry the full client address.
+pub const PRIVACY_FULL: u8 = 0;
+/// Block events carry the client's /24 (IPv4) or /48 (IPv6).
+pub const PRIVACY_TRUNCATED: u8 = 1;
+/// Block events carry no client address.
+pub const PRIVACY_NONE: u8 = 2;
+
+/// One sampled block, sent by the XDP program through `BLK_EVENTS`, read by `blocker events`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    pub time_ns: u64,
+    pub rule_id: u32,
+    pub order_id: u16,
+    /// [`Action`] as `u8`.
+    pub action: u8,
+    /// 4, 6, or 0 when the address is withheld.
+    pub family: u8,
+    pub qtype: u16,
+    /// 1 for the first hit of the rule.
+    pub first: u8,
+    pub _reserved: u8,
+    pub _reserved2: u32,
+    /// Client address (IPv4 in the first four bytes), truncated per `Config::event_privacy`.
+    pub client: [u8; 16],
 }
 
 impl Default for Config {
@@ -241,7 +277,10 @@ impl Default for Config {
             sinkhole_ttl: 300,
             flags: 0,
             default_ede: EDE_CENSORED,
+            event_privacy: PRIVACY_FULL,
             _reserved: 0,
+            event_every: 0,
+            _reserved2: 0,
         }
     }
 }
@@ -449,6 +488,7 @@ mod pod {
     unsafe impl aya::Pod for super::OrderInfo {}
     unsafe impl aya::Pod for super::OrderHits {}
     unsafe impl aya::Pod for super::Stats {}
+    unsafe impl aya::Pod for super::BlockEvent {}
 }
 
 #[cfg(test)]

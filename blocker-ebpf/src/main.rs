@@ -24,12 +24,12 @@ use aya_ebpf::{
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
     dns::{find_rule, launder, parse_query, LOAD_MAX},
-    Action, Config, Reason, Slot, ACTION_COUNT,
+    Action, BlockEvent, Config, Reason, Slot, ACTION_COUNT, PRIVACY_NONE, PRIVACY_TRUNCATED,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
-use crate::maps::{CONFIG, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
+use crate::maps::{CONFIG, EVENTS, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -86,21 +86,68 @@ fn count(reason: Reason) {
 }
 
 #[inline(always)]
-fn count_hit(slot: &Slot, action: Action) {
-    match RULE_HITS.get_ptr_mut(slot.rule_id) {
+/// Counts a rule's hit; returns this CPU's count for the rule after it (1 on a first hit).
+fn count_hit(slot: &Slot, action: Action) -> u64 {
+    let n = match RULE_HITS.get_ptr_mut(slot.rule_id) {
         // SAFETY: a per-CPU value, written only by this CPU.
-        Some(hits) => unsafe { *hits += 1 },
+        Some(hits) => unsafe {
+            *hits += 1;
+            *hits
+        },
         None => {
             // First hit of this rule on any CPU. Losing a race with another CPU (EEXIST) loses
             // this one count at most.
             let _ = RULE_HITS.insert(slot.rule_id, 1u64, BPF_NOEXIST as u64);
+            1
         }
-    }
+    };
     if let Some(o) = ORDER_HITS.get_ptr_mut(slot.order_id as u32) {
         // SAFETY: a per-CPU value, written only by this CPU.
         let o = unsafe { &mut *o };
         o.by_action[action as usize & (ACTION_COUNT - 1)] += 1;
     }
+    n
+}
+
+/// Sends a block event when sampling asks for one: the first hit of a rule, then every
+/// `event_every`th (per CPU). A full ring buffer loses the event, never the verdict.
+#[inline(always)]
+fn emit(ctx: &XdpContext, f: &Frame, cfg: &Config, slot: &Slot, qtype: u16, hits: u64) {
+    let every = cfg.event_every as u64;
+    if every == 0 || (hits != 1 && hits % every != 0) {
+        return;
+    }
+    let mut ev = BlockEvent {
+        // SAFETY: plain helper call.
+        time_ns: unsafe { r#gen::bpf_ktime_get_ns() },
+        rule_id: slot.rule_id,
+        order_id: slot.order_id,
+        action: slot.action,
+        qtype,
+        first: (hits == 1) as u8,
+        ..BlockEvent::default()
+    };
+    if cfg.event_privacy != PRIVACY_NONE {
+        if f.v6 {
+            if let Ok(a) = load::<16>(ctx, f.l3 + 8) {
+                ev.client = a;
+                ev.family = 6;
+            }
+        } else if let Ok(a) = load::<4>(ctx, f.l3 + 12) {
+            ev.client[..4].copy_from_slice(&a);
+            ev.family = 4;
+        }
+        if cfg.event_privacy == PRIVACY_TRUNCATED {
+            // /24 for IPv4, /48 for IPv6.
+            let keep = if f.v6 { 6 } else { 3 };
+            for i in 0..16 {
+                if i >= keep {
+                    ev.client[i] = 0;
+                }
+            }
+        }
+    }
+    let _ = EVENTS.output::<BlockEvent>(&ev, 0);
 }
 
 /// Bounds-checked pointer to a `T` at `off` bytes into the packet.
@@ -298,7 +345,8 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         return Ok((XDP_PASS, Reason::NoMatch));
     };
     let action = Action::from_u8(slot.action);
-    count_hit(&slot, action);
+    let hits = count_hit(&slot, action);
+    emit(ctx, &f, cfg, &slot, q.qtype, hits);
     match action {
         Action::None => Ok((XDP_PASS, Reason::NoMatch)),
         Action::Pass => Ok((XDP_PASS, Reason::Allowed)),

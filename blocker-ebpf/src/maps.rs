@@ -4,11 +4,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
     dns::Scratch, Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY,
-    MAX_ORDERS,
+    EVENTS_BYTES, MAX_ORDERS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -42,3 +42,7 @@ pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
 /// Entry 0: working memory (not pinned: each loaded program has its own).
 #[map(name = "BLK_SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sampled block events for `blocker events` (pinned: events wait for a reader that restarts).
+#[map(name = "BLK_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);

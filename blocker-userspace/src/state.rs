@@ -92,6 +92,26 @@ pub struct Settings {
     pub sinkhole_ttl: u32,
     /// EDE info-code of orders that set none.
     pub default_ede: u16,
+    /// Block events: 0 off; N: first hit of each rule, then every Nth.
+    #[serde(default)]
+    pub events_every: u32,
+    /// Client address in block events: "full", "truncated" (/24, /48) or "none".
+    #[serde(default = "default_privacy")]
+    pub events_privacy: String,
+}
+
+fn default_privacy() -> String {
+    "truncated".into()
+}
+
+/// `Config::event_privacy` for a privacy setting.
+pub fn privacy_code(p: &str) -> Option<u8> {
+    match p {
+        "full" => Some(blocker_common::PRIVACY_FULL),
+        "truncated" => Some(blocker_common::PRIVACY_TRUNCATED),
+        "none" => Some(blocker_common::PRIVACY_NONE),
+        _ => None,
+    }
 }
 
 impl Default for Settings {
@@ -102,6 +122,8 @@ impl Default for Settings {
             sinkhole_v6: None,
             sinkhole_ttl: 300,
             default_ede: blocker_common::EDE_CENSORED,
+            events_every: 0,
+            events_privacy: default_privacy(),
         }
     }
 }
@@ -126,6 +148,9 @@ impl Settings {
         }
         c.sinkhole_ttl = self.sinkhole_ttl;
         c.default_ede = self.default_ede;
+        c.event_every = self.events_every;
+        c.event_privacy =
+            privacy_code(&self.events_privacy).unwrap_or(blocker_common::PRIVACY_TRUNCATED);
     }
 }
 

@@ -449,3 +449,115 @@ fn prometheus_metrics_after_real_queries() {
         "OpenMetrics text ends with # EOF"
     );
 }
+
+#[test]
+fn block_events_with_sampling_and_privacy() {
+    let mut t = Topology::new();
+    t.start_unbound(&["ok.example. 300 IN A 192.0.2.10"]);
+    let b = Blocker::new();
+    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "bad.example",
+        "--subtree",
+        "--order",
+        "Court-9",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "quiet.example",
+        "--order",
+        "Court-9",
+        "--action",
+        "refused",
+    ]);
+    let lists = Lists::new();
+    let file = lists.dir.join("events.jsonl");
+    let read = |n: usize| -> Vec<serde_json::Value> {
+        let f = file.display().to_string();
+        b.ok(&["events", "--output", &f, "--duration", "1"]);
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let v: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        assert!(
+            v.len() >= n,
+            "{} events, expected at least {n}: {text}",
+            v.len()
+        );
+        v
+    };
+
+    // Every hit, client truncated to its /24.
+    b.ok(&[
+        "config",
+        "set",
+        "--events-every",
+        "1",
+        "--events-privacy",
+        "truncated",
+    ]);
+    for name in [
+        "www.bad.example",
+        "bad.example",
+        "cdn.bad.example",
+        "ok.example",
+    ] {
+        kdig(&t.client, EDGE_V4, name, "AAAA", Q);
+    }
+    let ev = read(3);
+    assert_eq!(
+        ev.len(),
+        3,
+        "one event per blocked query, none for the allowed one: {ev:?}"
+    );
+    for e in &ev {
+        assert_eq!(e["order"], "Court-9");
+        assert_eq!(e["rule"], "bad.example");
+        assert_eq!(e["match"], "subtree");
+        assert_eq!(e["action"], "nxdomain");
+        assert_eq!(e["qtype"], "AAAA");
+        assert_eq!(e["client"], "192.0.2.0", "truncated to /24");
+    }
+    assert!(ev.iter().any(|e| e["first_hit"] == true));
+
+    // Sparse sampling without addresses: only first hits (one per CPU at most) are sent.
+    std::fs::remove_file(&file).expect("reset");
+    b.ok(&[
+        "config",
+        "set",
+        "--events-every",
+        "1000",
+        "--events-privacy",
+        "none",
+    ]);
+    for _ in 0..6 {
+        kdig(&t.client, EDGE_V4, "quiet.example", "A", Q);
+    }
+    let ev = read(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    assert!(
+        ev.len() <= cpus,
+        "{} events for 6 hits sampled 1 in 1000: {ev:?}",
+        ev.len()
+    );
+    for e in &ev {
+        assert_eq!(e["rule"], "quiet.example");
+        assert_eq!(e["action"], "refused");
+        assert!(e["client"].is_null(), "no address: {e}");
+        assert_eq!(e["first_hit"], true);
+    }
+}

@@ -49,6 +49,12 @@ pub struct SetArgs {
     /// EDE info-code of orders that set none: 16 (Censored) or 15 (Blocked).
     #[arg(long)]
     pub ede_code: Option<u16>,
+    /// Block events (`blocker events`): 0 off; N: the first hit of each rule, then every Nth.
+    #[arg(long, value_name = "N")]
+    pub events_every: Option<u32>,
+    /// Client address in block events.
+    #[arg(long, value_parser = ["full", "truncated", "none"])]
+    pub events_privacy: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
@@ -75,6 +81,8 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
                 );
                 println!("sinkhole-ttl  {}", s.sinkhole_ttl);
                 println!("ede-code      {}", s.default_ede);
+                println!("events-every  {}", s.events_every);
+                println!("events-privacy {}", s.events_privacy);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -112,6 +120,12 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
                     bail!("--ede-code {code}: use 16 (Censored) or 15 (Blocked)");
                 }
                 s.default_ede = code;
+            }
+            if let Some(n) = a.events_every {
+                s.events_every = n;
+            }
+            if let Some(p) = a.events_privacy {
+                s.events_privacy = p;
             }
             c.set_settings(s)?;
             println!("settings updated");

@@ -3,12 +3,14 @@
 pub mod attach;
 pub mod config;
 pub mod detach;
+pub mod events;
 pub mod explain;
 pub mod orders;
 pub mod rules;
 pub mod serve;
 pub mod stats;
 pub mod status;
+pub mod top;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -62,6 +64,10 @@ pub enum Command {
     Config(config::Command),
     /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces).
     Serve(serve::Args),
+    /// Write sampled block events (time, order, rule, action, client) as JSON lines.
+    Events(events::Args),
+    /// Live view of the busiest orders and rules, with rates.
+    Top(top::Args),
 }
 
 /// Where things are.
@@ -93,6 +99,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Serve(a) => serve::run(ctx, a),
+        Command::Events(a) => events::run(&ctx, a),
+        Command::Top(a) => top::run(&ctx, a),
     }
 }
 
@@ -125,6 +133,30 @@ pub fn parse_qtype(s: &str) -> Result<u16> {
         }
     };
     Ok(v)
+}
+
+/// The mnemonic of a query type (TYPEnnn for the rest).
+pub fn parse_qtype_name(t: u16) -> String {
+    let m = match t {
+        1 => "A",
+        2 => "NS",
+        5 => "CNAME",
+        6 => "SOA",
+        12 => "PTR",
+        15 => "MX",
+        16 => "TXT",
+        28 => "AAAA",
+        33 => "SRV",
+        35 => "NAPTR",
+        43 => "DS",
+        48 => "DNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        255 => "ANY",
+        257 => "CAA",
+        _ => return format!("TYPE{t}"),
+    };
+    m.to_string()
 }
 
 /// Names of the qtype bits set in a rule's qtype set.
