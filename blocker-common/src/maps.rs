@@ -235,6 +235,18 @@ pub struct Config {
     pub _reserved2: u32,
 }
 
+/// Hits of one rule on one CPU: value of the per-CPU `BLK_RULE_HITS`, keyed by rule id.
+/// Written by the XDP program, summed over CPUs by user space.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleHits {
+    pub hits: u64,
+    /// `Config::generation` at this CPU's last hit: a hit under a newer generation is the
+    /// rule's first hit since the last list change (and always makes a block event).
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
 /// Block events carry the full client address.
 pub const PRIVACY_FULL: u8 = 0;
 /// Block events carry the client's /24 (IPv4) or /48 (IPv6).
@@ -255,7 +267,7 @@ pub struct BlockEvent {
     /// 4, 6, or 0 when the address is withheld.
     pub family: u8,
     pub qtype: u16,
-    /// 1 for the first hit of the rule.
+    /// 1 for the rule's first hit since the last list change (on this CPU).
     pub first: u8,
     pub _reserved: u8,
     pub _reserved2: u32,
@@ -489,6 +501,7 @@ mod pod {
     unsafe impl aya::Pod for super::OrderHits {}
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::BlockEvent {}
+    unsafe impl aya::Pod for super::RuleHits {}
 }
 
 #[cfg(test)]
@@ -504,8 +517,10 @@ mod tests {
         assert_eq!(size_of::<crate::RuleKey>(), 16);
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 2
+            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 1 + 1 + 4 + 4
         );
+        assert_eq!(size_of::<BlockEvent>(), 40);
+        assert_eq!(size_of::<RuleHits>(), 16);
         assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
     }

@@ -24,7 +24,8 @@ use aya_ebpf::{
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
     dns::{find_rule, launder, parse_query, LOAD_MAX},
-    Action, BlockEvent, Config, Reason, Slot, ACTION_COUNT, PRIVACY_NONE, PRIVACY_TRUNCATED,
+    Action, BlockEvent, Config, Reason, RuleHits, Slot, ACTION_COUNT, PRIVACY_NONE,
+    PRIVACY_TRUNCATED,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
@@ -86,19 +87,28 @@ fn count(reason: Reason) {
 }
 
 #[inline(always)]
-/// Counts a rule's hit; returns this CPU's count for the rule after it (1 on a first hit).
-fn count_hit(slot: &Slot, action: Action) -> u64 {
-    let n = match RULE_HITS.get_ptr_mut(slot.rule_id) {
+/// Counts a rule's hit; returns this CPU's count for the rule and whether this is the rule's
+/// first hit on this CPU since the list last changed.
+#[inline(always)]
+fn count_hit(slot: &Slot, action: Action, generation: u32) -> (u64, bool) {
+    let r = match RULE_HITS.get_ptr_mut(slot.rule_id) {
         // SAFETY: a per-CPU value, written only by this CPU.
-        Some(hits) => unsafe {
-            *hits += 1;
-            *hits
+        Some(h) => unsafe {
+            (*h).hits += 1;
+            let first = (*h).generation != generation;
+            (*h).generation = generation;
+            ((*h).hits, first)
         },
         None => {
             // First hit of this rule on any CPU. Losing a race with another CPU (EEXIST) loses
             // this one count at most.
-            let _ = RULE_HITS.insert(slot.rule_id, 1u64, BPF_NOEXIST as u64);
-            1
+            let v = RuleHits {
+                hits: 1,
+                generation,
+                _reserved: 0,
+            };
+            let _ = RULE_HITS.insert(slot.rule_id, v, BPF_NOEXIST as u64);
+            (1, true)
         }
     };
     if let Some(o) = ORDER_HITS.get_ptr_mut(slot.order_id as u32) {
@@ -106,15 +116,23 @@ fn count_hit(slot: &Slot, action: Action) -> u64 {
         let o = unsafe { &mut *o };
         o.by_action[action as usize & (ACTION_COUNT - 1)] += 1;
     }
-    n
+    r
 }
 
-/// Sends a block event when sampling asks for one: the first hit of a rule, then every
-/// `event_every`th (per CPU). A full ring buffer loses the event, never the verdict.
+/// Sends a block event when sampling asks for one: the first hit of a rule after each list
+/// change, then every `event_every`th hit (per CPU). A full ring buffer loses the event, never
+/// the verdict.
 #[inline(always)]
-fn emit(ctx: &XdpContext, f: &Frame, cfg: &Config, slot: &Slot, qtype: u16, hits: u64) {
+fn emit(
+    ctx: &XdpContext,
+    f: &Frame,
+    cfg: &Config,
+    slot: &Slot,
+    qtype: u16,
+    (hits, first): (u64, bool),
+) {
     let every = cfg.event_every as u64;
-    if every == 0 || (hits != 1 && hits % every != 0) {
+    if every == 0 || (!first && hits % every != 0) {
         return;
     }
     let mut ev = BlockEvent {
@@ -124,7 +142,7 @@ fn emit(ctx: &XdpContext, f: &Frame, cfg: &Config, slot: &Slot, qtype: u16, hits
         order_id: slot.order_id,
         action: slot.action,
         qtype,
-        first: (hits == 1) as u8,
+        first: first as u8,
         ..BlockEvent::default()
     };
     if cfg.event_privacy != PRIVACY_NONE {
@@ -345,7 +363,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         return Ok((XDP_PASS, Reason::NoMatch));
     };
     let action = Action::from_u8(slot.action);
-    let hits = count_hit(&slot, action);
+    let hits = count_hit(&slot, action, cfg.generation);
     emit(ctx, &f, cfg, &slot, q.qtype, hits);
     match action {
         Action::None => Ok((XDP_PASS, Reason::NoMatch)),

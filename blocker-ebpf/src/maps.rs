@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY,
-    EVENTS_BYTES, MAX_ORDERS,
+    dns::Scratch, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue, Stats,
+    DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -32,7 +32,7 @@ pub static ORDER_HITS: PerCpuArray<OrderHits> = PerCpuArray::pinned(MAX_ORDERS, 
 /// Rule id → hits, per CPU. An entry exists only once its rule has been hit, so a list of
 /// ten million rules costs counter memory only for the rules that match traffic.
 #[map(name = "BLK_RULE_HITS")]
-pub static RULE_HITS: PerCpuHashMap<u32, u64> =
+pub static RULE_HITS: PerCpuHashMap<u32, RuleHits> =
     PerCpuHashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Entry 0: packets by exit reason, per CPU.

@@ -204,7 +204,11 @@ fn expected_layout() -> [(&'static str, u32, u32); 6] {
         (MAP_CONFIG, 4, size_of::<Config>() as u32),
         (MAP_ORDERS, 4, size_of::<OrderInfo>() as u32),
         (MAP_ORDER_HITS, 4, size_of::<OrderHits>() as u32),
-        (MAP_RULE_HITS, 4, 8),
+        (
+            MAP_RULE_HITS,
+            4,
+            size_of::<blocker_common::RuleHits>() as u32,
+        ),
         (MAP_STATS, 4, size_of::<Stats>() as u32),
     ]
 }
@@ -351,7 +355,7 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     pub orders: Array<MapData, OrderInfo>,
     pub order_hits: PerCpuArray<MapData, OrderHits>,
-    pub rule_hits: PerCpuHashMap<MapData, u32, u64>,
+    pub rule_hits: PerCpuHashMap<MapData, u32, blocker_common::RuleHits>,
     pub stats: PerCpuArray<MapData, Stats>,
     /// max_entries of the rule map.
     pub capacity: u32,
@@ -415,7 +419,7 @@ impl Maps {
         let mut out = std::collections::HashMap::new();
         for item in self.rule_hits.iter() {
             let (id, per_cpu) = item?;
-            out.insert(id, per_cpu.iter().sum());
+            out.insert(id, per_cpu.iter().map(|h| h.hits).sum());
         }
         Ok(out)
     }

@@ -560,4 +560,12 @@ fn block_events_with_sampling_and_privacy() {
         assert!(e["client"].is_null(), "no address: {e}");
         assert_eq!(e["first_hit"], true);
     }
+
+    // After a list change, a rule's next hit is a first hit again.
+    std::fs::remove_file(&file).expect("reset");
+    b.ok(&["rules", "add", "another.example", "--order", "Court-9"]);
+    kdig(&t.client, EDGE_V4, "quiet.example", "A", Q);
+    let ev = read(1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["first_hit"], true);
 }
