@@ -33,6 +33,15 @@ enum Cmd {
     },
     /// Set up, build, and show blocker answering real queries on a throwaway veth pair.
     Demo,
+    /// Differential fuzzing of the real program (ten million frames by default).
+    Fuzz {
+        /// Number of frames.
+        #[arg(long, default_value_t = 10_000_000)]
+        frames: u64,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 0x5eed_b10c)]
+        seed: u64,
+    },
     /// Measure: in-kernel cost per packet against the no-op program, list load time, kernel
     /// memory per rule. Writes bench/results.json and the results section of BENCHMARKS.md.
     Bench {
@@ -49,6 +58,15 @@ fn main() -> Result<()> {
         Cmd::Demo => {
             setup::run()?;
             demo::run()
+        }
+        Cmd::Fuzz { frames, seed } => {
+            setup::run()?;
+            util::step("build the blocker binary the fuzzer drives");
+            util::cargo(&["build", "--locked", "-p", "blocker-userspace"])?;
+            util::step(&format!("differential fuzzing: {frames} frames, seed {seed}"));
+            std::env::set_var("BLOCKER_FUZZ_N", frames.to_string());
+            std::env::set_var("BLOCKER_FUZZ_SEED", seed.to_string());
+            util::cargo(&["test", "--locked", "-p", "blocker-tests", "--test", "fuzz", "--", "--nocapture"])
         }
         Cmd::Bench { quick } => {
             setup::run()?;

@@ -1,0 +1,325 @@
+//! Differential fuzzing of the real XDP program. Frames of every shape the parser handles are
+//! generated, then mutated (truncations, bit flips, label-length lies, pointers, wrong counts,
+//! responses, other opcodes, VLAN stacks, IPv6 extension chains, IP/UDP length lies, padding),
+//! and each one is run through BPF_PROG_TEST_RUN. Every verdict is checked against
+//! invariants and against a reference: hickory-proto (an independent DNS parser) and the
+//! shared blocker-common code run on the host with the kernel's own maps.
+//!
+//! `BLOCKER_FUZZ_N` sets the number of frames (default 100,000; `cargo xtask fuzz` runs ten
+//! million) and `BLOCKER_FUZZ_SEED` the seed.
+
+use std::os::fd::AsFd;
+
+use blocker_tests::{
+    env::Blocker,
+    packet::{self, Frame, Ip},
+    testrun::{action_name, test_run, XDP_DROP, XDP_PASS, XDP_TX},
+};
+use hickory_proto::op::{Message, MessageType, OpCode};
+
+/// xorshift64*: small, seedable, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+const SUFFIXES: &[&str] = &["blocked.test", "drop.test", "ok.blocked.test", "allowed.example", "exact.test", "sink.test", "tc.test"];
+
+/// A query message with a random name under one of the interesting suffixes.
+fn query(r: &mut Rng) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&(r.next() as u16).to_be_bytes());
+    m.push(if r.chance(2) { 0x01 } else { 0x00 } | if r.chance(8) { 0x02 } else { 0 });
+    m.push(if r.chance(4) { 0x10 } else { 0 } | if r.chance(4) { 0x20 } else { 0 });
+    let edns = r.chance(2);
+    m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, edns as u8]);
+    for _ in 0..r.below(4) {
+        let max = if r.chance(10) { 63 } else { 12 };
+        let len = 1 + r.below(max);
+        m.push(len as u8);
+        for _ in 0..len {
+            let b = if r.chance(20) { r.next() as u8 } else { b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[r.below(64)] };
+            m.push(b);
+        }
+    }
+    for l in SUFFIXES[r.below(SUFFIXES.len())].split('.') {
+        m.push(l.len() as u8);
+        for c in l.bytes() {
+            m.push(if r.chance(3) { c.to_ascii_uppercase() } else { c });
+        }
+    }
+    m.push(0);
+    let qtype: u16 = [1, 28, 15, 16, 65, 255, 6, 2][r.below(8)];
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    if edns {
+        let mut opts = Vec::new();
+        for _ in 0..r.below(3) {
+            let code: u16 = [10, 12, 8, 15, 0xfde9][r.below(5)];
+            let len = r.below(40);
+            opts.extend_from_slice(&code.to_be_bytes());
+            opts.extend_from_slice(&(len as u16).to_be_bytes());
+            opts.extend((0..len).map(|_| r.next() as u8));
+        }
+        m.push(0);
+        m.extend_from_slice(&41u16.to_be_bytes());
+        m.extend_from_slice(&[(r.next() as u8) | 2, r.next() as u8]);
+        m.extend_from_slice(&[0, 0, if r.chance(2) { 0x80 } else { 0 }, 0]);
+        m.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+        m.extend_from_slice(&opts);
+    }
+    m
+}
+
+fn frame(r: &mut Rng) -> Vec<u8> {
+    let payload = query(r);
+    let mut f = if r.chance(3) { Frame::v6(payload) } else { Frame::v4(payload) };
+    for _ in 0..r.below(3) {
+        f.vlans.push(([0x8100, 0x88a8][r.below(2)], r.next() as u16 & 0x0fff));
+    }
+    match &mut f.ip {
+        Ip::V4 { options, frag, .. } => {
+            if r.chance(4) {
+                *options = (0..4 * (1 + r.below(10))).map(|_| [1u8, 0, 7, 68][r.below(4)]).collect();
+            }
+            if r.chance(20) {
+                *frag = r.next() as u16 & 0x3fff;
+            }
+        }
+        Ip::V6 { ext, .. } => {
+            for _ in 0..r.below(3) {
+                let kind = [0u8, 43, 60, 44][r.below(4)];
+                let units = r.below(3);
+                let mut b = vec![0u8; 8 * (units + 1)];
+                b[1] = units as u8;
+                if kind == 43 {
+                    b[3] = 0; // segments left
+                }
+                ext.push((kind, b));
+            }
+        }
+    }
+    if r.chance(10) {
+        f.dport = [53, 5353, 80][r.below(3)];
+    }
+    if r.chance(20) {
+        f.proto = [6, 1, 17][r.below(3)];
+    }
+    if r.chance(8) {
+        f.padding = (0..r.below(40)).map(|_| r.next() as u8).collect();
+    }
+    if r.chance(15) {
+        f.udp_len = Some(r.next() as u16 % 600);
+    }
+    let mut bytes = f.bytes();
+    // Mutations on the wire bytes.
+    match r.below(6) {
+        0 => {
+            let n = 14 + r.below(bytes.len().saturating_sub(14));
+            bytes.truncate(n);
+        }
+        1 => {
+            for _ in 0..1 + r.below(4) {
+                let i = r.below(bytes.len());
+                bytes[i] ^= 1 << r.below(8);
+            }
+        }
+        2 => {
+            // A byte of the DNS part set to a label-length lie, a pointer or a reserved type.
+            let tail = bytes.len().min(80);
+            let i = bytes.len() - 1 - r.below(tail);
+            bytes[i] = [0xc0, 0x40, 0x80, 63, 64, 0, 255][r.below(7)];
+        }
+        _ => {}
+    }
+    bytes
+}
+
+/// The DNS payload of a frame, found independently of the program (None: not UDP to 53 in
+/// a whole, consistent IPv4/IPv6 packet, which must pass untouched).
+fn dns_payload(f: &[u8]) -> Option<&[u8]> {
+    let mut off = 14;
+    let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let mut tags = 0;
+    while et == 0x8100 || et == 0x88a8 {
+        tags += 1;
+        if tags > 2 {
+            return None;
+        }
+        et = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]);
+        off += 4;
+    }
+    let (l4, end) = match et {
+        0x0800 => {
+            let v = *f.get(off)?;
+            let ihl = ((v & 0xf) as usize) * 4;
+            let tot = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]) as usize;
+            let frag = u16::from_be_bytes([*f.get(off + 6)?, *f.get(off + 7)?]);
+            if v >> 4 != 4 || ihl < 20 || tot < ihl || off + tot > f.len() || frag & 0x3fff != 0 || *f.get(off + 9)? != 17 {
+                return None;
+            }
+            (off + ihl, off + tot)
+        }
+        0x86dd => {
+            if *f.get(off)? >> 4 != 6 {
+                return None;
+            }
+            let plen = u16::from_be_bytes([*f.get(off + 4)?, *f.get(off + 5)?]) as usize;
+            let end = off + 40 + plen;
+            if plen == 0 || end > f.len() {
+                return None;
+            }
+            let mut next = *f.get(off + 6)?;
+            let mut l4 = off + 40;
+            for _ in 0..6 {
+                if matches!(next, 0 | 43 | 60) {
+                    let n = *f.get(l4)?;
+                    l4 += (*f.get(l4 + 1)? as usize + 1) * 8;
+                    next = n;
+                    if l4 > end {
+                        return None;
+                    }
+                } else {
+                    break;
+                }
+            }
+            if next != 17 {
+                return None;
+            }
+            (l4, end)
+        }
+        _ => return None,
+    };
+    let dport = u16::from_be_bytes([*f.get(l4 + 2)?, *f.get(l4 + 3)?]);
+    let ulen = u16::from_be_bytes([*f.get(l4 + 4)?, *f.get(l4 + 5)?]) as usize;
+    if dport != 53 || ulen < 8 || l4 + ulen > end || l4 > 1024 {
+        return None;
+    }
+    Some(&f[l4 + 8..l4 + ulen])
+}
+
+/// The message with its OPT record's options removed (RDLENGTH 0), when it has one.
+fn without_options(q: &[u8]) -> Vec<u8> {
+    let qe = blocker_tests::dns::question_end(q);
+    if q.len() < qe + 11 || q[11] != 1 {
+        return q.to_vec();
+    }
+    let mut v = q[..qe + 11].to_vec();
+    v[qe + 9] = 0;
+    v[qe + 10] = 0;
+    v
+}
+
+/// What blocker-common decides on the host for a DNS message, with the kernel's maps:
+/// None = pass; Some(None) = drop; Some(Some(bytes)) = this answer.
+fn reference(maps: &blocker::kernel::Maps, msg: &[u8]) -> Option<Option<Vec<u8>>> {
+    use blocker_common::{
+        answer::{write_answer, MAX_GROWTH},
+        dns::{find_rule, parse_query, Scratch, LOAD_MAX},
+        Action,
+    };
+    let cfg = maps.config().ok()?;
+    let active = (cfg.active & 1) as usize;
+    let mut s = Box::new(Scratch::zeroed());
+    let n = msg.len().min(LOAD_MAX);
+    s.msg[..n].copy_from_slice(&msg[..n]);
+    let q = parse_query(&mut s, n, msg.len()).ok()?;
+    let slot = find_rule(&cfg, &mut s, &q, |k| maps.rules.get(k, 0).ok().map(|v| v.sets[active]))?;
+    match Action::from_u8(slot.action) {
+        Action::Pass | Action::None => None,
+        Action::Drop => Some(None),
+        a => {
+            let order = maps.orders.get(&(slot.order_id as u32), 0).ok();
+            let len = write_answer(&mut s, &q, msg.len(), msg.len() + MAX_GROWTH, a, &cfg, order.as_ref());
+            Some(Some(s.msg[..len].to_vec()))
+        }
+    }
+}
+
+#[test]
+fn differential_fuzz() {
+    let n: u64 = std::env::var("BLOCKER_FUZZ_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let seed: u64 = std::env::var("BLOCKER_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_b10c);
+    let b = Blocker::new();
+    b.ok(&["rules", "add", "blocked.test", "--subtree", "--order", "Court-F", "--ede-text", "Fuzz order 1/2026"]);
+    b.ok(&["rules", "add", "ok.blocked.test", "--subtree", "--action", "pass", "--order", "allow"]);
+    b.ok(&["rules", "add", "drop.test", "--subtree", "--action", "drop", "--order", "Court-F"]);
+    b.ok(&["rules", "add", "exact.test", "--action", "refused", "--order", "Court-F"]);
+    b.ok(&["rules", "add", "sink.test", "--subtree", "--action", "sinkhole", "--order", "Court-F"]);
+    b.ok(&["rules", "add", "tc.test", "--subtree", "--action", "tc", "--order", "Court-F"]);
+    b.ok(&["config", "set", "--sinkhole-v4", "192.0.2.99", "--sinkhole-v6", "2001:db8::99"]);
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
+    let fd = prog.fd().expect("fd");
+    let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+
+    let mut r = Rng(seed | 1);
+    let (mut tx, mut pass, mut drop) = (0u64, 0u64, 0u64);
+    for i in 0..n {
+        let f = frame(&mut r);
+        let out = test_run(fd.as_fd(), &f, 1).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        let fail = |why: String| -> ! { panic!("frame {i} (seed {seed}): {why}\ninput  {f:02x?}\noutput {:02x?}", out.data) };
+        let dns = dns_payload(&f);
+        let expect = dns.and_then(|m| reference(&maps, m));
+        match out.retval {
+            XDP_PASS => {
+                pass += 1;
+                if out.data != f {
+                    fail("a passed frame was modified".into());
+                }
+                if let Some(e) = &expect {
+                    fail(format!("passed, but the reference says {}", if e.is_some() { "answer" } else { "drop" }));
+                }
+            }
+            XDP_DROP => {
+                drop += 1;
+                if expect != Some(None) {
+                    fail("dropped, but the reference does not drop".into());
+                }
+            }
+            XDP_TX => {
+                tx += 1;
+                let Some(Some(want)) = &expect else { fail("answered, but the reference does not answer".into()) };
+                let q = dns.unwrap_or_default();
+                // An independent parser must see the input as a plain query.
+                // (EDNS option contents are not the program's business: hickory also checks
+                // e.g. client-subnet options, so a query is judged with its options removed.)
+                let qm = Message::from_vec(q)
+                    .or_else(|_| Message::from_vec(&without_options(q)))
+                    .unwrap_or_else(|e| fail(format!("answered a query hickory cannot parse: {e}")));
+                if qm.message_type() != MessageType::Query || qm.op_code() != OpCode::Query || qm.queries().len() != 1 {
+                    fail("answered something that is not a plain query".into());
+                }
+                let a = packet::parse(&out.data).unwrap_or_else(|e| fail(format!("answer frame: {e}")));
+                if a.dns != *want {
+                    fail("kernel and host answers differ".into());
+                }
+                if a.dns.len() > q.len() + 64 {
+                    fail(format!("amplification: {} -> {}", q.len(), a.dns.len()));
+                }
+                let am = Message::from_vec(&a.dns).unwrap_or_else(|e| fail(format!("hickory cannot parse the answer: {e}")));
+                if am.message_type() != MessageType::Response || am.id() != qm.id() || am.queries() != qm.queries() {
+                    fail("the answer is not a response to the query".into());
+                }
+                let qe = blocker_tests::dns::question_end(q);
+                if a.dns[12..qe] != q[12..qe] {
+                    fail("question not echoed byte for byte".into());
+                }
+            }
+            other => fail(format!("verdict {}", action_name(other))),
+        }
+    }
+    println!("{n} frames (seed {seed}): {tx} answered, {drop} dropped, {pass} passed");
+    assert!(tx > n / 20 && pass > n / 20, "the generator must exercise both answers and passes");
+}
