@@ -302,7 +302,12 @@ impl Unbound {
             d = dir.display()
         );
         for d in local_data {
-            conf.push_str(&format!("  local-data: \"{d}\"\n"));
+            // A `local-zone: …` line is passed as it is (e.g. a redirect zone).
+            if d.starts_with("local-zone:") {
+                conf.push_str(&format!("  {d}\n"));
+            } else {
+                conf.push_str(&format!("  local-data: \"{d}\"\n"));
+            }
         }
         conf.push_str(&format!(
             "remote-control:\n  control-enable: yes\n  control-interface: {}/ctl.sock\n  control-use-cert: no\n",
