@@ -122,10 +122,10 @@ pub fn is_bpffs(path: &Path) -> Result<bool> {
 /// reused, so rules and counters survive a reload), loads the XDP program into the kernel
 /// and pins it. `capacity` sizes the rule map and the rule counters when they are created.
 pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
-    pins.ensure_dir()?;
     if pins.map(MAP_RULES).exists() {
         check_layout(pins)?;
     }
+    pins.ensure_dir()?;
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&pins.dir)
         .map_max_entries(MAP_RULES, capacity)

@@ -42,6 +42,10 @@ struct Status {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let state = ctx.dir.load()?;
+    if ctx.pins.map(blocker_common::MAP_RULES).exists() {
+        // Refuse, rather than misreport, a directory pinned by something else.
+        crate::kernel::check_layout(&ctx.pins)?;
+    }
     let loaded = ctx.pins.loaded();
     let (mut program_id, mut verified, mut capacity, mut kgen) = (None, None, None, None);
     if loaded {
