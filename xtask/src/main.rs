@@ -64,19 +64,43 @@ fn main() -> Result<()> {
             setup::run()?;
             util::step("build the blocker binary the fuzzer drives");
             util::cargo(&["build", "--locked", "-p", "blocker-userspace"])?;
-            util::step(&format!("differential fuzzing: {frames} frames, seed {seed}"));
+            util::step(&format!(
+                "differential fuzzing: {frames} frames, seed {seed}"
+            ));
             std::env::set_var("BLOCKER_FUZZ_N", frames.to_string());
             std::env::set_var("BLOCKER_FUZZ_SEED", seed.to_string());
-            util::cargo(&["test", "--locked", "-p", "blocker-tests", "--test", "fuzz", "--", "--nocapture"])?;
+            util::cargo(&[
+                "test",
+                "--locked",
+                "-p",
+                "blocker-tests",
+                "--test",
+                "fuzz",
+                "--",
+                "--nocapture",
+            ])?;
             util::step("libFuzzer on the shared parser, encoder and answer builder (60 s)");
             if !util::ok("cargo", &["fuzz", "--version"]) {
                 util::cargo(&["install", "cargo-fuzz", "--locked"])?;
             }
-            let st = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["fuzz", "run", "query", "-s", "none", "--", "-max_total_time=60"])
-                .current_dir(util::root().join("fuzz"))
-                .status()?;
-            anyhow::ensure!(st.success(), "cargo fuzz found a failure ({st}); see fuzz/artifacts");
+            let st = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            )
+            .args([
+                "fuzz",
+                "run",
+                "query",
+                "-s",
+                "none",
+                "--",
+                "-max_total_time=60",
+            ])
+            .current_dir(util::root().join("fuzz"))
+            .status()?;
+            anyhow::ensure!(
+                st.success(),
+                "cargo fuzz found a failure ({st}); see fuzz/artifacts"
+            );
             Ok(())
         }
         Cmd::Bench { quick } => {
