@@ -1,16 +1,58 @@
 //! Court-ordered block lists as operators receive them — plain lists, hosts files, RPZ zone
-//! files — turned into rules, with every invalid entry reported as `FILE:LINE: reason`.
+//! files — turned into normalized rules, with every invalid entry reported as
+//! `FILE:LINE: reason`. Pure library: no kernel, no I/O besides reading the files.
 //!
-//! Parsing never fails half-way: it returns every valid rule and every problem, and the
-//! caller decides (blocker refuses the whole load unless told `--skip-invalid`).
+//! # API
+//! - [`parse_file`] reads one file (format given or [detected](detect_format)); only an
+//!   unreadable or non-UTF-8 file is an `Err` ([`ListError`]). [`parse_str`] parses text
+//!   already in memory (tests, stdin).
+//! - Parsing never stops half-way: a [`ParseOutcome`] has every valid rule, every invalid
+//!   entry ([`ParseOutcome::errors`]), every entry changed to fit or worth a look
+//!   ([`ParseOutcome::warnings`]), and counts of what blocker does not implement
+//!   ([`ParseOutcome::unsupported`]) and of repeated entries ([`ParseOutcome::duplicates`]).
+//!   The caller decides (blocker refuses the whole load unless told `--skip-invalid`).
+//! - [`Name`] is the canonical wire form fed to `blocker_common::key::key_of_canonical`;
+//!   [`normalize_name`] turns a host name as typed (IDN, upper case, trailing dot) into one.
 //!
-//! Semantics, shared with `blocker explain`:
-//! - plain and hosts lists: a bare name means [`Options::bare_kind`] (by default the name and
-//!   everything below it); `*.example.com` means only names strictly below example.com (as in
-//!   RPZ); adblock `||example.com^` is a subtree rule and `@@||example.com^` an allow rule.
-//! - RPZ: an owner `name` is that name only, `*.name` the names strictly below it; the action
-//!   comes from the record (`CNAME .` nxdomain, `CNAME *.` nodata, `rpz-passthru.` pass,
-//!   `rpz-drop.` drop, `rpz-tcp-only.` tc, local A/AAAA data sinkhole).
+//! # Semantics (shared with `blocker explain`)
+//! - Plain and hosts lists: a bare name means [`Options::bare_kind`] (by default
+//!   [`Kind::Subtree`]: the name and everything below it, as court orders mean it);
+//!   `*.example.com` means only names strictly below example.com ([`Kind::Below`], as in RPZ);
+//!   adblock `||example.com^` is a subtree rule and `@@||example.com^` an allow rule
+//!   ([`Action::Pass`]); a leading dot (`.example.com`, squid style) is a subtree rule.
+//!   Their rules carry no action ([`ParsedRule::action`] None: the order's default action),
+//!   except allow rules.
+//! - RPZ: an owner `name` is that name only ([`Kind::Exact`]), `*.name` the names strictly
+//!   below it ([`Kind::Below`]); the action comes from the record (`CNAME .` nxdomain,
+//!   `CNAME *.` nodata, `rpz-passthru.` pass, `rpz-drop.` drop, `rpz-tcp-only.` tc, local
+//!   A/AAAA data sinkhole). Owners under `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and
+//!   `rpz-client-ip`, CNAME rewrites and other local data are counted in `unsupported`. The
+//!   zone apex (the SOA owner, the `$ORIGIN`, or [`Options::rpz_origin`]) is stripped from
+//!   owners; `$INCLUDE` is read relative to the including file. The source of the `rpz`
+//!   module has the details and why NLnet Labs' `domain` scanner reads the files.
+//! - Duplicates, in every format: the same (name, kind) again with the same action is
+//!   counted in [`ParseOutcome::duplicates`] and dropped (the first is kept); with another
+//!   action it is an error naming both lines.
+//!
+//! # Choices the brief left open
+//! - IP addresses in plain lists and as hosts-file names are errors ("IP address, not a
+//!   domain name"): a court list that carries addresses needs an IP block, not DNS, and the
+//!   operator should hear of it.
+//! - URL entries are reduced to their host with a warning; `user@` is only taken out of a URL
+//!   with a scheme (`user@example.com` alone is an error: an e-mail address, not a host).
+//! - Adblock modifiers: `$important` is accepted and `$dnstype=A|AAAA` restricts the rule's
+//!   query types (as in AdGuard's DNS syntax); a rule with any other modifier
+//!   (`$third-party`, `$client=…`, `$dnsrewrite=…`, `$badfilter`, …) means something blocker
+//!   cannot do: it is skipped with a warning and counted in `unsupported` as
+//!   `adblock $NAME`. Cosmetic rules (`##`, `#@#`, …) are counted as `adblock cosmetic`.
+//! - Hosts files: localhost-style names are skipped silently; a first field that is not an
+//!   address (`0` and `%zone` suffixes are accepted) is an error.
+//! - [`ParsedRule::file`] is an `Arc<Path>` (one allocation per file, not per rule), and the
+//!   RPZ sinkhole address is one per family ([`ParsedRule::sinkhole_v4`],
+//!   [`ParsedRule::sinkhole_v6`]) since an owner often has both an A and an AAAA record.
+//! - Diagnostics about a file as a whole (an `rpz_origin` that is not a name) have line 0.
+
+#![warn(missing_docs)]
 
 mod name;
 mod plain;
@@ -19,19 +61,21 @@ mod rpz;
 use std::{
     collections::BTreeMap,
     fmt,
-    net::IpAddr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use blocker_common::{key::key_of_canonical, Action, Kind, RuleKey};
+use blocker_common::{Action, Kind};
 use rustc_hash::FxHashMap as HashMap;
 
 pub use name::{normalize_name, Name, NameError};
 
 /// A list format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// One name per line (also adblock `||name^` lines).
+    /// One name per line (also adblock `||name^` lines, URLs reduced to their host, and
+    /// hosts-style lines).
     Plain,
     /// `0.0.0.0 name …` lines.
     Hosts,
@@ -39,14 +83,26 @@ pub enum Format {
     Rpz,
 }
 
+impl Format {
+    /// `plain`, `hosts` or `rpz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Hosts => "hosts",
+            Format::Rpz => "rpz",
+        }
+    }
+}
+
 /// Parsing options.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// What a bare name in a plain or hosts list matches (court orders mean the domain and its
-    /// subdomains: [`Kind::Subtree`]).
+    /// subdomains: [`Kind::Subtree`], the default).
     pub bare_kind: Kind,
-    /// The RPZ zone's name, when the file does not say (no SOA, no `$ORIGIN`); owners below it
-    /// have it stripped.
+    /// The RPZ zone's name (e.g. `rpz.isp.example`): the initial origin of the file, and the
+    /// apex stripped from owners, whatever the SOA says. None: the SOA owner, else the
+    /// `$ORIGIN` in force at the first record, else owners are taken as they are.
     pub rpz_origin: Option<String>,
 }
 
@@ -62,23 +118,33 @@ impl Default for Options {
 /// One rule read from a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRule {
+    /// The trigger name (RPZ: with the zone apex stripped).
     pub name: Name,
+    /// What the rule matches, relative to `name`.
     pub kind: Kind,
-    /// None: the order's default action.
+    /// None: the order's default action (bare list entries); Some for allow rules and RPZ.
     pub action: Option<Action>,
-    /// Set of `blocker_common::qtype_bit`s (all types for list entries).
+    /// Set of `blocker_common::qtype_bit`s the rule applies to (`QTYPES_ALL` unless an
+    /// adblock `$dnstype` says otherwise).
     pub qtypes: u16,
-    /// Local data address of an RPZ sinkhole entry.
-    pub sinkhole: Option<IpAddr>,
-    pub file: PathBuf,
+    /// RPZ local data: the (first) A address of a sinkhole entry.
+    pub sinkhole_v4: Option<Ipv4Addr>,
+    /// RPZ local data: the (first) AAAA address of a sinkhole entry.
+    pub sinkhole_v6: Option<Ipv6Addr>,
+    /// The file the rule came from (an `$INCLUDE`d file for RPZ rules read from one).
+    pub file: Arc<Path>,
+    /// 1-based line of the entry (its first line, for an entry over several lines).
     pub line: usize,
 }
 
-/// A problem with one entry.
+/// A problem with one entry: `FILE:LINE: message` when displayed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The file the entry is in.
     pub file: PathBuf,
+    /// 1-based line (0: the file as a whole).
     pub line: usize,
+    /// What is wrong, naming the entry.
     pub message: String,
 }
 
@@ -91,19 +157,21 @@ impl fmt::Display for Diagnostic {
 /// Everything read from one file.
 #[derive(Debug, Default)]
 pub struct ParseOutcome {
+    /// Valid rules, in file order, without duplicates.
     pub rules: Vec<ParsedRule>,
-    /// Invalid entries.
+    /// Invalid entries (and conflicting duplicates).
     pub errors: Vec<Diagnostic>,
-    /// Entries changed to fit (a URL reduced to its host) or otherwise worth a look.
+    /// Entries changed to fit (a URL reduced to its host) or skipped as unsupported.
     pub warnings: Vec<Diagnostic>,
-    /// Entries skipped because blocker does not implement them, by kind (e.g. `rpz-ip`).
+    /// Entries skipped because blocker does not implement them, by kind (e.g. `rpz-ip`,
+    /// `cname-rewrite`, `local-data TXT`, `adblock $third-party`).
     pub unsupported: BTreeMap<String, usize>,
-    /// Entries that repeated an earlier (name, match) with the same action.
+    /// Entries that repeated an earlier (name, kind) with the same action, dropped.
     pub duplicates: usize,
 }
 
 impl ParseOutcome {
-    fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
         self.errors.push(Diagnostic {
             file: file.to_path_buf(),
             line,
@@ -111,7 +179,7 @@ impl ParseOutcome {
         });
     }
 
-    fn warn(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, file: &Path, line: usize, message: impl Into<String>) {
         self.warnings.push(Diagnostic {
             file: file.to_path_buf(),
             line,
@@ -119,70 +187,156 @@ impl ParseOutcome {
         });
     }
 
+    /// Counts one skipped entry of an unsupported kind and warns about it.
+    pub(crate) fn skip_unsupported(
+        &mut self,
+        what: &str,
+        file: &Path,
+        line: usize,
+        message: impl Into<String>,
+    ) {
+        match self.unsupported.get_mut(what) {
+            Some(n) => *n += 1,
+            None => {
+                self.unsupported.insert(what.to_string(), 1);
+            }
+        }
+        self.warn(file, line, message);
+    }
+
     /// Keeps the first of repeated (name, kind) entries; a repeat with another action is an
     /// error naming both lines.
     fn dedup(&mut self) {
-        // Keyed by the rule key (no copy of the name per entry); a key match is confirmed
-        // by comparing the names.
-        let mut seen: HashMap<(RuleKey, Kind), usize> =
-            HashMap::with_capacity_and_hasher(self.rules.len(), Default::default());
-        let mut keep: Vec<ParsedRule> = Vec::with_capacity(self.rules.len());
-        let rules = std::mem::take(&mut self.rules);
-        for r in rules {
-            let k = (key_of_canonical(r.name.canonical()), r.kind);
-            match seen.get(&k).filter(|&&i| keep[i].name == r.name) {
-                Some(&i) => {
-                    let first: &ParsedRule = &keep[i];
-                    if first.action == r.action && first.sinkhole == r.sinkhole {
-                        self.duplicates += 1;
-                    } else {
-                        let msg = format!(
-                            "{} {} conflicts with line {} ({} vs {})",
-                            r.kind.as_str(),
-                            r.name,
-                            first.line,
-                            action_name(r.action),
-                            action_name(first.action)
-                        );
-                        self.errors.push(Diagnostic {
-                            file: r.file.clone(),
-                            line: r.line,
-                            message: msg,
-                        });
-                    }
-                }
+        use std::hash::BuildHasher;
+        // A 64-bit hash of (name, kind) → index of its first rule: 16 bytes a slot, so a
+        // million rules stay cheap. Equal hashes are confirmed by comparing the rules; two
+        // different (name, kind) with the same hash (about 1 in 10^7 for 10^6 rules) go to
+        // the exact map.
+        let hasher = rustc_hash::FxBuildHasher;
+        let n = self.rules.len();
+        let mut seen: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(n, hasher);
+        let mut exact: HashMap<(&[u8], Kind), usize> = HashMap::default();
+        let mut drop = vec![false; n];
+        let mut any = false;
+        for (i, r) in self.rules.iter().enumerate() {
+            let h = hasher.hash_one((r.name.canonical(), r.kind as u8));
+            let first = match seen.get(&h) {
                 None => {
-                    seen.insert(k, keep.len());
-                    keep.push(r);
+                    seen.insert(h, i);
+                    continue;
                 }
+                Some(&j) if self.rules[j].name == r.name && self.rules[j].kind == r.kind => j,
+                Some(_) => match exact.get(&(r.name.canonical(), r.kind)) {
+                    Some(&j) => j,
+                    None => {
+                        exact.insert((r.name.canonical(), r.kind), i);
+                        continue;
+                    }
+                },
+            };
+            drop[i] = true;
+            any = true;
+            let first = &self.rules[first];
+            if first.action == r.action
+                && first.qtypes == r.qtypes
+                && first.sinkhole_v4 == r.sinkhole_v4
+                && first.sinkhole_v6 == r.sinkhole_v6
+            {
+                self.duplicates += 1;
+                continue;
             }
+            let at = if first.file == r.file {
+                format!("line {}", first.line)
+            } else {
+                format!("{}:{}", first.file.display(), first.line)
+            };
+            let message = format!(
+                "{} {} ({}) conflicts with {at} ({})",
+                r.kind.as_str(),
+                r.name,
+                describe(r),
+                describe(first),
+            );
+            self.errors.push(Diagnostic {
+                file: r.file.to_path_buf(),
+                line: r.line,
+                message,
+            });
         }
-        self.rules = keep;
+        if any {
+            let mut i = 0;
+            self.rules.retain(|_| {
+                i += 1;
+                !drop[i - 1]
+            });
+        }
     }
 }
 
-fn action_name(a: Option<Action>) -> &'static str {
-    a.map(Action::as_str).unwrap_or("the order's action")
+/// A rule's action (and query types, if restricted) for messages.
+fn describe(r: &ParsedRule) -> String {
+    let a = r.action.map_or("the order's action", Action::as_str);
+    if r.qtypes == blocker_common::QTYPES_ALL {
+        a.to_string()
+    } else {
+        format!("{a}, qtype bits {:#06x}", r.qtypes)
+    }
 }
 
-/// An unreadable file.
+/// A file that cannot be read as text.
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
-    #[error("{path}: {source}")]
+    /// Opening or reading failed.
+    #[error("{path}: {source}", path = path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
-    #[error("{path}:{line}: not UTF-8 text (byte offset {offset})")]
+    /// The file is not UTF-8 (lists are expected in UTF-8; convert with `iconv` first).
+    #[error("{path}:{line}: not UTF-8 text (byte {offset} of the file, byte {column} of the line); convert it to UTF-8 first", path = path.display())]
     NotText {
+        /// The file.
         path: PathBuf,
+        /// 1-based line of the first invalid byte.
         line: usize,
+        /// 1-based byte of the line.
+        column: usize,
+        /// 0-based byte offset in the file.
         offset: usize,
     },
 }
 
-/// Guesses the format: RPZ for zone files (`.rpz`/`.zone`/`.db`, or `$ORIGIN`/`$TTL`/SOA/CNAME
-/// records), hosts when entries start with an address, plain otherwise.
+/// Reads a whole file as UTF-8 text.
+pub(crate) fn read_text(path: &Path) -> Result<String, ListError> {
+    let bytes = std::fs::read(path).map_err(|source| ListError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..offset];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        ListError::NotText {
+            path: path.to_path_buf(),
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            column: offset - line_start + 1,
+            offset,
+        }
+    })
+}
+
+/// Guesses the format of a list.
+///
+/// Heuristic: a `.rpz`, `.zone` or `.db` extension means RPZ. Otherwise the first meaningful
+/// lines (up to 200, skipping blank lines and `#`, `!`, `;` comments) decide, the first
+/// decisive line winning: a `$ORIGIN`, `$TTL` or `$INCLUDE` directive, or a record (a field
+/// `SOA` or `CNAME`, or `IN` followed by a type) means RPZ; a line of two or more fields whose
+/// first is an address (`0.0.0.0`, `127.0.0.1`, `::`, `0`) means hosts. Plain otherwise.
 pub fn detect_format(path: &Path, text: &str) -> Format {
     let ext = path
         .extension()
@@ -192,17 +346,31 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
     if matches!(ext.as_str(), "rpz" | "zone" | "db") {
         return Format::Rpz;
     }
-    for line in text.lines().take(200) {
+    let mut looked = 0;
+    for line in text.lines() {
         let l = line.trim_start_matches('\u{feff}').trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with('!') || l.starts_with(';') {
+        if l.is_empty() || l.starts_with(['#', '!', ';']) {
             continue;
         }
-        if l.starts_with("$ORIGIN") || l.starts_with("$TTL") || l.starts_with("$INCLUDE") {
+        looked += 1;
+        if looked > 200 {
+            break;
+        }
+        let l = l.split_once(" #").map_or(l, |(a, _)| a);
+        let l = l.split_once(';').map_or(l, |(a, _)| a);
+        let upper = l.to_ascii_uppercase();
+        if ["$ORIGIN", "$TTL", "$INCLUDE"]
+            .iter()
+            .any(|d| upper.starts_with(d))
+        {
             return Format::Rpz;
         }
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if f.iter()
-            .any(|w| w.eq_ignore_ascii_case("SOA") || w.eq_ignore_ascii_case("CNAME"))
+        let f: Vec<&str> = upper.split_whitespace().collect();
+        if f.len() >= 2
+            && f[1..]
+                .iter()
+                .enumerate()
+                .any(|(i, w)| *w == "SOA" || *w == "CNAME" || (*w == "IN" && i + 2 < f.len()))
         {
             return Format::Rpz;
         }
@@ -213,44 +381,93 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
     Format::Plain
 }
 
-/// Reads and parses one file (`format` None: detect it).
+/// Reads and parses one file (`format` None: [detect](detect_format) it). `Err` only when
+/// the file cannot be read or is not UTF-8; everything else is in the outcome.
 pub fn parse_file(
     path: &Path,
     format: Option<Format>,
     opts: &Options,
 ) -> Result<ParseOutcome, ListError> {
-    let bytes = std::fs::read(path).map_err(|source| ListError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            return Err(ListError::NotText {
-                path: path.to_path_buf(),
-                line,
-                offset,
-            });
-        }
-    };
+    let text = read_text(path)?;
     let format = format.unwrap_or_else(|| detect_format(path, &text));
     Ok(parse_str(&text, path, format, opts))
 }
 
-/// Parses list text that came from `file` (used in diagnostics and for RPZ `$INCLUDE`).
+/// Parses list text that came from `file` (named in diagnostics; RPZ `$INCLUDE`s are read
+/// relative to its directory). A leading byte-order mark is skipped.
 pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> ParseOutcome {
     let mut out = ParseOutcome::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let file: Arc<Path> = Arc::from(file);
     match format {
-        Format::Plain => plain::parse(text, file, opts, false, &mut out),
-        Format::Hosts => plain::parse(text, file, opts, true, &mut out),
-        Format::Rpz => rpz::parse(text, file, opts, &mut out),
+        Format::Plain => plain::parse(text, &file, opts, false, &mut out),
+        Format::Hosts => plain::parse(text, &file, opts, true, &mut out),
+        Format::Rpz => rpz::parse(text, &file, opts, &mut out),
     }
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_display_file_and_line() {
+        let d = Diagnostic {
+            file: PathBuf::from("/etc/blocker/order.txt"),
+            line: 12,
+            message: "bad".into(),
+        };
+        assert_eq!(d.to_string(), "/etc/blocker/order.txt:12: bad");
+    }
+
+    #[test]
+    fn unreadable_and_non_utf8_files() {
+        let dir = std::env::temp_dir().join(format!("blk-lib-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let missing = dir.join("missing.txt");
+        let e = parse_file(&missing, None, &Options::default()).expect_err("missing");
+        assert!(e.to_string().contains("missing.txt"), "{e}");
+        let latin1 = dir.join("latin1.txt");
+        std::fs::write(&latin1, b"ok.example\nb\xfccher.example\n").expect("write");
+        let e = parse_file(&latin1, None, &Options::default()).expect_err("latin-1");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("latin1.txt:2: not UTF-8") && msg.contains("byte 2 of the line"),
+            "{msg}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn detects_formats() {
+        let p = Path::new("x.txt");
+        assert_eq!(detect_format(p, "# c\n0.0.0.0 a.example\n"), Format::Hosts);
+        assert_eq!(detect_format(p, "a.example\n"), Format::Plain);
+        assert_eq!(
+            detect_format(p, "a.example # CNAME in a comment\nb.example\n"),
+            Format::Plain
+        );
+        assert_eq!(
+            detect_format(p, "$TTL 300\n@ SOA a. b. 1 1 1 1 1\n"),
+            Format::Rpz
+        );
+        assert_eq!(
+            detect_format(Path::new("x.rpz"), "a.example CNAME .\n"),
+            Format::Rpz
+        );
+        assert_eq!(
+            detect_format(Path::new("x"), "; zone\nbad.example 300 IN CNAME .\n"),
+            Format::Rpz
+        );
+        assert_eq!(
+            detect_format(Path::new("x"), "sink.example IN A 192.0.2.1\n"),
+            Format::Rpz
+        );
+        assert_eq!(
+            detect_format(Path::new("x"), "||ads.example^\n"),
+            Format::Plain
+        );
+    }
 }

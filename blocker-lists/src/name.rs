@@ -5,41 +5,142 @@ use std::fmt;
 
 use blocker_common::key::{fold, MAX_CANONICAL_LEN};
 
+/// Longest label, in bytes.
+const MAX_LABEL: usize = 63;
+/// Longest name in presentation form without the final dot (253 + dot + root = 255 wire).
+const MAX_PRESENTATION: usize = 253;
+
 /// Why a string is not a name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Nothing at all.
     #[error("empty name")]
     Empty,
+    /// `.` alone.
     #[error("the root cannot be a rule")]
     Root,
+    /// `a..b`, `.a`.
     #[error("empty label (two dots in a row, or a leading dot)")]
     EmptyLabel,
+    /// A label of more than 63 bytes (the length it has).
     #[error("label of {0} bytes (at most 63)")]
     LabelTooLong(usize),
-    #[error("name of {0} bytes in wire form (at most 255)")]
+    /// A name of more than 255 bytes in wire form (the wire length it would have).
+    #[error("name of {0} bytes in wire form (at most 255, i.e. 253 characters)")]
     TooLong(usize),
-    #[error("bad escape sequence")]
+    /// A `\` not followed by a character or by exactly three digits of a value ≤ 255.
+    #[error("bad escape sequence (`\\X` or `\\DDD` with DDD ≤ 255)")]
     BadEscape,
+    /// A character a host name cannot hold.
     #[error("character {0:?} cannot be in a host name")]
     BadChar(char),
+    /// A `*` that is not the whole leftmost label.
     #[error("`*` is only allowed as the whole first label (`*.example.com`)")]
     BadWildcard,
-    #[error("internationalised name rejected by IDNA: {0}")]
-    Idna(String),
+    /// UTS-46 processing refused the name.
+    #[error("internationalised name rejected by IDNA (UTS-46)")]
+    Idna,
+    /// An IPv4 or IPv6 address.
     #[error("IP address, not a domain name")]
     Address,
 }
 
-/// A domain name in canonical wire form.
+/// A domain name in canonical wire form: length-prefixed labels, ASCII letters folded to lower
+/// case, no final root byte (at most 254 bytes). Never the root.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name {
     wire: Vec<u8>,
 }
 
+/// Builds canonical wire bytes label by label, checking the limits.
+struct WireBuf {
+    buf: [u8; MAX_CANONICAL_LEN + 64],
+    len: usize,
+    label_start: usize,
+}
+
+impl WireBuf {
+    fn new() -> Self {
+        WireBuf {
+            buf: [0; MAX_CANONICAL_LEN + 64],
+            len: 1,
+            label_start: 0,
+        }
+    }
+
+    /// Appends one byte to the current label (folded).
+    #[inline]
+    fn push(&mut self, c: u8) -> Result<(), NameError> {
+        let n = self.len - self.label_start - 1;
+        if n >= MAX_LABEL {
+            // `push_or_long` replaces the figure with the label's real length.
+            return Err(NameError::LabelTooLong(n + 1));
+        }
+        if self.len >= self.buf.len() {
+            return Err(NameError::TooLong(self.len + 1));
+        }
+        self.buf[self.len] = fold(c);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Closes the current label (empty labels are refused).
+    #[inline]
+    fn end_label(&mut self) -> Result<(), NameError> {
+        let n = self.len - self.label_start - 1;
+        if n == 0 {
+            return Err(NameError::EmptyLabel);
+        }
+        let Some(slot) = self.buf.get_mut(self.label_start) else {
+            return Err(NameError::TooLong(self.len + 1));
+        };
+        *slot = n as u8;
+        self.label_start = self.len;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn label_len(&self) -> usize {
+        self.len - self.label_start - 1
+    }
+
+    /// The finished name (after the last `end_label`).
+    fn finish(self) -> Result<Name, NameError> {
+        let wire_len = self.label_start;
+        if wire_len == 0 {
+            return Err(NameError::Root);
+        }
+        if wire_len > MAX_CANONICAL_LEN {
+            return Err(NameError::TooLong(wire_len + 1));
+        }
+        Ok(Name {
+            wire: self.buf[..wire_len].to_vec(),
+        })
+    }
+}
+
+/// Wire length (with the root byte) of a presentation name without escapes.
+fn wire_len_of(s: &[u8]) -> usize {
+    s.strip_suffix(b".").unwrap_or(s).len() + 2
+}
+
+/// Length of the label of `s` that starts at byte `from` (up to the next unescaped dot), for
+/// error messages.
+fn label_len_at(s: &[u8], from: usize) -> usize {
+    s[from..]
+        .iter()
+        .position(|&c| c == b'.')
+        .unwrap_or(s.len() - from)
+}
+
 impl Name {
     /// Parses a name in zone-file presentation form: labels separated by `.`, an optional
-    /// final `.`, `\.` and `\\` and `\DDD` escapes for any byte. Any byte is allowed in a
-    /// label (matching is on labels, never on the dotted string).
+    /// final `.`, `\X` (any character taken literally, e.g. `\.` for a dot inside a label)
+    /// and `\DDD` (a byte in decimal) escapes. Any byte is allowed in a label (matching is on
+    /// labels, never on the dotted string); ASCII letters are folded to lower case.
+    ///
+    /// Refuses the empty string, the root, empty labels, labels over 63 bytes and names over
+    /// 255 bytes in wire form.
     pub fn from_presentation(s: &str) -> Result<Name, NameError> {
         if s.is_empty() {
             return Err(NameError::Empty);
@@ -48,81 +149,67 @@ impl Name {
             return Err(NameError::Root);
         }
         let b = s.as_bytes();
-        let mut wire = Vec::with_capacity(b.len() + 1);
-        let mut label: Vec<u8> = Vec::with_capacity(63);
+        let mut w = WireBuf::new();
         let mut i = 0;
-        let push = |label: &mut Vec<u8>, wire: &mut Vec<u8>| -> Result<(), NameError> {
-            if label.is_empty() {
-                return Err(NameError::EmptyLabel);
-            }
-            if label.len() > 63 {
-                return Err(NameError::LabelTooLong(label.len()));
-            }
-            wire.push(label.len() as u8);
-            wire.extend(label.iter().map(|&c| fold(c)));
-            label.clear();
-            Ok(())
-        };
         while i < b.len() {
             match b[i] {
                 b'\\' => {
                     let rest = &b[i + 1..];
-                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u32 * 100
-                            + (rest[1] - b'0') as u32 * 10
-                            + (rest[2] - b'0') as u32;
-                        if v > 255 {
-                            return Err(NameError::BadEscape);
+                    match rest.first() {
+                        None => return Err(NameError::BadEscape),
+                        Some(d) if d.is_ascii_digit() => {
+                            if rest.len() < 3 || !rest[..3].iter().all(u8::is_ascii_digit) {
+                                return Err(NameError::BadEscape);
+                            }
+                            let v = u32::from(rest[0] - b'0') * 100
+                                + u32::from(rest[1] - b'0') * 10
+                                + u32::from(rest[2] - b'0');
+                            let v = u8::try_from(v).map_err(|_| NameError::BadEscape)?;
+                            push_or_long(&mut w, v, b, i)?;
+                            i += 4;
                         }
-                        label.push(v as u8);
-                        i += 4;
-                    } else if let Some(&c) = rest.first() {
-                        label.push(c);
-                        i += 2;
-                    } else {
-                        return Err(NameError::BadEscape);
+                        Some(&c) => {
+                            push_or_long(&mut w, c, b, i)?;
+                            i += 2;
+                        }
                     }
                 }
                 b'.' => {
-                    push(&mut label, &mut wire)?;
+                    w.end_label()?;
                     i += 1;
                     if i == b.len() {
-                        break; // trailing dot: absolute
+                        return w.finish(); // trailing dot: absolute
                     }
                 }
                 c => {
-                    label.push(c);
+                    push_or_long(&mut w, c, b, i)?;
                     i += 1;
                 }
             }
         }
-        if !label.is_empty() {
-            push(&mut label, &mut wire)?;
-        }
-        if wire.len() > MAX_CANONICAL_LEN {
-            return Err(NameError::TooLong(wire.len() + 1));
-        }
-        Ok(Name { wire })
+        w.end_label()?;
+        w.finish()
     }
 
-    /// From wire labels (already split).
+    /// From wire labels (already split, unescaped). Refuses the root, empty or over-long
+    /// labels and over-long names.
     pub fn from_labels<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> Result<Name, NameError> {
-        let mut wire = Vec::new();
+        let mut wire = Vec::with_capacity(32);
         for l in labels {
             if l.is_empty() {
                 return Err(NameError::EmptyLabel);
             }
-            if l.len() > 63 {
+            if l.len() > MAX_LABEL {
                 return Err(NameError::LabelTooLong(l.len()));
             }
             wire.push(l.len() as u8);
             wire.extend(l.iter().map(|&c| fold(c)));
+            if wire.len() > MAX_CANONICAL_LEN {
+                return Err(NameError::TooLong(wire.len() + 1));
+            }
         }
         if wire.is_empty() {
             return Err(NameError::Root);
-        }
-        if wire.len() > MAX_CANONICAL_LEN {
-            return Err(NameError::TooLong(wire.len() + 1));
         }
         Ok(Name { wire })
     }
@@ -132,35 +219,36 @@ impl Name {
         &self.wire
     }
 
+    /// The labels, leftmost first, without length bytes.
     pub fn labels(&self) -> impl Iterator<Item = &[u8]> {
-        let mut i = 0;
+        let mut rest: &[u8] = &self.wire;
         std::iter::from_fn(move || {
-            if i >= self.wire.len() {
-                return None;
-            }
-            let l = self.wire[i] as usize;
-            let s = &self.wire[i + 1..i + 1 + l];
-            i += 1 + l;
-            Some(s)
+            let (&l, tail) = rest.split_first()?;
+            let l = usize::from(l).min(tail.len());
+            let (label, next) = tail.split_at(l);
+            rest = next;
+            Some(label)
         })
     }
 
+    /// Number of labels (`www.example.com`: 3).
     pub fn label_count(&self) -> usize {
         self.labels().count()
     }
 
     /// The name without its first label (None for a one-label name).
     pub fn parent(&self) -> Option<Name> {
-        let l = self.wire[0] as usize;
-        if 1 + l >= self.wire.len() {
+        let l = usize::from(*self.wire.first()?);
+        let rest = self.wire.get(1 + l..)?;
+        if rest.is_empty() {
             return None;
         }
         Some(Name {
-            wire: self.wire[1 + l..].to_vec(),
+            wire: rest.to_vec(),
         })
     }
 
-    /// Whether `self` is `other` or below it.
+    /// Whether `self` is `other` or a name below it (on label boundaries).
     pub fn ends_with(&self, other: &Name) -> bool {
         if other.wire.len() > self.wire.len() {
             return false;
@@ -170,12 +258,13 @@ impl Name {
             if self.wire[i..] == other.wire[..] {
                 return true;
             }
-            i += 1 + self.wire[i] as usize;
+            i += 1 + usize::from(self.wire[i]);
         }
         false
     }
 
-    /// The name with `suffix` (which it ends with) removed; None if nothing is left.
+    /// The name with `suffix` (which it must end with) removed; None if nothing is left or
+    /// `suffix` is not a suffix.
     pub fn strip_suffix(&self, suffix: &Name) -> Option<Name> {
         let cut = self.wire.len().checked_sub(suffix.wire.len())?;
         if cut == 0 || !self.ends_with(suffix) {
@@ -185,11 +274,30 @@ impl Name {
             wire: self.wire[..cut].to_vec(),
         })
     }
+
+    /// Whether the first label is `*`.
+    pub fn is_wildcard(&self) -> bool {
+        self.wire.get(..2) == Some(&[1, b'*'][..])
+    }
+}
+
+/// Pushes `c`, turning a label-too-long error into one with the label's real length.
+#[inline]
+fn push_or_long(w: &mut WireBuf, c: u8, text: &[u8], at: usize) -> Result<(), NameError> {
+    w.push(c).map_err(|e| match e {
+        NameError::LabelTooLong(_) => {
+            NameError::LabelTooLong(w.label_len() + label_len_at(text, at))
+        }
+        // Wire length of the whole text (escapes counted as written: close enough).
+        NameError::TooLong(_) => NameError::TooLong(wire_len_of(text)),
+        e => e,
+    })
 }
 
 impl fmt::Display for Name {
     /// Presentation form without the final dot; `.`, `\` and bytes outside printable ASCII
-    /// are escaped, so the output parses back to the same name.
+    /// (`\DDD`) are escaped, so the output parses back to the same name with
+    /// [`Name::from_presentation`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
         for l in self.labels() {
@@ -223,10 +331,34 @@ impl fmt::Debug for Name {
     }
 }
 
-/// Turns a host name as found in a list or on the command line into a [`Name`]: trailing dot,
-/// upper case and internationalised names (UTS-46, to punycode) are accepted; anything a host
-/// name cannot hold is refused. Letters, digits, `-` and `_` (real lists carry `_dmarc` and
-/// friends) are allowed.
+impl std::str::FromStr for Name {
+    type Err = NameError;
+
+    /// Same as [`Name::from_presentation`].
+    fn from_str(s: &str) -> Result<Name, NameError> {
+        Name::from_presentation(s)
+    }
+}
+
+/// Whether `s` is an IPv4 or IPv6 address, possibly in brackets or with a `%zone`.
+pub(crate) fn is_address(s: &str) -> bool {
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    let s = s.split_once('%').map_or(s, |(a, _)| a);
+    // Only strings made of address characters can be addresses; skip the parse otherwise.
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+        && s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Turns a host name as found in a list or on the command line into a [`Name`]: surrounding
+/// whitespace, a trailing dot, upper case and internationalised names (IDNA UTS-46,
+/// non-transitional, to punycode; full-width dots included) are accepted. Only letters,
+/// digits, `-` and `_` (real lists carry `_dmarc` and friends) may be in a label; `*` is
+/// refused (callers handle a leading `*.` themselves); IP addresses are refused.
 pub fn normalize_name(s: &str) -> Result<Name, NameError> {
     let s = s.trim();
     if s.is_empty() {
@@ -235,45 +367,68 @@ pub fn normalize_name(s: &str) -> Result<Name, NameError> {
     if s == "." {
         return Err(NameError::Root);
     }
-    // Only strings made of address characters can be addresses; skip the parse otherwise.
-    let maybe_addr = s
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':' || b == b'[' || b == b']');
-    if maybe_addr
-        && s.trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok()
-    {
+    if is_address(s) {
         return Err(NameError::Address);
     }
     let ascii;
     let s = if s.is_ascii() {
         s
     } else {
-        ascii = idna::domain_to_ascii(s).map_err(|e| NameError::Idna(format!("{e:?}")))?;
-        ascii.as_str()
+        ascii = idna::domain_to_ascii_cow(s.as_bytes(), idna::AsciiDenyList::EMPTY)
+            .map_err(|_| NameError::Idna)?;
+        ascii.as_ref()
     };
-    let trimmed = s.strip_suffix('.').unwrap_or(s);
-    if trimmed.is_empty() {
+    let t = s.strip_suffix('.').unwrap_or(s);
+    if t.is_empty() {
         return Err(NameError::Root);
     }
-    for c in trimmed.chars() {
-        if c == '*' {
-            return Err(NameError::BadWildcard);
-        }
-        if !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(NameError::BadChar(c));
-        }
+    let b = t.as_bytes();
+    // A bad character is the clearer message: look for one first.
+    if let Some(&c) = b.iter().find(|&&c| !HOST_BYTE[usize::from(c)]) {
+        return Err(if c == b'*' {
+            NameError::BadWildcard
+        } else {
+            // `t` is ASCII here (IDNA output is ASCII).
+            NameError::BadChar(c as char)
+        });
     }
-    if trimmed.len() > 253 {
-        return Err(NameError::TooLong(trimmed.len() + 2));
+    if b.len() > MAX_PRESENTATION {
+        return Err(NameError::TooLong(b.len() + 2));
     }
-    Name::from_presentation(trimmed)
+    let mut wire = Vec::with_capacity(b.len() + 1);
+    for label in b.split(|&c| c == b'.') {
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL {
+            return Err(NameError::LabelTooLong(label.len()));
+        }
+        wire.push(label.len() as u8);
+        wire.extend(label.iter().map(|&c| fold(c)));
+    }
+    Ok(Name { wire })
 }
+
+/// Bytes a host name label may hold (besides the `.` between labels): letters, digits, `-`,
+/// `_`.
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+        c += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn n(s: &str) -> Name {
+        Name::from_presentation(s).expect(s)
+    }
 
     #[test]
     fn presentation_round_trips() {
@@ -282,23 +437,31 @@ mod tests {
             "a\\.b.test",
             "\\000\\255x.test",
             "with\\\\backslash.test",
+            "sp\\032ace.test",
+            "_dmarc.example.com",
         ] {
-            let n = Name::from_presentation(s).expect(s);
-            assert_eq!(
-                Name::from_presentation(&n.to_string()).expect("again"),
-                n,
-                "{s}"
-            );
+            let name = n(s);
+            assert_eq!(n(&name.to_string()), name, "{s}");
         }
-        let n = Name::from_presentation("a\\.b.test").expect("escaped dot");
-        assert_eq!(n.label_count(), 2);
-        assert_eq!(n.labels().next(), Some(&b"a.b"[..]));
-        assert_eq!(
-            Name::from_presentation("WWW.Example.COM.")
-                .expect("fold")
-                .to_string(),
-            "www.example.com"
-        );
+        let dotted = n("a\\.b.test");
+        assert_eq!(dotted.label_count(), 2);
+        assert_eq!(dotted.labels().collect::<Vec<_>>(), [&b"a.b"[..], b"test"]);
+        assert_eq!(dotted.to_string(), "a\\.b.test");
+        assert_eq!(dotted.canonical(), b"\x03a.b\x04test");
+        let bin = n("\\000\\255x.test");
+        assert_eq!(bin.labels().next(), Some(&[0u8, 255, b'x'][..]));
+        assert_eq!(bin.to_string(), "\\000\\255x.test");
+        assert_eq!(n("\\065.test").to_string(), "a.test", "\\065 is A, folded");
+        assert_eq!(n("sp\\ ace.test").to_string(), "sp\\032ace.test");
+        assert_eq!(n("WWW.Example.COM.").to_string(), "www.example.com");
+        assert_eq!(n("WWW.Example.COM."), n("www.example.com"));
+    }
+
+    #[test]
+    fn bad_escapes() {
+        for s in ["a\\", "a\\25", "a\\2x5.test", "\\256.test"] {
+            assert_eq!(Name::from_presentation(s), Err(NameError::BadEscape), "{s}");
+        }
     }
 
     #[test]
@@ -309,18 +472,30 @@ mod tests {
             Name::from_presentation(&format!("a{l63}.test")),
             Err(NameError::LabelTooLong(64))
         );
+        assert_eq!(
+            normalize_name(&format!("x.{l63}bc.test")),
+            Err(NameError::LabelTooLong(65))
+        );
         assert_eq!(Name::from_presentation("a..b"), Err(NameError::EmptyLabel));
         assert_eq!(Name::from_presentation(".a"), Err(NameError::EmptyLabel));
-        let long = vec![l63.as_str(); 4].join(".");
+        assert_eq!(Name::from_presentation("a.."), Err(NameError::EmptyLabel));
+        assert_eq!(Name::from_presentation(""), Err(NameError::Empty));
+        assert_eq!(Name::from_presentation("."), Err(NameError::Root));
+        let long = [l63.as_str(); 4].join(".");
         assert!(matches!(
             Name::from_presentation(&long),
             Err(NameError::TooLong(_))
         ));
-        let ok = vec![l63.as_str(); 3].join(".") + "." + &"b".repeat(61);
-        assert!(
-            Name::from_presentation(&ok).is_ok(),
-            "253 characters is the limit"
-        );
+        assert!(matches!(normalize_name(&long), Err(NameError::TooLong(_))));
+        // 253 characters (255 bytes in wire form) is the limit.
+        let ok = [l63.as_str(); 3].join(".") + "." + &"b".repeat(61);
+        assert_eq!(ok.len(), 253);
+        assert_eq!(n(&ok).canonical().len(), 254);
+        assert!(normalize_name(&ok).is_ok());
+        assert!(normalize_name(&(ok.clone() + ".")).is_ok());
+        let over = [l63.as_str(); 3].join(".") + "." + &"b".repeat(62);
+        assert_eq!(Name::from_presentation(&over), Err(NameError::TooLong(256)));
+        assert_eq!(normalize_name(&over), Err(NameError::TooLong(256)));
     }
 
     #[test]
@@ -330,34 +505,60 @@ mod tests {
             "xn--bcher-kva.de"
         );
         assert_eq!(
+            normalize_name("ÄÖÜ.example").expect("idn").to_string(),
+            "xn--4ca0bs.example"
+        );
+        assert_eq!(
+            normalize_name("bücher\u{3002}de")
+                .expect("ideographic full stop")
+                .to_string(),
+            "xn--bcher-kva.de"
+        );
+        assert_eq!(
             normalize_name("_dmarc.example.com.")
                 .expect("underscore")
                 .to_string(),
             "_dmarc.example.com"
         );
         assert_eq!(normalize_name("a b.com"), Err(NameError::BadChar(' ')));
+        assert_eq!(normalize_name("a,b.com"), Err(NameError::BadChar(',')));
+        assert_eq!(
+            normalize_name("a\u{1}b.com"),
+            Err(NameError::BadChar('\u{1}'))
+        );
         assert_eq!(normalize_name("user@x.com"), Err(NameError::BadChar('@')));
         assert_eq!(normalize_name("192.0.2.1"), Err(NameError::Address));
+        assert_eq!(normalize_name("2001:db8::1"), Err(NameError::Address));
+        assert_eq!(normalize_name("[2001:db8::1]"), Err(NameError::Address));
         assert_eq!(normalize_name("a.*.com"), Err(NameError::BadWildcard));
+        assert_eq!(normalize_name("*a.com"), Err(NameError::BadWildcard));
         assert_eq!(normalize_name("."), Err(NameError::Root));
+        assert_eq!(normalize_name("a..b"), Err(NameError::EmptyLabel));
+        assert_eq!(normalize_name("xn--a.\u{200d}.com"), Err(NameError::Idna));
+        // Hex-looking names are names.
+        assert_eq!(
+            normalize_name("deadbeef.cafe").expect("name").to_string(),
+            "deadbeef.cafe"
+        );
     }
 
     #[test]
-    fn suffixes() {
-        let n = Name::from_presentation("www.bad.example.rpz.local").expect("name");
-        let z = Name::from_presentation("rpz.local").expect("zone");
-        assert!(n.ends_with(&z));
+    fn suffixes_and_parents() {
+        let name = n("www.bad.example.rpz.local");
+        let z = n("rpz.local");
+        assert!(name.ends_with(&z));
         assert_eq!(
-            n.strip_suffix(&z).expect("stripped").to_string(),
+            name.strip_suffix(&z).expect("stripped").to_string(),
             "www.bad.example"
         );
-        assert!(!Name::from_presentation("xrpz.local")
-            .expect("n")
-            .ends_with(&z));
+        assert!(!n("xrpz.local").ends_with(&z));
         assert_eq!(z.strip_suffix(&z), None);
         assert_eq!(
-            n.parent().expect("parent").to_string(),
+            name.parent().expect("parent").to_string(),
             "bad.example.rpz.local"
         );
+        assert_eq!(n("com").parent(), None);
+        assert!(n("*.x").is_wildcard() && !n("x.*").is_wildcard());
+        assert_eq!(n("a.b.c").label_count(), 3);
     }
 }

@@ -1,10 +1,13 @@
-//! Plain lists (one name per line, adblock `||name^`) and hosts files.
+//! Plain lists (one name per line, adblock `||name^`, URLs) and hosts files.
 
-use std::path::Path;
+use std::{path::Path, str::FromStr, sync::Arc};
 
-use blocker_common::{Action, Kind, QTYPES_ALL};
+use blocker_common::{qtype_bit, Action, Kind, QTYPES_ALL};
 
-use crate::{name::normalize_name, Options, ParseOutcome, ParsedRule};
+use crate::{
+    name::{is_address, normalize_name, NameError},
+    Name, Options, ParseOutcome, ParsedRule,
+};
 
 /// Names in hosts files that are never rules.
 const LOCAL_NAMES: &[&str] = &[
@@ -22,188 +25,366 @@ const LOCAL_NAMES: &[&str] = &[
     "0.0.0.0",
 ];
 
-/// Whether the first field of a hosts line is an address (some lists write `0`).
+/// Whether the first field of a hosts line is an address (some lists write `0`; link-local
+/// addresses may carry a `%zone`).
 pub fn is_hosts_address(s: &str) -> bool {
-    s == "0" || s.parse::<std::net::IpAddr>().is_ok()
+    s == "0" || is_address(s)
 }
 
-/// Removes a comment: whole-line `#`/`!`, or `#` after whitespace.
-fn strip_comment(line: &str) -> &str {
-    let t = line.trim();
-    if t.starts_with('#') || t.starts_with('!') {
-        return "";
+/// The entry part of a line: None for blank and comment lines (`#`, `!`, adblock
+/// `[Adblock Plus 2.0]` headers); a `#` after white space starts a trailing comment.
+fn content(line: &str) -> Option<&str> {
+    let t = if line.is_ascii() {
+        line.trim_ascii()
+    } else {
+        line.trim()
+    };
+    match t.as_bytes().first() {
+        None | Some(b'#' | b'!') => return None,
+        Some(b'[') if is_header(t) => return None,
+        _ => {}
     }
-    let mut prev_space = false;
-    for (i, c) in t.char_indices() {
-        if c == '#' && prev_space {
-            return t[..i].trim_end();
+    let b = t.as_bytes();
+    let mut from = 0;
+    while let Some(i) = t[from..].find('#').map(|i| i + from) {
+        if i > 0 && b[i - 1].is_ascii_whitespace() {
+            return Some(t[..i].trim_end());
         }
-        prev_space = c.is_whitespace();
+        from = i + 1;
     }
-    t
+    Some(t)
 }
 
-/// Reduces a URL-like entry to its host; Some(reduced) if it was one.
-fn reduce_url(entry: &str) -> Option<String> {
-    let mut s = entry;
-    let mut changed = false;
-    if let Some(i) = s.find("://") {
-        s = &s[i + 3..];
-        changed = true;
-    }
-    if let Some(i) = s.find(['/', '?', '#']) {
-        s = &s[..i];
-        changed = true;
-    }
-    if let Some(i) = s.rfind('@') {
-        s = &s[i + 1..];
-        changed = true;
-    }
-    if let Some(inner) = s.strip_prefix('[') {
-        // [IPv6]:port — not a name; leave it for the name check to refuse.
-        return Some(inner.split(']').next().unwrap_or(inner).to_string());
-    }
-    if let Some((host, port)) = s.rsplit_once(':') {
-        if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
-            s = host;
-            changed = true;
-        }
-    }
-    changed.then(|| s.to_string())
+/// `[Adblock Plus 2.0]`, `[uBlock Origin]` (but not `[2001:db8::1]`).
+fn is_header(t: &str) -> bool {
+    t.strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .is_some_and(|inner| {
+            inner.starts_with(|c: char| c.is_ascii_alphabetic()) && !is_address(inner)
+        })
 }
 
-pub fn parse(text: &str, file: &Path, opts: &Options, hosts: bool, out: &mut ParseOutcome) {
+pub(crate) fn parse(
+    text: &str,
+    file: &Arc<Path>,
+    opts: &Options,
+    hosts: bool,
+    out: &mut ParseOutcome,
+) {
+    out.rules.reserve(text.len() / 24);
+    let mut p = Parser { file, opts, out };
     for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let raw = if i == 0 {
-            raw.trim_start_matches('\u{feff}')
-        } else {
-            raw
-        };
-        let line = strip_comment(raw.trim_end_matches('\r'));
-        if line.is_empty() {
+        let line = i + 1;
+        let Some(content) = content(raw) else {
             continue;
-        }
-        if hosts {
-            let mut fields = line.split_whitespace();
-            let addr = fields.next().unwrap_or("");
-            if !is_hosts_address(addr) {
-                out.error(
-                    file,
-                    line_no,
-                    format!("{addr:?} is not an address: not a hosts-file line"),
-                );
+        };
+        let mut fields = content.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        let second = fields.next();
+        if hosts || second.is_some() {
+            if !is_hosts_address(first) {
+                let why = if hosts {
+                    "not a hosts-file line: the first field must be an address"
+                } else {
+                    "one name per line expected (or `ADDRESS name …`)"
+                };
+                p.out.error(file, line, format!("{content:?}: {why}"));
                 continue;
             }
-            for name in fields {
-                if LOCAL_NAMES
-                    .iter()
-                    .any(|l| l.eq_ignore_ascii_case(name.trim_end_matches('.')))
-                {
+            for name in second.into_iter().chain(fields) {
+                let bare = name.strip_suffix('.').unwrap_or(name);
+                if LOCAL_NAMES.iter().any(|l| l.eq_ignore_ascii_case(bare)) {
                     continue;
                 }
-                entry(name, file, line_no, opts, out);
+                p.host_entry(name, line);
             }
         } else {
-            let mut fields = line.split_whitespace();
-            let first = fields.next().unwrap_or("");
-            if let Some(extra) = fields.next() {
-                // A hosts line inside a plain list is common enough to accept.
-                if is_hosts_address(first) {
-                    entry(extra, file, line_no, opts, out);
-                    for more in fields {
-                        entry(more, file, line_no, opts, out);
-                    }
-                } else {
-                    out.error(
-                        file,
-                        line_no,
-                        format!("{line:?}: one name per line expected"),
-                    );
-                }
-                continue;
-            }
-            entry(first, file, line_no, opts, out);
+            p.plain_entry(first, line);
         }
     }
 }
 
-/// One entry of a plain or hosts list.
-fn entry(text: &str, file: &Path, line: usize, opts: &Options, out: &mut ParseOutcome) {
-    let mut kind = opts.bare_kind;
-    let mut action = None;
-    let mut s = text;
-    // Adblock syntax: ||name^ (with optional $options), @@||name^ for exceptions.
-    if let Some(rest) = s.strip_prefix("@@") {
-        action = Some(Action::Pass);
-        s = rest;
-    }
-    if let Some(rest) = s.strip_prefix("||") {
-        kind = Kind::Subtree;
-        s = rest;
-        match s.find('^') {
-            Some(i) => s = &s[..i],
-            None => {
-                out.error(file, line, format!("{text:?}: adblock rule without `^`"));
-                return;
-            }
-        }
-    } else if action.is_some() {
-        out.error(
-            file,
-            line,
-            format!("{text:?}: `@@` only goes with `||name^`"),
-        );
-        return;
-    }
-    if let Some(rest) = s.strip_prefix("*.") {
-        kind = Kind::Below;
-        s = rest;
-    }
-    let reduced;
-    if let Some(r) = reduce_url(s) {
-        out.warn(file, line, format!("{text:?} reduced to its host {r:?}"));
-        reduced = r;
-        s = &reduced;
-    }
-    match normalize_name(s) {
-        Ok(name) => out.rules.push(ParsedRule {
+struct Parser<'a> {
+    file: &'a Arc<Path>,
+    opts: &'a Options,
+    out: &'a mut ParseOutcome,
+}
+
+impl Parser<'_> {
+    fn push(&mut self, name: Name, kind: Kind, action: Option<Action>, qtypes: u16, line: usize) {
+        self.out.rules.push(ParsedRule {
             name,
             kind,
             action,
-            qtypes: QTYPES_ALL,
-            sinkhole: None,
-            file: file.to_path_buf(),
+            qtypes,
+            sinkhole_v4: None,
+            sinkhole_v6: None,
+            file: self.file.clone(),
             line,
-        }),
-        Err(e) => out.error(file, line, format!("{text:?}: {e}")),
+        });
     }
+
+    fn error(&mut self, line: usize, text: &str, why: impl std::fmt::Display) {
+        self.out.error(self.file, line, format!("{text:?}: {why}"));
+    }
+
+    /// A name of a hosts line: `name` or `*.name`.
+    fn host_entry(&mut self, text: &str, line: usize) {
+        let (s, kind) = match text.strip_prefix("*.") {
+            Some(rest) => (rest, Kind::Below),
+            None => (text, self.opts.bare_kind),
+        };
+        match normalize_name(s) {
+            Ok(name) => self.push(name, kind, None, QTYPES_ALL, line),
+            Err(e) => self.error(line, text, e),
+        }
+    }
+
+    /// One entry of a plain list.
+    fn plain_entry(&mut self, text: &str, line: usize) {
+        if let Some(rest) = text.strip_prefix("@@") {
+            match rest.strip_prefix("||") {
+                Some(rule) => self.adblock(text, rule, Some(Action::Pass), line),
+                None => self.error(line, text, "`@@` only goes with `@@||name^`"),
+            }
+            return;
+        }
+        if let Some(rule) = text.strip_prefix("||") {
+            self.adblock(text, rule, None, line);
+            return;
+        }
+        if text.contains('#')
+            && ["##", "#@#", "#?#", "#$#", "#%#"]
+                .iter()
+                .any(|m| text.contains(m))
+        {
+            self.out.skip_unsupported(
+                "adblock cosmetic",
+                self.file,
+                line,
+                format!("{text:?}: adblock cosmetic rule (page content, not DNS); skipped"),
+            );
+            return;
+        }
+        let (s, kind) = if let Some(rest) = text.strip_prefix("*.") {
+            (rest, Kind::Below)
+        } else if let Some(rest) = text
+            .strip_prefix('.')
+            .filter(|r| !r.is_empty() && !r.starts_with('.'))
+        {
+            // Squid-style `.example.com`: the domain and everything below it.
+            (rest, Kind::Subtree)
+        } else {
+            (text, self.opts.bare_kind)
+        };
+        // The common case: nothing URL-like in the entry.
+        if !s
+            .bytes()
+            .any(|b| matches!(b, b'/' | b':' | b'?' | b'#' | b'@' | b'['))
+        {
+            match normalize_name(s) {
+                Ok(name) => self.push(name, kind, None, QTYPES_ALL, line),
+                Err(e) => self.error(line, text, e),
+            }
+            return;
+        }
+        if is_address(s) || is_address(s.split_once('/').map_or(s, |(a, _)| a)) {
+            // Also `192.0.2.0/24` and `[2001:db8::1]`.
+            self.error(line, text, NameError::Address);
+            return;
+        }
+        let host = match url_host(s) {
+            Ok(h) => h,
+            Err(why) => {
+                self.error(line, text, why);
+                return;
+            }
+        };
+        if is_address(host) {
+            self.error(line, text, NameError::Address);
+            return;
+        }
+        match normalize_name(host) {
+            Ok(name) => {
+                self.out.warn(
+                    self.file,
+                    line,
+                    format!("{text:?}: URL reduced to its host {name}"),
+                );
+                self.push(name, kind, None, QTYPES_ALL, line);
+            }
+            Err(e) => self.error(line, text, format_args!("host {host:?} of the URL: {e}")),
+        }
+    }
+
+    /// `||name^[$modifiers]` after the `||` (and `@@`).
+    fn adblock(&mut self, text: &str, rule: &str, action: Option<Action>, line: usize) {
+        let Some((host, tail)) = rule.split_once('^') else {
+            let why = if rule.contains('/') {
+                "adblock rule with a path: not a domain rule"
+            } else {
+                "adblock rule without `^` (`||name` alone also matches other names that start with it); write `||name^`"
+            };
+            self.error(line, text, why);
+            return;
+        };
+        let modifiers = match tail.strip_prefix('|').unwrap_or(tail) {
+            "" => "",
+            t => match t.strip_prefix('$') {
+                Some(m) => m,
+                None => {
+                    self.error(line, text, "unexpected text after `^` (only `$modifiers`)");
+                    return;
+                }
+            },
+        };
+        let mut qtypes = QTYPES_ALL;
+        for m in modifiers.split(',').filter(|m| !m.is_empty()) {
+            let (key, value) = m.split_once('=').unwrap_or((m, ""));
+            match key.to_ascii_lowercase().as_str() {
+                "important" => {}
+                "dnstype" => match dnstypes(value) {
+                    Some(q) => qtypes = q,
+                    None => {
+                        self.error(line, text, format_args!("bad `$dnstype={value}`"));
+                        return;
+                    }
+                },
+                other => {
+                    let what = format!("adblock ${other}");
+                    self.out.skip_unsupported(
+                        &what,
+                        self.file,
+                        line,
+                        format!("{text:?}: modifier `${other}` is not supported; rule skipped"),
+                    );
+                    return;
+                }
+            }
+        }
+        if host.contains('/') {
+            self.error(line, text, "adblock rule with a path: not a domain rule");
+            return;
+        }
+        let (s, kind) = match host.strip_prefix("*.") {
+            Some(rest) => (rest, Kind::Below),
+            None => (host, Kind::Subtree),
+        };
+        match normalize_name(s) {
+            Ok(name) => self.push(name, kind, action, qtypes, line),
+            Err(e) => self.error(line, text, e),
+        }
+    }
+}
+
+/// `$dnstype=A|AAAA` or `$dnstype=~A|~MX` as a qtype bit set.
+fn dnstypes(value: &str) -> Option<u16> {
+    let mut plus = 0u16;
+    let mut minus = 0u16;
+    for t in value.split('|') {
+        let (neg, t) = match t.strip_prefix('~') {
+            Some(t) => (true, t),
+            None => (false, t),
+        };
+        let rtype = domain::base::Rtype::from_str(t).ok()?;
+        let bit = qtype_bit(rtype.to_int());
+        if neg {
+            minus |= bit;
+        } else {
+            plus |= bit;
+        }
+    }
+    let set = if plus == 0 { QTYPES_ALL } else { plus } & !minus;
+    (set != 0).then_some(set)
+}
+
+/// The host of a URL-like entry (`https://user@Host:8443/path?q#f`, `host/path`,
+/// `host:443`): scheme, user info (only after a scheme), port, path, query and fragment
+/// removed.
+fn url_host(s: &str) -> Result<&str, &'static str> {
+    let (rest, had_scheme) = match s.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            (rest, true)
+        }
+        Some(_) => return Err("not a URL nor a host name"),
+        None => (s, false),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = match authority.rsplit_once('@') {
+        Some((_, h)) if had_scheme => h,
+        Some(_) => return Err("`@` cannot be in a host name (an e-mail address?)"),
+        None => authority,
+    };
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return Ok(v6.split(']').next().unwrap_or_default());
+    }
+    let host = match host_port.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return Err("`:` cannot be in a host name (a port is digits only)"),
+        None => host_port,
+    };
+    if host.is_empty() {
+        return Err("URL without a host");
+    }
+    Ok(host)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use blocker_common::{Action, Kind};
+    use blocker_common::{qtype_bit, Action, Kind, QTYPES_ALL};
 
-    use crate::{parse_str, Format, Options};
+    use crate::{parse_str, Format, Options, ParseOutcome};
 
-    fn names(out: &crate::ParseOutcome) -> Vec<(String, Kind, Option<Action>)> {
+    fn names(out: &ParseOutcome) -> Vec<(String, Kind, Option<Action>)> {
         out.rules
             .iter()
             .map(|r| (r.name.to_string(), r.kind, r.action))
             .collect()
     }
 
-    #[test]
-    fn a_court_list_in_the_wild() {
-        let text = "\u{feff}# Elenco AGCOM\r\nPirate-Streams.example.\r\n\r\n  mirror.example   # trailing comment\r\n||adblock.example^$important\r\n@@||ok.adblock.example^\r\n*.wild.example\r\nhttps://User@Www.Football.example:8443/live?x=1#y\r\nexample.net/path\r\nexample.org:443\r\nbücher.example\r\npirate-streams.example\r\n! adblock comment\r\n";
-        let out = parse_str(
+    fn plain(text: &str) -> ParseOutcome {
+        parse_str(
             text,
-            Path::new("order.txt"),
+            Path::new("list.txt"),
             Format::Plain,
             &Options::default(),
-        );
+        )
+    }
+
+    fn messages(d: &[crate::Diagnostic]) -> Vec<String> {
+        d.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_court_list_in_the_wild() {
+        // BOM, CRLF, comments of all sorts, URLs, IDN, adblock lines, duplicates.
+        let text = "\u{feff}# Elenco AGCOM — provvedimento 123/2026\r\n\
+            Pirate-Streams.example.\r\n\
+            \r\n\
+            \t  mirror.example   # trailing comment\r\n\
+            ||adblock.example^$important\r\n\
+            @@||ok.adblock.example^\r\n\
+            *.wild.example\r\n\
+            https://User@Www.Football.example:8443/live?x=1#y\r\n\
+            example.net/path/to/page.html\r\n\
+            example.org:443\r\n\
+            bücher.example\r\n\
+            pirate-streams.example\r\n\
+            ! adblock comment\r\n\
+            [Adblock Plus 2.0]\r\n\
+            http://ÄÖÜ.example/\r\n\
+            streaming\u{3002}example\r\n\
+            _dmarc.mail.example\r\n\
+            .squid.example\r\n\
+            PIRATE-STREAMS.EXAMPLE\r\n";
+        let out = plain(text);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
             names(&out),
@@ -221,27 +402,33 @@ mod tests {
                 ("example.net".into(), Kind::Subtree, None),
                 ("example.org".into(), Kind::Subtree, None),
                 ("xn--bcher-kva.example".into(), Kind::Subtree, None),
+                ("xn--4ca0bs.example".into(), Kind::Subtree, None),
+                ("streaming.example".into(), Kind::Subtree, None),
+                ("_dmarc.mail.example".into(), Kind::Subtree, None),
+                ("squid.example".into(), Kind::Subtree, None),
             ]
         );
-        assert_eq!(out.duplicates, 1);
-        assert_eq!(
-            out.warnings.len(),
-            3,
-            "three URLs reduced: {:?}",
-            out.warnings
+        assert_eq!(out.duplicates, 2);
+        let w = messages(&out.warnings);
+        assert_eq!(w.len(), 4, "four URLs reduced: {w:#?}");
+        assert!(
+            w[0].starts_with("list.txt:8: ") && w[0].contains("www.football.example"),
+            "{}",
+            w[0]
         );
-        assert!(out.warnings[0].to_string().starts_with("order.txt:8: "));
         assert_eq!(out.rules[1].line, 4);
+        assert_eq!(out.rules[0].line, 2);
+        assert!(out.rules.iter().all(|r| r.qtypes == QTYPES_ALL));
     }
 
     #[test]
-    fn exact_when_asked() {
+    fn bare_kind_is_an_option() {
         let opts = Options {
             bare_kind: Kind::Exact,
             ..Options::default()
         };
         let out = parse_str(
-            "a.example\n*.b.example\n",
+            "a.example\n*.b.example\n||c.example^\n0.0.0.0 d.example\n",
             Path::new("l"),
             Format::Plain,
             &opts,
@@ -250,43 +437,141 @@ mod tests {
             names(&out),
             vec![
                 ("a.example".into(), Kind::Exact, None),
-                ("b.example".into(), Kind::Below, None)
+                ("b.example".into(), Kind::Below, None),
+                ("c.example".into(), Kind::Subtree, None),
+                ("d.example".into(), Kind::Exact, None),
             ]
         );
     }
 
     #[test]
-    fn invalid_entries_name_file_and_line() {
-        let long = "a".repeat(64);
-        let text = format!("ok.example\n{long}.example\nbad..example\nhas space.example x\nuser@\n192.0.2.1\na.*.example\n{}\n", vec!["abcdefghij"; 26].join("."));
-        let out = parse_str(
-            &text,
-            Path::new("list.txt"),
-            Format::Plain,
-            &Options::default(),
+    fn every_invalid_entry_names_file_line_and_reason() {
+        let l64 = "a".repeat(64);
+        let long = ["abcdefghij"; 26].join(".");
+        let cases: Vec<(String, &str)> = vec![
+            (format!("{l64}.example"), "label of 64 bytes"),
+            ("bad..example".into(), "empty label"),
+            ("has space.example x".into(), "one name per line"),
+            ("user@example.com".into(), "`@`"),
+            ("192.0.2.1".into(), "IP address, not a domain name"),
+            ("2001:db8::1".into(), "IP address"),
+            ("[2001:db8::1]".into(), "IP address"),
+            ("http://[2001:db8::1]:80/x".into(), "IP address"),
+            ("192.0.2.0/24".into(), "IP address"),
+            ("https://192.0.2.1/path".into(), "IP address"),
+            ("a.*.example".into(), "`*`"),
+            ("*bad.example".into(), "`*`"),
+            ("*.*.example".into(), "`*`"),
+            ("*".into(), "`*`"),
+            (long, "wire form"),
+            ("a,b.example".into(), "','"),
+            ("ctl\u{7}.example".into(), "'\\u{7}'"),
+            ("semi;colon.example".into(), "';'"),
+            ("||nocaret.example".into(), "without `^`"),
+            ("||x.example/ads/^".into(), "path"),
+            ("@@bare.example".into(), "`@@`"),
+            ("||x.example^junk".into(), "after `^`"),
+            ("example.com:http".into(), "port"),
+            ("https:///path".into(), "without a host"),
+            ("x\u{3000}y.example".into(), "one name per line"),
+            ("ab\u{200d}.\u{0661}1.example".into(), "IDNA"),
+            ("..".into(), "empty label"),
+            (".".into(), "root"),
+            ("||x.example^$dnstype=BOGUS".into(), "dnstype"),
+        ];
+        let mut text = String::from("ok.example\n");
+        for (c, _) in &cases {
+            text.push_str(c);
+            text.push('\n');
+        }
+        let out = plain(&text);
+        assert_eq!(
+            names(&out),
+            vec![("ok.example".into(), Kind::Subtree, None)]
         );
-        assert_eq!(out.rules.len(), 1);
-        let msgs: Vec<String> = out.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(msgs.len(), 7, "{msgs:#?}");
-        assert!(
-            msgs[0].starts_with("list.txt:2: ") && msgs[0].contains("label of 64 bytes"),
-            "{}",
-            msgs[0]
+        let msgs = messages(&out.errors);
+        assert_eq!(msgs.len(), cases.len(), "{msgs:#?}");
+        for (i, ((entry, want), msg)) in cases.iter().zip(&msgs).enumerate() {
+            let prefix = format!("list.txt:{}: ", i + 2);
+            assert!(
+                msg.starts_with(&prefix) && msg.contains(want),
+                "{entry:?}: {msg} (wanted {prefix}… {want})"
+            );
+        }
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn limits_are_exact() {
+        let l63 = "a".repeat(63);
+        let max = [l63.as_str(); 3].join(".") + "." + &"b".repeat(61);
+        let out = plain(&format!("{max}\n{max}.\n{l63}.example\n"));
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.rules.len(), 2);
+        assert_eq!(out.duplicates, 1);
+    }
+
+    #[test]
+    fn adblock_modifiers() {
+        let out = plain(
+            "||a.example^$important\n\
+             ||v6.example^$dnstype=AAAA\n\
+             ||nota.example^$dnstype=~A\n\
+             ||tp.example^$third-party\n\
+             ||rw.example^$dnsrewrite=NOERROR;A;192.0.2.1\n\
+             ||*.sub.example^\n\
+             ||pipe.example^|\n\
+             example.com##.banner\n",
         );
-        assert!(msgs[1].starts_with("list.txt:3: ") && msgs[1].contains("empty label"));
-        assert!(msgs[2].starts_with("list.txt:4: "));
-        assert!(msgs[4].contains("IP address"));
-        assert!(msgs[5].contains("`*`"));
-        assert!(
-            msgs[6].starts_with("list.txt:8: ") && msgs[6].contains("wire form"),
-            "{}",
-            msgs[6]
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            names(&out),
+            vec![
+                ("a.example".into(), Kind::Subtree, None),
+                ("v6.example".into(), Kind::Subtree, None),
+                ("nota.example".into(), Kind::Subtree, None),
+                ("sub.example".into(), Kind::Below, None),
+                ("pipe.example".into(), Kind::Subtree, None),
+            ]
         );
+        assert_eq!(out.rules[1].qtypes, qtype_bit(28));
+        assert_eq!(out.rules[2].qtypes, QTYPES_ALL & !qtype_bit(1));
+        assert_eq!(out.unsupported.get("adblock $third-party"), Some(&1));
+        assert_eq!(out.unsupported.get("adblock $dnsrewrite"), Some(&1));
+        assert_eq!(out.unsupported.get("adblock cosmetic"), Some(&1));
+        assert_eq!(out.warnings.len(), 3);
+        assert!(out.warnings[0].to_string().starts_with("list.txt:4: "));
     }
 
     #[test]
     fn hosts_files() {
-        let text = "# hosts\n127.0.0.1 localhost\n::1 ip6-localhost ip6-loopback\n0.0.0.0 0.0.0.0\n0.0.0.0\tads.example tracker.example # two\n127.0.0.1 Malware.example.\n0 zero.example\n:: v6.example\nnotanip bad.example\n";
+        // Shaped like the StevenBlack / someonewhocares lists.
+        let text = "# Title: StevenBlack/hosts\n\
+            #\n\
+            127.0.0.1 localhost\n\
+            127.0.0.1 localhost.localdomain\n\
+            127.0.0.1 local\n\
+            255.255.255.255 broadcasthost\n\
+            ::1 localhost ip6-localhost ip6-loopback\n\
+            fe80::1%lo0 localhost\n\
+            ff00::0 ip6-localnet\n\
+            ff00::0 ip6-mcastprefix\n\
+            ff02::1 ip6-allnodes\n\
+            ff02::2 ip6-allrouters\n\
+            ff02::3 ip6-allhosts\n\
+            0.0.0.0 0.0.0.0\n\
+            \n\
+            # Custom host records are listed here.\n\
+            # End of custom host records.\n\
+            0.0.0.0\tads.example tracker.example # two on a line\r\n\
+            127.0.0.1 Malware.example.\n\
+            0 zero.example\n\
+            :: v6.example\n\
+            0.0.0.0 ads.example\n\
+            notanip bad.example\n\
+            0.0.0.0 bad..example\n\
+            0.0.0.0 192.0.2.1\n\
+            0.0.0.0 *.wild.example\n";
         let out = parse_str(text, Path::new("hosts"), Format::Hosts, &Options::default());
         let n: Vec<String> = out.rules.iter().map(|r| r.name.to_string()).collect();
         assert_eq!(
@@ -296,59 +581,56 @@ mod tests {
                 "tracker.example",
                 "malware.example",
                 "zero.example",
-                "v6.example"
+                "v6.example",
+                "wild.example",
             ]
         );
-        assert_eq!(out.errors.len(), 1);
-        assert!(out.errors[0].to_string().starts_with("hosts:9: "));
+        assert_eq!(out.rules[5].kind, Kind::Below);
+        assert_eq!(out.rules[0].line, 18);
+        assert_eq!(out.duplicates, 1);
+        let msgs = messages(&out.errors);
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].starts_with("hosts:23: ") && msgs[0].contains("address"));
+        assert!(msgs[1].starts_with("hosts:24: ") && msgs[1].contains("empty label"));
+        assert!(msgs[2].starts_with("hosts:25: ") && msgs[2].contains("IP address"));
     }
 
     #[test]
     fn conflicting_duplicates_are_errors() {
-        let out = parse_str(
-            "a.example\n@@||a.example^\n",
-            Path::new("l"),
-            Format::Plain,
-            &Options::default(),
-        );
+        let out = plain("a.example\n@@||a.example^\n");
         assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
-        assert!(out.errors[0].message.contains("conflicts with line 1"));
+        assert!(
+            out.errors[0].to_string().starts_with("list.txt:2: ")
+                && out.errors[0].message.contains("conflicts with line 1"),
+            "{}",
+            out.errors[0]
+        );
+        assert_eq!(out.rules.len(), 1);
+        // Same name, another kind: two rules.
+        let out = plain("a.example\n*.a.example\n");
+        assert_eq!(out.rules.len(), 2);
     }
 
     #[test]
-    fn detects_formats() {
-        use crate::detect_format;
-        assert_eq!(
-            detect_format(Path::new("x.txt"), "# c\n0.0.0.0 a.example\n"),
-            Format::Hosts
-        );
-        assert_eq!(
-            detect_format(Path::new("x.txt"), "a.example\n"),
-            Format::Plain
-        );
-        assert_eq!(
-            detect_format(Path::new("x.txt"), "$TTL 300\n@ SOA a. b. 1 1 1 1 1\n"),
-            Format::Rpz
-        );
-        assert_eq!(
-            detect_format(Path::new("x.rpz"), "a.example CNAME .\n"),
-            Format::Rpz
-        );
-        assert_eq!(
-            detect_format(Path::new("x"), "bad.example 300 IN CNAME .\n"),
-            Format::Rpz
-        );
-    }
-
-    #[test]
-    #[ignore = "timing: run with --ignored --nocapture to see the figure"]
+    #[ignore = "timing: cargo test --release -p blocker-lists -- --ignored --nocapture"]
     fn a_million_lines() {
         let text: String = (0..1_000_000)
             .map(|i| format!("site{i}.piracy{}.example\n", i % 997))
             .collect();
         let t = std::time::Instant::now();
         let out = parse_str(&text, Path::new("big"), Format::Plain, &Options::default());
-        println!("1,000,000 lines parsed in {:?}", t.elapsed());
+        println!(
+            "1,000,000 plain lines ({} MB) parsed in {:?}",
+            text.len() / 1_000_000,
+            t.elapsed()
+        );
+        assert_eq!(out.rules.len(), 1_000_000);
+        let text: String = (0..1_000_000)
+            .map(|i| format!("0.0.0.0 ads{i}.tracker{}.example\n", i % 997))
+            .collect();
+        let t = std::time::Instant::now();
+        let out = parse_str(&text, Path::new("big"), Format::Hosts, &Options::default());
+        println!("1,000,000 hosts lines parsed in {:?}", t.elapsed());
         assert_eq!(out.rules.len(), 1_000_000);
     }
 }

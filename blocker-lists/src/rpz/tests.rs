@@ -1,0 +1,510 @@
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+};
+
+use blocker_common::{Action, Kind};
+
+use crate::{parse_file, parse_str, Format, Options, ParseOutcome};
+
+fn rules(out: &ParseOutcome) -> Vec<(String, Kind, Action, usize)> {
+    out.rules
+        .iter()
+        .map(|r| {
+            (
+                r.name.to_string(),
+                r.kind,
+                r.action.unwrap_or(Action::None),
+                r.line,
+            )
+        })
+        .collect()
+}
+
+fn msgs(d: &[crate::Diagnostic]) -> Vec<String> {
+    d.iter().map(|e| e.to_string()).collect()
+}
+
+fn rpz(text: &str) -> ParseOutcome {
+    parse_str(text, Path::new("z.rpz"), Format::Rpz, &Options::default())
+}
+
+/// A scratch directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("blk-rpz-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        Dir(d)
+    }
+
+    fn write(&self, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("dir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A court-order RPZ as a regulator would publish it for BIND/Unbound/Knot.
+const ORDER: &str = r#"; Response Policy Zone — court order 12345/2026
+$TTL 300
+$ORIGIN rpz.isp.example.
+@   IN SOA ns1.isp.example. hostmaster.isp.example. (
+        2026112201 ; serial
+        3600       ; refresh
+        900        ; retry
+        604800     ; expire
+        300 )      ; minimum
+    IN NS  ns1.isp.example.
+    IN NS  ns2.isp.example.
+
+; --- QNAME triggers
+bad.example             CNAME .
+*.bad.example           CNAME .
+Nodata.Example          CNAME *.
+ok.bad.example          CNAME rpz-passthru.
+drop.example            CNAME rpz-drop.
+tcp.example      60  IN CNAME rpz-tcp-only.
+sink.example            A     192.0.2.1
+                        AAAA  2001:db8::1
+legacy.example          CNAME legacy.example.
+bad.example.rpz.isp.example. CNAME .
+walled.example          CNAME garden.isp.example.
+oops.example            CNAME rpz-drop
+txt.example             TXT   "court order 12345/2026"
+@                       TXT   "apex data is not a trigger"
+
+; --- triggers blocker does not implement
+32.1.2.0.192.rpz-ip     CNAME .
+24.0.100.51.198.rpz-ip  CNAME .
+ns.bad.example.rpz-nsdname CNAME .
+32.53.2.0.192.rpz-nsip  CNAME .
+32.1.2.0.10.rpz-client-ip CNAME rpz-drop.
+
+$INCLUDE more/extra.rpz
+$INCLUDE more/other-zone.rpz sub.rpz.isp.example.
+after-include.example   CNAME .
+"#;
+
+#[test]
+fn a_court_order_zone() {
+    let dir = Dir::new("order");
+    dir.write(
+        "more/extra.rpz",
+        "; included: names relative to the including origin\nextra.example CNAME .\n*.extra.example CNAME .\n",
+    );
+    dir.write(
+        "more/other-zone.rpz",
+        "in-other CNAME .\nabs.rpz.isp.example. CNAME rpz-drop.\n",
+    );
+    let main = dir.write("order.rpz", ORDER);
+    let out = parse_file(&main, None, &Options::default()).expect("readable");
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("bad.example".into(), Kind::Exact, Action::Nxdomain, 14),
+            ("bad.example".into(), Kind::Below, Action::Nxdomain, 15),
+            ("nodata.example".into(), Kind::Exact, Action::Nodata, 16),
+            ("ok.bad.example".into(), Kind::Exact, Action::Pass, 17),
+            ("drop.example".into(), Kind::Exact, Action::Drop, 18),
+            ("tcp.example".into(), Kind::Exact, Action::Tc, 19),
+            ("sink.example".into(), Kind::Exact, Action::Sinkhole, 20),
+            ("legacy.example".into(), Kind::Exact, Action::Pass, 22),
+            ("extra.example".into(), Kind::Exact, Action::Nxdomain, 2),
+            ("extra.example".into(), Kind::Below, Action::Nxdomain, 3),
+            ("in-other.sub".into(), Kind::Exact, Action::Nxdomain, 1),
+            ("abs".into(), Kind::Exact, Action::Drop, 2),
+            (
+                "after-include.example".into(),
+                Kind::Exact,
+                Action::Nxdomain,
+                38
+            ),
+        ]
+    );
+    let sink = &out.rules[6];
+    assert_eq!(sink.sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    assert_eq!(
+        sink.sinkhole_v6,
+        Some("2001:db8::1".parse::<Ipv6Addr>().expect("v6"))
+    );
+    assert!(out.rules[8].file.ends_with("more/extra.rpz"));
+    assert!(out.rules[0].file.ends_with("order.rpz"));
+    // Line 23 repeats line 14 with an absolute owner.
+    assert_eq!(out.duplicates, 1);
+    let u = &out.unsupported;
+    assert_eq!(u.get("rpz-ip"), Some(&2));
+    assert_eq!(u.get("rpz-nsdname"), Some(&1));
+    assert_eq!(u.get("rpz-nsip"), Some(&1));
+    assert_eq!(u.get("rpz-client-ip"), Some(&1));
+    assert_eq!(u.get("cname-rewrite"), Some(&2));
+    assert_eq!(u.get("local-data TXT"), Some(&1));
+    let w = msgs(&out.warnings);
+    assert_eq!(w.len(), 4, "{w:#?}");
+    assert!(w[0].ends_with("order.rpz:24: walled.example: CNAME to garden.isp.example. (a rewrite) is not supported; skipped"), "{}", w[0]);
+    assert!(
+        w[1].contains("order.rpz:25: ") && w[1].contains("did you mean `rpz-drop.`"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("order.rpz:26: ") && w[2].contains("TXT"),
+        "{}",
+        w[2]
+    );
+    assert!(
+        w[3].contains("order.rpz:27: ") && w[3].contains("apex"),
+        "{}",
+        w[3]
+    );
+}
+
+#[test]
+fn include_outside_the_zone_is_an_error() {
+    let dir = Dir::new("outside");
+    dir.write("inc.rpz", "in-other CNAME .\n");
+    let main = dir.write(
+        "main.rpz",
+        "$ORIGIN rpz.local.\n@ SOA ns. host. 1 1 1 1 1\n$INCLUDE inc.rpz other.example.\n",
+    );
+    let out = parse_file(&main, None, &Options::default()).expect("readable");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("inc.rpz:1: in-other.other.example is outside the zone rpz.local"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn includes_loops_and_missing_files() {
+    let dir = Dir::new("loops");
+    let a = dir.write("a.rpz", "a.example CNAME .\n$INCLUDE b.rpz\n");
+    dir.write(
+        "b.rpz",
+        "b.example CNAME .\n$INCLUDE a.rpz\n$INCLUDE missing.rpz\n",
+    );
+    let out = parse_file(&a, None, &Options::default()).expect("readable");
+    assert_eq!(out.rules.len(), 2);
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].contains("b.rpz:2: $INCLUDE") && e[0].contains("a.rpz: include loop"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].contains("b.rpz:3: $INCLUDE: ") && e[1].contains("missing.rpz"),
+        "{}",
+        e[1]
+    );
+
+    let self_inc = dir.write("self.rpz", "$INCLUDE self.rpz\n");
+    let out = parse_file(&self_inc, None, &Options::default()).expect("readable");
+    assert_eq!(out.errors.len(), 1, "{:?}", out.errors);
+    assert!(out.errors[0].to_string().contains("include loop"));
+
+    // The same file twice (not nested) is no loop: its rules are duplicates.
+    let twice = dir.write("twice.rpz", "$INCLUDE c.rpz\n$INCLUDE c.rpz\n");
+    dir.write("c.rpz", "c.example CNAME .\n");
+    let out = parse_file(&twice, None, &Options::default()).expect("readable");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!((out.rules.len(), out.duplicates), (1, 1));
+
+    // Not UTF-8: the included file, its line and byte are named.
+    dir.write(
+        "latin1.rpz",
+        b"ok.example CNAME .\nb\xfcd.example CNAME .\n",
+    );
+    let inc = dir.write("inc-latin1.rpz", "x.example CNAME .\n$INCLUDE latin1.rpz\n");
+    let out = parse_file(&inc, None, &Options::default()).expect("readable");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("inc-latin1.rpz:2: $INCLUDE: ") && e[0].contains("latin1.rpz:2: not UTF-8"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line_and_the_rest_is_read() {
+    let text = "$ORIGIN rpz.local.\n\
+        ok.example CNAME .\n\
+        bad-a.example A 999.1.1.1\n\
+        two.example CNAME . extra\n\
+        notype.example FOO bar\n\
+        $GENERATE 1-10 host$ CNAME .\n\
+        multi.example CNAME (\n\
+            . )\n\
+        bad-multi.example MX ( 10\n\
+            mail.example. ) trailing\n\
+        \x20   A 192.0.2.1\n\
+        last.example CNAME .\n\
+        broken.example CNAME ( .\n";
+    let out = rpz(text);
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("ok.example".into(), Kind::Exact, Action::Nxdomain, 2),
+            ("multi.example".into(), Kind::Exact, Action::Nxdomain, 7),
+            ("last.example".into(), Kind::Exact, Action::Nxdomain, 12),
+        ]
+    );
+    let e = msgs(&out.errors);
+    let want = [
+        ("z.rpz:3: ", "bad-a.example A 999.1.1.1"),
+        ("z.rpz:4: ", "unexpected text after the record data"),
+        ("z.rpz:5: ", "expected a record type"),
+        ("z.rpz:6: ", "$GENERATE"),
+        ("z.rpz:10: ", "unexpected text"),
+        ("z.rpz:11: ", "no owner"),
+        ("z.rpz:13: ", "never closed"),
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, (prefix, part)) in e.iter().zip(want) {
+        assert!(
+            got.starts_with(prefix) && got.contains(part),
+            "{got} (wanted {prefix}… {part})"
+        );
+    }
+}
+
+#[test]
+fn conflicts_and_duplicates() {
+    let out = rpz("a.example CNAME .\n\
+        a.example A 192.0.2.1\n\
+        b.example CNAME .\n\
+        b.example CNAME rpz-drop.\n\
+        c.example A 192.0.2.1\n\
+        c.example CNAME rpz-passthru.\n\
+        d.example CNAME .\n\
+        d.example CNAME .\n\
+        e.example A 192.0.2.1\n\
+        e.example A 192.0.2.1\n\
+        e.example A 192.0.2.2\n\
+        *.e.example A 192.0.2.9\n\
+        f.example CNAME .\n\
+        f.example CNAME garden.example.\n");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "z.rpz:2: a.example: local data conflicts with the CNAME policy (nxdomain) at line 1"
+        ),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("z.rpz:4: b.example: CNAME policy drop conflicts with nxdomain at line 3"),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].starts_with(
+            "z.rpz:6: c.example: CNAME policy (pass) conflicts with the local data at line 5"
+        ),
+        "{}",
+        e[2]
+    );
+    assert!(
+        e[3].starts_with("z.rpz:14: f.example: CNAME garden.example. conflicts"),
+        "{}",
+        e[3]
+    );
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("d.example".into(), Kind::Exact, Action::Nxdomain, 7),
+            ("e.example".into(), Kind::Exact, Action::Sinkhole, 9),
+            ("e.example".into(), Kind::Below, Action::Sinkhole, 12),
+        ]
+    );
+    assert_eq!(out.duplicates, 2);
+    let w = msgs(&out.warnings);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with("z.rpz:9: e.example: 2 A and 0 AAAA records"),
+        "{}",
+        w[0]
+    );
+}
+
+#[test]
+fn apex_from_origin_option_or_nothing() {
+    // No SOA: the $ORIGIN in force at the first record is the apex.
+    let out = rpz("$ORIGIN rpz.local.\nbad.example CNAME .\nfull.example.rpz.local. CNAME .\n");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let names: Vec<String> = out.rules.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(names, ["bad.example", "full.example"]);
+
+    // The option: relative owners and absolute ones under it.
+    let opts = Options {
+        rpz_origin: Some("RPZ.Local".into()),
+        ..Options::default()
+    };
+    let out = parse_str(
+        "@ SOA ns. host. 1 1 1 1 1\n@ NS ns.\nbad.example CNAME .\nx.example.rpz.local. CNAME rpz-drop.\ny.example.elsewhere. CNAME .\n",
+        Path::new("z.rpz"),
+        Format::Rpz,
+        &opts,
+    );
+    let names: Vec<String> = out.rules.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(names, ["bad.example", "x.example"]);
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with("z.rpz:5: y.example.elsewhere is outside the zone rpz.local"),
+        "{}",
+        e[0]
+    );
+
+    // Neither: owners as they are (a BIND file whose origin is in named.conf).
+    let out = rpz("@ SOA ns. host. 1 1 1 1 1\nbad.example CNAME .\n*.bad.example CNAME .\n");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.rules.len(), 2);
+    assert_eq!(out.rules[1].kind, Kind::Below);
+
+    // A bad option is an error about the file as a whole.
+    let opts = Options {
+        rpz_origin: Some("a..b".into()),
+        ..Options::default()
+    };
+    let out = parse_str("x CNAME .\n", Path::new("z.rpz"), Format::Rpz, &opts);
+    assert!(
+        out.errors[0].to_string().starts_with("z.rpz:0: RPZ origin"),
+        "{:?}",
+        out.errors
+    );
+}
+
+#[test]
+fn wildcards_and_odd_owners() {
+    let out = rpz("$ORIGIN rpz.local.\n\
+        @ SOA ns. host. 1 1 1 1 1\n\
+        * CNAME .\n\
+        a.*.example CNAME .\n\
+        *.example CNAME *.\n\
+        esc\\.aped.example CNAME .\n\
+        \\000bin.example CNAME .\n");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e[0].starts_with("z.rpz:3: ") && e[0].contains("`*` alone"));
+    assert!(e[1].starts_with("z.rpz:4: ") && e[1].contains("leftmost"));
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("example".into(), Kind::Below, Action::Nodata, 5),
+            (
+                "esc\\.aped.example".into(),
+                Kind::Exact,
+                Action::Nxdomain,
+                6
+            ),
+            ("\\000bin.example".into(), Kind::Exact, Action::Nxdomain, 7),
+        ]
+    );
+    assert_eq!(out.rules[1].name.label_count(), 2);
+}
+
+#[test]
+fn crlf_bom_and_no_final_newline() {
+    let out = rpz("\u{feff}$TTL 60\r\n; c\r\na.example CNAME .\r\nb.example CNAME rpz-drop.");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("a.example".into(), Kind::Exact, Action::Nxdomain, 3),
+            ("b.example".into(), Kind::Exact, Action::Drop, 4),
+        ]
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    // Odd bytes and shapes; whatever comes out, every error names a line of the text.
+    let pieces = [
+        "(",
+        ")",
+        "\"",
+        "\\",
+        ";",
+        "$ORIGIN",
+        "$INCLUDE",
+        "$TTL",
+        "@",
+        "*",
+        ".",
+        "CNAME",
+        "A",
+        "AAAA",
+        "TXT",
+        "SOA",
+        "IN",
+        "CH",
+        "300",
+        "1.2.3.4",
+        "::1",
+        "x.example",
+        "\n",
+        " ",
+        "\t",
+        "\r\n",
+        "\\000",
+        "\\.",
+        "rpz-ip",
+        "é",
+        "\u{0}",
+        "(\n",
+        "\"\n",
+        "\\\n",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..3000 {
+        let mut text = String::new();
+        for _ in 0..(seed % 24) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            if seed.is_multiple_of(3) {
+                text.push(' ');
+            }
+        }
+        seed = seed.wrapping_add(0x9e37_79b9);
+        let out = rpz(&text);
+        let lines = text.split('\n').count();
+        for d in out.errors.iter().chain(&out.warnings) {
+            assert!(d.line >= 1 && d.line <= lines, "{text:?}: {d}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "timing: cargo test --release -p blocker-lists -- --ignored --nocapture"]
+fn a_million_records() {
+    let mut text =
+        String::from("$TTL 300\n$ORIGIN rpz.local.\n@ SOA ns. host. 1 1 1 1 1\n@ NS ns.\n");
+    for i in 0..500_000 {
+        text.push_str(&format!("site{i}.piracy{}.example CNAME .\n", i % 997));
+        text.push_str(&format!("*.site{i}.piracy{}.example CNAME .\n", i % 997));
+    }
+    let t = std::time::Instant::now();
+    let out = rpz(&text);
+    println!("1,000,000 RPZ records parsed in {:?}", t.elapsed());
+    assert!(out.errors.is_empty());
+    assert_eq!(out.rules.len(), 1_000_000);
+}
