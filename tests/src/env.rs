@@ -275,6 +275,31 @@ impl Topology {
         }
     }
 
+    /// Attaches `b` to the edge veth (`mode`), and blocker's no-op program to the client end:
+    /// native XDP_TX on a veth reaches the peer only if the peer runs XDP as well.
+    pub fn attach(&self, b: &Blocker, mode: &str) -> String {
+        let out = b.ok(&[
+            "attach",
+            "--iface",
+            &self.edge_dev,
+            "--netns",
+            &self.edge.name,
+            "--mode",
+            mode,
+        ]);
+        if mode != "skb" {
+            b.ok(&[
+                "attach",
+                "--iface",
+                &self.client_dev,
+                "--netns",
+                &self.client.name,
+                "--noop",
+            ]);
+        }
+        out
+    }
+
     pub fn unbound_queries(&self) -> u64 {
         self.unbound.as_ref().expect("unbound running").queries()
     }

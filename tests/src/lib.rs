@@ -6,4 +6,5 @@ pub mod dns;
 pub mod env;
 pub mod packet;
 pub mod raw;
+pub mod reference;
 pub mod testrun;

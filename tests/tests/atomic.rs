@@ -61,15 +61,7 @@ fn replacing_a_large_list_under_traffic() {
         "n1.new.test. 300 IN A 192.0.2.66",
     ]);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach(&b, "native");
     let dir = std::env::temp_dir().join(unique("blkt-atomic"));
     std::fs::create_dir_all(&dir).expect("dir");
     let old: String = std::iter::once("stable.big.test\n".to_string())

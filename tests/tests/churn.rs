@@ -25,10 +25,13 @@ const UPDATES: usize = 1000;
 fn a_thousand_updates_under_traffic() {
     let mut t = Topology::new();
     // Every name under churn.test resolves in unbound, so a block can only come from blocker.
-    t.start_unbound(&["allowed.test. 300 IN A 192.0.2.10", "local-zone: \"churn.test.\" redirect", "churn.test. 300 IN A 192.0.2.77"]);
+    t.start_unbound(&[
+        "allowed.test. 300 IN A 192.0.2.10",
+        "local-zone: \"churn.test.\" redirect",
+        "churn.test. 300 IN A 192.0.2.77",
+    ]);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
+    t.attach(&b, "native");
 
     let done = Arc::new(AtomicBool::new(false));
     let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -40,15 +43,19 @@ fn a_thousand_updates_under_traffic() {
         assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
         let sock = UdpSocket::bind((CLIENT_V4, 0)).expect("bind");
         sock.connect((EDGE_V4, 53)).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
         let mut id = 0u16;
         let mut buf = [0u8; 512];
         while !d2.load(Ordering::Relaxed) {
             id = id.wrapping_add(1);
-            sock.send(&dns::query(id, "allowed.test", RecordType::A, None)).expect("send");
+            sock.send(&dns::query(id, "allowed.test", RecordType::A, None))
+                .expect("send");
             let answered = loop {
                 match sock.recv(&mut buf) {
-                    Ok(n) if n >= 4 && u16::from_be_bytes([buf[0], buf[1]]) == id => break Some(buf[3] & 0x0f),
+                    Ok(n) if n >= 4 && u16::from_be_bytes([buf[0], buf[1]]) == id => {
+                        break Some(buf[3] & 0x0f)
+                    }
                     Ok(_) => continue,
                     Err(_) => break None,
                 }
@@ -60,13 +67,25 @@ fn a_thousand_updates_under_traffic() {
         }
     });
 
-    let status = |name: &str| kdig(&t.client, EDGE_V4, name, "A", &["+retry=0", "+timeout=2"]).status.unwrap_or_default();
+    let status = |name: &str| {
+        kdig(&t.client, EDGE_V4, name, "A", &["+retry=0", "+timeout=2"])
+            .status
+            .unwrap_or_default()
+    };
     for i in 0..UPDATES / 2 {
         let name = format!("n{i}.churn.test");
         b.ok(&["rules", "add", &name, "--order", "churn"]);
-        assert_eq!(status(&name), "NXDOMAIN", "{name} leaked after its rules add returned");
+        assert_eq!(
+            status(&name),
+            "NXDOMAIN",
+            "{name} leaked after its rules add returned"
+        );
         b.ok(&["rules", "remove", &name, "--order", "churn"]);
-        assert_eq!(status(&name), "NOERROR", "{name} still blocked after its rules remove returned");
+        assert_eq!(
+            status(&name),
+            "NOERROR",
+            "{name} still blocked after its rules remove returned"
+        );
     }
     done.store(true, Ordering::Relaxed);
     traffic.join().expect("traffic");

@@ -96,15 +96,7 @@ fn operator_workflow() {
     let refs: Vec<&str> = data.iter().map(String::as_str).collect();
     t.start_unbound(&refs);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach(&b, "native");
     let lists = Lists::new();
 
     // Load an order.
@@ -359,15 +351,7 @@ fn prometheus_metrics_after_real_queries() {
     let mut t = Topology::new();
     t.start_unbound(&["ok.example. 300 IN A 192.0.2.10"]);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach(&b, "native");
     b.ok(&[
         "rules",
         "add",
@@ -455,15 +439,7 @@ fn block_events_with_sampling_and_privacy() {
     let mut t = Topology::new();
     t.start_unbound(&["ok.example. 300 IN A 192.0.2.10"]);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach(&b, "native");
     b.ok(&[
         "rules",
         "add",

@@ -33,32 +33,11 @@ fn setup(mode: &str) -> (Topology, Blocker) {
     let mut t = Topology::new();
     t.start_unbound(LOCAL_DATA);
     let b = Blocker::new();
-    let out = b.ok(&[
-        "attach",
-        "--iface",
-        &t.edge_dev,
-        "--netns",
-        &t.edge.name,
-        "--mode",
-        mode,
-    ]);
+    let out = t.attach(&b, mode);
     assert!(
         out.contains(&format!("attached ({mode})")),
         "attach output: {out}"
     );
-    if mode == "native" {
-        // Native XDP_TX on a veth reaches the peer only if the peer runs XDP as well.
-        b.ok(&[
-            "attach",
-            "--iface",
-            &t.client_dev,
-            "--netns",
-            &t.client.name,
-            "--noop",
-            "--mode",
-            "native",
-        ]);
-    }
     let dir = std::env::temp_dir().join(blocker_tests::env::unique("blkt-e2e"));
     std::fs::create_dir_all(&dir).expect("list dir");
     let list = dir.join("order.txt");

@@ -42,15 +42,7 @@ fn sigkill_during_a_large_load_leaves_old_or_new_whole() {
     let refs: Vec<&str> = data.iter().map(String::as_str).collect();
     t.start_unbound(&refs);
     let b = Blocker::new();
-    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach(&b, "native");
     let dir = std::env::temp_dir().join(unique("blkt-faults"));
     std::fs::create_dir_all(&dir).expect("dir");
     let write = |name: &str, tag: &str| {

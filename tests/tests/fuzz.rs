@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use blocker_tests::{
     env::Blocker,
     packet::{self, Frame, Ip},
+    reference::reference,
     testrun::{action_name, test_run, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use hickory_proto::op::{Message, MessageType, OpCode};
@@ -35,7 +36,15 @@ impl Rng {
     }
 }
 
-const SUFFIXES: &[&str] = &["blocked.test", "drop.test", "ok.blocked.test", "allowed.example", "exact.test", "sink.test", "tc.test"];
+const SUFFIXES: &[&str] = &[
+    "blocked.test",
+    "drop.test",
+    "ok.blocked.test",
+    "allowed.example",
+    "exact.test",
+    "sink.test",
+    "tc.test",
+];
 
 /// A query message with a random name under one of the interesting suffixes.
 fn query(r: &mut Rng) -> Vec<u8> {
@@ -50,14 +59,22 @@ fn query(r: &mut Rng) -> Vec<u8> {
         let len = 1 + r.below(max);
         m.push(len as u8);
         for _ in 0..len {
-            let b = if r.chance(20) { r.next() as u8 } else { b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[r.below(64)] };
+            let b = if r.chance(20) {
+                r.next() as u8
+            } else {
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[r.below(64)]
+            };
             m.push(b);
         }
     }
     for l in SUFFIXES[r.below(SUFFIXES.len())].split('.') {
         m.push(l.len() as u8);
         for c in l.bytes() {
-            m.push(if r.chance(3) { c.to_ascii_uppercase() } else { c });
+            m.push(if r.chance(3) {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            });
         }
     }
     m.push(0);
@@ -85,14 +102,21 @@ fn query(r: &mut Rng) -> Vec<u8> {
 
 fn frame(r: &mut Rng) -> Vec<u8> {
     let payload = query(r);
-    let mut f = if r.chance(3) { Frame::v6(payload) } else { Frame::v4(payload) };
+    let mut f = if r.chance(3) {
+        Frame::v6(payload)
+    } else {
+        Frame::v4(payload)
+    };
     for _ in 0..r.below(3) {
-        f.vlans.push(([0x8100, 0x88a8][r.below(2)], r.next() as u16 & 0x0fff));
+        f.vlans
+            .push(([0x8100, 0x88a8][r.below(2)], r.next() as u16 & 0x0fff));
     }
     match &mut f.ip {
         Ip::V4 { options, frag, .. } => {
             if r.chance(4) {
-                *options = (0..4 * (1 + r.below(10))).map(|_| [1u8, 0, 7, 68][r.below(4)]).collect();
+                *options = (0..4 * (1 + r.below(10)))
+                    .map(|_| [1u8, 0, 7, 68][r.below(4)])
+                    .collect();
             }
             if r.chance(20) {
                 *frag = r.next() as u16 & 0x3fff;
@@ -167,7 +191,13 @@ fn dns_payload(f: &[u8]) -> Option<&[u8]> {
             let ihl = ((v & 0xf) as usize) * 4;
             let tot = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]) as usize;
             let frag = u16::from_be_bytes([*f.get(off + 6)?, *f.get(off + 7)?]);
-            if v >> 4 != 4 || ihl < 20 || tot < ihl || off + tot > f.len() || frag & 0x3fff != 0 || *f.get(off + 9)? != 17 {
+            if v >> 4 != 4
+                || ihl < 20
+                || tot < ihl
+                || off + tot > f.len()
+                || frag & 0x3fff != 0
+                || *f.get(off + 9)? != 17
+            {
                 return None;
             }
             (off + ihl, off + tot)
@@ -222,44 +252,84 @@ fn without_options(q: &[u8]) -> Vec<u8> {
     v
 }
 
-/// What blocker-common decides on the host for a DNS message, with the kernel's maps:
-/// None = pass; Some(None) = drop; Some(Some(bytes)) = this answer.
-fn reference(maps: &blocker::kernel::Maps, msg: &[u8]) -> Option<Option<Vec<u8>>> {
-    use blocker_common::{
-        answer::{write_answer, MAX_GROWTH},
-        dns::{find_rule, parse_query, Scratch, LOAD_MAX},
-        Action,
-    };
-    let cfg = maps.config().ok()?;
-    let active = (cfg.active & 1) as usize;
-    let mut s = Box::new(Scratch::zeroed());
-    let n = msg.len().min(LOAD_MAX);
-    s.msg[..n].copy_from_slice(&msg[..n]);
-    let q = parse_query(&mut s, n, msg.len()).ok()?;
-    let slot = find_rule(&cfg, &mut s, &q, |k| maps.rules.get(k, 0).ok().map(|v| v.sets[active]))?;
-    match Action::from_u8(slot.action) {
-        Action::Pass | Action::None => None,
-        Action::Drop => Some(None),
-        a => {
-            let order = maps.orders.get(&(slot.order_id as u32), 0).ok();
-            let len = write_answer(&mut s, &q, msg.len(), msg.len() + MAX_GROWTH, a, &cfg, order.as_ref());
-            Some(Some(s.msg[..len].to_vec()))
-        }
-    }
-}
-
 #[test]
 fn differential_fuzz() {
-    let n: u64 = std::env::var("BLOCKER_FUZZ_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let seed: u64 = std::env::var("BLOCKER_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_b10c);
+    let n: u64 = std::env::var("BLOCKER_FUZZ_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seed: u64 = std::env::var("BLOCKER_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_b10c);
     let b = Blocker::new();
-    b.ok(&["rules", "add", "blocked.test", "--subtree", "--order", "Court-F", "--ede-text", "Fuzz order 1/2026"]);
-    b.ok(&["rules", "add", "ok.blocked.test", "--subtree", "--action", "pass", "--order", "allow"]);
-    b.ok(&["rules", "add", "drop.test", "--subtree", "--action", "drop", "--order", "Court-F"]);
-    b.ok(&["rules", "add", "exact.test", "--action", "refused", "--order", "Court-F"]);
-    b.ok(&["rules", "add", "sink.test", "--subtree", "--action", "sinkhole", "--order", "Court-F"]);
-    b.ok(&["rules", "add", "tc.test", "--subtree", "--action", "tc", "--order", "Court-F"]);
-    b.ok(&["config", "set", "--sinkhole-v4", "192.0.2.99", "--sinkhole-v6", "2001:db8::99"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "blocked.test",
+        "--subtree",
+        "--order",
+        "Court-F",
+        "--ede-text",
+        "Fuzz order 1/2026",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "ok.blocked.test",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "allow",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "drop.test",
+        "--subtree",
+        "--action",
+        "drop",
+        "--order",
+        "Court-F",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "exact.test",
+        "--action",
+        "refused",
+        "--order",
+        "Court-F",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "sink.test",
+        "--subtree",
+        "--action",
+        "sinkhole",
+        "--order",
+        "Court-F",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "tc.test",
+        "--subtree",
+        "--action",
+        "tc",
+        "--order",
+        "Court-F",
+    ]);
+    b.ok(&[
+        "config",
+        "set",
+        "--sinkhole-v4",
+        "192.0.2.99",
+        "--sinkhole-v6",
+        "2001:db8::99",
+    ]);
     let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
     let fd = prog.fd().expect("fd");
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
@@ -269,7 +339,12 @@ fn differential_fuzz() {
     for i in 0..n {
         let f = frame(&mut r);
         let out = test_run(fd.as_fd(), &f, 1).unwrap_or_else(|e| panic!("frame {i}: {e}"));
-        let fail = |why: String| -> ! { panic!("frame {i} (seed {seed}): {why}\ninput  {f:02x?}\noutput {:02x?}", out.data) };
+        let fail = |why: String| -> ! {
+            panic!(
+                "frame {i} (seed {seed}): {why}\ninput  {f:02x?}\noutput {:02x?}",
+                out.data
+            )
+        };
         let dns = dns_payload(&f);
         let expect = dns.and_then(|m| reference(&maps, m));
         match out.retval {
@@ -279,7 +354,10 @@ fn differential_fuzz() {
                     fail("a passed frame was modified".into());
                 }
                 if let Some(e) = &expect {
-                    fail(format!("passed, but the reference says {}", if e.is_some() { "answer" } else { "drop" }));
+                    fail(format!(
+                        "passed, but the reference says {}",
+                        if e.is_some() { "answer" } else { "drop" }
+                    ));
                 }
             }
             XDP_DROP => {
@@ -290,26 +368,38 @@ fn differential_fuzz() {
             }
             XDP_TX => {
                 tx += 1;
-                let Some(Some(want)) = &expect else { fail("answered, but the reference does not answer".into()) };
+                let Some(Some(want)) = &expect else {
+                    fail("answered, but the reference does not answer".into())
+                };
                 let q = dns.unwrap_or_default();
                 // An independent parser must see the input as a plain query.
                 // (EDNS option contents are not the program's business: hickory also checks
                 // e.g. client-subnet options, so a query is judged with its options removed.)
                 let qm = Message::from_vec(q)
                     .or_else(|_| Message::from_vec(&without_options(q)))
-                    .unwrap_or_else(|e| fail(format!("answered a query hickory cannot parse: {e}")));
-                if qm.message_type() != MessageType::Query || qm.op_code() != OpCode::Query || qm.queries().len() != 1 {
+                    .unwrap_or_else(|e| {
+                        fail(format!("answered a query hickory cannot parse: {e}"))
+                    });
+                if qm.message_type() != MessageType::Query
+                    || qm.op_code() != OpCode::Query
+                    || qm.queries().len() != 1
+                {
                     fail("answered something that is not a plain query".into());
                 }
-                let a = packet::parse(&out.data).unwrap_or_else(|e| fail(format!("answer frame: {e}")));
+                let a =
+                    packet::parse(&out.data).unwrap_or_else(|e| fail(format!("answer frame: {e}")));
                 if a.dns != *want {
                     fail("kernel and host answers differ".into());
                 }
                 if a.dns.len() > q.len() + 64 {
                     fail(format!("amplification: {} -> {}", q.len(), a.dns.len()));
                 }
-                let am = Message::from_vec(&a.dns).unwrap_or_else(|e| fail(format!("hickory cannot parse the answer: {e}")));
-                if am.message_type() != MessageType::Response || am.id() != qm.id() || am.queries() != qm.queries() {
+                let am = Message::from_vec(&a.dns)
+                    .unwrap_or_else(|e| fail(format!("hickory cannot parse the answer: {e}")));
+                if am.message_type() != MessageType::Response
+                    || am.id() != qm.id()
+                    || am.queries() != qm.queries()
+                {
                     fail("the answer is not a response to the query".into());
                 }
                 let qe = blocker_tests::dns::question_end(q);
@@ -321,5 +411,8 @@ fn differential_fuzz() {
         }
     }
     println!("{n} frames (seed {seed}): {tx} answered, {drop} dropped, {pass} passed");
-    assert!(tx > n / 20 && pass > n / 20, "the generator must exercise both answers and passes");
+    assert!(
+        tx > n / 20 && pass > n / 20,
+        "the generator must exercise both answers and passes"
+    );
 }

@@ -541,7 +541,9 @@ fn fixture_table() {
                     }
                     // The same shared code, run on the host against the same maps, must
                     // produce the same bytes.
-                    let host = host_answer(&maps, &qin.dns).ok_or("the host finds no rule")?;
+                    let host = blocker_tests::reference::reference(&maps, &qin.dns)
+                        .flatten()
+                        .ok_or("the host finds no rule")?;
                     if host != a.dns {
                         return Err(format!(
                             "host and kernel answers differ:\n host   {host:02x?}\n kernel {:02x?}",
@@ -588,35 +590,6 @@ fn fixture_table() {
         .find(|o| o["name"] == "allow-critical")
         .expect("allow order");
     assert_eq!(allow["by_action"]["pass"].as_u64(), Some(1));
-}
-
-/// The answer blocker-common computes on the host for a DNS query, with the kernel's maps.
-fn host_answer(maps: &blocker::kernel::Maps, query: &[u8]) -> Option<Vec<u8>> {
-    use blocker_common::{
-        answer::{write_answer, MAX_GROWTH},
-        dns::{find_rule, parse_query, Scratch, LOAD_MAX},
-        Action,
-    };
-    let cfg = maps.config().ok()?;
-    let active = (cfg.active & 1) as usize;
-    let mut s = Box::new(Scratch::zeroed());
-    let n = query.len().min(LOAD_MAX);
-    s.msg[..n].copy_from_slice(&query[..n]);
-    let q = parse_query(&mut s, n, query.len()).ok()?;
-    let slot = find_rule(&cfg, &mut s, &q, |k| {
-        maps.rules.get(k, 0).ok().map(|v| v.sets[active])
-    })?;
-    let order = maps.orders.get(&(slot.order_id as u32), 0).ok();
-    let len = write_answer(
-        &mut s,
-        &q,
-        query.len(),
-        query.len() + MAX_GROWTH,
-        Action::from_u8(slot.action),
-        &cfg,
-        order.as_ref(),
-    );
-    Some(s.msg[..len].to_vec())
 }
 
 /// The query frame without link padding (what the answer is compared with).

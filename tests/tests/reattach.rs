@@ -20,7 +20,13 @@ use hickory_proto::rr::RecordType;
 
 fn order_hits(b: &Blocker) -> u64 {
     let s = b.stats();
-    s["orders"].as_array().expect("orders").iter().find(|o| o["name"] == "Court-R").and_then(|o| o["hits"].as_u64()).unwrap_or(0)
+    s["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find(|o| o["name"] == "Court-R")
+        .and_then(|o| o["hits"].as_u64())
+        .unwrap_or(0)
 }
 
 fn program_id(b: &Blocker) -> u64 {
@@ -31,12 +37,29 @@ fn program_id(b: &Blocker) -> u64 {
 #[test]
 fn detach_and_attach_under_load_keep_state_and_counters() {
     let mut t = Topology::new();
-    t.start_unbound(&["bad.example. 300 IN A 192.0.2.66", "allowed.test. 300 IN A 192.0.2.10"]);
+    t.start_unbound(&[
+        "bad.example. 300 IN A 192.0.2.66",
+        "allowed.test. 300 IN A 192.0.2.10",
+    ]);
     let b = Blocker::new();
     let iface = format!("{}@{}", t.edge_dev, t.edge.name);
     b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    b.ok(&["attach", "--iface", &t.client_dev, "--netns", &t.client.name, "--noop"]);
-    b.ok(&["rules", "add", "bad.example", "--subtree", "--order", "Court-R"]);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
+    b.ok(&[
+        "rules",
+        "add",
+        "bad.example",
+        "--subtree",
+        "--order",
+        "Court-R",
+    ]);
     let id = program_id(&b);
     let rules_before = b.ok(&["rules", "list", "--json"]);
 
@@ -50,7 +73,8 @@ fn detach_and_attach_under_load_keep_state_and_counters() {
         assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
         let sock = UdpSocket::bind((CLIENT_V4, 0)).expect("bind");
         sock.connect((EDGE_V4, 53)).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
         let mut buf = [0u8; 512];
         let mut id = 0u16;
         while !d2.load(Ordering::Relaxed) {
@@ -65,23 +89,60 @@ fn detach_and_attach_under_load_keep_state_and_counters() {
     assert!(hits1 > 0, "the load is blocked");
 
     b.ok(&["detach", "--iface", &iface]);
-    let r = kdig(&t.client, EDGE_V4, "bad.example", "A", &["+retry=0", "+timeout=2"]);
-    assert_eq!(r.status.as_deref(), Some("NOERROR"), "detached: unbound answers: {}", r.raw);
+    let r = kdig(
+        &t.client,
+        EDGE_V4,
+        "bad.example",
+        "A",
+        &["+retry=0", "+timeout=2"],
+    );
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NOERROR"),
+        "detached: unbound answers: {}",
+        r.raw
+    );
     let hits2 = order_hits(&b);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(order_hits(&b), hits2, "nothing is counted while detached");
     assert!(hits2 >= hits1, "counters kept across the detach");
 
     b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
-    let r = kdig(&t.client, EDGE_V4, "bad.example", "A", &["+retry=0", "+timeout=2"]);
-    assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "re-attached: blocked again: {}", r.raw);
+    let r = kdig(
+        &t.client,
+        EDGE_V4,
+        "bad.example",
+        "A",
+        &["+retry=0", "+timeout=2"],
+    );
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NXDOMAIN"),
+        "re-attached: blocked again: {}",
+        r.raw
+    );
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
     traffic.join().expect("traffic");
-    assert!(order_hits(&b) > hits2, "counting resumes from where it was, not from zero");
-    assert_eq!(program_id(&b), id, "the pinned program is reused, not reloaded");
-    assert_eq!(b.ok(&["rules", "list", "--json"]), rules_before, "rules and their ids are kept");
+    assert!(
+        order_hits(&b) > hits2,
+        "counting resumes from where it was, not from zero"
+    );
+    assert_eq!(
+        program_id(&b),
+        id,
+        "the pinned program is reused, not reloaded"
+    );
+    assert_eq!(
+        b.ok(&["rules", "list", "--json"]),
+        rules_before,
+        "rules and their ids are kept"
+    );
     let st: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
     let ifs = st["interfaces"].as_array().expect("interfaces");
-    assert!(ifs.iter().any(|i| i["name"] == iface && i["attached"] == true), "{st}");
+    assert!(
+        ifs.iter()
+            .any(|i| i["name"] == iface && i["attached"] == true),
+        "{st}"
+    );
 }
