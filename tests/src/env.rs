@@ -318,13 +318,29 @@ pub struct Unbound {
     conf: PathBuf,
 }
 
+/// What an [`Unbound`] serves besides `local-data`.
+#[derive(Default)]
+pub struct UnboundOptions<'a> {
+    /// An RPZ zone file (unbound's `rpz:` clause, `respip` module): unbound then blocks the
+    /// way a resolver-side RPZ deployment does.
+    pub rpz: Option<&'a Path>,
+    /// `num-threads` (1 when 0).
+    pub threads: u32,
+}
+
 impl Unbound {
     pub fn start(ns: &NetNs, local_data: &[&str]) -> Unbound {
+        Unbound::start_with(ns, local_data, &UnboundOptions::default())
+    }
+
+    pub fn start_with(ns: &NetNs, local_data: &[&str], opts: &UnboundOptions) -> Unbound {
         let dir = std::env::temp_dir().join(unique("blkt-unbound"));
         fs::create_dir_all(&dir).expect("unbound dir");
         let mut conf = format!(
-            "server:\n  interface: {EDGE_V4}\n  interface: {EDGE_V6}\n  port: 53\n  access-control: 0.0.0.0/0 allow\n  access-control: ::/0 allow\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  do-daemonize: no\n  module-config: \"iterator\"\n  statistics-cumulative: yes\n  extended-statistics: yes\n  local-zone: \".\" static\n",
-            d = dir.display()
+            "server:\n  interface: {EDGE_V4}\n  interface: {EDGE_V6}\n  port: 53\n  access-control: 0.0.0.0/0 allow\n  access-control: ::/0 allow\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  do-daemonize: no\n  num-threads: {threads}\n  module-config: \"{modules}\"\n  statistics-cumulative: yes\n  extended-statistics: yes\n  local-zone: \".\" static\n",
+            d = dir.display(),
+            threads = opts.threads.max(1),
+            modules = if opts.rpz.is_some() { "respip iterator" } else { "iterator" },
         );
         for d in local_data {
             // A `local-zone: …` line is passed as it is (e.g. a redirect zone).
@@ -333,6 +349,12 @@ impl Unbound {
             } else {
                 conf.push_str(&format!("  local-data: \"{d}\"\n"));
             }
+        }
+        if let Some(zone) = opts.rpz {
+            conf.push_str(&format!(
+                "rpz:\n  name: rpz.local\n  zonefile: \"{}\"\n",
+                zone.display()
+            ));
         }
         conf.push_str(&format!(
             "remote-control:\n  control-enable: yes\n  control-interface: {}/ctl.sock\n  control-use-cert: no\n",
@@ -352,6 +374,11 @@ impl Unbound {
             dir,
             conf: path,
         }
+    }
+
+    /// The unbound process (`ip netns exec` replaces itself with unbound).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// total.num.queries from unbound-control.

@@ -49,6 +49,10 @@ enum Cmd {
         /// Stop at 1 million rules (under 5 minutes).
         #[arg(long)]
         quick: bool,
+        /// Only these parts (comma-separated: kernel, structures, e2e, latency); the others
+        /// keep their last results.
+        #[arg(long)]
+        parts: Option<String>,
     },
 }
 
@@ -103,7 +107,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench { quick, parts } => {
             setup::run()?;
             util::step("build (release)");
             util::cargo(&[
@@ -130,6 +134,9 @@ fn main() -> Result<()> {
             ];
             if quick {
                 args.push("--quick".into());
+            }
+            if let Some(p) = parts {
+                args.extend(["--parts".to_string(), p]);
             }
             let st = std::process::Command::new(&bench).args(&args).status()?;
             anyhow::ensure!(st.success(), "blocker-bench failed ({st})");

@@ -32,7 +32,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "knot-dnsutils",
-        "kdig, the DNS client of tests and the demo",
+        "kdig, the DNS client of tests and the demo; kxdpgun, the benchmark's load generator",
+    ),
+    (
+        "pdns-recursor",
+        "PowerDNS Recursor, the second resolver-side RPZ the benchmark compares with",
     ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
@@ -91,6 +95,13 @@ pub fn run() -> Result<()> {
         let st = Command::new("apt-get").args(&args).envs(env).status()?;
         if !st.success() {
             problems.push(format!("apt-get install {} failed", missing.join(" ")));
+        }
+        // Packages that ship a service must not leave it running on the host: the benchmark
+        // starts its own resolvers inside network namespaces.
+        if missing.contains(&"pdns-recursor") {
+            let _ = Command::new("service")
+                .args(["pdns-recursor", "stop"])
+                .output();
         }
         for (p, why) in PACKAGES {
             if !installed(p) {

@@ -8,7 +8,8 @@ use super::Ctx;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Interface to detach from (repeat for several); all interfaces when omitted.
+    /// Interface to detach from, as `blocker status` names it (IF@NETNS when attached with
+    /// --netns); repeat for several; all interfaces when omitted.
     #[arg(long = "iface", short = 'i', value_name = "IF")]
     pub ifaces: Vec<String>,
     /// Also unload the program and delete all rules, orders, counters and the state directory.

@@ -1,14 +1,21 @@
 //! `cargo xtask bench` runs this: in-kernel cost per packet with BPF_PROG_TEST_RUN, side by
-//! side with the no-op XDP program in the same object, at several rule counts; and list load
-//! time, kernel memory per rule and controller peak RSS through the real CLI.
+//! side with the no-op XDP program in the same object, at several rule counts; list load
+//! time, kernel memory per rule and controller peak RSS through the real CLI; the matching
+//! structures compared; end to end against resolver-side RPZ under a load generator
+//! ([`e2e`]); and update latency seen by a client ([`latency`]).
 //!
-//! Usage: blocker-bench [--quick] --blocker PATH --json OUT --markdown OUT
+//! Usage: blocker-bench [--quick] [--parts kernel,structures,e2e,latency] --blocker PATH
+//!        --json OUT --markdown OUT
+
+mod e2e;
+mod latency;
 
 use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf, process::Command, time::Instant};
 
 use aya::programs::Xdp;
 use blocker_tests::{
     dns,
+    env::{unique, Blocker},
     packet::Frame,
     testrun::{test_run, XDP_PASS, XDP_TX},
 };
@@ -23,6 +30,8 @@ const SINGLES: u32 = 6_000;
 
 struct Args {
     quick: bool,
+    /// Which parts to run (all by default); the others keep their previous results.
+    parts: Vec<String>,
     blocker: PathBuf,
     json: PathBuf,
     markdown: PathBuf,
@@ -31,6 +40,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         quick: false,
+        parts: PARTS.iter().map(|p| p.to_string()).collect(),
         blocker: PathBuf::from("target/release/blocker"),
         json: "bench/results.json".into(),
         markdown: "BENCHMARKS.md".into(),
@@ -39,6 +49,20 @@ fn args() -> Args {
     while let Some(x) = it.next() {
         match x.as_str() {
             "--quick" => a.quick = true,
+            "--parts" => {
+                a.parts = it
+                    .next()
+                    .expect("--parts LIST")
+                    .split(',')
+                    .map(str::to_string)
+                    .collect();
+                for p in &a.parts {
+                    assert!(
+                        PARTS.contains(&p.as_str()),
+                        "unknown part {p}: one of {PARTS:?}"
+                    );
+                }
+            }
             "--blocker" => a.blocker = it.next().expect("--blocker PATH").into(),
             "--json" => a.json = it.next().expect("--json PATH").into(),
             "--markdown" => a.markdown = it.next().expect("--markdown PATH").into(),
@@ -48,20 +72,27 @@ fn args() -> Args {
     a
 }
 
-struct Instance {
-    bpffs: PathBuf,
-    state: PathBuf,
-    bin: PathBuf,
+const PARTS: [&str; 4] = ["kernel", "structures", "e2e", "latency"];
+
+/// A blocker instance of its own (bpffs and state directories), removed on drop.
+fn instance(bin: &std::path::Path) -> Blocker {
+    let id = unique("blkb");
+    Blocker {
+        bpffs: PathBuf::from("/sys/fs/bpf").join(&id),
+        state: std::env::temp_dir().join(format!("{id}-state")),
+        bin: bin.to_path_buf(),
+    }
 }
 
-impl Instance {
-    fn cmd(&self, args: &[&str]) -> (String, Option<u64>, f64) {
+/// Runs a blocker command that must succeed: (output, peak RSS, wall seconds).
+fn timed(b: &Blocker, args: &[&str]) -> (String, Option<u64>, f64) {
+    {
         let t = Instant::now();
-        let child = Command::new(&self.bin)
+        let child = Command::new(&b.bin)
             .arg("--bpffs")
-            .arg(&self.bpffs)
+            .arg(&b.bpffs)
             .arg("--state-dir")
-            .arg(&self.state)
+            .arg(&b.state)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -85,19 +116,6 @@ impl Instance {
             "blocker {args:?} failed: {text}"
         );
         (text, Some(ru.ru_maxrss as u64 * 1024), secs)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.bin)
-            .arg("--bpffs")
-            .arg(&self.bpffs)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(["detach", "--purge"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 
@@ -402,64 +420,41 @@ fn compare_structures(n: usize) -> Value {
     })
 }
 
-fn main() {
-    let a = args();
-    let counts: Vec<usize> = if a.quick {
-        vec![1_000, 100_000, 1_000_000]
-    } else {
-        vec![1_000, 100_000, 1_000_000, 10_000_000]
-    };
+/// Per-packet cost at each rule count, and the list loads that fill the map (part `kernel`).
+/// Returns (in_kernel rows, list_load rows, verified instructions).
+fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Value>, u32) {
     let max = *counts.iter().max().expect("counts");
-    let tmp = std::env::temp_dir().join(format!("blocker-bench-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(unique("blkb-lists"));
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let inst = Instance {
-        bpffs: PathBuf::from(format!("/sys/fs/bpf/blocker-bench-{}", std::process::id())),
-        state: tmp.join("state"),
-        bin: a.blocker.clone(),
-    };
+    let inst = instance(bin);
     // Each size replaces the previous order after removing it, so the map never holds two
     // lists at once: the capacity the largest list needs is enough.
-    let capacity = (max + 1024).to_string();
-    let _ = Command::new(&inst.bin)
-        .arg("--bpffs")
-        .arg(&inst.bpffs)
-        .arg("--state-dir")
-        .arg(&inst.state)
-        .args(["detach", "--purge"])
-        .output();
     std::fs::create_dir_all(&inst.bpffs).ok();
-    blocker::kernel::load_and_pin(
-        &blocker::kernel::Pins::new(&inst.bpffs),
-        capacity.parse().expect("capacity"),
-    )
-    .expect("load");
+    blocker::kernel::load_and_pin(&inst.pins(), (max + 1024) as u32).expect("load");
 
     let mut results = Vec::new();
     let mut loads = Vec::new();
     let frames = frames();
-    for &n in &counts {
+    for &n in counts {
         let list = tmp.join(format!("list-{n}.txt"));
         let text: String = (0..n)
             .map(|i| format!("site{i}.piracy{}.example\n", i % 997))
             .collect();
         std::fs::write(&list, text).expect("write list");
         // A fresh order per size: first remove the previous one.
-        let _ = Command::new(&inst.bin)
-            .arg("--bpffs")
-            .arg(&inst.bpffs)
-            .arg("--state-dir")
-            .arg(&inst.state)
-            .args(["orders", "remove", "bench"])
-            .output();
-        let (_, rss, secs) = inst.cmd(&[
-            "rules",
-            "load",
-            list.to_str().expect("utf-8"),
-            "--order",
-            "bench",
-            "--ede-text",
-            "Benchmark order 1/2026",
-        ]);
+        let _ = inst.run(&["orders", "remove", "bench"]);
+        let (_, rss, secs) = timed(
+            &inst,
+            &[
+                "rules",
+                "load",
+                list.to_str().expect("utf-8"),
+                "--order",
+                "bench",
+                "--ede-text",
+                "Benchmark order 1/2026",
+            ],
+        );
         let mem = memlock(&inst.bpffs.join(blocker_common::MAP_RULES));
         loads.push(json!({"rules": n, "seconds": secs, "rules_per_second": n as f64 / secs, "controller_peak_rss_bytes": rss, "rule_map_memlock_bytes": mem, "bytes_per_rule": mem as f64 / n as f64}));
         eprintln!(
@@ -469,9 +464,8 @@ fn main() {
         );
         std::fs::remove_file(&list).ok();
 
-        let pins = blocker::kernel::Pins::new(&inst.bpffs);
-        let prog = blocker::kernel::pinned_program(&pins, false).expect("program");
-        let noop = blocker::kernel::pinned_program(&pins, true).expect("noop program");
+        let prog = blocker::kernel::pinned_program(&inst.pins(), false).expect("program");
+        let noop = blocker::kernel::pinned_program(&inst.pins(), true).expect("noop program");
         let base_frame = &frames[1].1;
         let mut base_repeat = f64::MAX;
         let mut base_single = f64::MAX;
@@ -505,31 +499,83 @@ fn main() {
         }
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
-    let prog = blocker::kernel::pinned_program(&blocker::kernel::Pins::new(&inst.bpffs), false)
-        .expect("program");
-    let verified = prog
-        .info()
+    let verified = blocker::kernel::pinned_program(&inst.pins(), false)
         .ok()
+        .and_then(|p| p.info().ok())
         .and_then(|i| i.verified_instruction_count())
         .unwrap_or(0);
-    drop(inst);
     let _ = std::fs::remove_dir_all(&tmp);
+    (results, loads, verified)
+}
 
-    let machine = json!({
+fn main() {
+    let a = args();
+    let counts: Vec<usize> = if a.quick {
+        vec![1_000, 100_000, 1_000_000]
+    } else {
+        vec![1_000, 100_000, 1_000_000, 10_000_000]
+    };
+    let runs = |p: &str| a.parts.iter().any(|x| x == p);
+    // Parts not run keep the results of the previous run (of the same kind, quick or full).
+    let mut all: Value = std::fs::read_to_string(&a.json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|v: &Value| v["quick"].as_bool() == Some(a.quick))
+        .unwrap_or_else(|| json!({}));
+    all["quick"] = json!(a.quick);
+    all["machine"] = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_string(),
         "date": Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
     });
-    let structures: Vec<Value> = [100_000usize, 1_000_000]
-        .iter()
-        .map(|&n| {
-            let v = compare_structures(n);
-            eprintln!("structures at {n}: {v}");
-            v
-        })
-        .collect();
-    let all = json!({"quick": a.quick, "machine": machine, "verified_instructions": verified, "in_kernel": results, "list_load": loads, "structures": structures});
+    all["parts_run"] = json!(a.parts);
+    let date = all["machine"]["date"].clone();
+    for p in &a.parts {
+        all["part_dates"][p.as_str()] = date.clone();
+    }
+    if runs("kernel") {
+        eprintln!("== in-kernel cost per packet and list loads");
+        let (results, loads, verified) = kernel_part(&a.blocker, &counts);
+        all["in_kernel"] = json!(results);
+        all["list_load"] = json!(loads);
+        all["verified_instructions"] = json!(verified);
+    }
+    if runs("structures") {
+        eprintln!("== matching structures");
+        let structures: Vec<Value> = [100_000usize, 1_000_000]
+            .iter()
+            .map(|&n| {
+                let v = compare_structures(n);
+                eprintln!("structures at {n}: {v}");
+                v
+            })
+            .collect();
+        all["structures"] = json!(structures);
+    }
+    if runs("e2e") {
+        eprintln!("== end to end against resolver-side RPZ");
+        let plan = if a.quick {
+            e2e::Plan {
+                rules: 100_000,
+                rates: vec![100_000, 300_000, 5_000_000],
+                seconds: 2,
+            }
+        } else {
+            e2e::Plan {
+                rules: 100_000,
+                rates: vec![50_000, 100_000, 200_000, 400_000, 800_000, 5_000_000],
+                seconds: 3,
+            }
+        };
+        let inst = instance(&a.blocker);
+        all["end_to_end"] = e2e::measure(&plan, &inst);
+    }
+    if runs("latency") {
+        eprintln!("== update latency");
+        let inst = instance(&a.blocker);
+        all["update_latency"] = latency::measure(&inst, if a.quick { 10 } else { 30 }, 1_000_000);
+    }
     if let Some(d) = a.json.parent() {
         std::fs::create_dir_all(d).ok();
     }
@@ -545,7 +591,7 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
     let mut s = String::new();
     let m = &r["machine"];
     s.push_str(&format!(
-        "{BEGIN}\n\nRun {} on {} ({} CPUs, kernel {}){}; verified instructions: {}.\n\n",
+        "{BEGIN}\n\nRun {} on {} ({} CPUs, kernel {}){}; verified instructions: {}. Parts and the date each was last measured: {}.\n\n",
         m["date"].as_str().unwrap_or("?"),
         m["cpu_model"].as_str().unwrap_or("?"),
         m["cpus"],
@@ -555,7 +601,15 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
         } else {
             ""
         },
-        r["verified_instructions"]
+        r["verified_instructions"],
+        r["part_dates"]
+            .as_object()
+            .map(|o| o
+                .iter()
+                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
     ));
     s.push_str("### In-kernel cost per packet (BPF_PROG_TEST_RUN)\n\n");
     let rows = r["in_kernel"].as_array().cloned().unwrap_or_default();
@@ -618,6 +672,8 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
             c["hash_two_lookups_ns_via_syscall"].as_f64().unwrap_or(0.0)
         ));
     }
+    end_to_end_markdown(&mut s, r);
+    latency_markdown(&mut s, r);
     s.push_str(&format!("\n{END}\n"));
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
@@ -630,4 +686,112 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
         _ => format!("{old}\n{s}"),
     };
     std::fs::write(path, new).expect("write markdown");
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// The runs of `setup` (by name prefix) under `mix`.
+fn runs_of<'a>(e: &'a Value, setup: &str, mix: &str) -> Vec<&'a Value> {
+    e["setups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|x| x["setup"].as_str().is_some_and(|n| n.starts_with(setup)))
+        .flat_map(|x| x["mixes"][mix].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn end_to_end_markdown(s: &mut String, r: &Value) {
+    let e = &r["end_to_end"];
+    let Some(setups) = e["setups"].as_array() else {
+        return;
+    };
+    s.push_str(&format!(
+        "\n### End to end: blocker vs resolver-side RPZ (veth between namespaces)\n\n{} names in one court order, the same RPZ file loaded by every setup (each name and `*.name`); {} allowed names answered from local data; generator: {}; edge: {}; one resolver thread; {} s per rate. `answered` counts every reply, `blocked` NXDOMAIN replies (for the no-blocking references: names unknown to the resolver), `allowed` NOERROR replies. Edge CPU is the CPU time of the edge veth's NAPI thread (where XDP runs) plus every resolver thread, per reply; the XDP column is blocker's program alone (kernel BPF run-time statistics).\n",
+        e["rules"], e["allowed_names"], e["generator"].as_str().unwrap_or("?"), e["edge_cpu"].as_str().unwrap_or("?"), e["seconds_per_run"]
+    ));
+    for mix in ["mixed", "blocked only"] {
+        s.push_str(&format!(
+            "\n#### {}\n\n| setup | offered/s | answered/s | blocked/s | allowed/s | loss | edge CPU per reply | XDP program per packet |\n|---|---|---|---|---|---|---|---|\n",
+            if mix == "mixed" { format!("Mixed load: {:.0} % blocked names", 100.0 * f(&e["blocked_share_of_mixed"])) } else { "Blocked names only".to_string() }
+        ));
+        for st in setups {
+            for run in st["mixes"][mix].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} % | {:.2} µs | {} |\n",
+                    st["setup"].as_str().unwrap_or("?"),
+                    f(&run["sent_per_second"]),
+                    f(&run["answered_per_second"]),
+                    f(&run["blocked_answered_per_second"]),
+                    f(&run["allowed_answered_per_second"]),
+                    100.0 * f(&run["loss"]),
+                    f(&run["edge_cpu_ns_per_answer"]) / 1000.0,
+                    run["xdp_program_ns_per_packet"]
+                        .as_f64()
+                        .map_or("–".to_string(), |x| format!("{x:.0} ns")),
+                ));
+            }
+        }
+    }
+    // Ratios: the most blocked replies per second any rate reached, and the edge CPU per
+    // blocked reply at the lowest rate (where no setup is saturated).
+    let best = |setup: &str| {
+        runs_of(e, setup, "blocked only")
+            .iter()
+            .map(|x| f(&x["blocked_answered_per_second"]))
+            .fold(0.0, f64::max)
+    };
+    let cpu = |setup: &str| {
+        runs_of(e, setup, "blocked only")
+            .first()
+            .map(|x| f(&x["edge_cpu_ns_per_answer"]))
+            .unwrap_or(0.0)
+    };
+    let b = best("blocker");
+    s.push_str("\n| blocker compared with | blocked replies/s (most reached), ratio | edge CPU per blocked reply (lowest rate), ratio |\n|---|---|---|\n");
+    for other in ["unbound + RPZ", "PowerDNS Recursor + RPZ"] {
+        let o = best(other);
+        if o > 0.0 {
+            s.push_str(&format!(
+                "| {other} | {b:.0} vs {o:.0}: {:.1}× | {:.2} vs {:.2} µs: {:.1}× less |\n",
+                b / o,
+                cpu("blocker") / 1000.0,
+                cpu(other) / 1000.0,
+                cpu(other) / cpu("blocker").max(1.0)
+            ));
+        }
+    }
+    // Allowed replies under the mixed load, side by side with the no-blocking references.
+    let allowed = |setup: &str| -> Vec<f64> {
+        runs_of(e, setup, "mixed")
+            .iter()
+            .map(|x| f(&x["allowed_answered_per_second"]))
+            .collect()
+    };
+    let offered: Vec<String> = runs_of(e, "blocker", "mixed")
+        .iter()
+        .map(|x| format!("{:.0}", f(&x["sent_per_second"])))
+        .collect();
+    s.push_str(&format!("\nAllowed replies/s under the mixed load (blocker's offered rates {}): blocker + unbound {:?}; unbound alone {:?}; unbound behind the no-op XDP program {:?}; unbound + RPZ {:?}.\n",
+        offered.join(", "),
+        allowed("blocker").iter().map(|x| x.round()).collect::<Vec<_>>(),
+        allowed("unbound, no blocking").iter().map(|x| x.round()).collect::<Vec<_>>(),
+        allowed("unbound behind").iter().map(|x| x.round()).collect::<Vec<_>>(),
+        allowed("unbound + RPZ").iter().map(|x| x.round()).collect::<Vec<_>>()));
+}
+
+fn latency_markdown(s: &mut String, r: &Value) {
+    let l = &r["update_latency"];
+    if l.is_null() {
+        return;
+    }
+    let a = &l["rules_add"];
+    let re = &l["reload"];
+    s.push_str(&format!(
+        "\n### Update latency seen by a client\n\n| change | command wall time | first answer showing the change |\n|---|---|---|\n| `blocker rules add` (median of {} runs; max) | {:.1} ms | {:+.2} ms after the command returned ({:+.2} ms) |\n| `blocker rules load`: {} names replaced by {} others | {:.2} s | new list enforced {:.2} s after the start ({:+.0} ms after the return); old list lifted {:.2} s after the start |\n\nNegative: the change was visible before the command returned (the kernel map is flipped before the controller records its state and exits).\n",
+        a["runs"], f(&a["command_ms_median"]), f(&a["visible_after_return_ms_median"]), f(&a["visible_after_return_ms_max"]),
+        re["rules"], re["rules"], f(&re["command_seconds"]), f(&re["new_list_enforced_after_start_seconds"]), f(&re["new_list_enforced_after_return_ms"]), f(&re["old_list_lifted_after_start_seconds"])
+    ));
 }
