@@ -74,6 +74,34 @@ fn args() -> Args {
 
 const PARTS: [&str; 4] = ["kernel", "structures", "e2e", "latency"];
 
+/// Sets a sysctl file for the guard's lifetime.
+struct SysctlGuard {
+    path: &'static str,
+    old: Option<String>,
+}
+
+impl SysctlGuard {
+    fn set(path: &'static str, value: &str) -> SysctlGuard {
+        let old = std::fs::read_to_string(path).ok();
+        if old.as_deref().map(str::trim) != Some(value) {
+            eprintln!(
+                "  {path} was {:?}: set to {value} while measuring",
+                old.as_deref().map(str::trim)
+            );
+            let _ = std::fs::write(path, value);
+        }
+        SysctlGuard { path, old }
+    }
+}
+
+impl Drop for SysctlGuard {
+    fn drop(&mut self) {
+        if let Some(v) = &self.old {
+            let _ = std::fs::write(self.path, v);
+        }
+    }
+}
+
 /// A blocker instance of its own (bpffs and state directories), removed on drop.
 fn instance(bin: &std::path::Path) -> Blocker {
     let id = unique("blkb");
@@ -536,6 +564,9 @@ fn main() {
     }
     if runs("kernel") {
         eprintln!("== in-kernel cost per packet and list loads");
+        // BPF run-time statistics add two clock reads to every run of every program, the
+        // no-op included: they would flatten every ratio. Off while measuring, then restored.
+        let _stats_off = SysctlGuard::set("/proc/sys/kernel/bpf_stats_enabled", "0");
         let (results, loads, verified) = kernel_part(&a.blocker, &counts);
         all["in_kernel"] = json!(results);
         all["list_load"] = json!(loads);
