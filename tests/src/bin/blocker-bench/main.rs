@@ -4,8 +4,8 @@
 //! structures compared; end to end against resolver-side RPZ under a load generator
 //! ([`e2e`]); and update latency seen by a client ([`latency`]).
 //!
-//! Usage: blocker-bench [--quick] [--parts kernel,structures,e2e,latency] --blocker PATH
-//!        --json OUT --markdown OUT
+//! Usage: blocker-bench [--quick] [--parts kernel,structures,e2e,latency] [--render]
+//!        --blocker PATH --json OUT --markdown OUT   (--render: only rewrite OUT from the JSON)
 
 mod e2e;
 mod latency;
@@ -32,6 +32,8 @@ struct Args {
     quick: bool,
     /// Which parts to run (all by default); the others keep their previous results.
     parts: Vec<String>,
+    /// Only rewrite the markdown from the JSON results.
+    render: bool,
     blocker: PathBuf,
     json: PathBuf,
     markdown: PathBuf,
@@ -41,6 +43,7 @@ fn args() -> Args {
     let mut a = Args {
         quick: false,
         parts: PARTS.iter().map(|p| p.to_string()).collect(),
+        render: false,
         blocker: PathBuf::from("target/release/blocker"),
         json: "bench/results.json".into(),
         markdown: "BENCHMARKS.md".into(),
@@ -49,6 +52,7 @@ fn args() -> Args {
     while let Some(x) = it.next() {
         match x.as_str() {
             "--quick" => a.quick = true,
+            "--render" => a.render = true,
             "--parts" => {
                 a.parts = it
                     .next()
@@ -543,6 +547,14 @@ fn main() {
     } else {
         vec![1_000, 100_000, 1_000_000, 10_000_000]
     };
+    if a.render {
+        let all: Value = std::fs::read_to_string(&a.json)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .expect("--render needs the JSON results");
+        write_markdown(&a.markdown, &all);
+        return;
+    }
     let runs = |p: &str| a.parts.iter().any(|x| x == p);
     // Parts not run keep the results of the previous run (of the same kind, quick or full).
     let mut all: Value = std::fs::read_to_string(&a.json)
@@ -680,18 +692,35 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
         s.push('\n');
     }
     s.push_str(&format!("\nRatios are to the no-op program measured the same way in the same run: `repeat {REPEAT}` for paths that leave the frame unchanged, the median of single runs for the rewriting path (a repeat would re-run on the already rewritten answer); this is a shared VM, so each ratio is the median of {PAIRS} back-to-back (no-op, blocker) pairs and each time the fastest round.\n\n"));
-    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule map memlock | bytes per rule | controller peak RSS |\n|---|---|---|---|---|---|\n");
-    for l in r["list_load"].as_array().cloned().unwrap_or_default() {
+    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule map memlock | bytes per rule | bytes per rule added | controller peak RSS |\n|---|---|---|---|---|---|---|\n");
+    let loads = r["list_load"].as_array().cloned().unwrap_or_default();
+    // The map's bucket array is sized by its capacity (the largest list here) and counted in
+    // memlock from the start: the marginal cost over the smallest list is what a rule adds.
+    let first = loads
+        .first()
+        .map(|l| (f(&l["rule_map_memlock_bytes"]), f(&l["rules"])));
+    for l in &loads {
+        let added = first
+            .filter(|(_, n0)| f(&l["rules"]) > *n0)
+            .map(|(m0, n0)| {
+                format!(
+                    "{:.0}",
+                    (f(&l["rule_map_memlock_bytes"]) - m0) / (f(&l["rules"]) - n0)
+                )
+            })
+            .unwrap_or_else(|| "–".into());
         s.push_str(&format!(
-            "| {} | {:.2} s | {:.0} | {:.1} MiB | {:.0} | {:.0} MiB |\n",
+            "| {} | {:.2} s | {:.0} | {:.1} MiB | {:.0} | {} | {:.0} MiB |\n",
             l["rules"],
-            l["seconds"].as_f64().unwrap_or(0.0),
-            l["rules_per_second"].as_f64().unwrap_or(0.0),
-            l["rule_map_memlock_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
-            l["bytes_per_rule"].as_f64().unwrap_or(0.0),
-            l["controller_peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+            f(&l["seconds"]),
+            f(&l["rules_per_second"]),
+            f(&l["rule_map_memlock_bytes"]) / 1048576.0,
+            f(&l["bytes_per_rule"]),
+            added,
+            f(&l["controller_peak_rss_bytes"]) / 1048576.0
         ));
     }
+    s.push_str("\nThe rule map is created with room for the largest list of the run; its bucket array (16 bytes per slot, rounded up to a power of two) is counted from the start, so *bytes per rule* is high for small lists in a big map, and *bytes per rule added* (over the smallest list) is what each rule costs.\n");
     s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups (syscall) |\n|---|---|---|---|---|\n");
     for c in r["structures"].as_array().cloned().unwrap_or_default() {
         s.push_str(&format!(
