@@ -340,12 +340,11 @@ impl Controller {
                 dir.stage(&new_state)?;
                 Ok(new_state)
             });
-            let staged = diffs.iter().map(|(k, old, new)| {
+            let written = write_split(&maps.rules, &diffs, |(k, old, new)| {
                 let mut v = RuleValue { sets: [*old, *old] };
                 v.sets[inactive] = *new;
-                (*k, v)
+                Some((*k, v))
             });
-            let written = crate::kernel::rules_update_batch(&maps.rules, staged);
             let recorded = recorder.join().unwrap_or_else(|_| {
                 Err(anyhow::anyhow!("recording the new state: thread panicked"))
             });
@@ -376,13 +375,9 @@ impl Controller {
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
         let is_gone = |new: &RuleSet| new.here.is_empty() && new.below.is_empty();
-        crate::kernel::rules_update_batch(
-            &self.maps.rules,
-            diffs
-                .iter()
-                .filter(|(_, _, new)| !is_gone(new))
-                .map(|(k, _, new)| (*k, RuleValue { sets: [*new, *new] })),
-        )?;
+        write_split(&self.maps.rules, &diffs, |(k, _, new)| {
+            (!is_gone(new)).then_some((*k, RuleValue { sets: [*new, *new] }))
+        })?;
         let gone: Vec<RuleKey> = diffs
             .iter()
             .filter(|(_, _, new)| is_gone(new))
@@ -416,6 +411,33 @@ impl Controller {
     }
 }
 
+/// (key, rules before, rules after) of a name.
+type Diff = (RuleKey, RuleSet, RuleSet);
+
+/// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
+/// two threads, each half on its own (the kernel's hash map takes concurrent updates).
+fn write_split<F>(
+    map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
+    diffs: &[Diff],
+    f: F,
+) -> Result<()>
+where
+    F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
+{
+    if diffs.len() < 100_000 {
+        return crate::kernel::rules_update_batch(map, diffs.iter().filter_map(&f));
+    }
+    let (a, b) = diffs.split_at(diffs.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| crate::kernel::rules_update_batch(map, b.iter().filter_map(&f)));
+        let first = crate::kernel::rules_update_batch(map, a.iter().filter_map(&f));
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        first.and(second)
+    })
+}
+
 /// Frees large structures on a thread of their own: freeing millions of small allocations
 /// takes a while and nothing waits for it (a command that exits meanwhile just exits).
 fn retire<T: Send + 'static>(big: T) {
@@ -442,7 +464,7 @@ struct Plan {
     /// Bit set of the rule ids the change frees (their rules are gone).
     freed: Vec<u64>,
     /// (key, rules before, rules after) of every name whose merged rules change, by key.
-    diffs: Vec<(RuleKey, RuleSet, RuleSet)>,
+    diffs: Vec<Diff>,
 }
 
 /// A set of ids, one bit each.
@@ -665,7 +687,7 @@ fn plan(
 }
 
 /// Merges the candidates of each key of the sorted `entries`, on both sides.
-fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<(RuleKey, RuleSet, RuleSet)> {
+fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<Diff> {
     let mut diffs = Vec::new();
     let mut before: Vec<Candidate<'_>> = Vec::new();
     let mut after: Vec<Candidate<'_>> = Vec::new();
