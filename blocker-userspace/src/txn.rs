@@ -3,9 +3,12 @@
 //! Every value of the rule map holds two copies of the rules at its name, and
 //! `Config::active` says which copy the data plane reads. A change:
 //!
-//! 1. computes, for every name whose rules change, the merged rules before and after;
-//! 2. records the new state (`state.json.new`, new rules files) and a journal (`txn.json`);
-//! 3. writes the *inactive* copy of each changed name (new names get an empty active copy);
+//! 1. computes, for every name whose rules change, the merged rules before and after (see
+//!    [`plan`]: one index of the changed orders' rules sorted by key);
+//! 2. writes a journal (`txn.json`);
+//! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
+//!    another thread, writes the *inactive* copy of each changed name (new names get an empty
+//!    active copy);
 //! 4. flips `Config::active` and bumps the generation in one write: from this instant the
 //!    data plane sees the whole new set, never a part of it;
 //! 5. commits the state, makes both copies equal again, deletes names with no rules left.
@@ -778,5 +781,103 @@ pub fn merge(cands: &[Candidate<'_>]) -> RuleSet {
     RuleSet {
         here: here.map(slot_of).unwrap_or_default(),
         below: below.map(slot_of).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Source;
+    use blocker_common::QTYPES_ALL;
+
+    fn rule(name: &str, kind: Kind, action: Action, id: u32) -> Rule {
+        Rule {
+            name: blocker_lists::Name::from_presentation(name).expect("name"),
+            kind,
+            action,
+            qtypes: QTYPES_ALL,
+            id,
+            source: Source::cli(),
+        }
+    }
+
+    fn key(name: &str) -> RuleKey {
+        key_of_canonical(
+            blocker_lists::Name::from_presentation(name)
+                .expect("name")
+                .canonical(),
+        )
+    }
+
+    #[test]
+    fn plan_keeps_ids_frees_ids_and_merges_with_other_orders() {
+        use Action::*;
+        use Kind::*;
+        let mut old = BTreeMap::new();
+        old.insert(
+            1u16,
+            vec![
+                rule("a.example", Subtree, Nxdomain, 0),
+                rule("b.example", Subtree, Nxdomain, 1),
+                rule("c.example", Exact, Nxdomain, 2),
+            ],
+        );
+        // Another order allows c.example: it wins wherever order 1 blocks it.
+        old.insert(2u16, vec![rule("c.example", Exact, Pass, 3)]);
+        let mut replaced = BTreeMap::new();
+        replaced.insert(
+            1u16,
+            vec![
+                rule("d.example", Subtree, Nxdomain, 99),
+                rule("a.example", Subtree, Nxdomain, 99),
+                rule("c.example", Subtree, Nxdomain, 99),
+                rule("e.example", Below, Refused, 99),
+            ],
+        );
+        let mut summary = Summary::default();
+        let p = plan(&old, &mut replaced, 100, &mut summary).expect("plan");
+        let ids: Vec<u32> = replaced[&1].iter().map(|r| r.id).collect();
+        // a keeps 0; d, c (another match kind) and e take the lowest ids free before and
+        // after the change, in rule order.
+        assert_eq!(ids, vec![4, 0, 5, 6]);
+        assert_eq!(
+            (
+                summary.rules_added,
+                summary.rules_removed,
+                summary.rules_kept
+            ),
+            (3, 2, 1)
+        );
+        assert!(bit(&p.freed, 1) && bit(&p.freed, 2));
+        assert!(!bit(&p.freed, 0) && !bit(&p.freed, 3));
+        let changed: Vec<RuleKey> = p.diffs.iter().map(|d| d.0).collect();
+        let mut want = vec![
+            key("b.example"),
+            key("c.example"),
+            key("d.example"),
+            key("e.example"),
+        ];
+        want.sort();
+        assert_eq!(changed, want, "a.example is unchanged");
+        let c = p.diffs.iter().find(|d| d.0 == key("c.example")).expect("c");
+        // Before: the allow rule of order 2 here; after: still here, and order 1's subtree
+        // rule below.
+        assert_eq!(c.1.here.action, Pass as u8);
+        assert_eq!(c.2.here.action, Pass as u8);
+        assert_eq!((c.2.below.order_id, c.2.below.rule_id), (1, 5));
+        let b = p.diffs.iter().find(|d| d.0 == key("b.example")).expect("b");
+        assert_eq!(b.2, RuleSet::default(), "b.example is gone");
+    }
+
+    #[test]
+    fn plan_refuses_a_change_beyond_capacity() {
+        let mut old = BTreeMap::new();
+        old.insert(0u16, vec![rule("a.example", Kind::Exact, Action::Drop, 0)]);
+        let mut replaced = BTreeMap::new();
+        replaced.insert(0u16, vec![rule("b.example", Kind::Exact, Action::Drop, 0)]);
+        let e = plan(&old, &mut replaced, 1, &mut Summary::default())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("--capacity"), "{e}");
     }
 }
