@@ -204,6 +204,17 @@ impl ParseOutcome {
         self.warn(file, line, message);
     }
 
+    /// Appends what was read from the next part of the same file.
+    fn append(&mut self, next: ParseOutcome) {
+        self.rules.extend(next.rules);
+        self.errors.extend(next.errors);
+        self.warnings.extend(next.warnings);
+        for (k, v) in next.unsupported {
+            *self.unsupported.entry(k).or_default() += v;
+        }
+        self.duplicates += next.duplicates;
+    }
+
     /// Keeps the first of repeated (name, kind) entries; a repeat with another action is an
     /// error naming both lines.
     fn dedup(&mut self) {
@@ -400,13 +411,43 @@ pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> Par
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let file: Arc<Path> = Arc::from(file);
     match format {
-        Format::Plain => plain::parse(text, &file, opts, false, &mut out),
-        Format::Hosts => plain::parse(text, &file, opts, true, &mut out),
+        Format::Plain | Format::Hosts => {
+            let hosts = format == Format::Hosts;
+            // A large list is parsed in two halves on two threads, split at a line boundary.
+            let mid = if text.len() >= PARALLEL_BYTES {
+                text[text.len() / 2..]
+                    .find('\n')
+                    .map_or(text.len(), |i| text.len() / 2 + i + 1)
+            } else {
+                text.len()
+            };
+            let (a, b) = text.split_at(mid);
+            let second = std::thread::scope(|s| {
+                let second = (!b.is_empty()).then(|| {
+                    s.spawn(|| {
+                        let mut o = ParseOutcome::default();
+                        let skipped = a.bytes().filter(|&c| c == b'\n').count();
+                        plain::parse(b, skipped, &file, opts, hosts, &mut o);
+                        o
+                    })
+                });
+                plain::parse(a, 0, &file, opts, hosts, &mut out);
+                second.map(|h| h.join())
+            });
+            match second {
+                Some(Ok(o)) => out.append(o),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => {}
+            }
+        }
         Format::Rpz => rpz::parse(text, &file, opts, &mut out),
     }
     out.dedup();
     out
 }
+
+/// Plain and hosts lists from this size on are parsed by two threads.
+const PARALLEL_BYTES: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -438,6 +479,24 @@ mod tests {
             "{msg}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn large_lists_parsed_in_two_halves_keep_order_lines_and_duplicates() {
+        let n = 300_000;
+        let mut text: String = (0..n).map(|i| format!("site{i}.example\n")).collect();
+        assert!(text.len() >= PARALLEL_BYTES);
+        text.push_str("bad..name\nsite1.example\ntwo words\n");
+        let out = parse_str(&text, Path::new("big"), Format::Plain, &Options::default());
+        assert_eq!(out.rules.len(), n);
+        assert!(out
+            .rules
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.line == i + 1 && r.name.to_string() == format!("site{i}.example")));
+        assert_eq!(out.duplicates, 1, "site1.example again, across the halves");
+        let lines: Vec<usize> = out.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![n + 1, n + 3], "{:?}", out.errors);
     }
 
     #[test]

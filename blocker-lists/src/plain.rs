@@ -64,8 +64,11 @@ fn is_header(t: &str) -> bool {
         })
 }
 
+/// Parses `text`, the part of `file` after its first `skipped` lines (every line stands on
+/// its own, so parts of a file can be parsed apart).
 pub(crate) fn parse(
     text: &str,
+    skipped: usize,
     file: &Arc<Path>,
     opts: &Options,
     hosts: bool,
@@ -74,7 +77,7 @@ pub(crate) fn parse(
     out.rules.reserve(text.len() / 24);
     let mut p = Parser { file, opts, out };
     for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
+        let line = skipped + i + 1;
         let Some(content) = content(raw) else {
             continue;
         };

@@ -256,12 +256,19 @@ const BATCH: usize = 16384;
 /// instead of one per entry). Each element is still replaced atomically for readers.
 pub fn rules_update_batch(
     map: &HashMap<MapData, RuleKey, RuleValue>,
-    entries: &[(RuleKey, RuleValue)],
+    entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
 ) -> Result<()> {
     let fd = map_fd(map);
-    for chunk in entries.chunks(BATCH) {
-        let keys: Vec<RuleKey> = chunk.iter().map(|e| e.0).collect();
-        let values: Vec<RuleValue> = chunk.iter().map(|e| e.1).collect();
+    let mut entries = entries.into_iter().peekable();
+    let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
+    let mut values: Vec<RuleValue> = Vec::with_capacity(BATCH);
+    while entries.peek().is_some() {
+        keys.clear();
+        values.clear();
+        for (k, v) in entries.by_ref().take(BATCH) {
+            keys.push(k);
+            values.push(v);
+        }
         let mut done = 0usize;
         while done < keys.len() {
             let mut attr = BatchAttr {

@@ -12,10 +12,12 @@
 
 use std::{
     collections::BTreeMap,
+    fmt,
     fs::{self, File},
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{BufWriter, Write},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -190,7 +192,67 @@ pub struct Rule {
     /// Index of the rule's hit counter.
     pub id: u32,
     /// Where it came from: "FILE:LINE" or "cli".
-    pub source: String,
+    pub source: Source,
+}
+
+/// Where a rule came from: `FILE:LINE` of a list, or a word such as `cli`. The file name is
+/// shared by all the rules read from one file (a million rules from one list hold one copy of
+/// its name, not a million).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    file: Arc<str>,
+    /// 1-based line; 0: `file` alone (`cli`).
+    line: u32,
+}
+
+impl Source {
+    /// A rule added on the command line.
+    pub fn cli() -> Source {
+        Source {
+            file: Arc::from("cli"),
+            line: 0,
+        }
+    }
+
+    /// Line `line` of `file` (the file name shared with the file's other rules).
+    pub fn at(file: Arc<str>, line: usize) -> Source {
+        Source {
+            file,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Parses the recorded form, reusing `last`'s file name when it is the same file.
+    fn parse(text: &str, last: &mut Option<Arc<str>>) -> Source {
+        let (file, line) = match text.rsplit_once(':') {
+            Some((f, l)) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+                match l.parse::<u32>() {
+                    Ok(n) if n > 0 => (f, n),
+                    _ => (text, 0),
+                }
+            }
+            _ => (text, 0),
+        };
+        let file = match last {
+            Some(a) if **a == *file => a.clone(),
+            _ => {
+                let a: Arc<str> = Arc::from(file);
+                *last = Some(a.clone());
+                a
+            }
+        };
+        Source { file, line }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.file)
+        } else {
+            write!(f, "{}:{}", self.file, self.line)
+        }
+    }
 }
 
 impl StateFile {
@@ -319,18 +381,34 @@ impl StateDir {
         self.commit()
     }
 
-    /// Reads an order's rules.
+    /// Reads an order's rules (a large file is parsed by two threads).
     pub fn read_rules(&self, order: &Order) -> Result<Vec<Rule>> {
         let path = self.orders_dir().join(&order.rules_file);
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut out = Vec::with_capacity(order.rules);
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            out.push(
-                parse_rule_line(&line)
-                    .with_context(|| format!("{}:{}: corrupt rule", path.display(), i + 1))?,
-            );
-        }
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        // Split at a line boundary near the middle; each half is parsed on its own thread.
+        let mid = if text.len() > 1 << 20 {
+            text[text.len() / 2..]
+                .find('\n')
+                .map_or(text.len(), |i| text.len() / 2 + i + 1)
+        } else {
+            text.len()
+        };
+        let (a, b) = text.split_at(mid);
+        let first_lines_b = a.bytes().filter(|&c| c == b'\n').count();
+        let (ra, rb) = std::thread::scope(|s| {
+            let hb = s.spawn(|| parse_rule_lines(b, first_lines_b, &path));
+            let ra = parse_rule_lines(a, 0, &path);
+            let rb = hb.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "reading {}: thread panicked",
+                    path.display()
+                ))
+            });
+            (ra, rb)
+        });
+        let mut out = ra?;
+        out.extend(rb?);
         Ok(out)
     }
 
@@ -378,7 +456,20 @@ impl StateDir {
     }
 }
 
-fn parse_rule_line(line: &str) -> Result<Rule> {
+/// Parses the rule lines of `text`, the part of `path` after `skipped` lines.
+fn parse_rule_lines(text: &str, skipped: usize, path: &Path) -> Result<Vec<Rule>> {
+    let mut out = Vec::with_capacity(text.len() / 64);
+    let mut last = None;
+    for (i, line) in text.lines().enumerate() {
+        out.push(
+            parse_rule_line(line, &mut last)
+                .with_context(|| format!("{}:{}: corrupt rule", path.display(), skipped + i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+fn parse_rule_line(line: &str, last: &mut Option<Arc<str>>) -> Result<Rule> {
     let mut f = line.splitn(6, '\t');
     let mut next = |what: &str| f.next().with_context(|| format!("missing {what}"));
     let id = next("id")?.parse::<u32>()?;
@@ -387,7 +478,7 @@ fn parse_rule_line(line: &str) -> Result<Rule> {
     let qtypes = u16::from_str_radix(next("qtypes")?, 16)?;
     let name =
         Name::from_presentation(next("name")?).map_err(|e| anyhow::anyhow!("bad name: {e}"))?;
-    let source = next("source").unwrap_or("").to_string();
+    let source = Source::parse(next("source").unwrap_or(""), last);
     Ok(Rule {
         name,
         kind,

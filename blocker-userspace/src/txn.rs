@@ -3,9 +3,12 @@
 //! Every value of the rule map holds two copies of the rules at its name, and
 //! `Config::active` says which copy the data plane reads. A change:
 //!
-//! 1. computes, for every name whose rules change, the merged rules before and after;
-//! 2. records the new state (`state.json.new`, new rules files) and a journal (`txn.json`);
-//! 3. writes the *inactive* copy of each changed name (new names get an empty active copy);
+//! 1. computes, for every name whose rules change, the merged rules before and after (see
+//!    [`plan`]: one index of the changed orders' rules sorted by key);
+//! 2. writes a journal (`txn.json`);
+//! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
+//!    another thread, writes the *inactive* copy of each changed name (new names get an empty
+//!    active copy);
 //! 4. flips `Config::active` and bumps the generation in one write: from this instant the
 //!    data plane sees the whole new set, never a part of it;
 //! 5. commits the state, makes both copies equal again, deletes names with no rules left.
@@ -21,7 +24,6 @@ use blocker_common::{
     key::key_of_canonical, Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot,
     MAX_EDE_TEXT,
 };
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -152,7 +154,7 @@ impl Controller {
         }
         let state = self.dir.load()?;
         let mut cfg = self.maps.config()?;
-        cfg.depth_mask = depth_mask_of(&self.all_rules(&state)?);
+        cfg.depth_mask = depth_mask_of(self.all_rules(&state)?.values().flatten());
         self.maps.set_config(&cfg)?;
         fs::remove_file(&jpath)?;
         self.dir.gc(&state)?;
@@ -162,25 +164,32 @@ impl Controller {
     /// Writes the whole recorded state into freshly created maps.
     fn restore(&mut self) -> Result<()> {
         let rules = self.all_rules(&self.state)?;
-        let all: HashSet<RuleKey> = rules
-            .values()
-            .flatten()
-            .map(|r| key_of_canonical(r.name.canonical()))
+        // Everything is new: the difference from no rules at all.
+        let mut entries: Vec<Entry> = Vec::new();
+        let lists: Vec<List<'_>> = rules
+            .iter()
+            .map(|(id, rs)| (*id, AFTER, rs.as_slice()))
             .collect();
-        let entries: Vec<(RuleKey, RuleValue)> = merged_sets(&rules, &all)
-            .into_iter()
-            .map(|(k, set)| (k, RuleValue { sets: [set, set] }))
-            .collect();
-        crate::kernel::rules_update_batch(&self.maps.rules, &entries)?;
+        for (i, (_, _, rs)) in lists.iter().enumerate() {
+            entries.extend(entries_of(i, rs, keys_of(rs)));
+        }
+        entries.sort_unstable_by_key(|e| e.key);
+        let diffs = merge_groups(&lists, &entries);
+        crate::kernel::rules_update_batch(
+            &self.maps.rules,
+            diffs
+                .iter()
+                .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
+        )?;
         for o in &self.state.orders {
             self.maps.orders.set(o.id as u32, order_info(o), 0)?;
         }
         let mut cfg = Config::default();
         self.state.settings.apply_to(&mut cfg);
         cfg.generation = self.state.generation;
-        cfg.depth_mask = depth_mask_of(&rules);
+        cfg.depth_mask = depth_mask_of(rules.values().flatten());
         self.maps.set_config(&cfg)?;
-        if !all.is_empty() {
+        if !diffs.is_empty() {
             log::warn!(
                 "restored {} rules of {} orders from {} into empty maps",
                 rules.values().map(Vec::len).sum::<usize>(),
@@ -223,77 +232,36 @@ impl Controller {
         let old_rules = self.all_rules(&old_state)?;
         phase("read recorded rules");
         let mut new_state = old_state.clone();
-        let mut new_rules = old_rules.clone();
         let generation = old_state.generation.wrapping_add(1);
         let mut changed_orders: Vec<u16> = Vec::new();
         let mut removed_orders: Vec<u16> = Vec::new();
-
-        // Ids in use before or after this change are not handed out again by it.
-        let mut used: HashSet<u32> = old_rules.values().flatten().map(|r| r.id).collect();
-        let capacity = self.maps.capacity;
-        let mut next_free = 0u32;
-        let mut summary = Summary {
-            generation,
-            ..Default::default()
-        };
-
+        // The new rules of every order whose rules are replaced (empty: removed).
+        let mut replaced: BTreeMap<u16, Vec<Rule>> = BTreeMap::new();
         for change in changes {
             match change {
                 OrderChange::Remove { id } => {
                     new_state.orders.retain(|o| o.id != id);
-                    if let Some(old) = new_rules.remove(&id) {
-                        summary.rules_removed += old.len();
-                    }
+                    replaced.insert(id, Vec::new());
                     removed_orders.push(id);
                     changed_orders.push(id);
                 }
                 OrderChange::Put { mut order, rules } => {
                     let id = order.id;
-                    let rules = match rules {
-                        None => new_rules.get(&id).cloned().unwrap_or_default(),
-                        Some(mut rules) => {
-                            let previous: HashMap<(&[u8], Kind), u32> = old_rules
-                                .get(&id)
-                                .map(|v| {
-                                    v.iter()
-                                        .map(|r| ((r.name.canonical(), r.kind), r.id))
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            let mut kept = 0;
-                            for r in rules.iter_mut() {
-                                match previous.get(&(r.name.canonical(), r.kind)) {
-                                    Some(&old_id) => {
-                                        r.id = old_id;
-                                        kept += 1;
-                                    }
-                                    None => {
-                                        while used.contains(&next_free) {
-                                            next_free += 1;
-                                        }
-                                        if next_free >= capacity {
-                                            bail!(
-                                                "the rule map holds at most {capacity} rules, and \
-                                                 this change needs more at once (old and new \
-                                                 rules coexist until the switch); re-create it \
-                                                 with a larger `blocker attach --capacity` \
-                                                 (nothing was changed)"
-                                            );
-                                        }
-                                        r.id = next_free;
-                                        used.insert(next_free);
-                                    }
-                                }
-                            }
-                            summary.rules_kept += kept;
-                            summary.rules_added += rules.len() - kept;
-                            summary.rules_removed += previous.len() - kept;
-                            rules
+                    match rules {
+                        Some(rules) => {
+                            replaced.insert(id, rules);
                         }
+                        // A new order without rules still gets its (empty) rules file.
+                        None if !old_rules.contains_key(&id) => {
+                            replaced.entry(id).or_default();
+                        }
+                        None => {}
+                    }
+                    order.rules = match replaced.get(&id) {
+                        Some(r) => r.len(),
+                        None => old_rules.get(&id).map_or(0, Vec::len),
                     };
-                    order.rules = rules.len();
                     order.updated = now();
-                    new_rules.insert(id, rules);
                     match new_state.orders.iter_mut().find(|o| o.id == id) {
                         Some(o) => *o = order,
                         None => new_state.orders.push(order),
@@ -303,31 +271,15 @@ impl Controller {
             }
         }
         new_state.orders.sort_by_key(|o| o.id);
+        changed_orders.sort_unstable();
+        changed_orders.dedup();
 
-        // Names whose rules may change: every name of a changed order, before and after.
-        let mut affected: HashSet<RuleKey> = HashSet::default();
-        for id in &changed_orders {
-            for r in old_rules
-                .get(id)
-                .into_iter()
-                .chain(new_rules.get(id))
-                .flatten()
-            {
-                affected.insert(key_of_canonical(r.name.canonical()));
-            }
-        }
-        phase("assigned rule ids");
-        let old_sets = merged_sets(&old_rules, &affected);
-        let new_sets = merged_sets(&new_rules, &affected);
-        let mut diffs: Vec<(RuleKey, RuleSet, RuleSet)> = Vec::new();
-        for k in &affected {
-            let o = old_sets.get(k).copied().unwrap_or_default();
-            let n = new_sets.get(k).copied().unwrap_or_default();
-            if o != n {
-                diffs.push((*k, o, n));
-            }
-        }
-        diffs.sort_by_key(|d| d.0);
+        let capacity = self.maps.capacity;
+        let mut summary = Summary {
+            generation,
+            ..Default::default()
+        };
+        let Plan { freed, diffs } = plan(&old_rules, &mut replaced, capacity, &mut summary)?;
         summary.names_changed = diffs.len();
 
         // Nothing to do when the rules and the orders' settings are what they were: a
@@ -340,7 +292,9 @@ impl Controller {
             };
             let before = old_state.order_by_id(*id).map(strip);
             let after = new_state.order_by_id(*id).map(strip);
-            let rules_same = match (old_rules.get(id), new_rules.get(id)) {
+            let rules_same = match (old_rules.get(id), replaced.get(id)) {
+                (_, None) => true,
+                (None, Some(b)) => b.is_empty(),
                 (Some(a), Some(b)) => {
                     a.len() == b.len()
                         && a.iter().zip(b).all(|(x, y)| {
@@ -348,13 +302,12 @@ impl Controller {
                                 == (&y.name, y.kind, y.action, y.qtypes, y.id)
                         })
                 }
-                (None, None) => true,
-                _ => false,
             };
             before == after && rules_same
         };
         if diffs.is_empty() && changed_orders.iter().all(same_order) {
             summary.generation = old_state.generation;
+            retire((old_rules, replaced, diffs));
             return Ok(summary);
         }
 
@@ -366,44 +319,54 @@ impl Controller {
             }
         }
 
-        // Record the new state and the journal.
-        for id in &changed_orders {
-            if let Some(rules) = new_rules.get(id) {
-                let file = self.dir.write_rules(*id, generation, rules)?;
-                if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == *id) {
-                    o.rules_file = file;
-                }
-            }
-        }
-        new_state.generation = generation;
-        new_state.updated = now();
-        self.dir.stage(&new_state)?;
+        // The journal comes before anything the change writes: from here on, the next
+        // command rolls an interrupted change back or forward.
         fs::write(
             self.dir.txn_path(),
             serde_json::to_vec(&Journal { generation })?,
         )?;
-
-        phase("recorded the new state");
-        // Write the inactive copies.
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
         let inactive = 1 - active;
-        let staged: Vec<(RuleKey, RuleValue)> = diffs
-            .iter()
-            .map(|(k, old, new)| {
+        // Record the new state (on a second thread) while writing the inactive copies.
+        new_state.generation = generation;
+        new_state.updated = now();
+        let dir = &self.dir;
+        let maps = &self.maps;
+        let (recorded, written) = std::thread::scope(|s| {
+            let recorder = s.spawn(|| -> Result<StateFile> {
+                for (id, rules) in &replaced {
+                    if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == *id) {
+                        o.rules_file = dir.write_rules(*id, generation, rules)?;
+                    }
+                }
+                dir.stage(&new_state)?;
+                Ok(new_state)
+            });
+            let written = write_split(&maps.rules, &diffs, |(k, old, new)| {
                 let mut v = RuleValue { sets: [*old, *old] };
                 v.sets[inactive] = *new;
-                (*k, v)
-            })
-            .collect();
-        crate::kernel::rules_update_batch(&self.maps.rules, &staged)?;
+                Some((*k, v))
+            });
+            let recorded = recorder.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!("recording the new state: thread panicked"))
+            });
+            (recorded, written)
+        });
+        let new_state = recorded?;
+        written?;
+        phase("recorded the new state and wrote the inactive copies");
         // Look up the depths of both sets until the old one is gone.
-        let new_mask = depth_mask_of(&new_rules);
+        let new_mask = depth_mask_of(
+            new_state
+                .orders
+                .iter()
+                .flat_map(|o| rules_after(&old_rules, &replaced, o.id)),
+        );
         let old_mask = cfg.depth_mask;
         cfg.depth_mask = [old_mask[0] | new_mask[0], old_mask[1] | new_mask[1]];
         self.maps.set_config(&cfg)?;
 
-        phase("wrote the inactive copies");
         // The flip.
         cfg.active = inactive as u32;
         cfg.generation = generation;
@@ -414,24 +377,27 @@ impl Controller {
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
-        let (gone, kept): (Vec<_>, Vec<_>) = diffs
+        let is_gone = |new: &RuleSet| new.here.is_empty() && new.below.is_empty();
+        write_split(&self.maps.rules, &diffs, |(k, _, new)| {
+            (!is_gone(new)).then_some((*k, RuleValue { sets: [*new, *new] }))
+        })?;
+        let gone: Vec<RuleKey> = diffs
             .iter()
-            .partition(|(_, _, new)| new.here.is_empty() && new.below.is_empty());
-        let kept: Vec<(RuleKey, RuleValue)> = kept
-            .iter()
-            .map(|(k, _, new)| (*k, RuleValue { sets: [*new, *new] }))
+            .filter(|(_, _, new)| is_gone(new))
+            .map(|(k, _, _)| *k)
             .collect();
-        crate::kernel::rules_update_batch(&self.maps.rules, &kept)?;
-        let gone: Vec<RuleKey> = gone.iter().map(|(k, _, _)| *k).collect();
         crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;
         cfg.depth_mask = new_mask;
         self.maps.set_config(&cfg)?;
 
         // Counters of rules and orders that are gone start from zero if their ids return.
-        let still: HashSet<u32> = new_rules.values().flatten().map(|r| r.id).collect();
-        for r in old_rules.values().flatten() {
-            if !still.contains(&r.id) {
-                self.maps.reset_rule_hits(r.id)?;
+        // Only rules that were hit have a counter: look at those.
+        if freed.iter().any(|w| *w != 0) {
+            let hit: Vec<u32> = self.maps.rule_hits.keys().collect::<Result<_, _>>()?;
+            for id in hit {
+                if bit(&freed, id) {
+                    self.maps.reset_rule_hits(id)?;
+                }
             }
         }
         for id in removed_orders {
@@ -442,8 +408,314 @@ impl Controller {
         }
         fs::remove_file(self.dir.txn_path())?;
         self.dir.gc(&self.state)?;
+        phase("synchronised both copies");
+        retire((old_rules, replaced, diffs));
         Ok(summary)
     }
+}
+
+/// (key, rules before, rules after) of a name.
+type Diff = (RuleKey, RuleSet, RuleSet);
+
+/// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
+/// two threads, each half on its own (the kernel's hash map takes concurrent updates).
+fn write_split<F>(
+    map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
+    diffs: &[Diff],
+    f: F,
+) -> Result<()>
+where
+    F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
+{
+    if diffs.len() < 100_000 {
+        return crate::kernel::rules_update_batch(map, diffs.iter().filter_map(&f));
+    }
+    let (a, b) = diffs.split_at(diffs.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| crate::kernel::rules_update_batch(map, b.iter().filter_map(&f)));
+        let first = crate::kernel::rules_update_batch(map, a.iter().filter_map(&f));
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        first.and(second)
+    })
+}
+
+/// Frees large structures on a thread of their own: freeing millions of small allocations
+/// takes a while and nothing waits for it (a command that exits meanwhile just exits).
+fn retire<T: Send + 'static>(big: T) {
+    // Without a thread, the value is dropped here with the closure.
+    let _ = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(big));
+}
+
+/// The rules `order` has after a change.
+fn rules_after<'a>(
+    old: &'a BTreeMap<u16, Vec<Rule>>,
+    replaced: &'a BTreeMap<u16, Vec<Rule>>,
+    order: u16,
+) -> &'a [Rule] {
+    replaced
+        .get(&order)
+        .or_else(|| old.get(&order))
+        .map_or(&[], Vec::as_slice)
+}
+
+/// What a change does, computed before anything is written.
+struct Plan {
+    /// Bit set of the rule ids the change frees (their rules are gone).
+    freed: Vec<u64>,
+    /// (key, rules before, rules after) of every name whose merged rules change, by key.
+    diffs: Vec<Diff>,
+}
+
+/// A set of ids, one bit each.
+fn bit(set: &[u64], id: u32) -> bool {
+    set.get(id as usize / 64)
+        .is_some_and(|w| w & (1 << (id % 64)) != 0)
+}
+
+fn set_bit(set: &mut Vec<u64>, id: u32) {
+    let i = id as usize / 64;
+    if i >= set.len() {
+        set.resize(i + 1, 0);
+    }
+    set[i] |= 1 << (id % 64);
+}
+
+/// The keys of `rules` (computed on two threads for large sets).
+fn keys_of(rules: &[Rule]) -> Vec<RuleKey> {
+    let keys = |rs: &[Rule]| -> Vec<RuleKey> {
+        rs.iter()
+            .map(|r| key_of_canonical(r.name.canonical()))
+            .collect()
+    };
+    if rules.len() < 100_000 {
+        return keys(rules);
+    }
+    let (a, b) = rules.split_at(rules.len() / 2);
+    std::thread::scope(|s| {
+        let hb = s.spawn(|| keys(b));
+        let mut out = keys(a);
+        match hb.join() {
+            Ok(kb) => out.extend(kb),
+            Err(_) => out.extend(keys(b)),
+        }
+        out
+    })
+}
+
+/// Side of a rule list in a [`Plan`]: rules in force before the change, after it, or both.
+const BEFORE: u8 = 1;
+const AFTER: u8 = 2;
+
+/// A list of rules in a [`Plan`]: (order, side, rules).
+type List<'a> = (u16, u8, &'a [Rule]);
+
+/// One rule in the sorted index of a [`Plan`].
+#[derive(Clone, Copy)]
+struct Entry {
+    key: RuleKey,
+    /// Index of the rule in its list.
+    idx: u32,
+    /// Index of the list.
+    list: u16,
+    kind: u8,
+}
+
+/// The lists of the orders whose rules are replaced: for each, its old rules (if any) and
+/// its new rules. Always the same for the same maps, so list indices stay valid.
+fn changed_lists<'a>(
+    old: &'a BTreeMap<u16, Vec<Rule>>,
+    replaced: &'a BTreeMap<u16, Vec<Rule>>,
+) -> Vec<List<'a>> {
+    let mut lists = Vec::new();
+    for (id, rules) in replaced {
+        if let Some(before) = old.get(id) {
+            lists.push((*id, BEFORE, before.as_slice()));
+        }
+        lists.push((*id, AFTER, rules.as_slice()));
+    }
+    lists
+}
+
+fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<Item = Entry> + '_ {
+    keys.into_iter()
+        .zip(rules)
+        .enumerate()
+        .map(move |(idx, (key, r))| Entry {
+            key,
+            idx: idx as u32,
+            list: list as u16,
+            kind: r.kind as u8,
+        })
+}
+
+/// Plans a change: `replaced` holds the new rules of the orders whose rules change (empty
+/// for a removed order); the other orders keep their `old` rules.
+///
+/// 1. The rules of the changed orders, before and after, are indexed by key and sorted.
+/// 2. Each new rule takes the id of the same (name, match kind) among its order's old rules;
+///    the others get the lowest ids not in use before or after the change (old and new rules
+///    coexist until the switch), in rule order. Counts rules added, removed and kept.
+/// 3. The rules of the other orders join the index at the keys it holds, and one pass over
+///    the index merges each name's candidates before and after.
+fn plan(
+    old: &BTreeMap<u16, Vec<Rule>>,
+    replaced: &mut BTreeMap<u16, Vec<Rule>>,
+    capacity: u32,
+    summary: &mut Summary,
+) -> Result<Plan> {
+    const FRESH: u32 = u32::MAX;
+    // 1.
+    let lists = changed_lists(old, replaced);
+    if lists.len() > usize::from(u16::MAX) {
+        bail!("too many orders in one change");
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, (_, _, rules)) in lists.iter().enumerate() {
+        entries.extend(entries_of(i, rules, keys_of(rules)));
+    }
+    entries.sort_unstable_by_key(|e| e.key);
+
+    // 2. Ids kept, by list and index; freed old ids.
+    let mut ids: Vec<Vec<u32>> = lists
+        .iter()
+        .map(|(_, side, rules)| {
+            if *side == AFTER {
+                vec![FRESH; rules.len()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let mut kept_by_list = vec![0usize; lists.len()];
+    let mut freed: Vec<u64> = Vec::new();
+    let mut taken: Vec<bool> = Vec::new();
+    for group in entries.chunk_by(|a, b| a.key == b.key) {
+        taken.clear();
+        taken.resize(group.len(), false);
+        for e in group {
+            let (order, side, _) = lists[usize::from(e.list)];
+            if side != AFTER {
+                continue;
+            }
+            let twin = group.iter().enumerate().position(|(m, o)| {
+                let (o_order, o_side, _) = lists[usize::from(o.list)];
+                !taken[m] && o_side == BEFORE && o_order == order && o.kind == e.kind
+            });
+            if let Some(m) = twin {
+                taken[m] = true;
+                let o = group[m];
+                ids[usize::from(e.list)][e.idx as usize] =
+                    lists[usize::from(o.list)].2[o.idx as usize].id;
+                kept_by_list[usize::from(e.list)] += 1;
+            }
+        }
+        for (m, o) in group.iter().enumerate() {
+            let (_, side, rules) = lists[usize::from(o.list)];
+            if side == BEFORE && !taken[m] {
+                set_bit(&mut freed, rules[o.idx as usize].id);
+            }
+        }
+    }
+    for (i, (id, side, rules)) in lists.iter().enumerate() {
+        if *side == AFTER {
+            let kept = kept_by_list[i];
+            let before = old.get(id).map_or(0, Vec::len);
+            summary.rules_kept += kept;
+            summary.rules_added += rules.len() - kept;
+            summary.rules_removed += before - kept;
+        }
+    }
+    let mut used: Vec<u64> = vec![0; (capacity as usize).div_ceil(64)];
+    for r in old.values().flatten() {
+        set_bit(&mut used, r.id);
+    }
+    let mut next_free = 0u32;
+    // One AFTER list per replaced order, in the same order.
+    let after_ids: Vec<Vec<u32>> = lists
+        .iter()
+        .zip(ids)
+        .filter(|((_, side, _), _)| *side == AFTER)
+        .map(|(_, ids)| ids)
+        .collect();
+    for (rules, ids) in replaced.values_mut().zip(after_ids) {
+        for (r, id) in rules.iter_mut().zip(ids) {
+            if id != FRESH {
+                r.id = id;
+                continue;
+            }
+            while bit(&used, next_free) {
+                next_free += 1;
+            }
+            if next_free >= capacity {
+                bail!(
+                    "the rule map holds at most {capacity} rules, and this change needs more \
+                     at once (old and new rules coexist until the switch); re-create it with a \
+                     larger `blocker attach --capacity` (nothing was changed)"
+                );
+            }
+            r.id = next_free;
+            set_bit(&mut used, next_free);
+        }
+    }
+
+    // 3.
+    let mut lists = changed_lists(old, replaced);
+    let mut more = Vec::new();
+    for (id, rules) in old {
+        if replaced.contains_key(id) || rules.is_empty() {
+            continue;
+        }
+        let list = lists.len();
+        if list > usize::from(u16::MAX) {
+            bail!("too many orders in one change");
+        }
+        lists.push((*id, BEFORE | AFTER, rules));
+        more.extend(
+            entries_of(list, rules, keys_of(rules))
+                .filter(|e| entries.binary_search_by_key(&e.key, |x| x.key).is_ok()),
+        );
+    }
+    if !more.is_empty() {
+        entries.extend(more);
+        entries.sort_unstable_by_key(|e| e.key);
+    }
+    Ok(Plan {
+        freed,
+        diffs: merge_groups(&lists, &entries),
+    })
+}
+
+/// Merges the candidates of each key of the sorted `entries`, on both sides.
+fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<Diff> {
+    let mut diffs = Vec::new();
+    let mut before: Vec<Candidate<'_>> = Vec::new();
+    let mut after: Vec<Candidate<'_>> = Vec::new();
+    for group in entries.chunk_by(|a, b| a.key == b.key) {
+        before.clear();
+        after.clear();
+        for e in group {
+            let (order, side, rules) = lists[usize::from(e.list)];
+            let c = Candidate {
+                order,
+                rule: &rules[e.idx as usize],
+            };
+            if side & BEFORE != 0 {
+                before.push(c);
+            }
+            if side & AFTER != 0 {
+                after.push(c);
+            }
+        }
+        let (o, n) = (merge(&before), merge(&after));
+        if o != n {
+            diffs.push((group[0].key, o, n));
+        }
+    }
+    diffs
 }
 
 /// The kernel's view of an order.
@@ -460,9 +732,9 @@ pub fn order_info(o: &Order) -> OrderInfo {
 }
 
 /// Bit `d` set for every label count `d` of a rule name.
-pub fn depth_mask_of(rules: &BTreeMap<u16, Vec<Rule>>) -> [u64; 2] {
+pub fn depth_mask_of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> [u64; 2] {
     let mut m = [0u64; 2];
-    for r in rules.values().flatten() {
+    for r in rules {
         let d = r.name.label_count() & 127;
         m[d >> 6] |= 1 << (d & 63);
     }
@@ -512,22 +784,100 @@ pub fn merge(cands: &[Candidate<'_>]) -> RuleSet {
     }
 }
 
-/// Merged rule sets of the `affected` names.
-fn merged_sets(
-    rules: &BTreeMap<u16, Vec<Rule>>,
-    affected: &HashSet<RuleKey>,
-) -> HashMap<RuleKey, RuleSet> {
-    let mut by_key: HashMap<RuleKey, Vec<Candidate<'_>>> = HashMap::default();
-    for (order, rs) in rules {
-        for r in rs {
-            let k = key_of_canonical(r.name.canonical());
-            if affected.contains(&k) {
-                by_key.entry(k).or_default().push(Candidate {
-                    order: *order,
-                    rule: r,
-                });
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Source;
+    use blocker_common::QTYPES_ALL;
+
+    fn rule(name: &str, kind: Kind, action: Action, id: u32) -> Rule {
+        Rule {
+            name: blocker_lists::Name::from_presentation(name).expect("name"),
+            kind,
+            action,
+            qtypes: QTYPES_ALL,
+            id,
+            source: Source::cli(),
         }
     }
-    by_key.into_iter().map(|(k, c)| (k, merge(&c))).collect()
+
+    fn key(name: &str) -> RuleKey {
+        key_of_canonical(
+            blocker_lists::Name::from_presentation(name)
+                .expect("name")
+                .canonical(),
+        )
+    }
+
+    #[test]
+    fn plan_keeps_ids_frees_ids_and_merges_with_other_orders() {
+        use Action::*;
+        use Kind::*;
+        let mut old = BTreeMap::new();
+        old.insert(
+            1u16,
+            vec![
+                rule("a.example", Subtree, Nxdomain, 0),
+                rule("b.example", Subtree, Nxdomain, 1),
+                rule("c.example", Exact, Nxdomain, 2),
+            ],
+        );
+        // Another order allows c.example: it wins wherever order 1 blocks it.
+        old.insert(2u16, vec![rule("c.example", Exact, Pass, 3)]);
+        let mut replaced = BTreeMap::new();
+        replaced.insert(
+            1u16,
+            vec![
+                rule("d.example", Subtree, Nxdomain, 99),
+                rule("a.example", Subtree, Nxdomain, 99),
+                rule("c.example", Subtree, Nxdomain, 99),
+                rule("e.example", Below, Refused, 99),
+            ],
+        );
+        let mut summary = Summary::default();
+        let p = plan(&old, &mut replaced, 100, &mut summary).expect("plan");
+        let ids: Vec<u32> = replaced[&1].iter().map(|r| r.id).collect();
+        // a keeps 0; d, c (another match kind) and e take the lowest ids free before and
+        // after the change, in rule order.
+        assert_eq!(ids, vec![4, 0, 5, 6]);
+        assert_eq!(
+            (
+                summary.rules_added,
+                summary.rules_removed,
+                summary.rules_kept
+            ),
+            (3, 2, 1)
+        );
+        assert!(bit(&p.freed, 1) && bit(&p.freed, 2));
+        assert!(!bit(&p.freed, 0) && !bit(&p.freed, 3));
+        let changed: Vec<RuleKey> = p.diffs.iter().map(|d| d.0).collect();
+        let mut want = vec![
+            key("b.example"),
+            key("c.example"),
+            key("d.example"),
+            key("e.example"),
+        ];
+        want.sort();
+        assert_eq!(changed, want, "a.example is unchanged");
+        let c = p.diffs.iter().find(|d| d.0 == key("c.example")).expect("c");
+        // Before: the allow rule of order 2 here; after: still here, and order 1's subtree
+        // rule below.
+        assert_eq!(c.1.here.action, Pass as u8);
+        assert_eq!(c.2.here.action, Pass as u8);
+        assert_eq!((c.2.below.order_id, c.2.below.rule_id), (1, 5));
+        let b = p.diffs.iter().find(|d| d.0 == key("b.example")).expect("b");
+        assert_eq!(b.2, RuleSet::default(), "b.example is gone");
+    }
+
+    #[test]
+    fn plan_refuses_a_change_beyond_capacity() {
+        let mut old = BTreeMap::new();
+        old.insert(0u16, vec![rule("a.example", Kind::Exact, Action::Drop, 0)]);
+        let mut replaced = BTreeMap::new();
+        replaced.insert(0u16, vec![rule("b.example", Kind::Exact, Action::Drop, 0)]);
+        let e = plan(&old, &mut replaced, 1, &mut Summary::default())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("--capacity"), "{e}");
+    }
 }

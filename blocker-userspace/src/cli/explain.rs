@@ -118,7 +118,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     action: r.action.as_str(),
                     qtypes: qtypes_display(r.qtypes),
                     order: oname.clone(),
-                    source: r.source.clone(),
+                    source: r.source.to_string(),
                     note,
                     decides: false,
                 });

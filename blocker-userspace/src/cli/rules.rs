@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{parse_qtype, qtypes_display, Ctx};
 use crate::{
-    state::{check_ede_text, now, Order, Rule},
+    state::{check_ede_text, now, Order, Rule, Source},
     txn::{Controller, OrderChange, Summary},
 };
 
@@ -289,7 +289,7 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         action,
         qtypes,
         id: 0,
-        source: "cli".into(),
+        source: Source::cli(),
     });
     let s = c.apply(vec![OrderChange::Put {
         order,
@@ -341,7 +341,7 @@ struct ListedRule<'a> {
     action: &'static str,
     qtypes: String,
     id: u32,
-    source: &'a str,
+    source: String,
 }
 
 fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
@@ -368,7 +368,7 @@ fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
                 action: r.action.as_str(),
                 qtypes: qtypes_display(r.qtypes),
                 id: r.id,
-                source: &r.source,
+                source: r.source.to_string(),
             });
         }
     }
@@ -464,11 +464,23 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let default_action = order.default_action;
-    let mut seen: rustc_hash::FxHashSet<(Vec<u8>, Kind)> = Default::default();
+    // Each file has no repeated (name, kind) already; across files the first one is kept.
+    let repeated: Vec<bool> = if a.files.len() > 1 {
+        let mut seen: rustc_hash::FxHashSet<(&[u8], Kind)> = Default::default();
+        seen.reserve(parsed.len());
+        parsed
+            .iter()
+            .map(|p| !seen.insert((p.name.canonical(), p.kind)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut rules = Vec::with_capacity(parsed.len());
     let mut sinkholes = 0;
-    for p in parsed {
-        if !seen.insert((p.name.canonical().to_vec(), p.kind)) {
+    // One shared copy of each file's name for its rules' sources.
+    let mut file: Option<(std::sync::Arc<std::path::Path>, std::sync::Arc<str>)> = None;
+    for (i, p) in parsed.into_iter().enumerate() {
+        if repeated.get(i).copied().unwrap_or(false) {
             duplicates += 1;
             continue;
         }
@@ -476,13 +488,21 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         if action == Action::Sinkhole {
             sinkholes += 1;
         }
+        let shown = match &file {
+            Some((path, shown)) if std::sync::Arc::ptr_eq(path, &p.file) => shown.clone(),
+            _ => {
+                let shown: std::sync::Arc<str> = p.file.display().to_string().into();
+                file = Some((p.file.clone(), shown.clone()));
+                shown
+            }
+        };
         rules.push(Rule {
             name: p.name,
             kind: p.kind,
             action,
             qtypes: p.qtypes,
             id: 0,
-            source: format!("{}:{}", p.file.display(), p.line),
+            source: Source::at(shown, p.line),
         });
     }
     let settings = &c.state.settings;
