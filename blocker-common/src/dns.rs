@@ -217,9 +217,26 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
 /// whose qtype set does not hold the query's type is skipped and the search goes on. The
 /// root has no labels and is never matched.
 #[inline(always)]
-pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, mut lookup: F) -> Option<Slot>
+pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, lookup: F) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
+{
+    find_rule_filtered(cfg, s, q, |_| true, lookup)
+}
+
+/// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
+/// (the key filter, see [`crate::filter`]).
+#[inline(always)]
+pub fn find_rule_filtered<F, G>(
+    cfg: &Config,
+    s: &mut Scratch,
+    q: &Query,
+    mut may_hold: G,
+    mut lookup: F,
+) -> Option<Slot>
+where
+    F: FnMut(&RuleKey) -> Option<RuleSet>,
+    G: FnMut(&RuleKey) -> bool,
 {
     let qbit = qtype_bit(q.qtype);
     let mut k = 0usize;
@@ -228,10 +245,13 @@ where
             break;
         }
         let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
-        if cfg.has_depth(depth) {
-            let idx = k & (MAX_LABELS - 1);
-            let start = s.starts[idx] as usize;
-            let key = suffix_key(q.name_hash, s.prefix[idx], q.name_len.wrapping_sub(start));
+        let idx = k & (MAX_LABELS - 1);
+        let start = s.starts[idx] as usize;
+        let key = suffix_key(q.name_hash, s.prefix[idx], q.name_len.wrapping_sub(start));
+        // One laundered decision per label: the verifier sees the same two paths as without
+        // a filter (look up, or go on), whatever the depth test and the filter computed.
+        let go = cfg.has_depth(depth) as u64 & may_hold(&key) as u64;
+        if launder(&mut s.opaque[13], go) != 0 {
             if let Some(set) = lookup(&key) {
                 let slot = if k == 0 { set.here } else { set.below };
                 if !slot.is_empty() && slot.qtypes & qbit != 0 {

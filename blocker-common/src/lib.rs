@@ -10,6 +10,7 @@
 
 pub mod answer;
 pub mod dns;
+pub mod filter;
 pub mod key;
 pub mod maps;
 

@@ -17,6 +17,7 @@ pub const MAP_ORDER_HITS: &str = "BLK_ORDER_HITS";
 pub const MAP_RULE_HITS: &str = "BLK_RULE_HITS";
 pub const MAP_STATS: &str = "BLK_STATS";
 pub const MAP_EVENTS: &str = "BLK_EVENTS";
+pub const MAP_FILTER: &str = "BLK_FILTER";
 /// Size of the block-event ring buffer.
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
@@ -229,7 +230,9 @@ pub struct Config {
     pub default_ede: u16,
     /// Client address in block events: `PRIVACY_*`.
     pub event_privacy: u8,
-    pub _reserved: u8,
+    /// Key filter in front of the rule map: region and size (see [`crate::filter`]); 0 off.
+    /// One byte, so the data plane never reads half of a switch.
+    pub filter: u8,
     /// Block events: 0 none; N: the first hit of each rule and then every Nth (per CPU).
     pub event_every: u32,
     pub _reserved2: u32,
@@ -290,7 +293,7 @@ impl Default for Config {
             flags: 0,
             default_ede: EDE_CENSORED,
             event_privacy: PRIVACY_FULL,
-            _reserved: 0,
+            filter: 0,
             event_every: 0,
             _reserved2: 0,
         }

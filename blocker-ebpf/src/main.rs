@@ -23,14 +23,15 @@ use aya_ebpf::{
 };
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
-    dns::{find_rule, launder, parse_query, LOAD_MAX},
+    dns::{find_rule_filtered, launder, parse_query, LOAD_MAX},
+    filter::Probe,
     Action, BlockEvent, Config, Reason, RuleHits, Slot, ACTION_COUNT, PRIVACY_NONE,
     PRIVACY_TRUNCATED,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
-use crate::maps::{CONFIG, EVENTS, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
+use crate::maps::{CONFIG, EVENTS, FILTER, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -86,7 +87,6 @@ fn count(reason: Reason) {
     }
 }
 
-#[inline(always)]
 /// Counts a rule's hit; returns this CPU's count for the rule and whether this is the rule's
 /// first hit on this CPU since the list last changed.
 #[inline(always)]
@@ -355,7 +355,21 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
 
     let q = parse_query(s, loaded, f.msg_len)?;
     let active = (cfg.active & 1) as usize;
-    let slot = find_rule(cfg, s, &q, |key| {
+    // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
+    let probe = Probe::of(cfg.filter);
+    let region = FILTER.get_ptr(probe.region).ok_or(Reason::Malformed)?;
+    let probe = Probe {
+        shr: launder(&mut s.opaque[14], probe.shr as u64) as u32 & 63,
+        off: launder(&mut s.opaque[15], probe.off),
+        ..probe
+    };
+    let may_hold = |key: &blocker_common::RuleKey| {
+        let (w, mask) = probe.bit(key);
+        // SAFETY: `region` points to a whole Region value; `w` < REGION_WORDS.
+        let word = unsafe { (*region).words[w] };
+        probe.may_hold(word, mask)
+    };
+    let slot = find_rule_filtered(cfg, s, &q, may_hold, |key| {
         // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read it.
         unsafe { RULES.get(key) }.map(|v| v.sets[active])
     });

@@ -2,13 +2,13 @@
 //! the same maps by their pinned names.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue, Stats,
-    DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
+    dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue,
+    Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -16,6 +16,12 @@ use blocker_common::{
 #[map(name = "BLK_RULES")]
 pub static RULES: HashMap<RuleKey, RuleValue> =
     HashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Key filter: two regions of bits (one value each), one bit per rule-map key in the region
+/// `Config::filter` names (see `blocker_common::filter`). Memory-mapped by the controller, which writes a
+/// region directly instead of through millions of syscalls.
+#[map(name = "BLK_FILTER")]
+pub static FILTER: Array<Region> = Array::pinned(2, BPF_F_MMAPABLE);
 
 /// Entry 0: run-time settings.
 #[map(name = "BLK_CONFIG")]
