@@ -18,7 +18,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use blocker_common::{
-    Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG, MAP_ORDERS,
+    Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG, MAP_FILTER, MAP_ORDERS,
     MAP_ORDER_HITS, MAP_RULES, MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
 };
 
@@ -364,6 +364,8 @@ pub struct Maps {
     pub order_hits: PerCpuArray<MapData, OrderHits>,
     pub rule_hits: PerCpuHashMap<MapData, u32, blocker_common::RuleHits>,
     pub stats: PerCpuArray<MapData, Stats>,
+    /// The key filter; `None` when the pinned program predates it (it then stays off).
+    pub filter: Option<crate::filter::KeyFilter>,
     /// max_entries of the rule map.
     pub capacity: u32,
 }
@@ -386,6 +388,10 @@ impl Maps {
                 MAP_RULE_HITS,
             )?))?,
             stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
+            filter: match pins.map(MAP_FILTER).exists() {
+                true => Some(crate::filter::KeyFilter::map(open_map(pins, MAP_FILTER)?)?),
+                false => None,
+            },
             capacity,
         })
     }

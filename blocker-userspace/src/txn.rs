@@ -175,6 +175,11 @@ impl Controller {
         }
         entries.sort_unstable_by_key(|e| e.key);
         let diffs = merge_groups(&lists, &entries);
+        let mut cfg = Config::default();
+        if let Some(filter) = self.maps.filter.as_mut() {
+            let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
+            filter.admit(&mut cfg, &keys, keys.len() as u64, Vec::new);
+        }
         crate::kernel::rules_update_batch(
             &self.maps.rules,
             diffs
@@ -184,7 +189,6 @@ impl Controller {
         for o in &self.state.orders {
             self.maps.orders.set(o.id as u32, order_info(o), 0)?;
         }
-        let mut cfg = Config::default();
         self.state.settings.apply_to(&mut cfg);
         cfg.generation = self.state.generation;
         cfg.depth_mask = depth_mask_of(rules.values().flatten());
@@ -328,6 +332,24 @@ impl Controller {
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
         let inactive = 1 - active;
+        // Names about to enter the rule map get their filter bits first.
+        if let Some(filter) = self.maps.filter.as_mut() {
+            let added: Vec<RuleKey> = diffs
+                .iter()
+                .filter(|(_, _, new)| !new.here.is_empty() || !new.below.is_empty())
+                .map(|(k, _, _)| *k)
+                .collect();
+            let new_names = diffs
+                .iter()
+                .filter(|(_, old, _)| old.here.is_empty() && old.below.is_empty())
+                .count();
+            let names = old_rules.values().map(Vec::len).sum::<usize>() + new_names;
+            let everything = || old_rules.values().flat_map(|rs| keys_of(rs)).collect();
+            if filter.admit(&mut cfg, &added, names as u64, everything) {
+                self.maps.set_config(&cfg)?;
+            }
+            phase("key filter");
+        }
         // Record the new state (on a second thread) while writing the inactive copies.
         new_state.generation = generation;
         new_state.updated = now();

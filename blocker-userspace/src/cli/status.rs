@@ -38,6 +38,14 @@ struct Status {
     generation: u32,
     kernel_generation: Option<u32>,
     updated: u64,
+    /// The key filter in front of the rule map (absent: off, or not loaded).
+    key_filter: Option<KeyFilterStatus>,
+}
+
+#[derive(Serialize)]
+struct KeyFilterStatus {
+    bits: u64,
+    set: u64,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
@@ -48,13 +56,22 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     }
     let loaded = ctx.pins.loaded();
     let (mut program_id, mut verified, mut capacity, mut kgen) = (None, None, None, None);
+    let mut key_filter = None;
     if loaded {
         let info = pinned_program(&ctx.pins, false)?.info()?;
         program_id = Some(info.id());
         verified = info.verified_instruction_count();
         let maps = Maps::open(&ctx.pins)?;
         capacity = Some(maps.capacity);
-        kgen = Some(maps.config()?.generation);
+        let cfg = maps.config()?;
+        kgen = Some(cfg.generation);
+        let (_, shift) = blocker_common::filter::parts(cfg.filter);
+        if let (Some(f), true) = (&maps.filter, shift >= blocker_common::filter::MIN_SHIFT) {
+            key_filter = Some(KeyFilterStatus {
+                bits: 1 << shift,
+                set: f.ones(cfg.filter),
+            });
+        }
     }
     let mut names: Vec<String> = ctx.pins.attached()?;
     for n in state.interfaces.keys() {
@@ -88,6 +105,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         generation: state.generation,
         kernel_generation: kgen,
         updated: state.updated,
+        key_filter,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -130,6 +148,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
             .map(|c| c.to_string())
             .unwrap_or_else(|| "?".into())
     );
+    match &s.key_filter {
+        Some(f) => println!(
+            "filter     {} bits, {} set ({:.1} %): a clear bit spares a rule-map lookup",
+            f.bits,
+            f.set,
+            100.0 * f.set as f64 / f.bits as f64
+        ),
+        None => println!("filter     off (every candidate name is looked up)"),
+    }
     println!(
         "generation {} (updated {})",
         s.generation,

@@ -1,0 +1,290 @@
+//! The controller's half of the key filter (see `blocker_common::filter`): the pinned
+//! `BLK_FILTER` array mapped into this process, and the one rule for keeping it right —
+//! a key's bit is set before the key enters the rule map.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use anyhow::{Context, Result};
+use aya::maps::MapData;
+use blocker_common::{
+    filter::{parts, position, setting, shift_for, MIN_SHIFT, REGION_WORDS},
+    Config, RuleKey,
+};
+
+/// `BLK_FILTER`, memory-mapped read-write.
+pub struct KeyFilter {
+    _map: MapData,
+    words: *mut u64,
+}
+
+// SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`.
+unsafe impl Send for KeyFilter {}
+// SAFETY: as above; `&self` methods only read.
+unsafe impl Sync for KeyFilter {}
+
+/// Both regions, as words.
+const WORDS: usize = 2 * REGION_WORDS;
+const BYTES: usize = WORDS * 8;
+
+impl KeyFilter {
+    /// Maps the pinned filter array.
+    pub fn map(map: MapData) -> Result<KeyFilter> {
+        let info = map.info()?;
+        anyhow::ensure!(
+            info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8,
+            "the pinned key filter has {} values of {} bytes, this blocker expects 2 of {} \
+             (run `blocker detach --purge` to start afresh)",
+            info.max_entries(),
+            info.value_size(),
+            REGION_WORDS * 8
+        );
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of exactly BYTES bytes; it lives
+        // until Drop unmaps it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mapping the key filter");
+        }
+        Ok(KeyFilter {
+            _map: map,
+            words: p.cast(),
+        })
+    }
+
+    fn bits(&self) -> Bits<'_> {
+        // SAFETY: BYTES bytes mapped at `words` (page aligned) for the life of `self`.
+        Bits(unsafe { std::slice::from_raw_parts(self.words, WORDS) })
+    }
+
+    fn bits_mut(&mut self) -> BitsMut<'_> {
+        // SAFETY: as in `bits`, and `&mut self` makes this the only view in this process.
+        BitsMut(unsafe { std::slice::from_raw_parts_mut(self.words, WORDS) })
+    }
+
+    /// Bits set in the region `f` names.
+    pub fn ones(&self, f: u8) -> u64 {
+        self.bits().ones(f)
+    }
+
+    /// Whether `key`'s bit is set under `f` (true when the filter is off: "look it up").
+    pub fn may_hold(&self, f: u8, key: &RuleKey) -> bool {
+        self.bits().may_hold(f, key)
+    }
+
+    /// See [`BitsMut::admit`].
+    pub fn admit(
+        &mut self,
+        cfg: &mut Config,
+        added: &[RuleKey],
+        names: u64,
+        everything: impl FnOnce() -> Vec<RuleKey>,
+    ) -> bool {
+        self.bits_mut().admit(cfg, added, names, everything)
+    }
+}
+
+/// Both regions, read-only.
+struct Bits<'a>(&'a [u64]);
+
+/// Both regions, writable.
+struct BitsMut<'a>(&'a mut [u64]);
+
+/// The words of the region and size `f` names (empty when the filter is off).
+fn region(words: &[u64], f: u8) -> &[u64] {
+    let (region, shift) = parts(f);
+    if shift < MIN_SHIFT {
+        return &[];
+    }
+    let start = region as usize * REGION_WORDS;
+    &words[start..start + (1usize << (shift - 6))]
+}
+
+impl Bits<'_> {
+    fn ones(&self, f: u8) -> u64 {
+        region(self.0, f)
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum()
+    }
+
+    fn may_hold(&self, f: u8, key: &RuleKey) -> bool {
+        position(f, key).is_none_or(|(r, w, bit)| self.0[r as usize * REGION_WORDS + w] & bit != 0)
+    }
+
+    /// Whether far more bits are set than `names` names would set: bits of removed names
+    /// have piled up, and a rebuild would make the filter sharp again.
+    fn clogged(&self, f: u8, names: u64) -> bool {
+        let m = (region(self.0, f).len() * 64) as f64;
+        let expected = m * (1.0 - (-(names as f64) / m).exp());
+        self.ones(f) as f64 > 1.5 * expected + 64.0
+    }
+}
+
+impl BitsMut<'_> {
+    fn set(&mut self, f: u8, keys: &[RuleKey]) {
+        for k in keys {
+            if let Some((r, w, bit)) = position(f, k) {
+                self.0[r as usize * REGION_WORDS + w] |= bit;
+            }
+        }
+    }
+
+    /// Makes the filter hold `added` before those keys enter the rule map.
+    ///
+    /// `names` bounds the number of names in the rule map once they are in. When the filter
+    /// in force has the right size for that and is not clogged with bits of removed names,
+    /// the new bits are set in place. Otherwise the other region is rebuilt from `everything`
+    /// (every key that can be in the rule map meanwhile) and `added`, and `cfg.filter`
+    /// switches to it: the caller writes `cfg` before writing the rule map.
+    /// Returns whether `cfg` changed.
+    fn admit(
+        &mut self,
+        cfg: &mut Config,
+        added: &[RuleKey],
+        names: u64,
+        everything: impl FnOnce() -> Vec<RuleKey>,
+    ) -> bool {
+        let want = shift_for(names);
+        let (region, shift) = parts(cfg.filter);
+        // Grow at once; shrink only when four times too big (no flapping around a boundary).
+        let sized = shift >= MIN_SHIFT && shift >= want && shift <= want + 2;
+        if sized && !Bits(self.0).clogged(cfg.filter, names) {
+            self.set(cfg.filter, added);
+            return false;
+        }
+        let next = setting(1 - region, want);
+        let start = (1 - region) as usize * REGION_WORDS;
+        let len = 1usize << (want - 6);
+        self.0[start..start + len].fill(0);
+        self.set(next, &everything());
+        self.set(next, added);
+        log::info!(
+            "key filter: 2^{want} bits for up to {names} names, {} set",
+            Bits(self.0).ones(next)
+        );
+        cfg.filter = next;
+        true
+    }
+}
+
+impl Drop for KeyFilter {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `map` mapped.
+        unsafe {
+            libc::munmap(self.words.cast(), BYTES);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blocker_common::{
+        filter::{MAX_SHIFT, REGION_BIT},
+        key::key_of_canonical,
+    };
+
+    fn keys(range: std::ops::Range<u32>) -> Vec<RuleKey> {
+        range
+            .map(|i| key_of_canonical(format!("\x04site\x08{i:08}").as_bytes()))
+            .collect()
+    }
+
+    fn nothing() -> Vec<RuleKey> {
+        Vec::new()
+    }
+
+    #[test]
+    fn every_admitted_key_is_held_through_growth_and_rebuilds() {
+        let mut words = vec![0u64; WORDS];
+        let mut cfg = Config::default();
+        let mut held: Vec<RuleKey> = Vec::new();
+        // Off at first: everything "may" be there.
+        assert!(Bits(&words).may_hold(cfg.filter, &keys(0..1)[0]));
+        let mut shifts = Vec::new();
+        for step in 0..6u32 {
+            let added = keys(step * 5000..(step + 1) * 5000);
+            let before = held.clone();
+            let names = (held.len() + added.len()) as u64;
+            BitsMut(&mut words).admit(&mut cfg, &added, names, || before);
+            held.extend(added);
+            for k in &held {
+                assert!(Bits(&words).may_hold(cfg.filter, k), "step {step}");
+            }
+            shifts.push(parts(cfg.filter).1);
+        }
+        // 5000 names need 2^17 bits, 30000 need 2^19: the filter grew (into the other region
+        // each time) and never shrank.
+        assert_eq!(shifts.first(), Some(&17));
+        assert_eq!(shifts.last(), Some(&19));
+        assert!(shifts.windows(2).all(|w| w[0] <= w[1]));
+        assert_ne!(cfg.filter & REGION_BIT, 0);
+    }
+
+    #[test]
+    fn absent_names_are_mostly_filtered_out() {
+        let mut words = vec![0u64; WORDS];
+        let mut cfg = Config::default();
+        let present = keys(0..10_000);
+        BitsMut(&mut words).admit(&mut cfg, &present, 10_000, nothing);
+        let absent = keys(10_000..30_000);
+        let passed = absent
+            .iter()
+            .filter(|k| Bits(&words).may_hold(cfg.filter, k))
+            .count();
+        // 16 to 32 bits per name and one probe: at most about 6 % false positives.
+        assert!(
+            passed < absent.len() * 7 / 100,
+            "{passed} of {}",
+            absent.len()
+        );
+    }
+
+    #[test]
+    fn a_filter_clogged_by_removed_names_is_rebuilt_from_what_is_left() {
+        let mut words = vec![0u64; WORDS];
+        let mut cfg = Config::default();
+        // A dynamic list: each change replaces 10 000 names by 10 000 others.
+        let mut live = keys(0..10_000);
+        BitsMut(&mut words).admit(&mut cfg, &live, 10_000, nothing);
+        let first = cfg.filter;
+        let mut rebuilt = false;
+        for round in 1..8u32 {
+            let next = keys(round * 10_000..(round + 1) * 10_000);
+            let old = live.clone();
+            // Old and new coexist until the switch.
+            let r = BitsMut(&mut words).admit(&mut cfg, &next, 20_000, || old);
+            // Round 1 grows the filter; later rebuilds are for bits of removed names.
+            rebuilt |= r && round > 1;
+            live = next;
+            for k in &live {
+                assert!(Bits(&words).may_hold(cfg.filter, k));
+            }
+        }
+        assert!(rebuilt, "never rebuilt");
+        assert_eq!(parts(cfg.filter).1, parts(first).1 + 1);
+        // After the last rebuild only the names of the last rounds are in it.
+        assert!(Bits(&words).ones(cfg.filter) <= 3 * 10_000);
+    }
+
+    #[test]
+    fn the_largest_filter_fits_the_map() {
+        let mut words = vec![0u64; WORDS];
+        let mut cfg = Config {
+            filter: blocker_common::filter::setting(1, MAX_SHIFT),
+            ..Config::default()
+        };
+        let k = keys(0..1000);
+        BitsMut(&mut words).admit(&mut cfg, &k, 50_000_000, nothing);
+        assert_eq!(parts(cfg.filter), (1, MAX_SHIFT));
+        assert!(k.iter().all(|k| Bits(&words).may_hold(cfg.filter, k)));
+    }
+}
