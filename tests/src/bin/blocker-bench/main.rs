@@ -502,33 +502,47 @@ fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Valu
         let mut base_repeat = f64::MAX;
         let mut base_single = f64::MAX;
         let mut row = BTreeMap::new();
-        for (name, frame, rewrites) in &frames {
-            // Rounds alternate the no-op program and blocker back to back: the ratio of each
-            // pair is taken, and the median ratio reported, so a slow spell of this shared VM
-            // affects both sides of a pair alike. Absolute figures are the fastest round.
+        // Rounds alternate the no-op program and blocker back to back: the ratio of each pair
+        // is taken, and the median ratio reported, so a slow spell of this shared VM affects
+        // both sides of a pair alike. Absolute figures are the fastest round.
+        let pairs = |frame: &[u8], rewrites: bool| -> (f64, f64, f64) {
             let mut ratios = Vec::new();
             let (mut best, mut best_base) = (f64::MAX, f64::MAX);
             for _ in 0..PAIRS {
-                let base = if *rewrites {
+                let base = if rewrites {
                     singles(&noop, base_frame, None)
                 } else {
                     per_packet(&noop, base_frame, false)
                 };
-                let ns = per_packet(&prog, frame, *rewrites);
+                let ns = per_packet(&prog, frame, rewrites);
                 ratios.push(ns / base);
                 best = best.min(ns);
                 best_base = best_base.min(base);
             }
             ratios.sort_by(f64::total_cmp);
-            let ratio = ratios[ratios.len() / 2];
-            if *rewrites {
+            (best, best_base, ratios[ratios.len() / 2])
+        };
+        let mut record = |name: &str, rewrites: bool, (best, best_base, ratio): (f64, f64, f64)| {
+            if rewrites {
                 base_single = base_single.min(best_base);
             } else {
                 base_repeat = base_repeat.min(best_base);
             }
-            row.insert(name.to_string(), json!({"ns_per_packet": best, "baseline_ns": best_base, "ratio": ratio, "method": if *rewrites { "median of single runs" } else { "repeat" }}));
+            row.insert(name.to_string(), json!({"ns_per_packet": best, "baseline_ns": best_base, "ratio": ratio, "method": if rewrites { "median of single runs" } else { "repeat" }}));
             eprintln!("  {n:>9} rules  {name:<32} {best:>7.1} ns  ({ratio:.2}x the no-op program)");
+        };
+        for (name, frame, rewrites) in &frames {
+            record(name, *rewrites, pairs(frame, *rewrites));
         }
+        // The allowed query again with the key filter off (the rule map asked at every depth
+        // that holds rules): what the filter saves, side by side.
+        let mut maps = blocker::kernel::Maps::open(&inst.pins()).expect("maps");
+        let cfg = maps.config().expect("config");
+        maps.set_config(&blocker_common::Config { filter: 0, ..cfg })
+            .expect("filter off");
+        let off = pairs(base_frame, false);
+        maps.set_config(&cfg).expect("filter back on");
+        record("allowed query, key filter off", false, off);
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
     let verified = blocker::kernel::pinned_program(&inst.pins(), false)
@@ -809,7 +823,8 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
             .map(|x| f(&x["edge_cpu_ns_per_answer"]))
             .unwrap_or(0.0)
     };
-    let b = best("blocker");
+    const BLOCKER: &str = "blocker (XDP) +";
+    let b = best(BLOCKER);
     s.push_str("\n| blocker compared with | blocked replies/s (most reached), ratio | edge CPU per blocked reply (lowest rate), ratio |\n|---|---|---|\n");
     for other in ["unbound + RPZ", "PowerDNS Recursor + RPZ"] {
         let o = best(other);
@@ -817,9 +832,9 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
             s.push_str(&format!(
                 "| {other} | {b:.0} vs {o:.0}: {:.1}× | {:.2} vs {:.2} µs: {:.1}× less |\n",
                 b / o,
-                cpu("blocker") / 1000.0,
+                cpu(BLOCKER) / 1000.0,
                 cpu(other) / 1000.0,
-                cpu(other) / cpu("blocker").max(1.0)
+                cpu(other) / cpu(BLOCKER).max(1.0)
             ));
         }
     }
@@ -830,16 +845,29 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
             .map(|x| f(&x["allowed_answered_per_second"]))
             .collect()
     };
-    let offered: Vec<String> = runs_of(e, "blocker", "mixed")
+    let offered: Vec<String> = runs_of(e, BLOCKER, "mixed")
         .iter()
         .map(|x| format!("{:.0}", f(&x["sent_per_second"])))
         .collect();
     s.push_str(&format!("\nAllowed replies/s under the mixed load (blocker's offered rates {}): blocker + unbound {:?}; unbound alone {:?}; unbound behind the no-op XDP program {:?}; unbound + RPZ {:?}.\n",
         offered.join(", "),
-        allowed("blocker").iter().map(|x| x.round()).collect::<Vec<_>>(),
+        allowed(BLOCKER).iter().map(|x| x.round()).collect::<Vec<_>>(),
         allowed("unbound, no blocking").iter().map(|x| x.round()).collect::<Vec<_>>(),
         allowed("unbound behind").iter().map(|x| x.round()).collect::<Vec<_>>(),
         allowed("unbound + RPZ").iter().map(|x| x.round()).collect::<Vec<_>>()));
+    // The key filter, on and off, under the same mixed load.
+    let xdp = |setup: &str| -> Vec<f64> {
+        runs_of(e, setup, "mixed")
+            .iter()
+            .map(|x| f(&x["xdp_program_ns_per_packet"]).round())
+            .collect()
+    };
+    let off = xdp("blocker (XDP, key filter off)");
+    if !off.is_empty() {
+        s.push_str(&format!("
+XDP program ns per packet under the mixed load, key filter on {:?} and off {:?} (same rates, same run).
+", xdp(BLOCKER), off));
+    }
 }
 
 fn latency_markdown(s: &mut String, r: &Value) {
