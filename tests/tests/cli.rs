@@ -115,6 +115,12 @@ fn operator_workflow() {
     blocked_by(&t, "www.b.example", "Order one");
     resolved(&t, "c.example");
     let id_b = rule_id(&b, "b.example");
+    // The key filter is on, at its smallest size, with a bit for each of the two names (one,
+    // should they share a bit).
+    let st: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    assert_eq!(st["key_filter"]["bits"].as_u64(), Some(512), "{st}");
+    let set = st["key_filter"]["set"].as_u64().expect("set");
+    assert!((1..=2).contains(&set), "{st}");
 
     // Reload with changes: a.example leaves, c.example joins, b.example keeps its id.
     let l1b = lists.write("o1b.txt", "b.example\nc.example\n");

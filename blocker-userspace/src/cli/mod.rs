@@ -47,7 +47,7 @@ pub enum Command {
     Attach(attach::Args),
     /// Detach blocker from interfaces (rules stay loaded), or remove everything with --purge.
     Detach(detach::Args),
-    /// Show interfaces, program, rule and order counts, list generation.
+    /// Show interfaces, program, rule and order counts, key filter, list generation.
     Status(status::Args),
     /// Add, remove, list and load rules.
     #[command(subcommand)]
