@@ -16,7 +16,7 @@ use std::{
 
 use blocker_tests::{
     dns,
-    env::{unique, Blocker, Topology, CLIENT_V4, EDGE_V4},
+    env::{Blocker, Topology, CLIENT_V4, EDGE_V4},
 };
 use hickory_proto::rr::RecordType;
 
@@ -62,8 +62,7 @@ fn replacing_a_large_list_under_traffic() {
     ]);
     let b = Blocker::new();
     t.attach(&b, "native");
-    let dir = std::env::temp_dir().join(unique("blkt-atomic"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = blocker_tests::env::TempDir::new("blkt-atomic");
     let old: String = std::iter::once("stable.big.test\n".to_string())
         .chain((0..N).map(|i| format!("n{i}.old.test\n")))
         .collect();
@@ -120,7 +119,7 @@ fn replacing_a_large_list_under_traffic() {
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
     let log = traffic.join().expect("traffic thread");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     let during = log.iter().filter(|(s, _, _)| *s >= t0 && *s < ret).count();
     assert!(

@@ -2,37 +2,11 @@
 //! namespaces, checked with real kdig answers: load, reload with changes, allow orders,
 //! RPZ files, explain, stats, order removal, refused loads that change nothing.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
-use blocker_tests::env::{kdig, unique, Blocker, Topology, EDGE_V4};
+use blocker_tests::env::{kdig, Blocker, TempDir, Topology, EDGE_V4};
 
 const Q: &[&str] = &["+retry=0", "+timeout=2", "+edns"];
-
-struct Lists {
-    dir: PathBuf,
-}
-
-impl Lists {
-    fn new() -> Lists {
-        let dir = std::env::temp_dir().join(unique("blkt-cli"));
-        std::fs::create_dir_all(&dir).expect("dir");
-        Lists { dir }
-    }
-    fn write(&self, name: &str, text: &str) -> String {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).expect("write list");
-        p.display().to_string()
-    }
-}
-
-impl Drop for Lists {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn status(t: &Topology, name: &str) -> (String, Option<(u16, String)>, Vec<(String, String)>) {
     let r = kdig(&t.client, EDGE_V4, name, "A", Q);
@@ -97,7 +71,7 @@ fn operator_workflow() {
     t.start_unbound(&refs);
     let b = Blocker::new();
     t.attach(&b, "native");
-    let lists = Lists::new();
+    let lists = TempDir::new("blkt-cli");
 
     // Load an order.
     let l1 = lists.write("o1.txt", "# order 1\na.example\nb.example\n");
@@ -259,7 +233,7 @@ fn operator_workflow() {
 #[test]
 fn bad_input_is_refused_with_a_clear_message() {
     let b = Blocker::new();
-    let lists = Lists::new();
+    let lists = TempDir::new("blkt-cli");
     let err = b.fails(&["rules", "load", "/nonexistent/list.txt", "--order", "X"]);
     assert!(err.contains("/nonexistent/list.txt"), "{err}");
     let bin = lists.write("bin.txt", "ok.example\n\u{0}\u{1}");
@@ -463,8 +437,8 @@ fn block_events_with_sampling_and_privacy() {
         "--action",
         "refused",
     ]);
-    let lists = Lists::new();
-    let file = lists.dir.join("events.jsonl");
+    let lists = TempDir::new("blkt-cli");
+    let file = lists.join("events.jsonl");
     let read = |n: usize| -> Vec<serde_json::Value> {
         let f = file.display().to_string();
         b.ok(&["events", "--output", &f, "--duration", "1"]);

@@ -38,8 +38,7 @@ fn setup(mode: &str) -> (Topology, Blocker) {
         out.contains(&format!("attached ({mode})")),
         "attach output: {out}"
     );
-    let dir = std::env::temp_dir().join(blocker_tests::env::unique("blkt-e2e"));
-    std::fs::create_dir_all(&dir).expect("list dir");
+    let dir = blocker_tests::env::TempDir::new("blkt-e2e");
     let list = dir.join("order.txt");
     std::fs::write(&list, "# court order\nblocked.test\n").expect("list");
     b.ok(&[
@@ -51,7 +50,7 @@ fn setup(mode: &str) -> (Topology, Blocker) {
         "--ede-text",
         TEXT,
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     for (name, action, extra) in [
         ("exact.test", "refused", None),
         ("*.wild.test", "nodata", None),

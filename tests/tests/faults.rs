@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use blocker_tests::env::{kdig, unique, Blocker, Topology, EDGE_V4};
+use blocker_tests::env::{kdig, Blocker, Topology, EDGE_V4};
 
 const N: usize = 100_000;
 
@@ -43,8 +43,7 @@ fn sigkill_during_a_large_load_leaves_old_or_new_whole() {
     t.start_unbound(&refs);
     let b = Blocker::new();
     t.attach(&b, "native");
-    let dir = std::env::temp_dir().join(unique("blkt-faults"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = blocker_tests::env::TempDir::new("blkt-faults");
     let write = |name: &str, tag: &str| {
         let text: String = std::iter::once("stable.test\n".to_string())
             .chain((0..N).map(|i| format!("n{i}.{tag}.test\n")))
@@ -117,6 +116,6 @@ fn sigkill_during_a_large_load_leaves_old_or_new_whole() {
     // And a clean load still works afterwards.
     b.ok(&["rules", "load", &new, "--order", "big", "--match", "exact"]);
     assert!(blocked(&t, "n7.new.test") && !blocked(&t, "n7.old.test"));
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     println!("full replacement {full:?}; kills (fraction, new set in force): {outcomes:?}");
 }

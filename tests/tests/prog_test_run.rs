@@ -356,8 +356,7 @@ fn cases() -> Vec<Case> {
 
 fn setup() -> (Blocker, aya::programs::Xdp) {
     let b = Blocker::new();
-    let dir = std::env::temp_dir().join(blocker_tests::env::unique("blkt-lists"));
-    std::fs::create_dir_all(&dir).expect("list dir");
+    let dir = blocker_tests::env::TempDir::new("blkt-lists");
     let list = dir.join("court-a.txt");
     std::fs::write(&list, "blocked.test\n").expect("write list");
     b.ok(&[
@@ -403,7 +402,7 @@ fn setup() -> (Blocker, aya::programs::Xdp) {
         "--sinkhole-ttl",
         "60",
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
     (b, prog)
 }

@@ -326,9 +326,7 @@ fn run(
 
 /// Runs the plan; `blocker` is an unattached instance with its own bpffs and state dirs.
 pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
-    let tmp = std::env::temp_dir().join(unique("blkb-e2e"));
-    fs::create_dir_all(&tmp).expect("e2e dir");
-    let _cleanup = RemoveDir(tmp.clone());
+    let tmp = blocker_tests::env::TempDir::new("blkb-e2e");
     let rpz = tmp.join("court.rpz");
     write_rpz(&rpz, plan.rules);
     let mixes = [
@@ -513,12 +511,4 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         "resolver_threads": 1,
         "setups": setups,
     })
-}
-
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
