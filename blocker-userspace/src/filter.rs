@@ -276,6 +276,32 @@ mod tests {
     }
 
     #[test]
+    fn a_list_that_shrinks_gets_a_smaller_filter_once_the_old_names_are_gone() {
+        let mut words = vec![0u64; WORDS];
+        let mut cfg = Config::default();
+        let big = keys(0..100_000);
+        BitsMut(&mut words).admit(&mut cfg, &big, 100_000, nothing);
+        assert_eq!(parts(cfg.filter).1, 21);
+        // The order shrinks to 1000 of its names: during the change all 100 000 are still
+        // in the rule map, so the filter keeps its size.
+        let small = keys(0..1000);
+        let old = big.clone();
+        assert!(!BitsMut(&mut words).admit(&mut cfg, &[], 100_000, || old));
+        assert_eq!(parts(cfg.filter).1, 21);
+        // The next change adds ten names to the 1000: the filter is rebuilt at 2^14 bits
+        // from the names left, in the other region.
+        let (region, _) = parts(cfg.filter);
+        let added = keys(200_000..200_010);
+        let left = small.clone();
+        assert!(BitsMut(&mut words).admit(&mut cfg, &added, 1010, || left));
+        assert_eq!(parts(cfg.filter), (1 - region, 14));
+        for k in small.iter().chain(&added) {
+            assert!(Bits(&words).may_hold(cfg.filter, k));
+        }
+        assert!(Bits(&words).ones(cfg.filter) <= 1010);
+    }
+
+    #[test]
     fn the_largest_filter_fits_the_map() {
         let mut words = vec![0u64; WORDS];
         let mut cfg = Config {
