@@ -252,6 +252,16 @@ fn parse_kxdpgun(out: &str) -> Counts {
 }
 
 /// One kxdpgun run at `qps` against the edge; the resolver is `resolver` (pid).
+/// kxdpgun's arguments for one run (also printed in BENCHMARKS.md).
+pub fn kxdpgun_args(seconds: &str, qps: &str, queries: &str, dev: &str) -> Vec<String> {
+    // -F 0: pin the sending thread to CPU 0.
+    [
+        "-F", "0", "-t", seconds, "-Q", qps, "-i", queries, "-I", dev, EDGE_V4,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn run(
     topo: &Topology,
     queries: &Path,
@@ -275,22 +285,14 @@ fn run(
             .unwrap_or((0, 0))
     };
     let (cpu0, (rt0, rc0)) = (edge_cpu(), prog());
-    let out = topo.client.exec(
-        "kxdpgun",
-        &[
-            "-F",
-            "0",
-            "-t",
-            &seconds.to_string(),
-            "-Q",
-            &qps.to_string(),
-            "-i",
-            &queries.display().to_string(),
-            "-I",
-            &topo.client_dev,
-            EDGE_V4,
-        ],
+    let args = kxdpgun_args(
+        &seconds.to_string(),
+        &qps.to_string(),
+        &queries.display().to_string(),
+        &topo.client_dev,
     );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = topo.client.exec("kxdpgun", &args);
     let (cpu1, (rt1, rc1)) = (edge_cpu(), prog());
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);

@@ -748,6 +748,7 @@ fn write_markdown(path: &std::path::Path, r: &Value) {
     }
     end_to_end_markdown(&mut s, r);
     latency_markdown(&mut s, r);
+    commands_markdown(&mut s, r);
     s.push_str(&format!("\n{END}\n"));
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let new = match (old.find(BEGIN), old.find(END)) {
@@ -868,6 +869,27 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
 XDP program ns per packet under the mixed load, key filter on {:?} and off {:?} (same rates, same run).
 ", xdp(BLOCKER), off));
     }
+}
+
+/// The commands behind the figures, as the harness runs them.
+fn commands_markdown(s: &mut String, r: &Value) {
+    let e = &r["end_to_end"];
+    let kx = e2e::kxdpgun_args(
+        &e["seconds_per_run"].to_string(),
+        "RATE",
+        "QUERIES.txt",
+        "CLIENT_VETH",
+    )
+    .join(" ");
+    s.push_str(&format!(
+        "\n### Commands\n\n\
+- In-kernel cost: `blocker rules load list-N.txt --order bench --ede-text \"Benchmark order 1/2026\"` (N lines `siteI.piracyJ.example`; the controller's peak RSS from wait4), then BPF_PROG_TEST_RUN of the pinned `blocker` and `blocker_noop` programs on the same frame: `repeat {REPEAT}` for frames that pass, {SINGLES} single runs for the rewritten one. The \"key filter off\" row sets `Config::filter` to 0 in the pinned config map for its measurement.\n\
+- End to end, one run per rate: `ip netns exec CLIENT kxdpgun {kx}`; `taskset -apc 0` on the client veth's NAPI thread, `taskset -apc 1` on the edge veth's NAPI thread and the resolver; both veths `ethtool -K VETH gro on` and `echo 1 > /sys/class/net/VETH/threaded`; one unrecorded second at the lowest rate before each sweep.\n\
+- (a) `blocker attach --iface EDGE_VETH --netns EDGE --mode native`, `blocker rules load court.rpz --format rpz --order bench-e2e --ede-text \"Benchmark order 1/2026\"`, unbound (`num-threads: 1`, `module-config: \"iterator\"`, the allowed names as `local-data`); the client veth runs kxdpgun's own XDP program, which receives the XDP_TX replies.\n\
+- (b) unbound with `module-config: \"respip iterator\"` and `rpz:` `name: rpz.local`, `zonefile: court.rpz`; the rest as in (a).\n\
+- (c) `pdns_recursor --config-dir=DIR` with `threads=1`, `auth-zones=allowed.example=DIR/allowed.zone` and `lua-config-file=DIR/recursor.lua` holding `rpzFile(\"court.rpz\", {{policyName=\"court\"}})`.\n\
+- Update latency: `blocker rules add NAME --order latency` while a prober in the client namespace queries NAME; `blocker rules load new.txt --order reload` over the same order loaded from old.txt, with one prober on a name of each list.\n"
+    ));
 }
 
 fn latency_markdown(s: &mut String, r: &Value) {
