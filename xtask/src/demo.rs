@@ -294,6 +294,8 @@ pub fn run() -> Result<()> {
         "{}",
         demo.blocker(&["explain", "www.piracy-streams.example"])?
     );
+    step("blocker status");
+    print!("{}", demo.blocker(&["status"])?);
     step("blocker stats");
     print!("{}", demo.blocker(&["stats"])?);
 
