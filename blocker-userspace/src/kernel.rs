@@ -400,6 +400,16 @@ impl Maps {
         Ok(self.config.get(&0, 0)?)
     }
 
+    /// The key filter in force: (bits, bits set), or `None` when it is off.
+    pub fn filter_usage(&self) -> Result<Option<(u64, u64)>> {
+        let f = self.config()?.filter;
+        let (_, shift) = blocker_common::filter::parts(f);
+        Ok(match &self.filter {
+            Some(k) if shift >= blocker_common::filter::MIN_SHIFT => Some((1 << shift, k.ones(f))),
+            _ => None,
+        })
+    }
+
     pub fn set_config(&mut self, c: &Config) -> Result<()> {
         self.config.set(0, c, 0)?;
         Ok(())

@@ -401,6 +401,17 @@ fn prometheus_metrics_after_real_queries() {
         Some(1.0),
         "{body}"
     );
+    // One rule name: the smallest key filter, one bit set.
+    assert_eq!(
+        metric(&body, "blocker_key_filter_bits "),
+        Some(512.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "blocker_key_filter_bits_set "),
+        Some(1.0),
+        "{body}"
+    );
     assert!(
         body.contains(&format!(
             r#"blocker_interface_attached{{interface="{}@{}",mode="native"}} 1"#,

@@ -104,6 +104,24 @@ pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
         "When the rule set last changed (UNIX time)",
         updated,
     );
+    // The key filter: size and fill (absent when off). A fill near or above 1/16 of the
+    // bits lets more allowed queries through to the rule map.
+    if let Some((bits, set)) = crate::kernel::Maps::open(&ctx.pins)?.filter_usage()? {
+        let size = Gauge::<i64>::default();
+        size.set(bits as i64);
+        reg.register(
+            "blocker_key_filter_bits",
+            "Size of the key filter in front of the rule map",
+            size,
+        );
+        let fill = Gauge::<i64>::default();
+        fill.set(set as i64);
+        reg.register(
+            "blocker_key_filter_bits_set",
+            "Bits set in the key filter (one or fewer per rule name)",
+            fill,
+        );
+    }
     let attached = Family::<Labels, Gauge>::default();
     reg.register(
         "blocker_interface_attached",

@@ -63,15 +63,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         verified = info.verified_instruction_count();
         let maps = Maps::open(&ctx.pins)?;
         capacity = Some(maps.capacity);
-        let cfg = maps.config()?;
-        kgen = Some(cfg.generation);
-        let (_, shift) = blocker_common::filter::parts(cfg.filter);
-        if let (Some(f), true) = (&maps.filter, shift >= blocker_common::filter::MIN_SHIFT) {
-            key_filter = Some(KeyFilterStatus {
-                bits: 1 << shift,
-                set: f.ones(cfg.filter),
-            });
-        }
+        kgen = Some(maps.config()?.generation);
+        key_filter = maps
+            .filter_usage()?
+            .map(|(bits, set)| KeyFilterStatus { bits, set });
     }
     let mut names: Vec<String> = ctx.pins.attached()?;
     for n in state.interfaces.keys() {
