@@ -221,11 +221,12 @@ pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, lookup: F) -> Opti
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
 {
-    find_rule_filtered(cfg, s, q, |_| true, lookup)
+    find_rule_filtered(cfg, s, q, |_, _| true, lookup)
 }
 
 /// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
-/// (the key filter, see [`crate::filter`]).
+/// (the key filter, see [`crate::filter`]). `may_hold` also learns whether any rule has the
+/// key's depth: when none has, its answer does not matter, and it need not read memory.
 #[inline(always)]
 pub fn find_rule_filtered<F, G>(
     cfg: &Config,
@@ -236,7 +237,7 @@ pub fn find_rule_filtered<F, G>(
 ) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
-    G: FnMut(&RuleKey) -> bool,
+    G: FnMut(&RuleKey, bool) -> bool,
 {
     let qbit = qtype_bit(q.qtype);
     let mut k = 0usize;
@@ -250,7 +251,8 @@ where
         let key = suffix_key(q.name_hash, s.prefix[idx], q.name_len.wrapping_sub(start));
         // One laundered decision per label: the verifier sees the same two paths as without
         // a filter (look up, or go on), whatever the depth test and the filter computed.
-        let go = cfg.has_depth(depth) as u64 & may_hold(&key) as u64;
+        let has = cfg.has_depth(depth);
+        let go = has as u64 & may_hold(&key, has) as u64;
         if launder(&mut s.opaque[13], go) != 0 {
             if let Some(set) = lookup(&key) {
                 let slot = if k == 0 { set.here } else { set.below };
