@@ -82,15 +82,15 @@ fn mix(key: &RuleKey) -> u64 {
     (key.h1 ^ key.h2.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Where `key`'s bit is under the setting `filter`: (region, word index in the region, bit
-/// mask), or `None` when the filter is off.
-pub fn position(filter: u8, key: &RuleKey) -> Option<(u32, usize, u64)> {
+/// Where `key`'s bit is under the setting `filter`: (word index in the whole map, both
+/// regions counted, bit mask), or `None` when the filter is off.
+pub fn position(filter: u8, key: &RuleKey) -> Option<(usize, u64)> {
     let p = Probe::of(filter);
     if p.off != 0 {
         return None;
     }
     let (w, m) = p.bit(key);
-    Some((p.region, w, m))
+    Some((p.region as usize * REGION_WORDS + w, m))
 }
 
 /// The setting for a filter of `1 << shift` bits in `region` (0 or 1).
@@ -147,11 +147,10 @@ mod tests {
         for shift in MIN_SHIFT..=MAX_SHIFT {
             let words = 1usize << (shift - 6);
             for i in 0..2000 {
-                let (r0, w0, b0) = position(setting(0, shift), &key(i)).expect("on");
-                let (r1, w1, b1) = position(setting(1, shift), &key(i)).expect("on");
+                let (w0, b0) = position(setting(0, shift), &key(i)).expect("on");
+                let (w1, b1) = position(setting(1, shift), &key(i)).expect("on");
                 assert!(w0 < words, "shift {shift}: word {w0}");
-                assert_eq!((r0, r1), (0, 1));
-                assert_eq!((w0, b0), (w1, b1));
+                assert_eq!((w1, b1), (w0 + REGION_WORDS, b0));
                 assert_eq!(b0.count_ones(), 1);
             }
         }

@@ -190,6 +190,13 @@ pub struct RuleSet {
     pub below: Slot,
 }
 
+impl RuleSet {
+    /// No rule at this name, in either position.
+    pub fn is_empty(&self) -> bool {
+        self.here.is_empty() && self.below.is_empty()
+    }
+}
+
 /// Value of the rule map: two copies of the rules at one name. The data plane reads
 /// `sets[Config::active]`; user space writes the other copy, then flips `Config::active`, so a
 /// whole list replacement becomes visible at once.

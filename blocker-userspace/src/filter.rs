@@ -11,24 +11,21 @@ use blocker_common::{
     Config, RuleKey,
 };
 
-/// `BLK_FILTER`, memory-mapped read-write.
-pub struct KeyFilter {
-    _map: MapData,
-    words: *mut u64,
-}
-
-// SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`.
-unsafe impl Send for KeyFilter {}
-// SAFETY: as above; `&self` methods only read.
-unsafe impl Sync for KeyFilter {}
-
 /// Both regions, as words.
 const WORDS: usize = 2 * REGION_WORDS;
 const BYTES: usize = WORDS * 8;
 
-impl KeyFilter {
-    /// Maps the pinned filter array.
-    pub fn map(map: MapData) -> Result<KeyFilter> {
+/// The pinned `BLK_FILTER` array, memory-mapped read-write (both regions as one slice).
+pub struct Mapping(*mut u64);
+
+// SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&self` only reads.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the pinned filter array (the mapping keeps the map alive after `map` is closed).
+    pub fn new(map: &MapData) -> Result<Mapping> {
         let info = map.info()?;
         anyhow::ensure!(
             info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8,
@@ -53,86 +50,92 @@ impl KeyFilter {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).context("mapping the key filter");
         }
-        Ok(KeyFilter {
-            _map: map,
-            words: p.cast(),
-        })
+        Ok(Mapping(p.cast()))
     }
+}
 
-    fn bits(&self) -> Bits<'_> {
-        // SAFETY: BYTES bytes mapped at `words` (page aligned) for the life of `self`.
-        Bits(unsafe { std::slice::from_raw_parts(self.words, WORDS) })
+impl AsRef<[u64]> for Mapping {
+    fn as_ref(&self) -> &[u64] {
+        // SAFETY: BYTES bytes mapped at the pointer (page aligned) for the life of `self`.
+        unsafe { std::slice::from_raw_parts(self.0, WORDS) }
     }
+}
 
-    fn bits_mut(&mut self) -> BitsMut<'_> {
-        // SAFETY: as in `bits`, and `&mut self` makes this the only view in this process.
-        BitsMut(unsafe { std::slice::from_raw_parts_mut(self.words, WORDS) })
+impl AsMut<[u64]> for Mapping {
+    fn as_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `as_ref`, and `&mut self` makes this the only view in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.0, WORDS) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped.
+        unsafe {
+            libc::munmap(self.0.cast(), BYTES);
+        }
+    }
+}
+
+/// Size and fill of a key filter (`blocker status`, `stats --json`, `serve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub bits: u64,
+    /// Bits set: one or fewer per rule name, plus bits of removed names until a rebuild.
+    pub set: u64,
+}
+
+/// The key filter's two regions, in the kernel ([`Mapping`]) or, for tests, in memory.
+pub struct KeyFilter<W = Mapping>(pub W);
+
+impl<W: AsRef<[u64]>> KeyFilter<W> {
+    /// The words of the region and size `f` names (empty when the filter is off).
+    fn region(&self, f: u8) -> &[u64] {
+        let (region, shift) = parts(f);
+        if shift < MIN_SHIFT {
+            return &[];
+        }
+        let start = region as usize * REGION_WORDS;
+        &self.0.as_ref()[start..start + (1usize << (shift - 6))]
     }
 
     /// Bits set in the region `f` names.
     pub fn ones(&self, f: u8) -> u64 {
-        self.bits().ones(f)
-    }
-
-    /// Whether `key`'s bit is set under `f` (true when the filter is off: "look it up").
-    pub fn may_hold(&self, f: u8, key: &RuleKey) -> bool {
-        self.bits().may_hold(f, key)
-    }
-
-    /// See [`BitsMut::admit`].
-    pub fn admit(
-        &mut self,
-        cfg: &mut Config,
-        added: &[RuleKey],
-        names: u64,
-        everything: impl FnOnce() -> Vec<RuleKey>,
-    ) -> bool {
-        self.bits_mut().admit(cfg, added, names, everything)
-    }
-}
-
-/// Both regions, read-only.
-struct Bits<'a>(&'a [u64]);
-
-/// Both regions, writable.
-struct BitsMut<'a>(&'a mut [u64]);
-
-/// The words of the region and size `f` names (empty when the filter is off).
-fn region(words: &[u64], f: u8) -> &[u64] {
-    let (region, shift) = parts(f);
-    if shift < MIN_SHIFT {
-        return &[];
-    }
-    let start = region as usize * REGION_WORDS;
-    &words[start..start + (1usize << (shift - 6))]
-}
-
-impl Bits<'_> {
-    fn ones(&self, f: u8) -> u64 {
-        region(self.0, f)
+        self.region(f)
             .iter()
             .map(|w| u64::from(w.count_ones()))
             .sum()
     }
 
-    fn may_hold(&self, f: u8, key: &RuleKey) -> bool {
-        position(f, key).is_none_or(|(r, w, bit)| self.0[r as usize * REGION_WORDS + w] & bit != 0)
+    /// Size and fill of the filter `f` names, or `None` when it is off.
+    pub fn usage(&self, f: u8) -> Option<Usage> {
+        let bits = self.region(f).len() as u64 * 64;
+        (bits > 0).then(|| Usage {
+            bits,
+            set: self.ones(f),
+        })
+    }
+
+    /// Whether `key`'s bit is set under `f` (true when the filter is off: "look it up").
+    pub fn may_hold(&self, f: u8, key: &RuleKey) -> bool {
+        position(f, key).is_none_or(|(w, bit)| self.0.as_ref()[w] & bit != 0)
     }
 
     /// Whether far more bits are set than `names` names would set: bits of removed names
     /// have piled up, and a rebuild would make the filter sharp again.
     fn clogged(&self, f: u8, names: u64) -> bool {
-        let m = (region(self.0, f).len() * 64) as f64;
+        let m = (self.region(f).len() * 64) as f64;
         let expected = m * (1.0 - (-(names as f64) / m).exp());
         self.ones(f) as f64 > 1.5 * expected + 64.0
     }
 }
 
-impl BitsMut<'_> {
+impl<W: AsRef<[u64]> + AsMut<[u64]>> KeyFilter<W> {
     fn set(&mut self, f: u8, keys: &[RuleKey]) {
+        let words = self.0.as_mut();
         for k in keys {
-            if let Some((r, w, bit)) = position(f, k) {
-                self.0[r as usize * REGION_WORDS + w] |= bit;
+            if let Some((w, bit)) = position(f, k) {
+                words[w] |= bit;
             }
         }
     }
@@ -145,7 +148,7 @@ impl BitsMut<'_> {
     /// (every key that can be in the rule map meanwhile) and `added`, and `cfg.filter`
     /// switches to it: the caller writes `cfg` before writing the rule map.
     /// Returns whether `cfg` changed.
-    fn admit(
+    pub fn admit(
         &mut self,
         cfg: &mut Config,
         added: &[RuleKey],
@@ -156,31 +159,22 @@ impl BitsMut<'_> {
         let (region, shift) = parts(cfg.filter);
         // Grow at once; shrink only when four times too big (no flapping around a boundary).
         let sized = shift >= MIN_SHIFT && shift >= want && shift <= want + 2;
-        if sized && !Bits(self.0).clogged(cfg.filter, names) {
+        if sized && !self.clogged(cfg.filter, names) {
             self.set(cfg.filter, added);
             return false;
         }
         let next = setting(1 - region, want);
         let start = (1 - region) as usize * REGION_WORDS;
         let len = 1usize << (want - 6);
-        self.0[start..start + len].fill(0);
+        self.0.as_mut()[start..start + len].fill(0);
         self.set(next, &everything());
         self.set(next, added);
         log::info!(
             "key filter: 2^{want} bits for up to {names} names, {} set",
-            Bits(self.0).ones(next)
+            self.ones(next)
         );
         cfg.filter = next;
         true
-    }
-}
-
-impl Drop for KeyFilter {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `map` mapped.
-        unsafe {
-            libc::munmap(self.words.cast(), BYTES);
-        }
     }
 }
 
@@ -204,20 +198,20 @@ mod tests {
 
     #[test]
     fn every_admitted_key_is_held_through_growth_and_rebuilds() {
-        let mut words = vec![0u64; WORDS];
+        let mut kf = KeyFilter(vec![0u64; WORDS]);
         let mut cfg = Config::default();
         let mut held: Vec<RuleKey> = Vec::new();
         // Off at first: everything "may" be there.
-        assert!(Bits(&words).may_hold(cfg.filter, &keys(0..1)[0]));
+        assert!(kf.may_hold(cfg.filter, &keys(0..1)[0]));
         let mut shifts = Vec::new();
         for step in 0..6u32 {
             let added = keys(step * 5000..(step + 1) * 5000);
             let before = held.clone();
             let names = (held.len() + added.len()) as u64;
-            BitsMut(&mut words).admit(&mut cfg, &added, names, || before);
+            kf.admit(&mut cfg, &added, names, || before);
             held.extend(added);
             for k in &held {
-                assert!(Bits(&words).may_hold(cfg.filter, k), "step {step}");
+                assert!(kf.may_hold(cfg.filter, k), "step {step}");
             }
             shifts.push(parts(cfg.filter).1);
         }
@@ -231,15 +225,12 @@ mod tests {
 
     #[test]
     fn absent_names_are_mostly_filtered_out() {
-        let mut words = vec![0u64; WORDS];
+        let mut kf = KeyFilter(vec![0u64; WORDS]);
         let mut cfg = Config::default();
         let present = keys(0..10_000);
-        BitsMut(&mut words).admit(&mut cfg, &present, 10_000, nothing);
+        kf.admit(&mut cfg, &present, 10_000, nothing);
         let absent = keys(10_000..30_000);
-        let passed = absent
-            .iter()
-            .filter(|k| Bits(&words).may_hold(cfg.filter, k))
-            .count();
+        let passed = absent.iter().filter(|k| kf.may_hold(cfg.filter, k)).count();
         // 16 to 32 bits per name and one probe: at most about 6 % false positives.
         assert!(
             passed < absent.len() * 7 / 100,
@@ -250,67 +241,67 @@ mod tests {
 
     #[test]
     fn a_filter_clogged_by_removed_names_is_rebuilt_from_what_is_left() {
-        let mut words = vec![0u64; WORDS];
+        let mut kf = KeyFilter(vec![0u64; WORDS]);
         let mut cfg = Config::default();
         // A dynamic list: each change replaces 10 000 names by 10 000 others.
         let mut live = keys(0..10_000);
-        BitsMut(&mut words).admit(&mut cfg, &live, 10_000, nothing);
+        kf.admit(&mut cfg, &live, 10_000, nothing);
         let first = cfg.filter;
         let mut rebuilt = false;
         for round in 1..8u32 {
             let next = keys(round * 10_000..(round + 1) * 10_000);
             let old = live.clone();
             // Old and new coexist until the switch.
-            let r = BitsMut(&mut words).admit(&mut cfg, &next, 20_000, || old);
+            let r = kf.admit(&mut cfg, &next, 20_000, || old);
             // Round 1 grows the filter; later rebuilds are for bits of removed names.
             rebuilt |= r && round > 1;
             live = next;
             for k in &live {
-                assert!(Bits(&words).may_hold(cfg.filter, k));
+                assert!(kf.may_hold(cfg.filter, k));
             }
         }
         assert!(rebuilt, "never rebuilt");
         assert_eq!(parts(cfg.filter).1, parts(first).1 + 1);
         // After the last rebuild only the names of the last rounds are in it.
-        assert!(Bits(&words).ones(cfg.filter) <= 3 * 10_000);
+        assert!(kf.ones(cfg.filter) <= 3 * 10_000);
     }
 
     #[test]
     fn a_list_that_shrinks_gets_a_smaller_filter_once_the_old_names_are_gone() {
-        let mut words = vec![0u64; WORDS];
+        let mut kf = KeyFilter(vec![0u64; WORDS]);
         let mut cfg = Config::default();
         let big = keys(0..100_000);
-        BitsMut(&mut words).admit(&mut cfg, &big, 100_000, nothing);
+        kf.admit(&mut cfg, &big, 100_000, nothing);
         assert_eq!(parts(cfg.filter).1, 21);
         // The order shrinks to 1000 of its names: during the change all 100 000 are still
         // in the rule map, so the filter keeps its size.
         let small = keys(0..1000);
         let old = big.clone();
-        assert!(!BitsMut(&mut words).admit(&mut cfg, &[], 100_000, || old));
+        assert!(!kf.admit(&mut cfg, &[], 100_000, || old));
         assert_eq!(parts(cfg.filter).1, 21);
         // The next change adds ten names to the 1000: the filter is rebuilt at 2^14 bits
         // from the names left, in the other region.
         let (region, _) = parts(cfg.filter);
         let added = keys(200_000..200_010);
         let left = small.clone();
-        assert!(BitsMut(&mut words).admit(&mut cfg, &added, 1010, || left));
+        assert!(kf.admit(&mut cfg, &added, 1010, || left));
         assert_eq!(parts(cfg.filter), (1 - region, 14));
         for k in small.iter().chain(&added) {
-            assert!(Bits(&words).may_hold(cfg.filter, k));
+            assert!(kf.may_hold(cfg.filter, k));
         }
-        assert!(Bits(&words).ones(cfg.filter) <= 1010);
+        assert!(kf.ones(cfg.filter) <= 1010);
     }
 
     #[test]
     fn the_largest_filter_fits_the_map() {
-        let mut words = vec![0u64; WORDS];
+        let mut kf = KeyFilter(vec![0u64; WORDS]);
         let mut cfg = Config {
             filter: blocker_common::filter::setting(1, MAX_SHIFT),
             ..Config::default()
         };
         let k = keys(0..1000);
-        BitsMut(&mut words).admit(&mut cfg, &k, 50_000_000, nothing);
+        kf.admit(&mut cfg, &k, 50_000_000, nothing);
         assert_eq!(parts(cfg.filter), (1, MAX_SHIFT));
-        assert!(k.iter().all(|k| Bits(&words).may_hold(cfg.filter, k)));
+        assert!(k.iter().all(|k| kf.may_hold(cfg.filter, k)));
     }
 }

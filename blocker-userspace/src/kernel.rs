@@ -389,7 +389,9 @@ impl Maps {
             )?))?,
             stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
             filter: match pins.map(MAP_FILTER).exists() {
-                true => Some(crate::filter::KeyFilter::map(open_map(pins, MAP_FILTER)?)?),
+                true => Some(crate::filter::KeyFilter(crate::filter::Mapping::new(
+                    &open_map(pins, MAP_FILTER)?,
+                )?)),
                 false => None,
             },
             capacity,
@@ -400,14 +402,10 @@ impl Maps {
         Ok(self.config.get(&0, 0)?)
     }
 
-    /// The key filter in force: (bits, bits set), or `None` when it is off.
-    pub fn filter_usage(&self) -> Result<Option<(u64, u64)>> {
+    /// The key filter in force, or `None` when it is off.
+    pub fn filter_usage(&self) -> Result<Option<crate::filter::Usage>> {
         let f = self.config()?.filter;
-        let (_, shift) = blocker_common::filter::parts(f);
-        Ok(match &self.filter {
-            Some(k) if shift >= blocker_common::filter::MIN_SHIFT => Some((1 << shift, k.ones(f))),
-            _ => None,
-        })
+        Ok(self.filter.as_ref().and_then(|k| k.usage(f)))
     }
 
     pub fn set_config(&mut self, c: &Config) -> Result<()> {

@@ -144,7 +144,7 @@ impl Controller {
                 Err(_) => continue,
             };
             let set = v.sets[active];
-            if set.here.is_empty() && set.below.is_empty() {
+            if set.is_empty() {
                 self.maps.rules.remove(&k)?;
             } else if v.sets[1 - active] != set {
                 self.maps
@@ -336,13 +336,10 @@ impl Controller {
         if let Some(filter) = self.maps.filter.as_mut() {
             let added: Vec<RuleKey> = diffs
                 .iter()
-                .filter(|(_, _, new)| !new.here.is_empty() || !new.below.is_empty())
+                .filter(|(_, _, new)| !new.is_empty())
                 .map(|(k, _, _)| *k)
                 .collect();
-            let new_names = diffs
-                .iter()
-                .filter(|(_, old, _)| old.here.is_empty() && old.below.is_empty())
-                .count();
+            let new_names = diffs.iter().filter(|(_, old, _)| old.is_empty()).count();
             let names = old_rules.values().map(Vec::len).sum::<usize>() + new_names;
             let everything = || old_rules.values().flat_map(|rs| keys_of(rs)).collect();
             if filter.admit(&mut cfg, &added, names as u64, everything) {
@@ -399,13 +396,12 @@ impl Controller {
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
-        let is_gone = |new: &RuleSet| new.here.is_empty() && new.below.is_empty();
         write_split(&self.maps.rules, &diffs, |(k, _, new)| {
-            (!is_gone(new)).then_some((*k, RuleValue { sets: [*new, *new] }))
+            (!new.is_empty()).then_some((*k, RuleValue { sets: [*new, *new] }))
         })?;
         let gone: Vec<RuleKey> = diffs
             .iter()
-            .filter(|(_, _, new)| is_gone(new))
+            .filter(|(_, _, new)| new.is_empty())
             .map(|(k, _, _)| *k)
             .collect();
         crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;

@@ -30,7 +30,7 @@ impl TempDir {
         TempDir { path }
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
     }
 

@@ -623,18 +623,13 @@ fn repeated_runs_of_an_allowed_query_leave_it_untouched() {
 /// leaves the decision to the map alone.
 #[test]
 fn the_key_filter_decides_before_the_rule_map() {
-    use blocker_common::{
-        filter::{position, REGION_WORDS},
-        key::key_of_canonical,
-        MAP_FILTER,
-    };
+    use blocker_common::{filter::position, key::key_of_canonical, MAP_FILTER};
     let (b, prog) = setup();
     let fd = prog.fd().expect("fd");
     let mut maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
     let cfg = maps.config().expect("config");
     let key = key_of_canonical(b"\x07blocked\x04test");
-    let (region, word, bit) =
-        position(cfg.filter, &key).expect("the controller turned the filter on");
+    let (at, bit) = position(cfg.filter, &key).expect("the controller turned the filter on");
     let filter = maps.filter.as_ref().expect("filter mapped");
     assert!(filter.may_hold(cfg.filter, &key));
     println!(
@@ -650,11 +645,10 @@ fn the_key_filter_decides_before_the_rule_map() {
     // Clear the rule's bit behind the controller's back (through a mapping of our own): the
     // query is no longer matched.
     let data = aya::maps::MapData::from_pin(b.pins().map(MAP_FILTER)).expect("filter map");
-    let mut words = MappedWords::new(&data);
-    let at = region as usize * REGION_WORDS + word;
-    let saved = words.get(at);
+    let mut words = blocker::filter::Mapping::new(&data).expect("mapping");
+    let saved = words.as_ref()[at];
     assert_ne!(saved & bit, 0);
-    words.set(at, saved & !bit);
+    words.as_mut()[at] = saved & !bit;
     let before = b.reason("no_match");
     assert_eq!(run(), XDP_PASS);
     assert_eq!(b.reason("no_match"), before + 1, "counted as no match");
@@ -665,59 +659,7 @@ fn the_key_filter_decides_before_the_rule_map() {
     assert_eq!(run(), XDP_TX);
 
     // Back on, with the bit restored.
-    words.set(at, saved);
+    words.as_mut()[at] = saved;
     maps.set_config(&cfg).expect("config");
     assert_eq!(run(), XDP_TX);
-}
-
-/// The pinned key filter mapped into the test, to flip bits the controller set.
-struct MappedWords {
-    p: *mut u64,
-    len: usize,
-}
-
-impl MappedWords {
-    fn new(map: &aya::maps::MapData) -> MappedWords {
-        use std::os::fd::{AsFd, AsRawFd};
-        let len = 2 * blocker_common::filter::REGION_WORDS;
-        // SAFETY: a shared mapping of the whole BPF_F_MMAPABLE array, unmapped on drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            p,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        MappedWords { p: p.cast(), len }
-    }
-
-    fn get(&self, i: usize) -> u64 {
-        assert!(i < self.len);
-        // SAFETY: in bounds of the mapping.
-        unsafe { self.p.add(i).read_volatile() }
-    }
-
-    fn set(&mut self, i: usize, v: u64) {
-        assert!(i < self.len);
-        // SAFETY: in bounds of the mapping.
-        unsafe { self.p.add(i).write_volatile(v) }
-    }
-}
-
-impl Drop for MappedWords {
-    fn drop(&mut self) {
-        // SAFETY: what `new` mapped.
-        unsafe {
-            libc::munmap(self.p.cast(), self.len * 8);
-        }
-    }
 }

@@ -29,6 +29,13 @@ pub struct Args {
 
 type Labels = Vec<(String, String)>;
 
+/// Registers a gauge holding one value.
+fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(value);
+    reg.register(name, help, g);
+}
+
 /// The whole exposition, read fresh from the maps.
 pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
     let report = collect(ctx, None, top)?;
@@ -90,36 +97,32 @@ pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
             .inc_by(r.hits);
     }
 
-    let generation = Gauge::<i64>::default();
-    generation.set(report.generation as i64);
-    reg.register(
+    gauge(
+        &mut reg,
         "blocker_generation",
         "Generation of the rule set the data plane enforces",
-        generation,
+        report.generation.into(),
     );
-    let updated = Gauge::<i64>::default();
-    updated.set(state.updated as i64);
-    reg.register(
+    gauge(
+        &mut reg,
         "blocker_last_update_timestamp_seconds",
         "When the rule set last changed (UNIX time)",
-        updated,
+        state.updated as i64,
     );
-    // The key filter: size and fill (absent when off). A fill near or above 1/16 of the
-    // bits lets more allowed queries through to the rule map.
-    if let Some((bits, set)) = crate::kernel::Maps::open(&ctx.pins)?.filter_usage()? {
-        let size = Gauge::<i64>::default();
-        size.set(bits as i64);
-        reg.register(
+    // The key filter (absent when off): a fill far above one bit per rule name means bits of
+    // removed names piled up; the next change rebuilds it.
+    if let Some(u) = report.key_filter {
+        gauge(
+            &mut reg,
             "blocker_key_filter_bits",
             "Size of the key filter in front of the rule map",
-            size,
+            u.bits as i64,
         );
-        let fill = Gauge::<i64>::default();
-        fill.set(set as i64);
-        reg.register(
+        gauge(
+            &mut reg,
             "blocker_key_filter_bits_set",
             "Bits set in the key filter (one or fewer per rule name)",
-            fill,
+            u.set as i64,
         );
     }
     let attached = Family::<Labels, Gauge>::default();

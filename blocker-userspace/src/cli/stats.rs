@@ -57,6 +57,8 @@ pub struct Report {
     pub orders: Vec<OrderReport>,
     /// Most hit rules, most first.
     pub top_rules: Vec<RuleReport>,
+    /// The key filter in front of the rule map (absent when off).
+    pub key_filter: Option<crate::filter::Usage>,
 }
 
 /// Reads every counter and names them from the state.
@@ -92,6 +94,7 @@ pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
             by_action,
         });
     }
+    let key_filter = maps.filter_usage()?;
     let hits = maps.rule_hits()?;
     let mut top_rules = Vec::new();
     if !hits.is_empty() && top > 0 {
@@ -122,6 +125,7 @@ pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
         reasons,
         orders,
         top_rules,
+        key_filter,
     })
 }
 

@@ -39,13 +39,7 @@ struct Status {
     kernel_generation: Option<u32>,
     updated: u64,
     /// The key filter in front of the rule map (absent: off, or not loaded).
-    key_filter: Option<KeyFilterStatus>,
-}
-
-#[derive(Serialize)]
-struct KeyFilterStatus {
-    bits: u64,
-    set: u64,
+    key_filter: Option<crate::filter::Usage>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
@@ -64,9 +58,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         let maps = Maps::open(&ctx.pins)?;
         capacity = Some(maps.capacity);
         kgen = Some(maps.config()?.generation);
-        key_filter = maps
-            .filter_usage()?
-            .map(|(bits, set)| KeyFilterStatus { bits, set });
+        key_filter = maps.filter_usage()?;
     }
     let mut names: Vec<String> = ctx.pins.attached()?;
     for n in state.interfaces.keys() {
