@@ -251,7 +251,6 @@ fn parse_kxdpgun(out: &str) -> Counts {
     }
 }
 
-/// One kxdpgun run at `qps` against the edge; the resolver is `resolver` (pid).
 /// kxdpgun's arguments for one run (also printed in BENCHMARKS.md).
 pub fn kxdpgun_args(seconds: &str, qps: &str, queries: &str, dev: &str) -> Vec<String> {
     // -F 0: pin the sending thread to CPU 0.
@@ -262,6 +261,7 @@ pub fn kxdpgun_args(seconds: &str, qps: &str, queries: &str, dev: &str) -> Vec<S
     .to_vec()
 }
 
+/// One kxdpgun run at `qps` against the edge; the resolver is `resolver` (pid).
 fn run(
     topo: &Topology,
     queries: &Path,
@@ -422,19 +422,15 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
     a["load_seconds"] = json!(load_s);
     setups.push(a);
     // The same with the key filter off: what the filter saves on a real receive path.
-    let mut maps = blocker::kernel::Maps::open(&blocker.pins()).expect("maps");
-    let cfg = maps.config().expect("config");
-    maps.set_config(&blocker_common::Config { filter: 0, ..cfg })
-        .expect("filter off");
-    setups.push(sweep(
-        &topo,
-        "blocker (XDP, key filter off) + unbound",
-        &mixes[..1],
-        unbound_pid,
-        Some(&prog),
-    ));
-    maps.set_config(&cfg).expect("filter back on");
-    drop(maps);
+    setups.push(crate::with_filter_off(&blocker.pins(), || {
+        sweep(
+            &topo,
+            "blocker (XDP, key filter off) + unbound",
+            &mixes[..1],
+            unbound_pid,
+            Some(&prog),
+        )
+    }));
     blocker.ok(&["detach"]);
     drop(prog);
 

@@ -22,7 +22,7 @@ use std::{
 
 use blocker_tests::{
     dns,
-    env::{unique, Blocker, Topology, EDGE_V4},
+    env::{Blocker, Topology, EDGE_V4},
 };
 use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
@@ -125,8 +125,7 @@ pub fn measure(blocker: &Blocker, adds: usize, reload_rules: usize) -> Value {
     eprintln!("  rules add: visible after return {visible:?} ms; command {command:?} ms");
 
     // A 1-million-name order replaced by another.
-    let dir = std::env::temp_dir().join(unique("blkb-lat"));
-    std::fs::create_dir_all(&dir).expect("latency dir");
+    let dir = blocker_tests::env::TempDir::new("blkb-lat");
     let list = |tag: &str| {
         let p = dir.join(format!("{tag}.txt"));
         let text: String = (0..reload_rules)
@@ -161,7 +160,6 @@ pub fn measure(blocker: &Blocker, adds: usize, reload_rules: usize) -> Value {
     let old_at = h_old.join().ok().flatten();
     s_new.store(true, Ordering::Relaxed);
     s_old.store(true, Ordering::Relaxed);
-    let _ = std::fs::remove_dir_all(&dir);
     let new_at = new_at.expect("the new list was never enforced");
     let old_at = old_at.expect("the old list was never lifted");
     let reload = json!({

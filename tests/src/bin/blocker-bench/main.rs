@@ -454,10 +454,20 @@ fn compare_structures(n: usize) -> Value {
 
 /// Per-packet cost at each rule count, and the list loads that fill the map (part `kernel`).
 /// Returns (in_kernel rows, list_load rows, verified instructions).
+/// Runs `f` with the key filter turned off in the pinned config, then turns it back on.
+pub fn with_filter_off<T>(pins: &blocker::kernel::Pins, f: impl FnOnce() -> T) -> T {
+    let mut maps = blocker::kernel::Maps::open(pins).expect("maps");
+    let cfg = maps.config().expect("config");
+    maps.set_config(&blocker_common::Config { filter: 0, ..cfg })
+        .expect("filter off");
+    let out = f();
+    maps.set_config(&cfg).expect("filter back on");
+    out
+}
+
 fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Value>, u32) {
     let max = *counts.iter().max().expect("counts");
-    let tmp = std::env::temp_dir().join(unique("blkb-lists"));
-    std::fs::create_dir_all(&tmp).expect("tmp");
+    let tmp = blocker_tests::env::TempDir::new("blkb-lists");
     let inst = instance(bin);
     // Each size replaces the previous order after removing it, so the map never holds two
     // lists at once: the capacity the largest list needs is enough.
@@ -536,12 +546,7 @@ fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Valu
         }
         // The allowed query again with the key filter off (the rule map asked at every depth
         // that holds rules): what the filter saves, side by side.
-        let mut maps = blocker::kernel::Maps::open(&inst.pins()).expect("maps");
-        let cfg = maps.config().expect("config");
-        maps.set_config(&blocker_common::Config { filter: 0, ..cfg })
-            .expect("filter off");
-        let off = pairs(base_frame, false);
-        maps.set_config(&cfg).expect("filter back on");
+        let off = with_filter_off(&inst.pins(), || pairs(base_frame, false));
         record("allowed query, key filter off", false, off);
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
@@ -550,7 +555,6 @@ fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Valu
         .and_then(|p| p.info().ok())
         .and_then(|i| i.verified_instruction_count())
         .unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&tmp);
     (results, loads, verified)
 }
 
