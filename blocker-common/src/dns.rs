@@ -40,10 +40,12 @@ pub struct Scratch {
     pub prefix: [Horner; MAX_LABELS],
     /// Copy of the IP header while it is rewritten.
     pub l3: [u8; 64],
+    /// Copy of the TCP header (options included) while it is rewritten.
+    pub l4: [u8; 64],
     /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
     pub hdr: [u8; HDR_MAX],
     /// Slots for [`launder`].
-    pub opaque: [u64; 20],
+    pub opaque: [u64; 32],
 }
 
 impl Scratch {
@@ -53,8 +55,9 @@ impl Scratch {
             starts: [0; MAX_LABELS],
             prefix: [Horner::ZERO; MAX_LABELS],
             l3: [0; 64],
+            l4: [0; 64],
             hdr: [0; HDR_MAX],
-            opaque: [0; 20],
+            opaque: [0; 32],
         }
     }
 }

@@ -374,7 +374,8 @@ pub struct OrderHits {
 }
 
 /// Why the program let a packet go, dropped it or answered it. Every exit counts exactly one
-/// reason (besides [`Reason::Packets`], which counts every packet).
+/// reason (besides [`Reason::Packets`], which counts every packet, and [`Reason::TcpQueries`],
+/// which counts every whole query seen over TCP).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -382,9 +383,9 @@ pub enum Reason {
     Packets = 0,
     /// Not IPv4 or IPv6 (after up to two VLAN tags).
     NotIp = 1,
-    /// IP, but not UDP (or an IPv6 extension header we do not walk).
+    /// IP, but neither UDP nor TCP (or an IPv6 extension header we do not walk).
     NotUdp = 2,
-    /// UDP to a port that is not a DNS port.
+    /// UDP or TCP to a port that is not a DNS port.
     OtherPort = 3,
     /// An IP fragment.
     Fragment = 4,
@@ -414,11 +415,24 @@ pub enum Reason {
     Sinkhole = 16,
     /// Answered with TC set.
     Tc = 17,
-    /// Rewriting the packet failed (a helper refused): passed.
+    /// Rewriting the packet failed (a helper refused): a UDP query is passed; a TCP segment
+    /// is dropped (its query must not reach the resolver, and the connection has no way back).
     RewriteFailed = 18,
+    /// A TCP segment to a DNS port that carries no DNS message (handshake, pure ACK, FIN, RST,
+    /// data on a SYN): passed.
+    TcpNoQuery = 19,
+    /// A TCP segment whose data is not one whole DNS message from its first byte (a query split
+    /// across segments, or the rest of one): passed.
+    TcpPartial = 20,
+    /// An allowed (or unmatched) query followed by more data in the same TCP segment: passed;
+    /// what follows it is not inspected.
+    TcpPipelined = 21,
+    /// Not an exit: every whole DNS query seen in a TCP segment (it also counts under the
+    /// reason it exits by), like [`Reason::Packets`].
+    TcpQueries = 22,
 }
 
-pub const REASON_COUNT: usize = 19;
+pub const REASON_COUNT: usize = 23;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -441,6 +455,10 @@ impl Reason {
         Reason::Sinkhole,
         Reason::Tc,
         Reason::RewriteFailed,
+        Reason::TcpNoQuery,
+        Reason::TcpPartial,
+        Reason::TcpPipelined,
+        Reason::TcpQueries,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -465,6 +483,10 @@ impl Reason {
             Reason::Sinkhole => "sinkhole",
             Reason::Tc => "tc",
             Reason::RewriteFailed => "rewrite_failed",
+            Reason::TcpNoQuery => "tcp_no_query",
+            Reason::TcpPartial => "tcp_partial",
+            Reason::TcpPipelined => "tcp_pipelined",
+            Reason::TcpQueries => "tcp_queries",
         }
     }
 

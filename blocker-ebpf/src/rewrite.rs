@@ -2,15 +2,25 @@
 //! scratch buffer by blocker-common) replaces the message, the frame is cut or grown to fit,
 //! MACs, IP addresses and UDP ports are swapped, lengths and checksums written anew.
 //!
+//! Over TCP the answer goes back inside the client's connection: the segment's data becomes the
+//! two-byte length and the answer, the sequence number is the one the client expects next from
+//! the server (the query's acknowledgement number), the acknowledgement covers the query's data,
+//! and FIN is set. The FIN matters: the resolver never saw the query's bytes, so the connection
+//! cannot carry anything after them; the client closes it and opens a new one for its next query
+//! (RFC 7766 clients must expect a server to close at any time). TCP options keep their length
+//! (the data offset does not change): a timestamp option is answered as the server would
+//! (TSval = the client's TSecr, so the client's PAWS check passes; TSecr = the client's TSval),
+//! every other option becomes NOPs.
+//!
 //! Checksums are computed from scratch rather than updated incrementally: a query that came
 //! from a local socket through a veth carries only a partial checksum (offload), and the
 //! answer is new bytes anyway.
 
 use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
-use blocker_common::dns::{Scratch, HDR_MAX, MSG_BUF};
+use blocker_common::dns::{launder, Scratch, HDR_MAX, MSG_BUF};
 use network_types::{eth::EthHdr, udp::UdpHdr};
 
-use crate::{load, ptr_at, Frame, IPPROTO_UDP};
+use crate::{load, ptr_at, Frame, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH};
 
 /// How a rewrite failed.
 pub enum Failed {
@@ -114,9 +124,15 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     if payload < 0 {
         return Err(Failed::Changed);
     }
-    let ulen = (UdpHdr::LEN + len) as u16;
+    // Length of the transport segment: the UDP header or the TCP header and the two-byte
+    // length prefix, then the answer. `f.dns - f.l4` is 8 for UDP and the data offset + 2 for
+    // TCP; both are bounded (parse_frame).
+    let l4_total = (f.dns - f.l4 + len) as u16;
+    let ulen = l4_total;
     let ulen_be = ulen.to_be_bytes();
-    let mut sum = payload as u64 + word(0, IPPROTO_UDP) + word(ulen_be[0], ulen_be[1]);
+    let proto = if f.tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+    // Pseudo-header: protocol and segment length (the addresses are added below).
+    let mut sum = payload as u64 + word(0, proto) + word(ulen_be[0], ulen_be[1]);
 
     if f.v6 {
         // SAFETY: 40 bytes into the 64-byte `s.l3`.
@@ -158,7 +174,7 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
             s.l3[12 + i] = s.l3[16 + i];
             s.l3[16 + i] = a;
         }
-        let tot = ((ihl + UdpHdr::LEN + len) as u16).to_be_bytes();
+        let tot = (ihl as u16).wrapping_add(ulen).to_be_bytes();
         s.l3[2] = tot[0];
         s.l3[3] = tot[1];
         s.l3[6] &= 0x40; // keep DF; MF and the offset were zero
@@ -196,23 +212,154 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
         store(ctx, f.l3, s.l3.as_ptr(), ihl)?;
     }
 
-    let old: [u8; UdpHdr::LEN] = load(ctx, f.l4).map_err(|_| Failed::Changed)?;
-    let (sport, dport) = ([old[0], old[1]], [old[2], old[3]]);
-    sum += word(dport[0], dport[1]) + word(sport[0], sport[1]) + word(ulen_be[0], ulen_be[1]);
-    let mut check = !fold(sum);
-    if check == 0 {
-        // 0 means "no checksum" in UDP over IPv4 and is invalid over IPv6.
-        check = 0xffff;
+    if f.tcp {
+        tcp_header(ctx, f, s, len, sum)?;
+    } else {
+        let old: [u8; UdpHdr::LEN] = load(ctx, f.l4).map_err(|_| Failed::Changed)?;
+        let (sport, dport) = ([old[0], old[1]], [old[2], old[3]]);
+        sum += word(dport[0], dport[1]) + word(sport[0], sport[1]) + word(ulen_be[0], ulen_be[1]);
+        let mut check = !fold(sum);
+        if check == 0 {
+            // 0 means "no checksum" in UDP over IPv4 and is invalid over IPv6.
+            check = 0xffff;
+        }
+        let c = check.to_ne_bytes();
+        let udp = [
+            dport[0], dport[1], sport[0], sport[1], ulen_be[0], ulen_be[1], c[0], c[1],
+        ];
+        store(ctx, f.l4, udp.as_ptr(), UdpHdr::LEN)?;
     }
-    let c = check.to_ne_bytes();
-    let udp = [
-        dport[0], dport[1], sport[0], sport[1], ulen_be[0], ulen_be[1], c[0], c[1],
-    ];
-    store(ctx, f.l4, udp.as_ptr(), UdpHdr::LEN)?;
 
     let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Failed::Changed)?;
     // SAFETY: ptr_at checked the 14-byte header is in the packet.
     let eth = unsafe { &mut *eth };
     core::mem::swap(&mut eth.src_addr, &mut eth.dst_addr);
     Ok(())
+}
+
+/// Longest run of TCP options (a 60-byte header).
+const TCP_OPTIONS_MAX: usize = 40;
+/// TCP option kinds.
+const TCPOPT_EOL: u8 = 0;
+const TCPOPT_NOP: u8 = 1;
+const TCPOPT_TIMESTAMP: u8 = 8;
+
+/// Writes the TCP header of the answer (and its length prefix) over the query's: ports swapped,
+/// SEQ = the query's ACK, ACK = the query's SEQ + its data (+ 1 for a FIN), ACK|PSH|FIN, the
+/// same data offset and window, options as the module documentation says, and the checksum
+/// over the pseudo-header (`sum` holds it and the answer's bytes), the header, the prefix.
+#[inline(always)]
+fn tcp_header(
+    ctx: &XdpContext,
+    f: &Frame,
+    s: &mut Scratch,
+    len: usize,
+    mut sum: u64,
+) -> Result<(), Failed> {
+    let doff = f.l4_len;
+    // Redundant for correctness (parse_tcp checked it), needed by the verifier to bound the
+    // helper's length.
+    if !(20..=60).contains(&doff) {
+        return Err(Failed::Changed);
+    }
+    // SAFETY: at most 60 bytes into the 64-byte `s.l4`.
+    let r = unsafe {
+        r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l4 as u32, s.l4.as_mut_ptr().cast(), doff as u32)
+    };
+    if r != 0 {
+        return Err(Failed::Changed);
+    }
+    let h = &mut s.l4;
+    let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    let ack = [h[8], h[9], h[10], h[11]];
+    let fin = (h[13] & TCP_FIN) as u32;
+    let next = seq
+        .wrapping_add(f.seg_len as u32)
+        .wrapping_add(fin)
+        .to_be_bytes();
+    for i in 0..2 {
+        let p = h[i];
+        h[i] = h[2 + i];
+        h[2 + i] = p;
+    }
+    for i in 0..4 {
+        h[4 + i] = ack[i];
+        h[8 + i] = next[i];
+    }
+    h[12] &= 0xf0;
+    h[13] = TCP_ACK | TCP_PSH | TCP_FIN;
+    h[16] = 0;
+    h[17] = 0;
+    h[18] = 0;
+    h[19] = 0;
+
+    // Find the timestamp option, if any, walking the options as the client laid them out.
+    let mut i = 20usize;
+    let mut ts_at = 0usize;
+    for _ in 0..TCP_OPTIONS_MAX {
+        if i >= doff {
+            break;
+        }
+        let kind = s.l4[i & 63];
+        if kind == TCPOPT_EOL {
+            break;
+        }
+        if kind == TCPOPT_NOP {
+            i += 1;
+        } else {
+            let olen = s.l4[(i + 1) & 63] as usize;
+            if olen < 2 || i + olen > doff {
+                break;
+            }
+            if kind == TCPOPT_TIMESTAMP && olen == 10 {
+                ts_at = i;
+            }
+            i += olen;
+        }
+        // Where the walk stands depends on the option bytes; forget it, so each iteration is
+        // verified once (it stays below 64 and is re-checked against `doff` above).
+        i = launder(&mut s.opaque[23], i as u64) as usize & 63;
+    }
+    let ts_at = launder(&mut s.opaque[23], ts_at as u64) as usize & 63;
+    let mut tsval = [0u8; 4];
+    let mut tsecr = [0u8; 4];
+    for k in 0..4 {
+        tsval[k] = s.l4[(ts_at + 2 + k) & 63];
+        tsecr[k] = s.l4[(ts_at + 6 + k) & 63];
+    }
+    for k in 20..60 {
+        if k >= doff {
+            break;
+        }
+        s.l4[k] = TCPOPT_NOP;
+    }
+    if ts_at >= 20 && ts_at + 10 <= doff {
+        s.l4[ts_at & 63] = TCPOPT_TIMESTAMP;
+        s.l4[(ts_at + 1) & 63] = 10;
+        for k in 0..4 {
+            s.l4[(ts_at + 2 + k) & 63] = tsecr[k];
+            s.l4[(ts_at + 6 + k) & 63] = tsval[k];
+        }
+    }
+
+    // SAFETY: `doff` ≤ 60 bytes of the 64-byte `s.l4` (a multiple of 4, as the helper wants).
+    let hsum = unsafe {
+        r#gen::bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            s.l4.as_mut_ptr().cast(),
+            doff as u32,
+            0,
+        )
+    };
+    if hsum < 0 {
+        return Err(Failed::Changed);
+    }
+    let prefix = (len as u16).to_be_bytes();
+    sum += hsum as u64 + word(prefix[0], prefix[1]);
+    let c = (!fold(sum)).to_ne_bytes();
+    s.l4[16] = c[0];
+    s.l4[17] = c[1];
+    store(ctx, f.l4, s.l4.as_ptr(), doff)?;
+    store(ctx, f.dns - 2, prefix.as_ptr(), 2)
 }

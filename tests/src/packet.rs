@@ -41,9 +41,47 @@ pub enum Ip {
     },
 }
 
+/// A TCP header under construction (DNS over TCP: the payload gets its two-byte length prefix
+/// unless `raw_payload` is set).
+#[derive(Clone, Debug)]
+pub struct Tcp {
+    pub seq: u32,
+    pub ack: u32,
+    /// FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10.
+    pub flags: u8,
+    pub window: u16,
+    /// Options, padded by the caller to a multiple of four bytes.
+    pub options: Vec<u8>,
+    /// Send `payload` as the segment's data as it is (no length prefix).
+    pub raw_payload: bool,
+}
+
+impl Default for Tcp {
+    fn default() -> Tcp {
+        Tcp {
+            seq: 0x1000_0000,
+            ack: 0x2000_0000,
+            flags: 0x18,
+            window: 502,
+            options: vec![],
+            raw_payload: false,
+        }
+    }
+}
+
+/// NOP, NOP, timestamp option (kind 8, length 10) as Linux lays it out.
+pub fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub vlans: Vec<(u16, u16)>,
+    /// When set (and `proto` is 6), the transport is TCP.
+    pub tcp: Option<Tcp>,
     pub ip: Ip,
     pub proto: u8,
     pub sport: u16,
@@ -65,6 +103,7 @@ impl Frame {
                 frag: 0,
                 tot_len: None,
             },
+            tcp: None,
             proto: 17,
             sport: 40000,
             dport: 53,
@@ -92,14 +131,45 @@ impl Frame {
         }
     }
 
-    pub fn bytes(&self) -> Vec<u8> {
+    /// The same query over TCP (a data segment of an established connection).
+    pub fn over_tcp(mut self, tcp: Tcp) -> Frame {
+        self.proto = 6;
+        self.tcp = Some(tcp);
+        self
+    }
+
+    fn tcp_segment(&self, t: &Tcp) -> Vec<u8> {
         let mut l4 = Vec::new();
-        let ulen = self.udp_len.unwrap_or((8 + self.payload.len()) as u16);
         l4.extend_from_slice(&self.sport.to_be_bytes());
         l4.extend_from_slice(&self.dport.to_be_bytes());
-        l4.extend_from_slice(&ulen.to_be_bytes());
-        l4.extend_from_slice(&[0, 0]);
+        l4.extend_from_slice(&t.seq.to_be_bytes());
+        l4.extend_from_slice(&t.ack.to_be_bytes());
+        let doff = 20 + t.options.len();
+        assert!(doff % 4 == 0 && doff <= 60, "TCP options must pad to 4 bytes");
+        l4.push(((doff / 4) as u8) << 4);
+        l4.push(t.flags);
+        l4.extend_from_slice(&t.window.to_be_bytes());
+        l4.extend_from_slice(&[0, 0, 0, 0]);
+        l4.extend_from_slice(&t.options);
+        if !t.raw_payload {
+            l4.extend_from_slice(&(self.payload.len() as u16).to_be_bytes());
+        }
         l4.extend_from_slice(&self.payload);
+        l4
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        if let (6, Some(t)) = (self.proto, &self.tcp) {
+            l4 = self.tcp_segment(t);
+        } else {
+            let ulen = self.udp_len.unwrap_or((8 + self.payload.len()) as u16);
+            l4.extend_from_slice(&self.sport.to_be_bytes());
+            l4.extend_from_slice(&self.dport.to_be_bytes());
+            l4.extend_from_slice(&ulen.to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+            l4.extend_from_slice(&self.payload);
+        }
         let mut f = Vec::new();
         f.extend_from_slice(&MAC_EDGE);
         f.extend_from_slice(&MAC_CLIENT);
@@ -122,6 +192,11 @@ impl Frame {
                     let c = !fold(sum16(&l4, acc));
                     let c = if c == 0 { 0xffff } else { c };
                     l4[6..8].copy_from_slice(&c.to_be_bytes());
+                }
+                if self.proto == 6 && self.tcp.is_some() {
+                    let acc = sum16(dst, sum16(src, 0)) + 6 + l4.len() as u32;
+                    let c = !fold(sum16(&l4, acc));
+                    l4[16..18].copy_from_slice(&c.to_be_bytes());
                 }
                 f.extend_from_slice(&0x0800u16.to_be_bytes());
                 let ihl = 20 + options.len();
@@ -151,6 +226,11 @@ impl Frame {
                     let c = !fold(sum16(&l4, acc));
                     let c = if c == 0 { 0xffff } else { c };
                     l4[6..8].copy_from_slice(&c.to_be_bytes());
+                }
+                if self.proto == 6 && self.tcp.is_some() {
+                    let acc = sum16(dst, sum16(src, 0)) + 6 + l4.len() as u32;
+                    let c = !fold(sum16(&l4, acc));
+                    l4[16..18].copy_from_slice(&c.to_be_bytes());
                 }
                 f.extend_from_slice(&0x86ddu16.to_be_bytes());
                 let ext_len: usize = ext.iter().map(|(_, b)| b.len()).sum();
@@ -185,10 +265,26 @@ pub struct Parsed {
     pub ttl: u8,
     pub sport: u16,
     pub dport: u16,
+    /// The DNS message (over TCP: after its length prefix, which must match).
     pub dns: Vec<u8>,
+    /// The TCP header fields, for a TCP segment.
+    pub tcp: Option<TcpParsed>,
 }
 
-/// Parses an Ethernet/VLAN/IP/UDP frame and verifies the IPv4 header and UDP checksums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpParsed {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub urgent: u16,
+    pub options: Vec<u8>,
+    /// Bytes of data in the segment (length prefix included).
+    pub data_len: usize,
+}
+
+/// Parses an Ethernet/VLAN/IP/UDP or TCP frame and verifies the IPv4 header and the UDP or TCP
+/// checksum.
 pub fn parse(f: &[u8]) -> Result<Parsed, String> {
     let mut off = 14;
     let mut et = u16::from_be_bytes([f[12], f[13]]);
@@ -198,7 +294,7 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
         et = u16::from_be_bytes([f[off + 2], f[off + 3]]);
         off += 4;
     }
-    let (src_ip, dst_ip, ttl, l4, pseudo) = match et {
+    let (src_ip, dst_ip, ttl, l4, pseudo, proto) = match et {
         0x0800 => {
             let ihl = ((f[off] & 0xf) as usize) * 4;
             let h = &f[off..off + ihl];
@@ -213,7 +309,14 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
                 ));
             }
             let acc = sum16(&h[12..20], 0);
-            (h[12..16].to_vec(), h[16..20].to_vec(), h[8], off + ihl, acc)
+            (
+                h[12..16].to_vec(),
+                h[16..20].to_vec(),
+                h[8],
+                off + ihl,
+                acc,
+                h[9],
+            )
         }
         0x86dd => {
             let h = &f[off..off + 40];
@@ -226,7 +329,7 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
             }
             let mut next = h[6];
             let mut l4 = off + 40;
-            while next != 17 {
+            while next != 17 && next != 6 {
                 next = f[l4];
                 l4 += (f[l4 + 1] as usize + 1) * 8;
             }
@@ -236,18 +339,48 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
                 h[7],
                 l4,
                 sum16(&h[8..40], 0),
+                next,
             )
         }
         other => return Err(format!("ethertype {other:#x}")),
     };
     let u = &f[l4..];
-    let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
-    if ulen != u.len() {
-        return Err(format!("UDP length {ulen} but {} bytes", u.len()));
-    }
-    if fold(sum16(u, pseudo + 17 + ulen as u32)) != 0xffff {
-        return Err("bad UDP checksum".into());
-    }
+    let (dns, tcp) = if proto == 6 {
+        if fold(sum16(u, pseudo + 6 + u.len() as u32)) != 0xffff {
+            return Err("bad TCP checksum".into());
+        }
+        let doff = ((u[12] >> 4) as usize) * 4;
+        let data = &u[doff..];
+        if data.len() < 2 {
+            return Err("TCP segment without a length prefix".into());
+        }
+        let prefix = u16::from_be_bytes([data[0], data[1]]) as usize;
+        if prefix != data.len() - 2 {
+            return Err(format!(
+                "TCP length prefix {prefix} but {} bytes follow",
+                data.len() - 2
+            ));
+        }
+        let t = TcpParsed {
+            seq: u32::from_be_bytes([u[4], u[5], u[6], u[7]]),
+            ack: u32::from_be_bytes([u[8], u[9], u[10], u[11]]),
+            flags: u[13],
+            window: u16::from_be_bytes([u[14], u[15]]),
+            urgent: u16::from_be_bytes([u[18], u[19]]),
+            options: u[20..doff].to_vec(),
+            data_len: data.len(),
+        };
+        (data[2..].to_vec(), Some(t))
+    } else {
+        let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
+        if ulen != u.len() {
+            return Err(format!("UDP length {ulen} but {} bytes", u.len()));
+        }
+        if fold(sum16(u, pseudo + 17 + ulen as u32)) != 0xffff {
+            return Err("bad UDP checksum".into());
+        }
+        (u[8..].to_vec(), None)
+    };
     let mut dst_mac = [0u8; 6];
     let mut src_mac = [0u8; 6];
     dst_mac.copy_from_slice(&f[0..6]);
@@ -261,6 +394,7 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
         ttl,
         sport: u16::from_be_bytes([u[0], u[1]]),
         dport: u16::from_be_bytes([u[2], u[3]]),
-        dns: u[8..].to_vec(),
+        dns,
+        tcp,
     })
 }

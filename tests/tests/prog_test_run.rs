@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, os::fd::AsFd};
 use blocker_tests::{
     dns::{self, raw_query},
     env::Blocker,
-    packet::{self, Frame, Ip, MAC_CLIENT, MAC_EDGE},
+    packet::{self, Frame, Ip, Tcp, MAC_CLIENT, MAC_EDGE},
     testrun::{action_name, test_run, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use hickory_proto::rr::{rdata::opt::EdnsOption, RecordType};
@@ -257,8 +257,146 @@ fn cases() -> Vec<Case> {
     arp.extend_from_slice(&[0; 28]);
     add("ARP", arp, Expect::Pass("not_ip"));
     let mut f = Frame::v4(dns::query(18, "blocked.test.", A, None));
-    f.proto = 6;
-    add("TCP to port 53", f.bytes(), Expect::Pass("not_udp"));
+    f.proto = 132;
+    add("SCTP to port 53", f.bytes(), Expect::Pass("not_udp"));
+
+    // DNS over TCP: a whole query at the start of a segment's data is judged like UDP.
+    let t = Tcp::default;
+    add(
+        "TCP v4 blocked, EDNS",
+        Frame::v4(dns::query(40, "blocked.test.", A, Some((true, vec![])))).over_tcp(t()).bytes(),
+        nx(true),
+    );
+    add(
+        "TCP v6 blocked, timestamps",
+        Frame::v6(dns::query(41, "www.blocked.test.", AAAA, None))
+            .over_tcp(Tcp {
+                options: packet::ts_option(0x0102_0304, 0x0a0b_0c0d),
+                ..t()
+            })
+            .bytes(),
+        nx(false),
+    );
+    let mut f = Frame::v4(dns::query(42, "qinq.blocked.test.", A, Some((false, vec![]))));
+    f.vlans = vec![(0x88a8, 100), (0x8100, 42)];
+    add("TCP in QinQ", f.over_tcp(t()).bytes(), nx(true));
+    let mut sack = vec![1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    sack.extend(packet::ts_option(7, 8));
+    add(
+        "TCP with a SACK block before the timestamps",
+        Frame::v4(dns::query(43, "x.blocked.test.", A, None))
+            .over_tcp(Tcp {
+                options: sack,
+                ..t()
+            })
+            .bytes(),
+        nx(false),
+    );
+    add(
+        "TCP query with FIN",
+        Frame::v4(dns::query(44, "blocked.test.", A, None))
+            .over_tcp(Tcp {
+                flags: 0x19,
+                ..t()
+            })
+            .bytes(),
+        nx(false),
+    );
+    add(
+        "TCP sinkhole AAAA",
+        Frame::v6(dns::query(45, "sink.test.", AAAA, Some((false, vec![])))).over_tcp(t()).bytes(),
+        Expect::Answer {
+            rcode: 0,
+            reason: "sinkhole",
+            edns: true,
+            answers: &["AAAA 2001:db8::99 60"],
+            tc: false,
+        },
+    );
+    add(
+        "TCP drop rule",
+        Frame::v4(dns::query(46, "drop.test.", A, None)).over_tcp(t()).bytes(),
+        Expect::Drop("dropped"),
+    );
+    add(
+        "TCP allowed name",
+        Frame::v4(dns::query(47, "news.example.", A, None)).over_tcp(t()).bytes(),
+        Expect::Pass("no_match"),
+    );
+    add(
+        "TCP SYN",
+        Frame::v4(vec![]).over_tcp(Tcp {
+            flags: 0x02,
+            raw_payload: true,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_no_query"),
+    );
+    add(
+        "TCP pure ACK",
+        Frame::v4(vec![]).over_tcp(Tcp {
+            flags: 0x10,
+            raw_payload: true,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_no_query"),
+    );
+    add(
+        "TCP data on a SYN (Fast Open)",
+        Frame::v4(dns::query(48, "blocked.test.", A, None)).over_tcp(Tcp {
+            flags: 0x02,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_no_query"),
+    );
+    let whole = dns::query(49, "blocked.test.", A, None);
+    let mut first = (whole.len() as u16).to_be_bytes().to_vec();
+    first.truncate(1);
+    add(
+        "TCP query split: the first byte alone",
+        Frame::v4(first).over_tcp(Tcp {
+            raw_payload: true,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_partial"),
+    );
+    let mut half = (whole.len() as u16).to_be_bytes().to_vec();
+    half.extend_from_slice(&whole[..whole.len() / 2]);
+    add(
+        "TCP query split: half a query",
+        Frame::v4(half).over_tcp(Tcp {
+            raw_payload: true,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_partial"),
+    );
+    let mut two = Vec::new();
+    for (id, name) in [(50, "news.example."), (51, "blocked.test.")] {
+        let m = dns::query(id, name, A, None);
+        two.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        two.extend_from_slice(&m);
+    }
+    add(
+        "TCP allowed query with a blocked one behind it in the segment",
+        Frame::v4(two).over_tcp(Tcp {
+            raw_payload: true,
+            ..t()
+        })
+        .bytes(),
+        Expect::Pass("tcp_pipelined"),
+    );
+    let mut f = Frame::v4(dns::query(52, "blocked.test.", A, None));
+    f.dport = 853;
+    add(
+        "TCP to another port (DoT)",
+        f.over_tcp(t()).bytes(),
+        Expect::Pass("other_port"),
+    );
     let mut f = Frame::v4(dns::query(19, "blocked.test.", A, None));
     f.dport = 5353;
     add("UDP to another port", f.bytes(), Expect::Pass("other_port"));
@@ -488,6 +626,10 @@ fn fixture_table() {
                             qin.dns.len()
                         ));
                     }
+                    if let Some(qt) = &qin.tcp {
+                        let at = a.tcp.as_ref().ok_or("a TCP query answered without TCP")?;
+                        check_tcp_answer(qt, at)?;
+                    }
                     let d = dns::parse(&a.dns);
                     let qe = dns::question_end(&qin.dns);
                     if d.question != qin.dns[12..qe] {
@@ -578,7 +720,7 @@ fn fixture_table() {
         .as_object()
         .expect("reasons")
         .keys()
-        .filter(|k| *k != "packets")
+        .filter(|k| *k != "packets" && *k != "tcp_queries")
         .map(|k| delta(k))
         .sum();
     assert_eq!(total, n, "each frame counted under exactly one reason");
@@ -589,6 +731,56 @@ fn fixture_table() {
         .find(|o| o["name"] == "allow-critical")
         .expect("allow order");
     assert_eq!(allow["by_action"]["pass"].as_u64(), Some(1));
+}
+
+/// The TCP header of an answer, checked against the query's from RFC 793/7323 alone: the
+/// answer continues the server's side of the stream where the client expects it, acknowledges
+/// every byte (and a FIN) of the query, closes with FIN, and answers a timestamp option as the
+/// server would; every other option is blanked with NOPs.
+fn check_tcp_answer(q: &packet::TcpParsed, a: &packet::TcpParsed) -> Result<(), String> {
+    if a.seq != q.ack {
+        return Err(format!("TCP seq {:#x}, expected the query's ack {:#x}", a.seq, q.ack));
+    }
+    let fin = (q.flags & 1) as u32;
+    let want_ack = q.seq.wrapping_add(q.data_len as u32).wrapping_add(fin);
+    if a.ack != want_ack {
+        return Err(format!("TCP ack {:#x}, expected {want_ack:#x}", a.ack));
+    }
+    if a.flags != 0x19 {
+        return Err(format!("TCP flags {:#04x}, expected FIN|PSH|ACK", a.flags));
+    }
+    if a.urgent != 0 {
+        return Err("urgent pointer set".into());
+    }
+    if a.options.len() != q.options.len() {
+        return Err("TCP header length changed".into());
+    }
+    // Walk the query's options independently and build what the answer's must be.
+    let mut want = vec![1u8; q.options.len()];
+    let mut i = 0;
+    while i < q.options.len() {
+        match q.options[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = q.options.get(i + 1).copied().unwrap_or(0) as usize;
+                if len < 2 || i + len > q.options.len() {
+                    break;
+                }
+                if kind == 8 && len == 10 {
+                    want[i] = 8;
+                    want[i + 1] = 10;
+                    want[i + 2..i + 6].copy_from_slice(&q.options[i + 6..i + 10]);
+                    want[i + 6..i + 10].copy_from_slice(&q.options[i + 2..i + 6]);
+                }
+                i += len;
+            }
+        }
+    }
+    if a.options != want {
+        return Err(format!("TCP options {:02x?}, expected {want:02x?}", a.options));
+    }
+    Ok(())
 }
 
 /// The query frame without link padding (what the answer is compared with).
