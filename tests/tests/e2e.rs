@@ -255,7 +255,9 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
     let (t, b) = setup(mode);
     let cmac = raw::mac(&t.client.name, &t.client_dev);
     let emac = raw::mac(&t.edge.name, &t.edge_dev);
-    for v6 in [false, true] {
+    // UDP, then a TCP data segment (of a connection the client claims; the program keeps no
+    // connection state, so the reply shows what it does with a tagged TCP query on the wire).
+    for (v6, tcp) in [(false, false), (true, false), (false, true), (true, true)] {
         let q = dns::query(
             0x7777,
             "wWw.Blocked.test.",
@@ -267,6 +269,9 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
         } else {
             Frame::v4(q.clone())
         };
+        if tcp {
+            f = f.over_tcp(packet::Tcp::default());
+        }
         f.vlans = tags.to_vec();
         let mut bytes = f.bytes();
         bytes[0..6].copy_from_slice(&emac);
@@ -295,8 +300,20 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
             "question echoed byte for byte"
         );
         assert_eq!(d.ede, vec![(16, TEXT.to_string())]);
+        if tcp {
+            let a = p.tcp.as_ref().expect("answered over TCP");
+            let q = packet::Tcp::default();
+            assert_eq!((a.seq, a.flags), (q.ack, 0x19), "seq and FIN|PSH|ACK");
+            assert_eq!(a.ack, q.seq + a_len(&f), "acknowledges the query");
+        }
     }
-    assert_eq!(b.stats()["reasons"]["nxdomain"].as_u64(), Some(2));
+    assert_eq!(b.stats()["reasons"]["nxdomain"].as_u64(), Some(4));
+    assert_eq!(b.stats()["reasons"]["tcp_queries"].as_u64(), Some(2));
+}
+
+/// Bytes of TCP data of a query frame: the length prefix and the message.
+fn a_len(f: &Frame) -> u32 {
+    2 + f.payload.len() as u32
 }
 
 #[test]
@@ -312,4 +329,154 @@ fn native_qinq_on_the_wire() {
 #[test]
 fn skb_8021q_on_the_wire() {
     tagged("skb", &[(0x8100, 42)]);
+}
+
+/// DNS over TCP through the same program: every blocked answer arrives inside the client's
+/// connection with the same rcode and EDE as over UDP, allowed names reach unbound, and unbound
+/// never sees a blocked query (its query counter moves only for the allowed ones).
+fn tcp_scenario(mode: &str) {
+    let (t, b) = setup(mode);
+    let before = t.unbound_queries();
+    let tcp_before = b.reason("tcp_queries");
+    let tq: &[&str] = &["+tcp", "+retry=0", "+timeout=2"];
+    let tqe: &[&str] = &["+tcp", "+retry=0", "+timeout=2", "+edns"];
+    let mut allowed = 0;
+    for server in [EDGE_V4, EDGE_V6] {
+        let r = kdig(&t.client, server, "wWw.BloCKed.TeSt", "A", tqe);
+        assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{server}: {}", r.raw);
+        assert_eq!(r.ede, Some((16, TEXT.to_string())), "{server}: {}", r.raw);
+        assert!(r.raw.contains("(TCP)"), "kdig used TCP: {}", r.raw);
+        assert_eq!(r.question.to_ascii_lowercase(), "www.blocked.test.");
+        let r = kdig(&t.client, server, "blocked.test", "AAAA", tq);
+        assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+        assert!(r.ede.is_none(), "no EDNS, no EDE: {}", r.raw);
+        let r = kdig(&t.client, server, "exact.test", "A", tqe);
+        assert_eq!(r.status.as_deref(), Some("REFUSED"), "{}", r.raw);
+        assert_eq!(r.ede, Some((16, TEXT.to_string())), "{}", r.raw);
+        let r = kdig(&t.client, server, "sink.test", "AAAA", tq);
+        assert_eq!(
+            r.answers,
+            vec![("AAAA".to_string(), "2001:db8::99".to_string())],
+            "{}",
+            r.raw
+        );
+        let r = kdig(&t.client, server, "a.wild.test", "A", tqe);
+        assert_eq!(r.status.as_deref(), Some("NOERROR"), "{}", r.raw);
+        assert!(r.answers.is_empty() && r.ede.is_some(), "{}", r.raw);
+        // Allowed over TCP: unbound answers.
+        let r = kdig(&t.client, server, "allowed.test", "A", tq);
+        assert_eq!(
+            r.answers,
+            vec![("A".to_string(), "192.0.2.10".to_string())],
+            "{}",
+            r.raw
+        );
+        allowed += 1;
+    }
+    assert_eq!(
+        t.unbound_queries() - before,
+        allowed,
+        "only the allowed queries reached unbound"
+    );
+    assert_eq!(b.reason("tcp_queries") - tcp_before, 12, "whole TCP queries seen");
+}
+
+#[test]
+fn tcp_native_mode() {
+    tcp_scenario("native");
+}
+
+#[test]
+fn tcp_skb_mode() {
+    tcp_scenario("skb");
+}
+
+/// Queries pipelined on one connection (kdig +keepopen): the allowed query before the blocked
+/// one is answered by unbound, the blocked one by blocker (NXDOMAIN + EDE), in order; blocker's
+/// answer closes the connection (FIN), so a query the client still sends on it is not answered
+/// there — the documented policy (SECURITY.md): a client must reconnect, and on a new
+/// connection the query is answered by unbound.
+#[test]
+fn tcp_pipelined_on_one_connection() {
+    let (t, b) = setup("native");
+    let before = t.unbound_queries();
+    let out = t.client.exec(
+        "kdig",
+        &[
+            &format!("@{EDGE_V4}"),
+            "+tcp",
+            "+keepopen",
+            "+edns",
+            "+retry=0",
+            "+timeout=1",
+            "allowed.test",
+            "A",
+            "blocked.test",
+            "A",
+            "allowed.test",
+            "AAAA",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let answers: Vec<&str> = text
+        .split(";; ->>HEADER<<-")
+        .skip(1)
+        .collect();
+    assert_eq!(answers.len(), 2, "two answers on the connection:\n{text}");
+    assert!(
+        answers[0].contains("status: NOERROR") && answers[0].contains("192.0.2.10"),
+        "first: unbound's answer\n{text}"
+    );
+    assert!(
+        answers[1].contains("status: NXDOMAIN")
+            && answers[1].contains("16 (Censored)")
+            && answers[1].contains("blocked.test."),
+        "second: blocker's answer\n{text}"
+    );
+    assert_eq!(t.unbound_queries() - before, 1, "the blocked query never reached unbound");
+    // A new connection after the close: the third query is answered.
+    let r = kdig(&t.client, EDGE_V4, "allowed.test", "AAAA", &["+tcp", "+retry=0", "+timeout=2"]);
+    assert_eq!(
+        r.answers,
+        vec![("AAAA".to_string(), "2001:db8::10".to_string())],
+        "{}",
+        r.raw
+    );
+    assert_eq!(b.reason("nxdomain"), 1);
+}
+
+/// A query written one byte per segment (TCP_NODELAY): no segment holds a whole message, so the
+/// program passes them all and counts them (tcp_partial); the resolver answers. This is the
+/// documented limit of a program that keeps no per-connection state (SECURITY.md).
+#[test]
+fn tcp_query_split_into_one_byte_segments_passes_and_is_counted() {
+    let (t, b) = setup("native");
+    let q = dns::query(0x5151, "blocked.test.", RecordType::A, None);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket,time,sys\n\
+s=socket.create_connection(('{EDGE_V4}',53),timeout=3)\n\
+s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\n\
+for b in bytes.fromhex('{hex}'):\n    s.send(bytes([b])); time.sleep(0.01)\n\
+n=int.from_bytes(s.recv(2),'big'); d=b''\n\
+while len(d)<n: d+=s.recv(n-len(d))\n\
+sys.stdout.write(d.hex())\n"
+    );
+    let before = b.reason("tcp_partial");
+    let unbound_before = t.unbound_queries();
+    let out = t.client.must("python3", &["-c", &script]);
+    let answer: Vec<u8> = (0..out.len() / 2)
+        .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let d = dns::parse(&answer);
+    assert_eq!((d.id, d.rcode), (0x5151, 0), "unbound's NOERROR answer");
+    assert_eq!(t.unbound_queries() - unbound_before, 1, "the query reached unbound");
+    let partial = b.reason("tcp_partial") - before;
+    assert!(
+        partial >= msg.len() as u64,
+        "every one-byte segment counted as tcp_partial ({partial} for {} bytes)",
+        msg.len()
+    );
 }
