@@ -480,3 +480,4 @@ sys.stdout.write(d.hex())\n"
         msg.len()
     );
 }
+
