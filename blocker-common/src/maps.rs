@@ -223,7 +223,7 @@ pub struct Config {
     /// Bit `d` set: some rule's name has `d` labels. Suffixes of other depths are not looked
     /// up, so a query costs one lookup per depth that holds rules, not one per label.
     pub depth_mask: [u64; 2],
-    /// UDP destination ports the program inspects; 0 marks an unused entry.
+    /// Destination ports the program inspects (UDP and TCP); 0 marks an unused entry.
     pub ports: [u16; MAX_PORTS],
     /// Address of sinkhole A answers (network order).
     pub sinkhole_v4: [u8; 4],

@@ -28,7 +28,7 @@ pub struct ShowArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct SetArgs {
-    /// UDP destination port to inspect (repeat, up to 8; replaces the list).
+    /// DNS port to inspect, over UDP and TCP (repeat, up to 8; replaces the list).
     #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: Vec<u16>,
     /// Address of sinkhole A answers.
