@@ -74,10 +74,14 @@ pub struct Frame {
     pub msg_len: usize,
     /// Bytes of TCP data in the segment (0 for UDP): what the answer's ACK acknowledges.
     pub seg_len: usize,
-    pub v6: bool,
-    pub tcp: bool,
-    /// TCP: more data follows the first message in the segment.
-    pub more: bool,
+    /// 1 for IPv6, 0 for IPv4 (an integer for the reason given at `tcp`).
+    pub v6: u64,
+    /// 1 for TCP, 0 for UDP. An integer, not a `bool`: BPF has no set-on-compare, so a `bool`
+    /// made by a comparison is a branch, and the verifier would walk everything after it once
+    /// per value. Compared only where it is used.
+    pub tcp: u64,
+    /// TCP: 1 when more data follows the first message in the segment.
+    pub more: u64,
 }
 
 #[xdp]
@@ -184,7 +188,7 @@ fn emit(
         ..BlockEvent::default()
     };
     if cfg.event_privacy != PRIVACY_NONE {
-        if f.v6 {
+        if f.v6 != 0 {
             if let Ok(a) = load::<16>(ctx, f.l3 + 8) {
                 ev.client = a;
                 ev.family = 6;
@@ -195,7 +199,7 @@ fn emit(
         }
         if cfg.event_privacy == PRIVACY_TRUNCATED {
             // /24 for IPv4, /48 for IPv6.
-            let keep = if f.v6 { 6 } else { 3 };
+            let keep = if f.v6 != 0 { 6 } else { 3 };
             for i in 0..16 {
                 if i >= keep {
                     ev.client[i] = 0;
@@ -321,7 +325,7 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
         return Err(Reason::NotUdp);
     }
     if tcp {
-        return parse_tcp(ctx, cfg, l3, ihl, l4, l3_end, v6);
+        return parse_tcp(ctx, cfg, l3, ihl, l4, l3_end, v6 as u64);
     }
     let udp: [u8; UdpHdr::LEN] = load(ctx, l4)?;
     if !cfg.watches_port(u16::from_be_bytes([udp[2], udp[3]])) {
@@ -339,9 +343,9 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
         dns: l4 + UdpHdr::LEN,
         msg_len: ulen - UdpHdr::LEN,
         seg_len: 0,
-        v6,
-        tcp: false,
-        more: false,
+        v6: v6 as u64,
+        tcp: 0,
+        more: 0,
     })
 }
 
@@ -361,7 +365,7 @@ fn parse_tcp(
     ihl: usize,
     l4: usize,
     l3_end: usize,
-    v6: bool,
+    v6: u64,
 ) -> Result<Frame, Reason> {
     // Ports, sequence and acknowledgement numbers, data offset, flags.
     let th: [u8; 14] = load(ctx, l4)?;
@@ -394,8 +398,8 @@ fn parse_tcp(
         msg_len,
         seg_len: data,
         v6,
-        tcp: true,
-        more: data > 2 + msg_len,
+        tcp: 1,
+        more: (data > 2 + msg_len) as u64,
     })
 }
 
@@ -416,9 +420,9 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         msg_len: launder(&mut s.opaque[6], f.msg_len as u64) as usize,
         l4_len: launder(&mut s.opaque[19], f.l4_len as u64) as usize,
         seg_len: launder(&mut s.opaque[20], f.seg_len as u64) as usize,
-        tcp: launder(&mut s.opaque[21], f.tcp as u64) != 0,
-        more: launder(&mut s.opaque[22], f.more as u64) != 0,
-        v6: f.v6,
+        tcp: launder(&mut s.opaque[21], f.tcp) & 1,
+        more: launder(&mut s.opaque[22], f.more) & 1,
+        v6: launder(&mut s.opaque[29], f.v6) & 1,
     };
     if f.l3 > MAX_L4_OFFSET
         || f.l4 > MAX_L4_OFFSET
@@ -460,7 +464,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
 
     // Branch-free: a branch on `tcp` would make the verifier walk everything below twice (once
     // knowing it is 0, once knowing it is not).
-    count_add(Reason::TcpQueries, f.tcp as u64);
+    count_add(Reason::TcpQueries, f.tcp);
     let q = parse_query(s, loaded, f.msg_len)?;
     let active = (cfg.active & 1) as usize;
     // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
@@ -488,7 +492,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     // inspected (a program without per-connection state cannot find the next message's start
     // in later segments either); counted apart so an operator sees it.
     let pass = |reason: Reason| {
-        if f.more {
+        if f.more != 0 {
             Ok((XDP_PASS, Reason::TcpPipelined))
         } else {
             Ok((XDP_PASS, reason))
@@ -550,7 +554,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     Reason::of_action(Action::from_u8(Saved::get(s).action as u8)),
                 )),
                 // A blocked query over TCP is never passed: the resolver must not see it.
-                Err(rewrite::Failed::Untouched | rewrite::Failed::NoRoom) if f.tcp => {
+                Err(rewrite::Failed::Untouched | rewrite::Failed::NoRoom) if f.tcp != 0 => {
                     Ok((XDP_DROP, Reason::RewriteFailed))
                 }
                 Err(rewrite::Failed::Untouched | rewrite::Failed::NoRoom) => {

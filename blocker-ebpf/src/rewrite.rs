@@ -130,11 +130,11 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     let l4_total = (f.dns - f.l4 + len) as u16;
     let ulen = l4_total;
     let ulen_be = ulen.to_be_bytes();
-    let proto = if f.tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+    let proto = if f.tcp != 0 { IPPROTO_TCP } else { IPPROTO_UDP };
     // Pseudo-header: protocol and segment length (the addresses are added below).
     let mut sum = payload as u64 + word(0, proto) + word(ulen_be[0], ulen_be[1]);
 
-    if f.v6 {
+    if f.v6 != 0 {
         // SAFETY: 40 bytes into the 64-byte `s.l3`.
         let r = unsafe {
             r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), 40)
@@ -212,7 +212,7 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
         store(ctx, f.l3, s.l3.as_ptr(), ihl)?;
     }
 
-    if f.tcp {
+    if f.tcp != 0 {
         tcp_header(ctx, f, s, len, sum)?;
     } else {
         let old: [u8; UdpHdr::LEN] = load(ctx, f.l4).map_err(|_| Failed::Changed)?;
