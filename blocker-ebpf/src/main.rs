@@ -581,9 +581,15 @@ impl Saved {
 
     #[inline(always)]
     fn put(&self, s: &mut blocker_common::dns::Scratch) {
-        for (i, v) in [self.action, self.order_id, self.qtype, self.q_end, self.flags]
-            .into_iter()
-            .enumerate()
+        for (i, v) in [
+            self.action,
+            self.order_id,
+            self.qtype,
+            self.q_end,
+            self.flags,
+        ]
+        .into_iter()
+        .enumerate()
         {
             // SAFETY: a valid, aligned, exclusive reference into scratch memory.
             unsafe { core::ptr::write_volatile(&mut s.opaque[Self::AT + i], v) };

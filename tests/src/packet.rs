@@ -145,7 +145,10 @@ impl Frame {
         l4.extend_from_slice(&t.seq.to_be_bytes());
         l4.extend_from_slice(&t.ack.to_be_bytes());
         let doff = 20 + t.options.len();
-        assert!(doff % 4 == 0 && doff <= 60, "TCP options must pad to 4 bytes");
+        assert!(
+            doff % 4 == 0 && doff <= 60,
+            "TCP options must pad to 4 bytes"
+        );
         l4.push(((doff / 4) as u8) << 4);
         l4.push(t.flags);
         l4.extend_from_slice(&t.window.to_be_bytes());
@@ -397,4 +400,60 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
         dns,
         tcp,
     })
+}
+
+/// The TCP header of an answer, checked against the query's from RFC 793/7323 alone: the
+/// answer continues the server's side of the stream where the client expects it, acknowledges
+/// every byte (and a FIN) of the query, closes with FIN, and answers a timestamp option as the
+/// server would; every other option is blanked with NOPs.
+pub fn check_tcp_answer(q: &TcpParsed, a: &TcpParsed) -> Result<(), String> {
+    if a.seq != q.ack {
+        return Err(format!(
+            "TCP seq {:#x}, expected the query's ack {:#x}",
+            a.seq, q.ack
+        ));
+    }
+    let fin = (q.flags & 1) as u32;
+    let want_ack = q.seq.wrapping_add(q.data_len as u32).wrapping_add(fin);
+    if a.ack != want_ack {
+        return Err(format!("TCP ack {:#x}, expected {want_ack:#x}", a.ack));
+    }
+    if a.flags != 0x19 {
+        return Err(format!("TCP flags {:#04x}, expected FIN|PSH|ACK", a.flags));
+    }
+    if a.urgent != 0 {
+        return Err("urgent pointer set".into());
+    }
+    if a.options.len() != q.options.len() {
+        return Err("TCP header length changed".into());
+    }
+    // Walk the query's options independently and build what the answer's must be.
+    let mut want = vec![1u8; q.options.len()];
+    let mut i = 0;
+    while i < q.options.len() {
+        match q.options[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = q.options.get(i + 1).copied().unwrap_or(0) as usize;
+                if len < 2 || i + len > q.options.len() {
+                    break;
+                }
+                if kind == 8 && len == 10 {
+                    want[i] = 8;
+                    want[i + 1] = 10;
+                    want[i + 2..i + 6].copy_from_slice(&q.options[i + 6..i + 10]);
+                    want[i + 6..i + 10].copy_from_slice(&q.options[i + 2..i + 6]);
+                }
+                i += len;
+            }
+        }
+    }
+    if a.options != want {
+        return Err(format!(
+            "TCP options {:02x?}, expected {want:02x?}",
+            a.options
+        ));
+    }
+    Ok(())
 }

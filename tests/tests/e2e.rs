@@ -378,7 +378,11 @@ fn tcp_scenario(mode: &str) {
         allowed,
         "only the allowed queries reached unbound"
     );
-    assert_eq!(b.reason("tcp_queries") - tcp_before, 12, "whole TCP queries seen");
+    assert_eq!(
+        b.reason("tcp_queries") - tcp_before,
+        12,
+        "whole TCP queries seen"
+    );
 }
 
 #[test]
@@ -418,10 +422,7 @@ fn tcp_pipelined_on_one_connection() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let answers: Vec<&str> = text
-        .split(";; ->>HEADER<<-")
-        .skip(1)
-        .collect();
+    let answers: Vec<&str> = text.split(";; ->>HEADER<<-").skip(1).collect();
     assert_eq!(answers.len(), 2, "two answers on the connection:\n{text}");
     assert!(
         answers[0].contains("status: NOERROR") && answers[0].contains("192.0.2.10"),
@@ -433,9 +434,19 @@ fn tcp_pipelined_on_one_connection() {
             && answers[1].contains("blocked.test."),
         "second: blocker's answer\n{text}"
     );
-    assert_eq!(t.unbound_queries() - before, 1, "the blocked query never reached unbound");
+    assert_eq!(
+        t.unbound_queries() - before,
+        1,
+        "the blocked query never reached unbound"
+    );
     // A new connection after the close: the third query is answered.
-    let r = kdig(&t.client, EDGE_V4, "allowed.test", "AAAA", &["+tcp", "+retry=0", "+timeout=2"]);
+    let r = kdig(
+        &t.client,
+        EDGE_V4,
+        "allowed.test",
+        "AAAA",
+        &["+tcp", "+retry=0", "+timeout=2"],
+    );
     assert_eq!(
         r.answers,
         vec![("AAAA".to_string(), "2001:db8::10".to_string())],
@@ -472,7 +483,11 @@ sys.stdout.write(d.hex())\n"
         .collect();
     let d = dns::parse(&answer);
     assert_eq!((d.id, d.rcode), (0x5151, 0), "unbound's NOERROR answer");
-    assert_eq!(t.unbound_queries() - unbound_before, 1, "the query reached unbound");
+    assert_eq!(
+        t.unbound_queries() - unbound_before,
+        1,
+        "the query reached unbound"
+    );
     let partial = b.reason("tcp_partial") - before;
     assert!(
         partial >= msg.len() as u64,
@@ -480,4 +495,3 @@ sys.stdout.write(d.hex())\n"
         msg.len()
     );
 }
-

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 
 use blocker_tests::{
     env::Blocker,
-    packet::{self, Frame, Ip},
+    packet::{self, Frame, Ip, Tcp},
     reference::reference,
     testrun::{action_name, test_run, XDP_DROP, XDP_PASS, XDP_TX},
 };
@@ -147,6 +147,50 @@ fn frame(r: &mut Rng) -> Vec<u8> {
     if r.chance(15) {
         f.udp_len = Some(r.next() as u16 % 600);
     }
+    if r.chance(4) {
+        // DNS over TCP: a data segment of a connection, sometimes with odd flags, options,
+        // a second message behind the first, or data that is not a whole message.
+        let mut t = Tcp {
+            seq: r.next() as u32,
+            ack: r.next() as u32,
+            flags: [0x18, 0x18, 0x10, 0x19, 0x02, 0x14, 0x11, 0x08][r.below(8)],
+            ..Tcp::default()
+        };
+        t.options = match r.below(5) {
+            0 => packet::ts_option(r.next() as u32, r.next() as u32),
+            1 => {
+                let mut o = vec![1, 1, 5, 10];
+                o.extend((0..8).map(|_| r.next() as u8));
+                o.extend(packet::ts_option(r.next() as u32, r.next() as u32));
+                o
+            }
+            2 => (0..4 * (1 + r.below(10)))
+                .map(|_| [1u8, 0, 8, 10, 2, 4][r.below(6)])
+                .collect(),
+            _ => vec![],
+        };
+        if r.chance(5) {
+            // Our own framing: cut, lengthened by a second message, or a lying prefix.
+            t.raw_payload = true;
+            let mut data = (f.payload.len() as u16).to_be_bytes().to_vec();
+            data.extend_from_slice(&f.payload);
+            match r.below(4) {
+                0 => data.truncate(r.below(data.len())),
+                1 => {
+                    let second = query(r);
+                    data.extend_from_slice(&(second.len() as u16).to_be_bytes());
+                    data.extend_from_slice(&second);
+                }
+                2 => {
+                    let l = r.next() as u16;
+                    data[..2].copy_from_slice(&l.to_be_bytes());
+                }
+                _ => data.extend((0..r.below(20)).map(|_| r.next() as u8)),
+            }
+            f.payload = data;
+        }
+        f = f.over_tcp(t);
+    }
     let mut bytes = f.bytes();
     // Mutations on the wire bytes.
     match r.below(6) {
@@ -171,9 +215,11 @@ fn frame(r: &mut Rng) -> Vec<u8> {
     bytes
 }
 
-/// The DNS payload of a frame, found independently of the program (None: not UDP to 53 in
-/// a whole, consistent IPv4/IPv6 packet, which must pass untouched).
-fn dns_payload(f: &[u8]) -> Option<&[u8]> {
+/// The DNS message of a frame, found independently of the program (None: not UDP to 53 in a
+/// whole, consistent IPv4/IPv6 packet, nor a TCP data segment to 53 whose data starts with a
+/// whole message — which must pass untouched). For TCP, also the TCP header as sent, and
+/// whether more data follows the message.
+fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<(packet::TcpParsed, bool)>)> {
     let mut off = 14;
     let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
     let mut tags = 0;
@@ -185,7 +231,7 @@ fn dns_payload(f: &[u8]) -> Option<&[u8]> {
         et = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]);
         off += 4;
     }
-    let (l4, end) = match et {
+    let (l4, end, proto) = match et {
         0x0800 => {
             let v = *f.get(off)?;
             let ihl = ((v & 0xf) as usize) * 4;
@@ -196,11 +242,11 @@ fn dns_payload(f: &[u8]) -> Option<&[u8]> {
                 || tot < ihl
                 || off + tot > f.len()
                 || frag & 0x3fff != 0
-                || *f.get(off + 9)? != 17
+                || !matches!(*f.get(off + 9)?, 6 | 17)
             {
                 return None;
             }
-            (off + ihl, off + tot)
+            (off + ihl, off + tot, *f.get(off + 9)?)
         }
         0x86dd => {
             if *f.get(off)? >> 4 != 6 {
@@ -225,19 +271,47 @@ fn dns_payload(f: &[u8]) -> Option<&[u8]> {
                     break;
                 }
             }
-            if next != 17 {
+            if next != 17 && next != 6 {
                 return None;
             }
-            (l4, end)
+            (l4, end, next)
         }
         _ => return None,
     };
+    if proto == 6 {
+        // RFC 7766 framing in one segment: ACK set, no SYN or RST, a two-byte length, then at
+        // least that many bytes.
+        let dport = u16::from_be_bytes([*f.get(l4 + 2)?, *f.get(l4 + 3)?]);
+        let doff = ((*f.get(l4 + 12)? >> 4) as usize) * 4;
+        let flags = *f.get(l4 + 13)?;
+        if dport != 53 || l4 > 1024 || doff < 20 || l4 + doff > end {
+            return None;
+        }
+        let data = &f[l4 + doff..end];
+        if data.len() < 2 || flags & 0x06 != 0 || flags & 0x10 == 0 {
+            return None;
+        }
+        let len = u16::from_be_bytes([data[0], data[1]]) as usize;
+        if data.len() < 2 + len {
+            return None;
+        }
+        let t = packet::TcpParsed {
+            seq: u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().ok()?),
+            ack: u32::from_be_bytes(f[l4 + 8..l4 + 12].try_into().ok()?),
+            flags,
+            window: 0,
+            urgent: 0,
+            options: f[l4 + 20..l4 + doff].to_vec(),
+            data_len: data.len(),
+        };
+        return Some((&data[2..2 + len], Some((t, data.len() > 2 + len))));
+    }
     let dport = u16::from_be_bytes([*f.get(l4 + 2)?, *f.get(l4 + 3)?]);
     let ulen = u16::from_be_bytes([*f.get(l4 + 4)?, *f.get(l4 + 5)?]) as usize;
     if dport != 53 || ulen < 8 || l4 + ulen > end || l4 > 1024 {
         return None;
     }
-    Some(&f[l4 + 8..l4 + ulen])
+    Some((&f[l4 + 8..l4 + ulen], None))
 }
 
 /// The message with its OPT record's options removed (RDLENGTH 0), when it has one.
@@ -335,7 +409,7 @@ fn differential_fuzz() {
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
 
     let mut r = Rng(seed | 1);
-    let (mut tx, mut pass, mut drop) = (0u64, 0u64, 0u64);
+    let (mut tx, mut pass, mut drop, mut tx_tcp) = (0u64, 0u64, 0u64, 0u64);
     for i in 0..n {
         let f = frame(&mut r);
         let out = test_run(fd.as_fd(), &f, 1).unwrap_or_else(|e| panic!("frame {i}: {e}"));
@@ -345,7 +419,9 @@ fn differential_fuzz() {
                 out.data
             )
         };
-        let dns = dns_payload(&f);
+        let found = dns_payload(&f);
+        let dns = found.as_ref().map(|(m, _)| *m);
+        let tcp = found.as_ref().and_then(|(_, t)| t.clone());
         let expect = dns.and_then(|m| reference(&maps, m));
         match out.retval {
             XDP_PASS => {
@@ -391,6 +467,16 @@ fn differential_fuzz() {
                 if a.dns != *want {
                     fail("kernel and host answers differ".into());
                 }
+                match (&tcp, &a.tcp) {
+                    (None, None) => {}
+                    (Some((qt, _)), Some(at)) => {
+                        tx_tcp += 1;
+                        if let Err(e) = packet::check_tcp_answer(qt, at) {
+                            fail(e);
+                        }
+                    }
+                    _ => fail("transport of the answer differs from the query's".into()),
+                }
                 if a.dns.len() > q.len() + 64 {
                     fail(format!("amplification: {} -> {}", q.len(), a.dns.len()));
                 }
@@ -410,9 +496,11 @@ fn differential_fuzz() {
             other => fail(format!("verdict {}", action_name(other))),
         }
     }
-    println!("{n} frames (seed {seed}): {tx} answered, {drop} dropped, {pass} passed");
+    println!(
+        "{n} frames (seed {seed}): {tx} answered ({tx_tcp} over TCP), {drop} dropped, {pass} passed"
+    );
     assert!(
-        tx > n / 20 && pass > n / 20,
-        "the generator must exercise both answers and passes"
+        tx > n / 20 && pass > n / 20 && tx_tcp > n / 100,
+        "the generator must exercise answers (UDP and TCP) and passes"
     );
 }

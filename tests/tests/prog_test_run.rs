@@ -264,7 +264,9 @@ fn cases() -> Vec<Case> {
     let t = Tcp::default;
     add(
         "TCP v4 blocked, EDNS",
-        Frame::v4(dns::query(40, "blocked.test.", A, Some((true, vec![])))).over_tcp(t()).bytes(),
+        Frame::v4(dns::query(40, "blocked.test.", A, Some((true, vec![]))))
+            .over_tcp(t())
+            .bytes(),
         nx(true),
     );
     add(
@@ -277,7 +279,12 @@ fn cases() -> Vec<Case> {
             .bytes(),
         nx(false),
     );
-    let mut f = Frame::v4(dns::query(42, "qinq.blocked.test.", A, Some((false, vec![]))));
+    let mut f = Frame::v4(dns::query(
+        42,
+        "qinq.blocked.test.",
+        A,
+        Some((false, vec![])),
+    ));
     f.vlans = vec![(0x88a8, 100), (0x8100, 42)];
     add("TCP in QinQ", f.over_tcp(t()).bytes(), nx(true));
     let mut sack = vec![1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2];
@@ -295,16 +302,15 @@ fn cases() -> Vec<Case> {
     add(
         "TCP query with FIN",
         Frame::v4(dns::query(44, "blocked.test.", A, None))
-            .over_tcp(Tcp {
-                flags: 0x19,
-                ..t()
-            })
+            .over_tcp(Tcp { flags: 0x19, ..t() })
             .bytes(),
         nx(false),
     );
     add(
         "TCP sinkhole AAAA",
-        Frame::v6(dns::query(45, "sink.test.", AAAA, Some((false, vec![])))).over_tcp(t()).bytes(),
+        Frame::v6(dns::query(45, "sink.test.", AAAA, Some((false, vec![]))))
+            .over_tcp(t())
+            .bytes(),
         Expect::Answer {
             rcode: 0,
             reason: "sinkhole",
@@ -315,41 +321,45 @@ fn cases() -> Vec<Case> {
     );
     add(
         "TCP drop rule",
-        Frame::v4(dns::query(46, "drop.test.", A, None)).over_tcp(t()).bytes(),
+        Frame::v4(dns::query(46, "drop.test.", A, None))
+            .over_tcp(t())
+            .bytes(),
         Expect::Drop("dropped"),
     );
     add(
         "TCP allowed name",
-        Frame::v4(dns::query(47, "news.example.", A, None)).over_tcp(t()).bytes(),
+        Frame::v4(dns::query(47, "news.example.", A, None))
+            .over_tcp(t())
+            .bytes(),
         Expect::Pass("no_match"),
     );
     add(
         "TCP SYN",
-        Frame::v4(vec![]).over_tcp(Tcp {
-            flags: 0x02,
-            raw_payload: true,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(vec![])
+            .over_tcp(Tcp {
+                flags: 0x02,
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
         Expect::Pass("tcp_no_query"),
     );
     add(
         "TCP pure ACK",
-        Frame::v4(vec![]).over_tcp(Tcp {
-            flags: 0x10,
-            raw_payload: true,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(vec![])
+            .over_tcp(Tcp {
+                flags: 0x10,
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
         Expect::Pass("tcp_no_query"),
     );
     add(
         "TCP data on a SYN (Fast Open)",
-        Frame::v4(dns::query(48, "blocked.test.", A, None)).over_tcp(Tcp {
-            flags: 0x02,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(dns::query(48, "blocked.test.", A, None))
+            .over_tcp(Tcp { flags: 0x02, ..t() })
+            .bytes(),
         Expect::Pass("tcp_no_query"),
     );
     let whole = dns::query(49, "blocked.test.", A, None);
@@ -357,22 +367,24 @@ fn cases() -> Vec<Case> {
     first.truncate(1);
     add(
         "TCP query split: the first byte alone",
-        Frame::v4(first).over_tcp(Tcp {
-            raw_payload: true,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(first)
+            .over_tcp(Tcp {
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
         Expect::Pass("tcp_partial"),
     );
     let mut half = (whole.len() as u16).to_be_bytes().to_vec();
     half.extend_from_slice(&whole[..whole.len() / 2]);
     add(
         "TCP query split: half a query",
-        Frame::v4(half).over_tcp(Tcp {
-            raw_payload: true,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(half)
+            .over_tcp(Tcp {
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
         Expect::Pass("tcp_partial"),
     );
     let mut two = Vec::new();
@@ -383,11 +395,12 @@ fn cases() -> Vec<Case> {
     }
     add(
         "TCP allowed query with a blocked one behind it in the segment",
-        Frame::v4(two).over_tcp(Tcp {
-            raw_payload: true,
-            ..t()
-        })
-        .bytes(),
+        Frame::v4(two)
+            .over_tcp(Tcp {
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
         Expect::Pass("tcp_pipelined"),
     );
     let mut f = Frame::v4(dns::query(52, "blocked.test.", A, None));
@@ -628,7 +641,7 @@ fn fixture_table() {
                     }
                     if let Some(qt) = &qin.tcp {
                         let at = a.tcp.as_ref().ok_or("a TCP query answered without TCP")?;
-                        check_tcp_answer(qt, at)?;
+                        packet::check_tcp_answer(qt, at)?;
                     }
                     let d = dns::parse(&a.dns);
                     let qe = dns::question_end(&qin.dns);
@@ -731,56 +744,6 @@ fn fixture_table() {
         .find(|o| o["name"] == "allow-critical")
         .expect("allow order");
     assert_eq!(allow["by_action"]["pass"].as_u64(), Some(1));
-}
-
-/// The TCP header of an answer, checked against the query's from RFC 793/7323 alone: the
-/// answer continues the server's side of the stream where the client expects it, acknowledges
-/// every byte (and a FIN) of the query, closes with FIN, and answers a timestamp option as the
-/// server would; every other option is blanked with NOPs.
-fn check_tcp_answer(q: &packet::TcpParsed, a: &packet::TcpParsed) -> Result<(), String> {
-    if a.seq != q.ack {
-        return Err(format!("TCP seq {:#x}, expected the query's ack {:#x}", a.seq, q.ack));
-    }
-    let fin = (q.flags & 1) as u32;
-    let want_ack = q.seq.wrapping_add(q.data_len as u32).wrapping_add(fin);
-    if a.ack != want_ack {
-        return Err(format!("TCP ack {:#x}, expected {want_ack:#x}", a.ack));
-    }
-    if a.flags != 0x19 {
-        return Err(format!("TCP flags {:#04x}, expected FIN|PSH|ACK", a.flags));
-    }
-    if a.urgent != 0 {
-        return Err("urgent pointer set".into());
-    }
-    if a.options.len() != q.options.len() {
-        return Err("TCP header length changed".into());
-    }
-    // Walk the query's options independently and build what the answer's must be.
-    let mut want = vec![1u8; q.options.len()];
-    let mut i = 0;
-    while i < q.options.len() {
-        match q.options[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let len = q.options.get(i + 1).copied().unwrap_or(0) as usize;
-                if len < 2 || i + len > q.options.len() {
-                    break;
-                }
-                if kind == 8 && len == 10 {
-                    want[i] = 8;
-                    want[i + 1] = 10;
-                    want[i + 2..i + 6].copy_from_slice(&q.options[i + 6..i + 10]);
-                    want[i + 6..i + 10].copy_from_slice(&q.options[i + 2..i + 6]);
-                }
-                i += len;
-            }
-        }
-    }
-    if a.options != want {
-        return Err(format!("TCP options {:02x?}, expected {want:02x?}", a.options));
-    }
-    Ok(())
 }
 
 /// The query frame without link padding (what the answer is compared with).
