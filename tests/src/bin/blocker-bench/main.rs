@@ -167,8 +167,23 @@ fn memlock(path: &std::path::Path) -> u64 {
 
 fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
     use RecordType::*;
-    let mut tcp = Frame::v4(dns::query(1, "www.allowed.example.", A, None));
-    tcp.proto = 6;
+    // A TCP segment without data (an ACK of a DNS connection): what every segment of a TCP
+    // connection but the query costs.
+    let tcp = Frame::v4(vec![]).over_tcp(blocker_tests::packet::Tcp {
+        flags: 0x10,
+        raw_payload: true,
+        ..Default::default()
+    });
+    let mut quic = Frame::v4(vec![0xc3; 64]);
+    quic.dport = 443;
+    let tcp_query = |id: u16, name: &str| {
+        Frame::v4(dns::query(id, name, A, Some((false, vec![]))))
+            .over_tcp(blocker_tests::packet::Tcp {
+                options: blocker_tests::packet::ts_option(1, 2),
+                ..Default::default()
+            })
+            .bytes()
+    };
     let mut vlan = Frame::v4(dns::query(
         5,
         "www.allowed.example.",
@@ -177,7 +192,8 @@ fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
     ));
     vlan.vlans = vec![(0x8100, 42)];
     vec![
-        ("non-DNS (TCP)", tcp.bytes(), false),
+        ("non-DNS (UDP to port 443)", quic.bytes(), false),
+        ("TCP segment without data (ACK)", tcp.bytes(), false),
         (
             "allowed query (miss)",
             Frame::v4(dns::query(
@@ -221,6 +237,16 @@ fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
                 Some((false, vec![])),
             ))
             .bytes(),
+            true,
+        ),
+        (
+            "allowed over TCP",
+            tcp_query(7, "www.allowed.example."),
+            false,
+        ),
+        (
+            "blocked over TCP -> NXDOMAIN+EDE",
+            tcp_query(8, "www.site7.piracy7.example."),
             true,
         ),
     ]
@@ -508,7 +534,11 @@ fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Valu
 
         let prog = blocker::kernel::pinned_program(&inst.pins(), false).expect("program");
         let noop = blocker::kernel::pinned_program(&inst.pins(), true).expect("noop program");
-        let base_frame = &frames[1].1;
+        let base_frame = &frames
+            .iter()
+            .find(|f| f.0 == "allowed query (miss)")
+            .expect("the allowed query frame")
+            .1;
         let mut base_repeat = f64::MAX;
         let mut base_single = f64::MAX;
         let mut row = BTreeMap::new();
