@@ -168,6 +168,27 @@ pub struct ParseOutcome {
     pub unsupported: BTreeMap<String, usize>,
     /// Entries that repeated an earlier (name, kind) with the same action, dropped.
     pub duplicates: usize,
+    /// Where the first entries of each [`unsupported`](Self::unsupported) kind are (at most
+    /// [`FIRST_PLACES`] a kind, in file order), for summaries of what was skipped.
+    pub unsupported_at: BTreeMap<String, Vec<Place>>,
+}
+
+/// How many places of skipped entries [`ParseOutcome::unsupported_at`] keeps a kind.
+pub const FIRST_PLACES: usize = 3;
+
+/// A line of a list file: `FILE:LINE` when displayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
 }
 
 impl ParseOutcome {
@@ -195,13 +216,30 @@ impl ParseOutcome {
         line: usize,
         message: impl Into<String>,
     ) {
+        self.count_unsupported(what, file, line);
+        self.warn(file, line, message);
+    }
+
+    /// Counts one skipped entry of an unsupported kind (keeping the first places).
+    pub(crate) fn count_unsupported(&mut self, what: &str, file: &Path, line: usize) {
+        let place = || Place {
+            file: file.to_path_buf(),
+            line,
+        };
         match self.unsupported.get_mut(what) {
-            Some(n) => *n += 1,
+            Some(n) => {
+                *n += 1;
+                if let Some(at) = self.unsupported_at.get_mut(what) {
+                    if at.len() < FIRST_PLACES {
+                        at.push(place());
+                    }
+                }
+            }
             None => {
                 self.unsupported.insert(what.to_string(), 1);
+                self.unsupported_at.insert(what.to_string(), vec![place()]);
             }
         }
-        self.warn(file, line, message);
     }
 
     /// Appends what was read from the next part of the same file.
@@ -211,6 +249,11 @@ impl ParseOutcome {
         self.warnings.extend(next.warnings);
         for (k, v) in next.unsupported {
             *self.unsupported.entry(k).or_default() += v;
+        }
+        for (k, places) in next.unsupported_at {
+            let at = self.unsupported_at.entry(k).or_default();
+            let room = FIRST_PLACES.saturating_sub(at.len());
+            at.extend(places.into_iter().take(room));
         }
         self.duplicates += next.duplicates;
     }
@@ -497,6 +540,21 @@ mod tests {
         assert_eq!(out.duplicates, 1, "site1.example again, across the halves");
         let lines: Vec<usize> = out.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![n + 1, n + 3], "{:?}", out.errors);
+    }
+
+    #[test]
+    fn skipped_entries_keep_their_first_places_across_halves() {
+        let n = 300_000;
+        let mut text: String = (0..n).map(|i| format!("site{i}.example\n")).collect();
+        text.insert_str(0, "||a.example^$third-party\n||b.example^$third-party\n");
+        text.push_str("||c.example^$third-party\n||d.example^$third-party\n");
+        let out = parse_str(&text, Path::new("big"), Format::Plain, &Options::default());
+        assert_eq!(out.unsupported.get("adblock $third-party"), Some(&4));
+        let at: Vec<String> = out.unsupported_at["adblock $third-party"]
+            .iter()
+            .map(Place::to_string)
+            .collect();
+        assert_eq!(at, ["big:1", "big:2", &format!("big:{}", n + 3)]);
     }
 
     #[test]
