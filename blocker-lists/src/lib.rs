@@ -28,11 +28,15 @@
 //!   A/AAAA data sinkhole). Owners under `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and
 //!   `rpz-client-ip`, CNAME rewrites and other local data are counted in `unsupported`. The
 //!   zone apex (the SOA owner, the `$ORIGIN`, or [`Options::rpz_origin`]) is stripped from
-//!   owners; `$INCLUDE` is read relative to the including file. The source of the `rpz`
-//!   module has the details and why NLnet Labs' `domain` scanner reads the files.
+//!   owners; `$INCLUDE` is read relative to the including file. TTLs may carry units (`1h`,
+//!   `3W`, `1h30m`) as in BIND. At one owner the first policy record wins (a later one with
+//!   another action is dropped with a warning naming both lines), as DNS servers do. The
+//!   source of the `rpz` module has the details and why NLnet Labs' `domain` scanner reads
+//!   the files.
 //! - Duplicates, in every format: the same (name, kind) again with the same action is
-//!   counted in [`ParseOutcome::duplicates`] and dropped (the first is kept); with another
-//!   action it is an error naming both lines.
+//!   counted in [`ParseOutcome::duplicates`] and dropped (the first is kept); in plain and
+//!   hosts lists, with another action it is an error naming both lines.
+//! - Names with an empty label (`a..b`) are errors in every format.
 //!
 //! # Choices the brief left open
 //! - IP addresses in plain lists and as hosts-file names are errors ("IP address, not a
