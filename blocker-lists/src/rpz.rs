@@ -993,3 +993,5 @@ impl Scan<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod server_zones;
