@@ -28,11 +28,15 @@
 //!   A/AAAA data sinkhole). Owners under `rpz-ip`, `rpz-nsdname`, `rpz-nsip` and
 //!   `rpz-client-ip`, CNAME rewrites and other local data are counted in `unsupported`. The
 //!   zone apex (the SOA owner, the `$ORIGIN`, or [`Options::rpz_origin`]) is stripped from
-//!   owners; `$INCLUDE` is read relative to the including file. The source of the `rpz`
-//!   module has the details and why NLnet Labs' `domain` scanner reads the files.
+//!   owners; `$INCLUDE` is read relative to the including file. TTLs may carry units (`1h`,
+//!   `3W`, `1h30m`) as in BIND. At one owner the first policy record wins (a later one with
+//!   another action is dropped with a warning naming both lines), as DNS servers do. The
+//!   source of the `rpz` module has the details and why NLnet Labs' `domain` scanner reads
+//!   the files.
 //! - Duplicates, in every format: the same (name, kind) again with the same action is
-//!   counted in [`ParseOutcome::duplicates`] and dropped (the first is kept); with another
-//!   action it is an error naming both lines.
+//!   counted in [`ParseOutcome::duplicates`] and dropped (the first is kept); in plain and
+//!   hosts lists, with another action it is an error naming both lines.
+//! - Names with an empty label (`a..b`) are errors in every format.
 //!
 //! # Choices the brief left open
 //! - IP addresses in plain lists and as hosts-file names are errors ("IP address, not a
@@ -168,6 +172,27 @@ pub struct ParseOutcome {
     pub unsupported: BTreeMap<String, usize>,
     /// Entries that repeated an earlier (name, kind) with the same action, dropped.
     pub duplicates: usize,
+    /// Where the first entries of each [`unsupported`](Self::unsupported) kind are (at most
+    /// [`FIRST_PLACES`] a kind, in file order), for summaries of what was skipped.
+    pub unsupported_at: BTreeMap<String, Vec<Place>>,
+}
+
+/// How many places of skipped entries [`ParseOutcome::unsupported_at`] keeps a kind.
+pub const FIRST_PLACES: usize = 3;
+
+/// A line of a list file: `FILE:LINE` when displayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
 }
 
 impl ParseOutcome {
@@ -195,13 +220,30 @@ impl ParseOutcome {
         line: usize,
         message: impl Into<String>,
     ) {
+        self.count_unsupported(what, file, line);
+        self.warn(file, line, message);
+    }
+
+    /// Counts one skipped entry of an unsupported kind (keeping the first places).
+    pub(crate) fn count_unsupported(&mut self, what: &str, file: &Path, line: usize) {
+        let place = || Place {
+            file: file.to_path_buf(),
+            line,
+        };
         match self.unsupported.get_mut(what) {
-            Some(n) => *n += 1,
+            Some(n) => {
+                *n += 1;
+                if let Some(at) = self.unsupported_at.get_mut(what) {
+                    if at.len() < FIRST_PLACES {
+                        at.push(place());
+                    }
+                }
+            }
             None => {
                 self.unsupported.insert(what.to_string(), 1);
+                self.unsupported_at.insert(what.to_string(), vec![place()]);
             }
         }
-        self.warn(file, line, message);
     }
 
     /// Appends what was read from the next part of the same file.
@@ -211,6 +253,11 @@ impl ParseOutcome {
         self.warnings.extend(next.warnings);
         for (k, v) in next.unsupported {
             *self.unsupported.entry(k).or_default() += v;
+        }
+        for (k, places) in next.unsupported_at {
+            let at = self.unsupported_at.entry(k).or_default();
+            let room = FIRST_PLACES.saturating_sub(at.len());
+            at.extend(places.into_iter().take(room));
         }
         self.duplicates += next.duplicates;
     }
@@ -497,6 +544,21 @@ mod tests {
         assert_eq!(out.duplicates, 1, "site1.example again, across the halves");
         let lines: Vec<usize> = out.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![n + 1, n + 3], "{:?}", out.errors);
+    }
+
+    #[test]
+    fn skipped_entries_keep_their_first_places_across_halves() {
+        let n = 300_000;
+        let mut text: String = (0..n).map(|i| format!("site{i}.example\n")).collect();
+        text.insert_str(0, "||a.example^$third-party\n||b.example^$third-party\n");
+        text.push_str("||c.example^$third-party\n||d.example^$third-party\n");
+        let out = parse_str(&text, Path::new("big"), Format::Plain, &Options::default());
+        assert_eq!(out.unsupported.get("adblock $third-party"), Some(&4));
+        let at: Vec<String> = out.unsupported_at["adblock $third-party"]
+            .iter()
+            .map(Place::to_string)
+            .collect();
+        assert_eq!(at, ["big:1", "big:2", &format!("big:{}", n + 3)]);
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn dnstypes(value: &str) -> Option<u16> {
 /// The host of a URL-like entry (`https://user@Host:8443/path?q#f`, `host/path`,
 /// `host:443`): scheme, user info (only after a scheme), port, path, query and fragment
 /// removed.
-fn url_host(s: &str) -> Result<&str, &'static str> {
+pub(crate) fn url_host(s: &str) -> Result<&str, &'static str> {
     let (rest, had_scheme) = match s.split_once("://") {
         Some((scheme, rest))
             if !scheme.is_empty()

@@ -19,14 +19,25 @@
 //! line its entry starts on, and after an invalid entry a fresh scanner (with the origin then
 //! in force) takes the next entry, so one bad record never hides the rest of the file (lines
 //! right after it that start with white space, i.e. repeat its owner, are then errors too).
-//! A panic inside the scanner (it has assertions) is caught and reported the same way.
+//! A panic inside the scanner (it has assertions) is caught and reported the same way. Each
+//! entry first has its TTL fields turned into seconds (`units`).
 //!
 //! # Semantics
+//! - TTLs with units (`$TTL 1h`, a record TTL `1d`, an SOA `3H 15M 3W 12H`, `1h30m`) are read
+//!   as every DNS server reads them; the `units` module has the one place that does it.
 //! - The apex (stripped from owners) is [`Options::rpz_origin`] if given, else the owner of
 //!   the SOA when the first record is the SOA, else the `$ORIGIN` in force at the first
 //!   record; without any, owners are taken as they are. SOA and NS records at the apex are
 //!   skipped (other types there with a warning); owners outside the zone are errors.
-//! - Owner `name` is a [`Kind::Exact`] rule, `*.name` a [`Kind::Below`] rule.
+//! - A refused entry never moves names silently (this matters with `--skip-invalid`): a
+//!   refused SOA still gives its owner as the apex (and as the owner of the lines after it
+//!   that start with white space); if even its owner cannot be read, records whose place
+//!   depends on the apex are errors. A refused `$ORIGIN` leaves no origin: relative names
+//!   after it are errors (not names under the previous origin) until the next `$ORIGIN`.
+//! - Names with an empty label (`a..b`, which the scanner lets through) are errors.
+//! - Owner `name` is a [`Kind::Exact`] rule, `*.name` a [`Kind::Below`] rule. An owner that
+//!   is a URL (`https://host/path`, `host:443`) is reduced to its host with a warning, as in
+//!   plain lists.
 //! - `CNAME .` nxdomain, `CNAME *.` nodata, `CNAME rpz-passthru.` (or the legacy CNAME to the
 //!   trigger name itself) pass, `CNAME rpz-drop.` drop, `CNAME rpz-tcp-only.` tc; A/AAAA local
 //!   data sinkhole (one rule per owner, first address of each family kept, a warning when a
@@ -34,8 +45,10 @@
 //!   counted as `cname-rewrite` / `local-data TYPE` in `unsupported`, with a warning.
 //! - Owners under `rpz-ip`, `rpz-nsdname`, `rpz-nsip`, `rpz-client-ip` (the last label before
 //!   the apex) are counted in `unsupported` under that label, without a warning each.
-//! - The same record twice is a duplicate; two different policies at one owner (CNAME `.` and
-//!   an A record, two different CNAMEs) are an error at the second, naming the first.
+//! - The same record twice is a duplicate. Two different policies at one owner (`CNAME .`
+//!   and `CNAME *.`, a CNAME and A records): the first policy record wins, as in Unbound
+//!   (its test `rpz_qname.rpl` has `a CNAME .` then `a CNAME *.` and expects NXDOMAIN), with
+//!   a warning at the later one naming both places.
 //! - `$INCLUDE path [origin]`: `path` relative to the including file's directory; a file that
 //!   includes itself (directly or not) or more than 16 levels of includes is an error at the
 //!   `$INCLUDE` line.
@@ -54,11 +67,19 @@ use bytes::Bytes;
 use domain::{
     base::{iana::Class, Name as DName, ToName},
     rdata::ZoneRecordData,
-    zonefile::inplace::{Entry, Zonefile},
+    zonefile::inplace::{Entry, ScannedRecord, Zonefile},
 };
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::{name::Name, read_text, Options, ParseOutcome, ParsedRule};
+use crate::{
+    name::{is_address, normalize_name, Name, NameError},
+    plain::url_host,
+    read_text, Options, ParseOutcome, ParsedRule,
+};
+
+mod units;
+
+use units::Shape;
 
 /// Labels that start the unsupported trigger types (IP, NSDNAME, NSIP, client IP).
 const SPECIAL: &[&str] = &["rpz-ip", "rpz-nsdname", "rpz-nsip", "rpz-client-ip"];
@@ -75,8 +96,8 @@ struct Owner {
     action: Option<Action>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
-    /// Refused (a conflict, or a rewrite): no rule comes out of it.
-    dead: bool,
+    /// The first policy record is a CNAME rewrite (not supported; its target): no rule.
+    rewrite: Option<Box<str>>,
 }
 
 impl Owner {
@@ -92,13 +113,34 @@ impl Owner {
         !self.v4.is_empty() || !self.v6.is_empty()
     }
 
-    /// `line N` or `FILE:N` for a message about a record in `file`.
-    fn at(&self, file: &Path) -> String {
-        if *self.file == *file {
-            format!("line {}", self.line)
+    fn fresh(&self) -> bool {
+        self.action.is_none() && !self.has_data() && self.rewrite.is_none()
+    }
+
+    /// The policy its first record set, for messages.
+    fn policy(&self) -> String {
+        if let Some(t) = &self.rewrite {
+            format!("CNAME {t}. (a rewrite, not supported)")
+        } else if self.has_data() {
+            "A/AAAA local data (sinkhole)".to_string()
         } else {
-            format!("{}:{}", self.file.display(), self.line)
+            match self.action {
+                Some(a) => format!("CNAME {} ({})", cname_of(a), a.as_str()),
+                None => "nothing".to_string(),
+            }
         }
+    }
+}
+
+/// The CNAME target that writes a policy action.
+fn cname_of(a: Action) -> &'static str {
+    match a {
+        Action::Nxdomain => ".",
+        Action::Nodata => "*.",
+        Action::Pass => "rpz-passthru.",
+        Action::Drop => "rpz-drop.",
+        Action::Tc => "rpz-tcp-only.",
+        _ => "?",
     }
 }
 
@@ -106,6 +148,9 @@ struct Scan<'a> {
     out: &'a mut ParseOutcome,
     apex: Option<Name>,
     apex_decided: bool,
+    /// Why the apex cannot be known (the SOA that was to give it was refused), while
+    /// `apex_decided` is false.
+    apex_lost: Option<String>,
     owners: Vec<Owner>,
     /// Hash of (name, wildcard) → index in `owners`; `exact` holds the (about never) rest.
     index: HashMap<u64, usize>,
@@ -114,14 +159,34 @@ struct Scan<'a> {
     stack: Vec<PathBuf>,
 }
 
-/// Our name of a scanned name (None for the root).
-fn to_name(n: &impl ToName) -> Option<Name> {
-    Name::from_labels(
+/// Our name of a scanned name: None for the root. The scanner lets an empty label through
+/// (`a..b`): that is an error, never a name without it.
+fn to_name(n: &impl ToName) -> Result<Option<Name>, NameError> {
+    let mut after_empty = false;
+    for l in n.iter_labels() {
+        if after_empty {
+            return Err(NameError::EmptyLabel);
+        }
+        after_empty = l.is_root();
+    }
+    match Name::from_labels(
         n.iter_labels()
             .filter(|l| !l.is_root())
             .map(|l| l.as_slice()),
-    )
-    .ok()
+    ) {
+        Ok(name) => Ok(Some(name)),
+        Err(NameError::Root) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A scanned name as written, empty labels included (`a..b.`), for messages.
+fn dotted(n: &impl ToName) -> String {
+    let labels: Vec<String> = n.iter_labels().map(|l| l.to_string()).collect();
+    match labels.split_last() {
+        Some((last, rest)) if last.is_empty() && !rest.is_empty() => format!("{}.", rest.join(".")),
+        _ => labels.join("."),
+    }
 }
 
 /// The special label (`rpz-ip`, …) `label` is, if any.
@@ -141,12 +206,24 @@ fn absolute(origin: &str) -> Result<DName<Bytes>, String> {
     DName::<Bytes>::from_str(&o).map_err(|e| e.to_string())
 }
 
-fn new_scanner(origin: &DName<Bytes>) -> Zonefile {
+/// A scanner starting with `origin` (None: relative names are errors).
+fn new_scanner(origin: Option<&DName<Bytes>>) -> Zonefile {
     let mut zf = Zonefile::new();
-    zf.set_origin(origin.clone());
+    if let Some(o) = origin {
+        zf.set_origin(o.clone());
+    }
     // RPZ files often give no class at all.
     zf.set_default_class(Class::IN);
     zf
+}
+
+/// Runs the scanner on what it was fed, catching its panics (it has assertions).
+fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
+    match catch_unwind(AssertUnwindSafe(|| zf.next_entry())) {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(e)) => Err(Some(e.to_string())),
+        Err(_) => Err(None),
+    }
 }
 
 pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut ParseOutcome) {
@@ -154,6 +231,7 @@ pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut Pars
         out,
         apex: None,
         apex_decided: false,
+        apex_lost: None,
         owners: Vec::with_capacity(text.len() / 40),
         index: HashMap::with_capacity_and_hasher(text.len() / 40, Default::default()),
         exact: HashMap::default(),
@@ -170,9 +248,9 @@ pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut Pars
             (_, Err(e)) => scan.out.error(file, 0, format!("RPZ origin {o:?}: {e}")),
         }
     }
-    scan.scan_text(text, file, &origin, 0);
+    scan.scan_text(text, file, Some(&origin), None, 0);
     for o in std::mem::take(&mut scan.owners) {
-        if o.dead {
+        if o.rewrite.is_some() {
             continue;
         }
         let action = if o.has_data() {
@@ -315,9 +393,49 @@ fn explain(msg: &str) -> String {
     m.to_string()
 }
 
+/// The line `line` of `chunk`, shortened and quoted, to start a message with.
+fn snippet(chunk: &Chunk<'_>, line: usize) -> String {
+    chunk
+        .text
+        .lines()
+        .nth(line.saturating_sub(chunk.line))
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let l: String = l.chars().take(80).collect();
+            format!("{l:?}: ")
+        })
+        .unwrap_or_default()
+}
+
+/// A record as written, for messages (`CNAME rpz-drop.`, `A 192.0.2.1`).
+fn shown(rec: &ScannedRecord) -> String {
+    match rec.data() {
+        ZoneRecordData::Cname(c) => match to_name(c.cname()) {
+            Ok(Some(t)) => format!("CNAME {t}."),
+            _ => "CNAME .".to_string(),
+        },
+        ZoneRecordData::A(a) => format!("A {}", a.addr()),
+        ZoneRecordData::Aaaa(a) => format!("AAAA {}", a.addr()),
+        _ => rec.rtype().to_string(),
+    }
+}
+
 impl Scan<'_> {
-    fn scan_text(&mut self, text: &str, file: &Arc<Path>, origin: &DName<Bytes>, depth: usize) {
+    /// Reads the text of one file. `origin` None: there is no origin to start with (the
+    /// including file's `$ORIGIN` was refused, `lost` says where), so relative names are
+    /// errors.
+    fn scan_text(
+        &mut self,
+        text: &str,
+        file: &Arc<Path>,
+        origin: Option<&DName<Bytes>>,
+        lost: Option<&str>,
+        depth: usize,
+    ) {
         let mut zf = new_scanner(origin);
+        // Why the scanner has no origin, while it has none.
+        let mut lost: Option<String> = lost.map(str::to_string);
         // File line where the current scanner started (its error lines count from there).
         let mut zf_line: Option<usize> = None;
         let chunks = Chunks {
@@ -334,74 +452,145 @@ impl Scan<'_> {
                 );
                 break;
             }
+            let (shape, fed) = units::prepare(chunk.text);
+            let fed = match fed {
+                Ok(fed) => fed,
+                Err(bad) => {
+                    let line = chunk.line
+                        + chunk
+                            .text
+                            .get(..bad.at)
+                            .map_or(0, |t| t.matches('\n').count());
+                    let message = format!("{}{}", snippet(&chunk, line), bad.message);
+                    zf = self.refused(&zf, &shape, file, chunk.line, line, message, &mut lost);
+                    zf_line = None;
+                    continue;
+                }
+            };
             let first = *zf_line.get_or_insert(chunk.line);
-            zf.extend_from_slice(chunk.text.as_bytes());
-            if !chunk.text.ends_with('\n') {
+            zf.extend_from_slice(fed.as_bytes());
+            if !fed.ends_with('\n') {
                 zf.extend_from_slice(b"\n");
             }
             loop {
-                match catch_unwind(AssertUnwindSafe(|| zf.next_entry())) {
-                    Ok(Ok(Some(entry))) => {
+                match next_entry(&mut zf) {
+                    Ok(Some(entry)) => {
                         let cur = zf.origin().ok();
                         self.entry(
                             entry,
-                            cur.as_ref().unwrap_or(origin),
+                            cur.as_ref(),
+                            lost.as_deref(),
                             file,
                             chunk.line,
                             depth,
                         );
                     }
-                    Ok(Ok(None)) => break,
-                    Ok(Err(e)) => {
-                        // "LINE:COL: message", LINE counted from the scanner's first line
-                        // (the column is left out: after a multi-line scan it is off).
-                        let s = e.to_string();
-                        let mut parts = s.splitn(3, ':');
-                        let rel: usize = parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
-                        let msg = parts.nth(1).map_or(s.as_str(), str::trim);
-                        let line = (first + rel.saturating_sub(1))
-                            .clamp(chunk.line, chunk.line + chunk.lines - 1);
-                        let snippet = chunk
-                            .text
-                            .lines()
-                            .nth(line - chunk.line)
-                            .map(|l| l.trim())
-                            .filter(|l| !l.is_empty())
-                            .map(|l| {
-                                let l: String = l.chars().take(80).collect();
-                                format!("{l:?}: ")
-                            })
-                            .unwrap_or_default();
-                        self.out.error(
-                            file,
-                            line,
-                            format!("{snippet}zone file syntax: {}", explain(msg)),
-                        );
-                        let o = zf.origin().unwrap_or_else(|_| origin.clone());
-                        zf = new_scanner(&o);
-                        zf_line = None;
-                        break;
-                    }
-                    Err(_) => {
-                        self.out.error(
-                            file,
-                            chunk.line,
-                            "the zone-file scanner failed on this entry",
-                        );
-                        let o = zf.origin().unwrap_or_else(|_| origin.clone());
-                        zf = new_scanner(&o);
+                    Ok(None) => break,
+                    Err(e) => {
+                        let (line, message) = match e {
+                            Some(s) => {
+                                // "LINE:COL: message", LINE counted from the scanner's first
+                                // line (the column is left out: after a multi-line scan it is
+                                // off, and TTL units rewritten to seconds move it).
+                                let mut parts = s.splitn(3, ':');
+                                let rel: usize =
+                                    parts.next().and_then(|l| l.parse().ok()).unwrap_or(1);
+                                let msg = parts.nth(1).map_or(s.as_str(), str::trim);
+                                let line = (first + rel.saturating_sub(1))
+                                    .clamp(chunk.line, chunk.line + chunk.lines - 1);
+                                let why = match (msg, &lost) {
+                                    ("missing origin", Some(l)) => {
+                                        format!("relative name, but there is no origin: {l}")
+                                    }
+                                    _ => explain(msg),
+                                };
+                                (
+                                    line,
+                                    format!("{}zone file syntax: {why}", snippet(&chunk, line)),
+                                )
+                            }
+                            None => (
+                                chunk.line,
+                                "the zone-file scanner failed on this entry".to_string(),
+                            ),
+                        };
+                        zf = self.refused(&zf, &shape, file, chunk.line, line, message, &mut lost);
                         zf_line = None;
                         break;
                     }
                 }
             }
+            if lost.is_some() && zf.origin().is_ok() {
+                lost = None; // a later `$ORIGIN` was read
+            }
         }
+    }
+
+    /// Reports an entry that was refused (by the scanner, or for a TTL) and returns the
+    /// scanner to go on with: a fresh one, since the scanner cannot go on after an error.
+    ///
+    /// Nothing read after it may move silently: a refused `$ORIGIN` leaves the fresh scanner
+    /// without an origin (`lost` says why), so relative names are errors until the next
+    /// `$ORIGIN`, not names under the previous one. A refused SOA still gives its owner (read
+    /// by the scanner from a stand-in SOA with the same owner) as the apex, if the apex is
+    /// to come from it, and as the owner of the lines after it that start with white space;
+    /// if even its owner cannot be read, the apex is lost: the records that need it are
+    /// errors.
+    #[allow(clippy::too_many_arguments)]
+    fn refused(
+        &mut self,
+        zf: &Zonefile,
+        shape: &Shape<'_>,
+        file: &Arc<Path>,
+        entry_line: usize,
+        line: usize,
+        message: String,
+        lost: &mut Option<String>,
+    ) -> Zonefile {
+        self.out.error(file, line, message);
+        let origin = zf.origin().ok();
+        if shape.is_origin() {
+            *lost = Some(format!(
+                "the $ORIGIN at {}:{entry_line} was refused",
+                file.display()
+            ));
+            return new_scanner(None);
+        }
+        let mut fresh = new_scanner(origin.as_ref());
+        if !shape.is_soa() {
+            return fresh;
+        }
+        let mut owner = None;
+        // (An owner that ends in `\` would escape the space after it in the stand-in.)
+        if let Some(o) = shape.owner.filter(|o| !o.ends_with('\\')) {
+            fresh.extend_from_slice(format!("{o} SOA . . 0 0 0 0 0\n").as_bytes());
+            match next_entry(&mut fresh) {
+                Ok(Some(Entry::Record(rec))) => owner = to_name(rec.owner()).ok(),
+                _ => fresh = new_scanner(origin.as_ref()),
+            }
+        }
+        if !self.apex_decided && self.apex.is_none() {
+            match owner {
+                Some(apex) => {
+                    self.apex = apex;
+                    self.apex_decided = true;
+                }
+                None => {
+                    self.apex_lost = Some(format!(
+                        "the SOA at {}:{entry_line} was refused",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        fresh
     }
 
     fn entry(
         &mut self,
         entry: Entry,
-        origin: &DName<Bytes>,
+        origin: Option<&DName<Bytes>>,
+        lost: Option<&str>,
         file: &Arc<Path>,
         line: usize,
         depth: usize,
@@ -411,29 +600,38 @@ impl Scan<'_> {
                 path,
                 origin: inc_origin,
             } => {
-                let inc_origin = inc_origin.unwrap_or_else(|| origin.clone());
-                self.include(path.as_slice(), &inc_origin, file, line, depth);
+                let (inc_origin, lost) = match inc_origin {
+                    Some(o) => (Some(o), None),
+                    None => (origin.cloned(), lost),
+                };
+                self.include(
+                    path.as_slice(),
+                    inc_origin.as_ref(),
+                    lost,
+                    file,
+                    line,
+                    depth,
+                );
             }
             Entry::Record(rec) => {
                 let data = rec.data();
                 let is_soa = matches!(data, ZoneRecordData::Soa(_));
                 let is_ns = matches!(data, ZoneRecordData::Ns(_));
-                let owner = to_name(rec.owner());
-                if !self.apex_decided {
-                    self.apex_decided = true;
-                    match &self.apex {
-                        None if is_soa => self.apex = owner.clone(),
-                        None => self.apex = to_name(origin),
-                        Some(apex) if is_soa && owner.as_ref() != Some(apex) => self.out.warn(
-                            file,
-                            line,
-                            format!(
-                                "the SOA owner {} is not the RPZ origin {apex}; owners are read relative to {apex}",
-                                owner.as_ref().map_or(".".to_string(), Name::to_string)
-                            ),
-                        ),
-                        Some(_) => {}
+                let owner = match to_name(rec.owner()) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.out
+                            .error(file, line, format!("{}: {e}", dotted(rec.owner())));
+                        if is_soa && !self.apex_decided && self.apex.is_none() {
+                            self.apex_lost =
+                                Some(format!("the SOA at {}:{line} was refused", file.display()));
+                        }
+                        return;
                     }
+                };
+                if !self.apex_decided && !self.decide_apex(is_soa, &owner, origin, lost, file, line)
+                {
+                    return;
                 }
                 let Some(full) = owner else {
                     if !is_soa && !is_ns {
@@ -474,10 +672,62 @@ impl Scan<'_> {
         }
     }
 
+    /// Settles the apex at the first record (`owner`: its owner; `origin`: the origin in
+    /// force). False when this record cannot be placed because the apex is unknown
+    /// (reported); the apex is then settled by a later record.
+    fn decide_apex(
+        &mut self,
+        is_soa: bool,
+        owner: &Option<Name>,
+        origin: Option<&DName<Bytes>>,
+        lost: Option<&str>,
+        file: &Arc<Path>,
+        line: usize,
+    ) -> bool {
+        match &self.apex {
+            None if is_soa => self.apex = owner.clone(),
+            None => {
+                let why = match (&self.apex_lost, origin) {
+                    (Some(why), _) => why.clone(),
+                    (None, Some(o)) => match to_name(o) {
+                        Ok(apex) => {
+                            self.apex = apex;
+                            self.apex_decided = true;
+                            return true;
+                        }
+                        Err(e) => format!("the origin {o} is not a name: {e}"),
+                    },
+                    (None, None) => lost.unwrap_or("there is no origin").to_string(),
+                };
+                self.out.error(
+                    file,
+                    line,
+                    format!(
+                        "the zone apex is unknown ({why}), so this record cannot be placed; \
+                         fix it or give the zone name as the RPZ origin"
+                    ),
+                );
+                return false;
+            }
+            Some(apex) if is_soa && owner.as_ref() != Some(apex) => self.out.warn(
+                file,
+                line,
+                format!(
+                    "the SOA owner {} is not the RPZ origin {apex}; owners are read relative to {apex}",
+                    owner.as_ref().map_or(".".to_string(), Name::to_string)
+                ),
+            ),
+            Some(_) => {}
+        }
+        self.apex_decided = true;
+        true
+    }
+
     fn include(
         &mut self,
         path: &[u8],
-        origin: &DName<Bytes>,
+        origin: Option<&DName<Bytes>>,
+        lost: Option<&str>,
         file: &Arc<Path>,
         line: usize,
         depth: usize,
@@ -516,18 +766,43 @@ impl Scan<'_> {
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         self.stack.push(canon);
-        self.scan_text(text, &Arc::from(p), origin, depth + 1);
+        self.scan_text(text, &Arc::from(p), origin, lost, depth + 1);
         self.stack.pop();
     }
 
+    /// An owner that is a URL (`https://host/path`, `host:443`, which the scanner takes as
+    /// labels): its host, with a warning, as plain lists do. None: refused (reported).
+    fn url_owner(&mut self, name: Name, file: &Arc<Path>, line: usize) -> Option<Name> {
+        const URL_BYTES: &[u8] = b"/:?#@[";
+        if !name
+            .labels()
+            .any(|l| l.iter().any(|b| URL_BYTES.contains(b)))
+        {
+            return Some(name);
+        }
+        let text = name
+            .labels()
+            .map(String::from_utf8_lossy)
+            .collect::<Vec<_>>()
+            .join(".");
+        let refused = match url_host(&text) {
+            Err(why) => why.to_string(),
+            Ok(host) if is_address(host) => NameError::Address.to_string(),
+            Ok(host) => match normalize_name(host) {
+                Ok(n) => {
+                    self.out
+                        .warn(file, line, format!("{text:?}: URL reduced to its host {n}"));
+                    return Some(n);
+                }
+                Err(e) => format!("host {host:?} of the URL: {e}"),
+            },
+        };
+        self.out.error(file, line, format!("{text:?}: {refused}"));
+        None
+    }
+
     /// A record whose owner, relative to the apex, is `rel`.
-    fn record(
-        &mut self,
-        rec: &domain::zonefile::inplace::ScannedRecord,
-        rel: Name,
-        file: &Arc<Path>,
-        line: usize,
-    ) {
+    fn record(&mut self, rec: &ScannedRecord, rel: Name, file: &Arc<Path>, line: usize) {
         // Unsupported trigger types sit under their special label, right below the apex.
         let found = if self.apex.is_some() {
             rel.labels().last().and_then(special)
@@ -535,12 +810,7 @@ impl Scan<'_> {
             rel.labels().find_map(special)
         };
         if let Some(label) = found {
-            match self.out.unsupported.get_mut(label) {
-                Some(n) => *n += 1,
-                None => {
-                    self.out.unsupported.insert(label.to_string(), 1);
-                }
-            }
+            self.out.count_unsupported(label, file, line);
             return;
         }
         if rel.labels().skip(1).any(|l| l == b"*") {
@@ -565,6 +835,9 @@ impl Scan<'_> {
             }
         } else {
             (rel, false)
+        };
+        let Some(name) = self.url_owner(name, file, line) else {
+            return;
         };
         let h = rustc_hash::FxBuildHasher.hash_one((name.canonical(), below));
         let found = match self.index.get(&h) {
@@ -592,20 +865,42 @@ impl Scan<'_> {
                     action: None,
                     v4: Vec::new(),
                     v6: Vec::new(),
-                    dead: false,
+                    rewrite: None,
                 });
                 i
             }
         };
         let out = &mut *self.out;
         let o = &mut self.owners[idx];
-        if o.dead {
-            return;
-        }
-        let fresh = o.action.is_none() && !o.has_data();
+        // A record with another policy than the first policy record of its owner: the first
+        // one wins (as in Unbound: see `server_zones`), with a warning naming both.
+        let ignored = |out: &mut ParseOutcome, o: &Owner| {
+            out.warn(
+                file,
+                line,
+                format!(
+                    "{}: {} ignored: the first policy record of the name wins ({}:{}: {})",
+                    o.trigger(),
+                    shown(rec),
+                    o.file.display(),
+                    o.line,
+                    o.policy()
+                ),
+            );
+        };
         match rec.data() {
             ZoneRecordData::Cname(c) => {
-                let target = to_name(c.cname());
+                let target = match to_name(c.cname()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        out.error(
+                            file,
+                            line,
+                            format!("{}: CNAME target {}: {e}", o.trigger(), dotted(c.cname())),
+                        );
+                        return;
+                    }
+                };
                 let action = match &target {
                     None => Some(Action::Nxdomain),
                     Some(t) if t.label_count() == 1 => {
@@ -623,7 +918,15 @@ impl Scan<'_> {
                     Some(_) => None,
                 };
                 let Some(action) = action else {
-                    let t = target.map_or(".".to_string(), |t| t.to_string());
+                    let t = target.map_or(String::new(), |t| t.to_string());
+                    if o.rewrite.as_deref() == Some(t.as_str()) {
+                        out.duplicates += 1;
+                        return;
+                    }
+                    if !o.fresh() {
+                        ignored(out, o);
+                        return;
+                    }
                     let first = t.split('.').next().unwrap_or_default();
                     let hint = if SPECIAL.contains(&first)
                         || ["rpz-passthru", "rpz-drop", "rpz-tcp-only"].contains(&first)
@@ -632,59 +935,24 @@ impl Scan<'_> {
                     } else {
                         String::new()
                     };
-                    if !fresh {
-                        out.error(
-                            file,
-                            line,
-                            format!(
-                                "{}: CNAME {t}. conflicts with the policy at {}",
-                                o.trigger(),
-                                o.at(file)
-                            ),
-                        );
-                    } else {
-                        out.skip_unsupported(
-                            "cname-rewrite",
-                            file,
-                            line,
-                            format!(
-                                "{}: CNAME to {t}. (a rewrite) is not supported; skipped{hint}",
-                                o.trigger()
-                            ),
-                        );
-                    }
-                    o.dead = true;
-                    return;
-                };
-                if o.has_data() {
-                    out.error(
+                    out.skip_unsupported(
+                        "cname-rewrite",
                         file,
                         line,
                         format!(
-                            "{}: CNAME policy ({}) conflicts with the local data at {}",
-                            o.trigger(),
-                            action.as_str(),
-                            o.at(file)
+                            "{}: CNAME to {t}. (a rewrite) is not supported; skipped{hint}",
+                            o.trigger()
                         ),
                     );
-                    o.dead = true;
-                } else if let Some(prev) = o.action {
-                    if prev == action {
-                        out.duplicates += 1;
-                    } else {
-                        out.error(
-                            file,
-                            line,
-                            format!(
-                                "{}: CNAME policy {} conflicts with {} at {}",
-                                o.trigger(),
-                                action.as_str(),
-                                prev.as_str(),
-                                o.at(file)
-                            ),
-                        );
-                        o.dead = true;
-                    }
+                    o.rewrite = Some(t.into());
+                    o.file = file.clone();
+                    o.line = line;
+                    return;
+                };
+                if o.action == Some(action) {
+                    out.duplicates += 1;
+                } else if !o.fresh() {
+                    ignored(out, o);
                 } else {
                     o.action = Some(action);
                     o.file = file.clone();
@@ -692,21 +960,11 @@ impl Scan<'_> {
                 }
             }
             ZoneRecordData::A(_) | ZoneRecordData::Aaaa(_) => {
-                if let Some(prev) = o.action {
-                    out.error(
-                        file,
-                        line,
-                        format!(
-                            "{}: local data conflicts with the CNAME policy ({}) at {}",
-                            o.trigger(),
-                            prev.as_str(),
-                            o.at(file)
-                        ),
-                    );
-                    o.dead = true;
+                if o.action.is_some() || o.rewrite.is_some() {
+                    ignored(out, o);
                     return;
                 }
-                if fresh {
+                if o.fresh() {
                     o.file = file.clone();
                     o.line = line;
                 }
@@ -734,5 +992,7 @@ impl Scan<'_> {
     }
 }
 
+#[cfg(test)]
+mod server_zones;
 #[cfg(test)]
 mod tests;

@@ -253,6 +253,105 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(err.contains("no-such-if0"), "{err}");
 }
 
+/// RPZ zones as operators write them: a load that would leave an order empty while entries
+/// were skipped is refused with a summary unless --allow-empty; BIND time units load.
+#[test]
+fn rpz_loads_that_yield_nothing_and_bind_units() {
+    let b = Blocker::new();
+    let lists = TempDir::new("blkt-cli");
+    b.ok(&["rules", "add", "keep.example", "--order", "Court"]);
+    let before = b.ok(&["rules", "list", "--json"]);
+
+    // Every entry skipped: CNAMEs to a national block page (rewrites) and an IP trigger.
+    let zone = lists.write(
+        "court.rpz",
+        "$TTL 1h\n$ORIGIN rpz.isp.example.\n@ SOA ns. host. ( 1 3H 15M 3W 12H )\n  NS ns.\n\
+         a.example CNAME blockpage.gov.example.\nb.example CNAME blockpage.gov.example.\n\
+         c.example CNAME blockpage.gov.example.\nd.example CNAME blockpage.gov.example.\n\
+         32.1.2.0.192.rpz-ip CNAME .\n",
+    );
+    let err = b.fails(&["rules", "load", &zone, "--order", "Court"]);
+    assert!(
+        err.contains("order \"Court\" would have no rules: all 5 entries were skipped"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing was changed") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "  4 unsupported (cname-rewrite): {zone}:5, {zone}:6, {zone}:7, …\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("  1 unsupported (rpz-ip): {zone}:9\n")),
+        "{err}"
+    );
+    assert_eq!(
+        b.ok(&["rules", "list", "--json"]),
+        before,
+        "nothing changed"
+    );
+
+    // Invalid entries skipped with --skip-invalid count too (every format).
+    let plain = lists.write("bad.txt", "# all bad\nfoo..example\nuser@mail.example\n");
+    let err = b.fails(&[
+        "rules",
+        "load",
+        &plain,
+        "--order",
+        "Court",
+        "--skip-invalid",
+    ]);
+    assert!(
+        err.contains(&format!(
+            "  2 invalid (--skip-invalid): {plain}:2, {plain}:3\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        b.ok(&["rules", "list", "--json"]),
+        before,
+        "nothing changed"
+    );
+
+    // --allow-empty: the order is emptied, as asked.
+    let out = b.ok(&["rules", "load", &zone, "--order", "Court", "--allow-empty"]);
+    assert!(out.contains("order \"Court\": 0 rules"), "{out}");
+    let rules: serde_json::Value =
+        serde_json::from_str(&b.ok(&["rules", "list", "--json"])).expect("json");
+    assert_eq!(rules.as_array().map(Vec::len), Some(0), "{rules}");
+
+    // A zone written with BIND units loads and blocks.
+    let bind = lists.write(
+        "bind.rpz",
+        "$TTL 1H\n$ORIGIN rpz.isp.example.\n\
+         @ 1D IN SOA ns1.isp.example. hostmaster.isp.example. (\n\
+         \t2026010101 ; serial\n\t3H ; refresh\n\t15M ; retry\n\t3W ; expire\n\t12H ) ; minimum\n\
+         \tIN 1h NS ns1.isp.example.\n\
+         bad.example 1h30m CNAME .\n\
+         *.bad.example 2d IN CNAME *.\n",
+    );
+    let out = b.ok(&["rules", "load", &bind, "--order", "BIND"]);
+    assert!(out.contains("order \"BIND\": 2 rules"), "{out}");
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "bad.example", "--json"])).expect("json");
+    assert_eq!(
+        (&e["verdict"], &e["order"]),
+        (&"nxdomain".into(), &"BIND".into()),
+        "{e}"
+    );
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "www.bad.example", "--json"])).expect("json");
+    assert_eq!(
+        (&e["verdict"], &e["order"]),
+        (&"nodata".into(), &"BIND".into()),
+        "{e}"
+    );
+}
+
 #[test]
 fn refuses_non_root_and_foreign_state() {
     let b = Blocker::new();

@@ -284,7 +284,7 @@ fn syntax_errors_name_the_line_and_the_rest_is_read() {
 }
 
 #[test]
-fn conflicts_and_duplicates() {
+fn first_policy_record_wins_and_duplicates() {
     let out = rpz("a.example CNAME .\n\
         a.example A 192.0.2.1\n\
         b.example CNAME .\n\
@@ -298,49 +298,44 @@ fn conflicts_and_duplicates() {
         e.example A 192.0.2.2\n\
         *.e.example A 192.0.2.9\n\
         f.example CNAME .\n\
-        f.example CNAME garden.example.\n");
-    let e = msgs(&out.errors);
-    assert_eq!(e.len(), 4, "{e:#?}");
-    assert!(
-        e[0].starts_with(
-            "z.rpz:2: a.example: local data conflicts with the CNAME policy (nxdomain) at line 1"
-        ),
-        "{}",
-        e[0]
-    );
-    assert!(
-        e[1].starts_with("z.rpz:4: b.example: CNAME policy drop conflicts with nxdomain at line 3"),
-        "{}",
-        e[1]
-    );
-    assert!(
-        e[2].starts_with(
-            "z.rpz:6: c.example: CNAME policy (pass) conflicts with the local data at line 5"
-        ),
-        "{}",
-        e[2]
-    );
-    assert!(
-        e[3].starts_with("z.rpz:14: f.example: CNAME garden.example. conflicts"),
-        "{}",
-        e[3]
-    );
+        f.example CNAME garden.example.\n\
+        g.example CNAME garden.example.\n\
+        g.example CNAME .\n\
+        g.example CNAME garden.example.\n\
+        h.example CNAME *.\n\
+        *.h.example CNAME .\n\
+        h.example CNAME .\n");
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
     assert_eq!(
         rules(&out),
         vec![
+            ("a.example".into(), Kind::Exact, Action::Nxdomain, 1),
+            ("b.example".into(), Kind::Exact, Action::Nxdomain, 3),
+            ("c.example".into(), Kind::Exact, Action::Sinkhole, 5),
             ("d.example".into(), Kind::Exact, Action::Nxdomain, 7),
             ("e.example".into(), Kind::Exact, Action::Sinkhole, 9),
             ("e.example".into(), Kind::Below, Action::Sinkhole, 12),
+            ("f.example".into(), Kind::Exact, Action::Nxdomain, 13),
+            ("h.example".into(), Kind::Exact, Action::Nodata, 18),
+            ("h.example".into(), Kind::Below, Action::Nxdomain, 19),
         ]
     );
-    assert_eq!(out.duplicates, 2);
+    assert_eq!(out.rules[2].sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    // Lines 8, 10 and 17 repeat a record of their owner.
+    assert_eq!(out.duplicates, 3);
+    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
     let w = msgs(&out.warnings);
-    assert_eq!(w.len(), 1, "{w:#?}");
-    assert!(
-        w[0].starts_with("z.rpz:9: e.example: 2 A and 0 AAAA records"),
-        "{}",
-        w[0]
-    );
+    let want = [
+        "z.rpz:2: a.example: A 192.0.2.1 ignored: the first policy record of the name wins (z.rpz:1: CNAME . (nxdomain))",
+        "z.rpz:4: b.example: CNAME rpz-drop. ignored: the first policy record of the name wins (z.rpz:3: CNAME . (nxdomain))",
+        "z.rpz:6: c.example: CNAME rpz-passthru. ignored: the first policy record of the name wins (z.rpz:5: A/AAAA local data (sinkhole))",
+        "z.rpz:14: f.example: CNAME garden.example. ignored: the first policy record of the name wins (z.rpz:13: CNAME . (nxdomain))",
+        "z.rpz:15: g.example: CNAME to garden.example. (a rewrite) is not supported; skipped",
+        "z.rpz:16: g.example: CNAME . ignored: the first policy record of the name wins (z.rpz:15: CNAME garden.example. (a rewrite, not supported))",
+        "z.rpz:20: h.example: CNAME . ignored: the first policy record of the name wins (z.rpz:18: CNAME *. (nodata))",
+        "z.rpz:9: e.example: 2 A and 0 AAAA records; only the first address of each family is kept",
+    ];
+    assert_eq!(w, want);
 }
 
 #[test]
@@ -507,4 +502,260 @@ fn a_million_records() {
     println!("1,000,000 RPZ records parsed in {:?}", t.elapsed());
     assert!(out.errors.is_empty());
     assert_eq!(out.rules.len(), 1_000_000);
+}
+
+#[test]
+fn ttl_units_everywhere() {
+    // BIND-style times: `$TTL` with a unit, an SOA written in units over several lines with
+    // comments, record TTLs in units (combined, upper case, before or after the class).
+    let out = rpz("$TTL 1h\n\
+        $ORIGIN rpz.isp.example.\n\
+        @ 1D IN SOA ns1.isp.example. hostmaster.isp.example. (\n\
+        \t2026010101 ; serial: never a time\n\
+        \t3H         ; refresh\n\
+        \t15M        ; retry\n\
+        \t3W         ; expire\n\
+        \t12H )      ; minimum\n\
+        \tIN 1h NS ns1.isp.example.\n\
+        one.example 1d CNAME .\n\
+        two.example 1h30m IN CNAME rpz-drop.\n\
+        three.example IN 2w CNAME *.\n\
+        four.example 10S CNAME .\n\
+        1h TXT \"1h\" \"2d\"\n\
+        1d A 192.0.2.1\n\
+        five.example 1h30 CNAME .\n\
+        six.example CNAME .\n\
+        $TTL 5x\n\
+        seven.example CNAME .\n");
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("one.example".into(), Kind::Exact, Action::Nxdomain, 10),
+            ("two.example".into(), Kind::Exact, Action::Drop, 11),
+            ("three.example".into(), Kind::Exact, Action::Nodata, 12),
+            ("four.example".into(), Kind::Exact, Action::Nxdomain, 13),
+            ("1d".into(), Kind::Exact, Action::Sinkhole, 15),
+            ("six.example".into(), Kind::Exact, Action::Nxdomain, 17),
+            ("seven.example".into(), Kind::Exact, Action::Nxdomain, 19),
+        ]
+    );
+    // The owner `1h` is a name, not a TTL: its TXT record is local data.
+    assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
+    let e = msgs(&out.errors);
+    assert_eq!(
+        e,
+        [
+            "z.rpz:16: \"five.example 1h30 CNAME .\": TTL \"1h30\": a number after a unit needs its own unit (e.g. 1h30m, not 1h30)",
+            "z.rpz:18: \"$TTL 5x\": TTL \"5x\": not a TTL: seconds, or numbers with units s, m, h, d, w (e.g. 1h30m)",
+        ]
+    );
+    // An SOA field in units on its own line: the line of the bad field is named.
+    let out = rpz("@ SOA ns. host. (\n 1\n 3H\n 15Q\n 3W\n 12H )\nx CNAME .\n");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with("z.rpz:4: \"15Q\": TTL \"15Q\": not a TTL"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn a_refused_soa_still_gives_the_apex() {
+    // Owners in full and no $ORIGIN (as BIND's zone files often are: the zone name is in
+    // named.conf): only the SOA says what to strip. Its data is broken (four numbers), so
+    // it is refused; its owner still gives the apex, and the NS line after it (white space
+    // first: the SOA's owner) is at the apex, not an error nor a trigger.
+    let text = "rpz.example. 300 IN SOA ns.rpz.example. host.rpz.example. ( 1 3600 600 86400 )\n\
+        \t300 IN NS ns.rpz.example.\n\
+        bad.example.rpz.example. CNAME .\n\
+        *.bad.example.rpz.example. CNAME .\n";
+    let out = rpz(text);
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("z.rpz:1: "), "{}", e[0]);
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("bad.example".into(), Kind::Exact, Action::Nxdomain, 3),
+            ("bad.example".into(), Kind::Below, Action::Nxdomain, 4),
+        ]
+    );
+    // The same with a bad TTL in the SOA, and with `@` under an $ORIGIN that a later
+    // $ORIGIN changes before the first trigger.
+    let out = rpz("$ORIGIN rpz.example.\n\
+        @ SOA ns. host. 1 3H 15M 3W 12X\n\
+        $ORIGIN bad.example.rpz.example.\n\
+        www CNAME .\n");
+    assert_eq!(out.errors.len(), 1, "{:#?}", msgs(&out.errors));
+    assert_eq!(
+        rules(&out),
+        vec![("www.bad.example".into(), Kind::Exact, Action::Nxdomain, 4)]
+    );
+    // When not even the SOA's owner can be read, records that need the apex are errors,
+    // never rules with the apex left in.
+    let out = rpz("rpz..example. SOA ns. host. 1 1 1 1 1\nx.rpz.example. CNAME .\n");
+    assert!(out.rules.is_empty(), "{:?}", rules(&out));
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("z.rpz:1: rpz..example.: empty label"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("z.rpz:2: the zone apex is unknown (the SOA at z.rpz:1 was refused)"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn a_refused_origin_leaves_no_origin() {
+    // After a refused $ORIGIN, a relative owner would silently land under the previous
+    // origin (`www` instead of `www.bad.example`): it is an error until the next $ORIGIN.
+    let out = rpz("$ORIGIN rpz.example.\n\
+        @ SOA ns. host. 1 1 1 1 1\n\
+        $ORIGIN bad.example.rpz.example. junk\n\
+        www CNAME .\n\
+        @ CNAME .\n\
+        full.example.rpz.example. CNAME .\n\
+        $ORIGIN rpz.example.\n\
+        ok.example CNAME .\n");
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("full.example".into(), Kind::Exact, Action::Nxdomain, 6),
+            ("ok.example".into(), Kind::Exact, Action::Nxdomain, 8),
+        ]
+    );
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(e[0].starts_with("z.rpz:3: "), "{}", e[0]);
+    for (got, line) in e[1..].iter().zip([4, 5]) {
+        assert!(
+            got.starts_with(&format!("z.rpz:{line}: "))
+                && got.ends_with(
+                    "relative name, but there is no origin: the $ORIGIN at z.rpz:3 was refused"
+                ),
+            "{got}"
+        );
+    }
+    // Before the apex is known (no SOA): the apex is not taken from nothing.
+    let out = rpz("$ORIGIN rpz.example. junk\nbad.example.rpz.example. CNAME .\n");
+    assert!(out.rules.is_empty(), "{:?}", rules(&out));
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[1].starts_with("z.rpz:2: the zone apex is unknown (the $ORIGIN at z.rpz:1 was refused)"),
+        "{}",
+        e[1]
+    );
+    // An included file without an origin of its own inherits the loss.
+    let dir = Dir::new("lost-origin");
+    dir.write("inc.rpz", "in-inc CNAME .\n");
+    let main = dir.write(
+        "main.rpz",
+        "$ORIGIN rpz.example.\n@ SOA ns. host. 1 1 1 1 1\n$ORIGIN x. junk\n$INCLUDE inc.rpz\n",
+    );
+    let out = parse_file(&main, None, &Options::default()).expect("readable");
+    assert!(out.rules.is_empty(), "{:?}", rules(&out));
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[1].contains("inc.rpz:1: ") && e[1].contains("main.rpz:3 was refused"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn empty_labels_are_refused_in_every_format() {
+    let out = rpz("$ORIGIN rpz.example.\n\
+        foo..bar CNAME .\n\
+        foo.bar.. CNAME .\n\
+        ok.example CNAME rpz-drop..\n\
+        fine.example CNAME .\n");
+    assert_eq!(
+        rules(&out),
+        vec![("fine.example".into(), Kind::Exact, Action::Nxdomain, 5)]
+    );
+    let e = msgs(&out.errors);
+    assert_eq!(
+        e,
+        [
+            "z.rpz:2: foo..bar.rpz.example.: empty label (two dots in a row, or a leading dot)",
+            "z.rpz:3: foo.bar..: empty label (two dots in a row, or a leading dot)",
+            "z.rpz:4: ok.example: CNAME target rpz-drop..: empty label (two dots in a row, or a leading dot)",
+        ]
+    );
+    for (format, text) in [
+        (Format::Plain, "ok.example\nfoo..bar\n"),
+        (Format::Plain, "ok.example\n||foo..bar^\n"),
+        (Format::Plain, "ok.example\nhttps://foo..bar/x\n"),
+        (Format::Hosts, "0.0.0.0 ok.example\n0.0.0.0 foo..bar\n"),
+    ] {
+        let out = parse_str(text, Path::new("l"), format, &Options::default());
+        assert_eq!(out.rules.len(), 1, "{text:?}");
+        let e = msgs(&out.errors);
+        assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+        assert!(
+            e[0].starts_with("l:2: ") && e[0].contains("empty label"),
+            "{}",
+            e[0]
+        );
+    }
+}
+
+#[test]
+fn url_owners_are_reduced_to_their_host_with_a_warning() {
+    let out = rpz("$ORIGIN rpz.example.\n\
+        https://Www.Bad.example/watch?v=1 CNAME .\n\
+        *.bad2.example:8443 CNAME rpz-drop.\n\
+        http://192.0.2.1/x CNAME .\n\
+        user@bad3.example CNAME .\n\
+        plain.example CNAME .\n");
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("www.bad.example".into(), Kind::Exact, Action::Nxdomain, 2),
+            ("bad2.example".into(), Kind::Below, Action::Drop, 3),
+            ("plain.example".into(), Kind::Exact, Action::Nxdomain, 6),
+        ]
+    );
+    assert_eq!(
+        msgs(&out.warnings),
+        [
+            "z.rpz:2: \"https://www.bad.example/watch?v=1\": URL reduced to its host www.bad.example",
+            "z.rpz:3: \"bad2.example:8443\": URL reduced to its host bad2.example",
+        ]
+    );
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("z.rpz:4: ") && e[0].contains("IP address"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("z.rpz:5: ") && e[1].contains("e-mail"),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn skipped_entries_keep_their_first_places() {
+    let out = rpz("a.example CNAME garden.example.\n\
+        1.0.0.10.in-addr.rpz-ip CNAME .\n\
+        b.example CNAME garden.example.\n\
+        c.example CNAME garden.example.\n\
+        d.example CNAME garden.example.\n\
+        32.1.0.0.10.rpz-ip CNAME .\n");
+    assert!(out.rules.is_empty());
+    let at = |k: &str| -> Vec<usize> { out.unsupported_at[k].iter().map(|p| p.line).collect() };
+    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&4));
+    assert_eq!(at("cname-rewrite"), [1, 3, 4]);
+    assert_eq!(at("rpz-ip"), [2, 6]);
+    assert_eq!(out.unsupported_at["rpz-ip"][0].to_string(), "z.rpz:2");
 }

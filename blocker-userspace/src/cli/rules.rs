@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context, Result};
 use blocker_common::{qtype_bit, Action, Kind, EDE_BLOCKED, EDE_CENSORED, QTYPES_ALL};
-use blocker_lists::{Format, Name, Options};
+use blocker_lists::{Format, Name, Options, Place, FIRST_PLACES};
 use serde::Serialize;
 
 use super::{parse_qtype, qtypes_display, Ctx};
@@ -35,9 +35,16 @@ pub enum Command {
     /// `*.example.com` means only names strictly below example.com (as in RPZ). RPZ files
     /// keep RPZ semantics: `name` is that name only, `*.name` the names below it.
     ///
+    /// RPZ zone files are read as DNS servers read them: `$ORIGIN`, `$TTL`, `$INCLUDE`,
+    /// parentheses, comments, escapes, TTLs with units (`1h`, `3W`, `1h30m`). At one owner
+    /// the first policy record wins (a later one with another action is dropped with a
+    /// warning naming both lines).
+    ///
     /// Nothing changes unless the whole load succeeds: an invalid entry refuses the load
-    /// (FILE:LINE: reason) unless --skip-invalid is given. The data plane sees the old rules
-    /// until the new ones are complete.
+    /// (FILE:LINE: reason) unless --skip-invalid is given; a load that would leave the order
+    /// with no rules while entries were skipped (unsupported, or invalid with
+    /// --skip-invalid) is refused with a summary unless --allow-empty is given. The data plane
+    /// sees the old rules until the new ones are complete.
     Load(LoadArgs),
 }
 
@@ -171,6 +178,11 @@ pub struct LoadArgs {
     /// Apply the valid entries and report the invalid ones instead of refusing the load.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Accept a load that leaves the order with no rules although entries were skipped
+    /// (without it such a load is refused: a list that yields nothing was more likely
+    /// misread than meant; an empty file always loads).
+    #[arg(long)]
+    pub allow_empty: bool,
     #[command(flatten)]
     pub order: OrderOpts,
 }
@@ -394,6 +406,41 @@ fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a load skipped, by reason, with the first FILE:LINEs of each.
+fn skipped_summary(
+    errors: &[blocker_lists::Diagnostic],
+    unsupported: &std::collections::BTreeMap<String, usize>,
+    unsupported_at: &std::collections::BTreeMap<String, Vec<Place>>,
+) -> String {
+    use std::fmt::Write;
+    let places = |n: usize, at: Vec<String>| {
+        let more = if n > at.len() { ", …" } else { "" };
+        format!("{}{more}", at.join(", "))
+    };
+    let mut s = String::from("skipped entries, by reason:\n");
+    if !errors.is_empty() {
+        let at = errors
+            .iter()
+            .take(FIRST_PLACES)
+            .map(|e| format!("{}:{}", e.file.display(), e.line))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {} invalid (--skip-invalid): {}",
+            errors.len(),
+            places(errors.len(), at)
+        );
+    }
+    for (what, &n) in unsupported {
+        let at = unsupported_at
+            .get(what)
+            .map(|v| v.iter().map(Place::to_string).collect())
+            .unwrap_or_default();
+        let _ = writeln!(s, "  {n} unsupported ({what}): {}", places(n, at));
+    }
+    s
+}
+
 fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let opts = Options {
         bare_kind: match a.matching {
@@ -418,6 +465,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut unsupported = std::collections::BTreeMap::<String, usize>::new();
+    let mut unsupported_at = std::collections::BTreeMap::<String, Vec<Place>>::new();
     let mut duplicates = 0;
     for f in &a.files {
         progress.set_message(format!("parsing {}", f.display()));
@@ -429,6 +477,11 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         duplicates += out.duplicates;
         for (k, v) in out.unsupported {
             *unsupported.entry(k).or_default() += v;
+        }
+        for (k, places) in out.unsupported_at {
+            let at = unsupported_at.entry(k).or_default();
+            let room = FIRST_PLACES.saturating_sub(at.len());
+            at.extend(places.into_iter().take(room));
         }
     }
     progress.finish_and_clear();
@@ -459,6 +512,18 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             );
         }
         eprintln!("skipping {} invalid entries (--skip-invalid)", errors.len());
+    }
+    let skipped = errors.len() + unsupported.values().sum::<usize>();
+    if parsed.is_empty() && skipped > 0 && !a.allow_empty {
+        eprint!(
+            "{}",
+            skipped_summary(&errors, &unsupported, &unsupported_at)
+        );
+        bail!(
+            "order {:?} would have no rules: all {skipped} entries were skipped; nothing was \
+             changed (use --allow-empty to load it anyway)",
+            a.order.order
+        );
     }
 
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
