@@ -26,6 +26,17 @@ pub const EVENTS_BYTES: u32 = 1 << 20;
 pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 22;
 /// Number of orders (order ids are `0..MAX_ORDERS`).
 pub const MAX_ORDERS: u32 = 4096;
+/// Entries of `BLK_ORDERS`: two copies of every order's metadata, like the two copies of every
+/// rule-map value, so an order's EDE code and text change with its rules at the flip of
+/// `Config::active`, never before.
+pub const ORDER_ENTRIES: u32 = 2 * MAX_ORDERS;
+
+/// Index in `BLK_ORDERS` of order `id`'s metadata in copy `active` (0 or 1). The one place
+/// both sides compute it.
+#[inline(always)]
+pub fn order_entry(active: u32, id: u16) -> u32 {
+    (active & 1) * MAX_ORDERS + (id as u32 & (MAX_ORDERS - 1))
+}
 /// Number of UDP destination ports the program answers on.
 pub const MAX_PORTS: usize = 8;
 /// Longest EDE EXTRA-TEXT an order can carry (RFC 8914 sets no limit; we keep answers small).
@@ -340,8 +351,8 @@ pub const EDE_BLOCKED: u16 = 15;
 /// RFC 8914 info-code 16, Censored.
 pub const EDE_CENSORED: u16 = 16;
 
-/// One order (a court order, a regulator's list, an allow list): entry `order_id` of
-/// `BLK_ORDERS`. Written by user space, read by the XDP program when it answers.
+/// One order (a court order, a regulator's list, an allow list): entry
+/// [`order_entry`]`(Config::active, order_id)` of `BLK_ORDERS`. Written by user space, read by the XDP program when it answers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderInfo {

@@ -509,7 +509,10 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         Action::Pass => pass(Reason::Allowed),
         Action::Drop => Ok((XDP_DROP, Reason::Dropped)),
         _ => {
-            let order = ORDERS.get(slot.order_id as u32);
+            // The order's metadata in the same copy as the rules this packet was matched
+            // against.
+            let order_at = blocker_common::order_entry(active as u32, slot.order_id);
+            let order = ORDERS.get(order_at);
             let len = write_answer(s, &q, f.msg_len, f.msg_len + MAX_GROWTH, action, cfg, order);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
@@ -519,7 +522,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             // once for all of those paths instead of once for each.
             let saved = Saved {
                 action: action as u64,
-                order_id: slot.order_id as u64,
+                order_at: order_at as u64,
                 qtype: q.qtype as u64,
                 q_end: q.q_end as u64,
                 flags: q.edns as u64 | (q.dnssec_ok as u64) << 1,
@@ -542,7 +545,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                         edns: v.flags & 1 != 0,
                         dnssec_ok: v.flags & 2 != 0,
                     };
-                    let order = ORDERS.get(v.order_id as u32 & 0xffff);
+                    let order = ORDERS.get(v.order_at as u32);
                     let len = write_answer(s, &q, f.msg_len, f.msg_len, action, cfg, order);
                     rewrite::to_answer(ctx, &f, s, len)
                 }
@@ -570,7 +573,8 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
 /// caller).
 struct Saved {
     action: u64,
-    order_id: u64,
+    /// Entry of the order's metadata in BLK_ORDERS.
+    order_at: u64,
     qtype: u64,
     q_end: u64,
     flags: u64,
@@ -583,7 +587,7 @@ impl Saved {
     fn put(&self, s: &mut blocker_common::dns::Scratch) {
         for (i, v) in [
             self.action,
-            self.order_id,
+            self.order_at,
             self.qtype,
             self.q_end,
             self.flags,
@@ -602,7 +606,7 @@ impl Saved {
         let r = |i: usize| unsafe { core::ptr::read_volatile(&s.opaque[Self::AT + i]) };
         Saved {
             action: r(0),
-            order_id: r(1),
+            order_at: r(1),
             qtype: r(2),
             q_end: r(3),
             flags: r(4),

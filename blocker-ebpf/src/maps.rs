@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use blocker_common::{
     dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue,
-    Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
+    Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS, ORDER_ENTRIES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -27,9 +27,9 @@ pub static FILTER: Array<Region> = Array::pinned(2, BPF_F_MMAPABLE);
 #[map(name = "BLK_CONFIG")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
-/// Order id → EDE code and text.
+/// Order id → EDE code and text, two copies (`blocker_common::order_entry`).
 #[map(name = "BLK_ORDERS")]
-pub static ORDERS: Array<OrderInfo> = Array::pinned(MAX_ORDERS, 0);
+pub static ORDERS: Array<OrderInfo> = Array::pinned(ORDER_ENTRIES, 0);
 
 /// Order id → hits by action, per CPU.
 #[map(name = "BLK_ORDER_HITS")]

@@ -217,6 +217,15 @@ fn expected_layout() -> [(&'static str, u32, u32); 6] {
 pub fn check_layout(pins: &Pins) -> Result<()> {
     for (name, k, v) in expected_layout() {
         let info = open_map(pins, name)?.info()?;
+        if name == MAP_ORDERS && info.max_entries() != blocker_common::ORDER_ENTRIES {
+            bail!(
+                "{} has {} entries, this blocker expects {} (two copies of every order): it was \
+                 pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+                pins.map(name).display(),
+                info.max_entries(),
+                blocker_common::ORDER_ENTRIES
+            );
+        }
         if info.key_size() != k || info.value_size() != v {
             bail!(
                 "{} has key size {} and value size {}, this blocker expects {} and {}: it was \

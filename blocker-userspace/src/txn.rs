@@ -153,6 +153,13 @@ impl Controller {
             }
         }
         let state = self.dir.load()?;
+        // Both copies of every order's metadata as the adopted state records it (a change
+        // interrupted before its flip may have written the inactive copy; one interrupted
+        // after it may not have caught the other copy up).
+        let every: Vec<u16> = (0..blocker_common::MAX_ORDERS as u16).collect();
+        for copy in [0, 1] {
+            write_orders(&mut self.maps, copy, &state, &every)?;
+        }
         let mut cfg = self.maps.config()?;
         cfg.depth_mask = depth_mask_of(self.all_rules(&state)?.values().flatten());
         self.maps.set_config(&cfg)?;
@@ -186,8 +193,9 @@ impl Controller {
                 .iter()
                 .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
         )?;
-        for o in &self.state.orders {
-            self.maps.orders.set(o.id as u32, order_info(o), 0)?;
+        let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
+        for copy in [0, 1] {
+            write_orders(&mut self.maps, copy, &self.state, &ids)?;
         }
         self.state.settings.apply_to(&mut cfg);
         cfg.generation = self.state.generation;
@@ -316,22 +324,19 @@ impl Controller {
         }
 
         phase("computed changes");
-        // Orders' EDE data first: the new rules may refer to it as soon as they are enforced.
-        for o in &new_state.orders {
-            if changed_orders.contains(&o.id) {
-                self.maps.orders.set(o.id as u32, order_info(o), 0)?;
-            }
-        }
-
         // The journal comes before anything the change writes: from here on, the next
         // command rolls an interrupted change back or forward.
         fs::write(
             self.dir.txn_path(),
             serde_json::to_vec(&Journal { generation })?,
         )?;
+        crash_point("journal");
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
         let inactive = 1 - active;
+        // Orders' metadata (EDE code and text) in the inactive copy: enforced with the rules
+        // at the flip, not before.
+        write_orders(&mut self.maps, inactive as u32, &new_state, &changed_orders)?;
         // Names about to enter the rule map get their filter bits first.
         if let Some(filter) = self.maps.filter.as_mut() {
             let added: Vec<RuleKey> = diffs
@@ -375,6 +380,7 @@ impl Controller {
         let new_state = recorded?;
         written?;
         phase("recorded the new state and wrote the inactive copies");
+        crash_point("inactive");
         // Look up the depths of both sets until the old one is gone.
         let new_mask = depth_mask_of(
             new_state
@@ -390,9 +396,13 @@ impl Controller {
         cfg.active = inactive as u32;
         cfg.generation = generation;
         self.maps.set_config(&cfg)?;
+        crash_point("flip");
 
         self.dir.commit()?;
         self.state = new_state;
+        crash_point("commit");
+        // The copy now inactive catches up with the orders' new metadata.
+        write_orders(&mut self.maps, active as u32, &self.state, &changed_orders)?;
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
@@ -420,7 +430,6 @@ impl Controller {
         }
         for id in removed_orders {
             if self.state.order_by_id(id).is_none() {
-                self.maps.orders.set(id as u32, OrderInfo::default(), 0)?;
                 self.maps.reset_order_hits(id)?;
             }
         }
@@ -429,6 +438,30 @@ impl Controller {
         phase("synchronised both copies");
         retire((old_rules, replaced, diffs));
         Ok(summary)
+    }
+}
+
+/// Writes copy `copy` of the metadata of orders `ids` as `state` records them (an id `state`
+/// does not know gets empty metadata).
+fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> Result<()> {
+    for &id in ids {
+        let info = state
+            .order_by_id(id)
+            .map_or_else(OrderInfo::default, order_info);
+        maps.orders
+            .set(blocker_common::order_entry(copy, id), info, 0)?;
+    }
+    Ok(())
+}
+
+/// For tests of crash recovery: `BLOCKER_TEST_CRASH_AT=PHASE` aborts the process (as a
+/// SIGKILL would) at that point of a change — `journal` (journal written, nothing else),
+/// `inactive` (inactive copies and the staged state written), `flip` (the data plane switched,
+/// the state not committed), `commit` (committed, the copies not yet equal again).
+fn crash_point(phase: &str) {
+    if std::env::var("BLOCKER_TEST_CRASH_AT").is_ok_and(|p| p == phase) {
+        eprintln!("blocker: crash injected at `{phase}` (BLOCKER_TEST_CRASH_AT)");
+        std::process::abort();
     }
 }
 

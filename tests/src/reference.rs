@@ -22,7 +22,8 @@ pub fn reference(maps: &blocker::kernel::Maps, msg: &[u8]) -> Option<Option<Vec<
         Action::Pass | Action::None => None,
         Action::Drop => Some(None),
         a => {
-            let order = maps.orders.get(&(slot.order_id as u32), 0).ok();
+            let at = blocker_common::order_entry(cfg.active, slot.order_id);
+            let order = maps.orders.get(&at, 0).ok();
             let len = write_answer(
                 &mut s,
                 &q,

@@ -60,7 +60,7 @@ pub struct SetArgs {
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::Show(a) => {
-            let state = ctx.dir.load()?;
+            let state = ctx.state()?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&state.settings)?);
             } else {

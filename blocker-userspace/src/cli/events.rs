@@ -51,7 +51,7 @@ struct Line<'a> {
 
 /// Rule id → (order, name, match), from the recorded state.
 fn names(ctx: &Ctx) -> Result<(u32, HashMap<u32, (String, String, &'static str)>)> {
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     let mut m = HashMap::new();
     for o in &state.orders {
         for r in ctx.dir.read_rules(o)? {

@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let qtype = parse_qtype(&a.qtype)?;
     let name =
         blocker_lists::normalize_name(&a.name).map_err(|e| anyhow::anyhow!("{:?}: {e}", a.name))?;
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     let mut all: Vec<(String, Vec<Rule>, u16)> = Vec::new();
     for o in &state.orders {
         all.push((o.name.clone(), ctx.dir.read_rules(o)?, o.id));

@@ -76,6 +76,19 @@ pub struct Ctx {
     pub dir: StateDir,
 }
 
+impl Ctx {
+    /// The controller's record as the data plane enforces it. A change interrupted by a crash
+    /// leaves a journal; a reading command then finishes or rolls back that change first (as
+    /// every changing command does), so it never shows a record that disagrees with the
+    /// kernel.
+    pub fn state(&self) -> Result<crate::state::StateFile> {
+        if self.dir.txn_path().exists() && self.pins.loaded() {
+            return Ok(crate::txn::Controller::open(&self.pins, &self.dir)?.state);
+        }
+        self.dir.load()
+    }
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
 }
 
 fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     let maps = if ctx.pins.loaded() {
         Some(crate::kernel::Maps::open(&ctx.pins)?)
     } else {

@@ -357,7 +357,7 @@ struct ListedRule<'a> {
 }
 
 fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     if let Some(o) = &a.order {
         if state.order(o).is_none() {
             bail!("no order named {o:?} (see `blocker orders list`)");

@@ -39,7 +39,7 @@ fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
 /// The whole exposition, read fresh from the maps.
 pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
     let report = collect(ctx, None, top)?;
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     let mut reg = Registry::default();
 
     let packets = Family::<Labels, Counter>::default();

@@ -63,7 +63,7 @@ pub struct Report {
 
 /// Reads every counter and names them from the state.
 pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     if let Some(o) = order {
         if state.order(o).is_none() {
             bail!("no order named {o:?} (see `blocker orders list`)");

@@ -43,7 +43,7 @@ struct Status {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
-    let state = ctx.dir.load()?;
+    let state = ctx.state()?;
     if ctx.pins.map(blocker_common::MAP_RULES).exists() {
         // Refuse, rather than misreport, a directory pinned by something else.
         crate::kernel::check_layout(&ctx.pins)?;
