@@ -1,6 +1,10 @@
 //! List replacement under traffic: while a 200,000-name order is replaced by another, queries
-//! keep flowing. No allowed query may ever be answered by blocker or lost, a name in both
-//! lists is blocked throughout, and once the load returns every name of the new list is
+//! keep flowing for many names of both lists. unbound answers every name under `old.test` and
+//! `new.test` NOERROR (redirect zones), so an NXDOMAIN can only come from blocker. No allowed
+//! query may ever be answered by blocker or lost, a name in both lists is blocked throughout,
+//! and the switch is atomic: in every round of probes, taken in a few milliseconds, either all
+//! old names are blocked and no new name, or all new names and no old one — an incremental
+//! write would show a round with some of each — and once the load returns every new name is
 //! blocked.
 
 use std::{
@@ -21,6 +25,8 @@ use blocker_tests::{
 use hickory_proto::rr::RecordType;
 
 const N: usize = 200_000;
+/// Names of each list probed in every round.
+const PROBES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -58,7 +64,10 @@ fn replacing_a_large_list_under_traffic() {
     t.start_unbound(&[
         "allowed.test. 300 IN A 192.0.2.10",
         "stable.big.test. 300 IN A 192.0.2.66",
-        "n1.new.test. 300 IN A 192.0.2.66",
+        "local-zone: \"old.test.\" redirect",
+        "old.test. 300 IN A 192.0.2.67",
+        "local-zone: \"new.test.\" redirect",
+        "new.test. 300 IN A 192.0.2.68",
     ]);
     let b = Blocker::new();
     t.attach(&b, "native");
@@ -93,16 +102,31 @@ fn replacing_a_large_list_under_traffic() {
         sock.connect((EDGE_V4, 53)).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(1)))
             .expect("timeout");
-        let mut log: Vec<(Instant, &'static str, Outcome)> = Vec::new();
+        // Names spread over both lists (the first, the last, and between).
+        let probes: Vec<String> = (0..PROBES)
+            .flat_map(|i| {
+                let n = i * (N - 1) / (PROBES - 1);
+                [format!("n{n}.old.test"), format!("n{n}.new.test")]
+            })
+            .collect();
+        let mut log: Vec<(Instant, String, Outcome)> = Vec::new();
+        let mut rounds: Vec<(Instant, Instant, Vec<(bool, Outcome)>)> = Vec::new();
         let mut id = 0u16;
         while !d2.load(Ordering::Relaxed) {
-            for name in ["allowed.test", "stable.big.test", "n1.new.test"] {
+            for name in ["allowed.test", "stable.big.test"] {
                 id = id.wrapping_add(1);
                 let sent = Instant::now();
-                log.push((sent, name, ask(&sock, id, name)));
+                log.push((sent, name.to_string(), ask(&sock, id, name)));
             }
+            let start = Instant::now();
+            let mut round = Vec::new();
+            for name in &probes {
+                id = id.wrapping_add(1);
+                round.push((name.ends_with(".new.test"), ask(&sock, id, name)));
+            }
+            rounds.push((start, Instant::now(), round));
         }
-        log
+        (log, rounds)
     });
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
@@ -118,54 +142,88 @@ fn replacing_a_large_list_under_traffic() {
     let ret = Instant::now();
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
-    let log = traffic.join().expect("traffic thread");
+    let (log, rounds) = traffic.join().expect("traffic thread");
     drop(dir);
 
-    let during = log.iter().filter(|(s, _, _)| *s >= t0 && *s < ret).count();
+    let during = rounds
+        .iter()
+        .filter(|(s, e, _)| *e >= t0 && *s < ret)
+        .count();
     assert!(
-        during > 10,
-        "too few queries while the list was replaced ({during}); the test would prove nothing"
+        during > 3,
+        "too few probe rounds while the list was replaced ({during}); the test would prove nothing"
     );
     for (sent, name, outcome) in &log {
-        match *name {
-            "allowed.test" => assert_eq!(
-                *outcome,
-                Outcome::Resolved,
-                "allowed query at {:?}",
-                sent.duration_since(t0)
-            ),
-            "stable.big.test" => assert_eq!(
-                *outcome,
-                Outcome::Blocked,
-                "name in both lists at {:?}",
-                sent.duration_since(t0)
-            ),
-            _ => {
-                if *sent >= ret {
-                    assert_eq!(
-                        *outcome,
-                        Outcome::Blocked,
-                        "new name leaked after the load returned"
-                    );
-                } else if *sent < t0 {
-                    assert_eq!(
-                        *outcome,
-                        Outcome::Resolved,
-                        "new name blocked before its load started"
-                    );
-                } else {
-                    assert_ne!(
-                        *outcome,
-                        Outcome::Lost,
-                        "a query was lost during the switch"
-                    );
-                }
-            }
+        let at = sent.saturating_duration_since(t0);
+        match name.as_str() {
+            "allowed.test" => assert_eq!(*outcome, Outcome::Resolved, "allowed query at {at:?}"),
+            _ => assert_eq!(*outcome, Outcome::Blocked, "name in both lists at {at:?}"),
         }
     }
+    let (mut old_rounds, mut new_rounds) = (0, 0);
+    for (start, end, round) in &rounds {
+        let at = start.saturating_duration_since(t0);
+        assert!(
+            round.iter().all(|(_, o)| *o != Outcome::Lost),
+            "a query was lost in the round at {at:?}"
+        );
+        let old_view = round
+            .iter()
+            .all(|(new, o)| (*o == Outcome::Blocked) != *new);
+        let new_view = round
+            .iter()
+            .all(|(new, o)| (*o == Outcome::Blocked) == *new);
+        let blocked_old = round
+            .iter()
+            .filter(|(n, o)| !n && *o == Outcome::Blocked)
+            .count();
+        let blocked_new = round
+            .iter()
+            .filter(|(n, o)| *n && *o == Outcome::Blocked)
+            .count();
+        if *end < t0 {
+            assert!(
+                old_view,
+                "before the load: {blocked_old} old, {blocked_new} new blocked"
+            );
+        } else if *start >= ret {
+            assert!(
+                new_view,
+                "after the load returned: {blocked_old} old, {blocked_new} new blocked"
+            );
+        } else if !(old_view || new_view) {
+            // A round that straddles the flip sees the old set, then the new one: there is one
+            // point before which every answer is the old set's and after which every answer is
+            // the new set's — never a name of each state at random.
+            let old_ok = |(n, o): &(bool, Outcome)| (*o == Outcome::Blocked) != *n;
+            let new_ok = |(n, o): &(bool, Outcome)| (*o == Outcome::Blocked) == *n;
+            let cut = round.iter().position(|p| !old_ok(p)).unwrap_or(round.len());
+            assert!(
+                round[cut..].iter().all(new_ok),
+                "a mixed set at {at:?}: {blocked_old} old, {blocked_new} new names blocked: {}",
+                round
+                    .iter()
+                    .map(|(n, o)| match (n, o) {
+                        (false, Outcome::Blocked) => 'O',
+                        (false, _) => 'o',
+                        (true, Outcome::Blocked) => 'N',
+                        (true, _) => 'n',
+                    })
+                    .collect::<String>()
+            );
+        }
+        if old_view {
+            old_rounds += 1;
+        }
+        if new_view {
+            new_rounds += 1;
+        }
+    }
+    assert!(old_rounds > 0 && new_rounds > 0, "both sets seen");
     println!(
-        "{} queries, {during} while {} names were replaced in {:?}",
-        log.len(),
+        "{} rounds of {} probes ({old_rounds} old, {new_rounds} new), {during} while {} names were replaced in {:?}",
+        rounds.len(),
+        2 * PROBES,
         N,
         ret - t0
     );
