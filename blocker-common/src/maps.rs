@@ -291,7 +291,9 @@ pub struct BlockEvent {
     /// 1 for the rule's first hit since the last list change (on this CPU).
     pub first: u8,
     pub _reserved: u8,
-    pub _reserved2: u32,
+    /// `Config::generation` the verdict was reached under: rule and order ids are resolved
+    /// against the rules of that generation, since ids are reused by later changes.
+    pub generation: u32,
     /// Client address (IPv4 in the first four bytes), truncated per `Config::event_privacy`.
     pub client: [u8; 16],
 }

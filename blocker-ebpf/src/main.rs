@@ -185,6 +185,7 @@ fn emit(
         action: slot.action,
         qtype,
         first: first as u8,
+        generation: cfg.generation,
         ..BlockEvent::default()
     };
     if cfg.event_privacy != PRIVACY_NONE {

@@ -6,6 +6,8 @@
 //! - `state.json`: generation, orders (metadata), interfaces.
 //! - `orders/<order-id>.<generation>.tsv`: the rules of one order, one per line.
 //! - `txn.json`: present only while a change is being applied (see [`crate::txn`]).
+//! - `history/<generation>.json`: the state of the last [`HISTORY`] generations (their rules
+//!   files are kept too), so a block event is named by the rules of its own generation.
 //! - `lock`: held (flock) by every command that changes something.
 //!
 //! Files are replaced by write-then-rename, so a reader never sees half a file.
@@ -29,6 +31,9 @@ use serde::{Deserialize, Serialize};
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blocker";
 const FORMAT_VERSION: u32 = 1;
+/// Generations whose state (and rules files) stay in `history/`: events still in the ring
+/// buffer after list changes are named by the rules in force when they happened.
+pub const HISTORY: usize = 16;
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -382,6 +387,22 @@ impl StateDir {
     }
 
     /// Reads an order's rules (a large file is parsed by two threads).
+    /// The state as it was at `generation`: the current one, or one of the last [`HISTORY`]
+    /// kept in `history/` (with the rules files they name); `None` when it is older.
+    pub fn load_generation(&self, generation: u32) -> Result<Option<StateFile>> {
+        let current = self.load()?;
+        if current.generation == generation {
+            return Ok(Some(current));
+        }
+        let path = self.dir.join("history").join(format!("{generation}.json"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let s: StateFile = serde_json::from_slice(&fs::read(&path)?)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        Ok(Some(s))
+    }
+
     pub fn read_rules(&self, order: &Order) -> Result<Vec<Rule>> {
         let path = self.orders_dir().join(&order.rules_file);
         let text =
@@ -438,8 +459,35 @@ impl StateDir {
 
     /// Removes rule files no order refers to (left by replaced generations or a crash).
     pub fn gc(&self, state: &StateFile) -> Result<()> {
-        let keep: std::collections::HashSet<&str> =
+        // The state of this generation joins the history; the oldest leave it.
+        let history = self.dir.join("history");
+        fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
+        write_atomic_parts(
+            &history.join(format!("{}.json", state.generation)),
+            serde_json::to_vec(state)?.as_slice(),
+        )?;
+        let mut gens: Vec<u32> = fs::read_dir(&history)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        gens.sort_unstable_by_key(|g| std::cmp::Reverse(*g));
+        let mut kept: Vec<StateFile> = Vec::new();
+        for (i, g) in gens.iter().enumerate() {
+            let path = history.join(format!("{g}.json"));
+            if i >= HISTORY || *g > state.generation {
+                let _ = fs::remove_file(&path);
+            } else if let Ok(old) = fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice::<StateFile>(&b)?))
+            {
+                kept.push(old);
+            }
+        }
+        let mut keep: std::collections::HashSet<&str> =
             state.orders.iter().map(|o| o.rules_file.as_str()).collect();
+        for old in &kept {
+            keep.extend(old.orders.iter().map(|o| o.rules_file.as_str()));
+        }
         let dir = self.orders_dir();
         if !dir.exists() {
             return Ok(());

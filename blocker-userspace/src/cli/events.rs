@@ -39,26 +39,38 @@ pub struct Args {
 struct Line<'a> {
     time: String,
     time_unix_ns: u128,
-    order: &'a str,
-    rule: &'a str,
+    /// The list generation the verdict was reached under.
+    generation: u32,
+    /// Order and rule in force at that generation; null when that generation is older than
+    /// the history the state directory keeps (never a guess from a later list).
+    order: Option<&'a str>,
+    rule: Option<&'a str>,
     #[serde(rename = "match")]
-    kind: &'a str,
+    kind: Option<&'a str>,
     action: &'static str,
     qtype: String,
     client: Option<String>,
     first_hit: bool,
 }
 
-/// Rule id → (order, name, match), from the recorded state.
-fn names(ctx: &Ctx) -> Result<(u32, HashMap<u32, (String, String, &'static str)>)> {
-    let state = ctx.state()?;
+/// Rule id → (order, name, match) of one generation.
+type Names = HashMap<u32, (String, String, &'static str)>;
+
+/// The rules in force at `generation`, from the recorded state or its history; `None` when
+/// that generation is no longer recorded.
+fn names_at(ctx: &Ctx, generation: u32) -> Result<Option<Names>> {
+    // A reading command first finishes an interrupted change (`Ctx::state`).
+    ctx.state()?;
+    let Some(state) = ctx.dir.load_generation(generation)? else {
+        return Ok(None);
+    };
     let mut m = HashMap::new();
     for o in &state.orders {
         for r in ctx.dir.read_rules(o)? {
             m.insert(r.id, (o.name.clone(), r.name.to_string(), r.kind.as_str()));
         }
     }
-    Ok((state.generation, m))
+    Ok(Some(m))
 }
 
 fn monotonic_ns() -> u128 {
@@ -97,7 +109,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let offset = wall_now.saturating_sub(monotonic_ns());
-    let (mut generation, mut by_id) = names(ctx)?;
+    // Names by generation, loaded when an event of that generation first arrives.
+    let mut by_gen: HashMap<u32, Option<Names>> = HashMap::new();
     let started = Instant::now();
     let mut seen = 0u64;
     loop {
@@ -110,16 +123,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             // SAFETY: the kernel wrote a BlockEvent (#[repr(C)], plain integers) of this size.
             let ev: BlockEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
-            if !by_id.contains_key(&ev.rule_id) {
-                let (g, m) = names(ctx)?;
-                if g != generation {
-                    (generation, by_id) = (g, m);
+            if !by_gen.contains_key(&ev.generation) {
+                let names = names_at(ctx, ev.generation)?;
+                if names.is_none() {
+                    eprintln!(
+                        "blocker events: generation {} is older than the {} the state \
+                         directory keeps: its events are written without order and rule",
+                        ev.generation,
+                        crate::state::HISTORY
+                    );
                 }
+                by_gen.insert(ev.generation, names);
             }
-            let (order, rule, kind) = by_id
-                .get(&ev.rule_id)
-                .map(|(o, n, k)| (o.as_str(), n.as_str(), *k))
-                .unwrap_or(("?", "?", "?"));
+            let found = by_gen
+                .get(&ev.generation)
+                .and_then(|m| m.as_ref())
+                .and_then(|m| m.get(&ev.rule_id));
+            let (order, rule, kind) = match found {
+                Some((o, n, k)) => (Some(o.as_str()), Some(n.as_str()), Some(*k)),
+                None => (None, None, None),
+            };
             let client = match ev.family {
                 4 => Some(
                     Ipv4Addr::new(ev.client[0], ev.client[1], ev.client[2], ev.client[3])
@@ -136,6 +159,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     unix_ns % 1_000_000_000
                 ) + "Z",
                 time_unix_ns: unix_ns,
+                generation: ev.generation,
                 order,
                 rule,
                 kind,
