@@ -1,0 +1,305 @@
+//! An independent model of what blocker must do with a DNS message, written from the README and
+//! RFC 1035/6891/8914 alone. It shares no code with blocker-common (no key hashing, no parser,
+//! no matcher, no answer builder): rules are kept as text and matched label by label, so a bug
+//! in the shared code — in matching, precedence, case folding, qtype sets, or the answer's
+//! content — shows as a disagreement instead of being on both sides of the comparison.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// How a rule covers names (README, "Matching").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// The name only.
+    Exact,
+    /// The name and every name below it.
+    Subtree,
+    /// Only names strictly below it.
+    Below,
+}
+
+/// A rule as an operator writes it.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: &'static str,
+    pub kind: Match,
+    /// "pass", "drop", "nxdomain", "refused", "nodata", "sinkhole" or "tc".
+    pub action: &'static str,
+    /// Query types it applies to; empty means all.
+    pub qtypes: Vec<u16>,
+    /// EDE EXTRA-TEXT of its order.
+    pub ede_text: &'static str,
+}
+
+/// The operator settings the model needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub sinkhole_v4: Option<Ipv4Addr>,
+    pub sinkhole_v6: Option<Ipv6Addr>,
+    pub sinkhole_ttl: u32,
+    /// EDE info-code (16, Censored, unless configured otherwise).
+    pub ede_code: u16,
+}
+
+/// What must happen to a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passed to the resolver.
+    Pass,
+    Drop,
+    /// Answered: the rule's action, EDE text, and what the answer must hold.
+    Answer {
+        action: &'static str,
+        ede_text: &'static str,
+    },
+}
+
+/// The parts of a plain query the model needs, read from the raw bytes by RFC 1035 alone.
+#[derive(Debug)]
+pub struct Question {
+    /// Labels as sent (case kept).
+    pub labels: Vec<Vec<u8>>,
+    pub qtype: u16,
+    /// End of the question section.
+    pub end: usize,
+    /// The query carries an OPT record, and its DO bit.
+    pub edns: Option<bool>,
+}
+
+fn be16(m: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]))
+}
+
+/// The question of a message blocker answers (README/SECURITY.md "What it touches"): QR=0,
+/// opcode QUERY, one question, no answer or authority records, at most one additional record
+/// which is an OPT of version 0 that fits the message, class IN, an uncompressed name of at most
+/// 255 bytes that is not the root. `None`: blocker must pass it.
+pub fn plain_query(m: &[u8]) -> Option<Question> {
+    if m.len() < 12 || m[2] & 0xf8 != 0 {
+        return None;
+    }
+    let (qd, an, ns, ar) = (be16(m, 4)?, be16(m, 6)?, be16(m, 8)?, be16(m, 10)?);
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut i = 12;
+    loop {
+        let len = *m.get(i)? as usize;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(m.get(i + 1..i + 1 + len)?.to_vec());
+        i += 1 + len;
+        // Wire length of the name with its root byte.
+        if i - 12 + 1 > 255 {
+            return None;
+        }
+    }
+    if labels.is_empty() {
+        return None;
+    }
+    let qtype = be16(m, i + 1)?;
+    if be16(m, i + 3)? != 1 {
+        return None;
+    }
+    let end = i + 5;
+    let edns = if ar == 1 {
+        // OPT: root owner, type 41, version 0, RDATA inside the message.
+        let o = end;
+        if *m.get(o)? != 0 || be16(m, o + 1)? != 41 || *m.get(o + 6)? != 0 {
+            return None;
+        }
+        let rdlen = be16(m, o + 9)? as usize;
+        if o + 11 + rdlen > m.len() {
+            return None;
+        }
+        Some(m[o + 7] & 0x80 != 0)
+    } else {
+        None
+    };
+    Some(Question {
+        labels,
+        qtype,
+        end,
+        edns,
+    })
+}
+
+/// ASCII-only case folding (RFC 4343).
+fn fold(l: &[u8]) -> Vec<u8> {
+    l.iter().map(|b| b.to_ascii_lowercase()).collect()
+}
+
+/// The rule's name as labels (text labels; these tests use no escapes).
+fn rule_labels(name: &str) -> Vec<Vec<u8>> {
+    name.trim_end_matches('.')
+        .split('.')
+        .map(|l| l.as_bytes().to_ascii_lowercase())
+        .collect()
+}
+
+/// How specific a match of `rule` for `q` is (more labels and exact before subtree first), or
+/// `None` when it does not cover the name or the type.
+fn matches(rule: &Rule, q: &Question) -> Option<(usize, u8)> {
+    let r = rule_labels(rule.name);
+    let n: Vec<Vec<u8>> = q.labels.iter().map(|l| fold(l)).collect();
+    if n.len() < r.len() || n[n.len() - r.len()..] != r[..] {
+        return None;
+    }
+    let same = n.len() == r.len();
+    let covered = match rule.kind {
+        Match::Exact => same,
+        Match::Subtree => true,
+        Match::Below => !same,
+    };
+    if !covered || !(rule.qtypes.is_empty() || rule.qtypes.contains(&q.qtype)) {
+        return None;
+    }
+    // At the query name itself an exact rule beats a subtree rule.
+    let rank = match (same, rule.kind) {
+        (true, Match::Exact) => 2,
+        (true, _) => 1,
+        _ => 0,
+    };
+    Some((r.len(), rank))
+}
+
+/// The verdict for `q`: the most specific matching rule (the longest rule name); at the same
+/// name an allow (`pass`) rule beats any block, then an exact rule beats a subtree rule.
+pub fn verdict(rules: &[Rule], q: &Question) -> Verdict {
+    let best = rules
+        .iter()
+        .filter_map(|r| matches(r, q).map(|m| (m, r.action == "pass", r)))
+        .max_by_key(|((labels, rank), pass, _)| (*labels, *pass, *rank));
+    match best {
+        None => Verdict::Pass,
+        Some((_, _, r)) => match r.action {
+            "pass" => Verdict::Pass,
+            "drop" => Verdict::Drop,
+            a => Verdict::Answer {
+                action: a,
+                ede_text: r.ede_text,
+            },
+        },
+    }
+}
+
+/// Checks an answer (the DNS message blocker sent) against the query and the verdict, field by
+/// field, with hickory-proto parsing the answer.
+pub fn check_answer(
+    query: &[u8],
+    q: &Question,
+    answer: &[u8],
+    action: &str,
+    ede_text: &str,
+    s: &Settings,
+) -> Result<(), String> {
+    use hickory_proto::{
+        op::{Message, MessageType, OpCode},
+        rr::{rdata::opt::EdnsOption, RData},
+    };
+    let a = Message::from_vec(answer).map_err(|e| format!("hickory cannot parse: {e}"))?;
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    let (rd, cd) = (query[2] & 0x01 != 0, query[3] & 0x10 != 0);
+    if a.id() != id
+        || a.message_type() != MessageType::Response
+        || a.op_code() != OpCode::Query
+        || a.authoritative()
+        || !a.recursion_available()
+        || a.recursion_desired() != rd
+        || a.checking_disabled() != cd
+        || a.authentic_data()
+    {
+        return Err(format!("header: {:?}", a.header()));
+    }
+    if answer.get(12..q.end) != query.get(12..q.end) {
+        return Err("question not echoed byte for byte".into());
+    }
+    let want_rcode: u16 = match action {
+        "nxdomain" => 3,
+        "refused" => 5,
+        _ => 0,
+    };
+    if u16::from(a.response_code()) != want_rcode {
+        return Err(format!("rcode {:?} for {action}", a.response_code()));
+    }
+    if a.truncated() != (action == "tc") {
+        return Err(format!("TC {} for {action}", a.truncated()));
+    }
+    if !a.name_servers().is_empty() {
+        return Err("authority records".into());
+    }
+    // Sinkhole: one A or AAAA record with the configured address and TTL, when the type asks
+    // for one, it is configured and it fits; otherwise no record (NODATA).
+    let record: Option<(RData, u32)> = match (action, q.qtype) {
+        ("sinkhole", 1) => s.sinkhole_v4.map(|a| (RData::A(a.into()), s.sinkhole_ttl)),
+        ("sinkhole", 28) => s.sinkhole_v6.map(|a| (RData::AAAA(a.into()), s.sinkhole_ttl)),
+        _ => None,
+    };
+    let got: Vec<(RData, u32)> = a
+        .answers()
+        .iter()
+        .map(|r| (r.data().clone(), r.ttl()))
+        .collect();
+    let record_fits = query.len() + 64 >= q.end + 12 + if q.qtype == 1 { 4 } else { 16 } + 11;
+    match (&record, got.as_slice()) {
+        (None, []) => {}
+        (Some(r), [g]) if r == g => {
+            let owner = &a.answers()[0];
+            if owner.name().to_ascii().to_ascii_lowercase()
+                != a.queries()[0].name().to_ascii().to_ascii_lowercase()
+            {
+                return Err("sinkhole record owner is not the query name".into());
+            }
+        }
+        (Some(_), []) if !record_fits => {}
+        _ => return Err(format!("answer records {got:?}, expected {record:?}")),
+    }
+    // OPT exactly when the query had one: UDP size 1232, DO copied, EDE with the order's text
+    // (cut to keep the answer within 64 bytes of the query).
+    match (q.edns, a.extensions()) {
+        (None, None) => {}
+        (Some(dok), Some(e)) => {
+            if e.max_payload() != 1232 || e.flags().dnssec_ok != dok || e.version() != 0 {
+                return Err(format!("OPT {e:?}"));
+            }
+            let ede: Vec<(u16, Vec<u8>)> = e
+                .options()
+                .as_ref()
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    EdnsOption::Unknown(15, d) if d.len() >= 2 => {
+                        Some((u16::from_be_bytes([d[0], d[1]]), d[2..].to_vec()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            match ede.as_slice() {
+                [(code, text)] => {
+                    if *code != s.ede_code {
+                        return Err(format!("EDE code {code}"));
+                    }
+                    let full = ede_text.as_bytes();
+                    let complete = text.as_slice() == full;
+                    let cut = full.starts_with(text) && answer.len() == query.len() + 64;
+                    if !(complete || cut) {
+                        return Err(format!(
+                            "EDE text {:?}, expected {ede_text:?}",
+                            String::from_utf8_lossy(text)
+                        ));
+                    }
+                }
+                [] if answer.len() + 6 > query.len() + 64 => {}
+                other => return Err(format!("EDE options {other:?}")),
+            }
+        }
+        (want, got) => return Err(format!("OPT expected {want:?}, got {got:?}")),
+    }
+    if answer.len() > query.len() + 64 {
+        return Err("more than 64 bytes of growth".into());
+    }
+    Ok(())
+}
