@@ -100,6 +100,38 @@ pub struct Settings {
     /// Client address in block events: "full", "truncated" (/24, /48) or "none".
     #[serde(default = "default_privacy")]
     pub events_privacy: String,
+    /// Response rate limiting: answers per second per client prefix (per CPU); 0 off.
+    #[serde(default = "default_rrl_rate")]
+    pub rrl_rate: u32,
+    /// Response rate limiting: answers a prefix may get at once.
+    #[serde(default = "default_rrl_burst")]
+    pub rrl_burst: u32,
+    /// Response rate limiting: over the limit, every Nth query gets a TC=1 answer (0: none).
+    #[serde(default = "default_rrl_slip")]
+    pub rrl_slip: u16,
+    /// Response rate limiting: IPv4 client prefix length.
+    #[serde(default = "default_rrl_v4_prefix")]
+    pub rrl_v4_prefix: u8,
+    /// Response rate limiting: IPv6 client prefix length.
+    #[serde(default = "default_rrl_v6_prefix")]
+    pub rrl_v6_prefix: u8,
+}
+
+// State files written before response rate limiting existed get the defaults: on.
+fn default_rrl_rate() -> u32 {
+    blocker_common::RRL_DEFAULT_RATE
+}
+fn default_rrl_burst() -> u32 {
+    blocker_common::RRL_DEFAULT_BURST
+}
+fn default_rrl_slip() -> u16 {
+    blocker_common::RRL_DEFAULT_SLIP
+}
+fn default_rrl_v4_prefix() -> u8 {
+    blocker_common::RRL_DEFAULT_V4_PREFIX
+}
+fn default_rrl_v6_prefix() -> u8 {
+    blocker_common::RRL_DEFAULT_V6_PREFIX
 }
 
 fn default_privacy() -> String {
@@ -126,6 +158,11 @@ impl Default for Settings {
             default_ede: blocker_common::EDE_CENSORED,
             events_every: 0,
             events_privacy: default_privacy(),
+            rrl_rate: default_rrl_rate(),
+            rrl_burst: default_rrl_burst(),
+            rrl_slip: default_rrl_slip(),
+            rrl_v4_prefix: default_rrl_v4_prefix(),
+            rrl_v6_prefix: default_rrl_v6_prefix(),
         }
     }
 }
@@ -153,6 +190,11 @@ impl Settings {
         c.event_every = self.events_every;
         c.event_privacy =
             privacy_code(&self.events_privacy).unwrap_or(blocker_common::PRIVACY_TRUNCATED);
+        c.rrl_rate = self.rrl_rate;
+        c.rrl_burst = self.rrl_burst;
+        c.rrl_slip = self.rrl_slip;
+        c.rrl_v4_prefix = self.rrl_v4_prefix;
+        c.rrl_v6_prefix = self.rrl_v6_prefix;
     }
 }
 
