@@ -426,6 +426,9 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         return Ok((XDP_PASS, Reason::NoMatch));
     };
     let action = Action::from_u8(slot.action);
+    // Side channels: a counter that cannot be made and an event that does not fit are lost,
+    // and nothing they return reaches the verdict (prog_test_run fills the event ring buffer
+    // and the rule-counter map to check it).
     let hits = count_hit(&slot, action, cfg.generation);
     emit(ctx, &f, cfg, &slot, q.qtype, hits);
     match action {

@@ -7,4 +7,5 @@ pub mod env;
 pub mod packet;
 pub mod raw;
 pub mod reference;
+pub mod ringbuf;
 pub mod testrun;
