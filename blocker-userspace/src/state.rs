@@ -558,3 +558,38 @@ pub fn check_ede_text(text: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file written before response rate limiting existed gets it on, with the
+    /// defaults, and its other settings kept.
+    #[test]
+    fn settings_without_rrl_get_the_defaults() {
+        let old = r#"{"ports":[53,5353],"sinkhole_v4":null,"sinkhole_v6":null,
+                      "sinkhole_ttl":60,"default_ede":15,"events_every":0}"#;
+        let s: Settings = serde_json::from_str(old).expect("parses");
+        assert_eq!(
+            (s.ports.clone(), s.sinkhole_ttl, s.default_ede),
+            (vec![53, 5353], 60, 15)
+        );
+        assert_eq!(
+            (
+                s.rrl_rate,
+                s.rrl_burst,
+                s.rrl_slip,
+                s.rrl_v4_prefix,
+                s.rrl_v6_prefix
+            ),
+            (200, 400, 2, 24, 56)
+        );
+        let mut c = blocker_common::Config {
+            rrl_rate: 0,
+            ..blocker_common::Config::default()
+        };
+        s.apply_to(&mut c);
+        assert_eq!((c.rrl_rate, c.rrl_burst, c.rrl_slip), (200, 400, 2));
+        assert_eq!((c.rrl_v4_prefix, c.rrl_v6_prefix), (24, 56));
+    }
+}
