@@ -46,7 +46,10 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
 ///
 /// The answer is at most `max_len` bytes (normally `query_len + MAX_GROWTH`; `query_len`
 /// when the frame cannot grow). To fit, the EDE text is shortened, then the EDE option
-/// dropped (the OPT record stays), then a sinkhole record dropped (NODATA). Calling it again
+/// dropped (the OPT record stays), then a sinkhole record dropped (NODATA). The header, the
+/// question and a bare OPT record (when the query had one) are always written: `max_len` 0
+/// gives that minimal answer (the response rate limiter's TC=1 slip), never longer than the
+/// query. Calling it again
 /// on its own output with a smaller `max_len` gives the smaller answer: it reads only the
 /// question and the header bits it keeps.
 #[inline(always)]
@@ -360,6 +363,41 @@ mod tests {
         let a = answer(&q, Action::Tc, &Config::default(), None);
         assert_eq!(a[2], 0x83);
         assert_eq!(a[3], 0x80);
+    }
+
+    #[test]
+    fn max_len_zero_is_the_minimal_answer() {
+        let o = order("Court of Milan");
+        let pad = [0u8, 12, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+        for opt in [None, Some((true, &[][..])), Some((false, &pad[..]))] {
+            let q = query(0x1234, &wire("wWw.x.test"), 28, opt);
+            let (mut s, n) = load(&q);
+            let pq = parse_query(&mut s, n, q.len()).expect("parses");
+            let len = write_answer(
+                &mut s,
+                &pq,
+                q.len(),
+                0,
+                Action::Tc,
+                &Config::default(),
+                Some(&o),
+            );
+            let a = &s.msg[..len];
+            assert_eq!(&a[..2], &[0x12, 0x34]);
+            assert_eq!(a[2], 0x83, "QR, TC and RD");
+            assert_eq!(a[3], 0x80, "RA, NOERROR");
+            assert_eq!(&a[4..10], &[0, 1, 0, 0, 0, 0]);
+            assert_eq!(&a[12..pq.q_end], &q[12..pq.q_end], "question echoed");
+            if opt.is_some() {
+                assert_eq!(&a[10..12], &[0, 1]);
+                assert_eq!(len, pq.q_end + 11, "a bare OPT record");
+                assert_eq!(&a[pq.q_end..pq.q_end + 3], &[0, 0, 41]);
+                assert_eq!(&a[len - 2..], &[0, 0], "no options");
+            } else {
+                assert_eq!((&a[10..12], len), (&[0u8, 0][..], pq.q_end));
+            }
+            assert!(len <= q.len());
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod filter;
 pub mod key;
 pub mod maps;
+pub mod rrl;
 
 pub use key::RuleKey;
 pub use maps::*;

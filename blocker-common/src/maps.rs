@@ -18,6 +18,8 @@ pub const MAP_RULE_HITS: &str = "BLK_RULE_HITS";
 pub const MAP_STATS: &str = "BLK_STATS";
 pub const MAP_EVENTS: &str = "BLK_EVENTS";
 pub const MAP_FILTER: &str = "BLK_FILTER";
+/// Response rate limiting state (not pinned: each loaded program has its own).
+pub const MAP_RRL: &str = "BLK_RRL";
 /// Size of the block-event ring buffer.
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
@@ -37,6 +39,31 @@ pub const ORDER_ENTRIES: u32 = 2 * MAX_ORDERS;
 pub fn order_entry(active: u32, id: u16) -> u32 {
     (active & 1) * MAX_ORDERS + (id as u32 & (MAX_ORDERS - 1))
 }
+
+/// Client prefixes the response rate limiter tracks at once (an LRU map: the least recently
+/// answered prefix makes room). A bucket only matters while it is not full, i.e. for
+/// `burst / rate` seconds after its last answer (2 s with the defaults), and a bucket that is
+/// evicted comes back full, which is what an idle bucket would be anyway: so this is the number
+/// of prefixes that can be held to their limit *at the same time*. 65,536 prefixes answered
+/// within two seconds is far more than an edge sees outside an attack (it is 16.7 million IPv4
+/// addresses at /24). The map is preallocated, with a value per CPU: 96 bytes of key and
+/// bookkeeping plus 16 bytes per CPU per prefix, 8 MiB on 2 CPUs (bpftool's memlock), ≈ 70 MiB
+/// on 64.
+pub const RRL_PREFIXES: u32 = 1 << 16;
+/// Default answers per second per client prefix (per CPU); 0 turns rate limiting off.
+pub const RRL_DEFAULT_RATE: u32 = 200;
+/// Default bucket size: answers a prefix may get at once before the rate applies.
+pub const RRL_DEFAULT_BURST: u32 = 400;
+/// Default slip: every 2nd query over the limit gets a TC=1 answer, the others are dropped.
+pub const RRL_DEFAULT_SLIP: u16 = 2;
+/// Default IPv4 client prefix length.
+pub const RRL_DEFAULT_V4_PREFIX: u8 = 24;
+/// Default IPv6 client prefix length.
+pub const RRL_DEFAULT_V6_PREFIX: u8 = 56;
+/// Largest rate and burst `blocker config set` accepts (a bucket of a million seconds' worth
+/// of answers stays far from overflowing 64-bit nanoseconds).
+pub const RRL_MAX: u32 = 1_000_000;
+
 /// Number of UDP destination ports the program answers on.
 pub const MAX_PORTS: usize = 8;
 /// Longest EDE EXTRA-TEXT an order can carry (RFC 8914 sets no limit; we keep answers small).
@@ -254,6 +281,18 @@ pub struct Config {
     /// Block events: 0 none; N: the first hit of each rule and then every Nth (per CPU).
     pub event_every: u32,
     pub _reserved2: u32,
+    /// Response rate limiting: answers per second per client prefix, per CPU; 0 off.
+    pub rrl_rate: u32,
+    /// Response rate limiting: answers a prefix may get at once (the bucket size), per CPU.
+    pub rrl_burst: u32,
+    /// Over the limit, every `rrl_slip`th query gets a TC=1 answer, the rest are dropped;
+    /// 0 drops them all, 1 answers every one with TC=1.
+    pub rrl_slip: u16,
+    /// Client prefix length of an IPv4 bucket (0..=32).
+    pub rrl_v4_prefix: u8,
+    /// Client prefix length of an IPv6 bucket (0..=128).
+    pub rrl_v6_prefix: u8,
+    pub _reserved3: u32,
 }
 
 /// Hits of one rule on one CPU: value of the per-CPU `BLK_RULE_HITS`, keyed by rule id.
@@ -298,6 +337,35 @@ pub struct BlockEvent {
     pub client: [u8; 16],
 }
 
+/// Key of the response rate limiter's map: a client prefix. Written and read by the XDP
+/// program only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RrlKey {
+    /// The client address with the bits past `prefix_len` cleared (IPv4 in the first four
+    /// bytes).
+    pub addr: [u8; 16],
+    /// 4 or 6.
+    pub family: u8,
+    /// The prefix length in force when the bucket was made: changing it starts new buckets.
+    pub prefix_len: u8,
+    pub _reserved: u16,
+}
+
+/// One client prefix's bucket on one CPU: value of the per-CPU `BLK_RRL`. Written and read
+/// by the XDP program only; see [`crate::rrl`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RrlBucket {
+    /// The token bucket as one timestamp (GCRA's theoretical arrival time): when the bucket
+    /// would be full again, in CLOCK_MONOTONIC nanoseconds. 0 (a new entry, or this CPU's
+    /// slot of an entry another CPU made) is a full bucket.
+    pub full_at_ns: u64,
+    /// Queries over the limit so far (for the slip).
+    pub over: u32,
+    pub _reserved: u32,
+}
+
 impl Default for Config {
     fn default() -> Self {
         let mut ports = [0u16; MAX_PORTS];
@@ -316,6 +384,12 @@ impl Default for Config {
             filter: 0,
             event_every: 0,
             _reserved2: 0,
+            rrl_rate: RRL_DEFAULT_RATE,
+            rrl_burst: RRL_DEFAULT_BURST,
+            rrl_slip: RRL_DEFAULT_SLIP,
+            rrl_v4_prefix: RRL_DEFAULT_V4_PREFIX,
+            rrl_v6_prefix: RRL_DEFAULT_V6_PREFIX,
+            _reserved3: 0,
         }
     }
 }
@@ -443,9 +517,14 @@ pub enum Reason {
     /// Not an exit: every whole DNS query seen in a TCP segment (it also counts under the
     /// reason it exits by), like [`Reason::Packets`].
     TcpQueries = 22,
+    /// Over the response rate limit of its client prefix: answered with a bare TC=1 answer
+    /// (the slip), so a real client retries over TCP.
+    RrlSlipped = 23,
+    /// Over the response rate limit of its client prefix: dropped.
+    RrlDropped = 24,
 }
 
-pub const REASON_COUNT: usize = 23;
+pub const REASON_COUNT: usize = 25;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -472,6 +551,8 @@ impl Reason {
         Reason::TcpPartial,
         Reason::TcpPipelined,
         Reason::TcpQueries,
+        Reason::RrlSlipped,
+        Reason::RrlDropped,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -500,7 +581,34 @@ impl Reason {
             Reason::TcpPartial => "tcp_partial",
             Reason::TcpPipelined => "tcp_pipelined",
             Reason::TcpQueries => "tcp_queries",
+            Reason::RrlSlipped => "rrl_slipped",
+            Reason::RrlDropped => "rrl_dropped",
         }
+    }
+
+    /// The reason with this number; out of range is `Malformed` (never happens: the program
+    /// only turns its own reasons into numbers and back).
+    #[inline(always)]
+    pub fn from_u32(v: u32) -> Reason {
+        match Reason::ALL.get(v as usize) {
+            Some(r) => *r,
+            None => Reason::Malformed,
+        }
+    }
+
+    /// Whether this exit is a query a blocking rule decided (answered, slipped or dropped).
+    pub fn is_block(self) -> bool {
+        matches!(
+            self,
+            Reason::Dropped
+                | Reason::Nxdomain
+                | Reason::Refused
+                | Reason::Nodata
+                | Reason::Sinkhole
+                | Reason::Tc
+                | Reason::RrlSlipped
+                | Reason::RrlDropped
+        )
     }
 
     /// The counter an action's answer (or drop, or pass) is counted under.
@@ -547,6 +655,8 @@ mod pod {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::BlockEvent {}
     unsafe impl aya::Pod for super::RuleHits {}
+    unsafe impl aya::Pod for super::RrlKey {}
+    unsafe impl aya::Pod for super::RrlBucket {}
 }
 
 #[cfg(test)]
@@ -562,8 +672,10 @@ mod tests {
         assert_eq!(size_of::<crate::RuleKey>(), 16);
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 1 + 1 + 4 + 4
+            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 1 + 1 + 4 + 4 + 4 + 4 + 2 + 1 + 1 + 4
         );
+        assert_eq!(size_of::<RrlKey>(), 20);
+        assert_eq!(size_of::<RrlBucket>(), 16);
         assert_eq!(size_of::<BlockEvent>(), 40);
         assert_eq!(size_of::<RuleHits>(), 16);
         assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
@@ -582,7 +694,9 @@ mod tests {
         }
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+            assert_eq!(Reason::from_u32(i as u32), *r);
         }
+        assert_eq!(Reason::from_u32(REASON_COUNT as u32), Reason::Malformed);
     }
 
     #[test]

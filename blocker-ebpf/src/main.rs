@@ -15,7 +15,7 @@ mod rewrite;
 use aya_ebpf::{
     bindings::{
         xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
-        BPF_NOEXIST,
+        BPF_ANY, BPF_NOEXIST,
     },
     helpers::generated as r#gen,
     macros::xdp,
@@ -25,13 +25,16 @@ use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
     dns::{find_rule_filtered, launder, parse_query, LOAD_MAX},
     filter::Probe,
-    Action, BlockEvent, Config, Reason, RuleHits, Slot, ACTION_COUNT, PRIVACY_NONE,
+    rrl::{self, Limit},
+    Action, BlockEvent, Config, Reason, RrlBucket, RuleHits, Slot, ACTION_COUNT, PRIVACY_NONE,
     PRIVACY_TRUNCATED,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
-use crate::maps::{CONFIG, EVENTS, FILTER, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
+use crate::maps::{
+    CONFIG, EVENTS, FILTER, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH, STATS,
+};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -209,6 +212,54 @@ fn emit(
         }
     }
     let _ = EVENTS.output::<BlockEvent>(&ev, 0);
+}
+
+/// Response rate limiting of the answer about to be sent for the query in `f`, keyed by its
+/// source prefix (see `blocker_common::rrl`). Answers over UDP only: the source address of a
+/// query over TCP has completed a handshake and cannot be spoofed. Fails open: an address
+/// that cannot be read or a bucket that cannot be stored means the normal answer.
+#[inline(always)]
+fn rate_limit(
+    ctx: &XdpContext,
+    f: &Frame,
+    cfg: &Config,
+    s: &blocker_common::dns::Scratch,
+) -> Limit {
+    // The transport read back from where `inspect` laundered it, not from `f`: a comparison
+    // on `f.tcp` would teach the verifier its value for the rest of the program, splitting
+    // every later path in two.
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let tcp = unsafe { core::ptr::read_volatile(&s.opaque[21]) } & 1;
+    if cfg.rrl_rate == 0 || tcp != 0 {
+        return Limit::Answer;
+    }
+    let mut addr = [0u8; 16];
+    if f.v6 != 0 {
+        match load::<16>(ctx, f.l3 + 8) {
+            Ok(a) => addr = a,
+            Err(_) => return Limit::Answer,
+        }
+    } else {
+        match load::<4>(ctx, f.l3 + 12) {
+            Ok(a) => addr[..4].copy_from_slice(&a),
+            Err(_) => return Limit::Answer,
+        }
+    }
+    let key = rrl::key_of(&addr, f.v6 != 0, cfg);
+    // SAFETY: plain helper call.
+    let now = unsafe { r#gen::bpf_ktime_get_ns() };
+    if let Some(b) = RRL.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU value, written only by this CPU. An LRU element can be recycled
+        // for another prefix while we hold it: the memory stays valid, and the worst outcome
+        // is one answer charged to the wrong prefix.
+        return rrl::admit(unsafe { &mut *b }, now, cfg);
+    }
+    // A prefix not seen lately: a full bucket. Written as this CPU's value (the other CPUs'
+    // values of a new element are zero, which is a full bucket too).
+    let mut b = RrlBucket::default();
+    let limit = rrl::admit(&mut b, now, cfg);
+    let _ = RRL.insert(&key, &b, BPF_ANY as u64);
+    limit
 }
 
 /// Bounds-checked pointer to a `T` at `off` bytes into the packet.
@@ -423,7 +474,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         seg_len: launder(&mut s.opaque[20], f.seg_len as u64) as usize,
         tcp: launder(&mut s.opaque[21], f.tcp) & 1,
         more: launder(&mut s.opaque[22], f.more) & 1,
-        v6: launder(&mut s.opaque[29], f.v6) & 1,
+        v6: launder(&mut s.opaque[31], f.v6) & 1,
     };
     if f.l3 > MAX_L4_OFFSET
         || f.l4 > MAX_L4_OFFSET
@@ -503,6 +554,9 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         return pass(Reason::NoMatch);
     };
     let action = Action::from_u8(slot.action);
+    // Side channels: a counter that cannot be made and an event that does not fit are lost,
+    // and nothing they return reaches the verdict (prog_test_run fills the event ring buffer
+    // and the rule-counter map to check it).
     let hits = count_hit(&slot, action, cfg.generation);
     emit(ctx, &f, cfg, &slot, q.qtype, hits);
     match action {
@@ -510,11 +564,31 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         Action::Pass => pass(Reason::Allowed),
         Action::Drop => Ok((XDP_DROP, Reason::Dropped)),
         _ => {
+            // The one place an answer is decided: response rate limiting first (UDP only).
+            // Laundered: the limiter's exits become one path again (without it the verifier
+            // walks the answer code once per exit).
+            let limit = rate_limit(ctx, &f, cfg, s) as u64;
+            let limit = launder(&mut s.opaque[23], limit);
+            if limit >= Limit::Drop as u64 {
+                return Ok((XDP_DROP, Reason::RrlDropped));
+            }
+            // 1 for a slip: a bare TC=1 answer (header, the question, and an OPT record
+            // without options if the query had one: `max_len` 0 leaves no room for anything
+            // else; never larger than the query). Chosen by arithmetic, not a branch, so the
+            // answer code below is verified once for both.
+            let slip = limit & 1;
+            let keep = 1 - slip;
+            let reason =
+                (Reason::of_action(action) as u64) * keep + (Reason::RrlSlipped as u64) * slip;
+            let action = Action::from_u8(
+                ((action as u8 as u64) * keep + (Action::Tc as u8 as u64) * slip) as u8,
+            );
+            let max_len = (f.msg_len + MAX_GROWTH) * keep as usize;
             // The order's metadata in the same copy as the rules this packet was matched
             // against.
             let order_at = blocker_common::order_entry(active as u32, slot.order_id);
             let order = ORDERS.get(order_at);
-            let len = write_answer(s, &q, f.msg_len, f.msg_len + MAX_GROWTH, action, cfg, order);
+            let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
             // Paths arrive here with exact values of their own (the action, the query's
@@ -527,6 +601,8 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                 qtype: q.qtype as u64,
                 q_end: q.q_end as u64,
                 flags: q.edns as u64 | (q.dnssec_ok as u64) << 1,
+                reason,
+                max_len: max_len as u64,
             };
             saved.put(s);
             let r = rewrite::to_answer(ctx, &f, s, len);
@@ -546,17 +622,15 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                         edns: v.flags & 1 != 0,
                         dnssec_ok: v.flags & 2 != 0,
                     };
+                    let small = (v.max_len as usize).min(f.msg_len);
                     let order = ORDERS.get(v.order_at as u32);
-                    let len = write_answer(s, &q, f.msg_len, f.msg_len, action, cfg, order);
+                    let len = write_answer(s, &q, f.msg_len, small, action, cfg, order);
                     rewrite::to_answer(ctx, &f, s, len)
                 }
                 r => r,
             };
             match r {
-                Ok(()) => Ok((
-                    XDP_TX,
-                    Reason::of_action(Action::from_u8(Saved::get(s).action as u8)),
-                )),
+                Ok(()) => Ok((XDP_TX, Reason::from_u32(Saved::get(s).reason as u32))),
                 // A blocked query over TCP is never passed: the resolver must not see it.
                 Err(rewrite::Failed::Untouched | rewrite::Failed::NoRoom) if f.tcp != 0 => {
                     Ok((XDP_DROP, Reason::RewriteFailed))
@@ -574,6 +648,10 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
 /// caller).
 struct Saved {
     action: u64,
+    /// The exit reason of a sent answer (the action's, or `rrl_slipped`).
+    reason: u64,
+    /// The answer's size limit (0 for a slip).
+    max_len: u64,
     /// Entry of the order's metadata in BLK_ORDERS.
     order_at: u64,
     qtype: u64,
@@ -592,6 +670,8 @@ impl Saved {
             self.qtype,
             self.q_end,
             self.flags,
+            self.reason,
+            self.max_len,
         ]
         .into_iter()
         .enumerate()
@@ -611,6 +691,8 @@ impl Saved {
             qtype: r(2),
             q_end: r(3),
             flags: r(4),
+            reason: r(5),
+            max_len: r(6),
         }
     }
 }

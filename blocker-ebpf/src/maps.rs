@@ -4,11 +4,12 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue,
-    Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS, ORDER_ENTRIES,
+    dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits,
+    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS, ORDER_ENTRIES,
+    RRL_PREFIXES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -52,3 +53,11 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// Sampled block events for `blocker events` (pinned: events wait for a reader that restarts).
 #[map(name = "BLK_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+
+/// Response rate limiting: client prefix → its token bucket, per CPU. An LRU map of a fixed
+/// size, so a flood from many prefixes recycles the least recently answered buckets instead
+/// of growing (see `RRL_PREFIXES`). Not pinned: the buckets live as long as the program, and
+/// a reload starts with full buckets.
+#[map(name = "BLK_RRL")]
+pub static RRL: LruPerCpuHashMap<RrlKey, RrlBucket> =
+    LruPerCpuHashMap::with_max_entries(RRL_PREFIXES, 0);

@@ -105,6 +105,38 @@ pub struct Settings {
     /// Client address in block events: "full", "truncated" (/24, /48) or "none".
     #[serde(default = "default_privacy")]
     pub events_privacy: String,
+    /// Response rate limiting: answers per second per client prefix (per CPU); 0 off.
+    #[serde(default = "default_rrl_rate")]
+    pub rrl_rate: u32,
+    /// Response rate limiting: answers a prefix may get at once.
+    #[serde(default = "default_rrl_burst")]
+    pub rrl_burst: u32,
+    /// Response rate limiting: over the limit, every Nth query gets a TC=1 answer (0: none).
+    #[serde(default = "default_rrl_slip")]
+    pub rrl_slip: u16,
+    /// Response rate limiting: IPv4 client prefix length.
+    #[serde(default = "default_rrl_v4_prefix")]
+    pub rrl_v4_prefix: u8,
+    /// Response rate limiting: IPv6 client prefix length.
+    #[serde(default = "default_rrl_v6_prefix")]
+    pub rrl_v6_prefix: u8,
+}
+
+// State files written before response rate limiting existed get the defaults: on.
+fn default_rrl_rate() -> u32 {
+    blocker_common::RRL_DEFAULT_RATE
+}
+fn default_rrl_burst() -> u32 {
+    blocker_common::RRL_DEFAULT_BURST
+}
+fn default_rrl_slip() -> u16 {
+    blocker_common::RRL_DEFAULT_SLIP
+}
+fn default_rrl_v4_prefix() -> u8 {
+    blocker_common::RRL_DEFAULT_V4_PREFIX
+}
+fn default_rrl_v6_prefix() -> u8 {
+    blocker_common::RRL_DEFAULT_V6_PREFIX
 }
 
 fn default_privacy() -> String {
@@ -131,6 +163,11 @@ impl Default for Settings {
             default_ede: blocker_common::EDE_CENSORED,
             events_every: 0,
             events_privacy: default_privacy(),
+            rrl_rate: default_rrl_rate(),
+            rrl_burst: default_rrl_burst(),
+            rrl_slip: default_rrl_slip(),
+            rrl_v4_prefix: default_rrl_v4_prefix(),
+            rrl_v6_prefix: default_rrl_v6_prefix(),
         }
     }
 }
@@ -158,6 +195,11 @@ impl Settings {
         c.event_every = self.events_every;
         c.event_privacy =
             privacy_code(&self.events_privacy).unwrap_or(blocker_common::PRIVACY_TRUNCATED);
+        c.rrl_rate = self.rrl_rate;
+        c.rrl_burst = self.rrl_burst;
+        c.rrl_slip = self.rrl_slip;
+        c.rrl_v4_prefix = self.rrl_v4_prefix;
+        c.rrl_v6_prefix = self.rrl_v6_prefix;
     }
 }
 
@@ -563,4 +605,39 @@ pub fn check_ede_text(text: &str) -> Result<()> {
         bail!("EDE text contains control characters");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state file written before response rate limiting existed gets it on, with the
+    /// defaults, and its other settings kept.
+    #[test]
+    fn settings_without_rrl_get_the_defaults() {
+        let old = r#"{"ports":[53,5353],"sinkhole_v4":null,"sinkhole_v6":null,
+                      "sinkhole_ttl":60,"default_ede":15,"events_every":0}"#;
+        let s: Settings = serde_json::from_str(old).expect("parses");
+        assert_eq!(
+            (s.ports.clone(), s.sinkhole_ttl, s.default_ede),
+            (vec![53, 5353], 60, 15)
+        );
+        assert_eq!(
+            (
+                s.rrl_rate,
+                s.rrl_burst,
+                s.rrl_slip,
+                s.rrl_v4_prefix,
+                s.rrl_v6_prefix
+            ),
+            (200, 400, 2, 24, 56)
+        );
+        let mut c = blocker_common::Config {
+            rrl_rate: 0,
+            ..blocker_common::Config::default()
+        };
+        s.apply_to(&mut c);
+        assert_eq!((c.rrl_rate, c.rrl_burst, c.rrl_slip), (200, 400, 2));
+        assert_eq!((c.rrl_v4_prefix, c.rrl_v6_prefix), (24, 56));
+    }
 }

@@ -144,6 +144,12 @@ impl Blocker {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
     }
 
+    /// Turns response rate limiting off, for tests and benchmarks whose load comes from one
+    /// client address on purpose (a limit per client prefix would answer only part of it).
+    pub fn rrl_off(&self) {
+        self.ok(&["config", "set", "--rrl-rate", "0"]);
+    }
+
     /// A global exit-reason counter.
     pub fn reason(&self, name: &str) -> u64 {
         self.stats()["reasons"][name]

@@ -8,4 +8,5 @@ pub mod oracle;
 pub mod packet;
 pub mod raw;
 pub mod reference;
+pub mod ringbuf;
 pub mod testrun;

@@ -236,7 +236,9 @@ pub fn check_answer(
     // for one, it is configured and it fits; otherwise no record (NODATA).
     let record: Option<(RData, u32)> = match (action, q.qtype) {
         ("sinkhole", 1) => s.sinkhole_v4.map(|a| (RData::A(a.into()), s.sinkhole_ttl)),
-        ("sinkhole", 28) => s.sinkhole_v6.map(|a| (RData::AAAA(a.into()), s.sinkhole_ttl)),
+        ("sinkhole", 28) => s
+            .sinkhole_v6
+            .map(|a| (RData::AAAA(a.into()), s.sinkhole_ttl)),
         _ => None,
     };
     let got: Vec<(RData, u32)> = a

@@ -249,6 +249,30 @@ fn bad_input_is_refused_with_a_clear_message() {
     assert!(err.contains("no order named"), "{err}");
     let err = b.fails(&["config", "set", "--ede-code", "99"]);
     assert!(err.contains("16 (Censored) or 15 (Blocked)"), "{err}");
+    let before = b.ok(&["config", "show", "--json"]);
+    for (args, want) in [
+        (
+            ["--rrl-v4-prefix", "33"],
+            "'33' for '--rrl-v4-prefix <LEN>': 33 is not in 0..=32",
+        ),
+        (["--rrl-v6-prefix", "129"], "129 is not in 0..=128"),
+        (
+            ["--rrl-burst", "0"],
+            "'0' for '--rrl-burst <N>': 0 is not in 1..=1000000",
+        ),
+        (["--rrl-rate", "many"], "'many' for '--rrl-rate <N>'"),
+        (["--rrl-slip", "101"], "101 is not in 0..=100"),
+    ] {
+        let mut a = vec!["config", "set", "--sinkhole-ttl", "7"];
+        a.extend(args);
+        let err = b.fails(&a);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(
+        b.ok(&["config", "show", "--json"]),
+        before,
+        "a refused config set changes nothing"
+    );
     let err = b.fails(&["attach", "--iface", "no-such-if0"]);
     assert!(err.contains("no-such-if0"), "{err}");
 }
@@ -487,6 +511,18 @@ fn prometheus_metrics_after_real_queries() {
         Some(2.0),
         "{body}"
     );
+    // Every reason has its series, the rate limiter's too (at 0: three answers are far
+    // below the default limit).
+    for reason in ["rrl_slipped", "rrl_dropped"] {
+        assert_eq!(
+            metric(
+                &body,
+                &format!(r#"blocker_packets_total{{reason="{reason}"}} "#)
+            ),
+            Some(0.0),
+            "{body}"
+        );
+    }
     assert_eq!(
         metric(
             &body,

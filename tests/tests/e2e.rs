@@ -495,3 +495,202 @@ sys.stdout.write(d.hex())\n"
         msg.len()
     );
 }
+
+/// Response rate limiting on the wire: a flood of queries for a blocked name from spoofed
+/// addresses inside one /24 (raw frames from the client namespace; the veth hands every
+/// answer back whatever its destination) gets at most `burst + rate × elapsed` full answers
+/// per CPU, some TC=1 slips, and far fewer replies than queries; a client in another prefix
+/// asking during the flood gets the normal NXDOMAIN with the order's EDE.
+#[test]
+fn rrl_limits_a_spoofed_flood() {
+    const RATE: u64 = 20;
+    const BURST: u64 = 10;
+    const SLIP: u64 = 4;
+    const FRAMES: usize = 4000;
+    let (t, b) = setup("native");
+    b.ok(&[
+        "config",
+        "set",
+        "--rrl-rate",
+        &RATE.to_string(),
+        "--rrl-burst",
+        &BURST.to_string(),
+        "--rrl-slip",
+        &SLIP.to_string(),
+    ]);
+    let cmac = raw::mac(&t.client.name, &t.client_dev);
+    let emac = raw::mac(&t.edge.name, &t.edge_dev);
+    // 198.51.100.0/24 (TEST-NET-2): not the client's own prefix (192.0.2.0/24).
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|i| {
+            let q = dns::query(i as u16, "www.blocked.test.", RecordType::A, None);
+            let mut f = Frame::v4(q);
+            f.sport = 1024 + i as u16;
+            f.ip = packet::Ip::V4 {
+                src: [198, 51, 100, 1 + (i % 254) as u8],
+                dst: [192, 0, 2, 53],
+                options: vec![],
+                frag: 0,
+                tot_len: None,
+            };
+            let mut bytes = f.bytes();
+            bytes[0..6].copy_from_slice(&emac);
+            bytes[6..12].copy_from_slice(&cmac);
+            bytes
+        })
+        .collect();
+    let before = b.stats();
+    // Answers to the flood: IPv4, UDP from port 53, to 198.51.100.0/24.
+    let to_flood = |f: &[u8]| {
+        f.len() > 42
+            && f[12..14] == [0x08, 0x00]
+            && f[23] == 17
+            && f[30..33] == [198, 51, 100]
+            && f[34..36] == 53u16.to_be_bytes()
+    };
+    let (flood, during) = raw::flood(
+        &t.client.name,
+        &t.client_dev,
+        &frames,
+        4,
+        Duration::from_millis(300),
+        to_flood,
+        || {
+            kdig(
+                &t.client,
+                EDGE_V4,
+                "www.blocked.test",
+                "A",
+                &[Q[0], Q[1], "+edns"],
+            )
+        },
+    );
+    assert_eq!(
+        during.status.as_deref(),
+        Some("NXDOMAIN"),
+        "a client in another prefix, during the flood: {}",
+        during.raw
+    );
+    assert_eq!(during.ede, Some((16, TEXT.to_string())), "{}", during.raw);
+    assert!(
+        !during.flags.split_whitespace().any(|f| f == "tc"),
+        "{}",
+        during.raw
+    );
+
+    let (mut full, mut slips) = (0u64, 0u64);
+    for f in &flood.received {
+        let p = packet::parse(f).unwrap_or_else(|e| panic!("answer frame: {e}"));
+        let d = dns::parse(&p.dns);
+        assert!(d.qr && d.answers.is_empty(), "{d:?}");
+        if d.tc {
+            assert_eq!(d.rcode, 0, "a slip is NOERROR");
+            slips += 1;
+        } else {
+            assert_eq!(d.rcode, 3, "NXDOMAIN");
+            full += 1;
+        }
+    }
+    let cpus = aya::util::nr_cpus().expect("cpus") as u64;
+    let secs = flood.elapsed.as_secs_f64();
+    let bound = cpus * BURST + (cpus as f64 * RATE as f64 * secs).floor() as u64;
+    let after = b.stats();
+    let d = |k: &str| {
+        after["reasons"][k].as_u64().unwrap_or(0) - before["reasons"][k].as_u64().unwrap_or(0)
+    };
+    println!(
+        "sent {} in {secs:.2} s: {} replies ({full} answers, {slips} TC); kernel: nxdomain {}, \
+         rrl_slipped {}, rrl_dropped {}; bound on answers {bound} ({cpus} CPUs)",
+        flood.sent,
+        flood.received.len(),
+        d("nxdomain"),
+        d("rrl_slipped"),
+        d("rrl_dropped")
+    );
+    assert!(
+        full >= BURST,
+        "the first answers of the burst reach the client ({full})"
+    );
+    assert!(
+        full <= bound,
+        "{full} answers > {cpus} × ({BURST} + {RATE}/s × {secs:.2} s)"
+    );
+    // The kernel's own count (the kdig answer is one of them).
+    assert!(
+        d("nxdomain") <= bound + 1,
+        "nxdomain counter {}",
+        d("nxdomain")
+    );
+    assert!(slips > 0, "TC answers among the replies");
+    assert!(slips <= d("rrl_slipped"));
+    assert!(d("rrl_dropped") > 0);
+    assert!(
+        (flood.received.len() as f64) < flood.sent as f64 / 2.0,
+        "{} replies to {} queries",
+        flood.received.len(),
+        flood.sent
+    );
+    // Every blocked query the program saw is accounted for by exactly one of the three.
+    let order = |s: &serde_json::Value| {
+        s["orders"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["name"] == ORDER).cloned())
+            .and_then(|o| o["by_action"]["nxdomain"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        d("nxdomain") + d("rrl_slipped") + d("rrl_dropped"),
+        order(&after) - order(&before),
+        "each hit counted once, under its exit"
+    );
+}
+
+/// A client over its prefix's limit gets a TC=1 slip over UDP; kdig, as a stub resolver does,
+/// asks again over TCP, where blocker answers (not rate limited) with the blocked answer and
+/// its EDE — the slip costs a legitimate client a round trip, never the order's answer.
+#[test]
+fn rrl_slip_sends_the_client_to_tcp_where_it_gets_the_blocked_answer() {
+    let (t, b) = setup("native");
+    b.ok(&[
+        "config",
+        "set",
+        "--rrl-rate",
+        "1",
+        "--rrl-burst",
+        "1",
+        "--rrl-slip",
+        "1",
+    ]);
+    let before = (b.reason("rrl_slipped"), b.reason("tcp_queries"));
+    let unbound_before = t.unbound_queries();
+    let mut over_tcp = 0;
+    for _ in 0..4 {
+        let r = kdig(
+            &t.client,
+            EDGE_V4,
+            "www.blocked.test",
+            "A",
+            &[Q[0], Q[1], "+edns"],
+        );
+        assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+        assert_eq!(r.ede, Some((16, TEXT.to_string())), "{}", r.raw);
+        if r.raw.contains("(TCP)") {
+            over_tcp += 1;
+        }
+    }
+    let slipped = b.reason("rrl_slipped") - before.0;
+    assert!(
+        over_tcp >= 2 && slipped >= 2,
+        "TC slips: {slipped}, answers over TCP: {over_tcp}"
+    );
+    assert_eq!(
+        b.reason("tcp_queries") - before.1,
+        over_tcp,
+        "TCP queries seen"
+    );
+    assert_eq!(
+        t.unbound_queries(),
+        unbound_before,
+        "nothing reached unbound"
+    );
+}

@@ -3,13 +3,18 @@
 //! hickory-proto and its IP/UDP checksums are verified from scratch; every pass leaves the
 //! frame byte-identical; the global counters must account for every frame by its reason.
 
-use std::{collections::BTreeMap, os::fd::AsFd};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv6Addr},
+    os::fd::{AsFd, BorrowedFd},
+    time::{Duration, Instant},
+};
 
 use blocker_tests::{
     dns::{self, raw_query},
     env::Blocker,
     packet::{self, Frame, Ip, Tcp, MAC_CLIENT, MAC_EDGE},
-    testrun::{action_name, test_run, XDP_DROP, XDP_PASS, XDP_TX},
+    testrun::{action_name, pin_to_this_cpu, test_run, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use hickory_proto::rr::{rdata::opt::EdnsOption, RecordType};
 
@@ -817,4 +822,499 @@ fn the_key_filter_decides_before_the_rule_map() {
     words.as_mut()[at] = saved;
     maps.set_config(&cfg).expect("config");
     assert_eq!(run(), XDP_TX);
+}
+
+// Response rate limiting.
+
+/// A query with EDNS for `name` from `src`.
+fn query_from(src: IpAddr, name: &str) -> Vec<u8> {
+    let q = dns::query(0x5151, name, RecordType::A, Some((false, vec![])));
+    match src {
+        IpAddr::V4(a) => {
+            let mut f = Frame::v4(q);
+            if let Ip::V4 { src, .. } = &mut f.ip {
+                *src = a.octets();
+            }
+            f.bytes()
+        }
+        IpAddr::V6(a) => {
+            let mut f = Frame::v6(q);
+            if let Ip::V6 { src, .. } = &mut f.ip {
+                *src = a.octets();
+            }
+            f.bytes()
+        }
+    }
+}
+
+/// What a blocked query got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// The rule's answer: NXDOMAIN with the order's EDE.
+    Answer,
+    /// The rate limiter's slip: TC=1, NOERROR, the question echoed, nothing else.
+    Slip,
+    /// Nothing (XDP_DROP).
+    Drop,
+}
+
+/// Runs `frame` (a query for a name under the NXDOMAIN rule) once, on a fresh copy, and
+/// checks whatever comes back with hickory-proto.
+fn run_blocked(fd: BorrowedFd<'_>, frame: &[u8]) -> Got {
+    let out = test_run(fd, frame, 1).expect("test run");
+    match out.retval {
+        XDP_DROP => Got::Drop,
+        XDP_TX => {
+            let qin = packet::parse(frame).expect("query frame");
+            let a = packet::parse(&out.data).unwrap_or_else(|e| panic!("answer frame: {e}"));
+            assert_eq!(
+                (&a.src_ip, &a.dst_ip, a.sport, a.dport),
+                (&qin.dst_ip, &qin.src_ip, qin.dport, qin.sport),
+                "addresses and ports swapped"
+            );
+            let d = dns::parse(&a.dns);
+            let qe = dns::question_end(&qin.dns);
+            assert_eq!(d.question, qin.dns[12..qe], "question echoed byte for byte");
+            assert!(
+                d.id == 0x5151 && d.qr && d.rd && d.ra && !d.aa,
+                "header {d:?}"
+            );
+            assert_eq!(d.msg.queries().len(), 1);
+            assert!(
+                d.answers.is_empty() && d.msg.name_servers().is_empty(),
+                "{d:?}"
+            );
+            if d.tc {
+                assert_eq!(d.rcode, 0, "a slip is NOERROR");
+                assert!(d.ede.is_empty(), "a slip carries no EDE: {d:?}");
+                assert_eq!(
+                    d.opt,
+                    Some((1232, false)),
+                    "the query's EDNS answered with a bare OPT"
+                );
+                assert!(
+                    a.dns.len() <= qin.dns.len(),
+                    "a slip is never larger than its query"
+                );
+                Got::Slip
+            } else {
+                assert_eq!(d.rcode, 3, "NXDOMAIN");
+                assert_eq!(d.ede, vec![(16, ORDER_TEXT.to_string())]);
+                Got::Answer
+            }
+        }
+        other => panic!("unexpected {}", action_name(other)),
+    }
+}
+
+/// Counters the rate limiter touches: exit reasons, the order's hits by action and the rule's
+/// hits.
+fn rrl_counters(b: &Blocker) -> BTreeMap<&'static str, u64> {
+    let s = b.stats();
+    let r = |k: &str| {
+        s["reasons"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no reason {k}"))
+    };
+    let order = s["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find(|o| o["name"] == "Court-A")
+        .cloned()
+        .expect("order Court-A");
+    let rule = s["top_rules"]
+        .as_array()
+        .expect("top rules")
+        .iter()
+        .find(|x| x["name"] == "blocked.test")
+        .and_then(|x| x["hits"].as_u64())
+        .unwrap_or(0);
+    BTreeMap::from([
+        ("nxdomain", r("nxdomain")),
+        ("rrl_slipped", r("rrl_slipped")),
+        ("rrl_dropped", r("rrl_dropped")),
+        ("dropped", r("dropped")),
+        ("no_match", r("no_match")),
+        (
+            "order nxdomain",
+            order["by_action"]["nxdomain"].as_u64().unwrap_or(0),
+        ),
+        (
+            "order drop",
+            order["by_action"]["drop"].as_u64().unwrap_or(0),
+        ),
+        ("rule", rule),
+    ])
+}
+
+fn delta(
+    before: &BTreeMap<&'static str, u64>,
+    after: &BTreeMap<&'static str, u64>,
+) -> BTreeMap<&'static str, u64> {
+    after.iter().map(|(k, v)| (*k, v - before[k])).collect()
+}
+
+/// Runs `f` (given the attempt number, to pick fresh client prefixes) until one run took less
+/// than `limit`. With a rate of one answer per second no token comes back within a second of
+/// a prefix's first query, so exact counts hold for a run that fits; a slower run (a busy
+/// machine) proves nothing and is repeated. A guard, not a timed assertion.
+fn within<T>(limit: Duration, mut f: impl FnMut(u8) -> T) -> T {
+    for attempt in 0..4 {
+        let start = Instant::now();
+        let out = f(attempt);
+        let took = start.elapsed();
+        if took < limit {
+            return out;
+        }
+        eprintln!("attempt {attempt} took {took:?}: again, with fresh prefixes");
+    }
+    panic!("four attempts all took longer than {limit:?}");
+}
+
+const SECOND: Duration = Duration::from_millis(900);
+
+/// Response rate limiting, on the real program: a low rate and burst, the same blocked query
+/// run again and again from one client: the first `burst` are answered, then every second is
+/// a bare TC=1 answer and the others dropped, counted as such (the rule and order still count
+/// every hit); a neighbour in the same /24 (or /56) shares the bucket, another prefix does
+/// not; drops and passes are never limited; slip 0 and 1, the prefix length, and rate 0 (off)
+/// do what they say.
+#[test]
+fn response_rate_limiting_per_client_prefix() {
+    const BURST: usize = 5;
+    const OVER: usize = 20;
+    let (b, prog) = setup();
+    let fd = prog.fd().expect("fd");
+    let cpu = pin_to_this_cpu();
+    println!("pinned to CPU {cpu}");
+    b.ok(&[
+        "config",
+        "set",
+        "--rrl-rate",
+        "1",
+        "--rrl-burst",
+        &BURST.to_string(),
+        "--rrl-slip",
+        "2",
+    ]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&b.ok(&["config", "show", "--json"])).expect("json");
+    assert_eq!(
+        (
+            &shown["rrl_rate"],
+            &shown["rrl_burst"],
+            &shown["rrl_slip"],
+            &shown["rrl_v4_prefix"],
+            &shown["rrl_v6_prefix"]
+        ),
+        (&1.into(), &5.into(), &2.into(), &24.into(), &56.into()),
+        "{shown}"
+    );
+    let text = b.ok(&["config", "show"]);
+    assert!(
+        text.contains("rrl-rate      1/s per prefix, per CPU"),
+        "{text}"
+    );
+
+    let (got, neighbour, other, got6, neighbour6, other6, drops, passes, d) = within(SECOND, |n| {
+        let before = rrl_counters(&b);
+        let here = IpAddr::from([10, 1, n, 3]);
+        let q = query_from(here, "www.blocked.test.");
+        let got: Vec<Got> = (0..BURST + OVER)
+            .map(|_| run_blocked(fd.as_fd(), &q))
+            .collect();
+        let neighbour = run_blocked(
+            fd.as_fd(),
+            &query_from(IpAddr::from([10, 1, n, 200]), "blocked.test."),
+        );
+        let other = run_blocked(
+            fd.as_fd(),
+            &query_from(IpAddr::from([10, 1, n + 100, 3]), "blocked.test."),
+        );
+        // /56: the first 56 bits, here 2001:db8:N:01xx::.
+        let v6 = |sub: u16, host: u16| {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, n as u16, sub, 0, 0, 0, host))
+        };
+        let q6 = query_from(v6(0x0100, 1), "blocked.test.");
+        let got6: Vec<Got> = (0..BURST).map(|_| run_blocked(fd.as_fd(), &q6)).collect();
+        let neighbour6 = run_blocked(fd.as_fd(), &query_from(v6(0x01ff, 0x99), "x.blocked.test."));
+        let other6 = run_blocked(fd.as_fd(), &query_from(v6(0x0200, 1), "blocked.test."));
+        // A drop rule and an allowed name, from the prefix that is over its limit.
+        let drops: Vec<u32> = (0..3)
+            .map(|_| {
+                test_run(fd.as_fd(), &query_from(here, "x.drop.test."), 1)
+                    .expect("run")
+                    .retval
+            })
+            .collect();
+        let allowed = query_from(here, "news.example.");
+        let passes: Vec<bool> = (0..3)
+            .map(|_| {
+                let out = test_run(fd.as_fd(), &allowed, 1).expect("run");
+                out.retval == XDP_PASS && out.data == allowed
+            })
+            .collect();
+        let d = delta(&before, &rrl_counters(&b));
+        (
+            got, neighbour, other, got6, neighbour6, other6, drops, passes, d,
+        )
+    });
+    let mut want = vec![Got::Answer; BURST];
+    for _ in 0..OVER / 2 {
+        want.extend([Got::Slip, Got::Drop]);
+    }
+    assert_eq!(
+        got, want,
+        "the first {BURST} answered, then slip, drop, slip, …"
+    );
+    assert_eq!(
+        neighbour,
+        Got::Slip,
+        "same /24: the same bucket (21st over: a slip)"
+    );
+    assert_eq!(other, Got::Answer, "another /24: a bucket of its own");
+    assert_eq!(got6, vec![Got::Answer; BURST]);
+    assert_eq!(neighbour6, Got::Slip, "same /56: the same bucket");
+    assert_eq!(other6, Got::Answer, "another /56");
+    assert_eq!(drops, vec![XDP_DROP; 3], "drop rules are not limited");
+    assert_eq!(passes, vec![true; 3], "passes are not limited");
+    let blocked = (BURST + OVER + 2 + BURST + 2) as u64;
+    assert_eq!(
+        d,
+        BTreeMap::from([
+            ("nxdomain", 2 * BURST as u64 + 2),
+            ("rrl_slipped", OVER as u64 / 2 + 2),
+            ("rrl_dropped", OVER as u64 / 2),
+            ("dropped", 3),
+            ("no_match", 3),
+            ("order nxdomain", blocked),
+            ("order drop", 3),
+            ("rule", blocked),
+        ]),
+        "counters: the exits say what happened, the rule and order count every hit"
+    );
+
+    // slip 0: everything over the limit is dropped; slip 1: everything gets TC=1.
+    for (slip, octet, over) in [("0", 2u8, Got::Drop), ("1", 3, Got::Slip)] {
+        b.ok(&["config", "set", "--rrl-slip", slip]);
+        let (got, d) = within(SECOND, |n| {
+            let before = rrl_counters(&b);
+            let q = query_from(IpAddr::from([10, octet, n, 1]), "blocked.test.");
+            let got: Vec<Got> = (0..BURST + 6)
+                .map(|_| run_blocked(fd.as_fd(), &q))
+                .collect();
+            (got, delta(&before, &rrl_counters(&b)))
+        });
+        let mut want = vec![Got::Answer; BURST];
+        want.extend([over; 6]);
+        assert_eq!(got, want, "slip {slip}");
+        let (s, dr) = if over == Got::Slip { (6, 0) } else { (0, 6) };
+        assert_eq!(
+            (d["nxdomain"], d["rrl_slipped"], d["rrl_dropped"]),
+            (BURST as u64, s, dr),
+            "slip {slip}"
+        );
+    }
+
+    // A /32 prefix: every address its own bucket.
+    b.ok(&["config", "set", "--rrl-slip", "2", "--rrl-v4-prefix", "32"]);
+    let (first, second) = within(SECOND, |n| {
+        let q = query_from(IpAddr::from([10, 4, n, 1]), "blocked.test.");
+        let first: Vec<Got> = (0..BURST + 1)
+            .map(|_| run_blocked(fd.as_fd(), &q))
+            .collect();
+        let second = run_blocked(
+            fd.as_fd(),
+            &query_from(IpAddr::from([10, 4, n, 2]), "blocked.test."),
+        );
+        (first, second)
+    });
+    assert_eq!(first[BURST], Got::Slip, "{first:?}");
+    assert_eq!(second, Got::Answer, "/32: the next address is not limited");
+
+    // Rate 0: off. Many answers to one address, none limited (no timing involved).
+    b.ok(&["config", "set", "--rrl-rate", "0"]);
+    let before = rrl_counters(&b);
+    let q = query_from(IpAddr::from([10, 5, 0, 1]), "blocked.test.");
+    for i in 0..200 {
+        assert_eq!(
+            run_blocked(fd.as_fd(), &q),
+            Got::Answer,
+            "query {i} with RRL off"
+        );
+    }
+    let d = delta(&before, &rrl_counters(&b));
+    assert_eq!(
+        (d["nxdomain"], d["rrl_slipped"], d["rrl_dropped"]),
+        (200, 0, 0)
+    );
+}
+
+// Verdicts never depend on side channels.
+
+/// Checks an answer to `frame` with hickory-proto: XDP_TX, this rcode and TC bit, the
+/// question echoed, and the order's EDE when the query had EDNS.
+fn assert_answer(fd: BorrowedFd<'_>, frame: &[u8], rcode: u16, tc: bool, what: &str) {
+    let out = test_run(fd, frame, 1).expect("test run");
+    assert_eq!(out.retval, XDP_TX, "{what}: {}", action_name(out.retval));
+    let qin = packet::parse(frame).expect("query");
+    let a = packet::parse(&out.data).unwrap_or_else(|e| panic!("{what}: answer frame: {e}"));
+    let d = dns::parse(&a.dns);
+    let qe = dns::question_end(&qin.dns);
+    assert_eq!(d.question, qin.dns[12..qe], "{what}: question echoed");
+    assert_eq!((d.rcode, d.tc), (rcode, tc), "{what}");
+    assert_eq!(d.ede, vec![(16, ORDER_TEXT.to_string())], "{what}: EDE");
+}
+
+/// The block-event ring buffer filled to the last record by every-hit sampling with nobody
+/// reading it: every further block still gets its answer (rcode, EDE) and a drop rule still
+/// drops; only the events are lost.
+#[test]
+fn a_full_event_ring_buffer_changes_no_verdict() {
+    use blocker_common::{BlockEvent, EVENTS_BYTES, MAP_EVENTS};
+    let (b, prog) = setup();
+    let fd = prog.fd().expect("fd");
+    // Tens of thousands of blocked queries from one address: no rate limit.
+    b.rrl_off();
+    b.ok(&["config", "set", "--events-every", "1"]);
+    let ring = blocker_tests::ringbuf::Positions::open(&b.pins().map(MAP_EVENTS));
+    // A record is the event behind an 8-byte header, in multiples of 8 (kernel/bpf/ringbuf.c);
+    // a reservation fails when the producer would get more than size - 1 bytes ahead of the
+    // consumer.
+    let record = (8 + std::mem::size_of::<BlockEvent>() as u64).next_multiple_of(8);
+    let size = EVENTS_BYTES as u64;
+    let full = |(prod, cons): (u64, u64)| prod + record - cons > size - 1;
+    let start = ring.get();
+    assert_eq!(start, (0, 0), "a fresh ring buffer");
+    let frame = q4e("www.blocked.test.", RecordType::A);
+    let before = b.stats();
+    let mut runs = 0u64;
+    while !full(ring.get()) {
+        let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
+        assert_eq!(out.retval, XDP_TX, "run {runs}");
+        runs += 1;
+        assert!(
+            runs <= size / record,
+            "{runs} blocks and still not full: {:?}",
+            ring.get()
+        );
+    }
+    let (prod, cons) = ring.get();
+    println!("ring buffer full after {runs} events: producer {prod}, consumer {cons}");
+    assert_eq!(cons, 0, "nobody read it");
+    assert_eq!(runs, (size - 1) / record, "one event per block until full");
+    assert_eq!(prod, runs * record);
+
+    // Full: blocks are answered as before, drops dropped, and the events lost.
+    for _ in 0..100 {
+        assert_answer(fd.as_fd(), &frame, 3, false, "nxdomain, ring buffer full");
+    }
+    assert_answer(
+        fd.as_fd(),
+        &q4e("exact.test.", RecordType::A),
+        5,
+        false,
+        "refused",
+    );
+    assert_answer(fd.as_fd(), &q4e("tc.test.", RecordType::A), 0, true, "tc");
+    let out = test_run(fd.as_fd(), &q4e("x.drop.test.", RecordType::A), 1).expect("run");
+    assert_eq!(out.retval, XDP_DROP, "a drop rule still drops");
+    assert_eq!(ring.get(), (prod, cons), "nothing more fitted");
+    // The counters kept counting.
+    let after = b.stats();
+    let d = |k: &str| {
+        after["reasons"][k].as_u64().unwrap_or(0) - before["reasons"][k].as_u64().unwrap_or(0)
+    };
+    assert_eq!(
+        (d("nxdomain"), d("refused"), d("tc"), d("dropped")),
+        (runs + 100, 1, 1, 1)
+    );
+}
+
+/// The per-rule counter map full (capacity 8, filled with counters of rules that do not
+/// exist): a rule never hit before cannot get a counter, and still blocks, answers with its
+/// order's EDE and drops.
+#[test]
+fn a_full_rule_counter_map_changes_no_verdict() {
+    const CAPACITY: u32 = 8;
+    let b = Blocker::new();
+    // `blocker attach --capacity` sizes the rule map and BLK_RULE_HITS the same way; there is
+    // no interface to attach to here.
+    blocker::kernel::load_and_pin(&b.pins(), CAPACITY).expect("load");
+    b.ok(&[
+        "rules",
+        "add",
+        "blocked.test",
+        "--subtree",
+        "--order",
+        "Court-A",
+        "--ede-text",
+        ORDER_TEXT,
+    ]);
+    for (name, action) in [("drop.test", "drop"), ("tc.test", "tc")] {
+        b.ok(&[
+            "rules",
+            "add",
+            name,
+            "--subtree",
+            "--order",
+            "Court-A",
+            "--action",
+            action,
+        ]);
+    }
+    let mut maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+    assert_eq!(maps.capacity, CAPACITY);
+    let cpus = aya::util::nr_cpus().expect("cpus");
+    let mut filled = 0u32;
+    let err = loop {
+        let zeros =
+            aya::maps::PerCpuValues::try_from(vec![blocker_common::RuleHits::default(); cpus])
+                .expect("values");
+        match maps.rule_hits.insert(1_000_000 + filled, zeros, 0) {
+            Ok(()) => filled += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            filled <= CAPACITY,
+            "the counter map takes more than its capacity"
+        );
+    };
+    assert_eq!(filled, CAPACITY, "full: {err}");
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
+    let fd = prog.fd().expect("fd");
+    for _ in 0..3 {
+        assert_answer(
+            fd.as_fd(),
+            &q4e("www.blocked.test.", RecordType::A),
+            3,
+            false,
+            "nxdomain",
+        );
+        assert_answer(fd.as_fd(), &q4e("tc.test.", RecordType::A), 0, true, "tc");
+        let out = test_run(fd.as_fd(), &q4e("drop.test.", RecordType::A), 1).expect("run");
+        assert_eq!(out.retval, XDP_DROP, "a drop rule still drops");
+    }
+    // The rules' counters could not be made; the order's (an array) counted every hit.
+    let hits = maps.rule_hits().expect("rule hits");
+    assert_eq!(hits.len(), CAPACITY as usize);
+    assert!(hits.keys().all(|id| *id >= 1_000_000), "{hits:?}");
+    let s = b.stats();
+    let order = s["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find(|o| o["name"] == "Court-A")
+        .cloned()
+        .expect("order");
+    assert_eq!(
+        (
+            order["by_action"]["nxdomain"].as_u64(),
+            order["by_action"]["tc"].as_u64(),
+            order["by_action"]["drop"].as_u64()
+        ),
+        (Some(3), Some(3), Some(3)),
+        "{order}"
+    );
 }

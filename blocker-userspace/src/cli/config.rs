@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use blocker_common::{EDE_BLOCKED, EDE_CENSORED, MAX_PORTS};
+use blocker_common::{EDE_BLOCKED, EDE_CENSORED, MAX_PORTS, RRL_MAX};
 
 use super::Ctx;
 use crate::txn::Controller;
@@ -55,6 +55,28 @@ pub struct SetArgs {
     /// Client address in block events.
     #[arg(long, value_parser = ["full", "truncated", "none"])]
     pub events_privacy: Option<String>,
+    /// Response rate limiting: answers per second a client prefix gets (0 turns it off).
+    /// Counted per CPU: a prefix whose queries several CPUs receive gets up to N × CPUs.
+    /// Default 200.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=RRL_MAX as i64))]
+    pub rrl_rate: Option<u32>,
+    /// Response rate limiting: answers a client prefix may get at once before the rate
+    /// applies (per CPU). Default 400.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=RRL_MAX as i64))]
+    pub rrl_burst: Option<u32>,
+    /// Response rate limiting: over the limit, every Nth query gets a bare TC=1 answer (a
+    /// real client retries over TCP) and the others are dropped; 0 drops all, 1 answers all
+    /// with TC=1. Default 2.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub rrl_slip: Option<u16>,
+    /// Response rate limiting: IPv4 clients share a bucket per prefix of this length.
+    /// Default 24.
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub rrl_v4_prefix: Option<u8>,
+    /// Response rate limiting: IPv6 clients share a bucket per prefix of this length.
+    /// Default 56.
+    #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub rrl_v6_prefix: Option<u8>,
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
@@ -83,6 +105,15 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
                 println!("ede-code      {}", s.default_ede);
                 println!("events-every  {}", s.events_every);
                 println!("events-privacy {}", s.events_privacy);
+                if s.rrl_rate == 0 {
+                    println!("rrl-rate      0 (off)");
+                } else {
+                    println!("rrl-rate      {}/s per prefix, per CPU", s.rrl_rate);
+                }
+                println!("rrl-burst     {}", s.rrl_burst);
+                println!("rrl-slip      {}", s.rrl_slip);
+                println!("rrl-v4-prefix {}", s.rrl_v4_prefix);
+                println!("rrl-v6-prefix {}", s.rrl_v6_prefix);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -126,6 +157,21 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
             }
             if let Some(p) = a.events_privacy {
                 s.events_privacy = p;
+            }
+            if let Some(n) = a.rrl_rate {
+                s.rrl_rate = n;
+            }
+            if let Some(n) = a.rrl_burst {
+                s.rrl_burst = n;
+            }
+            if let Some(n) = a.rrl_slip {
+                s.rrl_slip = n;
+            }
+            if let Some(n) = a.rrl_v4_prefix {
+                s.rrl_v4_prefix = n;
+            }
+            if let Some(n) = a.rrl_v6_prefix {
+                s.rrl_v6_prefix = n;
             }
             c.set_settings(s)?;
             println!("settings updated");

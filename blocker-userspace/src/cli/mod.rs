@@ -59,7 +59,8 @@ pub enum Command {
     Explain(explain::Args),
     /// Show hit counters: global exit reasons, per order, per rule.
     Stats(stats::Args),
-    /// Show or change data-plane settings (DNS ports, sinkhole addresses, EDE code).
+    /// Show or change data-plane settings (DNS ports, sinkhole addresses, EDE code, block
+    /// events, response rate limiting).
     #[command(subcommand)]
     Config(config::Command),
     /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces).

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
+use blocker_common::Reason;
 
 use super::{stats::collect, Ctx};
 
@@ -47,9 +48,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             .collect();
         let orders: HashMap<String, u64> =
             r.orders.iter().map(|o| (o.name.clone(), o.hits)).collect();
-        let answered: u64 = ["nxdomain", "refused", "nodata", "sinkhole", "tc", "dropped"]
+        let answered: u64 = Reason::ALL
             .iter()
-            .map(|k| r.reasons.get(k).copied().unwrap_or(0))
+            .filter(|k| k.is_block())
+            .map(|k| r.reasons.get(k.as_str()).copied().unwrap_or(0))
             .sum();
         let mut out = String::new();
         if tty {

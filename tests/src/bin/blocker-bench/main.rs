@@ -499,6 +499,9 @@ fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Valu
     // lists at once: the capacity the largest list needs is enough.
     std::fs::create_dir_all(&inst.bpffs).ok();
     blocker::kernel::load_and_pin(&inst.pins(), (max + 1024) as u32).expect("load");
+    // The same frame from the same address, thousands of times: measured without the
+    // response rate limit, which would turn most of them into drops.
+    inst.rrl_off();
 
     let mut results = Vec::new();
     let mut loads = Vec::new();
@@ -917,6 +920,7 @@ fn commands_markdown(s: &mut String, r: &Value) {
     .join(" ");
     s.push_str(&format!(
         "\n### Commands\n\n\
+- blocker runs with `blocker config set --rrl-rate 0` in every part: the load comes from one client address, which the response rate limit would otherwise hold to 200 answers per second (per CPU).\n\
 - In-kernel cost: `blocker rules load list-N.txt --order bench --ede-text \"Benchmark order 1/2026\"` (N lines `siteI.piracyJ.example`; the controller's peak RSS from wait4), then BPF_PROG_TEST_RUN of the pinned `blocker` and `blocker_noop` programs on the same frame: `repeat {REPEAT}` for frames that pass, {SINGLES} single runs for the rewritten one. The \"key filter off\" row sets `Config::filter` to 0 in the pinned config map for its measurement.\n\
 - End to end, one run per rate: `ip netns exec CLIENT kxdpgun {kx}`; `taskset -apc 0` on the client veth's NAPI thread, `taskset -apc 1` on the edge veth's NAPI thread and the resolver; both veths `ethtool -K VETH gro on` and `echo 1 > /sys/class/net/VETH/threaded`; one unrecorded second at the lowest rate before each sweep.\n\
 - (a) `blocker attach --iface EDGE_VETH --netns EDGE --mode native`, `blocker rules load court.rpz --format rpz --order bench-e2e --ede-text \"Benchmark order 1/2026\"`, unbound (`num-threads: 1`, `module-config: \"iterator\"`, the allowed names as `local-data`); the client veth runs kxdpgun's own XDP program, which receives the XDP_TX replies.\n\
