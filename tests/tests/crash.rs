@@ -59,6 +59,8 @@ fn crash_at(phase: &str, after_flip: bool) {
         "--ede-text",
         OLD_TEXT,
     ]);
+    // Hundreds of probes from one address: no response rate limiting.
+    b.ok(&["config", "set", "--rrl-rate", "0"]);
 
     let out = std::process::Command::new(&b.bin)
         .args(["--bpffs", &b.bpffs.display().to_string()])
