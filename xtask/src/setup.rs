@@ -38,10 +38,20 @@ const PACKAGES: &[(&str, &str)] = &[
         "pdns-recursor",
         "PowerDNS Recursor, the second resolver-side RPZ the benchmark compares with",
     ),
+    (
+        "prometheus",
+        "Prometheus and promtool: tests scrape `blocker serve` with a real server and lint it",
+    ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
 ];
+
+/// Packages whose installation may start a service on the host. setup stops and disables
+/// it right after installing the package: tests and the benchmark run their own instances
+/// (inside namespaces, or on a free loopback port), and a machine that had the package before
+/// keeps its service as it was.
+const SERVICES: &[&str] = &["pdns-recursor", "prometheus"];
 
 /// The bpf-linker version and LLVM feature that work with these toolchains.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -61,6 +71,26 @@ fn cargo_bin() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
     home.join("bin")
+}
+
+/// Stops a service a package just started and keeps it from starting at boot, under systemd
+/// or sysvinit (containers without systemd run the package's init script).
+fn stop_service(name: &str) -> Result<()> {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        output("systemctl", &["disable", "--now", name])?;
+    } else if std::path::Path::new("/etc/init.d").join(name).exists() {
+        output("service", &[name, "stop"])?;
+        output("update-rc.d", &[name, "disable"])?;
+        // The init script's status: 0 only while the daemon runs.
+        if ok("service", &[name, "status"]) {
+            bail!("still running after `service {name} stop`");
+        }
+    } else {
+        // Neither systemd nor an init script: the package started nothing.
+        return Ok(());
+    }
+    println!("service {name}: stopped and disabled (tests and the benchmark run their own)");
+    Ok(())
 }
 
 pub fn run() -> Result<()> {
@@ -96,12 +126,10 @@ pub fn run() -> Result<()> {
         if !st.success() {
             problems.push(format!("apt-get install {} failed", missing.join(" ")));
         }
-        // Packages that ship a service must not leave it running on the host: the benchmark
-        // starts its own resolvers inside network namespaces.
-        if missing.contains(&"pdns-recursor") {
-            let _ = Command::new("service")
-                .args(["pdns-recursor", "stop"])
-                .output();
+        for svc in SERVICES.iter().filter(|s| missing.contains(s)) {
+            if let Err(e) = stop_service(svc) {
+                problems.push(format!("service {svc}: {e}"));
+            }
         }
         for (p, why) in PACKAGES {
             if !installed(p) {
