@@ -8,3 +8,4 @@ pub mod packet;
 pub mod raw;
 pub mod reference;
 pub mod testrun;
+pub mod util;
