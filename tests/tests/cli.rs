@@ -11,7 +11,10 @@ use blocker_tests::{
 
 const Q: &[&str] = &["+retry=0", "+timeout=2", "+edns"];
 
-fn status(t: &Topology, name: &str) -> (String, Option<(u16, String)>, Vec<(String, String)>) {
+/// An answer's status, EDE (code, text) and answer records (type, data).
+type Outcome = (String, Option<(u16, String)>, Vec<(String, String)>);
+
+fn status(t: &Topology, name: &str) -> Outcome {
     let r = kdig(&t.client, EDGE_V4, name, "A", Q);
     (
         r.status.unwrap_or_else(|| format!("no answer: {}", r.raw)),

@@ -49,8 +49,11 @@ struct Line<'a> {
     first_hit: bool,
 }
 
-/// Rule id → (order, name, match), from the recorded state.
-fn names(ctx: &Ctx) -> Result<(u32, HashMap<u32, (String, String, &'static str)>)> {
+/// Rule id → (order, name, match).
+type RuleNames = HashMap<u32, (String, String, &'static str)>;
+
+/// The generation and the rule names of the recorded state.
+fn names(ctx: &Ctx) -> Result<(u32, RuleNames)> {
     let state = ctx.dir.load()?;
     let mut m = HashMap::new();
     for o in &state.orders {
