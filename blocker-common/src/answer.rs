@@ -231,8 +231,10 @@ mod tests {
     }
 
     fn order(text: &str) -> OrderInfo {
-        let mut o = OrderInfo::default();
-        o.text_len = text.len() as u8;
+        let mut o = OrderInfo {
+            text_len: text.len() as u8,
+            ..Default::default()
+        };
         o.ede_text[..text.len()].copy_from_slice(text.as_bytes());
         o
     }
@@ -292,11 +294,13 @@ mod tests {
 
     #[test]
     fn sinkhole_answers_a_and_aaaa_and_nodata_otherwise() {
-        let mut cfg = Config::default();
-        cfg.sinkhole_v4 = [192, 0, 2, 1];
-        cfg.sinkhole_v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-        cfg.flags = CONFIG_SINKHOLE_V4 | CONFIG_SINKHOLE_V6;
-        cfg.sinkhole_ttl = 60;
+        let mut cfg = Config {
+            sinkhole_v4: [192, 0, 2, 1],
+            sinkhole_v6: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            flags: CONFIG_SINKHOLE_V4 | CONFIG_SINKHOLE_V6,
+            sinkhole_ttl: 60,
+            ..Default::default()
+        };
         let q = query(1, &wire("x.test"), 1, None);
         let a = answer(&q, Action::Sinkhole, &cfg, None);
         assert_eq!(&a[6..8], &[0, 1]);
@@ -348,8 +352,10 @@ mod tests {
         assert_eq!(&s.msg[small - 2..small], &[0, 0], "OPT RDLENGTH 0");
         assert_eq!(&s.msg[12..pq.q_end], &q[12..pq.q_end]);
         // A sinkhole record that does not fit becomes NODATA.
-        let mut cfg = Config::default();
-        cfg.flags = CONFIG_SINKHOLE_V4;
+        let cfg = Config {
+            flags: CONFIG_SINKHOLE_V4,
+            ..Default::default()
+        };
         let q = query(1, &wire("a.test"), 1, None);
         let (mut s, n) = load(&q);
         let pq = parse_query(&mut s, n, q.len()).expect("parses");

@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut s = Box::new(Scratch::zeroed());
     let n = data.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&data[..n]);
-    let Ok(q) = parse_query(&mut s, n, data.len()) else { return };
+    let Ok(q) = parse_query(&mut s, n, data.len()) else {
+        return;
+    };
     // The QNAME as the parser saw it.
     let name = &data[12..12 + q.name_len];
     let mut suffixes = Vec::new();
@@ -27,22 +29,45 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(suffixes.len(), q.labels);
     // Every depth looked up; every key the matcher asks for is the key of a real suffix.
-    let mut cfg = Config::default();
-    cfg.depth_mask = [u64::MAX; 2];
+    let cfg = Config {
+        depth_mask: [u64::MAX; 2],
+        ..Default::default()
+    };
     let expected: Vec<_> = suffixes.iter().map(|s| key_of_canonical(s)).collect();
     let mut asked = Vec::new();
-    let slot = Slot { rule_id: 1, order_id: 0, action: Action::Nxdomain as u8, flags: 0, qtypes: QTYPES_ALL, scope: 0 };
+    let slot = Slot {
+        rule_id: 1,
+        order_id: 0,
+        action: Action::Nxdomain as u8,
+        flags: 0,
+        qtypes: QTYPES_ALL,
+        scope: 0,
+    };
     let hit = find_rule(&cfg, &mut s, &q, |k| {
         asked.push(*k);
         // Match the shortest suffix only, so every depth is asked for.
-        (*k == *expected.last()?).then_some(RuleSet { here: slot, below: slot })
+        (*k == *expected.last()?).then_some(RuleSet {
+            here: slot,
+            below: slot,
+        })
     });
-    assert_eq!(asked, expected, "suffix keys from the walk differ from direct keys");
+    assert_eq!(
+        asked, expected,
+        "suffix keys from the walk differ from direct keys"
+    );
     if q.labels == 0 {
         return;
     }
     assert!(hit.is_some());
-    let len = write_answer(&mut s, &q, data.len(), data.len() + MAX_GROWTH, Action::Nxdomain, &cfg, None);
+    let len = write_answer(
+        &mut s,
+        &q,
+        data.len(),
+        data.len() + MAX_GROWTH,
+        Action::Nxdomain,
+        &cfg,
+        None,
+    );
     assert!(len <= data.len() + MAX_GROWTH);
     assert_eq!(&s.msg[12..q.q_end], &data[12..q.q_end], "question echoed");
     assert_eq!(s.msg[2] & 0x80, 0x80, "QR set");

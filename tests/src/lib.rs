@@ -10,3 +10,4 @@ pub mod raw;
 pub mod reference;
 pub mod ringbuf;
 pub mod testrun;
+pub mod util;

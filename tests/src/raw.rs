@@ -102,7 +102,7 @@ pub fn exchange(
                 msg.msg_controllen = std::mem::size_of_val(&cbuf);
                 let n = libc::recvmsg(s, &mut msg, 0);
                 // Skip our own outgoing frame.
-                if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
                     continue;
                 }
                 let mut frame = buf[..n as usize].to_vec();

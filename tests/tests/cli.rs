@@ -2,13 +2,19 @@
 //! namespaces, checked with real kdig answers: load, reload with changes, allow orders,
 //! RPZ files, explain, stats, order removal, refused loads that change nothing.
 
-use std::{path::Path, process::Command};
+use std::{io::Write, path::Path, process::Command, time::Duration};
 
-use blocker_tests::env::{kdig, Blocker, TempDir, Topology, EDGE_V4};
+use blocker_tests::{
+    env::{kdig, Blocker, TempDir, Topology, EDGE_V4},
+    util::{free_port, http_get, wait_for, KillOnDrop},
+};
 
 const Q: &[&str] = &["+retry=0", "+timeout=2", "+edns"];
 
-fn status(t: &Topology, name: &str) -> (String, Option<(u16, String)>, Vec<(String, String)>) {
+/// An answer's status, EDE (code, text) and answer records (type, data).
+type Outcome = (String, Option<(u16, String)>, Vec<(String, String)>);
+
+fn status(t: &Topology, name: &str) -> Outcome {
     let r = kdig(&t.client, EDGE_V4, name, "A", Q);
     (
         r.status.unwrap_or_else(|| format!("no answer: {}", r.raw)),
@@ -424,33 +430,24 @@ fn refuses_non_root_and_foreign_state() {
     );
 }
 
-/// Kills a child process on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn scrape(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
 fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
-#[test]
-fn prometheus_metrics_after_real_queries() {
+/// Prometheus 2.x's scrape Accept header.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A blocker attached in a namespace with one subtree rule of order Court-7, after five real
+/// queries (three blocked, two allowed), and `blocker serve` on a free loopback port.
+struct Served {
+    t: Topology,
+    _b: Blocker,
+    port: u16,
+    _server: KillOnDrop,
+}
+
+fn serve_after_queries() -> Served {
     let mut t = Topology::new();
     t.start_unbound(&["ok.example. 300 IN A 192.0.2.10"]);
     let b = Blocker::new();
@@ -463,17 +460,18 @@ fn prometheus_metrics_after_real_queries() {
         "--order",
         "Court-7",
     ]);
-    for name in [
-        "bad.example",
-        "www.bad.example",
-        "cdn.bad.example",
-        "ok.example",
-        "ok.example",
+    for (name, want) in [
+        ("bad.example", "NXDOMAIN"),
+        ("www.bad.example", "NXDOMAIN"),
+        ("cdn.bad.example", "NXDOMAIN"),
+        ("ok.example", "NOERROR"),
+        ("ok.example", "NOERROR"),
     ] {
-        kdig(&t.client, EDGE_V4, name, "A", Q);
+        let r = kdig(&t.client, EDGE_V4, name, "A", Q);
+        assert_eq!(r.status.as_deref(), Some(want), "{name}: {}", r.raw);
     }
-    let port = 20000 + (std::process::id() % 20000) as u16;
-    let _server = Child(
+    let port = free_port();
+    let server = KillOnDrop(
         Command::new(&b.bin)
             .arg("--bpffs")
             .arg(&b.bpffs)
@@ -484,15 +482,30 @@ fn prometheus_metrics_after_real_queries() {
             .spawn()
             .expect("serve"),
     );
-    let mut body = None;
-    for _ in 0..50 {
-        body = scrape(port);
-        if body.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for("blocker serve to answer", Duration::from_secs(30), || {
+        http_get(port, "/metrics", None)
+    });
+    Served {
+        t,
+        _b: b,
+        port,
+        _server: server,
     }
-    let body = body.expect("the exporter answered");
+}
+
+#[test]
+fn prometheus_metrics_after_real_queries() {
+    let s = serve_after_queries();
+    let (t, port) = (&s.t, s.port);
+
+    // No Accept header (curl, promtool's usual input): the Prometheus text format, declared.
+    let r = http_get(port, "/metrics", None).expect("scrape");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let body = r.body;
     assert_eq!(
         metric(
             &body,
@@ -536,15 +549,15 @@ fn prometheus_metrics_after_real_queries() {
         Some(1.0),
         "{body}"
     );
-    // One rule name: the smallest key filter, one bit set.
+    // One rule name: the smallest key filter (512 bits), one bit set.
     assert_eq!(
-        metric(&body, "blocker_key_filter_bits "),
-        Some(512.0),
+        metric(&body, "blocker_key_filter_bytes "),
+        Some(64.0),
         "{body}"
     );
     assert_eq!(
-        metric(&body, "blocker_key_filter_bits_set "),
-        Some(1.0),
+        metric(&body, "blocker_key_filter_fill_ratio "),
+        Some(1.0 / 512.0),
         "{body}"
     );
     assert!(
@@ -554,9 +567,155 @@ fn prometheus_metrics_after_real_queries() {
         )),
         "{body}"
     );
+    // promtool lints it: HELP and TYPE for every family, counter names, base units.
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (cargo xtask setup installs Debian's prometheus)");
+    lint.stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = lint.wait_with_output().expect("promtool");
     assert!(
-        body.trim_end().ends_with("# EOF"),
-        "OpenMetrics text ends with # EOF"
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Prometheus asks for OpenMetrics: the same samples, declared as OpenMetrics.
+    let r = http_get(port, "/metrics", Some(PROMETHEUS_ACCEPT)).expect("scrape");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(
+        r.body.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF: {}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("# TYPE blocker_packets counter\nblocker_packets_total{reason="),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        metric(&r.body, r#"blocker_packets_total{reason="nxdomain"} "#),
+        Some(3.0),
+        "{}",
+        r.body
+    );
+}
+
+/// What Prometheus's HTTP API answers (`data`), once `status` is success.
+fn prometheus_api(port: u16, path: &str) -> Option<serde_json::Value> {
+    let r = http_get(port, path, None)?;
+    let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+    (v["status"] == "success").then(|| v["data"].clone())
+}
+
+#[test]
+fn a_prometheus_server_reads_samples_and_metadata() {
+    let s = serve_after_queries();
+    let dir = TempDir::new("blkt-prom");
+    let prom_port = free_port();
+    let config = dir.write(
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: blocker\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            s.port
+        ),
+    );
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log");
+    let _prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={config}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (cargo xtask setup installs Debian's prometheus)"),
+    );
+    let prom_log = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+
+    // The first scrape of the target succeeds (health is "unknown" until it is done).
+    let target = wait_for("the first scrape", Duration::from_secs(120), || {
+        let d = prometheus_api(prom_port, "/api/v1/targets")?;
+        let t = d["activeTargets"].as_array()?.first()?.clone();
+        (t["health"] != "unknown").then_some(t)
+    });
+    assert_eq!(target["health"], "up", "{target}");
+    assert_eq!(target["lastError"], "", "{target}");
+
+    // The samples, as PromQL sees them.
+    let result = wait_for("blocker_packets_total", Duration::from_secs(60), || {
+        let d = prometheus_api(prom_port, "/api/v1/query?query=blocker_packets_total")?;
+        let r = d["result"].as_array()?.clone();
+        (!r.is_empty()).then_some(r)
+    });
+    let value = |reason: &str| -> Option<String> {
+        result
+            .iter()
+            .find(|x| x["metric"]["reason"] == reason)
+            .and_then(|x| x["value"][1].as_str().map(String::from))
+    };
+    assert_eq!(value("nxdomain").as_deref(), Some("3"), "{result:?}");
+    assert_eq!(value("no_match").as_deref(), Some("2"), "{result:?}");
+    let d =
+        prometheus_api(prom_port, "/api/v1/query?query=blocker_key_filter_bytes").expect("query");
+    assert_eq!(d["result"][0]["value"][1], "64", "{d}");
+
+    // The metadata: every family blocker serves, with its type and help text.
+    let families = [
+        ("blocker_packets", "counter"),
+        ("blocker_order_hits", "counter"),
+        ("blocker_rule_hits", "counter"),
+        ("blocker_order_rules", "gauge"),
+        ("blocker_generation", "gauge"),
+        ("blocker_last_update_timestamp_seconds", "gauge"),
+        ("blocker_key_filter_bytes", "gauge"),
+        ("blocker_key_filter_fill_ratio", "gauge"),
+        ("blocker_interface_attached", "gauge"),
+    ];
+    let meta = wait_for("metadata of every family", Duration::from_secs(60), || {
+        let d = prometheus_api(prom_port, "/api/v1/metadata")?;
+        families
+            .iter()
+            .all(|(f, _)| d.get(f).is_some())
+            .then_some(d)
+    });
+    for (family, kind) in families {
+        let m = &meta[family][0];
+        assert_eq!(m["type"], kind, "{family}: {meta}");
+        let help = m["help"].as_str().unwrap_or("");
+        assert!(help.len() > 10, "{family} has no help text: {meta}");
+    }
+    assert_eq!(
+        meta["blocker_packets"][0]["help"],
+        "Packets seen by the XDP program, by exit reason (reason packets counts all).",
+        "{meta}"
+    );
+    // Per target as well, as Prometheus keeps it for the scraped series.
+    let per_target = prometheus_api(
+        prom_port,
+        "/api/v1/targets/metadata?match_target=%7Bjob%3D%22blocker%22%7D&metric=blocker_key_filter_fill_ratio",
+    )
+    .expect("targets/metadata");
+    assert_eq!(
+        per_target[0]["type"],
+        "gauge",
+        "{per_target}\n{}",
+        prom_log()
     );
 }
 

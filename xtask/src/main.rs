@@ -22,9 +22,11 @@ enum Cmd {
     /// Install what building and testing need (Debian packages, bpf-linker), mount bpffs,
     /// check the kernel. Idempotent.
     Setup,
-    /// Set up, then run every test: host unit tests and the root-only integration tests.
+    /// Set up, then run every test: host unit tests and the root-only integration tests
+    /// (with --host-only: no setup, only the host unit tests).
     Test {
-        /// Only the host unit tests (no root, no kernel).
+        /// Only the host unit tests: runs nothing as root (no packages installed, no bpffs
+        /// mounted) and no kernel test; fails if the tools building the eBPF object are missing.
         #[arg(long)]
         host_only: bool,
         /// Extra arguments for the integration test binary (e.g. a test name filter).
@@ -146,7 +148,11 @@ fn main() -> Result<()> {
 }
 
 fn test(host_only: bool, rest: &[String]) -> Result<()> {
-    setup::run()?;
+    if host_only {
+        setup::check_build_tools()?;
+    } else {
+        setup::run()?;
+    }
     util::step("host unit tests");
     let (mut passed, mut failed) = util::cargo_test(&[
         "test",

@@ -38,10 +38,25 @@ const PACKAGES: &[(&str, &str)] = &[
         "pdns-recursor",
         "PowerDNS Recursor, the second resolver-side RPZ the benchmark compares with",
     ),
+    (
+        "prometheus",
+        "Prometheus and promtool: tests scrape `blocker serve` with a real server and lint it",
+    ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
 ];
+
+/// Packages whose installation may start a service on the host. setup stops and disables
+/// it right after installing the package: tests and the benchmark run their own instances
+/// (inside namespaces, or on a free loopback port), and a machine that had the package before
+/// keeps its service as it was.
+const SERVICES: &[&str] = &["pdns-recursor", "prometheus"];
+
+/// The packages that building blocker-userspace needs (its build script compiles the eBPF
+/// object it embeds): Debian's rust toolchain and library source, and the LLVM bpf-linker
+/// is linked against (libLLVM.so.22 ships in llvm-22-dev).
+const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev"];
 
 /// The bpf-linker version and LLVM feature that work with these toolchains.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -61,6 +76,73 @@ fn cargo_bin() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
     home.join("bin")
+}
+
+/// What `bpf-linker --version` prints (empty when it is missing or cannot run).
+fn bpf_linker_version() -> String {
+    Command::new(cargo_bin().join("bpf-linker"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Checks, without changing anything (no root needed), that blocker-userspace can be built:
+/// the packages its build script uses to compile the eBPF object, and the pinned bpf-linker.
+/// Fails naming what is missing.
+pub fn check_build_tools() -> Result<()> {
+    step("build tools (checked only: nothing is installed or mounted)");
+    let mut missing: Vec<String> = BUILD_PACKAGES
+        .iter()
+        .filter(|p| !installed(p))
+        .map(|p| {
+            let why = PACKAGES
+                .iter()
+                .find(|(name, _)| name == p)
+                .map(|(_, why)| *why)
+                .unwrap_or("");
+            format!("Debian package {p} ({why})")
+        })
+        .collect();
+    if !bpf_linker_version().contains(BPF_LINKER_VERSION) {
+        missing.push(format!(
+            "bpf-linker {BPF_LINKER_VERSION} in {} (links the eBPF object)",
+            cargo_bin().display()
+        ));
+    }
+    if missing.is_empty() {
+        println!(
+            "build tools: {} and bpf-linker {BPF_LINKER_VERSION} present",
+            BUILD_PACKAGES.join(", ")
+        );
+        return Ok(());
+    }
+    bail!(
+        "the host tests build blocker-userspace, which embeds the eBPF object, and building it \
+         needs what is missing here:\n  - {}\n--host-only installs nothing; run `cargo xtask \
+         setup` as root once (it installs these), then run the host tests as any user",
+        missing.join("\n  - ")
+    )
+}
+
+/// Stops a service a package just started and keeps it from starting at boot, under systemd
+/// or sysvinit (containers without systemd run the package's init script).
+fn stop_service(name: &str) -> Result<()> {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        output("systemctl", &["disable", "--now", name])?;
+    } else if std::path::Path::new("/etc/init.d").join(name).exists() {
+        output("service", &[name, "stop"])?;
+        output("update-rc.d", &[name, "disable"])?;
+        // The init script's status: 0 only while the daemon runs.
+        if ok("service", &[name, "status"]) {
+            bail!("still running after `service {name} stop`");
+        }
+    } else {
+        // Neither systemd nor an init script: the package started nothing.
+        return Ok(());
+    }
+    println!("service {name}: stopped and disabled (tests and the benchmark run their own)");
+    Ok(())
 }
 
 pub fn run() -> Result<()> {
@@ -96,12 +178,10 @@ pub fn run() -> Result<()> {
         if !st.success() {
             problems.push(format!("apt-get install {} failed", missing.join(" ")));
         }
-        // Packages that ship a service must not leave it running on the host: the benchmark
-        // starts its own resolvers inside network namespaces.
-        if missing.contains(&"pdns-recursor") {
-            let _ = Command::new("service")
-                .args(["pdns-recursor", "stop"])
-                .output();
+        for svc in SERVICES.iter().filter(|s| missing.contains(s)) {
+            if let Err(e) = stop_service(svc) {
+                problems.push(format!("service {svc}: {e}"));
+            }
         }
         for (p, why) in PACKAGES {
             if !installed(p) {
@@ -113,12 +193,7 @@ pub fn run() -> Result<()> {
     }
 
     // bpf-linker, pinned, built against LLVM 22.
-    let linker = cargo_bin().join("bpf-linker");
-    let have = Command::new(&linker)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    let have = bpf_linker_version();
     if have.contains(BPF_LINKER_VERSION) {
         println!("bpf-linker: {} present", have.trim());
     } else {

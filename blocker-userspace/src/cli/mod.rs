@@ -63,7 +63,9 @@ pub enum Command {
     /// events, response rate limiting).
     #[command(subcommand)]
     Config(config::Command),
-    /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces).
+    /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, key filter,
+    /// interfaces): OpenMetrics when the scrape's Accept header asks for it, else the
+    /// Prometheus text format 0.0.4.
     Serve(serve::Args),
     /// Write sampled block events (time, order, rule, action, client) as JSON lines.
     Events(events::Args),

@@ -30,7 +30,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         bail!("--delay {}: give a positive number of seconds", a.delay);
     }
     let tty = std::io::stdout().is_terminal();
-    let mut prev: Option<(Instant, HashMap<String, u64>, HashMap<String, u64>, u64)> = None;
+    // When, rule hits, order hits and answered queries at the previous refresh.
+    type Previous = (Instant, HashMap<String, u64>, HashMap<String, u64>, u64);
+    let mut prev: Option<Previous> = None;
     let mut n = 0u64;
     loop {
         // Collect more rules than shown, so rates can reorder them.

@@ -1,0 +1,623 @@
+//! The CLI surface the operator workflow test does not reach, through the real binary against
+//! the attached program in network namespaces, checked with real kdig answers: `top` and
+//! `stats --watch` (long-running, read while they run), `config show/set --port`, the
+//! `attach --mode auto` fallback to skb, `--capacity`, RPZ files with `--rpz-origin`, hosts
+//! files, and rules limited to query types.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc::{channel, Receiver},
+    time::{Duration, Instant},
+};
+
+use blocker_tests::{
+    env::{kdig, Blocker, Kdig, TempDir, Topology, EDGE_V4},
+    util::KillOnDrop,
+};
+
+const Q: &[&str] = &["+retry=0", "+timeout=2", "+edns"];
+
+fn query(t: &Topology, name: &str, qtype: &str) -> Kdig {
+    kdig(&t.client, EDGE_V4, name, qtype, Q)
+}
+
+/// Answered by blocker: NXDOMAIN with EDE 16 and the order's text.
+fn blocked(t: &Topology, name: &str, qtype: &str, text: &str) {
+    let r = query(t, name, qtype);
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NXDOMAIN"),
+        "{name} {qtype}: {}",
+        r.raw
+    );
+    assert_eq!(
+        r.ede,
+        Some((16, text.to_string())),
+        "{name} {qtype}: {}",
+        r.raw
+    );
+}
+
+/// Answered by unbound: NOERROR, no EDE, one record.
+fn resolved(t: &Topology, name: &str, qtype: &str) {
+    let r = query(t, name, qtype);
+    assert_eq!(
+        (r.status.as_deref(), &r.ede),
+        (Some("NOERROR"), &None),
+        "{name} {qtype} should reach unbound: {}",
+        r.raw
+    );
+    assert_eq!(
+        r.answers.len(),
+        1,
+        "{name} {qtype}: unbound's answer: {}",
+        r.raw
+    );
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"))
+}
+
+fn generation(b: &Blocker) -> u64 {
+    json(&b.ok(&["status", "--json"]))["generation"]
+        .as_u64()
+        .expect("generation")
+}
+
+/// (name, match, action, qtypes) of every rule of an order.
+fn rules_of(b: &Blocker, order: &str) -> Vec<(String, String, String, String)> {
+    let v = json(&b.ok(&["rules", "list", "--order", order, "--json"]));
+    let mut out: Vec<_> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("name"), s("match"), s("action"), s("qtypes"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn rule(name: &str, kind: &str, action: &str, qtypes: &str) -> (String, String, String, String) {
+    (name.into(), kind.into(), action.into(), qtypes.into())
+}
+
+/// A long-running blocker command (stdout a pipe, so not a terminal) whose lines are read on
+/// a thread; killed on drop.
+struct Running {
+    lines: Receiver<String>,
+    _child: KillOnDrop,
+}
+
+impl Running {
+    fn start(b: &Blocker, args: &[&str]) -> Running {
+        let mut child = Command::new(&b.bin)
+            .arg("--bpffs")
+            .arg(&b.bpffs)
+            .arg("--state-dir")
+            .arg(&b.state)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn blocker");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            lines,
+            _child: KillOnDrop(child),
+        }
+    }
+
+    /// The next line; panics when none comes before a generous deadline or the output ends.
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a line of output (the command stalled or exited)")
+    }
+}
+
+#[test]
+fn top_shows_the_busiest_order_first_in_plain_text() {
+    let mut t = Topology::new();
+    t.start_unbound(&[]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    // The quiet order first, and first in the alphabet: only the hits can put the busy one
+    // above it.
+    b.ok(&["rules", "add", "quiet.example", "--order", "A-quiet"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "busy.example",
+        "--subtree",
+        "--order",
+        "Z-busy",
+    ]);
+    for name in ["busy.example", "www.busy.example", "cdn.busy.example"] {
+        blocked(&t, name, "A", "Z-busy");
+    }
+    blocked(&t, "quiet.example", "A", "A-quiet");
+
+    // stdout is a pipe: plain frames, no terminal control sequences, one per refresh.
+    let out = b.ok(&["top", "--iterations", "2", "--delay", "0.2", "-n", "5"]);
+    assert!(
+        !out.contains('\u{1b}'),
+        "escape sequences in piped output: {out:?}"
+    );
+    let frames: Vec<&str> = out
+        .split("blocker top — ")
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert_eq!(frames.len(), 2, "two refreshes: {out}");
+    for f in frames {
+        assert!(f.contains("blocked 4 "), "3 + 1 blocked queries: {f}");
+        let rows: Vec<Vec<&str>> = f.lines().map(|l| l.split_whitespace().collect()).collect();
+        // Order rows: HITS/S HITS ORDER.
+        let pos = |order: &str| {
+            rows.iter()
+                .position(|r| r.len() == 3 && r[2] == order)
+                .unwrap_or_else(|| panic!("no row for {order}: {f}"))
+        };
+        let (busy, quiet) = (pos("Z-busy"), pos("A-quiet"));
+        assert!(busy < quiet, "busiest order first: {f}");
+        assert_eq!(rows[busy][1], "3", "{f}");
+        assert_eq!(rows[quiet][1], "1", "{f}");
+        // Rule rows: HITS/S HITS MATCH ACTION NAME ORDER; the busiest first.
+        let first_rule = rows
+            .iter()
+            .find(|r| r.len() == 6 && r[2] != "MATCH")
+            .unwrap_or_else(|| panic!("no rule rows: {f}"));
+        assert_eq!(
+            first_rule[1..],
+            ["3", "subtree", "nxdomain", "busy.example", "Z-busy"],
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn stats_watch_refreshes_with_new_counts_and_rates() {
+    let mut t = Topology::new();
+    t.start_unbound(&[]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    b.ok(&["rules", "add", "bad.example", "--order", "W"]);
+    blocked(&t, "bad.example", "A", "W");
+
+    // JSON: one report per line; a query sent while it runs shows in a later refresh.
+    let w = Running::start(&b, &["stats", "--watch", "0.2", "--json"]);
+    let nx = |line: &str| {
+        json(line)["reasons"]["nxdomain"]
+            .as_u64()
+            .expect("nxdomain")
+    };
+    assert_eq!(nx(&w.line()), 1);
+    blocked(&t, "bad.example", "A", "W");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = nx(&w.line());
+        assert!(n <= 2, "{n} nxdomain counted for 2 queries");
+        if n == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new query never showed");
+    }
+    drop(w);
+
+    // Tables: every refresh after the first has a rate column.
+    let w = Running::start(&b, &["stats", "--watch", "0.2"]);
+    let mut refreshes: Vec<Vec<String>> = Vec::new();
+    while refreshes.len() < 4 {
+        let l = w.line();
+        if l.starts_with("generation ") {
+            refreshes.push(Vec::new());
+        }
+        if let Some(r) = refreshes.last_mut() {
+            r.push(l);
+        }
+    }
+    refreshes.pop(); // possibly incomplete
+    let nxdomain_row = |r: &Vec<String>| -> String {
+        r.iter()
+            .find(|l| l.starts_with("nxdomain "))
+            .cloned()
+            .unwrap_or_else(|| panic!("no nxdomain row: {r:?}"))
+    };
+    let first = nxdomain_row(&refreshes[0]);
+    assert_eq!(
+        first.split_whitespace().collect::<Vec<_>>(),
+        ["nxdomain", "2"]
+    );
+    for r in &refreshes[1..] {
+        let row = nxdomain_row(r);
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["nxdomain", "2", "0.0/s"],
+            "no new queries: a rate of 0: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn config_port_moves_inspection_to_the_new_port() {
+    let mut t = Topology::new();
+    t.start_unbound(&["bad.example. 300 IN A 192.0.2.10"]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    b.ok(&["rules", "add", "bad.example", "--order", "Ports"]);
+    let at = |port: &str| {
+        kdig(
+            &t.client,
+            EDGE_V4,
+            "bad.example",
+            "A",
+            &[Q[0], Q[1], Q[2], "-p", port],
+        )
+    };
+
+    let show = json(&b.ok(&["config", "show", "--json"]));
+    assert_eq!(show["ports"], serde_json::json!([53]), "{show}");
+    let r = at("53");
+    assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+    // Nothing listens on 5353 and blocker does not look there: no DNS answer at all.
+    let other = b.reason("other_port");
+    let r = at("5353");
+    assert_eq!(r.status, None, "{}", r.raw);
+    assert_eq!(b.reason("other_port"), other + 1, "counted as another port");
+
+    b.ok(&["config", "set", "--port", "5353"]);
+    let show = b.ok(&["config", "show"]);
+    assert!(
+        show.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ports", "5353"]),
+        "{show}"
+    );
+    // The old port is no longer inspected: unbound answers; the new one is.
+    let r = at("53");
+    assert_eq!(
+        (r.status.as_deref(), r.answers.len(), &r.ede),
+        (Some("NOERROR"), 1, &None),
+        "{}",
+        r.raw
+    );
+    let r = at("5353");
+    assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+    assert_eq!(r.ede, Some((16, "Ports".to_string())), "{}", r.raw);
+
+    // Two ports.
+    b.ok(&["config", "set", "--port", "53", "--port", "5353"]);
+    assert_eq!(
+        json(&b.ok(&["config", "show", "--json"]))["ports"],
+        serde_json::json!([53, 5353])
+    );
+    for port in ["53", "5353"] {
+        let r = at(port);
+        assert_eq!(
+            r.status.as_deref(),
+            Some("NXDOMAIN"),
+            "port {port}: {}",
+            r.raw
+        );
+    }
+}
+
+#[test]
+fn auto_mode_falls_back_to_skb_where_native_xdp_is_refused() {
+    let mut t = Topology::new();
+    t.start_unbound(&[]);
+    // A veth whose peer's MTU does not fit in one page: the kernel refuses native XDP to a
+    // program that does not handle multi-buffer frames (ERANGE); generic XDP takes it.
+    for (ns, dev) in [(&t.client, &t.client_dev), (&t.edge, &t.edge_dev)] {
+        ns.must("ip", &["link", "set", dev, "mtu", "9000"]);
+    }
+    let b = Blocker::new();
+    let edge = [
+        "--iface",
+        t.edge_dev.as_str(),
+        "--netns",
+        t.edge.name.as_str(),
+    ];
+    let err = b.fails(&[&["attach", "--mode", "native"][..], &edge].concat());
+    assert!(
+        err.contains(&format!("attaching to {}@{}", t.edge_dev, t.edge.name)),
+        "{err}"
+    );
+
+    let out = b.ok(&[&["attach", "--mode", "auto"][..], &edge].concat());
+    assert!(
+        out.contains("native XDP failed") && out.contains("falling back to skb mode"),
+        "the fallback is said: {out}"
+    );
+    assert!(out.contains("attached (skb)"), "{out}");
+    let link = t.edge.must("ip", &["link", "show", "dev", &t.edge_dev]);
+    assert!(
+        link.contains("xdpgeneric"),
+        "generic XDP in the kernel: {link}"
+    );
+    let st = json(&b.ok(&["status", "--json"]));
+    let iface = &st["interfaces"][0];
+    assert_eq!(iface["mode"], "skb", "{st}");
+    assert_eq!(iface["attached"], true, "{st}");
+
+    // And it enforces: real queries through the fallback.
+    b.ok(&["rules", "add", "bad.example", "--order", "Fallback"]);
+    blocked(&t, "bad.example", "A", "Fallback");
+    blocked(&t, "bad.example", "AAAA", "Fallback");
+}
+
+#[test]
+fn capacity_bounds_a_change_and_a_refused_one_changes_nothing() {
+    let mut t = Topology::new();
+    let data: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .map(|n| format!("{n}.example. 300 IN A 192.0.2.10"))
+        .collect();
+    t.start_unbound(&data.iter().map(String::as_str).collect::<Vec<_>>());
+    let b = Blocker::new();
+    let edge = [
+        "attach",
+        "--iface",
+        t.edge_dev.as_str(),
+        "--netns",
+        t.edge.name.as_str(),
+        "--mode",
+        "native",
+        "--capacity",
+        "4",
+    ];
+    let out = b.ok(&edge);
+    assert!(out.contains("capacity 4 names"), "{out}");
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
+    assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 4);
+    let lists = TempDir::new("blkt-cap");
+    let l1 = lists.write("o1.txt", "a.example\nb.example\nc.example\n");
+    b.ok(&["rules", "load", &l1, "--order", "Cap"]);
+    blocked(&t, "a.example", "A", "Cap");
+
+    let refused = |file: &str, order: &str| {
+        let g = generation(&b);
+        let before = b.ok(&["rules", "list", "--json"]);
+        let orders = b.ok(&["orders", "list"]);
+        let err = b.fails(&["rules", "load", file, "--order", order]);
+        assert!(
+            err.contains("the rule map holds at most 4 rules")
+                && err.contains("--capacity")
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert_eq!(b.ok(&["rules", "list", "--json"]), before);
+        assert_eq!(b.ok(&["orders", "list"]), orders);
+        assert_eq!(generation(&b), g);
+        for n in ["a.example", "b.example", "c.example"] {
+            blocked(&t, n, "A", "Cap");
+        }
+        for n in ["d.example", "e.example", "f.example", "g.example"] {
+            resolved(&t, n, "A");
+        }
+    };
+    // A list larger than the capacity, for a new order: refused, the order not created.
+    let big = lists.write(
+        "big.txt",
+        "d.example\ne.example\nf.example\ng.example\nh.example\n",
+    );
+    refused(&big, "Big");
+    assert!(!b.ok(&["orders", "list"]).contains("Big"));
+    // Old and new rules coexist until the switch: replacing 3 rules by 3 others needs 6.
+    let other = lists.write("o1c.txt", "d.example\ne.example\nf.example\n");
+    refused(&other, "Cap");
+    // A replacement that keeps two rules and adds one needs 4: it fits.
+    let fits = lists.write("o1d.txt", "a.example\nb.example\nd.example\n");
+    b.ok(&["rules", "load", &fits, "--order", "Cap"]);
+    blocked(&t, "d.example", "A", "Cap");
+    resolved(&t, "c.example", "A");
+}
+
+#[test]
+fn rpz_origin_is_stripped_from_full_owners() {
+    let mut t = Topology::new();
+    t.start_unbound(&[
+        "www.bad.example. 300 IN A 192.0.2.10",
+        "wild.example. 300 IN A 192.0.2.10",
+        "bad.example. 300 IN A 192.0.2.10",
+    ]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    let lists = TempDir::new("blkt-rpz");
+    // No SOA, no $ORIGIN: the owners are written in full, under the zone rpz.local.
+    let zone = lists.write(
+        "policy.rpz",
+        "bad.example.rpz.local. 60 IN CNAME .\n*.wild.example.rpz.local. 60 IN CNAME *.\n",
+    );
+
+    // Without --rpz-origin the owners are taken as they are.
+    b.ok(&["rules", "load", &zone, "--order", "Raw"]);
+    assert_eq!(
+        rules_of(&b, "Raw"),
+        [
+            rule("bad.example.rpz.local", "exact", "nxdomain", "all"),
+            rule("wild.example.rpz.local", "below", "nodata", "all"),
+        ]
+    );
+    resolved(&t, "bad.example", "A");
+    b.ok(&["orders", "remove", "Raw"]);
+
+    // An origin the owners are not under: refused, naming file and line, nothing changed.
+    let g = generation(&b);
+    let err = b.fails(&[
+        "rules",
+        "load",
+        &zone,
+        "--order",
+        "RPZ",
+        "--rpz-origin",
+        "other.zone",
+    ]);
+    assert!(err.contains(&format!("{zone}:1: ")), "{err}");
+    assert!(err.contains("outside the zone other.zone"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(generation(&b), g);
+
+    // With it, the origin is stripped: RPZ semantics on the names below it.
+    b.ok(&[
+        "rules",
+        "load",
+        &zone,
+        "--order",
+        "RPZ",
+        "--ede-text",
+        "RPZ order",
+        "--rpz-origin",
+        "rpz.local",
+    ]);
+    assert_eq!(
+        rules_of(&b, "RPZ"),
+        [
+            rule("bad.example", "exact", "nxdomain", "all"),
+            rule("wild.example", "below", "nodata", "all"),
+        ]
+    );
+    blocked(&t, "bad.example", "A", "RPZ order");
+    resolved(&t, "www.bad.example", "A");
+    let r = query(&t, "x.wild.example", "A");
+    assert_eq!(
+        (
+            r.status.as_deref(),
+            r.answers.len(),
+            r.ede.as_ref().map(|e| e.0)
+        ),
+        (Some("NOERROR"), 0, Some(16)),
+        "NODATA below wild.example: {}",
+        r.raw
+    );
+    resolved(&t, "wild.example", "A");
+}
+
+#[test]
+fn hosts_files_through_the_cli() {
+    let mut t = Topology::new();
+    t.start_unbound(&[
+        "www.ads.example. 300 IN A 192.0.2.10",
+        "ads2.example. 300 IN A 192.0.2.10",
+        "localhost.example. 300 IN A 192.0.2.10",
+    ]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    let lists = TempDir::new("blkt-hosts");
+    let hosts = lists.write(
+        "hosts",
+        "# a hosts-file block list\n127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n\
+         0.0.0.0 ads.example tracker.example # two names on a line\n\
+         0.0.0.0 cdn.ads2.example\n",
+    );
+
+    // Detected as hosts; localhost entries ignored; bare names are subtrees.
+    let out = b.ok(&["rules", "load", &hosts, "--order", "Hosts"]);
+    assert!(out.contains("3 rules added"), "{out}");
+    assert_eq!(
+        rules_of(&b, "Hosts"),
+        [
+            rule("ads.example", "subtree", "nxdomain", "all"),
+            rule("cdn.ads2.example", "subtree", "nxdomain", "all"),
+            rule("tracker.example", "subtree", "nxdomain", "all"),
+        ]
+    );
+    for n in [
+        "ads.example",
+        "www.ads.example",
+        "tracker.example",
+        "cdn.ads2.example",
+    ] {
+        blocked(&t, n, "A", "Hosts");
+    }
+    resolved(&t, "ads2.example", "A");
+    resolved(&t, "localhost.example", "A");
+
+    // Detected as a hosts file, a line without an address is an error there (a plain list
+    // would take it as a name): refused with file and line, nothing changed.
+    let g = generation(&b);
+    let mixed = lists.write("mixed-hosts", "0.0.0.0 x.example\nlonely.example\n");
+    let err = b.fails(&["rules", "load", &mixed, "--order", "Hosts"]);
+    assert!(
+        err.contains(&format!("{mixed}:2: ")) && err.contains("not a hosts-file line"),
+        "{err}"
+    );
+    assert_eq!(generation(&b), g);
+    blocked(&t, "ads.example", "A", "Hosts");
+
+    // --format hosts --match exact: the names only.
+    b.ok(&[
+        "rules", "load", &hosts, "--order", "Hosts", "--format", "hosts", "--match", "exact",
+    ]);
+    blocked(&t, "ads.example", "A", "Hosts");
+    resolved(&t, "www.ads.example", "A");
+}
+
+#[test]
+fn a_rule_limited_to_aaaa_blocks_aaaa_only() {
+    let mut t = Topology::new();
+    t.start_unbound(&[
+        "v6.example. 300 IN A 192.0.2.10",
+        "v6.example. 300 IN AAAA 2001:db8::10",
+        "v6.example. 300 IN MX 10 mail.v6.example.",
+    ]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    b.ok(&[
+        "rules",
+        "add",
+        "v6.example",
+        "--qtype",
+        "AAAA",
+        "--order",
+        "Q6",
+    ]);
+    assert_eq!(
+        rules_of(&b, "Q6"),
+        [rule("v6.example", "exact", "nxdomain", "AAAA")]
+    );
+    blocked(&t, "v6.example", "AAAA", "Q6");
+    resolved(&t, "v6.example", "A");
+    resolved(&t, "v6.example", "MX");
+    let s = b.stats();
+    assert_eq!(s["reasons"]["nxdomain"].as_u64(), Some(1), "{s}");
+
+    // Two types, given as a mnemonic and a number.
+    b.ok(&[
+        "rules",
+        "add",
+        "v6.example",
+        "--qtype",
+        "AAAA",
+        "--qtype",
+        "15",
+        "--order",
+        "Q6",
+    ]);
+    assert_eq!(
+        rules_of(&b, "Q6"),
+        [rule("v6.example", "exact", "nxdomain", "MX,AAAA")]
+    );
+    blocked(&t, "v6.example", "MX", "Q6");
+    blocked(&t, "v6.example", "AAAA", "Q6");
+    resolved(&t, "v6.example", "A");
+}
