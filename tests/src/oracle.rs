@@ -251,8 +251,10 @@ pub fn check_answer(
         (None, []) => {}
         (Some(r), [g]) if r == g => {
             let owner = &a.answers()[0];
-            if owner.name().to_ascii().to_ascii_lowercase()
-                != a.queries()[0].name().to_ascii().to_ascii_lowercase()
+            if !owner
+                .name()
+                .to_ascii()
+                .eq_ignore_ascii_case(&a.queries()[0].name().to_ascii())
             {
                 return Err("sinkhole record owner is not the query name".into());
             }

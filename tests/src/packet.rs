@@ -146,7 +146,7 @@ impl Frame {
         l4.extend_from_slice(&t.ack.to_be_bytes());
         let doff = 20 + t.options.len();
         assert!(
-            doff % 4 == 0 && doff <= 60,
+            doff.is_multiple_of(4) && doff <= 60,
             "TCP options must pad to 4 bytes"
         );
         l4.push(((doff / 4) as u8) << 4);

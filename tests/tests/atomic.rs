@@ -28,6 +28,9 @@ const N: usize = 200_000;
 /// Names of each list probed in every round.
 const PROBES: usize = 32;
 
+/// One round of probes: when it started and ended, and (name is in the new list, outcome).
+type Round = (Instant, Instant, Vec<(bool, Outcome)>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Blocked,
@@ -113,7 +116,7 @@ fn replacing_a_large_list_under_traffic() {
             })
             .collect();
         let mut log: Vec<(Instant, String, Outcome)> = Vec::new();
-        let mut rounds: Vec<(Instant, Instant, Vec<(bool, Outcome)>)> = Vec::new();
+        let mut rounds: Vec<Round> = Vec::new();
         let mut id = 0u16;
         while !d2.load(Ordering::Relaxed) {
             for name in ["allowed.test", "stable.big.test"] {

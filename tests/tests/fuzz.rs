@@ -215,11 +215,14 @@ fn frame(r: &mut Rng) -> Vec<u8> {
     bytes
 }
 
+/// A query's TCP header as sent, and whether more data follows the message.
+type TcpQuery = (packet::TcpParsed, bool);
+
 /// The DNS message of a frame, found independently of the program (None: not UDP to 53 in a
 /// whole, consistent IPv4/IPv6 packet, nor a TCP data segment to 53 whose data starts with a
 /// whole message — which must pass untouched). For TCP, also the TCP header as sent, and
 /// whether more data follows the message.
-fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<(packet::TcpParsed, bool)>)> {
+fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
     let mut off = 14;
     let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
     let mut tags = 0;

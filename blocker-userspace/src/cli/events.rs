@@ -123,7 +123,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             // SAFETY: the kernel wrote a BlockEvent (#[repr(C)], plain integers) of this size.
             let ev: BlockEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
-            if !by_gen.contains_key(&ev.generation) {
+            if let std::collections::hash_map::Entry::Vacant(e) = by_gen.entry(ev.generation) {
                 let names = names_at(ctx, ev.generation)?;
                 if names.is_none() {
                     eprintln!(
@@ -133,7 +133,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                         crate::state::HISTORY
                     );
                 }
-                by_gen.insert(ev.generation, names);
+                e.insert(names);
             }
             let found = by_gen
                 .get(&ev.generation)
