@@ -205,6 +205,7 @@ mod tests {
     use super::*;
     use crate::dns::tests::{load, query, wire};
     use crate::dns::{parse_query, LOAD_MAX};
+    use crate::key::tests::test_secret;
 
     fn answer(
         msg: &[u8],
@@ -214,7 +215,7 @@ mod tests {
     ) -> std::vec::Vec<u8> {
         let (mut s, n) = load(msg);
         assert!(n <= LOAD_MAX);
-        let q = parse_query(&mut s, n, msg.len()).expect("parses");
+        let q = parse_query(&mut s, n, msg.len(), &test_secret()).expect("parses");
         let len = write_answer(
             &mut s,
             &q,
@@ -319,7 +320,7 @@ mod tests {
         let o = order("Court of Milan");
         let q = query(1, &wire("a.test"), 1, Some((false, &[])));
         let (mut s, n) = load(&q);
-        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
         let full = write_answer(
             &mut s,
             &pq,
@@ -349,7 +350,7 @@ mod tests {
         cfg.flags = CONFIG_SINKHOLE_V4;
         let q = query(1, &wire("a.test"), 1, None);
         let (mut s, n) = load(&q);
-        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
         let len = write_answer(&mut s, &pq, q.len(), q.len(), Action::Sinkhole, &cfg, None);
         assert_eq!((len, s.msg[7]), (q.len(), 0));
     }

@@ -6,7 +6,7 @@
 //! Every index into a fixed array is masked, so the compiler proves it in range and no panic
 //! path reaches the BPF verifier. Loops have named constant bounds.
 
-use crate::key::{fold, suffix_key, Horner, RuleKey};
+use crate::key::{fold, suffix_key, Horner, KeySecret, RuleKey};
 use crate::maps::{qtype_bit, Config, Reason, RuleSet, Slot};
 
 /// Size of the scratch message buffer (a power of two, so `& MSG_MASK` bounds an index).
@@ -82,7 +82,7 @@ pub struct Query {
     pub labels: usize,
     /// Canonical length of the QNAME (wire length without the root byte).
     pub name_len: usize,
-    /// Key hash of the whole QNAME.
+    /// Running key hash of the whole QNAME (see [`Horner`]).
     pub name_hash: Horner,
     pub qtype: u16,
     pub qclass: u16,
@@ -101,13 +101,18 @@ fn be16(msg: &[u8; MSG_BUF], at: usize) -> u16 {
 
 /// Parses the query in `s.msg`. `loaded` bytes of the message are in the buffer (at most
 /// [`LOAD_MAX`]); the whole message (the UDP payload) is `msg_len` bytes long. Records each
-/// label's start and running hash in `s` for [`find_rule`].
+/// label's start and running hash (under `secret`) in `s` for [`find_rule`].
 ///
 /// Accepts only what the data plane can answer correctly: QR=0, opcode QUERY, QDCOUNT=1,
 /// ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1 with that one record an EDNS(0) OPT of version 0,
 /// class IN, and a QNAME of uncompressed labels. Anything else is the [`Reason`] to pass it.
 #[inline(always)]
-pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Query, Reason> {
+pub fn parse_query(
+    s: &mut Scratch,
+    loaded: usize,
+    msg_len: usize,
+    secret: &KeySecret,
+) -> Result<Query, Reason> {
     if msg_len < HEADER_LEN || loaded < HEADER_LEN {
         return Err(Reason::Malformed);
     }
@@ -124,7 +129,10 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
         return Err(Reason::NotQuery);
     }
 
-    // The QNAME walk: one pass, left to right, over at most 255 bytes.
+    // The QNAME walk: one pass, left to right, over at most 255 bytes. The bases are read
+    // once: in the kernel `secret` is map memory, which the compiler cannot keep in
+    // registers across the stores into `s`.
+    let base = secret.base;
     let mut i = HEADER_LEN;
     let mut next_len = HEADER_LEN;
     let mut h = Horner::ZERO;
@@ -151,9 +159,19 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
             s.starts[li] = (i - HEADER_LEN) as u8;
             s.prefix[li] = h;
             labels += 1;
-            next_len = i + 1 + b as usize;
+            // Laundered: otherwise every label start seen in the last 64 bytes leaves a
+            // different range for `next_len`, and the verifier walks the loop body once per
+            // range instead of once per byte.
+            next_len = launder(&mut s.opaque[19], (i + 1 + b as usize) as u64) as usize;
         }
-        h = h.push(fold(b));
+        // The byte is read again for the hash: the verifier knows more about `b` on the
+        // label path (1..=63) than on the other (0..=255), and different ranges flowing into
+        // the hash would keep it from merging the two paths at the next byte; a fresh load
+        // has the same range on both.
+        // SAFETY: a plain read of an in-bounds byte (volatile only so it is not merged with
+        // the read above).
+        let c = unsafe { core::ptr::read_volatile(&s.msg[i & MSG_MASK]) };
+        h = h.push(fold(c), &base);
         i += 1;
     }
     if !done {
@@ -198,7 +216,14 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
     Ok(Query {
         labels,
         name_len,
-        name_hash: h,
+        // Laundered: the key filter turns keys into a memory offset, which makes the verifier
+        // track the exact range of every value the key came from, back through the whole
+        // walk; ranges that differ by path would then keep it from merging paths. (The
+        // running hashes at label starts come back from `s.prefix`, already laundered.)
+        name_hash: Horner {
+            h1: launder(&mut s.opaque[16], h.h1),
+            h2: launder(&mut s.opaque[17], h.h2),
+        },
         qtype,
         qclass,
         q_end,
@@ -207,8 +232,8 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
     })
 }
 
-/// Finds the most specific rule that decides `q`. `lookup` returns the rules in force at a
-/// name (the active copy of its [`crate::RuleValue`]).
+/// Finds the most specific rule that decides `q` (parsed under the same `secret`). `lookup`
+/// returns the rules in force at a name (the active copy of its [`crate::RuleValue`]).
 ///
 /// Suffixes are tried from the whole name (most specific) to the last label, skipping depths
 /// at which no rule exists (`Config::depth_mask`). At the whole name the `here` slot decides
@@ -217,11 +242,17 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
 /// whose qtype set does not hold the query's type is skipped and the search goes on. The
 /// root has no labels and is never matched.
 #[inline(always)]
-pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, lookup: F) -> Option<Slot>
+pub fn find_rule<F>(
+    cfg: &Config,
+    secret: &KeySecret,
+    s: &mut Scratch,
+    q: &Query,
+    lookup: F,
+) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
 {
-    find_rule_filtered(cfg, s, q, |_, _| true, lookup)
+    find_rule_filtered(cfg, secret, s, q, |_, _| true, lookup)
 }
 
 /// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
@@ -230,6 +261,7 @@ where
 #[inline(always)]
 pub fn find_rule_filtered<F, G>(
     cfg: &Config,
+    secret: &KeySecret,
     s: &mut Scratch,
     q: &Query,
     mut may_hold: G,
@@ -248,7 +280,12 @@ where
         let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
         let idx = k & (MAX_LABELS - 1);
         let start = s.starts[idx] as usize;
-        let key = suffix_key(q.name_hash, s.prefix[idx], q.name_len.wrapping_sub(start));
+        let key = suffix_key(
+            secret,
+            q.name_hash,
+            s.prefix[idx],
+            q.name_len.wrapping_sub(start),
+        );
         // One laundered decision per label: the verifier sees the same two paths as without
         // a filter (look up, or go on), whatever the depth test and the filter computed.
         let has = cfg.has_depth(depth);
@@ -269,7 +306,7 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::key::key_of_canonical;
+    use crate::key::{key_of_canonical, tests::test_secret};
     use crate::maps::{Action, RuleSet, Slot, QTYPES_ALL};
     use std::collections::HashMap;
     use std::vec::Vec;
@@ -313,7 +350,7 @@ pub(crate) mod tests {
 
     fn parse(msg: &[u8]) -> Result<Query, Reason> {
         let (mut s, n) = load(msg);
-        parse_query(&mut s, n, msg.len())
+        parse_query(&mut s, n, msg.len(), &test_secret())
     }
 
     struct Rules {
@@ -344,7 +381,7 @@ pub(crate) mod tests {
                 None => Slot::default(),
             };
             self.map.insert(
-                key_of_canonical(&w),
+                key_of_canonical(&test_secret(), &w),
                 RuleSet {
                     here: slot(here),
                     below: slot(below),
@@ -354,8 +391,9 @@ pub(crate) mod tests {
         fn decide(&self, qname: &[u8], qtype: u16) -> Option<Slot> {
             let msg = query(7, qname, qtype, None);
             let (mut s, n) = load(&msg);
-            let q = parse_query(&mut s, n, msg.len()).expect("query parses");
-            find_rule(&self.cfg, &mut s, &q, |k| self.map.get(k).copied())
+            let k = test_secret();
+            let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
+            find_rule(&self.cfg, &k, &mut s, &q, |k| self.map.get(k).copied())
         }
     }
 
@@ -367,8 +405,14 @@ pub(crate) mod tests {
         assert_eq!(q.qtype, 1);
         assert!(!q.edns);
         assert_eq!(q.q_end, 12 + q.name_len + 1 + 4);
-        let h = key_of_canonical(&wire("www.example.com"));
-        assert_eq!((q.name_hash.h1, q.name_hash.h2), (h.h1, h.h2));
+        let h = key_of_canonical(&test_secret(), &wire("www.example.com"));
+        assert_eq!(
+            (
+                crate::key::reduce61(q.name_hash.h1),
+                crate::key::reduce61(q.name_hash.h2)
+            ),
+            (h.h1, h.h2)
+        );
     }
 
     #[test]
@@ -507,7 +551,7 @@ pub(crate) mod tests {
         let depth = 3;
         r.cfg.depth_mask[0] |= 1 << depth;
         r.map.insert(
-            key_of_canonical(&w),
+            key_of_canonical(&test_secret(), &w),
             RuleSet {
                 here: Slot {
                     rule_id: 9,
@@ -534,9 +578,10 @@ pub(crate) mod tests {
         );
         let msg = query(7, &wire("a.b.c.d.e.f.example.com"), 1, None);
         let (mut s, n) = load(&msg);
-        let q = parse_query(&mut s, n, msg.len()).expect("parses");
+        let k = test_secret();
+        let q = parse_query(&mut s, n, msg.len(), &k).expect("parses");
         let mut lookups = 0;
-        let hit = find_rule(&r.cfg, &mut s, &q, |k| {
+        let hit = find_rule(&r.cfg, &k, &mut s, &q, |k| {
             lookups += 1;
             r.map.get(k).copied()
         });

@@ -31,7 +31,9 @@ use blocker_common::{
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
-use crate::maps::{CONFIG, EVENTS, FILTER, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS};
+use crate::maps::{
+    CONFIG, EVENTS, FILTER, KEY, ORDERS, ORDER_HITS, RULES, RULE_HITS, SCRATCH, STATS,
+};
 
 const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -353,7 +355,10 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let msg_len = launder(&mut s.opaque[9], f.msg_len as u64) as usize & 0xffff;
     let f = Frame { msg_len, ..f };
 
-    let q = parse_query(s, loaded, f.msg_len)?;
+    // The key secret: all zero until the controller writes it, and it writes it before any
+    // rule, so an unset secret only ever meets an empty rule map.
+    let secret = KEY.get(0).ok_or(Reason::Malformed)?;
+    let q = parse_query(s, loaded, f.msg_len, secret)?;
     let active = (cfg.active & 1) as usize;
     // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
     let probe = Probe::of(cfg.filter);
@@ -372,7 +377,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         let word = unsafe { (*region).words[w] };
         probe.may_hold(word, mask)
     };
-    let slot = find_rule_filtered(cfg, s, &q, may_hold, |key| {
+    let slot = find_rule_filtered(cfg, secret, s, &q, may_hold, |key| {
         // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read it.
         unsafe { RULES.get(key) }.map(|v| v.sets[active])
     });

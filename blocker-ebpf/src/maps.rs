@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RuleHits, RuleKey, RuleValue,
-    Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
+    dns::Scratch, filter::Region, key::KeySecret, Config, OrderHits, OrderInfo, RuleHits, RuleKey,
+    RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -22,6 +22,11 @@ pub static RULES: HashMap<RuleKey, RuleValue> =
 /// region directly instead of through millions of syscalls.
 #[map(name = "BLK_FILTER")]
 pub static FILTER: Array<Region> = Array::pinned(2, BPF_F_MMAPABLE);
+
+/// Entry 0: the secret of the key hash and its powers, written once by the controller when
+/// it creates the maps (see `blocker_common::key`). Read once per packet.
+#[map(name = "BLK_KEY")]
+pub static KEY: Array<KeySecret> = Array::pinned(1, 0);
 
 /// Entry 0: run-time settings.
 #[map(name = "BLK_CONFIG")]

@@ -333,6 +333,10 @@ fn differential_fuzz() {
     let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
     let fd = prog.fd().expect("fd");
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+    let secret = maps
+        .key_secret()
+        .expect("key map")
+        .expect("the controller wrote the key secret");
 
     let mut r = Rng(seed | 1);
     let (mut tx, mut pass, mut drop) = (0u64, 0u64, 0u64);
@@ -346,7 +350,7 @@ fn differential_fuzz() {
             )
         };
         let dns = dns_payload(&f);
-        let expect = dns.and_then(|m| reference(&maps, m));
+        let expect = dns.and_then(|m| reference(&maps, &secret, m));
         match out.retval {
             XDP_PASS => {
                 pass += 1;
