@@ -72,6 +72,7 @@ pub fn write_answer(
     let q = &Query {
         labels: 0,
         name_len: 0,
+        chunks: 0,
         name_hash: q.name_hash,
         qtype: launder(&mut s.opaque[14], q.qtype as u64) as u16,
         qclass: q.qclass,

@@ -6,7 +6,10 @@
 //! Every index into a fixed array is masked, so the compiler proves it in range and no panic
 //! path reaches the BPF verifier. Loops have named constant bounds.
 
-use crate::key::{fold, suffix_key, Horner, KeySecret, RuleKey};
+use crate::key::{
+    chunk_value, suffix_key, Horner, KeySecret, RuleKey, CHUNK, MAX_CANONICAL_LEN, MAX_CHUNKS,
+    POW_LEN,
+};
 use crate::maps::{qtype_bit, Config, Reason, RuleSet, Slot};
 
 /// Size of the scratch message buffer (a power of two, so `& MSG_MASK` bounds an index).
@@ -34,7 +37,7 @@ pub const HDR_MAX: usize = 256;
 pub struct Scratch {
     /// The DNS message: the query as loaded from the packet, then the answer built in place.
     pub msg: [u8; MSG_BUF],
-    /// Offset of each label's length byte, relative to the start of the QNAME.
+    /// Index of each label's first chunk (see `crate::key`) in the QNAME.
     pub starts: [u8; MAX_LABELS],
     /// Running key hash just before each label.
     pub prefix: [Horner; MAX_LABELS],
@@ -82,6 +85,8 @@ pub struct Query {
     pub labels: usize,
     /// Canonical length of the QNAME (wire length without the root byte).
     pub name_len: usize,
+    /// Number of chunks of the QNAME (see `crate::key`).
+    pub chunks: usize,
     /// Running key hash of the whole QNAME (see [`Horner`]).
     pub name_hash: Horner,
     pub qtype: u16,
@@ -129,22 +134,24 @@ pub fn parse_query(
         return Err(Reason::NotQuery);
     }
 
-    // The QNAME walk: one pass, left to right, over at most 255 bytes. The bases are read
-    // once: in the kernel `secret` is map memory, which the compiler cannot keep in
-    // registers across the stores into `s`.
+    // The QNAME walk: one pass, left to right, one chunk (at most 7 bytes of one label, see
+    // `crate::key`) per step. The bases are read once: in the kernel `secret` is map memory,
+    // which the compiler cannot keep in registers across the stores into `s`.
     let base = secret.base;
     let mut i = HEADER_LEN;
     let mut next_len = HEADER_LEN;
     let mut h = Horner::ZERO;
     let mut labels = 0usize;
+    let mut chunks = 0usize;
     let mut done = false;
-    for _ in 0..MAX_NAME_WIRE {
+    // At most 127 chunks, and a last step that finds the root.
+    for _ in 0..MAX_CHUNKS + 1 {
         if i >= loaded {
             // The name runs past the message (or past what any valid name needs).
             return Err(Reason::BadName);
         }
-        let b = s.msg[i & MSG_MASK];
         if i == next_len {
+            let b = s.msg[i & MSG_MASK];
             if b == 0 {
                 done = true;
                 break;
@@ -156,32 +163,42 @@ pub fn parse_query(
             // Indexing with `labels` itself would make the verifier track its exact value
             // on every path through this loop (hundreds of thousands of states).
             let li = launder(&mut s.opaque[10], labels as u64) as usize & (MAX_LABELS - 1);
-            s.starts[li] = (i - HEADER_LEN) as u8;
+            s.starts[li] = chunks as u8;
             s.prefix[li] = h;
             labels += 1;
-            // Laundered: otherwise every label start seen in the last 64 bytes leaves a
-            // different range for `next_len`, and the verifier walks the loop body once per
-            // range instead of once per byte.
+            // Laundered: otherwise every label start seen so far leaves a different range
+            // for `next_len`, and the verifier walks the loop body once per range.
             next_len = launder(&mut s.opaque[19], (i + 1 + b as usize) as u64) as usize;
         }
-        // The byte is read again for the hash: the verifier knows more about `b` on the
-        // label path (1..=63) than on the other (0..=255), and different ranges flowing into
-        // the hash would keep it from merging the two paths at the next byte; a fresh load
-        // has the same range on both.
-        // SAFETY: a plain read of an in-bounds byte (volatile only so it is not merged with
-        // the read above).
-        let c = unsafe { core::ptr::read_volatile(&s.msg[i & MSG_MASK]) };
-        h = h.push(fold(c), &base);
-        i += 1;
+        // The chunk: up to 7 bytes, not past the label: min(next_len − i, 7), branch-free
+        // (over ≥ 0: take 7).
+        let rest = next_len.wrapping_sub(i) as u64;
+        let over = rest.wrapping_sub(CHUNK as u64) as i64;
+        let k = rest.wrapping_sub((over & !(over >> 63)) as u64);
+        if i as u64 + k > loaded as u64 {
+            return Err(Reason::BadName);
+        }
+        let at = HEADER_LEN + (i.wrapping_sub(HEADER_LEN) & 0xff);
+        // SAFETY: at + 8 ≤ 12 + 255 + 8 < MSG_BUF: eight bytes inside `s.msg` (those past
+        // the chunk are masked off by `chunk_value`).
+        let word = u64::from_le(unsafe {
+            core::ptr::read_unaligned(s.msg.as_ptr().add(at).cast::<u64>())
+        });
+        h = h.push(chunk_value(word, k), &base);
+        chunks += 1;
+        // Laundered: `i` moves by 1 to 7 bytes a step; a range per path would keep the
+        // verifier from merging paths.
+        i = launder(&mut s.opaque[12], i as u64 + k) as usize;
     }
-    if !done {
+    if !done || i.wrapping_sub(HEADER_LEN) > MAX_CANONICAL_LEN {
         return Err(Reason::BadName);
     }
-    // Here HEADER_LEN < i < HEADER_LEN + 255 and labels < 128. The masks below change
-    // nothing at run time; they bound the laundered values for the verifier (a comparison
-    // would not do: the compiler would use it to drop the masks on later indexes).
+    // Here HEADER_LEN < i ≤ HEADER_LEN + 254, labels < 128 and chunks ≤ 127. The masks below
+    // change nothing at run time; they bound the laundered values for the verifier (a
+    // comparison would not do: the compiler would use it to drop the masks on later indexes).
     let i = launder(&mut s.opaque[0], i as u64) as usize & MSG_MASK;
     let labels = launder(&mut s.opaque[1], labels as u64) as usize & (MAX_LABELS - 1);
+    let chunks = launder(&mut s.opaque[18], chunks as u64) as usize & (POW_LEN - 1);
     let name_len = i.wrapping_sub(HEADER_LEN) & 0xff;
     let q_end = i + 1 + 4;
     if q_end > msg_len || q_end > loaded {
@@ -216,6 +233,7 @@ pub fn parse_query(
     Ok(Query {
         labels,
         name_len,
+        chunks,
         // Laundered: the key filter turns keys into a memory offset, which makes the verifier
         // track the exact range of every value the key came from, back through the whole
         // walk; ranges that differ by path would then keep it from merging paths. (The
@@ -252,12 +270,11 @@ pub fn find_rule<F>(
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
 {
-    find_rule_filtered(cfg, secret, s, q, |_, _| true, lookup)
+    find_rule_filtered(cfg, secret, s, q, |_| true, lookup)
 }
 
 /// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
-/// (the key filter, see [`crate::filter`]). `may_hold` also learns whether any rule has the
-/// key's depth: when none has, its answer does not matter, and it need not read memory.
+/// (the key filter, see [`crate::filter`]).
 #[inline(always)]
 pub fn find_rule_filtered<F, G>(
     cfg: &Config,
@@ -269,7 +286,7 @@ pub fn find_rule_filtered<F, G>(
 ) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
-    G: FnMut(&RuleKey, bool) -> bool,
+    G: FnMut(&RuleKey) -> bool,
 {
     let qbit = qtype_bit(q.qtype);
     let mut k = 0usize;
@@ -279,22 +296,23 @@ where
         }
         let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
         let idx = k & (MAX_LABELS - 1);
-        let start = s.starts[idx] as usize;
-        let key = suffix_key(
-            secret,
-            q.name_hash,
-            s.prefix[idx],
-            q.name_len.wrapping_sub(start),
-        );
-        // One laundered decision per label: the verifier sees the same two paths as without
-        // a filter (look up, or go on), whatever the depth test and the filter computed.
-        let has = cfg.has_depth(depth);
-        let go = has as u64 & may_hold(&key, has) as u64;
-        if launder(&mut s.opaque[13], go) != 0 {
-            if let Some(set) = lookup(&key) {
-                let slot = if k == 0 { set.here } else { set.below };
-                if !slot.is_empty() && slot.qtypes & qbit != 0 {
-                    return Some(slot);
+        // A key costs two modular multiplies: only at depths that hold rules. Decisions are
+        // laundered, so the verifier sees the same few paths at every label whatever the
+        // depth test and the filter computed.
+        if launder(&mut s.opaque[7], cfg.has_depth(depth) as u64) != 0 {
+            let start = s.starts[idx] as usize;
+            let key = suffix_key(
+                secret,
+                q.name_hash,
+                s.prefix[idx],
+                q.chunks.wrapping_sub(start),
+            );
+            if launder(&mut s.opaque[13], may_hold(&key) as u64) != 0 {
+                if let Some(set) = lookup(&key) {
+                    let slot = if k == 0 { set.here } else { set.below };
+                    if !slot.is_empty() && slot.qtypes & qbit != 0 {
+                        return Some(slot);
+                    }
                 }
             }
         }
@@ -566,6 +584,54 @@ pub(crate) mod tests {
         );
         assert_eq!(r.decide(&w, 1).map(|s| s.rule_id), Some(9));
         assert_eq!(r.decide(&w, 15).map(|s| s.rule_id), Some(1));
+    }
+
+    /// The walk's suffix keys (what the matcher asks the rule map for) equal the keys user
+    /// space computes directly, for random names and secrets: upper case, binary bytes, long
+    /// labels, many short labels, names at the length limit.
+    #[test]
+    fn the_walk_asks_for_the_keys_user_space_stores() {
+        use crate::key::tests::Rng;
+        let mut r = Rng(23);
+        let cfg = Config {
+            depth_mask: [u64::MAX; 2],
+            ..Config::default()
+        };
+        for n in 0..3000 {
+            let mut name = Vec::new();
+            let max = [8, 63, 2][n % 3];
+            loop {
+                let len = 1 + (r.next() % max) as usize;
+                if name.len() + 1 + len > crate::key::MAX_CANONICAL_LEN {
+                    break;
+                }
+                name.push(len as u8);
+                name.extend((0..len).map(|_| match r.next() % 4 {
+                    0 => r.next() as u8,
+                    1 => b'A' + (r.next() % 26) as u8,
+                    _ => b'a' + (r.next() % 26) as u8,
+                }));
+                if n % 5 != 0 && r.next().is_multiple_of(4) {
+                    break;
+                }
+            }
+            let k = r.secret();
+            let msg = query(1, &name, 1, None);
+            let (mut s, loaded) = load(&msg);
+            let q = parse_query(&mut s, loaded, msg.len(), &k).expect("parses");
+            let mut asked = Vec::new();
+            find_rule(&cfg, &k, &mut s, &q, |key| {
+                asked.push(*key);
+                None
+            });
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < name.len() {
+                want.push(key_of_canonical(&k, &name[i..]));
+                i += 1 + name[i] as usize;
+            }
+            assert_eq!(asked, want, "name {name:02x?}");
+        }
     }
 
     #[test]

@@ -368,11 +368,8 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         off: launder(&mut s.opaque[15], probe.off),
         ..probe
     };
-    let may_hold = |key: &blocker_common::RuleKey, has_depth: bool| {
+    let may_hold = |key: &blocker_common::RuleKey| {
         let (w, mask) = probe.bit(key);
-        // No rule at this depth: read word 0 (in cache) instead of a word likely not to be;
-        // the caller ignores the answer. Branch-free, so the verifier walks one path.
-        let w = w & 0usize.wrapping_sub(has_depth as usize);
         // SAFETY: `region` points to a whole Region value; `w` < REGION_WORDS.
         let word = unsafe { (*region).words[w] };
         probe.may_hold(word, mask)

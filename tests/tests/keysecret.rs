@@ -5,7 +5,7 @@
 //!
 //! The oracle is independent of blocker's code: the pinned map and the rule map are read raw
 //! (bytes through aya), and keys are recomputed here with u128 arithmetic from the definition
-//! Σ (folded byte + 1)·r^(n−1−i) mod 2^61 − 1.
+//! (see `oracle_key`).
 
 use std::{os::fd::AsFd, path::Path};
 
@@ -19,8 +19,8 @@ use blocker_tests::{
 use hickory_proto::rr::RecordType;
 
 const P: u128 = (1 << 61) - 1;
-/// Size of the BLK_KEY value: two bases and two tables of 256 powers.
-const SECRET_BYTES: usize = 8 * (2 + 2 * 256);
+/// Size of the BLK_KEY value: two bases and two tables of 128 powers.
+const SECRET_BYTES: usize = 8 * (2 + 2 * 128);
 
 /// The two bases pinned in BLK_KEY, read raw (None: all zero, never written).
 fn pinned_bases(b: &Blocker) -> Option<[u64; 2]> {
@@ -64,22 +64,26 @@ fn rule_keys(b: &Blocker) -> Vec<(u64, u64)> {
     keys
 }
 
-/// Wire labels of a presentation name, without the root.
-fn wire(name: &str) -> Vec<u8> {
-    let mut w = Vec::new();
-    for l in name.split('.').filter(|l| !l.is_empty()) {
-        w.push(l.len() as u8);
-        w.extend_from_slice(l.as_bytes());
-    }
-    w
-}
-
-/// The key of `name` under `bases`, by the definition (u128 arithmetic).
+/// The key of `name` under `bases`, by the definition: each label (length byte and bytes,
+/// lower-cased) cut into pieces of 7 bytes, each piece a little-endian number, the pieces the
+/// coefficients of a polynomial evaluated at the base mod 2^61 − 1 (u128 arithmetic).
 fn oracle_key(bases: [u64; 2], name: &str) -> (u64, u64) {
+    let mut coefficients = Vec::new();
+    for label in name
+        .to_ascii_lowercase()
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        let mut bytes = vec![label.len() as u8];
+        bytes.extend_from_slice(label.as_bytes());
+        for piece in bytes.chunks(7) {
+            coefficients.push(piece.iter().rev().fold(0u128, |v, &b| (v << 8) | b as u128));
+        }
+    }
     let h = |r: u64| {
-        wire(name).iter().fold(0u128, |h, &c| {
-            (h * r as u128 + c.to_ascii_lowercase() as u128 + 1) % P
-        }) as u64
+        coefficients
+            .iter()
+            .fold(0u128, |h, c| (h * r as u128 + c) % P) as u64
     };
     (h(bases[0]), h(bases[1]))
 }
@@ -187,13 +191,14 @@ fn the_secret_survives_detach_attach_and_a_restore_from_state() {
     assert_eq!(keys, vec![oracle_key(secret, "blocked.test")]);
 
     // Detach and re-attach: same secret, same keys, blocking again.
-    b.ok(&["detach"]);
+    let edge = format!("{}@{}", t.edge_dev, t.edge.name);
+    b.ok(&["detach", "--iface", &edge]);
     assert_eq!(
         status("blocked.test"),
         resolved,
         "detached: unbound answers"
     );
-    t.attach(&b, "native");
+    b.ok(&["attach", "--iface", &t.edge_dev, "--netns", &t.edge.name]);
     assert_eq!(status("www.blocked.test"), blocked);
     assert_eq!(pinned_bases(&b), Some(secret));
     assert_eq!(rule_keys(&b), keys);
