@@ -104,6 +104,26 @@ fn be16(msg: &[u8; MSG_BUF], at: usize) -> u16 {
     u16::from_be_bytes([msg[at & MSG_MASK], msg[(at + 1) & MSG_MASK]])
 }
 
+/// The eight bytes of the QNAME at offset `j & 0xff` (a QNAME is at most 255 bytes) as a
+/// little-endian word, from two aligned loads: an unaligned one would be compiled into eight
+/// byte loads for BPF.
+#[inline(always)]
+fn qname_word(msg: &[u8; MSG_BUF], j: usize) -> u64 {
+    const _: () = assert!(core::mem::offset_of!(Scratch, msg) == 0);
+    const _: () = assert!(core::mem::align_of::<Scratch>() >= 8);
+    let at = HEADER_LEN + (j & 0xff);
+    let base = at & !7;
+    let shift = ((at & 7) * 8) as u32;
+    // SAFETY: `msg` is the first field of an 8-aligned `Scratch` (checked above), so `base`,
+    // a multiple of 8, is 8-aligned; base + 16 ≤ 264 + 16 ≤ MSG_BUF.
+    let (lo, hi) = unsafe {
+        let p = msg.as_ptr().add(base).cast::<u64>();
+        (u64::from_le(p.read()), u64::from_le(p.add(1).read()))
+    };
+    // hi << (64 − shift) without a shift by 64 when shift is 0 (bit 0 of hi << 1 is 0).
+    (lo >> shift) | ((hi << 1) << (63 - shift))
+}
+
 /// Parses the query in `s.msg`. `loaded` bytes of the message are in the buffer (at most
 /// [`LOAD_MAX`]); the whole message (the UDP payload) is `msg_len` bytes long. Records each
 /// label's start and running hash (under `secret`) in `s` for [`find_rule`].
@@ -178,12 +198,7 @@ pub fn parse_query(
         if i as u64 + k > loaded as u64 {
             return Err(Reason::BadName);
         }
-        let at = HEADER_LEN + (i.wrapping_sub(HEADER_LEN) & 0xff);
-        // SAFETY: at + 8 ≤ 12 + 255 + 8 < MSG_BUF: eight bytes inside `s.msg` (those past
-        // the chunk are masked off by `chunk_value`).
-        let word = u64::from_le(unsafe {
-            core::ptr::read_unaligned(s.msg.as_ptr().add(at).cast::<u64>())
-        });
+        let word = qname_word(&s.msg, i.wrapping_sub(HEADER_LEN));
         h = h.push(chunk_value(word, k), &base);
         chunks += 1;
         // Laundered: `i` moves by 1 to 7 bytes a step; a range per path would keep the
