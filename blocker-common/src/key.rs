@@ -16,14 +16,16 @@
 //!
 //! Each hash is the polynomial `H = Σ a_k·r^(m−1−k) mod p` of the `m` chunks, evaluated
 //! modulo the Mersenne prime p = 2^61 − 1 at a **secret** point `r` (the base), drawn
-//! uniformly from [2^32, p−1] for each installation ([`KeySecret`]). Two different names of
-//! at most 254 bytes have at most 127 chunks each (a chunk covers at least 2 bytes unless it
-//! ends a label of 8 bytes or more, and then its label averages more), so their polynomials
-//! differ (leading coefficients are non-zero, so even chunk sequences of different lengths
-//! differ) by a non-zero polynomial of degree at most 126: over the secret base, they collide
-//! with probability at most 126/(p − 2^32) < 2^-54 in one hash, and below 2^-108 in both at
-//! once (the bases are independent). Without the secret, nobody can pick a name whose key
-//! equals another name's key, whatever the list they control (SECURITY.md).
+//! uniformly from [2^32, p−1] for each installation ([`KeySecret`]). A label of L + 1 bytes
+//! gives ⌈(L + 1)/7⌉ ≤ (L + 1)/2 chunks, so a name of at most 254 bytes has at most 127. Two
+//! different names give different chunk sequences, and their polynomials differ (leading
+//! coefficients are non-zero, so even sequences of different lengths differ) by a non-zero
+//! polynomial of degree at most 126: over the secret base, they collide with probability at
+//! most 126/(p − 2^32) < 2^-54 in one hash, and below 2^-108 in both at once (the bases are
+//! independent). Without the secret, nobody can pick a name whose key equals another name's
+//! key, whatever the list they control (SECURITY.md). (The key of a one-chunk name, a single
+//! label of at most 6 bytes, is its chunk under any secret: a constant polynomial, which still
+//! equals no other name's polynomial.)
 //!
 //! Chunks rather than bytes: one modular multiply (four 64-bit multiplies, BPF has no wider
 //! ones) per 7 bytes instead of per byte keeps the name walk about as fast as the unkeyed
