@@ -75,6 +75,7 @@ pub fn write_answer(
     let q = &Query {
         labels: 0,
         name_len: 0,
+        chunks: 0,
         name_hash: q.name_hash,
         qtype: launder(&mut s.opaque[14], q.qtype as u64) as u16,
         qclass: q.qclass,
@@ -208,6 +209,7 @@ mod tests {
     use super::*;
     use crate::dns::tests::{load, query, wire};
     use crate::dns::{parse_query, LOAD_MAX};
+    use crate::key::tests::test_secret;
 
     fn answer(
         msg: &[u8],
@@ -217,7 +219,7 @@ mod tests {
     ) -> std::vec::Vec<u8> {
         let (mut s, n) = load(msg);
         assert!(n <= LOAD_MAX);
-        let q = parse_query(&mut s, n, msg.len()).expect("parses");
+        let q = parse_query(&mut s, n, msg.len(), &test_secret()).expect("parses");
         let len = write_answer(
             &mut s,
             &q,
@@ -326,7 +328,7 @@ mod tests {
         let o = order("Court of Milan");
         let q = query(1, &wire("a.test"), 1, Some((false, &[])));
         let (mut s, n) = load(&q);
-        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
         let full = write_answer(
             &mut s,
             &pq,
@@ -358,7 +360,7 @@ mod tests {
         };
         let q = query(1, &wire("a.test"), 1, None);
         let (mut s, n) = load(&q);
-        let pq = parse_query(&mut s, n, q.len()).expect("parses");
+        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
         let len = write_answer(&mut s, &pq, q.len(), q.len(), Action::Sinkhole, &cfg, None);
         assert_eq!((len, s.msg[7]), (q.len(), 0));
     }
@@ -378,7 +380,7 @@ mod tests {
         for opt in [None, Some((true, &[][..])), Some((false, &pad[..]))] {
             let q = query(0x1234, &wire("wWw.x.test"), 28, opt);
             let (mut s, n) = load(&q);
-            let pq = parse_query(&mut s, n, q.len()).expect("parses");
+            let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
             let len = write_answer(
                 &mut s,
                 &pq,

@@ -6,7 +6,10 @@
 //! Every index into a fixed array is masked, so the compiler proves it in range and no panic
 //! path reaches the BPF verifier. Loops have named constant bounds.
 
-use crate::key::{fold, suffix_key, Horner, RuleKey};
+use crate::key::{
+    chunk_value, suffix_key, Horner, KeySecret, RuleKey, CHUNK, MAX_CANONICAL_LEN, MAX_CHUNKS,
+    POW_LEN,
+};
 use crate::maps::{qtype_bit, Config, Reason, RuleSet, Slot};
 
 /// Size of the scratch message buffer (a power of two, so `& MSG_MASK` bounds an index).
@@ -34,7 +37,7 @@ pub const HDR_MAX: usize = 256;
 pub struct Scratch {
     /// The DNS message: the query as loaded from the packet, then the answer built in place.
     pub msg: [u8; MSG_BUF],
-    /// Offset of each label's length byte, relative to the start of the QNAME.
+    /// Index of each label's first chunk (see `crate::key`) in the QNAME.
     pub starts: [u8; MAX_LABELS],
     /// Running key hash just before each label.
     pub prefix: [Horner; MAX_LABELS],
@@ -85,7 +88,9 @@ pub struct Query {
     pub labels: usize,
     /// Canonical length of the QNAME (wire length without the root byte).
     pub name_len: usize,
-    /// Key hash of the whole QNAME.
+    /// Number of chunks of the QNAME (see `crate::key`).
+    pub chunks: usize,
+    /// Running key hash of the whole QNAME (see [`Horner`]).
     pub name_hash: Horner,
     pub qtype: u16,
     pub qclass: u16,
@@ -102,15 +107,40 @@ fn be16(msg: &[u8; MSG_BUF], at: usize) -> u16 {
     u16::from_be_bytes([msg[at & MSG_MASK], msg[(at + 1) & MSG_MASK]])
 }
 
+/// The eight bytes of the QNAME at offset `j & 0xff` (a QNAME is at most 255 bytes) as a
+/// little-endian word, from two aligned loads: an unaligned one would be compiled into eight
+/// byte loads for BPF.
+#[inline(always)]
+fn qname_word(msg: &[u8; MSG_BUF], j: usize) -> u64 {
+    const _: () = assert!(core::mem::offset_of!(Scratch, msg) == 0);
+    const _: () = assert!(core::mem::align_of::<Scratch>() >= 8);
+    let at = HEADER_LEN + (j & 0xff);
+    let base = at & !7;
+    let shift = ((at & 7) * 8) as u32;
+    // SAFETY: `msg` is the first field of an 8-aligned `Scratch` (checked above), so `base`,
+    // a multiple of 8, is 8-aligned; base + 16 ≤ 264 + 16 ≤ MSG_BUF.
+    let (lo, hi) = unsafe {
+        let p = msg.as_ptr().add(base).cast::<u64>();
+        (u64::from_le(p.read()), u64::from_le(p.add(1).read()))
+    };
+    // hi << (64 − shift) without a shift by 64 when shift is 0 (bit 0 of hi << 1 is 0).
+    (lo >> shift) | ((hi << 1) << (63 - shift))
+}
+
 /// Parses the query in `s.msg`. `loaded` bytes of the message are in the buffer (at most
 /// [`LOAD_MAX`]); the whole message (the UDP payload) is `msg_len` bytes long. Records each
-/// label's start and running hash in `s` for [`find_rule`].
+/// label's start and running hash (under `secret`) in `s` for [`find_rule`].
 ///
 /// Accepts only what the data plane can answer correctly: QR=0, opcode QUERY, QDCOUNT=1,
 /// ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1 with that one record an EDNS(0) OPT of version 0,
 /// class IN, and a QNAME of uncompressed labels. Anything else is the [`Reason`] to pass it.
 #[inline(always)]
-pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Query, Reason> {
+pub fn parse_query(
+    s: &mut Scratch,
+    loaded: usize,
+    msg_len: usize,
+    secret: &KeySecret,
+) -> Result<Query, Reason> {
     if msg_len < HEADER_LEN || loaded < HEADER_LEN {
         return Err(Reason::Malformed);
     }
@@ -127,19 +157,24 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
         return Err(Reason::NotQuery);
     }
 
-    // The QNAME walk: one pass, left to right, over at most 255 bytes.
+    // The QNAME walk: one pass, left to right, one chunk (at most 7 bytes of one label, see
+    // `crate::key`) per step. The bases are read once: in the kernel `secret` is map memory,
+    // which the compiler cannot keep in registers across the stores into `s`.
+    let base = secret.base;
     let mut i = HEADER_LEN;
     let mut next_len = HEADER_LEN;
     let mut h = Horner::ZERO;
     let mut labels = 0usize;
+    let mut chunks = 0usize;
     let mut done = false;
-    for _ in 0..MAX_NAME_WIRE {
+    // At most 127 chunks, and a last step that finds the root.
+    for _ in 0..MAX_CHUNKS + 1 {
         if i >= loaded {
             // The name runs past the message (or past what any valid name needs).
             return Err(Reason::BadName);
         }
-        let b = s.msg[i & MSG_MASK];
         if i == next_len {
+            let b = s.msg[i & MSG_MASK];
             if b == 0 {
                 done = true;
                 break;
@@ -151,22 +186,37 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
             // Indexing with `labels` itself would make the verifier track its exact value
             // on every path through this loop (hundreds of thousands of states).
             let li = launder(&mut s.opaque[10], labels as u64) as usize & (MAX_LABELS - 1);
-            s.starts[li] = (i - HEADER_LEN) as u8;
+            s.starts[li] = chunks as u8;
             s.prefix[li] = h;
             labels += 1;
-            next_len = i + 1 + b as usize;
+            // Laundered: otherwise every label start seen so far leaves a different range
+            // for `next_len`, and the verifier walks the loop body once per range.
+            next_len = launder(&mut s.opaque[19], (i + 1 + b as usize) as u64) as usize;
         }
-        h = h.push(fold(b));
-        i += 1;
+        // The chunk: up to 7 bytes, not past the label: min(next_len − i, 7), branch-free
+        // (over ≥ 0: take 7).
+        let rest = next_len.wrapping_sub(i) as u64;
+        let over = rest.wrapping_sub(CHUNK as u64) as i64;
+        let k = rest.wrapping_sub((over & !(over >> 63)) as u64);
+        if i as u64 + k > loaded as u64 {
+            return Err(Reason::BadName);
+        }
+        let word = qname_word(&s.msg, i.wrapping_sub(HEADER_LEN));
+        h = h.push(chunk_value(word, k), &base);
+        chunks += 1;
+        // Laundered: `i` moves by 1 to 7 bytes a step; a range per path would keep the
+        // verifier from merging paths.
+        i = launder(&mut s.opaque[12], i as u64 + k) as usize;
     }
-    if !done {
+    if !done || i.wrapping_sub(HEADER_LEN) > MAX_CANONICAL_LEN {
         return Err(Reason::BadName);
     }
-    // Here HEADER_LEN < i < HEADER_LEN + 255 and labels < 128. The masks below change
-    // nothing at run time; they bound the laundered values for the verifier (a comparison
-    // would not do: the compiler would use it to drop the masks on later indexes).
+    // Here HEADER_LEN < i ≤ HEADER_LEN + 254, labels < 128 and chunks ≤ 127. The masks below
+    // change nothing at run time; they bound the laundered values for the verifier (a
+    // comparison would not do: the compiler would use it to drop the masks on later indexes).
     let i = launder(&mut s.opaque[0], i as u64) as usize & MSG_MASK;
     let labels = launder(&mut s.opaque[1], labels as u64) as usize & (MAX_LABELS - 1);
+    let chunks = launder(&mut s.opaque[18], chunks as u64) as usize & (POW_LEN - 1);
     let name_len = i.wrapping_sub(HEADER_LEN) & 0xff;
     let q_end = i + 1 + 4;
     if q_end > msg_len || q_end > loaded {
@@ -201,7 +251,15 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
     Ok(Query {
         labels,
         name_len,
-        name_hash: h,
+        chunks,
+        // Laundered: the key filter turns keys into a memory offset, which makes the verifier
+        // track the exact range of every value the key came from, back through the whole
+        // walk; ranges that differ by path would then keep it from merging paths. (The
+        // running hashes at label starts come back from `s.prefix`, already laundered.)
+        name_hash: Horner {
+            h1: launder(&mut s.opaque[16], h.h1),
+            h2: launder(&mut s.opaque[17], h.h2),
+        },
         qtype,
         qclass,
         q_end,
@@ -210,8 +268,8 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
     })
 }
 
-/// Finds the most specific rule that decides `q`. `lookup` returns the rules in force at a
-/// name (the active copy of its [`crate::RuleValue`]).
+/// Finds the most specific rule that decides `q` (parsed under the same `secret`). `lookup`
+/// returns the rules in force at a name (the active copy of its [`crate::RuleValue`]).
 ///
 /// Suffixes are tried from the whole name (most specific) to the last label, skipping depths
 /// at which no rule exists (`Config::depth_mask`). At the whole name the `here` slot decides
@@ -220,16 +278,21 @@ pub fn parse_query(s: &mut Scratch, loaded: usize, msg_len: usize) -> Result<Que
 /// whose qtype set does not hold the query's type is skipped and the search goes on. The
 /// root has no labels and is never matched.
 #[inline(always)]
-pub fn find_rule<F>(cfg: &Config, s: &mut Scratch, q: &Query, lookup: F) -> Option<Slot>
+pub fn find_rule<F>(
+    cfg: &Config,
+    secret: &KeySecret,
+    s: &mut Scratch,
+    q: &Query,
+    lookup: F,
+) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
 {
-    find_rule_filtered(cfg, s, q, |_, _| true, lookup)
+    find_rule_filtered(cfg, secret, s, q, |_| true, lookup)
 }
 
 /// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
-/// (the key filter, see [`crate::filter`]). `may_hold` also learns whether any rule has the
-/// key's depth: when none has, its answer does not matter, and it need not read memory.
+/// (the key filter, see [`crate::filter`]).
 // The label counter `k` kept apart from the bounded loop is the shape the verifier was
 // measured with (see prog_test_run); folding it into the loop is an eBPF change to measure,
 // not a lint fix.
@@ -237,6 +300,7 @@ where
 #[inline(always)]
 pub fn find_rule_filtered<F, G>(
     cfg: &Config,
+    secret: &KeySecret,
     s: &mut Scratch,
     q: &Query,
     mut may_hold: G,
@@ -244,7 +308,7 @@ pub fn find_rule_filtered<F, G>(
 ) -> Option<Slot>
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
-    G: FnMut(&RuleKey, bool) -> bool,
+    G: FnMut(&RuleKey) -> bool,
 {
     let qbit = qtype_bit(q.qtype);
     let mut k = 0usize;
@@ -254,17 +318,23 @@ where
         }
         let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
         let idx = k & (MAX_LABELS - 1);
-        let start = s.starts[idx] as usize;
-        let key = suffix_key(q.name_hash, s.prefix[idx], q.name_len.wrapping_sub(start));
-        // One laundered decision per label: the verifier sees the same two paths as without
-        // a filter (look up, or go on), whatever the depth test and the filter computed.
-        let has = cfg.has_depth(depth);
-        let go = has as u64 & may_hold(&key, has) as u64;
-        if launder(&mut s.opaque[13], go) != 0 {
-            if let Some(set) = lookup(&key) {
-                let slot = if k == 0 { set.here } else { set.below };
-                if !slot.is_empty() && slot.qtypes & qbit != 0 {
-                    return Some(slot);
+        // A key costs two modular multiplies: only at depths that hold rules. Decisions are
+        // laundered, so the verifier sees the same few paths at every label whatever the
+        // depth test and the filter computed.
+        if launder(&mut s.opaque[7], cfg.has_depth(depth) as u64) != 0 {
+            let start = s.starts[idx] as usize;
+            let key = suffix_key(
+                secret,
+                q.name_hash,
+                s.prefix[idx],
+                q.chunks.wrapping_sub(start),
+            );
+            if launder(&mut s.opaque[13], may_hold(&key) as u64) != 0 {
+                if let Some(set) = lookup(&key) {
+                    let slot = if k == 0 { set.here } else { set.below };
+                    if !slot.is_empty() && slot.qtypes & qbit != 0 {
+                        return Some(slot);
+                    }
                 }
             }
         }
@@ -276,7 +346,7 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::key::key_of_canonical;
+    use crate::key::{key_of_canonical, tests::test_secret};
     use crate::maps::{Action, RuleSet, Slot, QTYPES_ALL};
     use std::collections::HashMap;
     use std::vec::Vec;
@@ -320,7 +390,7 @@ pub(crate) mod tests {
 
     fn parse(msg: &[u8]) -> Result<Query, Reason> {
         let (mut s, n) = load(msg);
-        parse_query(&mut s, n, msg.len())
+        parse_query(&mut s, n, msg.len(), &test_secret())
     }
 
     struct Rules {
@@ -351,7 +421,7 @@ pub(crate) mod tests {
                 None => Slot::default(),
             };
             self.map.insert(
-                key_of_canonical(&w),
+                key_of_canonical(&test_secret(), &w),
                 RuleSet {
                     here: slot(here),
                     below: slot(below),
@@ -361,8 +431,9 @@ pub(crate) mod tests {
         fn decide(&self, qname: &[u8], qtype: u16) -> Option<Slot> {
             let msg = query(7, qname, qtype, None);
             let (mut s, n) = load(&msg);
-            let q = parse_query(&mut s, n, msg.len()).expect("query parses");
-            find_rule(&self.cfg, &mut s, &q, |k| self.map.get(k).copied())
+            let k = test_secret();
+            let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
+            find_rule(&self.cfg, &k, &mut s, &q, |k| self.map.get(k).copied())
         }
     }
 
@@ -374,8 +445,14 @@ pub(crate) mod tests {
         assert_eq!(q.qtype, 1);
         assert!(!q.edns);
         assert_eq!(q.q_end, 12 + q.name_len + 1 + 4);
-        let h = key_of_canonical(&wire("www.example.com"));
-        assert_eq!((q.name_hash.h1, q.name_hash.h2), (h.h1, h.h2));
+        let h = key_of_canonical(&test_secret(), &wire("www.example.com"));
+        assert_eq!(
+            (
+                crate::key::reduce61(q.name_hash.h1),
+                crate::key::reduce61(q.name_hash.h2)
+            ),
+            (h.h1, h.h2)
+        );
     }
 
     #[test]
@@ -514,7 +591,7 @@ pub(crate) mod tests {
         let depth = 3;
         r.cfg.depth_mask[0] |= 1 << depth;
         r.map.insert(
-            key_of_canonical(&w),
+            key_of_canonical(&test_secret(), &w),
             RuleSet {
                 here: Slot {
                     rule_id: 9,
@@ -531,6 +608,54 @@ pub(crate) mod tests {
         assert_eq!(r.decide(&w, 15).map(|s| s.rule_id), Some(1));
     }
 
+    /// The walk's suffix keys (what the matcher asks the rule map for) equal the keys user
+    /// space computes directly, for random names and secrets: upper case, binary bytes, long
+    /// labels, many short labels, names at the length limit.
+    #[test]
+    fn the_walk_asks_for_the_keys_user_space_stores() {
+        use crate::key::tests::Rng;
+        let mut r = Rng(23);
+        let cfg = Config {
+            depth_mask: [u64::MAX; 2],
+            ..Config::default()
+        };
+        for n in 0..3000 {
+            let mut name = Vec::new();
+            let max = [8, 63, 2][n % 3];
+            loop {
+                let len = 1 + (r.next() % max) as usize;
+                if name.len() + 1 + len > crate::key::MAX_CANONICAL_LEN {
+                    break;
+                }
+                name.push(len as u8);
+                name.extend((0..len).map(|_| match r.next() % 4 {
+                    0 => r.next() as u8,
+                    1 => b'A' + (r.next() % 26) as u8,
+                    _ => b'a' + (r.next() % 26) as u8,
+                }));
+                if n % 5 != 0 && r.next().is_multiple_of(4) {
+                    break;
+                }
+            }
+            let k = r.secret();
+            let msg = query(1, &name, 1, None);
+            let (mut s, loaded) = load(&msg);
+            let q = parse_query(&mut s, loaded, msg.len(), &k).expect("parses");
+            let mut asked = Vec::new();
+            find_rule(&cfg, &k, &mut s, &q, |key| {
+                asked.push(*key);
+                None
+            });
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < name.len() {
+                want.push(key_of_canonical(&k, &name[i..]));
+                i += 1 + name[i] as usize;
+            }
+            assert_eq!(asked, want, "name {name:02x?}");
+        }
+    }
+
     #[test]
     fn depth_mask_skips_lookups() {
         let mut r = Rules::new();
@@ -541,9 +666,10 @@ pub(crate) mod tests {
         );
         let msg = query(7, &wire("a.b.c.d.e.f.example.com"), 1, None);
         let (mut s, n) = load(&msg);
-        let q = parse_query(&mut s, n, msg.len()).expect("parses");
+        let k = test_secret();
+        let q = parse_query(&mut s, n, msg.len(), &k).expect("parses");
         let mut lookups = 0;
-        let hit = find_rule(&r.cfg, &mut s, &q, |k| {
+        let hit = find_rule(&r.cfg, &k, &mut s, &q, |k| {
             lookups += 1;
             r.map.get(k).copied()
         });

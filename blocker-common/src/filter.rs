@@ -114,11 +114,11 @@ pub fn shift_for(names: u64) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::key_of_canonical;
+    use crate::key::{key_of_canonical, tests::test_secret};
 
     fn key(i: u32) -> RuleKey {
         let name = std::format!("\x04name\x04{i:04}");
-        key_of_canonical(name.as_bytes())
+        key_of_canonical(&test_secret(), name.as_bytes())
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const MAP_EVENTS: &str = "BLK_EVENTS";
 pub const MAP_FILTER: &str = "BLK_FILTER";
 /// Response rate limiting state (not pinned: each loaded program has its own).
 pub const MAP_RRL: &str = "BLK_RRL";
+/// The key secret ([`crate::key::KeySecret`]), one entry.
+pub const MAP_KEY: &str = "BLK_KEY";
 /// Size of the block-event ring buffer.
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
@@ -648,6 +650,7 @@ mod pod {
     // SAFETY: all of these are #[repr(C)], made only of integers and arrays of integers, with
     // no padding bytes (checked by the size tests below), so any bit pattern is valid.
     unsafe impl aya::Pod for crate::key::RuleKey {}
+    unsafe impl aya::Pod for crate::key::KeySecret {}
     unsafe impl aya::Pod for super::RuleValue {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::OrderInfo {}
@@ -670,6 +673,10 @@ mod tests {
         assert_eq!(size_of::<RuleSet>(), 24);
         assert_eq!(size_of::<RuleValue>(), 48);
         assert_eq!(size_of::<crate::RuleKey>(), 16);
+        assert_eq!(
+            size_of::<crate::key::KeySecret>(),
+            8 * (2 + 2 * crate::key::POW_LEN)
+        );
         assert_eq!(
             size_of::<Config>(),
             4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 1 + 1 + 4 + 4 + 4 + 4 + 2 + 1 + 1 + 4

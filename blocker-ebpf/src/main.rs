@@ -33,7 +33,7 @@ use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
 use crate::maps::{
-    CONFIG, EVENTS, FILTER, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH, STATS,
+    CONFIG, EVENTS, FILTER, KEY, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH, STATS,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -517,7 +517,10 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     // Branch-free: a branch on `tcp` would make the verifier walk everything below twice (once
     // knowing it is 0, once knowing it is not).
     count_add(Reason::TcpQueries, f.tcp);
-    let q = parse_query(s, loaded, f.msg_len)?;
+    // The key secret: all zero until the controller writes it, and it writes it before any
+    // rule, so an unset secret only ever meets an empty rule map.
+    let secret = KEY.get(0).ok_or(Reason::Malformed)?;
+    let q = parse_query(s, loaded, f.msg_len, secret)?;
     let active = (cfg.active & 1) as usize;
     // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
     let probe = Probe::of(cfg.filter);
@@ -527,16 +530,13 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         off: launder(&mut s.opaque[15], probe.off),
         ..probe
     };
-    let may_hold = |key: &blocker_common::RuleKey, has_depth: bool| {
+    let may_hold = |key: &blocker_common::RuleKey| {
         let (w, mask) = probe.bit(key);
-        // No rule at this depth: read word 0 (in cache) instead of a word likely not to be;
-        // the caller ignores the answer. Branch-free, so the verifier walks one path.
-        let w = w & 0usize.wrapping_sub(has_depth as usize);
         // SAFETY: `region` points to a whole Region value; `w` < REGION_WORDS.
         let word = unsafe { (*region).words[w] };
         probe.may_hold(word, mask)
     };
-    let slot = find_rule_filtered(cfg, s, &q, may_hold, |key| {
+    let slot = find_rule_filtered(cfg, secret, s, &q, may_hold, |key| {
         // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read it.
         unsafe { RULES.get(key) }.map(|v| v.sets[active])
     });
@@ -615,6 +615,7 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     let q = blocker_common::dns::Query {
                         labels: 0,
                         name_len: 0,
+                        chunks: 0,
                         name_hash: blocker_common::key::Horner::ZERO,
                         qtype: v.qtype as u16,
                         qclass: 1,

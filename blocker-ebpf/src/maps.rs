@@ -7,9 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, filter::Region, Config, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits,
-    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS, ORDER_ENTRIES,
-    RRL_PREFIXES,
+    dns::Scratch, filter::Region, key::KeySecret, Config, OrderHits, OrderInfo, RrlBucket, RrlKey,
+    RuleHits, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
+    ORDER_ENTRIES, RRL_PREFIXES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -23,6 +23,11 @@ pub static RULES: HashMap<RuleKey, RuleValue> =
 /// region directly instead of through millions of syscalls.
 #[map(name = "BLK_FILTER")]
 pub static FILTER: Array<Region> = Array::pinned(2, BPF_F_MMAPABLE);
+
+/// Entry 0: the secret of the key hash and its powers, written once by the controller when
+/// it creates the maps (see `blocker_common::key`). Read once per packet.
+#[map(name = "BLK_KEY")]
+pub static KEY: Array<KeySecret> = Array::pinned(1, 0);
 
 /// Entry 0: run-time settings.
 #[map(name = "BLK_CONFIG")]

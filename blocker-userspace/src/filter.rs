@@ -187,8 +187,9 @@ mod tests {
     };
 
     fn keys(range: std::ops::Range<u32>) -> Vec<RuleKey> {
+        let secret = blocker_common::key::KeySecret::from_bases(1 << 40, 1 << 50).expect("valid");
         range
-            .map(|i| key_of_canonical(format!("\x04site\x08{i:08}").as_bytes()))
+            .map(|i| key_of_canonical(&secret, format!("\x04site\x08{i:08}").as_bytes()))
             .collect()
     }
 

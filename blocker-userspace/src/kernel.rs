@@ -18,8 +18,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use blocker_common::{
-    Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG, MAP_FILTER, MAP_ORDERS,
-    MAP_ORDER_HITS, MAP_RULES, MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
+    key::KeySecret, Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG,
+    MAP_FILTER, MAP_KEY, MAP_ORDERS, MAP_ORDER_HITS, MAP_RULES, MAP_RULE_HITS, MAP_STATS,
+    PROGRAM_NAME, PROGRAM_NOOP,
 };
 
 /// The XDP program, built by build.rs from blocker-ebpf.
@@ -193,7 +194,7 @@ fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
 
 /// Expected (key size, value size) of each pinned map. A pinned directory left by an
 /// incompatible build (or by something else entirely) is refused instead of misread.
-fn expected_layout() -> [(&'static str, u32, u32); 6] {
+fn expected_layout() -> [(&'static str, u32, u32); 7] {
     use std::mem::size_of;
     [
         (
@@ -210,12 +211,23 @@ fn expected_layout() -> [(&'static str, u32, u32); 6] {
             size_of::<blocker_common::RuleHits>() as u32,
         ),
         (MAP_STATS, 4, size_of::<Stats>() as u32),
+        (MAP_KEY, 4, size_of::<KeySecret>() as u32),
     ]
 }
 
 /// Checks that the pinned maps have the layout this build expects.
 pub fn check_layout(pins: &Pins) -> Result<()> {
     for (name, k, v) in expected_layout() {
+        if name == MAP_KEY && !pins.map(name).exists() {
+            bail!(
+                "{} is missing: the maps in {} were pinned by a blocker without secret keys \
+                 (an incompatible version). Remove that directory (`blocker detach --purge` \
+                 also removes the recorded rules; `rm -r` of the directory alone keeps them, \
+                 and the next `blocker attach` restores them with a new secret)",
+                pins.map(name).display(),
+                pins.dir.display()
+            );
+        }
         let info = open_map(pins, name)?.info()?;
         if name == MAP_ORDERS && info.max_entries() != blocker_common::ORDER_ENTRIES {
             bail!(
@@ -373,6 +385,8 @@ pub struct Maps {
     pub order_hits: PerCpuArray<MapData, OrderHits>,
     pub rule_hits: PerCpuHashMap<MapData, u32, blocker_common::RuleHits>,
     pub stats: PerCpuArray<MapData, Stats>,
+    /// The key secret (one entry; all zero until the controller writes it).
+    pub key: Array<MapData, KeySecret>,
     /// The key filter; `None` when the pinned program predates it (it then stays off).
     pub filter: Option<crate::filter::KeyFilter>,
     /// max_entries of the rule map.
@@ -397,6 +411,7 @@ impl Maps {
                 MAP_RULE_HITS,
             )?))?,
             stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
+            key: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_KEY)?))?,
             filter: match pins.map(MAP_FILTER).exists() {
                 true => Some(crate::filter::KeyFilter(crate::filter::Mapping::new(
                     &open_map(pins, MAP_FILTER)?,
@@ -419,6 +434,19 @@ impl Maps {
 
     pub fn set_config(&mut self, c: &Config) -> Result<()> {
         self.config.set(0, c, 0)?;
+        Ok(())
+    }
+
+    /// The pinned key secret, or `None` while nobody has written it (see
+    /// [`crate::secret::establish`], the one place that writes it).
+    pub fn key_secret(&self) -> Result<Option<KeySecret>> {
+        let k = self.key.get(&0, 0)?;
+        Ok((k != KeySecret::UNSET).then_some(k))
+    }
+
+    /// Writes the key secret (only into maps that hold no rule yet: the rule keys depend on it).
+    pub(crate) fn set_key_secret(&mut self, k: &KeySecret) -> Result<()> {
+        self.key.set(0, k, 0)?;
         Ok(())
     }
 

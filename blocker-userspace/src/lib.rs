@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod filter;
 pub mod kernel;
+pub mod secret;
 pub mod state;
 pub mod txn;

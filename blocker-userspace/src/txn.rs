@@ -21,8 +21,8 @@ use std::{collections::BTreeMap, fs};
 
 use anyhow::{bail, Context, Result};
 use blocker_common::{
-    key::key_of_canonical, Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot,
-    MAX_EDE_TEXT,
+    key::{key_of_canonical, KeySecret},
+    Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot, MAX_EDE_TEXT,
 };
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +66,8 @@ pub struct Controller {
     pub dir: StateDir,
     pub maps: Maps,
     pub state: StateFile,
+    /// The key secret every rule key is computed with (see [`crate::secret`]).
+    pub secret: KeySecret,
     _lock: Lock,
 }
 
@@ -87,16 +89,15 @@ impl Controller {
             dir: dir.clone(),
             maps,
             state: StateFile::default(),
+            secret: KeySecret::UNSET,
             _lock: lock,
         };
         c.recover()?;
         c.state = c.dir.load()?;
         let cfg = c.maps.config()?;
-        if cfg.ports[0] == 0 {
-            // Maps just created (first load, or after a reboot emptied the BPF filesystem):
-            // enforce what the state directory records.
-            c.restore()?;
-        } else if cfg.generation != c.state.generation {
+        // Maps just created (first load, or after a reboot emptied the BPF filesystem).
+        let fresh = cfg.ports[0] == 0;
+        if !fresh && cfg.generation != c.state.generation {
             bail!(
                 "the kernel's rule generation is {} but {} records generation {}: the state \
                  directory does not belong to the program pinned in {} (check --state-dir and \
@@ -106,6 +107,12 @@ impl Controller {
                 c.state.generation,
                 pins.dir.display()
             );
+        }
+        // The secret first: the restored rules' keys depend on it.
+        c.secret = crate::secret::establish(&mut c.maps, pins, dir, fresh)?;
+        if fresh {
+            // Enforce what the state directory records.
+            c.restore()?;
         }
         Ok(c)
     }
@@ -178,7 +185,7 @@ impl Controller {
             .map(|(id, rs)| (*id, AFTER, rs.as_slice()))
             .collect();
         for (i, (_, _, rs)) in lists.iter().enumerate() {
-            entries.extend(entries_of(i, rs, keys_of(rs)));
+            entries.extend(entries_of(i, rs, keys_of(&self.secret, rs)));
         }
         entries.sort_unstable_by_key(|e| e.key);
         let diffs = merge_groups(&lists, &entries);
@@ -291,7 +298,13 @@ impl Controller {
             generation,
             ..Default::default()
         };
-        let Plan { freed, diffs } = plan(&old_rules, &mut replaced, capacity, &mut summary)?;
+        let Plan { freed, diffs } = plan(
+            &self.secret,
+            &old_rules,
+            &mut replaced,
+            capacity,
+            &mut summary,
+        )?;
         summary.names_changed = diffs.len();
 
         // Nothing to do when the rules and the orders' settings are what they were: a
@@ -346,7 +359,13 @@ impl Controller {
                 .collect();
             let new_names = diffs.iter().filter(|(_, old, _)| old.is_empty()).count();
             let names = old_rules.values().map(Vec::len).sum::<usize>() + new_names;
-            let everything = || old_rules.values().flat_map(|rs| keys_of(rs)).collect();
+            let secret = &self.secret;
+            let everything = || {
+                old_rules
+                    .values()
+                    .flat_map(|rs| keys_of(secret, rs))
+                    .collect()
+            };
             if filter.admit(&mut cfg, &added, names as u64, everything) {
                 self.maps.set_config(&cfg)?;
             }
@@ -535,11 +554,11 @@ fn set_bit(set: &mut Vec<u64>, id: u32) {
     set[i] |= 1 << (id % 64);
 }
 
-/// The keys of `rules` (computed on two threads for large sets).
-fn keys_of(rules: &[Rule]) -> Vec<RuleKey> {
+/// The keys of `rules` under `secret` (computed on two threads for large sets).
+fn keys_of(secret: &KeySecret, rules: &[Rule]) -> Vec<RuleKey> {
     let keys = |rs: &[Rule]| -> Vec<RuleKey> {
         rs.iter()
-            .map(|r| key_of_canonical(r.name.canonical()))
+            .map(|r| key_of_canonical(secret, r.name.canonical()))
             .collect()
     };
     if rules.len() < 100_000 {
@@ -613,6 +632,7 @@ fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<
 /// 3. The rules of the other orders join the index at the keys it holds, and one pass over
 ///    the index merges each name's candidates before and after.
 fn plan(
+    secret: &KeySecret,
     old: &BTreeMap<u16, Vec<Rule>>,
     replaced: &mut BTreeMap<u16, Vec<Rule>>,
     capacity: u32,
@@ -626,7 +646,7 @@ fn plan(
     }
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (_, _, rules)) in lists.iter().enumerate() {
-        entries.extend(entries_of(i, rules, keys_of(rules)));
+        entries.extend(entries_of(i, rules, keys_of(secret, rules)));
     }
     entries.sort_unstable_by_key(|e| e.key);
 
@@ -726,7 +746,7 @@ fn plan(
         }
         lists.push((*id, BEFORE | AFTER, rules));
         more.extend(
-            entries_of(list, rules, keys_of(rules))
+            entries_of(list, rules, keys_of(secret, rules))
                 .filter(|e| entries.binary_search_by_key(&e.key, |x| x.key).is_ok()),
         );
     }
@@ -852,8 +872,13 @@ mod tests {
         }
     }
 
+    fn secret() -> KeySecret {
+        KeySecret::from_bases(0x0123_4567_89ab_cdef, 0x1edc_ba98_7654_3210).expect("valid")
+    }
+
     fn key(name: &str) -> RuleKey {
         key_of_canonical(
+            &secret(),
             blocker_lists::Name::from_presentation(name)
                 .expect("name")
                 .canonical(),
@@ -886,7 +911,7 @@ mod tests {
             ],
         );
         let mut summary = Summary::default();
-        let p = plan(&old, &mut replaced, 100, &mut summary).expect("plan");
+        let p = plan(&secret(), &old, &mut replaced, 100, &mut summary).expect("plan");
         let ids: Vec<u32> = replaced[&1].iter().map(|r| r.id).collect();
         // a keeps 0; d, c (another match kind) and e take the lowest ids free before and
         // after the change, in rule order.
@@ -926,7 +951,7 @@ mod tests {
         old.insert(0u16, vec![rule("a.example", Kind::Exact, Action::Drop, 0)]);
         let mut replaced = BTreeMap::new();
         replaced.insert(0u16, vec![rule("b.example", Kind::Exact, Action::Drop, 0)]);
-        let e = plan(&old, &mut replaced, 1, &mut Summary::default())
+        let e = plan(&secret(), &old, &mut replaced, 1, &mut Summary::default())
             .err()
             .expect("refused");
         assert!(e.to_string().contains("--capacity"), "{e}");

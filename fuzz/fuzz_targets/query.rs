@@ -7,16 +7,18 @@
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
     dns::{find_rule, parse_query, Scratch, LOAD_MAX},
-    key::key_of_canonical,
+    key::{key_of_canonical, KeySecret},
     Action, Config, RuleSet, Slot, QTYPES_ALL,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // A fixed test secret (the walk and the direct encoder must agree under any secret).
+    let secret = KeySecret::from_bases(0x0123_4567_89ab_cdef, 0x1edc_ba98_7654_3210).unwrap();
     let mut s = Box::new(Scratch::zeroed());
     let n = data.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&data[..n]);
-    let Ok(q) = parse_query(&mut s, n, data.len()) else {
+    let Ok(q) = parse_query(&mut s, n, data.len(), &secret) else {
         return;
     };
     // The QNAME as the parser saw it.
@@ -33,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
         depth_mask: [u64::MAX; 2],
         ..Default::default()
     };
-    let expected: Vec<_> = suffixes.iter().map(|s| key_of_canonical(s)).collect();
+    let expected: Vec<_> = suffixes
+        .iter()
+        .map(|s| key_of_canonical(&secret, s))
+        .collect();
     let mut asked = Vec::new();
     let slot = Slot {
         rule_id: 1,
@@ -43,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         qtypes: QTYPES_ALL,
         scope: 0,
     };
-    let hit = find_rule(&cfg, &mut s, &q, |k| {
+    let hit = find_rule(&cfg, &secret, &mut s, &q, |k| {
         asked.push(*k);
         // Match the shortest suffix only, so every depth is asked for.
         (*k == *expected.last()?).then_some(RuleSet {

@@ -1,9 +1,14 @@
 //! The verdict the shared blocker-common code reaches on the host for a DNS message, with
 //! the kernel's own maps: the reference the real program is compared with.
 
-/// What blocker-common decides on the host for a DNS message, with the kernel's maps:
-/// None = pass; Some(None) = drop; Some(Some(bytes)) = this answer.
-pub fn reference(maps: &blocker::kernel::Maps, msg: &[u8]) -> Option<Option<Vec<u8>>> {
+/// What blocker-common decides on the host for a DNS message, with the kernel's maps and key
+/// secret (`maps.key_secret()`): None = pass; Some(None) = drop; Some(Some(bytes)) = this
+/// answer.
+pub fn reference(
+    maps: &blocker::kernel::Maps,
+    secret: &blocker_common::key::KeySecret,
+    msg: &[u8],
+) -> Option<Option<Vec<u8>>> {
     use blocker_common::{
         answer::{write_answer, MAX_GROWTH},
         dns::{find_rule, parse_query, Scratch, LOAD_MAX},
@@ -14,8 +19,8 @@ pub fn reference(maps: &blocker::kernel::Maps, msg: &[u8]) -> Option<Option<Vec<
     let mut s = Box::new(Scratch::zeroed());
     let n = msg.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&msg[..n]);
-    let q = parse_query(&mut s, n, msg.len()).ok()?;
-    let slot = find_rule(&cfg, &mut s, &q, |k| {
+    let q = parse_query(&mut s, n, msg.len(), secret).ok()?;
+    let slot = find_rule(&cfg, secret, &mut s, &q, |k| {
         maps.rules.get(k, 0).ok().map(|v| v.sets[active])
     })?;
     match Action::from_u8(slot.action) {

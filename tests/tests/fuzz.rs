@@ -413,6 +413,10 @@ fn differential_fuzz() {
     let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
     let fd = prog.fd().expect("fd");
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+    let secret = maps
+        .key_secret()
+        .expect("key map")
+        .expect("the controller wrote the key secret");
 
     let mut r = Rng(seed | 1);
     let (mut tx, mut pass, mut drop, mut tx_tcp) = (0u64, 0u64, 0u64, 0u64);
@@ -428,7 +432,7 @@ fn differential_fuzz() {
         let found = dns_payload(&f);
         let dns = found.as_ref().map(|(m, _)| *m);
         let tcp = found.as_ref().and_then(|(_, t)| t.clone());
-        let expect = dns.and_then(|m| reference(&maps, m));
+        let expect = dns.and_then(|m| reference(&maps, &secret, m));
         match out.retval {
             XDP_PASS => {
                 pass += 1;

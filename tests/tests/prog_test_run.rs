@@ -592,6 +592,10 @@ fn fixture_table() {
     let (b, prog) = setup();
     let fd = prog.fd().expect("fd");
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+    let secret = maps
+        .key_secret()
+        .expect("key map")
+        .expect("the controller wrote the key secret");
     let before = b.stats();
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -713,7 +717,7 @@ fn fixture_table() {
                     }
                     // The same shared code, run on the host against the same maps, must
                     // produce the same bytes.
-                    let host = blocker_tests::reference::reference(&maps, &qin.dns)
+                    let host = blocker_tests::reference::reference(&maps, &secret, &qin.dns)
                         .flatten()
                         .ok_or("the host finds no rule")?;
                     if host != a.dns {
@@ -801,7 +805,8 @@ fn the_key_filter_decides_before_the_rule_map() {
     let fd = prog.fd().expect("fd");
     let mut maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
     let cfg = maps.config().expect("config");
-    let key = key_of_canonical(b"\x07blocked\x04test");
+    let secret = maps.key_secret().expect("key map").expect("key secret");
+    let key = key_of_canonical(&secret, b"\x07blocked\x04test");
     let (at, bit) = position(cfg.filter, &key).expect("the controller turned the filter on");
     let filter = maps.filter.as_ref().expect("filter mapped");
     assert!(filter.may_hold(cfg.filter, &key));

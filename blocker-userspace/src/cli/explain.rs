@@ -75,6 +75,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         all.push((o.name.clone(), ctx.dir.read_rules(o)?, o.id));
     }
 
+    // Keys under the secret the kernel uses, so the cross-check below compares like with like.
+    let secret = crate::secret::for_reading(&ctx.pins, &ctx.dir)?;
+
     // Every suffix of the name, most specific first, with the rules recorded at it.
     let canonical = name.canonical().to_vec();
     let mut suffixes: Vec<&[u8]> = Vec::new();
@@ -87,7 +90,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut matches = Vec::new();
     let qbit = qtype_bit(qtype);
     for (depth, suffix) in suffixes.iter().enumerate() {
-        let key = key_of_canonical(suffix);
+        let key = key_of_canonical(&secret, suffix);
         let mut cands = Vec::new();
         for (oname, rules, oid) in &all {
             for r in rules.iter().filter(|r| r.name.canonical() == *suffix) {
@@ -139,14 +142,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let mut s = Box::new(Scratch::zeroed());
     let n = msg.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&msg[..n]);
-    let q = parse_query(&mut s, n, msg.len()).map_err(|r| {
+    let q = parse_query(&mut s, n, msg.len(), &secret).map_err(|r| {
         anyhow::anyhow!(
             "{} is not a name the data plane parses ({})",
             name,
             r.as_str()
         )
     })?;
-    let decided = find_rule(&cfg, &mut s, &q, |k| sets.get(k).copied());
+    let decided = find_rule(&cfg, &secret, &mut s, &q, |k| sets.get(k).copied());
 
     let (mut verdict, mut order, mut rule) = ("pass (no rule)", None, None);
     if let Some(slot) = decided {
@@ -184,7 +187,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         let active = (kcfg.active & 1) as usize;
         let mut agree = true;
         for suffix in &suffixes {
-            let key = key_of_canonical(suffix);
+            let key = key_of_canonical(&secret, suffix);
             let kernel = maps
                 .rules
                 .get(&key, 0)

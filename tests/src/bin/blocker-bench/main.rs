@@ -399,7 +399,10 @@ mod rawmap {
 /// up to 255 name bytes per key) and the hash of 16-byte suffix keys blocker uses. Kernel
 /// memory per entry from memlock; lookup cost through the syscall (same overhead for both).
 fn compare_structures(n: usize) -> Value {
-    use blocker_common::key::key_of_canonical;
+    use blocker_common::key::{key_of_canonical, KeySecret};
+    // Any secret will do: this compares map structures, not blocker's own maps.
+    let secret =
+        KeySecret::from_bases(0x0123_4567_89ab_cdef, 0x1edc_ba98_7654_3210).expect("valid bases");
     let names: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let mut w = Vec::new();
@@ -437,7 +440,7 @@ fn compare_structures(n: usize) -> Value {
         k[..4].copy_from_slice(&((r.len() * 8) as u32).to_ne_bytes());
         k[4..4 + r.len()].copy_from_slice(&r);
         lpm.update(&k, &value);
-        let h = key_of_canonical(w);
+        let h = key_of_canonical(&secret, w);
         let mut hk = [0u8; 16];
         hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
         hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
@@ -461,7 +464,7 @@ fn compare_structures(n: usize) -> Value {
         let w = &names[(i * 7919) % n];
         // Two probes, as blocker does for www.<rule name> with rules at depths 3 and 4.
         for suffix in [w.as_slice(), w.as_slice()] {
-            let h = key_of_canonical(suffix);
+            let h = key_of_canonical(&secret, suffix);
             let mut hk = [0u8; 16];
             hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
             hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
