@@ -3,7 +3,9 @@
 //! plane counted. The `blocker` binary is a thin clap front end over [`cli`].
 
 pub mod cli;
+pub mod compliance;
 pub mod filter;
+pub mod guard;
 pub mod kernel;
 pub mod secret;
 pub mod state;

@@ -58,6 +58,9 @@ pub struct Summary {
     pub rules_added: usize,
     pub rules_removed: usize,
     pub rules_kept: usize,
+    /// When the flip that made the change enforced returned (None: nothing was flipped).
+    #[serde(skip)]
+    pub enforced: Option<std::time::SystemTime>,
 }
 
 /// An open, locked controller: the pinned maps and the state directory.
@@ -415,6 +418,7 @@ impl Controller {
         cfg.active = inactive as u32;
         cfg.generation = generation;
         self.maps.set_config(&cfg)?;
+        summary.enforced = Some(std::time::SystemTime::now());
         crash_point("flip");
 
         self.dir.commit()?;

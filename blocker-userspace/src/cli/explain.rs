@@ -26,6 +26,9 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Public suffix list for the guard notes (see `blocker rules add --help`).
+    #[arg(long, value_name = "FILE")]
+    pub psl: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -53,6 +56,16 @@ struct Explanation {
     matches: Vec<Match>,
     /// The kernel map holds what the state says it should (None: not loaded).
     kernel_agrees: Option<bool>,
+    /// The guards that would refuse a block rule at this name, by match kind (`rules add`
+    /// and `rules load` refuse it unless --force).
+    guards: Vec<GuardNote>,
+}
+
+#[derive(Serialize)]
+struct GuardNote {
+    #[serde(rename = "match")]
+    kind: &'static str,
+    refused: Option<String>,
 }
 
 /// The wire form of a name as a query message, for the shared parser.
@@ -201,6 +214,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         kernel_agrees = Some(agree);
     }
 
+    let g = crate::guard::Guards::load(&ctx.dir, a.psl.as_deref())?;
+    let guards = [Kind::Exact, Kind::Subtree, Kind::Below]
+        .into_iter()
+        .map(|k| GuardNote {
+            kind: k.as_str(),
+            refused: g.refusal(&name, k, Action::Nxdomain),
+        })
+        .collect();
     let e = Explanation {
         query: name.to_string(),
         qtype,
@@ -209,6 +230,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         rule,
         matches,
         kernel_agrees,
+        guards,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&e)?);
@@ -236,6 +258,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             println!("  WARNING: the kernel map disagrees with the recorded rules for this name")
         }
         None => println!("  (blocker is not loaded: nothing is enforced)"),
+    }
+    for n in &e.guards {
+        match &n.refused {
+            Some(why) => println!("  guard: a {} block rule here is refused: {why}", n.kind),
+            None => println!("  guard: a {} block rule here is accepted", n.kind),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,8 @@ pub mod detach;
 pub mod events;
 pub mod explain;
 pub mod orders;
+pub mod protect;
+pub mod report;
 pub mod rules;
 pub mod serve;
 pub mod stats;
@@ -55,8 +57,15 @@ pub enum Command {
     /// List, create, change and remove orders.
     #[command(subcommand)]
     Orders(orders::Command),
-    /// Show which rule and order would decide a query, and why.
+    /// Show which rule and order would decide a query, and why, and whether a guard would
+    /// refuse a block rule at that name.
     Explain(explain::Args),
+    /// Protect names from being blocked by mistake (add, remove, list).
+    #[command(subcommand)]
+    Protect(protect::Command),
+    /// The compliance report: per order its rules, when each change was enforced (time to
+    /// enforcement, ticket, operator, list files' SHA-256) and its hits.
+    Report(report::Args),
     /// Show hit counters: global exit reasons, per order, per rule.
     Stats(stats::Args),
     /// Show or change data-plane settings (DNS ports, sinkhole addresses, EDE code, block
@@ -112,6 +121,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rules(c) => rules::run(&ctx, c),
         Command::Orders(c) => orders::run(&ctx, c),
         Command::Explain(a) => explain::run(&ctx, a),
+        Command::Protect(c) => protect::run(&ctx, c),
+        Command::Report(a) => report::run(&ctx, a),
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Serve(a) => serve::run(ctx, a),

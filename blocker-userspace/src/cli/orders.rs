@@ -10,7 +10,10 @@ use super::{
     rules::{order_for, CliAction, OrderOpts},
     time_str, Ctx,
 };
-use crate::txn::{Controller, OrderChange};
+use crate::{
+    compliance::{self, Audit, Record},
+    txn::{Controller, OrderChange},
+};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -36,12 +39,16 @@ pub struct SetArgs {
     pub action: Option<CliAction>,
     #[command(flatten)]
     pub order: OrderOpts,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RemoveArgs {
     /// The order's name.
     pub order: String,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 #[derive(Serialize)]
@@ -114,20 +121,26 @@ fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 }
 
 fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let name = order.name.clone();
-    c.apply(vec![OrderChange::Put { order, rules: None }])?;
+    let s = c.apply(vec![OrderChange::Put { order, rules: None }])?;
+    let rec = Record::new("orders set", started, Some(&name), Some(&s), &a.audit);
+    compliance::append(&ctx.dir, &rec)?;
     println!("order {name:?} set");
     Ok(ExitCode::SUCCESS)
 }
 
 fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let Some(order) = c.state.order(&a.order).cloned() else {
         bail!("no order named {:?} (see `blocker orders list`)", a.order);
     };
     let s = c.apply(vec![OrderChange::Remove { id: order.id }])?;
+    let rec = Record::new("orders remove", started, Some(&a.order), Some(&s), &a.audit);
+    compliance::append(&ctx.dir, &rec)?;
     println!(
         "removed order {:?} and its {} rules (generation {})",
         a.order, order.rules, s.generation

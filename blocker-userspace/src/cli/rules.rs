@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use super::{parse_qtype, qtypes_display, Ctx};
 use crate::{
+    compliance::{self, Audit, FileHash, Record},
+    guard::Guards,
     state::{check_ede_text, now, Order, Rule, Source},
     txn::{Controller, OrderChange, Summary},
 };
@@ -95,6 +97,21 @@ fn parse_ede_code(s: &str) -> Result<u16, String> {
     }
 }
 
+/// The guards against blocking a public suffix or a protected name (see `blocker protect`).
+#[derive(clap::Args, Debug)]
+pub struct GuardOpts {
+    /// Accept block rules the guards refuse: rules on a public suffix (`com`, `co.uk`,
+    /// `github.io` …) or with public suffixes below them, and rules that would block a
+    /// protected name (`blocker protect list`).
+    #[arg(long)]
+    pub force: bool,
+    /// Public suffix list to check against (the format of publicsuffix.org's
+    /// public_suffix_list.dat); default: public_suffix_list.dat in the state directory if
+    /// present, else the list built into blocker.
+    #[arg(long, value_name = "FILE")]
+    pub psl: Option<PathBuf>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct AddArgs {
     /// Domain name (IDN allowed; `*.name` means names below it).
@@ -113,6 +130,10 @@ pub struct AddArgs {
     pub qtypes: Vec<String>,
     #[command(flatten)]
     pub order: OrderOpts,
+    #[command(flatten)]
+    pub guard: GuardOpts,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 #[derive(clap::Args, Debug)]
@@ -128,6 +149,8 @@ pub struct RemoveArgs {
     /// The order the rule belongs to.
     #[arg(long, default_value = DEFAULT_ORDER)]
     pub order: String,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 #[derive(clap::Args, Debug)]
@@ -185,6 +208,10 @@ pub struct LoadArgs {
     pub allow_empty: bool,
     #[command(flatten)]
     pub order: OrderOpts,
+    #[command(flatten)]
+    pub guard: GuardOpts,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
@@ -281,7 +308,41 @@ fn print_summary(s: &Summary) {
     );
 }
 
+/// Checks `rules` against the guards: refused rules are printed (`SOURCE: reason`) and refuse
+/// the change, unless --force. Returns whether the guards were overridden.
+fn check_guards(ctx: &Ctx, g: &GuardOpts, rules: &[Rule]) -> Result<bool> {
+    let guards = Guards::load(&ctx.dir, g.psl.as_deref())?;
+    let refused = guards.refusals(rules);
+    if refused.is_empty() {
+        return Ok(false);
+    }
+    const SHOWN: usize = 50;
+    for (r, why) in refused.iter().take(SHOWN) {
+        if r.source == Source::cli() {
+            eprintln!("{why}");
+        } else {
+            eprintln!("{}: {why}", r.source);
+        }
+    }
+    if refused.len() > SHOWN {
+        eprintln!("… and {} more refused rules", refused.len() - SHOWN);
+    }
+    if !g.force {
+        bail!(
+            "{} block rules refused by the guards: nothing was changed (use --force to apply \
+             them anyway)",
+            refused.len()
+        );
+    }
+    eprintln!(
+        "warning: applying {} block rules the guards refuse (--force)",
+        refused.len()
+    );
+    Ok(true)
+}
+
 fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
     let (name, kind) = cli_name(&a.name, a.below, a.subtree)?;
     let mut qtypes = if a.qtypes.is_empty() { QTYPES_ALL } else { 0 };
     for t in &a.qtypes {
@@ -294,19 +355,31 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         Some(o) => c.dir.read_rules(o)?,
         None => Vec::new(),
     };
-    rules.retain(|r| !(r.name == name && r.kind == kind));
-    rules.push(Rule {
+    let rule = Rule {
         name: name.clone(),
         kind,
         action,
         qtypes,
         id: 0,
         source: Source::cli(),
-    });
+    };
+    let forced = check_guards(ctx, &a.guard, std::slice::from_ref(&rule))?;
+    rules.retain(|r| !(r.name == name && r.kind == kind));
+    rules.push(rule);
     let s = c.apply(vec![OrderChange::Put {
         order,
         rules: Some(rules),
     }])?;
+    let mut rec = Record::new(
+        "rules add",
+        started,
+        Some(&a.order.order),
+        Some(&s),
+        &a.audit,
+    );
+    rec.name = Some(shown_name(&name, kind));
+    rec.forced = forced;
+    compliance::append(&ctx.dir, &rec)?;
     println!(
         "added {} {} {} ({})",
         kind.as_str(),
@@ -318,7 +391,16 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A rule's name as written on the command line (`*.name` for a below rule).
+fn shown_name(name: &blocker_lists::Name, kind: Kind) -> String {
+    match kind {
+        Kind::Below => format!("*.{name}"),
+        _ => name.to_string(),
+    }
+}
+
 fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
     let (name, kind) = cli_name(&a.name, a.below, a.subtree)?;
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let Some(order) = c.state.order(&a.order).cloned() else {
@@ -339,6 +421,9 @@ fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<ExitCode> {
         order,
         rules: Some(rules),
     }])?;
+    let mut rec = Record::new("rules remove", started, Some(&a.order), Some(&s), &a.audit);
+    rec.name = Some(shown_name(&name, kind));
+    compliance::append(&ctx.dir, &rec)?;
     println!("removed {} {} ({})", kind.as_str(), name, a.order);
     print_summary(&s);
     Ok(ExitCode::SUCCESS)
@@ -442,6 +527,7 @@ fn skipped_summary(
 }
 
 fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
     let opts = Options {
         bare_kind: match a.matching {
             CliMatch::Subtree => Kind::Subtree,
@@ -467,6 +553,14 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut unsupported = std::collections::BTreeMap::<String, usize>::new();
     let mut unsupported_at = std::collections::BTreeMap::<String, Vec<Place>>::new();
     let mut duplicates = 0;
+    // The hash of each file as it is when the load starts, for the compliance record.
+    let mut hashes = Vec::new();
+    for f in &a.files {
+        hashes.push(FileHash {
+            path: f.display().to_string(),
+            sha256: compliance::sha256_file(f)?,
+        });
+    }
     for f in &a.files {
         progress.set_message(format!("parsing {}", f.display()));
         let out =
@@ -570,6 +664,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             source: Source::at(shown, p.line),
         });
     }
+    let forced = check_guards(ctx, &a.guard, &rules)?;
     let settings = &c.state.settings;
     if sinkholes > 0 && settings.sinkhole_v4.is_none() && settings.sinkhole_v6.is_none() {
         eprintln!(
@@ -590,6 +685,16 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     }]);
     progress.finish_and_clear();
     let s = s?;
+    let mut rec = Record::new(
+        "rules load",
+        started,
+        Some(&a.order.order),
+        Some(&s),
+        &a.audit,
+    );
+    rec.files = hashes;
+    rec.forced = forced;
+    compliance::append(&ctx.dir, &rec)?;
     println!(
         "order {:?}: {} rules ({} duplicates ignored)",
         a.order.order, n, duplicates

@@ -1,0 +1,176 @@
+//! The compliance record: every change an operator makes (rules load/add/remove, orders
+//! set/remove, protected names), appended as one JSON line to `compliance.jsonl` in the state
+//! directory and fsync'd before the command reports success. `blocker report` reads it.
+//!
+//! Each record says when the command started and when the data plane began enforcing the
+//! change (the instant the controller's flip of the active copy returned, see
+//! [`crate::txn::Summary::enforced`]; none for a change that changed nothing in the kernel or
+//! does not touch it, such as protecting a name), with the generation, the order, the rules
+//! added and removed, the SHA-256 of every list file loaded, and the operator's ticket and
+//! name when given.
+//!
+//! A controller killed between the flip and this append leaves the change enforced (and
+//! recorded in the state) but not in this record.
+
+use std::{
+    fs,
+    io::{BufRead, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{state::StateDir, txn::Summary};
+
+pub const FILE: &str = "compliance.jsonl";
+
+/// Who asked for a change and under which reference (options of every changing command).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Audit {
+    /// The ticket or reference this change enforces (e.g. a Piracy Shield ticket id), kept
+    /// in the compliance record (`blocker report`).
+    #[arg(long, value_name = "REF")]
+    pub ticket: Option<String>,
+    /// Who made this change, kept in the compliance record.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
+/// A list file loaded by a change.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FileHash {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// One change.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Record {
+    /// When the command started.
+    pub started: Timestamp,
+    /// When the data plane began enforcing the change (None: nothing changed in the kernel).
+    pub enforced: Option<Timestamp>,
+    /// `rules load`, `rules add`, `rules remove`, `orders set`, `orders remove`,
+    /// `protect add`, `protect remove`.
+    pub command: String,
+    /// The order changed (None for protected names).
+    pub order: Option<String>,
+    /// The list generation after the change.
+    pub generation: u32,
+    pub rules_added: usize,
+    pub rules_removed: usize,
+    /// The rule or protected name a single-name change was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHash>,
+    pub ticket: Option<String>,
+    pub operator: Option<String>,
+    /// The guards were overridden with --force.
+    #[serde(default)]
+    pub forced: bool,
+}
+
+impl Record {
+    /// A record of `command` started at `started`, completed with what `summary` says.
+    pub fn new(
+        command: &str,
+        started: Timestamp,
+        order: Option<&str>,
+        summary: Option<&Summary>,
+        audit: &Audit,
+    ) -> Record {
+        Record {
+            started,
+            enforced: summary
+                .and_then(|s| s.enforced)
+                .and_then(|t| Timestamp::try_from(t).ok()),
+            command: command.into(),
+            order: order.map(str::to_string),
+            generation: summary.map_or(0, |s| s.generation),
+            rules_added: summary.map_or(0, |s| s.rules_added),
+            rules_removed: summary.map_or(0, |s| s.rules_removed),
+            name: None,
+            files: Vec::new(),
+            ticket: audit.ticket.clone(),
+            operator: audit.operator.clone(),
+            forced: false,
+        }
+    }
+
+    /// Seconds from the command's start to enforcement.
+    pub fn time_to_enforcement(&self) -> Option<f64> {
+        let e = self.enforced?;
+        Some(e.duration_since(self.started).as_secs_f64())
+    }
+}
+
+pub fn path(dir: &StateDir) -> PathBuf {
+    dir.dir.join(FILE)
+}
+
+/// Appends `r` and fsyncs it.
+pub fn append(dir: &StateDir, r: &Record) -> Result<()> {
+    dir.ensure()?;
+    let p = path(dir);
+    let mut line = serde_json::to_vec(r)?;
+    line.push(b'\n');
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    f.write_all(&line)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("appending to {}", p.display()))?;
+    Ok(())
+}
+
+/// Every record, oldest first (none when there is no record yet).
+pub fn read(dir: &StateDir) -> Result<Vec<Record>> {
+    let p = path(dir);
+    let f = match fs::File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", p.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", p.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a compliance record", p.display(), i + 1))?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The SHA-256 of a file's contents, in hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let digest = Sha256::digest(&bytes);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_a_known_input() {
+        let p = std::env::temp_dir().join(format!("blocker-sha-{}", std::process::id()));
+        fs::write(&p, b"abc").expect("write");
+        let h = sha256_file(&p).expect("hash");
+        let _ = fs::remove_file(&p);
+        // FIPS 180-2, appendix B.1.
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

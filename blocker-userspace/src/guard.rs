@@ -1,0 +1,265 @@
+//! Guards against blocking too much by mistake: a block rule on a public suffix (`com`,
+//! `co.uk`, `github.io` …) or on a name the operator protects is refused unless forced.
+//!
+//! - **Public suffixes** come from the Public Suffix List (<https://publicsuffix.org>), read
+//!   by the `publicsuffix` crate from, in this order: `--psl FILE`, the state directory's
+//!   `public_suffix_list.dat`, or the copy built into the binary (`data/public_suffix_list.dat`
+//!   in the source tree). A block rule is refused when its name is a public suffix (the PSL
+//!   algorithm: listed rules, wildcards and exceptions, and the implicit `*` that makes every
+//!   top-level name a suffix), or when it is a subtree or below rule with a listed suffix
+//!   under it (`amazonaws.com` holds `s3.amazonaws.com`, whose names belong to others).
+//! - **Protected names** (`blocker protect add NAME`, kept in the state directory's
+//!   `protected.txt`) protect the name and every name below it: a block rule is refused when
+//!   it would block any of them, i.e. when its name is the protected name or below it (any
+//!   match kind), or an ancestor of it with a subtree or below match (blocking `example.net`
+//!   with a subtree rule would block the protected `portal.example.net`; an exact rule for
+//!   `example.net` would not, and is accepted).
+//!
+//! Allow (`pass`) rules are never refused: they only let queries through.
+
+use std::{
+    collections::HashSet,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use blocker_common::{Action, Kind};
+use blocker_lists::Name;
+use publicsuffix::Psl;
+
+use crate::state::{Rule, StateDir};
+
+/// The list built into the binary (updated by replacing `data/public_suffix_list.dat`).
+const BUILT_IN_PSL: &str = include_str!("../../data/public_suffix_list.dat");
+
+/// File name of an operator-supplied list in the state directory (overrides the built-in one).
+pub const PSL_FILE: &str = "public_suffix_list.dat";
+/// File name of the protected names in the state directory.
+pub const PROTECTED_FILE: &str = "protected.txt";
+
+/// Where the public suffix list came from.
+#[derive(Clone, Debug)]
+pub enum PslSource {
+    BuiltIn,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PslSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PslSource::BuiltIn => f.write_str("the built-in public suffix list"),
+            PslSource::File(p) => write!(f, "the public suffix list {}", p.display()),
+        }
+    }
+}
+
+pub struct Guards {
+    psl: publicsuffix::List,
+    pub psl_source: PslSource,
+    /// Names (presentation form) with at least one listed suffix strictly below them.
+    above_suffix: HashSet<String>,
+    pub protected: Vec<Name>,
+}
+
+impl Guards {
+    /// The guards in force: the public suffix list (`psl` overrides the state directory's,
+    /// which overrides the built-in one) and the protected names.
+    pub fn load(dir: &StateDir, psl: Option<&Path>) -> Result<Guards> {
+        let in_state = dir.dir.join(PSL_FILE);
+        let (text, source) = match psl {
+            Some(p) => (read_psl(p)?, PslSource::File(p.to_path_buf())),
+            None if in_state.exists() => (read_psl(&in_state)?, PslSource::File(in_state)),
+            None => (BUILT_IN_PSL.to_string(), PslSource::BuiltIn),
+        };
+        let list: publicsuffix::List = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{source}: not a public suffix list ({e:?})"))?;
+        let mut above_suffix = HashSet::new();
+        for line in text.lines() {
+            let Some(rule) = line.split_whitespace().next() else {
+                continue;
+            };
+            if rule.starts_with("//") {
+                continue;
+            }
+            let rule = rule.trim_start_matches('!').trim_start_matches("*.");
+            let Ok(mut name) = blocker_lists::normalize_name(rule) else {
+                continue;
+            };
+            while let Some(parent) = name.parent() {
+                if parent.label_count() == 0 {
+                    break;
+                }
+                above_suffix.insert(parent.to_string());
+                name = parent;
+            }
+        }
+        Ok(Guards {
+            psl: list,
+            psl_source: source,
+            above_suffix,
+            protected: read_protected(dir)?,
+        })
+    }
+
+    /// Whether `name` is a public suffix (a top-level name always is).
+    pub fn is_public_suffix(&self, name: &Name) -> bool {
+        if name.label_count() <= 1 {
+            return true;
+        }
+        let text = name.to_string();
+        self.psl
+            .suffix(text.as_bytes())
+            .is_some_and(|s| s.is_known() && s.as_bytes() == text.as_bytes())
+    }
+
+    /// Why a rule at `name` of match `kind` and action `action` is refused (None: accepted).
+    pub fn refusal(&self, name: &Name, kind: Kind, action: Action) -> Option<String> {
+        if action == Action::Pass {
+            return None;
+        }
+        if self.is_public_suffix(name) {
+            return Some(format!(
+                "{name} is a public suffix ({}): a block rule there blocks every name \
+                 registered under it",
+                self.psl_source
+            ));
+        }
+        let reaches_below = matches!(kind, Kind::Subtree | Kind::Below);
+        if reaches_below && self.above_suffix.contains(&name.to_string()) {
+            return Some(format!(
+                "{name} has public suffixes below it ({}): a {} rule blocks every name \
+                 registered under them",
+                self.psl_source,
+                kind.as_str()
+            ));
+        }
+        for p in &self.protected {
+            if blocks_protected(name, kind, p) {
+                return Some(format!(
+                    "{name} ({} rule) would block the protected name {p} (`blocker protect \
+                     list`)",
+                    kind.as_str()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Every rule of `rules` the guards refuse, with its source and the reason.
+    pub fn refusals<'a>(&self, rules: &'a [Rule]) -> Vec<(&'a Rule, String)> {
+        rules
+            .iter()
+            .filter_map(|r| self.refusal(&r.name, r.kind, r.action).map(|why| (r, why)))
+            .collect()
+    }
+}
+
+/// Whether a block rule at `name` of match `kind` blocks the protected name `p` or a name
+/// below it.
+pub fn blocks_protected(name: &Name, kind: Kind, p: &Name) -> bool {
+    name.ends_with(p) || (matches!(kind, Kind::Subtree | Kind::Below) && p.ends_with(name))
+}
+
+fn read_psl(path: &Path) -> Result<String> {
+    fs::read_to_string(path)
+        .with_context(|| format!("reading the public suffix list {}", path.display()))
+}
+
+/// The protected names recorded in the state directory (none when it has no list).
+pub fn read_protected(dir: &StateDir) -> Result<Vec<Name>> {
+    let path = dir.dir.join(PROTECTED_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match blocker_lists::normalize_name(line) {
+            Ok(n) => out.push(n),
+            Err(e) => bail!("{}:{}: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the protected names (write, fsync, rename).
+pub fn write_protected(dir: &StateDir, names: &[Name]) -> Result<()> {
+    dir.ensure()?;
+    let path = dir.dir.join(PROTECTED_FILE);
+    let tmp = dir.dir.join(format!("{PROTECTED_FILE}.new"));
+    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    writeln!(
+        f,
+        "# Names blocker refuses to block (and every name below them); `blocker protect`."
+    )?;
+    for n in names {
+        writeln!(f, "{n}")?;
+    }
+    f.sync_all()?;
+    fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Name {
+        blocker_lists::normalize_name(s).expect("name")
+    }
+
+    fn guards(protected: &[&str]) -> Guards {
+        let dir = StateDir::new(std::env::temp_dir().join("blocker-guard-test-nonexistent"));
+        let mut g = Guards::load(&dir, None).expect("built-in list");
+        g.protected = protected.iter().map(|p| n(p)).collect();
+        g
+    }
+
+    #[test]
+    fn public_suffixes_are_refused_for_blocks_only() {
+        let g = guards(&[]);
+        for s in ["com", "co.uk", "github.io", "lan", "s3.amazonaws.com"] {
+            assert!(
+                g.refusal(&n(s), Kind::Exact, Action::Nxdomain).is_some(),
+                "{s}"
+            );
+            assert!(
+                g.refusal(&n(s), Kind::Subtree, Action::Pass).is_none(),
+                "{s}"
+            );
+        }
+        for s in ["example.com", "bbc.co.uk", "user.github.io"] {
+            assert!(
+                g.refusal(&n(s), Kind::Subtree, Action::Drop).is_none(),
+                "{s}"
+            );
+        }
+        // A private suffix below: the subtree is refused, the name alone is not.
+        assert!(g
+            .refusal(&n("amazonaws.com"), Kind::Subtree, Action::Drop)
+            .is_some());
+        assert!(g
+            .refusal(&n("amazonaws.com"), Kind::Exact, Action::Drop)
+            .is_none());
+    }
+
+    #[test]
+    fn protected_names_cover_their_subtree_and_ancestors_that_reach_them() {
+        let g = guards(&["portal.example.net"]);
+        let r = |s: &str, k| g.refusal(&n(s), k, Action::Nxdomain).is_some();
+        assert!(r("portal.example.net", Kind::Exact));
+        assert!(r("a.portal.example.net", Kind::Exact));
+        assert!(r("example.net", Kind::Subtree));
+        assert!(r("example.net", Kind::Below));
+        assert!(!r("example.net", Kind::Exact));
+        assert!(!r("other.example.net", Kind::Subtree));
+    }
+}
