@@ -1,0 +1,383 @@
+//! Orders as legal objects: the guards (public suffixes, protected names) refuse a change
+//! with FILE:LINE and change nothing unless --force; the compliance record and `blocker
+//! report` say when each change started and was enforced, its generation, the list files'
+//! SHA-256, ticket and operator, and the kernel's hits.
+//!
+//! Oracles independent of blocker's code: verdicts from the real program
+//! (BPF_PROG_TEST_RUN), file hashes from coreutils' `sha256sum`, times from coreutils' `date`,
+//! CSV from Python's csv module.
+
+use std::{os::fd::AsFd, process::Command};
+
+use blocker_tests::{
+    dns,
+    env::{must, Blocker, TempDir},
+    packet::Frame,
+    testrun::{test_run, XDP_PASS, XDP_TX},
+};
+use hickory_proto::rr::RecordType;
+
+/// The query for `name` run once through the pinned program: (verdict, rcode).
+fn run(b: &Blocker, name: &str) -> (u32, u16) {
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
+    let fd = prog.fd().expect("fd");
+    let frame = Frame::v4(dns::query(7, name, RecordType::A, None)).bytes();
+    let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
+    let rcode = match out.retval {
+        XDP_TX => {
+            let p = blocker_tests::packet::parse(&out.data).expect("answer frame");
+            dns::parse(&p.dns).rcode
+        }
+        _ => 0,
+    };
+    (out.retval, rcode)
+}
+
+const BLOCKED: (u32, u16) = (XDP_TX, 3);
+const PASSED: (u32, u16) = (XDP_PASS, 0);
+
+/// What a refused change must leave alone: the rules and the generation.
+fn snapshot(b: &Blocker) -> (String, String) {
+    let status: serde_json::Value =
+        serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    (
+        b.ok(&["rules", "list", "--json"]),
+        status["generation"].to_string(),
+    )
+}
+
+#[test]
+fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
+    let b = Blocker::new();
+    b.ok(&[
+        "rules",
+        "add",
+        "keep.example",
+        "--subtree",
+        "--order",
+        "Base",
+    ]);
+    let dir = TempDir::new("blkt-guard");
+    let list = dir.write(
+        "order.txt",
+        "# Court-G\nok.example\nco.uk\nwww.ok.example\ngithub.io\n",
+    );
+    let before = snapshot(&b);
+    let err = b.fails(&["rules", "load", &list, "--order", "Court-G"]);
+    for want in [
+        format!("{list}:3: co.uk is a public suffix"),
+        format!("{list}:5: github.io is a public suffix"),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains(":2:") && !err.contains(":4:"), "{err}");
+    assert_eq!(snapshot(&b), before, "a refused load changes nothing");
+    assert_eq!(run(&b, "ok.example"), PASSED);
+    assert_eq!(run(&b, "www.keep.example"), BLOCKED);
+
+    // A top-level name, a subtree over private suffixes, on the command line.
+    for (args, want) in [
+        (vec!["lan"], "lan is a public suffix"),
+        (
+            vec!["amazonaws.com", "--subtree"],
+            "public suffixes below it",
+        ),
+        (vec!["*.com"], "com is a public suffix"),
+    ] {
+        let mut a = vec!["rules", "add"];
+        a.extend(&args);
+        let err = b.fails(&a);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert_eq!(snapshot(&b), before);
+    // An allow rule on a suffix is harmless, and accepted.
+    b.ok(&[
+        "rules",
+        "add",
+        "co.uk",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "Allow",
+    ]);
+
+    // --force loads it all.
+    let out = b.ok(&["rules", "load", &list, "--order", "Court-G", "--force"]);
+    assert!(out.contains("4 rules"), "{out}");
+    assert_eq!(run(&b, "ok.example"), BLOCKED);
+    assert_eq!(run(&b, "x.github.io"), BLOCKED);
+    // (The allow rule at co.uk wins there.)
+    assert_eq!(run(&b, "x.co.uk"), PASSED);
+
+    // Protected names: the name, below it, and ancestors that reach it.
+    b.ok(&["protect", "add", "portal.example.net"]);
+    assert_eq!(b.ok(&["protect", "list"]).trim(), "portal.example.net");
+    let before = snapshot(&b);
+    for args in [
+        vec!["example.net", "--subtree"],
+        vec!["*.example.net"],
+        vec!["portal.example.net"],
+        vec!["a.portal.example.net", "--subtree"],
+    ] {
+        let mut a = vec!["rules", "add"];
+        a.extend(&args);
+        a.extend(["--order", "Court-P"]);
+        let err = b.fails(&a);
+        assert!(
+            err.contains("protected name portal.example.net"),
+            "{args:?}: {err}"
+        );
+    }
+    let plist = dir.write("p.txt", "other.example\nexample.net\n");
+    let err = b.fails(&["rules", "load", &plist, "--order", "Court-P"]);
+    assert!(
+        err.contains(&format!(
+            "{plist}:2: example.net (subtree rule) would block the protected"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&b),
+        before,
+        "refused protected names change nothing"
+    );
+    assert_eq!(run(&b, "portal.example.net"), PASSED);
+    assert_eq!(run(&b, "other.example"), PASSED);
+    // An exact rule at an ancestor does not block the protected name.
+    b.ok(&["rules", "add", "example.net", "--order", "Court-P"]);
+    assert_eq!(run(&b, "example.net"), BLOCKED);
+    assert_eq!(run(&b, "portal.example.net"), PASSED);
+
+    // explain says which guard applies at a name.
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "example.net", "--json"])).expect("json");
+    let notes = e["guards"].as_array().expect("guards");
+    assert_eq!(notes[0]["match"], "exact");
+    assert!(notes[0]["refused"].is_null(), "{e}");
+    assert!(
+        notes[1]["refused"]
+            .as_str()
+            .is_some_and(|s| s.contains("portal.example.net")),
+        "{e}"
+    );
+    let e = b.ok(&["explain", "github.io"]);
+    assert!(
+        e.contains("guard: a exact block rule here is refused: github.io is a public suffix"),
+        "{e}"
+    );
+
+    // A list file given with --psl replaces the built-in one.
+    let psl = dir.write("psl.dat", "// ===BEGIN PRIVATE DOMAINS===\ncorp.example\n");
+    let err = b.fails(&["rules", "add", "corp.example", "--psl", &psl]);
+    assert!(err.contains(&format!("public suffix list {psl}")), "{err}");
+    b.ok(&["rules", "add", "corp.example"]);
+
+    b.ok(&["protect", "remove", "portal.example.net"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "example.net",
+        "--subtree",
+        "--order",
+        "Court-P",
+    ]);
+    assert_eq!(run(&b, "portal.example.net"), BLOCKED);
+}
+
+/// Seconds and nanoseconds since the epoch of an RFC 3339 time, by coreutils' `date`.
+fn epoch_ns(t: &str) -> u128 {
+    must("date", &["-u", "-d", t, "+%s%N"])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{t}: {e}"))
+}
+
+fn sha256sum(path: &str) -> String {
+    must("sha256sum", &[path])
+        .split_whitespace()
+        .next()
+        .expect("a hash")
+        .to_string()
+}
+
+fn generation(b: &Blocker) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    v["generation"].as_u64().expect("generation")
+}
+
+#[test]
+fn the_report_shows_every_change_with_its_times_generation_hashes_and_hits() {
+    let b = Blocker::new();
+    let dir = TempDir::new("blkt-report");
+    let l1 = dir.write("l1.txt", "a.example\nb.example\n");
+    let l2 = dir.write("l2.rpz", "$ORIGIN rpz.\nc.example CNAME .\n");
+    let who = ["--ticket", "PS-0001", "--operator", "alice"];
+    let mut gens = Vec::new();
+    let mut steps: Vec<Vec<&str>> = vec![
+        vec!["rules", "load", &l1, "--order", "Court-R"],
+        vec!["rules", "add", "d.example", "--order", "Court-R"],
+        vec!["rules", "remove", "d.example", "--order", "Court-R"],
+        vec![
+            "orders",
+            "set",
+            "--order",
+            "Court-R",
+            "--ede-text",
+            "RG 1/2026",
+        ],
+        vec!["rules", "load", &l1, &l2, "--order", "Court-R"],
+    ];
+    for s in &mut steps {
+        s.extend(who);
+        b.ok(s);
+        gens.push(generation(&b));
+    }
+    b.ok(&["protect", "add", "bank.example", "--operator", "bob"]);
+    b.ok(&["rules", "add", "x.example", "--order", "Other"]);
+    for _ in 0..3 {
+        assert_eq!(run(&b, "www.a.example"), BLOCKED);
+    }
+
+    let r: serde_json::Value =
+        serde_json::from_str(&b.ok(&["report", "--order", "Court-R", "--format", "json"]))
+            .expect("json");
+    let orders = r["orders"].as_array().expect("orders");
+    assert_eq!(orders.len(), 1, "--order: {r}");
+    let o = &orders[0];
+    assert_eq!(o["order"], "Court-R");
+    assert_eq!(o["rules"], 3);
+    assert_eq!(o["hits"], 3, "the kernel's counters: {o}");
+    let changes = o["changes"].as_array().expect("changes");
+    let commands: Vec<&str> = changes
+        .iter()
+        .map(|c| c["command"].as_str().expect("command"))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "rules load",
+            "rules add",
+            "rules remove",
+            "orders set",
+            "rules load"
+        ]
+    );
+    let mut last_enforced = 0;
+    for (c, g) in changes.iter().zip(&gens) {
+        assert_eq!(c["generation"].as_u64(), Some(*g), "{c}");
+        assert_eq!(
+            (c["ticket"].as_str(), c["operator"].as_str()),
+            (Some("PS-0001"), Some("alice"))
+        );
+        let started = epoch_ns(c["started"].as_str().expect("started"));
+        let enforced = epoch_ns(c["enforced"].as_str().expect("enforced"));
+        assert!(enforced >= started, "{c}");
+        assert!(started >= last_enforced, "changes in order: {c}");
+        last_enforced = enforced;
+        let tte = c["time_to_enforcement_s"].as_f64().expect("tte");
+        let want = (enforced - started) as f64 / 1e9;
+        assert!((tte - want).abs() < 1e-6, "{tte} vs {want}");
+    }
+    assert!(gens.windows(2).all(|w| w[1] > w[0]), "{gens:?}");
+    assert_eq!(
+        o["first_enforced"], changes[0]["enforced"],
+        "first enforced: {o}"
+    );
+    assert_eq!(
+        (
+            changes[0]["rules_added"].as_u64(),
+            changes[2]["rules_removed"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let files = changes[4]["files"].as_array().expect("files");
+    assert_eq!(files.len(), 2);
+    for (f, p) in files.iter().zip([&l1, &l2]) {
+        assert_eq!(f["path"].as_str(), Some(p.as_str()));
+        assert_eq!(f["sha256"].as_str(), Some(sha256sum(p).as_str()), "{p}");
+    }
+
+    // The whole report: the protected name and the other order; --since drops older changes.
+    let all: serde_json::Value =
+        serde_json::from_str(&b.ok(&["report", "--format", "json"])).expect("json");
+    let other = &all["other_changes"][0];
+    assert_eq!(
+        (
+            other["command"].as_str(),
+            other["name"].as_str(),
+            other["operator"].as_str()
+        ),
+        (Some("protect add"), Some("bank.example"), Some("bob"))
+    );
+    assert!(other["enforced"].is_null());
+    let since = changes[4]["started"].as_str().expect("started");
+    let later: serde_json::Value = serde_json::from_str(&b.ok(&[
+        "report", "--order", "Court-R", "--since", since, "--format", "json",
+    ]))
+    .expect("json");
+    assert_eq!(
+        later["orders"][0]["changes"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let err = b.fails(&["report", "--since", "yesterday"]);
+    assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
+
+    // CSV, read by Python's csv module: one row per change.
+    let csv = b.ok(&["report", "--format", "csv"]);
+    let path = dir.write("report.csv", &csv);
+    let rows = must(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            "import csv,json,sys; print(json.dumps(list(csv.DictReader(open(sys.argv[1])))))",
+            &path,
+        ],
+    );
+    let rows: serde_json::Value = serde_json::from_str(&rows).expect("json");
+    let rows = rows.as_array().expect("rows");
+    let court: Vec<&serde_json::Value> = rows.iter().filter(|r| r["order"] == "Court-R").collect();
+    assert_eq!(court.len(), 5, "{csv}");
+    for (row, c) in court.iter().zip(changes) {
+        assert_eq!(row["started"], c["started"]);
+        assert_eq!(row["enforced"], c["enforced"]);
+        assert_eq!(
+            row["generation"].as_str(),
+            Some(c["generation"].to_string().as_str())
+        );
+        assert_eq!(row["hits"], "3");
+    }
+    assert!(court[4]["files_sha256"]
+        .as_str()
+        .is_some_and(|s| s.contains(&sha256sum(&l2))));
+    assert!(rows
+        .iter()
+        .any(|r| r["command"] == "protect add" && r["order"] == ""));
+
+    // The table: a heading per order, a line per change with its generation.
+    let table = b.ok(&["report", "--order", "Court-R"]);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            format!(
+                "ORDER \"Court-R\": 3 rules, 3 hits, first enforced {}",
+                changes[0]["enforced"].as_str().expect("enforced")
+            )
+            .as_str()
+        ),
+        "{table}"
+    );
+    assert!(lines
+        .next()
+        .is_some_and(|h| h.split_whitespace().next() == Some("COMMAND")));
+    let gen_col: Vec<u64> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // COMMAND is two words: then STARTED, ENFORCED, TTE, GEN.
+            f[5].parse().unwrap_or_else(|_| panic!("{l}"))
+        })
+        .collect();
+    assert_eq!(gen_col, gens, "{table}");
+}
