@@ -7,7 +7,7 @@
 //! (BPF_PROG_TEST_RUN), file hashes from coreutils' `sha256sum`, times from coreutils' `date`,
 //! CSV from Python's csv module.
 
-use std::{os::fd::AsFd, process::Command};
+use std::os::fd::AsFd;
 
 use blocker_tests::{
     dns,
