@@ -110,23 +110,24 @@ piracy-streams.example
 https://www.Football-Live.example/watch?id=1
 ";
 
-fn kdig(server: &str, name: &str, qtype: &str) -> Result<String> {
-    let out = output(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            CLIENT,
-            "kdig",
-            &format!("@{server}"),
-            name,
-            qtype,
-            "+edns",
-            "+retry=0",
-            "+timeout=2",
-        ],
-    )?;
-    Ok(out)
+fn kdig(server: &str, name: &str, qtype: &str, transport: &str) -> Result<String> {
+    let at = format!("@{server}");
+    let mut args = vec![
+        "netns",
+        "exec",
+        CLIENT,
+        "kdig",
+        &at,
+        name,
+        qtype,
+        "+edns",
+        "+retry=0",
+        "+timeout=2",
+    ];
+    if transport == "tcp" {
+        args.push("+tcp");
+    }
+    output("ip", &args)
 }
 
 fn summary(out: &str) -> String {
@@ -224,7 +225,7 @@ pub fn run() -> Result<()> {
     }
     println!(
         "before blocking: piracy-streams.example -> {}",
-        summary(&kdig("192.0.2.53", "piracy-streams.example", "A")?)
+        summary(&kdig("192.0.2.53", "piracy-streams.example", "A", "udp")?)
     );
 
     step("blocker: attach to the edge veth, load a court order");
@@ -268,19 +269,23 @@ pub fn run() -> Result<()> {
     };
     let before = unbound_queries();
     let queries = [
-        ("192.0.2.53", "piracy-streams.example", "A"),
-        ("192.0.2.53", "www.piracy-streams.example", "A"),
-        ("2001:db8::53", "cdn.mirror-one.example", "AAAA"),
-        ("192.0.2.53", "www.football-live.example", "A"),
-        ("192.0.2.53", "a.wildcard-only.example", "A"),
-        ("192.0.2.53", "wildcard-only.example", "A"),
-        ("192.0.2.53", "news.example", "A"),
-        ("2001:db8::53", "news.example", "AAAA"),
+        ("192.0.2.53", "piracy-streams.example", "A", "udp"),
+        ("192.0.2.53", "www.piracy-streams.example", "A", "udp"),
+        ("2001:db8::53", "cdn.mirror-one.example", "AAAA", "udp"),
+        ("192.0.2.53", "www.football-live.example", "A", "udp"),
+        ("192.0.2.53", "a.wildcard-only.example", "A", "udp"),
+        ("192.0.2.53", "wildcard-only.example", "A", "udp"),
+        ("192.0.2.53", "news.example", "A", "udp"),
+        ("2001:db8::53", "news.example", "AAAA", "udp"),
+        // The same court order over TCP (`dig +tcp`): answered inside the connection.
+        ("192.0.2.53", "www.piracy-streams.example", "A", "tcp"),
+        ("2001:db8::53", "cdn.mirror-one.example", "AAAA", "tcp"),
+        ("192.0.2.53", "news.example", "A", "tcp"),
     ];
-    for (server, name, qtype) in queries {
+    for (server, name, qtype, transport) in queries {
         println!(
-            "{name:<30} {qtype:<5} via {server:<13} -> {}",
-            summary(&kdig(server, name, qtype)?)
+            "{name:<30} {qtype:<5} via {server:<13} {transport} -> {}",
+            summary(&kdig(server, name, qtype, transport)?)
         );
     }
     let reached = unbound_queries() - before;
