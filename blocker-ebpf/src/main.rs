@@ -89,20 +89,25 @@ pub struct Frame {
 
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
-    let (verdict, reason) = match inspect(&ctx) {
+    // 1 once the packet is known to carry a whole DNS query over TCP.
+    let mut tcp_query = 0u64;
+    let (verdict, reason) = match inspect(&ctx, &mut tcp_query) {
         Ok(v) => v,
         Err(reason) => (XDP_PASS, reason),
     };
-    count(reason);
+    count(reason, tcp_query);
     verdict
 }
 
+/// Counts the packet, its exit reason and, when it carried a whole query over TCP, that too
+/// (branch-free, in the same one lookup of the counters).
 #[inline(always)]
-fn count(reason: Reason) {
+fn count(reason: Reason, tcp_query: u64) {
     if let Some(s) = STATS.get_ptr_mut(0) {
         // SAFETY: a per-CPU value: only this CPU writes it, and XDP runs with preemption off.
         let s = unsafe { &mut *s };
         s.counts[Reason::Packets as usize] += 1;
+        s.counts[Reason::TcpQueries as usize] += tcp_query & 1;
         if let Some(c) = s.counts.get_mut(index_of(reason)) {
             *c += 1;
         }
@@ -118,18 +123,6 @@ fn index_of(reason: Reason) -> usize {
     let r = reason as u32;
     // SAFETY: a read of a local.
     unsafe { core::ptr::read_volatile(&r) as usize }
-}
-
-/// Adds `n` to a counter that is not an exit reason (see [`Reason::TcpQueries`]).
-#[inline(always)]
-fn count_add(reason: Reason, n: u64) {
-    if let Some(s) = STATS.get_ptr_mut(0) {
-        // SAFETY: a per-CPU value: only this CPU writes it, and XDP runs with preemption off.
-        let s = unsafe { &mut *s };
-        if let Some(c) = s.counts.get_mut(index_of(reason)) {
-            *c += n;
-        }
-    }
 }
 
 /// Counts a rule's hit; returns this CPU's count for the rule and whether this is the rule's
@@ -456,7 +449,7 @@ fn parse_tcp(
 }
 
 #[inline(always)]
-fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
+fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reason> {
     let cfg = CONFIG.get(0).ok_or(Reason::Malformed)?;
     let f = parse_frame(ctx, cfg)?;
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::Malformed)?;
@@ -514,9 +507,9 @@ fn inspect(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let msg_len = launder(&mut s.opaque[9], f.msg_len as u64) as usize & 0xffff;
     let f = Frame { msg_len, ..f };
 
-    // Branch-free: a branch on `tcp` would make the verifier walk everything below twice (once
-    // knowing it is 0, once knowing it is not).
-    count_add(Reason::TcpQueries, f.tcp);
+    // Counted at the exit with the reason. Branch-free: a branch on `tcp` would make the
+    // verifier walk everything below twice (once knowing it is 0, once knowing it is not).
+    *tcp_query = f.tcp;
     // The key secret: all zero until the controller writes it, and it writes it before any
     // rule, so an unset secret only ever meets an empty rule map.
     let secret = KEY.get(0).ok_or(Reason::Malformed)?;
