@@ -11,6 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::sys;
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
@@ -253,23 +254,6 @@ pub fn check_layout(pins: &Pins) -> Result<()> {
     Ok(())
 }
 
-/// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h), zero-padded.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-    _pad: [u64; 12],
-}
-
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Elements per batch syscall.
 const BATCH: usize = 16384;
 
@@ -279,7 +263,6 @@ pub fn rules_update_batch(
     map: &HashMap<MapData, RuleKey, RuleValue>,
     entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
 ) -> Result<()> {
-    let fd = map_fd(map);
     let mut entries = entries.into_iter().peekable();
     let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
     let mut values: Vec<RuleValue> = Vec::with_capacity(BATCH);
@@ -292,32 +275,18 @@ pub fn rules_update_batch(
         }
         let mut done = 0usize;
         while done < keys.len() {
-            let mut attr = BatchAttr {
-                keys: keys[done..].as_ptr() as u64,
-                values: values[done..].as_ptr() as u64,
-                count: (keys.len() - done) as u32,
-                map_fd: fd as u32,
-                ..Default::default()
-            };
-            // SAFETY: attr describes valid key and value arrays of `count` elements that
-            // outlive the call; the kernel writes back only `count`.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_UPDATE_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    std::mem::size_of::<BatchAttr>(),
-                )
-            };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::E2BIG) || e.raw_os_error() == Some(libc::ENOMEM) {
-                    bail!("the rule map is full ({} names): re-create it with a larger `blocker attach --capacity`", map_capacity(map));
+            let n = match sys::map_update_batch(map, &keys[done..], &values[done..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    let errno = e.error.raw_os_error();
+                    if errno == Some(libc::E2BIG) || errno == Some(libc::ENOMEM) {
+                        bail!("the rule map is full ({} names): re-create it with a larger `blocker attach --capacity`", map_capacity(map));
+                    }
+                    return Err(e.error).context("BPF_MAP_UPDATE_BATCH on the rule map");
                 }
-                return Err(e).context("BPF_MAP_UPDATE_BATCH on the rule map");
-            }
-            done += attr.count as usize;
-            if attr.count == 0 {
+            };
+            done += n;
+            if n == 0 {
                 bail!("BPF_MAP_UPDATE_BATCH made no progress");
             }
         }
@@ -330,26 +299,10 @@ pub fn rules_delete_batch(
     map: &mut HashMap<MapData, RuleKey, RuleValue>,
     keys: &[RuleKey],
 ) -> Result<()> {
-    let fd = map_fd(map);
     for chunk in keys.chunks(BATCH) {
-        let mut attr = BatchAttr {
-            keys: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: as above.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_DELETE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if r < 0 {
+        if let Err(e) = sys::map_delete_batch(map, chunk) {
             // ENOENT stops the batch at a missing key: delete the rest one by one.
-            for k in &chunk[attr.count as usize..] {
+            for k in &chunk[e.done.min(chunk.len())..] {
                 match map.remove(k) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                     Err(aya::maps::MapError::SyscallError(e))
@@ -360,12 +313,6 @@ pub fn rules_delete_batch(
         }
     }
     Ok(())
-}
-
-fn map_fd<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> i32 {
-    use std::os::fd::{AsFd, AsRawFd};
-    let data: &MapData = std::borrow::Borrow::borrow(map_data(map));
-    data.fd().as_fd().as_raw_fd()
 }
 
 fn map_data<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> &MapData {

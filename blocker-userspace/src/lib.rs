@@ -7,4 +7,5 @@ pub mod filter;
 pub mod kernel;
 pub mod secret;
 pub mod state;
+pub mod sys;
 pub mod txn;

@@ -10,9 +10,16 @@
 mod e2e;
 mod latency;
 
-use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf, process::Command, time::Instant};
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, AsRawFd},
+    path::PathBuf,
+    process::Command,
+    time::Instant,
+};
 
 use aya::programs::Xdp;
+use blocker::sys::{bpf_map_type, RawMap, BPF_F_NO_PREALLOC};
 use blocker_tests::{
     dns,
     env::{unique, Blocker},
@@ -291,107 +298,21 @@ fn singles(prog: &Xdp, frame: &[u8], expect: Option<u32>) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
-/// Raw bpf(2) map calls, for the matching-structure comparison (maps aya does not create).
-mod rawmap {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Create {
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        map_flags: u32,
-        _pad: [u32; 27],
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Elem {
-        map_fd: u32,
-        _pad0: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-        _pad: [u64; 8],
-    }
-    pub const HASH: u32 = 1;
-    pub const LPM_TRIE: u32 = 11;
+/// A map of a layout aya does not create, for the matching-structure comparison (no
+/// preallocation, so memlock tracks the entries).
+fn raw_map(map_type: bpf_map_type, key_size: u32, value_size: u32, max: u32) -> RawMap {
+    RawMap::create(map_type, key_size, value_size, max, BPF_F_NO_PREALLOC)
+        .unwrap_or_else(|e| panic!("BPF_MAP_CREATE: {e}"))
+}
 
-    fn sys(cmd: i64, attr: *mut u8, size: usize) -> i64 {
-        // SAFETY: attr points to a zero-padded bpf_attr of `size` bytes.
-        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) }
-    }
-
-    pub struct Map(pub i32);
-
-    impl Map {
-        pub fn create(map_type: u32, key_size: u32, value_size: u32, max: u32) -> Map {
-            let mut a = Create {
-                map_type,
-                key_size,
-                value_size,
-                max_entries: max,
-                map_flags: 1,
-                ..Default::default()
-            };
-            let fd = sys(
-                0,
-                &mut a as *mut Create as *mut u8,
-                std::mem::size_of::<Create>(),
-            );
-            assert!(
-                fd >= 0,
-                "BPF_MAP_CREATE: {}",
-                std::io::Error::last_os_error()
-            );
-            Map(fd as i32)
-        }
-        pub fn update(&self, key: &[u8], value: &[u8]) {
-            let mut a = Elem {
-                map_fd: self.0 as u32,
-                key: key.as_ptr() as u64,
-                value: value.as_ptr() as u64,
-                ..Default::default()
-            };
-            let r = sys(
-                2,
-                &mut a as *mut Elem as *mut u8,
-                std::mem::size_of::<Elem>(),
-            );
-            assert!(
-                r == 0,
-                "BPF_MAP_UPDATE_ELEM: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> bool {
-            let mut a = Elem {
-                map_fd: self.0 as u32,
-                key: key.as_ptr() as u64,
-                value: value.as_mut_ptr() as u64,
-                ..Default::default()
-            };
-            sys(
-                1,
-                &mut a as *mut Elem as *mut u8,
-                std::mem::size_of::<Elem>(),
-            ) == 0
-        }
-        pub fn memlock(&self) -> u64 {
-            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.0))
-                .unwrap_or_default();
-            info.lines()
-                .find_map(|l| l.strip_prefix("memlock:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        }
-    }
-
-    impl Drop for Map {
-        fn drop(&mut self) {
-            // SAFETY: closing our own fd.
-            unsafe { libc::close(self.0) };
-        }
-    }
+/// Kernel memory charged to a map (memlock in its fdinfo).
+fn raw_map_memlock(map: &RawMap) -> u64 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", map.as_fd().as_raw_fd()))
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The two candidate structures for "most specific suffix", filled with the same names:
@@ -431,20 +352,25 @@ fn compare_structures(n: usize) -> Value {
             .flat_map(|l| l.iter().copied())
             .collect()
     };
-    let lpm = rawmap::Map::create(rawmap::LPM_TRIE, 4 + 255, 48, n as u32 + 16);
-    let hash = rawmap::Map::create(rawmap::HASH, 16, 48, n as u32 + 16);
+    let lpm = raw_map(
+        bpf_map_type::BPF_MAP_TYPE_LPM_TRIE,
+        4 + 255,
+        48,
+        n as u32 + 16,
+    );
+    let hash = raw_map(bpf_map_type::BPF_MAP_TYPE_HASH, 16, 48, n as u32 + 16);
     let value = [0u8; 48];
     for w in &names {
         let r = reversed(w);
         let mut k = vec![0u8; 259];
         k[..4].copy_from_slice(&((r.len() * 8) as u32).to_ne_bytes());
         k[4..4 + r.len()].copy_from_slice(&r);
-        lpm.update(&k, &value);
+        lpm.update(&k, &value).expect("BPF_MAP_UPDATE_ELEM");
         let h = key_of_canonical(&secret, w);
         let mut hk = [0u8; 16];
         hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
         hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
-        hash.update(&hk, &value);
+        hash.update(&hk, &value).expect("BPF_MAP_UPDATE_ELEM");
     }
     let probes = 200_000.min(n * 4);
     let mut out = [0u8; 48];
@@ -456,7 +382,7 @@ fn compare_structures(n: usize) -> Value {
         let full = [rev.as_slice(), &[3, b'w', b'w', b'w']].concat();
         k[..4].copy_from_slice(&((full.len() * 8) as u32).to_ne_bytes());
         k[4..4 + full.len()].copy_from_slice(&full);
-        assert!(lpm.lookup(&k, &mut out));
+        assert!(lpm.lookup(&k, &mut out).is_ok());
     }
     let lpm_ns = t.elapsed().as_nanos() as f64 / probes as f64;
     let t = Instant::now();
@@ -468,14 +394,14 @@ fn compare_structures(n: usize) -> Value {
             let mut hk = [0u8; 16];
             hk[..8].copy_from_slice(&h.h1.to_ne_bytes());
             hk[8..].copy_from_slice(&h.h2.to_ne_bytes());
-            assert!(hash.lookup(&hk, &mut out));
+            assert!(hash.lookup(&hk, &mut out).is_ok());
         }
     }
     let hash_ns = t.elapsed().as_nanos() as f64 / probes as f64;
     json!({
         "entries": n,
-        "lpm_bytes_per_entry": lpm.memlock() as f64 / n as f64,
-        "hash_bytes_per_entry": hash.memlock() as f64 / n as f64,
+        "lpm_bytes_per_entry": raw_map_memlock(&lpm) as f64 / n as f64,
+        "hash_bytes_per_entry": raw_map_memlock(&hash) as f64 / n as f64,
         "lpm_lookup_ns_via_syscall": lpm_ns,
         "hash_two_lookups_ns_via_syscall": hash_ns,
     })
