@@ -19,7 +19,6 @@
 
 use std::{collections::BTreeMap, fs};
 
-use anyhow::{bail, Context, Result};
 use blocker_common::{
     key::{key_of_canonical, KeySecret},
     Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot, MAX_EDE_TEXT,
@@ -27,9 +26,67 @@ use blocker_common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    error::OpError,
+    kernel::KernelError,
     kernel::{Maps, Pins},
+    state::StateError,
     state::{now, Lock, Order, Rule, StateDir, StateFile},
 };
+
+/// Why a change was refused or could not be made. Every refusal leaves the kernel and the
+/// state directory as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The state directory and the pinned program disagree on the generation.
+    #[error(
+        "the kernel's rule generation is {kernel} but {} records generation {recorded}: the state \
+         directory does not belong to the program pinned in {} (check --state-dir and \
+         --bpffs)",
+        state.display(),
+        bpffs.display()
+    )]
+    Generation {
+        kernel: u32,
+        state: std::path::PathBuf,
+        recorded: u32,
+        bpffs: std::path::PathBuf,
+    },
+    /// Old and new rules together need more rule ids than the rule map has.
+    #[error(
+        "the rule map holds at most {capacity} rules, and this change needs more \
+         at once (old and new rules coexist until the switch); re-create it with a \
+         larger `blocker attach --capacity` (nothing was changed)"
+    )]
+    Capacity { capacity: u32 },
+    #[error("too many orders in one change")]
+    TooManyOrders,
+    /// The journal of an interrupted change does not parse.
+    #[error("{} is corrupt", .path.display())]
+    CorruptJournal {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("recording the new state: thread panicked")]
+    Panicked,
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// From modules that still report with anyhow (the key secret, the key filter).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = TxnError> = std::result::Result<T, E>;
 
 #[derive(Serialize, Deserialize)]
 struct Journal {
@@ -98,15 +155,12 @@ impl Controller {
         // Maps just created (first load, or after a reboot emptied the BPF filesystem).
         let fresh = cfg.ports[0] == 0;
         if !fresh && cfg.generation != c.state.generation {
-            bail!(
-                "the kernel's rule generation is {} but {} records generation {}: the state \
-                 directory does not belong to the program pinned in {} (check --state-dir and \
-                 --bpffs)",
-                cfg.generation,
-                c.dir.state_path().display(),
-                c.state.generation,
-                pins.dir.display()
-            );
+            return Err(TxnError::Generation {
+                kernel: cfg.generation,
+                state: c.dir.state_path(),
+                recorded: c.state.generation,
+                bpffs: pins.dir.clone(),
+            });
         }
         // The secret first: the restored rules' keys depend on it.
         c.secret = crate::secret::establish(&mut c.maps, pins, dir, fresh)?;
@@ -123,8 +177,15 @@ impl Controller {
         if !jpath.exists() {
             return Ok(());
         }
-        let j: Journal = serde_json::from_slice(&fs::read(&jpath)?)
-            .with_context(|| format!("{} is corrupt", jpath.display()))?;
+        let j: Journal = match serde_json::from_slice(&fs::read(&jpath)?) {
+            Ok(j) => j,
+            Err(source) => {
+                return Err(TxnError::CorruptJournal {
+                    path: jpath,
+                    source,
+                })
+            }
+        };
         let cfg = self.maps.config()?;
         if cfg.generation == j.generation {
             // The flip happened: the new state is the truth.
@@ -231,7 +292,7 @@ impl Controller {
 
     /// Saves state changes that do not touch rules (interfaces).
     pub fn save(&self) -> Result<()> {
-        self.dir.save(&self.state)
+        Ok(self.dir.save(&self.state)?)
     }
 
     /// The rules of every order, by order id.
@@ -391,9 +452,7 @@ impl Controller {
                 v.sets[inactive] = *new;
                 Some((*k, v))
             });
-            let recorded = recorder.join().unwrap_or_else(|_| {
-                Err(anyhow::anyhow!("recording the new state: thread panicked"))
-            });
+            let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
             (recorded, written)
         });
         let new_state = recorded?;
@@ -493,7 +552,7 @@ fn write_split<F>(
     map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
     diffs: &[Diff],
     f: F,
-) -> Result<()>
+) -> crate::kernel::Result<()>
 where
     F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
 {
@@ -642,7 +701,7 @@ fn plan(
     // 1.
     let lists = changed_lists(old, replaced);
     if lists.len() > usize::from(u16::MAX) {
-        bail!("too many orders in one change");
+        return Err(TxnError::TooManyOrders);
     }
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (_, _, rules)) in lists.iter().enumerate() {
@@ -722,11 +781,7 @@ fn plan(
                 next_free += 1;
             }
             if next_free >= capacity {
-                bail!(
-                    "the rule map holds at most {capacity} rules, and this change needs more \
-                     at once (old and new rules coexist until the switch); re-create it with a \
-                     larger `blocker attach --capacity` (nothing was changed)"
-                );
+                return Err(TxnError::Capacity { capacity });
             }
             r.id = next_free;
             set_bit(&mut used, next_free);
@@ -742,7 +797,7 @@ fn plan(
         }
         let list = lists.len();
         if list > usize::from(u16::MAX) {
-            bail!("too many orders in one change");
+            return Err(TxnError::TooManyOrders);
         }
         lists.push((*id, BEFORE | AFTER, rules));
         more.extend(
@@ -860,6 +915,29 @@ mod tests {
     use super::*;
     use crate::state::Source;
     use blocker_common::QTYPES_ALL;
+
+    /// The refusals print what the anyhow messages they replaced printed (written out here).
+    #[test]
+    fn refusal_messages_are_unchanged() {
+        let e = TxnError::Generation {
+            kernel: 7,
+            state: "/var/lib/blocker/state.json".into(),
+            recorded: 5,
+            bpffs: "/sys/fs/bpf/blocker".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the kernel's rule generation is 7 but /var/lib/blocker/state.json records generation \
+             5: the state directory does not belong to the program pinned in /sys/fs/bpf/blocker \
+             (check --state-dir and --bpffs)"
+        );
+        assert_eq!(
+            TxnError::Capacity { capacity: 4 }.to_string(),
+            "the rule map holds at most 4 rules, and this change needs more at once (old and new \
+             rules coexist until the switch); re-create it with a larger `blocker attach \
+             --capacity` (nothing was changed)"
+        );
+    }
 
     fn rule(name: &str, kind: Kind, action: Action, id: u32) -> Rule {
         Rule {

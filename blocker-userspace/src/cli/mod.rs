@@ -88,7 +88,7 @@ impl Ctx {
         if self.dir.txn_path().exists() && self.pins.loaded() {
             return Ok(crate::txn::Controller::open(&self.pins, &self.dir)?.state);
         }
-        self.dir.load()
+        Ok(self.dir.load()?)
     }
 }
 
