@@ -13,6 +13,7 @@ pub mod dns;
 pub mod filter;
 pub mod key;
 pub mod maps;
+pub mod policy;
 pub mod qtype;
 pub mod rrl;
 

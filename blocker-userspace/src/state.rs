@@ -306,6 +306,22 @@ pub struct Rule {
     pub source: Source,
 }
 
+/// What the precedence policy ([`blocker_common::policy`]) reads of a rule.
+impl blocker_common::policy::PolicyRule for Rule {
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn action(&self) -> Action {
+        self.action
+    }
+    fn qtypes(&self) -> u16 {
+        self.qtypes
+    }
+}
+
 /// Where a rule came from: `FILE:LINE` of a list, or a word such as `cli`. The file name is
 /// shared by all the rules read from one file (a million rules from one list hold one copy of
 /// its name, not a million).

@@ -1,0 +1,496 @@
+//! The controller: opens the pinned maps and the state directory under the lock, finishes
+//! an interrupted change, restores recorded rules into empty maps, and applies changes (see
+//! the module documentation of [`crate::txn`] for the steps).
+
+use std::{collections::BTreeMap, fs};
+
+use blocker_common::{key::KeySecret, Config, OrderInfo, RuleKey, RuleValue, MAX_EDE_TEXT};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    plan::{bit, diffs_from_nothing, keys_of, plan, rules_after, Diff, Plan},
+    OrderChange, Result, Summary, TxnError,
+};
+use crate::{
+    kernel::{Maps, Pins},
+    state::{now, Lock, Order, Rule, StateDir, StateFile},
+};
+
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    /// Generation the change will have once flipped.
+    generation: u32,
+}
+
+/// An open, locked controller: the pinned maps and the state directory.
+pub struct Controller {
+    pub pins: Pins,
+    pub dir: StateDir,
+    pub maps: Maps,
+    pub state: StateFile,
+    /// The key secret every rule key is computed with (see [`crate::secret`]).
+    pub secret: KeySecret,
+    _lock: Lock,
+}
+
+impl Controller {
+    /// Locks the state directory, opens the pinned maps and finishes any interrupted change.
+    pub fn open(pins: &Pins, dir: &StateDir) -> Result<Controller> {
+        let lock = dir.lock()?;
+        if !pins.loaded() {
+            // Rules can be prepared before any interface is attached.
+            crate::kernel::load_and_pin(pins, blocker_common::DEFAULT_RULE_CAPACITY)?;
+            eprintln!(
+                "loaded blocker into {} (not attached to any interface yet)",
+                pins.dir.display()
+            );
+        }
+        let maps = Maps::open(pins)?;
+        let mut c = Controller {
+            pins: pins.clone(),
+            dir: dir.clone(),
+            maps,
+            state: StateFile::default(),
+            secret: KeySecret::UNSET,
+            _lock: lock,
+        };
+        c.recover()?;
+        c.state = c.dir.load()?;
+        let cfg = c.maps.config()?;
+        // Maps just created (first load, or after a reboot emptied the BPF filesystem).
+        let fresh = cfg.ports[0] == 0;
+        if !fresh && cfg.generation != c.state.generation {
+            return Err(TxnError::Generation {
+                kernel: cfg.generation,
+                state: c.dir.state_path(),
+                recorded: c.state.generation,
+                bpffs: pins.dir.clone(),
+            });
+        }
+        // The secret first: the restored rules' keys depend on it.
+        c.secret = crate::secret::establish(&mut c.maps, pins, dir, fresh)?;
+        if fresh {
+            // Enforce what the state directory records.
+            c.restore()?;
+        }
+        Ok(c)
+    }
+
+    /// Finishes or rolls back a change interrupted by a crash.
+    fn recover(&mut self) -> Result<()> {
+        let jpath = self.dir.txn_path();
+        if !jpath.exists() {
+            return Ok(());
+        }
+        let j: Journal = match serde_json::from_slice(&fs::read(&jpath)?) {
+            Ok(j) => j,
+            Err(source) => {
+                return Err(TxnError::CorruptJournal {
+                    path: jpath,
+                    source,
+                })
+            }
+        };
+        let cfg = self.maps.config()?;
+        if cfg.generation == j.generation {
+            // The flip happened: the new state is the truth.
+            if self.dir.dir.join("state.json.new").exists() {
+                self.dir.commit()?;
+            }
+            log::warn!(
+                "finished an interrupted change (generation {})",
+                j.generation
+            );
+        } else {
+            self.dir.discard_staged()?;
+            log::warn!(
+                "rolled back an interrupted change (generation {} was never enforced)",
+                j.generation
+            );
+        }
+        // Make both copies equal to the active one; drop names with no active rules.
+        let active = (cfg.active & 1) as usize;
+        let keys: Vec<RuleKey> = self.maps.rules.keys().collect::<Result<_, _>>()?;
+        for k in keys {
+            let v = match self.maps.rules.get(&k, 0) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let set = v.sets[active];
+            if set.is_empty() {
+                self.maps.rules.remove(&k)?;
+            } else if v.sets[1 - active] != set {
+                self.maps
+                    .rules
+                    .insert(k, RuleValue { sets: [set, set] }, 0)?;
+            }
+        }
+        let state = self.dir.load()?;
+        // Both copies of every order's metadata as the adopted state records it (a change
+        // interrupted before its flip may have written the inactive copy; one interrupted
+        // after it may not have caught the other copy up).
+        let every: Vec<u16> = (0..blocker_common::MAX_ORDERS as u16).collect();
+        for copy in [0, 1] {
+            write_orders(&mut self.maps, copy, &state, &every)?;
+        }
+        let mut cfg = self.maps.config()?;
+        cfg.depth_mask = depth_mask_of(self.all_rules(&state)?.values().flatten());
+        self.maps.set_config(&cfg)?;
+        fs::remove_file(&jpath)?;
+        self.dir.gc(&state)?;
+        Ok(())
+    }
+
+    /// Writes the whole recorded state into freshly created maps.
+    fn restore(&mut self) -> Result<()> {
+        let rules = self.all_rules(&self.state)?;
+        // Everything is new: the difference from no rules at all.
+        let diffs = diffs_from_nothing(&self.secret, &rules);
+        let mut cfg = Config::default();
+        if let Some(filter) = self.maps.filter.as_mut() {
+            let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
+            filter.admit(&mut cfg, &keys, keys.len() as u64, Vec::new);
+        }
+        crate::kernel::rules_update_batch(
+            &self.maps.rules,
+            diffs
+                .iter()
+                .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
+        )?;
+        let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
+        for copy in [0, 1] {
+            write_orders(&mut self.maps, copy, &self.state, &ids)?;
+        }
+        self.state.settings.apply_to(&mut cfg);
+        cfg.generation = self.state.generation;
+        cfg.depth_mask = depth_mask_of(rules.values().flatten());
+        self.maps.set_config(&cfg)?;
+        if !diffs.is_empty() {
+            log::warn!(
+                "restored {} rules of {} orders from {} into empty maps",
+                rules.values().map(Vec::len).sum::<usize>(),
+                self.state.orders.len(),
+                self.dir.dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the operator settings into the kernel config and the state.
+    pub fn set_settings(&mut self, settings: crate::state::Settings) -> Result<()> {
+        let mut cfg = self.maps.config()?;
+        settings.apply_to(&mut cfg);
+        self.state.settings = settings;
+        self.dir.save(&self.state)?;
+        self.maps.set_config(&cfg)?;
+        Ok(())
+    }
+
+    /// Saves state changes that do not touch rules (interfaces).
+    pub fn save(&self) -> Result<()> {
+        Ok(self.dir.save(&self.state)?)
+    }
+
+    /// The rules of every order, by order id.
+    pub fn all_rules(&self, state: &StateFile) -> Result<BTreeMap<u16, Vec<Rule>>> {
+        let mut out = BTreeMap::new();
+        for o in &state.orders {
+            out.insert(o.id, self.dir.read_rules(o)?);
+        }
+        Ok(out)
+    }
+
+    /// Applies `changes` atomically (see the module documentation).
+    pub fn apply(&mut self, changes: Vec<OrderChange>) -> Result<Summary> {
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
+        let old_state = self.state.clone();
+        let old_rules = self.all_rules(&old_state)?;
+        phase("read recorded rules");
+        let mut new_state = old_state.clone();
+        let generation = old_state.generation.wrapping_add(1);
+        let mut changed_orders: Vec<u16> = Vec::new();
+        let mut removed_orders: Vec<u16> = Vec::new();
+        // The new rules of every order whose rules are replaced (empty: removed).
+        let mut replaced: BTreeMap<u16, Vec<Rule>> = BTreeMap::new();
+        for change in changes {
+            match change {
+                OrderChange::Remove { id } => {
+                    new_state.orders.retain(|o| o.id != id);
+                    replaced.insert(id, Vec::new());
+                    removed_orders.push(id);
+                    changed_orders.push(id);
+                }
+                OrderChange::Put { mut order, rules } => {
+                    let id = order.id;
+                    match rules {
+                        Some(rules) => {
+                            replaced.insert(id, rules);
+                        }
+                        // A new order without rules still gets its (empty) rules file.
+                        None if !old_rules.contains_key(&id) => {
+                            replaced.entry(id).or_default();
+                        }
+                        None => {}
+                    }
+                    order.rules = match replaced.get(&id) {
+                        Some(r) => r.len(),
+                        None => old_rules.get(&id).map_or(0, Vec::len),
+                    };
+                    order.updated = now();
+                    match new_state.orders.iter_mut().find(|o| o.id == id) {
+                        Some(o) => *o = order,
+                        None => new_state.orders.push(order),
+                    }
+                    changed_orders.push(id);
+                }
+            }
+        }
+        new_state.orders.sort_by_key(|o| o.id);
+        changed_orders.sort_unstable();
+        changed_orders.dedup();
+
+        let capacity = self.maps.capacity;
+        let mut summary = Summary {
+            generation,
+            ..Default::default()
+        };
+        let Plan { freed, diffs } = plan(
+            &self.secret,
+            &old_rules,
+            &mut replaced,
+            capacity,
+            &mut summary,
+        )?;
+        summary.names_changed = diffs.len();
+
+        // Nothing to do when the rules and the orders' settings are what they were: a
+        // re-load of an unchanged list changes nothing, not even the generation.
+        let same_order = |id: &u16| {
+            let strip = |o: &Order| Order {
+                updated: 0,
+                rules_file: String::new(),
+                ..o.clone()
+            };
+            let before = old_state.order_by_id(*id).map(strip);
+            let after = new_state.order_by_id(*id).map(strip);
+            let rules_same = match (old_rules.get(id), replaced.get(id)) {
+                (_, None) => true,
+                (None, Some(b)) => b.is_empty(),
+                (Some(a), Some(b)) => {
+                    a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| {
+                            (&x.name, x.kind, x.action, x.qtypes, x.id)
+                                == (&y.name, y.kind, y.action, y.qtypes, y.id)
+                        })
+                }
+            };
+            before == after && rules_same
+        };
+        if diffs.is_empty() && changed_orders.iter().all(same_order) {
+            summary.generation = old_state.generation;
+            retire((old_rules, replaced, diffs));
+            return Ok(summary);
+        }
+
+        phase("computed changes");
+        // The journal comes before anything the change writes: from here on, the next
+        // command rolls an interrupted change back or forward.
+        fs::write(
+            self.dir.txn_path(),
+            serde_json::to_vec(&Journal { generation })?,
+        )?;
+        crash_point("journal");
+        let mut cfg: Config = self.maps.config()?;
+        let active = (cfg.active & 1) as usize;
+        let inactive = 1 - active;
+        // Orders' metadata (EDE code and text) in the inactive copy: enforced with the rules
+        // at the flip, not before.
+        write_orders(&mut self.maps, inactive as u32, &new_state, &changed_orders)?;
+        // Names about to enter the rule map get their filter bits first.
+        if let Some(filter) = self.maps.filter.as_mut() {
+            let added: Vec<RuleKey> = diffs
+                .iter()
+                .filter(|(_, _, new)| !new.is_empty())
+                .map(|(k, _, _)| *k)
+                .collect();
+            let new_names = diffs.iter().filter(|(_, old, _)| old.is_empty()).count();
+            let names = old_rules.values().map(Vec::len).sum::<usize>() + new_names;
+            let secret = &self.secret;
+            let everything = || {
+                old_rules
+                    .values()
+                    .flat_map(|rs| keys_of(secret, rs))
+                    .collect()
+            };
+            if filter.admit(&mut cfg, &added, names as u64, everything) {
+                self.maps.set_config(&cfg)?;
+            }
+            phase("key filter");
+        }
+        // Record the new state (on a second thread) while writing the inactive copies.
+        new_state.generation = generation;
+        new_state.updated = now();
+        let dir = &self.dir;
+        let maps = &self.maps;
+        let (recorded, written) = std::thread::scope(|s| {
+            let recorder = s.spawn(|| -> Result<StateFile> {
+                for (id, rules) in &replaced {
+                    if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == *id) {
+                        o.rules_file = dir.write_rules(*id, generation, rules)?;
+                    }
+                }
+                dir.stage(&new_state)?;
+                Ok(new_state)
+            });
+            let written = write_split(&maps.rules, &diffs, |(k, old, new)| {
+                let mut v = RuleValue { sets: [*old, *old] };
+                v.sets[inactive] = *new;
+                Some((*k, v))
+            });
+            let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
+            (recorded, written)
+        });
+        let new_state = recorded?;
+        written?;
+        phase("recorded the new state and wrote the inactive copies");
+        crash_point("inactive");
+        // Look up the depths of both sets until the old one is gone.
+        let new_mask = depth_mask_of(
+            new_state
+                .orders
+                .iter()
+                .flat_map(|o| rules_after(&old_rules, &replaced, o.id)),
+        );
+        let old_mask = cfg.depth_mask;
+        cfg.depth_mask = [old_mask[0] | new_mask[0], old_mask[1] | new_mask[1]];
+        self.maps.set_config(&cfg)?;
+
+        // The flip.
+        cfg.active = inactive as u32;
+        cfg.generation = generation;
+        self.maps.set_config(&cfg)?;
+        crash_point("flip");
+
+        self.dir.commit()?;
+        self.state = new_state;
+        crash_point("commit");
+        // The copy now inactive catches up with the orders' new metadata.
+        write_orders(&mut self.maps, active as u32, &self.state, &changed_orders)?;
+
+        phase("switched");
+        // Both copies equal again; names with no rules left are deleted.
+        write_split(&self.maps.rules, &diffs, |(k, _, new)| {
+            (!new.is_empty()).then_some((*k, RuleValue { sets: [*new, *new] }))
+        })?;
+        let gone: Vec<RuleKey> = diffs
+            .iter()
+            .filter(|(_, _, new)| new.is_empty())
+            .map(|(k, _, _)| *k)
+            .collect();
+        crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;
+        cfg.depth_mask = new_mask;
+        self.maps.set_config(&cfg)?;
+
+        // Counters of rules and orders that are gone start from zero if their ids return.
+        // Only rules that were hit have a counter: look at those.
+        if freed.iter().any(|w| *w != 0) {
+            let hit: Vec<u32> = self.maps.rule_hits.keys().collect::<Result<_, _>>()?;
+            for id in hit {
+                if bit(&freed, id) {
+                    self.maps.reset_rule_hits(id)?;
+                }
+            }
+        }
+        for id in removed_orders {
+            if self.state.order_by_id(id).is_none() {
+                self.maps.reset_order_hits(id)?;
+            }
+        }
+        fs::remove_file(self.dir.txn_path())?;
+        self.dir.gc(&self.state)?;
+        phase("synchronised both copies");
+        retire((old_rules, replaced, diffs));
+        Ok(summary)
+    }
+}
+
+/// Writes copy `copy` of the metadata of orders `ids` as `state` records them (an id `state`
+/// does not know gets empty metadata).
+fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> Result<()> {
+    for &id in ids {
+        let info = state
+            .order_by_id(id)
+            .map_or_else(OrderInfo::default, order_info);
+        maps.orders
+            .set(blocker_common::order_entry(copy, id), info, 0)?;
+    }
+    Ok(())
+}
+
+/// For tests of crash recovery: `BLOCKER_TEST_CRASH_AT=PHASE` aborts the process (as a
+/// SIGKILL would) at that point of a change — `journal` (journal written, nothing else),
+/// `inactive` (inactive copies and the staged state written), `flip` (the data plane switched,
+/// the state not committed), `commit` (committed, the copies not yet equal again).
+fn crash_point(phase: &str) {
+    if std::env::var("BLOCKER_TEST_CRASH_AT").is_ok_and(|p| p == phase) {
+        eprintln!("blocker: crash injected at `{phase}` (BLOCKER_TEST_CRASH_AT)");
+        std::process::abort();
+    }
+}
+
+/// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
+/// two threads, each half on its own (the kernel's hash map takes concurrent updates).
+fn write_split<F>(
+    map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
+    diffs: &[Diff],
+    f: F,
+) -> crate::kernel::Result<()>
+where
+    F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
+{
+    if diffs.len() < 100_000 {
+        return crate::kernel::rules_update_batch(map, diffs.iter().filter_map(&f));
+    }
+    let (a, b) = diffs.split_at(diffs.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| crate::kernel::rules_update_batch(map, b.iter().filter_map(&f)));
+        let first = crate::kernel::rules_update_batch(map, a.iter().filter_map(&f));
+        let second = second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        first.and(second)
+    })
+}
+
+/// Frees large structures on a thread of their own: freeing millions of small allocations
+/// takes a while and nothing waits for it (a command that exits meanwhile just exits).
+fn retire<T: Send + 'static>(big: T) {
+    // Without a thread, the value is dropped here with the closure.
+    let _ = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(big));
+}
+
+/// The kernel's view of an order.
+pub fn order_info(o: &Order) -> OrderInfo {
+    let mut info = OrderInfo {
+        ede_code: o.ede_code,
+        ..Default::default()
+    };
+    let text = o.ede_text.as_bytes();
+    let n = text.len().min(MAX_EDE_TEXT);
+    info.ede_text[..n].copy_from_slice(&text[..n]);
+    info.text_len = n as u8;
+    info
+}
+
+/// Bit `d` set for every label count `d` of a rule name.
+pub fn depth_mask_of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> [u64; 2] {
+    let mut m = [0u64; 2];
+    for r in rules {
+        let d = r.name.label_count() & 127;
+        m[d >> 6] |= 1 << (d & 63);
+    }
+    m
+}
