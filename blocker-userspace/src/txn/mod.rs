@@ -4,7 +4,7 @@
 //! `Config::active` says which copy the data plane reads. A change:
 //!
 //! 1. computes, for every name whose rules change, the merged rules before and after (see
-//!    [`plan::plan`]: one index of the changed orders' rules sorted by key);
+//!    `plan::plan`: one index of the changed orders' rules sorted by key);
 //! 2. writes a journal (`txn.json`);
 //! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
 //!    another thread, writes the *inactive* copy of each changed name (new names get an empty
@@ -19,7 +19,7 @@
 //! re-synchronises both copies.
 //!
 //! The module is in three parts: the controller ([`Controller`]: open, recover, restore,
-//! apply), the planner ([`plan`]: rule ids, the per-name differences a change makes) and
+//! apply), the planner (`plan`: rule ids, the per-name differences a change makes) and
 //! the precedence policy, which lives in [`blocker_common::policy`] so the data plane's
 //! semantics, `blocker explain` and the planner share one definition.
 
