@@ -107,9 +107,16 @@ pub enum KernelError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Nul(#[from] std::ffi::NulError),
-    /// From modules that still report with anyhow (the key filter).
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    /// The pinned key filter has another layout than this build's.
+    #[error(
+        "the pinned key filter has {entries} values of {value_size} bytes, this blocker expects 2 of {want_size} \
+         (run `blocker detach --purge` to start afresh)"
+    )]
+    FilterLayout {
+        entries: u32,
+        value_size: u32,
+        want_size: usize,
+    },
 }
 
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
@@ -577,6 +584,15 @@ mod tests {
                  directory (`blocker detach --purge` also removes the recorded rules; `rm -r` of \
                  the directory alone keeps them, and the next `blocker attach` restores them with \
                  a new secret)",
+            ),
+            (
+                KernelError::FilterLayout {
+                    entries: 1,
+                    value_size: 8,
+                    want_size: 4096,
+                },
+                "the pinned key filter has 1 values of 8 bytes, this blocker expects 2 of 4096 \
+                 (run `blocker detach --purge` to start afresh)",
             ),
             (
                 KernelError::RulesFull { capacity: 4 },

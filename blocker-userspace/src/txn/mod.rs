@@ -88,9 +88,8 @@ pub enum TxnError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
-    /// From modules that still report with anyhow (the key secret, the key filter).
     #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    Secret(#[from] crate::secret::SecretError),
 }
 
 pub type Result<T, E = TxnError> = std::result::Result<T, E>;
