@@ -13,7 +13,10 @@ pub mod dns;
 pub mod filter;
 pub mod key;
 pub mod maps;
+pub mod policy;
+pub mod qtype;
 pub mod rrl;
 
 pub use key::RuleKey;
 pub use maps::*;
+pub use qtype::{QType, QTYPES};

@@ -170,30 +170,7 @@ impl Kind {
 /// All query types (the default qtype set of a rule).
 pub const QTYPES_ALL: u16 = 0xffff;
 
-/// Bit of a qtype in a rule's qtype set. Common types get a bit of their own; every other type
-/// shares bit 15, so a rule restricted to, say, A and AAAA never matches an unusual type.
-#[inline(always)]
-pub const fn qtype_bit(qtype: u16) -> u16 {
-    let i = match qtype {
-        1 => 0,    // A
-        2 => 1,    // NS
-        5 => 2,    // CNAME
-        6 => 3,    // SOA
-        12 => 4,   // PTR
-        15 => 5,   // MX
-        16 => 6,   // TXT
-        28 => 7,   // AAAA
-        33 => 8,   // SRV
-        35 => 9,   // NAPTR
-        43 => 10,  // DS
-        48 => 11,  // DNSKEY
-        64 => 12,  // SVCB
-        65 => 13,  // HTTPS
-        255 => 14, // ANY
-        _ => 15,
-    };
-    1 << i
-}
+pub use crate::qtype::qtype_bit;
 
 /// One rule as the data plane sees it: the decision for one (name, position). Written by user
 /// space (as part of a [`RuleValue`]), read by the XDP program.

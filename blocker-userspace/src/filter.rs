@@ -4,7 +4,10 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use anyhow::{Context, Result};
+use crate::{
+    error::OpError,
+    kernel::{KernelError, Result},
+};
 use aya::maps::MapData;
 use blocker_common::{
     filter::{parts, position, setting, shift_for, MIN_SHIFT, REGION_WORDS},
@@ -27,14 +30,13 @@ impl Mapping {
     /// Maps the pinned filter array (the mapping keeps the map alive after `map` is closed).
     pub fn new(map: &MapData) -> Result<Mapping> {
         let info = map.info()?;
-        anyhow::ensure!(
-            info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8,
-            "the pinned key filter has {} values of {} bytes, this blocker expects 2 of {} \
-             (run `blocker detach --purge` to start afresh)",
-            info.max_entries(),
-            info.value_size(),
-            REGION_WORDS * 8
-        );
+        if !(info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8) {
+            return Err(KernelError::FilterLayout {
+                entries: info.max_entries(),
+                value_size: info.value_size(),
+                want_size: REGION_WORDS * 8,
+            });
+        }
         // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of exactly BYTES bytes; it lives
         // until Drop unmaps it.
         let p = unsafe {
@@ -48,7 +50,11 @@ impl Mapping {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mapping the key filter");
+            return Err(OpError {
+                context: "mapping the key filter".to_string(),
+                source: Box::new(std::io::Error::last_os_error()),
+            }
+            .into());
         }
         Ok(Mapping(p.cast()))
     }

@@ -11,7 +11,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context, Result};
+use crate::{
+    error::{Message, OpContext, OpError},
+    sys,
+};
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
     programs::{links::FdLink, links::PinnedLink, Xdp},
@@ -33,6 +36,90 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/blocker";
 const PROG_PIN: &str = "prog";
 const NOOP_PIN: &str = "prog_noop";
 const LINKS_DIR: &str = "links";
+
+/// Why the kernel side could not be opened, loaded or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "{} is not on a BPF filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`, \
+         or run `cargo xtask setup`)",
+        .0.display()
+    )]
+    NotBpffs(PathBuf),
+    /// A pinned map is missing: nothing was loaded in `dir`.
+    #[error(
+        "{} does not exist: blocker is not loaded in {} (run `blocker attach` first)",
+        path.display(),
+        dir.display()
+    )]
+    NotLoaded { path: PathBuf, dir: PathBuf },
+    /// The maps were pinned by a blocker without secret keys.
+    #[error(
+        "{} is missing: the maps in {} were pinned by a blocker without secret keys \
+         (an incompatible version). Remove that directory (`blocker detach --purge` \
+         also removes the recorded rules; `rm -r` of the directory alone keeps them, \
+         and the next `blocker attach` restores them with a new secret)",
+        path.display(),
+        dir.display()
+    )]
+    NoKeyMap { path: PathBuf, dir: PathBuf },
+    /// The orders map has another number of entries than this build's.
+    #[error(
+        "{} has {found} entries, this blocker expects {expected} (two copies of every order): it was \
+         pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+        path.display()
+    )]
+    OrdersSize {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// A pinned map's key or value size is not this build's.
+    #[error(
+        "{} has key size {key} and value size {value}, this blocker expects {want_key} and {want_value}: it was \
+         pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+        path.display()
+    )]
+    Layout {
+        path: PathBuf,
+        key: u32,
+        value: u32,
+        want_key: u32,
+        want_value: u32,
+    },
+    /// The embedded object lacks a program (a broken build).
+    #[error("the object has no `{0}` program")]
+    NoProgram(String),
+    /// The rule map has no room for the rules.
+    #[error(
+        "the rule map is full ({capacity} names): re-create it with a larger `blocker attach --capacity`"
+    )]
+    RulesFull { capacity: u32 },
+    #[error("BPF_MAP_UPDATE_BATCH made no progress")]
+    NoProgress,
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Nul(#[from] std::ffi::NulError),
+    /// The pinned key filter has another layout than this build's.
+    #[error(
+        "the pinned key filter has {entries} values of {value_size} bytes, this blocker expects 2 of {want_size} \
+         (run `blocker detach --purge` to start afresh)"
+    )]
+    FilterLayout {
+        entries: u32,
+        value_size: u32,
+        want_size: usize,
+    },
+}
+
+pub type Result<T, E = KernelError> = std::result::Result<T, E>;
 
 /// The bpffs directory and what is pinned in it.
 #[derive(Clone, Debug)]
@@ -77,7 +164,7 @@ impl Pins {
             return Ok(Vec::new());
         }
         let mut v = Vec::new();
-        for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        for e in fs::read_dir(&dir).op(|| format!("reading {}", dir.display()))? {
             let e = e?;
             v.push(e.file_name().to_string_lossy().into_owned());
         }
@@ -89,18 +176,14 @@ impl Pins {
     pub fn ensure_dir(&self) -> Result<()> {
         let parent = self.dir.parent().unwrap_or(Path::new("/"));
         if !is_bpffs(parent)? && !is_bpffs(&self.dir)? {
-            bail!(
-                "{} is not on a BPF filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`, \
-                 or run `cargo xtask setup`)",
-                self.dir.display()
-            );
+            return Err(KernelError::NotBpffs(self.dir.clone()));
         }
         for d in [self.dir.clone(), self.links_dir()] {
             if !d.exists() {
-                fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+                fs::create_dir_all(&d).op(|| format!("creating {}", d.display()))?;
             }
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("restricting {} to root", d.display()))?;
+                .op(|| format!("restricting {} to root", d.display()))?;
         }
         Ok(())
     }
@@ -132,7 +215,7 @@ pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
         .map_max_entries(MAP_RULES, capacity)
         .map_max_entries(MAP_RULE_HITS, capacity)
         .load(OBJECT)
-        .context("loading the blocker object")?;
+        .op(|| "loading the blocker object".to_string())?;
     if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
         // Release builds carry no log statements: nothing to forward.
         log::debug!("aya-log not initialised: {e}");
@@ -140,16 +223,16 @@ pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
     for (name, pin) in [(PROGRAM_NAME, pins.prog()), (PROGRAM_NOOP, pins.noop())] {
         let prog: &mut Xdp = ebpf
             .program_mut(name)
-            .with_context(|| format!("the object has no `{name}` program"))?
+            .ok_or_else(|| KernelError::NoProgram(name.to_string()))?
             .try_into()?;
         prog.load()
-            .map_err(|e| anyhow::anyhow!(verifier_message(&e)))
-            .with_context(|| format!("the kernel refused the XDP program `{name}`"))?;
+            .map_err(|e| Message(verifier_message(&e)))
+            .op(|| format!("the kernel refused the XDP program `{name}`"))?;
         if pin.exists() {
-            fs::remove_file(&pin).with_context(|| format!("replacing {}", pin.display()))?;
+            fs::remove_file(&pin).op(|| format!("replacing {}", pin.display()))?;
         }
         prog.pin(&pin)
-            .with_context(|| format!("pinning the program at {}", pin.display()))?;
+            .op(|| format!("pinning the program at {}", pin.display()))?;
     }
     Ok(ebpf)
 }
@@ -170,26 +253,27 @@ fn verifier_message(e: &aya::programs::ProgramError) -> String {
 pub fn pinned_program(pins: &Pins, noop: bool) -> Result<Xdp> {
     let path = if noop { pins.noop() } else { pins.prog() };
     Xdp::from_pin(&path, aya_obj::programs::XdpAttachType::Interface)
-        .with_context(|| format!("opening the pinned program {}", path.display()))
+        .op(|| format!("opening the pinned program {}", path.display()))
+        .map_err(Into::into)
 }
 
 /// Pins an attachment so it outlives this process.
 pub fn pin_link(pins: &Pins, iface: &str, link: FdLink) -> Result<PinnedLink> {
     let path = pins.link(iface);
     link.pin(&path)
-        .with_context(|| format!("pinning the link at {}", path.display()))
+        .op(|| format!("pinning the link at {}", path.display()))
+        .map_err(Into::into)
 }
 
 fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
     let path = pins.map(name);
     if !path.exists() {
-        bail!(
-            "{} does not exist: blocker is not loaded in {} (run `blocker attach` first)",
-            path.display(),
-            pins.dir.display()
-        );
+        return Err(KernelError::NotLoaded {
+            path,
+            dir: pins.dir.clone(),
+        });
     }
-    MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))
+    Ok(MapData::from_pin(&path).op(|| format!("opening {}", path.display()))?)
 }
 
 /// Expected (key size, value size) of each pinned map. A pinned directory left by an
@@ -219,57 +303,32 @@ fn expected_layout() -> [(&'static str, u32, u32); 7] {
 pub fn check_layout(pins: &Pins) -> Result<()> {
     for (name, k, v) in expected_layout() {
         if name == MAP_KEY && !pins.map(name).exists() {
-            bail!(
-                "{} is missing: the maps in {} were pinned by a blocker without secret keys \
-                 (an incompatible version). Remove that directory (`blocker detach --purge` \
-                 also removes the recorded rules; `rm -r` of the directory alone keeps them, \
-                 and the next `blocker attach` restores them with a new secret)",
-                pins.map(name).display(),
-                pins.dir.display()
-            );
+            return Err(KernelError::NoKeyMap {
+                path: pins.map(name),
+                dir: pins.dir.clone(),
+            });
         }
         let info = open_map(pins, name)?.info()?;
         if name == MAP_ORDERS && info.max_entries() != blocker_common::ORDER_ENTRIES {
-            bail!(
-                "{} has {} entries, this blocker expects {} (two copies of every order): it was \
-                 pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
-                pins.map(name).display(),
-                info.max_entries(),
-                blocker_common::ORDER_ENTRIES
-            );
+            return Err(KernelError::OrdersSize {
+                path: pins.map(name),
+                found: info.max_entries(),
+                expected: blocker_common::ORDER_ENTRIES,
+            });
         }
         if info.key_size() != k || info.value_size() != v {
-            bail!(
-                "{} has key size {} and value size {}, this blocker expects {} and {}: it was \
-                 pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
-                pins.map(name).display(),
-                info.key_size(),
-                info.value_size(),
-                k,
-                v
-            );
+            return Err(KernelError::Layout {
+                path: pins.map(name),
+                key: info.key_size(),
+                value: info.value_size(),
+                want_key: k,
+                want_value: v,
+            });
         }
     }
     Ok(())
 }
 
-/// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h), zero-padded.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-    _pad: [u64; 12],
-}
-
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Elements per batch syscall.
 const BATCH: usize = 16384;
 
@@ -279,7 +338,6 @@ pub fn rules_update_batch(
     map: &HashMap<MapData, RuleKey, RuleValue>,
     entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
 ) -> Result<()> {
-    let fd = map_fd(map);
     let mut entries = entries.into_iter().peekable();
     let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
     let mut values: Vec<RuleValue> = Vec::with_capacity(BATCH);
@@ -292,33 +350,25 @@ pub fn rules_update_batch(
         }
         let mut done = 0usize;
         while done < keys.len() {
-            let mut attr = BatchAttr {
-                keys: keys[done..].as_ptr() as u64,
-                values: values[done..].as_ptr() as u64,
-                count: (keys.len() - done) as u32,
-                map_fd: fd as u32,
-                ..Default::default()
-            };
-            // SAFETY: attr describes valid key and value arrays of `count` elements that
-            // outlive the call; the kernel writes back only `count`.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_UPDATE_BATCH,
-                    &mut attr as *mut BatchAttr,
-                    std::mem::size_of::<BatchAttr>(),
-                )
-            };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::E2BIG) || e.raw_os_error() == Some(libc::ENOMEM) {
-                    bail!("the rule map is full ({} names): re-create it with a larger `blocker attach --capacity`", map_capacity(map));
+            let n = match sys::map_update_batch(map, &keys[done..], &values[done..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    let errno = e.error.raw_os_error();
+                    if errno == Some(libc::E2BIG) || errno == Some(libc::ENOMEM) {
+                        return Err(KernelError::RulesFull {
+                            capacity: map_capacity(map),
+                        });
+                    }
+                    return Err(OpError {
+                        context: "BPF_MAP_UPDATE_BATCH on the rule map".to_string(),
+                        source: Box::new(e.error),
+                    }
+                    .into());
                 }
-                return Err(e).context("BPF_MAP_UPDATE_BATCH on the rule map");
-            }
-            done += attr.count as usize;
-            if attr.count == 0 {
-                bail!("BPF_MAP_UPDATE_BATCH made no progress");
+            };
+            done += n;
+            if n == 0 {
+                return Err(KernelError::NoProgress);
             }
         }
     }
@@ -330,26 +380,10 @@ pub fn rules_delete_batch(
     map: &mut HashMap<MapData, RuleKey, RuleValue>,
     keys: &[RuleKey],
 ) -> Result<()> {
-    let fd = map_fd(map);
     for chunk in keys.chunks(BATCH) {
-        let mut attr = BatchAttr {
-            keys: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: as above.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_DELETE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        if r < 0 {
+        if let Err(e) = sys::map_delete_batch(map, chunk) {
             // ENOENT stops the batch at a missing key: delete the rest one by one.
-            for k in &chunk[attr.count as usize..] {
+            for k in &chunk[e.done.min(chunk.len())..] {
                 match map.remove(k) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                     Err(aya::maps::MapError::SyscallError(e))
@@ -360,12 +394,6 @@ pub fn rules_delete_batch(
         }
     }
     Ok(())
-}
-
-fn map_fd<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> i32 {
-    use std::os::fd::{AsFd, AsRawFd};
-    let data: &MapData = std::borrow::Borrow::borrow(map_data(map));
-    data.fd().as_fd().as_raw_fd()
 }
 
 fn map_data<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> &MapData {
@@ -484,7 +512,10 @@ impl Maps {
 
     /// Zeroes an order's counters on every CPU.
     pub fn reset_order_hits(&mut self, order: u16) -> Result<()> {
-        let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow::anyhow!("{m}: {e}"))?;
+        let n = aya::util::nr_cpus().map_err(|(m, e)| OpError {
+            context: m.to_string(),
+            source: Box::new(e),
+        })?;
         let zeros = aya::maps::PerCpuValues::try_from(vec![OrderHits::default(); n])?;
         self.order_hits.set(order as u32, zeros, 0)?;
         Ok(())
@@ -501,6 +532,76 @@ impl Maps {
                 Ok(())
             }
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed errors print what the anyhow messages they replaced printed (tests and
+    /// operators' scripts match on them); the expected texts are written out in full.
+    #[test]
+    fn messages_are_unchanged() {
+        let p = PathBuf::from("/sys/fs/bpf/blocker/BLK_ORDERS");
+        let dir = PathBuf::from("/sys/fs/bpf/blocker");
+        let cases = [
+            (
+                KernelError::Layout {
+                    path: p.clone(),
+                    key: 8,
+                    value: 8,
+                    want_key: 16,
+                    want_value: 48,
+                },
+                "/sys/fs/bpf/blocker/BLK_ORDERS has key size 8 and value size 8, this blocker \
+                 expects 16 and 48: it was pinned by an incompatible version (run `blocker \
+                 detach --purge` to start afresh)",
+            ),
+            (
+                KernelError::OrdersSize {
+                    path: p.clone(),
+                    found: 4096,
+                    expected: 8192,
+                },
+                "/sys/fs/bpf/blocker/BLK_ORDERS has 4096 entries, this blocker expects 8192 (two \
+                 copies of every order): it was pinned by an incompatible version (run `blocker \
+                 detach --purge` to start afresh)",
+            ),
+            (
+                KernelError::NotLoaded {
+                    path: p.clone(),
+                    dir: dir.clone(),
+                },
+                "/sys/fs/bpf/blocker/BLK_ORDERS does not exist: blocker is not loaded in \
+                 /sys/fs/bpf/blocker (run `blocker attach` first)",
+            ),
+            (
+                KernelError::NoKeyMap { path: p, dir },
+                "/sys/fs/bpf/blocker/BLK_ORDERS is missing: the maps in /sys/fs/bpf/blocker were \
+                 pinned by a blocker without secret keys (an incompatible version). Remove that \
+                 directory (`blocker detach --purge` also removes the recorded rules; `rm -r` of \
+                 the directory alone keeps them, and the next `blocker attach` restores them with \
+                 a new secret)",
+            ),
+            (
+                KernelError::FilterLayout {
+                    entries: 1,
+                    value_size: 8,
+                    want_size: 4096,
+                },
+                "the pinned key filter has 1 values of 8 bytes, this blocker expects 2 of 4096 \
+                 (run `blocker detach --purge` to start afresh)",
+            ),
+            (
+                KernelError::RulesFull { capacity: 4 },
+                "the rule map is full (4 names): re-create it with a larger `blocker attach \
+                 --capacity`",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
         }
     }
 }

@@ -4,9 +4,11 @@
 
 pub mod cli;
 pub mod compliance;
+pub mod error;
 pub mod filter;
 pub mod guard;
 pub mod kernel;
 pub mod secret;
 pub mod state;
+pub mod sys;
 pub mod txn;

@@ -9,16 +9,80 @@
 
 use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::PathBuf};
 
-use anyhow::{bail, Context, Result};
 use blocker_common::{
     key::{KeySecret, P61},
     MAP_KEY,
 };
 
 use crate::{
-    kernel::{Maps, Pins},
-    state::StateDir,
+    error::{Message, OpContext, OpError},
+    kernel::{KernelError, Maps, Pins},
+    state::{StateDir, StateError},
 };
+
+/// Why the key secret could not be drawn, read or made consistent.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("drawn bases out of range")]
+    Drawn,
+    /// The recorded file does not parse.
+    #[error("{}:1: corrupt key secret", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: FileError,
+    },
+    /// The pinned map holds bases blocker would not have written.
+    #[error(
+        "{} holds a damaged key secret (bases out of range or powers that do not match): \
+         it was not written by blocker; run `blocker detach --purge` to start afresh",
+        .0.display()
+    )]
+    Damaged(PathBuf),
+    /// The pinned and the recorded secret differ.
+    #[error(
+        "the key secret pinned in {} differs from the one recorded in {}: the state \
+         directory does not belong to the program pinned in {} (check --state-dir and \
+         --bpffs)",
+        map.display(),
+        file.display(),
+        bpffs.display()
+    )]
+    Mismatch {
+        map: PathBuf,
+        file: PathBuf,
+        bpffs: PathBuf,
+    },
+    /// Rules are enforced but the pinned map has no secret.
+    #[error(
+        "{} holds no key secret, yet rules are enforced from {}: the pinned maps were not \
+         created by this blocker; run `blocker detach --purge` to start afresh",
+        map.display(),
+        bpffs.display()
+    )]
+    NotPinned { map: PathBuf, bpffs: PathBuf },
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Op(#[from] OpError),
+}
+
+/// What is wrong with the recorded secret's file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("expected two hexadecimal numbers, found {0} fields")]
+    Fields(usize),
+    #[error("first base is not hexadecimal")]
+    FirstNotHex(#[source] std::num::ParseIntError),
+    #[error("second base is not hexadecimal")]
+    SecondNotHex(#[source] std::num::ParseIntError),
+    #[error("a base is out of range")]
+    OutOfRange,
+}
+
+pub type Result<T, E = SecretError> = std::result::Result<T, E>;
 
 /// File name of the recorded secret in the state directory.
 pub const FILE: &str = "key";
@@ -36,8 +100,8 @@ pub fn generate() -> Result<KeySecret> {
         loop {
             let mut buf = [0u8; 8];
             getrandom::fill(&mut buf)
-                .map_err(|e| anyhow::anyhow!("getrandom: {e}"))
-                .context("drawing the key secret")?;
+                .map_err(|e| Message(format!("getrandom: {e}")))
+                .op(|| "drawing the key secret".to_string())?;
             let x = u64::from_le_bytes(buf) & P61;
             if KeySecret::valid_base(x) {
                 *b = x;
@@ -45,7 +109,7 @@ pub fn generate() -> Result<KeySecret> {
             }
         }
     }
-    KeySecret::from_bases(base[0], base[1]).context("drawn bases out of range")
+    KeySecret::from_bases(base[0], base[1]).ok_or(SecretError::Drawn)
 }
 
 /// The secret recorded in the state directory, if any.
@@ -54,25 +118,29 @@ pub fn recorded(dir: &StateDir) -> Result<Option<KeySecret>> {
     let text = match fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        Err(e) => {
+            return Err(OpError {
+                context: format!("reading {}", p.display()),
+                source: Box::new(e),
+            }
+            .into())
+        }
     };
-    parse(&text)
-        .map(Some)
-        .with_context(|| format!("{}:1: corrupt key secret", p.display()))
+    match parse(&text) {
+        Ok(k) => Ok(Some(k)),
+        Err(source) => Err(SecretError::Corrupt { path: p, source }),
+    }
 }
 
 /// Parses the file: two bases in hexadecimal on one line.
-fn parse(text: &str) -> Result<KeySecret> {
+fn parse(text: &str) -> std::result::Result<KeySecret, FileError> {
     let fields: Vec<&str> = text.split_whitespace().collect();
     let [a, b] = fields.as_slice() else {
-        bail!(
-            "expected two hexadecimal numbers, found {} fields",
-            fields.len()
-        );
+        return Err(FileError::Fields(fields.len()));
     };
-    let a = u64::from_str_radix(a, 16).context("first base is not hexadecimal")?;
-    let b = u64::from_str_radix(b, 16).context("second base is not hexadecimal")?;
-    KeySecret::from_bases(a, b).context("a base is out of range")
+    let a = u64::from_str_radix(a, 16).map_err(FileError::FirstNotHex)?;
+    let b = u64::from_str_radix(b, 16).map_err(FileError::SecondNotHex)?;
+    KeySecret::from_bases(a, b).ok_or(FileError::OutOfRange)
 }
 
 /// Records `secret` in the state directory (mode 0600, write then rename).
@@ -86,11 +154,11 @@ fn record(dir: &StateDir, secret: &KeySecret) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+        .op(|| format!("creating {}", tmp.display()))?;
     writeln!(f, "{:016x} {:016x}", secret.base[0], secret.base[1])
         .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &p).with_context(|| format!("creating {}", p.display()))?;
+        .op(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &p).op(|| format!("creating {}", p.display()))?;
     if let Ok(d) = fs::File::open(&dir.dir) {
         let _ = d.sync_all();
     }
@@ -114,24 +182,17 @@ pub fn establish(maps: &mut Maps, pins: &Pins, dir: &StateDir, fresh: bool) -> R
     let file_path = path(dir);
     let pinned = maps.key_secret()?;
     let pinned = match pinned {
-        Some(k) if !k.is_valid() => bail!(
-            "{} holds a damaged key secret (bases out of range or powers that do not match): \
-             it was not written by blocker; run `blocker detach --purge` to start afresh",
-            map_path.display()
-        ),
+        Some(k) if !k.is_valid() => return Err(SecretError::Damaged(map_path)),
         other => other,
     };
     let stored = recorded(dir)?;
     match (pinned, stored) {
         (Some(k), Some(s)) if k == s => Ok(k),
-        (Some(_), Some(_)) => bail!(
-            "the key secret pinned in {} differs from the one recorded in {}: the state \
-             directory does not belong to the program pinned in {} (check --state-dir and \
-             --bpffs)",
-            map_path.display(),
-            file_path.display(),
-            pins.dir.display()
-        ),
+        (Some(_), Some(_)) => Err(SecretError::Mismatch {
+            map: map_path,
+            file: file_path,
+            bpffs: pins.dir.clone(),
+        }),
         (Some(k), None) => {
             record(dir, &k)?;
             log::warn!(
@@ -140,12 +201,10 @@ pub fn establish(maps: &mut Maps, pins: &Pins, dir: &StateDir, fresh: bool) -> R
             );
             Ok(k)
         }
-        (None, _) if !fresh => bail!(
-            "{} holds no key secret, yet rules are enforced from {}: the pinned maps were not \
-             created by this blocker; run `blocker detach --purge` to start afresh",
-            map_path.display(),
-            pins.dir.display()
-        ),
+        (None, _) if !fresh => Err(SecretError::NotPinned {
+            map: map_path,
+            bpffs: pins.dir.clone(),
+        }),
         (None, Some(s)) => {
             maps.set_key_secret(&s)?;
             Ok(s)
@@ -177,6 +236,37 @@ pub fn for_reading(pins: &Pins, dir: &StateDir) -> Result<KeySecret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The refusals print what the anyhow messages they replaced printed (written out here).
+    #[test]
+    fn refusal_messages_are_unchanged() {
+        let map = PathBuf::from("/b/BLK_KEY");
+        let e = SecretError::Mismatch {
+            map: map.clone(),
+            file: "/s/key".into(),
+            bpffs: "/b".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the key secret pinned in /b/BLK_KEY differs from the one recorded in /s/key: the \
+             state directory does not belong to the program pinned in /b (check --state-dir and \
+             --bpffs)"
+        );
+        let e = SecretError::NotPinned {
+            map: map.clone(),
+            bpffs: "/b".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/b/BLK_KEY holds no key secret, yet rules are enforced from /b: the pinned maps were \
+             not created by this blocker; run `blocker detach --purge` to start afresh"
+        );
+        assert_eq!(
+            SecretError::Damaged(map).to_string(),
+            "/b/BLK_KEY holds a damaged key secret (bases out of range or powers that do not \
+             match): it was not written by blocker; run `blocker detach --purge` to start afresh"
+        );
+    }
 
     #[test]
     fn generated_secrets_are_valid_and_differ() {
@@ -212,6 +302,17 @@ mod tests {
                 "{e:#}"
             );
         }
+        // The whole chain, as `blocker: {e:#}` prints it.
+        fs::write(path(&sd), "zz 100000000").expect("write");
+        let e = anyhow::Error::from(recorded(&sd).expect_err("zz"));
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "{}:1: corrupt key secret: first base is not hexadecimal: invalid digit found in \
+                 string",
+                path(&sd).display()
+            )
+        );
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -23,10 +23,74 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{bail, Context, Result};
 use blocker_common::{Action, Kind, MAX_EDE_TEXT, MAX_ORDERS};
 use blocker_lists::Name;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{OpContext, OpError};
+
+/// Why the state directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A state file that does not parse.
+    #[error("{} is corrupt", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A state file of another format version.
+    #[error("{} has format {found}, this blocker reads format {expected}", path.display())]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// A line of an order's rules file that does not parse (1-based `line`).
+    #[error("{}:{line}: corrupt rule", path.display())]
+    CorruptRule {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: RuleLineError,
+    },
+    #[error("all 4096 order slots are in use")]
+    OrdersFull,
+    #[error("locking {}: {error}", path.display())]
+    Lock {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("reading {}: thread panicked", .0.display())]
+    Panicked(PathBuf),
+    #[error("EDE text is {len} bytes; at most {max} fit in an answer")]
+    EdeTooLong { len: usize, max: usize },
+    #[error("EDE text contains control characters")]
+    EdeControl,
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// What is wrong with one line of a rules file.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleLineError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("bad kind")]
+    Kind,
+    #[error("bad action")]
+    Action,
+    #[error("bad name: {0}")]
+    Name(String),
+    #[error(transparent)]
+    Int(#[from] std::num::ParseIntError),
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blocker";
@@ -242,6 +306,22 @@ pub struct Rule {
     pub source: Source,
 }
 
+/// What the precedence policy ([`blocker_common::policy`]) reads of a rule.
+impl blocker_common::policy::PolicyRule for Rule {
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn action(&self) -> Action {
+        self.action
+    }
+    fn qtypes(&self) -> u16 {
+        self.qtypes
+    }
+}
+
 /// Where a rule came from: `FILE:LINE` of a list, or a word such as `cli`. The file name is
 /// shared by all the rules read from one file (a million rules from one list hold one copy of
 /// its name, not a million).
@@ -315,7 +395,7 @@ impl StateFile {
     pub fn free_order_id(&self) -> Result<u16> {
         (0..MAX_ORDERS as u16)
             .find(|id| self.order_by_id(*id).is_none())
-            .context("all 4096 order slots are in use")
+            .ok_or(StateError::OrdersFull)
     }
 }
 
@@ -349,9 +429,9 @@ impl StateDir {
 
     pub fn ensure(&self) -> Result<()> {
         for d in [self.dir.clone(), self.orders_dir()] {
-            fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            fs::create_dir_all(&d).op(|| format!("creating {}", d.display()))?;
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("restricting {} to root", d.display()))?;
+                .op(|| format!("restricting {} to root", d.display()))?;
         }
         Ok(())
     }
@@ -365,15 +445,14 @@ impl StateDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .op(|| format!("opening {}", path.display()))?;
         // SAFETY: flock on a file descriptor we own.
         let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
         if r != 0 {
-            bail!(
-                "locking {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
+            return Err(StateError::Lock {
+                path,
+                error: std::io::Error::last_os_error(),
+            });
         }
         Ok(Lock { _file: file })
     }
@@ -383,17 +462,17 @@ impl StateDir {
         if !path.exists() {
             return Ok(StateFile::default());
         }
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let s: StateFile = serde_json::from_str(&text)
-            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let text = fs::read_to_string(&path).op(|| format!("reading {}", path.display()))?;
+        let s: StateFile = match serde_json::from_str(&text) {
+            Ok(s) => s,
+            Err(source) => return Err(StateError::Corrupt { path, source }),
+        };
         if s.format != FORMAT_VERSION {
-            bail!(
-                "{} has format {}, this blocker reads format {}",
-                path.display(),
-                s.format,
-                FORMAT_VERSION
-            );
+            return Err(StateError::Format {
+                path,
+                found: s.format,
+                expected: FORMAT_VERSION,
+            });
         }
         Ok(s)
     }
@@ -408,8 +487,7 @@ impl StateDir {
     /// Makes the staged state the current one.
     pub fn commit(&self) -> Result<()> {
         let staged = self.dir.join("state.json.new");
-        fs::rename(&staged, self.state_path())
-            .with_context(|| format!("committing {}", staged.display()))?;
+        fs::rename(&staged, self.state_path()).op(|| format!("committing {}", staged.display()))?;
         sync_dir(&self.dir);
         Ok(())
     }
@@ -440,15 +518,16 @@ impl StateDir {
         if !path.exists() {
             return Ok(None);
         }
-        let s: StateFile = serde_json::from_slice(&fs::read(&path)?)
-            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let s: StateFile = match serde_json::from_slice(&fs::read(&path)?) {
+            Ok(s) => s,
+            Err(source) => return Err(StateError::Corrupt { path, source }),
+        };
         Ok(Some(s))
     }
 
     pub fn read_rules(&self, order: &Order) -> Result<Vec<Rule>> {
         let path = self.orders_dir().join(&order.rules_file);
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = fs::read_to_string(&path).op(|| format!("reading {}", path.display()))?;
         // Split at a line boundary near the middle; each half is parsed on its own thread.
         let mid = if text.len() > 1 << 20 {
             text[text.len() / 2..]
@@ -462,12 +541,9 @@ impl StateDir {
         let (ra, rb) = std::thread::scope(|s| {
             let hb = s.spawn(|| parse_rule_lines(b, first_lines_b, &path));
             let ra = parse_rule_lines(a, 0, &path);
-            let rb = hb.join().unwrap_or_else(|_| {
-                Err(anyhow::anyhow!(
-                    "reading {}: thread panicked",
-                    path.display()
-                ))
-            });
+            let rb = hb
+                .join()
+                .unwrap_or_else(|_| Err(StateError::Panicked(path.clone())));
             (ra, rb)
         });
         let mut out = ra?;
@@ -479,9 +555,8 @@ impl StateDir {
     pub fn write_rules(&self, order_id: u16, generation: u32, rules: &[Rule]) -> Result<String> {
         let name = format!("{order_id}.{generation}.tsv");
         let path = self.orders_dir().join(&name);
-        let mut w = BufWriter::new(
-            File::create(&path).with_context(|| format!("creating {}", path.display()))?,
-        );
+        let mut w =
+            BufWriter::new(File::create(&path).op(|| format!("creating {}", path.display()))?);
         for r in rules {
             writeln!(
                 w,
@@ -503,7 +578,7 @@ impl StateDir {
     pub fn gc(&self, state: &StateFile) -> Result<()> {
         // The state of this generation joins the history; the oldest leave it.
         let history = self.dir.join("history");
-        fs::create_dir_all(&history).with_context(|| format!("creating {}", history.display()))?;
+        fs::create_dir_all(&history).op(|| format!("creating {}", history.display()))?;
         write_atomic_parts(
             &history.join(format!("{}.json", state.generation)),
             serde_json::to_vec(state)?.as_slice(),
@@ -518,9 +593,9 @@ impl StateDir {
             let path = history.join(format!("{g}.json"));
             if i >= HISTORY || *g > state.generation {
                 let _ = fs::remove_file(&path);
-            } else if let Ok(old) = fs::read(&path)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| Ok(serde_json::from_slice::<StateFile>(&b)?))
+            } else if let Some(old) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<StateFile>(&b).ok())
             {
                 kept.push(old);
             }
@@ -551,23 +626,32 @@ fn parse_rule_lines(text: &str, skipped: usize, path: &Path) -> Result<Vec<Rule>
     let mut out = Vec::with_capacity(text.len() / 64);
     let mut last = None;
     for (i, line) in text.lines().enumerate() {
-        out.push(
-            parse_rule_line(line, &mut last)
-                .with_context(|| format!("{}:{}: corrupt rule", path.display(), skipped + i + 1))?,
-        );
+        match parse_rule_line(line, &mut last) {
+            Ok(r) => out.push(r),
+            Err(source) => {
+                return Err(StateError::CorruptRule {
+                    path: path.to_path_buf(),
+                    line: skipped + i + 1,
+                    source,
+                })
+            }
+        }
     }
     Ok(out)
 }
 
-fn parse_rule_line(line: &str, last: &mut Option<Arc<str>>) -> Result<Rule> {
+fn parse_rule_line(
+    line: &str,
+    last: &mut Option<Arc<str>>,
+) -> std::result::Result<Rule, RuleLineError> {
     let mut f = line.splitn(6, '\t');
-    let mut next = |what: &str| f.next().with_context(|| format!("missing {what}"));
+    let mut next = |what: &'static str| f.next().ok_or(RuleLineError::Missing(what));
     let id = next("id")?.parse::<u32>()?;
-    let kind = Kind::parse(next("kind")?).context("bad kind")?;
-    let action = Action::parse(next("action")?).context("bad action")?;
+    let kind = Kind::parse(next("kind")?).ok_or(RuleLineError::Kind)?;
+    let action = Action::parse(next("action")?).ok_or(RuleLineError::Action)?;
     let qtypes = u16::from_str_radix(next("qtypes")?, 16)?;
     let name =
-        Name::from_presentation(next("name")?).map_err(|e| anyhow::anyhow!("bad name: {e}"))?;
+        Name::from_presentation(next("name")?).map_err(|e| RuleLineError::Name(e.to_string()))?;
     let source = Source::parse(next("source").unwrap_or(""), last);
     Ok(Rule {
         name,
@@ -580,7 +664,7 @@ fn parse_rule_line(line: &str, last: &mut Option<Arc<str>>) -> Result<Rule> {
 }
 
 fn write_atomic_parts(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = File::create(path).op(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -595,14 +679,13 @@ fn sync_dir(dir: &Path) {
 /// Checks an EDE text: UTF-8 (guaranteed by &str), at most 64 bytes.
 pub fn check_ede_text(text: &str) -> Result<()> {
     if text.len() > MAX_EDE_TEXT {
-        bail!(
-            "EDE text is {} bytes; at most {} fit in an answer",
-            text.len(),
-            MAX_EDE_TEXT
-        );
+        return Err(StateError::EdeTooLong {
+            len: text.len(),
+            max: MAX_EDE_TEXT,
+        });
     }
     if text.chars().any(|c| c.is_control()) {
-        bail!("EDE text contains control characters");
+        return Err(StateError::EdeControl);
     }
     Ok(())
 }
@@ -610,6 +693,45 @@ pub fn check_ede_text(text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed errors print what the anyhow messages they replaced printed, cause included
+    /// (`blocker: {e:#}`); the expected texts are written out in full.
+    #[test]
+    fn messages_are_unchanged() {
+        let e = StateError::Format {
+            path: PathBuf::from("/var/lib/blocker/state.json"),
+            found: 1,
+            expected: 2,
+        };
+        assert_eq!(
+            e.to_string(),
+            "/var/lib/blocker/state.json has format 1, this blocker reads format 2"
+        );
+        let e = parse_rule_lines(
+            "1\texact\tnxdomain\tffff\tok.example\nx\n",
+            3,
+            Path::new("/o.tsv"),
+        )
+        .expect_err("a corrupt line");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "/o.tsv:5: corrupt rule: invalid digit found in string"
+        );
+        let e = parse_rule_lines("1\tnope\n", 0, Path::new("/o.tsv")).expect_err("bad kind");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "/o.tsv:1: corrupt rule: bad kind"
+        );
+        let e = parse_rule_lines("1\texact\n", 0, Path::new("/o.tsv")).expect_err("short");
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "/o.tsv:1: corrupt rule: missing action"
+        );
+        assert_eq!(
+            check_ede_text("a\u{7}").map_err(|e| e.to_string()),
+            Err("EDE text contains control characters".to_string())
+        );
+    }
 
     /// A state file written before response rate limiting existed gets it on, with the
     /// defaults, and its other settings kept.

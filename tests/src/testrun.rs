@@ -1,30 +1,6 @@
-//! BPF_PROG_TEST_RUN through the raw bpf(2) syscall (aya has no wrapper for it).
+//! BPF_PROG_TEST_RUN (aya has no wrapper for it) through blocker's raw bpf(2) module.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-
-/// `union bpf_attr`'s `test` member (include/uapi/linux/bpf.h), zero-padded.
-#[repr(C)]
-#[derive(Default)]
-struct TestAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: [u32; 19],
-}
-
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
+use std::os::fd::BorrowedFd;
 
 pub struct TestRun {
     pub retval: u32,
@@ -35,33 +11,12 @@ pub struct TestRun {
 /// Runs the program on `packet` `repeat` times (the output is that of the last run).
 pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Result<TestRun> {
     let mut out = vec![0u8; 4096];
-    let mut attr = TestAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: packet.len() as u32,
-        data_size_out: out.len() as u32,
-        data_in: packet.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat,
-        ..Default::default()
-    };
-    // SAFETY: attr points to a properly sized, initialised bpf_attr; the buffers it names
-    // live until the call returns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestAttr,
-            std::mem::size_of::<TestAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    out.truncate(attr.data_size_out as usize);
+    let r = blocker::sys::prog_test_run(prog, packet, &mut out, repeat)?;
+    out.truncate(r.data_len);
     Ok(TestRun {
-        retval: attr.retval,
+        retval: r.retval,
         data: out,
-        duration_ns: attr.duration,
+        duration_ns: r.duration_ns,
     })
 }
 

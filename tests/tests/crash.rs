@@ -1,6 +1,6 @@
 //! Deterministic crash tests: the controller aborted (as SIGKILL would) at every phase of a list
 //! replacement that also changes the order's EDE text (`BLOCKER_TEST_CRASH_AT`, see
-//! blocker-userspace's txn.rs). After the next command recovers, the data plane must enforce
+//! blocker-userspace's txn/controller.rs). After the next command recovers, the data plane must enforce
 //! the whole old list with the old text (crash before the flip) or the whole new list with the
 //! new text (crash after it) — probed name by name through the real program — and the
 //! controller's record must agree with what is enforced.

@@ -1,68 +1,15 @@
 //! A pinned directory that holds maps of another layout (an incompatible build, or another
 //! program's maps under our names) is refused with a clear message, and nothing is changed.
 
-use std::{ffi::CString, os::fd::RawFd};
-
+use blocker::sys::{bpf_map_type, RawMap};
 use blocker_tests::env::Blocker;
-
-#[repr(C)]
-#[derive(Default)]
-struct CreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    _pad: [u32; 27],
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct PinAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    _pad: [u64; 14],
-}
-
-fn bpf(cmd: i64, attr: *mut u8, size: usize) -> i64 {
-    // SAFETY: attr points to a zero-padded bpf_attr of `size` bytes that outlives the call.
-    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr, size) }
-}
 
 /// Pins a new hash map with the given key and value sizes at `path`.
 fn pin_map(path: &std::path::Path, key: u32, value: u32) {
-    let mut c = CreateAttr {
-        map_type: 1,
-        key_size: key,
-        value_size: value,
-        max_entries: 16,
-        ..Default::default()
-    };
-    let fd = bpf(
-        0,
-        &mut c as *mut CreateAttr as *mut u8,
-        std::mem::size_of::<CreateAttr>(),
-    );
-    assert!(
-        fd >= 0,
-        "BPF_MAP_CREATE: {}",
-        std::io::Error::last_os_error()
-    );
-    let p = CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-    let mut a = PinAttr {
-        pathname: p.as_ptr() as u64,
-        bpf_fd: fd as u32,
-        ..Default::default()
-    };
-    let r = bpf(
-        6,
-        &mut a as *mut PinAttr as *mut u8,
-        std::mem::size_of::<PinAttr>(),
-    );
-    assert_eq!(r, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
-    // SAFETY: closing our own fd; the pin keeps the map.
-    unsafe { libc::close(fd as RawFd) };
+    let map = RawMap::create(bpf_map_type::BPF_MAP_TYPE_HASH, key, value, 16, 0)
+        .unwrap_or_else(|e| panic!("BPF_MAP_CREATE: {e}"));
+    map.pin(path).unwrap_or_else(|e| panic!("BPF_OBJ_PIN: {e}"));
+    // Dropping `map` closes our fd; the pin keeps the map.
 }
 
 #[test]

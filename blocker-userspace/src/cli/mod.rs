@@ -97,7 +97,7 @@ impl Ctx {
         if self.dir.txn_path().exists() && self.pins.loaded() {
             return Ok(crate::txn::Controller::open(&self.pins, &self.dir)?.state);
         }
-        self.dir.load()
+        Ok(self.dir.load()?)
     }
 }
 
@@ -133,57 +133,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Parses a query type given as a mnemonic (A, AAAA, MX…) or a number (TYPE65 or 65).
 pub fn parse_qtype(s: &str) -> Result<u16> {
+    if let Some(v) = blocker_common::qtype::qtype_by_name(s) {
+        return Ok(v);
+    }
     let u = s.to_ascii_uppercase();
-    let v = match u.as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "SOA" => 6,
-        "PTR" => 12,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        "SRV" => 33,
-        "NAPTR" => 35,
-        "DS" => 43,
-        "DNSKEY" => 48,
-        "SVCB" => 64,
-        "HTTPS" => 65,
-        "CAA" => 257,
-        "ANY" => 255,
-        _ => {
-            let n = u.strip_prefix("TYPE").unwrap_or(&u);
-            match n.parse::<u16>() {
-                Ok(v) => v,
-                Err(_) => bail!("unknown query type {s:?} (use a mnemonic like AAAA or a number)"),
-            }
-        }
-    };
-    Ok(v)
+    let n = u.strip_prefix("TYPE").unwrap_or(&u);
+    match n.parse::<u16>() {
+        Ok(v) => Ok(v),
+        Err(_) => bail!("unknown query type {s:?} (use a mnemonic like AAAA or a number)"),
+    }
 }
 
 /// The mnemonic of a query type (TYPEnnn for the rest).
 pub fn parse_qtype_name(t: u16) -> String {
-    let m = match t {
-        1 => "A",
-        2 => "NS",
-        5 => "CNAME",
-        6 => "SOA",
-        12 => "PTR",
-        15 => "MX",
-        16 => "TXT",
-        28 => "AAAA",
-        33 => "SRV",
-        35 => "NAPTR",
-        43 => "DS",
-        48 => "DNSKEY",
-        64 => "SVCB",
-        65 => "HTTPS",
-        255 => "ANY",
-        257 => "CAA",
-        _ => return format!("TYPE{t}"),
-    };
-    m.to_string()
+    match blocker_common::qtype::qtype_name(t) {
+        Some(m) => m.to_string(),
+        None => format!("TYPE{t}"),
+    }
 }
 
 /// Names of the qtype bits set in a rule's qtype set.
@@ -191,13 +157,9 @@ pub fn qtypes_display(mask: u16) -> String {
     if mask == blocker_common::QTYPES_ALL {
         return "all".into();
     }
-    const NAMES: [&str; 16] = [
-        "A", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "AAAA", "SRV", "NAPTR", "DS", "DNSKEY",
-        "SVCB", "HTTPS", "ANY", "other",
-    ];
-    (0..16)
+    (0..16u8)
         .filter(|i| mask & (1 << i) != 0)
-        .map(|i| NAMES[i])
+        .map(blocker_common::qtype::qtype_bit_name)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -238,6 +200,16 @@ mod tests {
         assert_eq!(parse_qtype("TYPE65").ok(), Some(65));
         assert_eq!(parse_qtype("99").ok(), Some(99));
         assert!(parse_qtype("bogus").is_err());
+        assert_eq!(parse_qtype_name(65), "HTTPS");
+        assert_eq!(parse_qtype_name(257), "CAA");
+        assert_eq!(parse_qtype_name(99), "TYPE99");
+    }
+
+    #[test]
+    fn qtype_sets_display() {
+        assert_eq!(qtypes_display(blocker_common::QTYPES_ALL), "all");
+        assert_eq!(qtypes_display(1 | 1 << 7), "A,AAAA");
+        assert_eq!(qtypes_display(1 << 13 | 1 << 15), "HTTPS,other");
     }
 
     #[test]

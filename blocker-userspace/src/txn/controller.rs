@@ -1,31 +1,16 @@
-//! Changing the rule set atomically.
-//!
-//! Every value of the rule map holds two copies of the rules at its name, and
-//! `Config::active` says which copy the data plane reads. A change:
-//!
-//! 1. computes, for every name whose rules change, the merged rules before and after (see
-//!    [`plan`]: one index of the changed orders' rules sorted by key);
-//! 2. writes a journal (`txn.json`);
-//! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
-//!    another thread, writes the *inactive* copy of each changed name (new names get an empty
-//!    active copy);
-//! 4. flips `Config::active` and bumps the generation in one write: from this instant the
-//!    data plane sees the whole new set, never a part of it;
-//! 5. commits the state, makes both copies equal again, deletes names with no rules left.
-//!
-//! A controller killed at any point leaves the data plane on either the whole old set (before
-//! 4) or the whole new set (after 4). The next command finds the journal and [`recover`]s:
-//! it adopts the state that matches the kernel's generation and re-synchronises both copies.
+//! The controller: opens the pinned maps and the state directory under the lock, finishes
+//! an interrupted change, restores recorded rules into empty maps, and applies changes (see
+//! the module documentation of [`crate::txn`] for the steps).
 
 use std::{collections::BTreeMap, fs};
 
-use anyhow::{bail, Context, Result};
-use blocker_common::{
-    key::{key_of_canonical, KeySecret},
-    Action, Config, Kind, OrderInfo, RuleKey, RuleSet, RuleValue, Slot, MAX_EDE_TEXT,
-};
+use blocker_common::{key::KeySecret, Config, OrderInfo, RuleKey, RuleValue, MAX_EDE_TEXT};
 use serde::{Deserialize, Serialize};
 
+use super::{
+    plan::{bit, diffs_from_nothing, keys_of, plan, rules_after, Diff, Plan},
+    OrderChange, Result, Summary, TxnError,
+};
 use crate::{
     kernel::{Maps, Pins},
     state::{now, Lock, Order, Rule, StateDir, StateFile},
@@ -35,32 +20,6 @@ use crate::{
 struct Journal {
     /// Generation the change will have once flipped.
     generation: u32,
-}
-
-/// What one order becomes.
-pub enum OrderChange {
-    /// Create or update the order; replace its rules (ids are assigned here, any given id is
-    /// ignored) or keep them (`None`).
-    Put {
-        order: Order,
-        rules: Option<Vec<Rule>>,
-    },
-    /// Remove the order and all its rules.
-    Remove { id: u16 },
-}
-
-/// What a change did.
-#[derive(Debug, Default, Serialize)]
-pub struct Summary {
-    pub generation: u32,
-    /// Names whose map value changed.
-    pub names_changed: usize,
-    pub rules_added: usize,
-    pub rules_removed: usize,
-    pub rules_kept: usize,
-    /// When the flip that made the change enforced returned (None: nothing was flipped).
-    #[serde(skip)]
-    pub enforced: Option<std::time::SystemTime>,
 }
 
 /// An open, locked controller: the pinned maps and the state directory.
@@ -101,15 +60,12 @@ impl Controller {
         // Maps just created (first load, or after a reboot emptied the BPF filesystem).
         let fresh = cfg.ports[0] == 0;
         if !fresh && cfg.generation != c.state.generation {
-            bail!(
-                "the kernel's rule generation is {} but {} records generation {}: the state \
-                 directory does not belong to the program pinned in {} (check --state-dir and \
-                 --bpffs)",
-                cfg.generation,
-                c.dir.state_path().display(),
-                c.state.generation,
-                pins.dir.display()
-            );
+            return Err(TxnError::Generation {
+                kernel: cfg.generation,
+                state: c.dir.state_path(),
+                recorded: c.state.generation,
+                bpffs: pins.dir.clone(),
+            });
         }
         // The secret first: the restored rules' keys depend on it.
         c.secret = crate::secret::establish(&mut c.maps, pins, dir, fresh)?;
@@ -126,8 +82,15 @@ impl Controller {
         if !jpath.exists() {
             return Ok(());
         }
-        let j: Journal = serde_json::from_slice(&fs::read(&jpath)?)
-            .with_context(|| format!("{} is corrupt", jpath.display()))?;
+        let j: Journal = match serde_json::from_slice(&fs::read(&jpath)?) {
+            Ok(j) => j,
+            Err(source) => {
+                return Err(TxnError::CorruptJournal {
+                    path: jpath,
+                    source,
+                })
+            }
+        };
         let cfg = self.maps.config()?;
         if cfg.generation == j.generation {
             // The flip happened: the new state is the truth.
@@ -182,16 +145,7 @@ impl Controller {
     fn restore(&mut self) -> Result<()> {
         let rules = self.all_rules(&self.state)?;
         // Everything is new: the difference from no rules at all.
-        let mut entries: Vec<Entry> = Vec::new();
-        let lists: Vec<List<'_>> = rules
-            .iter()
-            .map(|(id, rs)| (*id, AFTER, rs.as_slice()))
-            .collect();
-        for (i, (_, _, rs)) in lists.iter().enumerate() {
-            entries.extend(entries_of(i, rs, keys_of(&self.secret, rs)));
-        }
-        entries.sort_unstable_by_key(|e| e.key);
-        let diffs = merge_groups(&lists, &entries);
+        let diffs = diffs_from_nothing(&self.secret, &rules);
         let mut cfg = Config::default();
         if let Some(filter) = self.maps.filter.as_mut() {
             let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
@@ -234,7 +188,7 @@ impl Controller {
 
     /// Saves state changes that do not touch rules (interfaces).
     pub fn save(&self) -> Result<()> {
-        self.dir.save(&self.state)
+        Ok(self.dir.save(&self.state)?)
     }
 
     /// The rules of every order, by order id.
@@ -394,9 +348,7 @@ impl Controller {
                 v.sets[inactive] = *new;
                 Some((*k, v))
             });
-            let recorded = recorder.join().unwrap_or_else(|_| {
-                Err(anyhow::anyhow!("recording the new state: thread panicked"))
-            });
+            let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
             (recorded, written)
         });
         let new_state = recorded?;
@@ -488,16 +440,13 @@ fn crash_point(phase: &str) {
     }
 }
 
-/// (key, rules before, rules after) of a name.
-type Diff = (RuleKey, RuleSet, RuleSet);
-
 /// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
 /// two threads, each half on its own (the kernel's hash map takes concurrent updates).
 fn write_split<F>(
     map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
     diffs: &[Diff],
     f: F,
-) -> Result<()>
+) -> crate::kernel::Result<()>
 where
     F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
 {
@@ -524,275 +473,6 @@ fn retire<T: Send + 'static>(big: T) {
         .spawn(move || drop(big));
 }
 
-/// The rules `order` has after a change.
-fn rules_after<'a>(
-    old: &'a BTreeMap<u16, Vec<Rule>>,
-    replaced: &'a BTreeMap<u16, Vec<Rule>>,
-    order: u16,
-) -> &'a [Rule] {
-    replaced
-        .get(&order)
-        .or_else(|| old.get(&order))
-        .map_or(&[], Vec::as_slice)
-}
-
-/// What a change does, computed before anything is written.
-struct Plan {
-    /// Bit set of the rule ids the change frees (their rules are gone).
-    freed: Vec<u64>,
-    /// (key, rules before, rules after) of every name whose merged rules change, by key.
-    diffs: Vec<Diff>,
-}
-
-/// A set of ids, one bit each.
-fn bit(set: &[u64], id: u32) -> bool {
-    set.get(id as usize / 64)
-        .is_some_and(|w| w & (1 << (id % 64)) != 0)
-}
-
-fn set_bit(set: &mut Vec<u64>, id: u32) {
-    let i = id as usize / 64;
-    if i >= set.len() {
-        set.resize(i + 1, 0);
-    }
-    set[i] |= 1 << (id % 64);
-}
-
-/// The keys of `rules` under `secret` (computed on two threads for large sets).
-fn keys_of(secret: &KeySecret, rules: &[Rule]) -> Vec<RuleKey> {
-    let keys = |rs: &[Rule]| -> Vec<RuleKey> {
-        rs.iter()
-            .map(|r| key_of_canonical(secret, r.name.canonical()))
-            .collect()
-    };
-    if rules.len() < 100_000 {
-        return keys(rules);
-    }
-    let (a, b) = rules.split_at(rules.len() / 2);
-    std::thread::scope(|s| {
-        let hb = s.spawn(|| keys(b));
-        let mut out = keys(a);
-        match hb.join() {
-            Ok(kb) => out.extend(kb),
-            Err(_) => out.extend(keys(b)),
-        }
-        out
-    })
-}
-
-/// Side of a rule list in a [`Plan`]: rules in force before the change, after it, or both.
-const BEFORE: u8 = 1;
-const AFTER: u8 = 2;
-
-/// A list of rules in a [`Plan`]: (order, side, rules).
-type List<'a> = (u16, u8, &'a [Rule]);
-
-/// One rule in the sorted index of a [`Plan`].
-#[derive(Clone, Copy)]
-struct Entry {
-    key: RuleKey,
-    /// Index of the rule in its list.
-    idx: u32,
-    /// Index of the list.
-    list: u16,
-    kind: u8,
-}
-
-/// The lists of the orders whose rules are replaced: for each, its old rules (if any) and
-/// its new rules. Always the same for the same maps, so list indices stay valid.
-fn changed_lists<'a>(
-    old: &'a BTreeMap<u16, Vec<Rule>>,
-    replaced: &'a BTreeMap<u16, Vec<Rule>>,
-) -> Vec<List<'a>> {
-    let mut lists = Vec::new();
-    for (id, rules) in replaced {
-        if let Some(before) = old.get(id) {
-            lists.push((*id, BEFORE, before.as_slice()));
-        }
-        lists.push((*id, AFTER, rules.as_slice()));
-    }
-    lists
-}
-
-fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<Item = Entry> + '_ {
-    keys.into_iter()
-        .zip(rules)
-        .enumerate()
-        .map(move |(idx, (key, r))| Entry {
-            key,
-            idx: idx as u32,
-            list: list as u16,
-            kind: r.kind as u8,
-        })
-}
-
-/// Plans a change: `replaced` holds the new rules of the orders whose rules change (empty
-/// for a removed order); the other orders keep their `old` rules.
-///
-/// 1. The rules of the changed orders, before and after, are indexed by key and sorted.
-/// 2. Each new rule takes the id of the same (name, match kind) among its order's old rules;
-///    the others get the lowest ids not in use before or after the change (old and new rules
-///    coexist until the switch), in rule order. Counts rules added, removed and kept.
-/// 3. The rules of the other orders join the index at the keys it holds, and one pass over
-///    the index merges each name's candidates before and after.
-fn plan(
-    secret: &KeySecret,
-    old: &BTreeMap<u16, Vec<Rule>>,
-    replaced: &mut BTreeMap<u16, Vec<Rule>>,
-    capacity: u32,
-    summary: &mut Summary,
-) -> Result<Plan> {
-    const FRESH: u32 = u32::MAX;
-    // 1.
-    let lists = changed_lists(old, replaced);
-    if lists.len() > usize::from(u16::MAX) {
-        bail!("too many orders in one change");
-    }
-    let mut entries: Vec<Entry> = Vec::new();
-    for (i, (_, _, rules)) in lists.iter().enumerate() {
-        entries.extend(entries_of(i, rules, keys_of(secret, rules)));
-    }
-    entries.sort_unstable_by_key(|e| e.key);
-
-    // 2. Ids kept, by list and index; freed old ids.
-    let mut ids: Vec<Vec<u32>> = lists
-        .iter()
-        .map(|(_, side, rules)| {
-            if *side == AFTER {
-                vec![FRESH; rules.len()]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    let mut kept_by_list = vec![0usize; lists.len()];
-    let mut freed: Vec<u64> = Vec::new();
-    let mut taken: Vec<bool> = Vec::new();
-    for group in entries.chunk_by(|a, b| a.key == b.key) {
-        taken.clear();
-        taken.resize(group.len(), false);
-        for e in group {
-            let (order, side, _) = lists[usize::from(e.list)];
-            if side != AFTER {
-                continue;
-            }
-            let twin = group.iter().enumerate().position(|(m, o)| {
-                let (o_order, o_side, _) = lists[usize::from(o.list)];
-                !taken[m] && o_side == BEFORE && o_order == order && o.kind == e.kind
-            });
-            if let Some(m) = twin {
-                taken[m] = true;
-                let o = group[m];
-                ids[usize::from(e.list)][e.idx as usize] =
-                    lists[usize::from(o.list)].2[o.idx as usize].id;
-                kept_by_list[usize::from(e.list)] += 1;
-            }
-        }
-        for (m, o) in group.iter().enumerate() {
-            let (_, side, rules) = lists[usize::from(o.list)];
-            if side == BEFORE && !taken[m] {
-                set_bit(&mut freed, rules[o.idx as usize].id);
-            }
-        }
-    }
-    for (i, (id, side, rules)) in lists.iter().enumerate() {
-        if *side == AFTER {
-            let kept = kept_by_list[i];
-            let before = old.get(id).map_or(0, Vec::len);
-            summary.rules_kept += kept;
-            summary.rules_added += rules.len() - kept;
-            summary.rules_removed += before - kept;
-        }
-    }
-    let mut used: Vec<u64> = vec![0; (capacity as usize).div_ceil(64)];
-    for r in old.values().flatten() {
-        set_bit(&mut used, r.id);
-    }
-    let mut next_free = 0u32;
-    // One AFTER list per replaced order, in the same order.
-    let after_ids: Vec<Vec<u32>> = lists
-        .iter()
-        .zip(ids)
-        .filter(|((_, side, _), _)| *side == AFTER)
-        .map(|(_, ids)| ids)
-        .collect();
-    for (rules, ids) in replaced.values_mut().zip(after_ids) {
-        for (r, id) in rules.iter_mut().zip(ids) {
-            if id != FRESH {
-                r.id = id;
-                continue;
-            }
-            while bit(&used, next_free) {
-                next_free += 1;
-            }
-            if next_free >= capacity {
-                bail!(
-                    "the rule map holds at most {capacity} rules, and this change needs more \
-                     at once (old and new rules coexist until the switch); re-create it with a \
-                     larger `blocker attach --capacity` (nothing was changed)"
-                );
-            }
-            r.id = next_free;
-            set_bit(&mut used, next_free);
-        }
-    }
-
-    // 3.
-    let mut lists = changed_lists(old, replaced);
-    let mut more = Vec::new();
-    for (id, rules) in old {
-        if replaced.contains_key(id) || rules.is_empty() {
-            continue;
-        }
-        let list = lists.len();
-        if list > usize::from(u16::MAX) {
-            bail!("too many orders in one change");
-        }
-        lists.push((*id, BEFORE | AFTER, rules));
-        more.extend(
-            entries_of(list, rules, keys_of(secret, rules))
-                .filter(|e| entries.binary_search_by_key(&e.key, |x| x.key).is_ok()),
-        );
-    }
-    if !more.is_empty() {
-        entries.extend(more);
-        entries.sort_unstable_by_key(|e| e.key);
-    }
-    Ok(Plan {
-        freed,
-        diffs: merge_groups(&lists, &entries),
-    })
-}
-
-/// Merges the candidates of each key of the sorted `entries`, on both sides.
-fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<Diff> {
-    let mut diffs = Vec::new();
-    let mut before: Vec<Candidate<'_>> = Vec::new();
-    let mut after: Vec<Candidate<'_>> = Vec::new();
-    for group in entries.chunk_by(|a, b| a.key == b.key) {
-        before.clear();
-        after.clear();
-        for e in group {
-            let (order, side, rules) = lists[usize::from(e.list)];
-            let c = Candidate {
-                order,
-                rule: &rules[e.idx as usize],
-            };
-            if side & BEFORE != 0 {
-                before.push(c);
-            }
-            if side & AFTER != 0 {
-                after.push(c);
-            }
-        }
-        let (o, n) = (merge(&before), merge(&after));
-        if o != n {
-            diffs.push((group[0].key, o, n));
-        }
-    }
-    diffs
-}
-
 /// The kernel's view of an order.
 pub fn order_info(o: &Order) -> OrderInfo {
     let mut info = OrderInfo {
@@ -814,150 +494,4 @@ pub fn depth_mask_of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> [u64; 2] 
         m[d >> 6] |= 1 << (d & 63);
     }
     m
-}
-
-/// A rule candidate at one name.
-#[derive(Clone, Copy)]
-pub struct Candidate<'a> {
-    pub order: u16,
-    pub rule: &'a Rule,
-}
-
-/// Precedence among rules at the same name and position (lower sorts first, first wins):
-/// an allow rule beats any block; then, for the name itself, an exact rule beats a subtree
-/// rule; then the older order (lower id) wins; then the older rule.
-pub fn precedence(c: &Candidate<'_>, here: bool) -> (bool, bool, u16, u32) {
-    let not_allow = c.rule.action != Action::Pass;
-    let not_exact = here && c.rule.kind != Kind::Exact;
-    (not_allow, not_exact, c.order, c.rule.id)
-}
-
-fn slot_of(c: &Candidate<'_>) -> Slot {
-    Slot {
-        rule_id: c.rule.id,
-        order_id: c.order,
-        action: c.rule.action as u8,
-        flags: 0,
-        qtypes: c.rule.qtypes,
-        scope: 0,
-    }
-}
-
-/// The rules in force at one name, from all candidates at that name.
-pub fn merge(cands: &[Candidate<'_>]) -> RuleSet {
-    let here = cands
-        .iter()
-        .filter(|c| matches!(c.rule.kind, Kind::Exact | Kind::Subtree))
-        .min_by_key(|c| precedence(c, true));
-    let below = cands
-        .iter()
-        .filter(|c| matches!(c.rule.kind, Kind::Subtree | Kind::Below))
-        .min_by_key(|c| precedence(c, false));
-    RuleSet {
-        here: here.map(slot_of).unwrap_or_default(),
-        below: below.map(slot_of).unwrap_or_default(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::Source;
-    use blocker_common::QTYPES_ALL;
-
-    fn rule(name: &str, kind: Kind, action: Action, id: u32) -> Rule {
-        Rule {
-            name: blocker_lists::Name::from_presentation(name).expect("name"),
-            kind,
-            action,
-            qtypes: QTYPES_ALL,
-            id,
-            source: Source::cli(),
-        }
-    }
-
-    fn secret() -> KeySecret {
-        KeySecret::from_bases(0x0123_4567_89ab_cdef, 0x1edc_ba98_7654_3210).expect("valid")
-    }
-
-    fn key(name: &str) -> RuleKey {
-        key_of_canonical(
-            &secret(),
-            blocker_lists::Name::from_presentation(name)
-                .expect("name")
-                .canonical(),
-        )
-    }
-
-    #[test]
-    fn plan_keeps_ids_frees_ids_and_merges_with_other_orders() {
-        use Action::*;
-        use Kind::*;
-        let mut old = BTreeMap::new();
-        old.insert(
-            1u16,
-            vec![
-                rule("a.example", Subtree, Nxdomain, 0),
-                rule("b.example", Subtree, Nxdomain, 1),
-                rule("c.example", Exact, Nxdomain, 2),
-            ],
-        );
-        // Another order allows c.example: it wins wherever order 1 blocks it.
-        old.insert(2u16, vec![rule("c.example", Exact, Pass, 3)]);
-        let mut replaced = BTreeMap::new();
-        replaced.insert(
-            1u16,
-            vec![
-                rule("d.example", Subtree, Nxdomain, 99),
-                rule("a.example", Subtree, Nxdomain, 99),
-                rule("c.example", Subtree, Nxdomain, 99),
-                rule("e.example", Below, Refused, 99),
-            ],
-        );
-        let mut summary = Summary::default();
-        let p = plan(&secret(), &old, &mut replaced, 100, &mut summary).expect("plan");
-        let ids: Vec<u32> = replaced[&1].iter().map(|r| r.id).collect();
-        // a keeps 0; d, c (another match kind) and e take the lowest ids free before and
-        // after the change, in rule order.
-        assert_eq!(ids, vec![4, 0, 5, 6]);
-        assert_eq!(
-            (
-                summary.rules_added,
-                summary.rules_removed,
-                summary.rules_kept
-            ),
-            (3, 2, 1)
-        );
-        assert!(bit(&p.freed, 1) && bit(&p.freed, 2));
-        assert!(!bit(&p.freed, 0) && !bit(&p.freed, 3));
-        let changed: Vec<RuleKey> = p.diffs.iter().map(|d| d.0).collect();
-        let mut want = vec![
-            key("b.example"),
-            key("c.example"),
-            key("d.example"),
-            key("e.example"),
-        ];
-        want.sort();
-        assert_eq!(changed, want, "a.example is unchanged");
-        let c = p.diffs.iter().find(|d| d.0 == key("c.example")).expect("c");
-        // Before: the allow rule of order 2 here; after: still here, and order 1's subtree
-        // rule below.
-        assert_eq!(c.1.here.action, Pass as u8);
-        assert_eq!(c.2.here.action, Pass as u8);
-        assert_eq!((c.2.below.order_id, c.2.below.rule_id), (1, 5));
-        let b = p.diffs.iter().find(|d| d.0 == key("b.example")).expect("b");
-        assert_eq!(b.2, RuleSet::default(), "b.example is gone");
-    }
-
-    #[test]
-    fn plan_refuses_a_change_beyond_capacity() {
-        let mut old = BTreeMap::new();
-        old.insert(0u16, vec![rule("a.example", Kind::Exact, Action::Drop, 0)]);
-        let mut replaced = BTreeMap::new();
-        replaced.insert(0u16, vec![rule("b.example", Kind::Exact, Action::Drop, 0)]);
-        let e = plan(&secret(), &old, &mut replaced, 1, &mut Summary::default())
-            .err()
-            .expect("refused");
-        assert!(e.to_string().contains("--capacity"), "{e}");
-    }
 }

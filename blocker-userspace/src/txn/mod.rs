@@ -1,0 +1,149 @@
+//! Changing the rule set atomically.
+//!
+//! Every value of the rule map holds two copies of the rules at its name, and
+//! `Config::active` says which copy the data plane reads. A change:
+//!
+//! 1. computes, for every name whose rules change, the merged rules before and after (see
+//!    `plan::plan`: one index of the changed orders' rules sorted by key);
+//! 2. writes a journal (`txn.json`);
+//! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
+//!    another thread, writes the *inactive* copy of each changed name (new names get an empty
+//!    active copy);
+//! 4. flips `Config::active` and bumps the generation in one write: from this instant the
+//!    data plane sees the whole new set, never a part of it;
+//! 5. commits the state, makes both copies equal again, deletes names with no rules left.
+//!
+//! A controller killed at any point leaves the data plane on either the whole old set (before
+//! 4) or the whole new set (after 4). The next command finds the journal and recovers
+//! ([`Controller::open`]): it adopts the state that matches the kernel's generation and
+//! re-synchronises both copies.
+//!
+//! The module is in three parts: the controller ([`Controller`]: open, recover, restore,
+//! apply), the planner (`plan`: rule ids, the per-name differences a change makes) and
+//! the precedence policy, which lives in [`blocker_common::policy`] so the data plane's
+//! semantics, `blocker explain` and the planner share one definition.
+
+mod controller;
+mod plan;
+
+use serde::Serialize;
+
+use crate::{
+    error::OpError,
+    kernel::KernelError,
+    state::{Order, Rule, StateError},
+};
+
+pub use blocker_common::policy::{merge, precedence};
+pub use controller::{depth_mask_of, order_info, Controller};
+
+/// A rule candidate at one name (see [`blocker_common::policy::Candidate`]).
+pub type Candidate<'a> = blocker_common::policy::Candidate<'a, Rule>;
+
+/// Why a change was refused or could not be made. Every refusal leaves the kernel and the
+/// state directory as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The state directory and the pinned program disagree on the generation.
+    #[error(
+        "the kernel's rule generation is {kernel} but {} records generation {recorded}: the state \
+         directory does not belong to the program pinned in {} (check --state-dir and \
+         --bpffs)",
+        state.display(),
+        bpffs.display()
+    )]
+    Generation {
+        kernel: u32,
+        state: std::path::PathBuf,
+        recorded: u32,
+        bpffs: std::path::PathBuf,
+    },
+    /// Old and new rules together need more rule ids than the rule map has.
+    #[error(
+        "the rule map holds at most {capacity} rules, and this change needs more \
+         at once (old and new rules coexist until the switch); re-create it with a \
+         larger `blocker attach --capacity` (nothing was changed)"
+    )]
+    Capacity { capacity: u32 },
+    #[error("too many orders in one change")]
+    TooManyOrders,
+    /// The journal of an interrupted change does not parse.
+    #[error("{} is corrupt", .path.display())]
+    CorruptJournal {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("recording the new state: thread panicked")]
+    Panicked,
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+}
+
+pub type Result<T, E = TxnError> = std::result::Result<T, E>;
+
+/// What one order becomes.
+pub enum OrderChange {
+    /// Create or update the order; replace its rules (ids are assigned here, any given id is
+    /// ignored) or keep them (`None`).
+    Put {
+        order: Order,
+        rules: Option<Vec<Rule>>,
+    },
+    /// Remove the order and all its rules.
+    Remove { id: u16 },
+}
+
+/// What a change did.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub generation: u32,
+    /// Names whose map value changed.
+    pub names_changed: usize,
+    pub rules_added: usize,
+    pub rules_removed: usize,
+    pub rules_kept: usize,
+    /// When the flip that made the change enforced returned (None: nothing was flipped).
+    #[serde(skip)]
+    pub enforced: Option<std::time::SystemTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals print what the anyhow messages they replaced printed (written out here).
+    #[test]
+    fn refusal_messages_are_unchanged() {
+        let e = TxnError::Generation {
+            kernel: 7,
+            state: "/var/lib/blocker/state.json".into(),
+            recorded: 5,
+            bpffs: "/sys/fs/bpf/blocker".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the kernel's rule generation is 7 but /var/lib/blocker/state.json records generation \
+             5: the state directory does not belong to the program pinned in /sys/fs/bpf/blocker \
+             (check --state-dir and --bpffs)"
+        );
+        assert_eq!(
+            TxnError::Capacity { capacity: 4 }.to_string(),
+            "the rule map holds at most 4 rules, and this change needs more at once (old and new \
+             rules coexist until the switch); re-create it with a larger `blocker attach \
+             --capacity` (nothing was changed)"
+        );
+    }
+}

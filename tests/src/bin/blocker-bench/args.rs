@@ -1,0 +1,34 @@
+//! The harness's command line (`cargo xtask bench` passes `--blocker`, `--json`,
+//! `--markdown` and, when asked, `--quick` and `--parts`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The parts of the benchmark, in the order they run.
+pub const PARTS: [&str; 4] = ["kernel", "structures", "e2e", "latency"];
+
+/// Measures blocker and writes the JSON results and the results section of the markdown.
+#[derive(Parser, Debug)]
+#[command(name = "blocker-bench")]
+pub struct Args {
+    /// Fewer rule counts and shorter end-to-end runs (results kept apart from full runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Which parts to run, comma-separated (all by default); the others keep their previous
+    /// results.
+    #[arg(long, value_delimiter = ',', value_parser = PARTS, default_values = PARTS)]
+    pub parts: Vec<String>,
+    /// Only rewrite the markdown from the JSON results.
+    #[arg(long)]
+    pub render: bool,
+    /// The blocker binary to measure.
+    #[arg(long, value_name = "PATH", default_value = "target/release/blocker")]
+    pub blocker: PathBuf,
+    /// Where the JSON results are read (parts not run keep theirs) and written.
+    #[arg(long, value_name = "PATH", default_value = "bench/results.json")]
+    pub json: PathBuf,
+    /// The markdown file whose results section is rewritten.
+    #[arg(long, value_name = "PATH", default_value = "BENCHMARKS.md")]
+    pub markdown: PathBuf,
+}
