@@ -5,6 +5,8 @@ pub mod config;
 pub mod detach;
 pub mod events;
 pub mod explain;
+pub mod feed;
+pub mod follow;
 pub mod orders;
 pub mod rules;
 pub mod serve;
@@ -68,6 +70,13 @@ pub enum Command {
     Events(events::Args),
     /// Live view of the busiest orders and rules, with rates.
     Top(top::Args),
+    /// Orders that follow RPZ zones from primaries (AXFR/IXFR, NOTIFY, TSIG): add, list,
+    /// remove.
+    #[command(subcommand)]
+    Feed(feed::Command),
+    /// Keep every feed current: transfers, NOTIFY, SOA timers (runs in the foreground, logs
+    /// to stderr, stops on SIGTERM).
+    Follow(follow::Args),
 }
 
 /// Where things are.
@@ -101,6 +110,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve::run(ctx, a),
         Command::Events(a) => events::run(&ctx, a),
         Command::Top(a) => top::run(&ctx, a),
+        Command::Feed(c) => feed::run(&ctx, c),
+        Command::Follow(a) => follow::run(ctx, a),
     }
 }
 
