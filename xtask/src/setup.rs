@@ -38,6 +38,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "pdns-recursor",
         "PowerDNS Recursor, the second resolver-side RPZ the benchmark compares with",
     ),
+    (
+        "knot",
+        "Knot DNS, the RPZ primary (AXFR/IXFR, NOTIFY, TSIG) of the fleet tests; setup stops and \
+         disables the service the package starts (the tests run their own in namespaces)",
+    ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
@@ -98,10 +103,11 @@ pub fn run() -> Result<()> {
         }
         // Packages that ship a service must not leave it running on the host: the benchmark
         // starts its own resolvers inside network namespaces.
-        if missing.contains(&"pdns-recursor") {
-            let _ = Command::new("service")
-                .args(["pdns-recursor", "stop"])
-                .output();
+        for svc in ["pdns-recursor", "knot"] {
+            if missing.contains(&svc) {
+                let _ = Command::new("service").args([svc, "stop"]).output();
+                let _ = Command::new("systemctl").args(["disable", svc]).output();
+            }
         }
         for (p, why) in PACKAGES {
             if !installed(p) {
