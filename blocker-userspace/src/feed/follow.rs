@@ -269,23 +269,35 @@ fn enforce_blocking(
     let serial = zone.serial();
     let out = zone.rpz(&path);
     if !out.errors.is_empty() {
+        // The refused copy is kept for the operator to look at; the messages point into it.
+        let rejected = PathBuf::from(format!("{}.rejected", path.display()));
+        let header = [
+            format!(
+                "blocker: RPZ zone {} serial {serial}, REFUSED (records that are not valid RPZ)",
+                feed.zone
+            ),
+            format!("from {source}; the order keeps the copy before it"),
+        ];
+        let kept = super::write_atomic(&rejected, zone.render(&header).as_bytes()).is_ok();
+        let shown = if kept {
+            rejected.as_path()
+        } else {
+            path.as_path()
+        };
         const SHOWN: usize = 3;
         let first: Vec<String> = out
             .errors
             .iter()
             .take(SHOWN)
-            .map(|e| e.to_string())
+            .map(|e| format!("{}:{}: {}", shown.display(), e.line, e.message))
             .collect();
+        let n = out.errors.len();
         return Err(format!(
-            "serial {serial}: {} records are not valid RPZ ({}{}); nothing applied, the last \
+            "serial {serial}: {n} record{} not valid RPZ ({}{}); nothing applied, the last \
              good copy stays enforced",
-            out.errors.len(),
+            if n == 1 { " is" } else { "s are" },
             first.join("; "),
-            if out.errors.len() > SHOWN {
-                "; …"
-            } else {
-                ""
-            }
+            if n > SHOWN { "; …" } else { "" }
         ));
     }
     let unsupported: usize = out.unsupported.values().sum();
@@ -672,12 +684,13 @@ impl Follower {
                         .await
                 }
                 Ok(Ixfr::Unavailable(why)) => Err(why),
-                Err(
-                    e @ (XfrError::Tsig { .. }
-                    | XfrError::Connect { .. }
-                    | XfrError::Timeout { .. }),
-                ) => return Err(e.to_string()),
-                Err(e) => Err(format!("{e}: transferring the whole zone")),
+                // A reply the interpreter cannot read as an IXFR, or an error rcode other
+                // than the ones that mean "no IXFR here": try the whole zone.
+                Err(e @ (XfrError::Malformed { .. } | XfrError::Rcode { .. })) => {
+                    Err(format!("{e}: transferring the whole zone"))
+                }
+                // The network or the key: the same would happen to an AXFR; retry later.
+                Err(e) => return Err(e.to_string()),
             },
             _ => Err(String::new()),
         };
