@@ -523,6 +523,14 @@ pub fn parse_rpz_records(
     out
 }
 
+/// The RPZ CNAME target that writes `action` (`.` nxdomain, `*.` nodata, `rpz-passthru.`,
+/// `rpz-drop.`, `rpz-tcp-only.`), exactly what [`Format::Rpz`] reads back as that action.
+/// None for a sinkhole (written as A/AAAA local data) and for actions RPZ cannot say
+/// (REFUSED).
+pub fn rpz_cname_target(action: Action) -> Option<&'static str> {
+    rpz::cname_of(action)
+}
+
 /// Plain and hosts lists from this size on are parsed by two threads.
 const PARALLEL_BYTES: usize = 4 << 20;
 

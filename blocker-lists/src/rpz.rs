@@ -125,22 +125,23 @@ impl Owner {
             "A/AAAA local data (sinkhole)".to_string()
         } else {
             match self.action {
-                Some(a) => format!("CNAME {} ({})", cname_of(a), a.as_str()),
+                Some(a) => format!("CNAME {} ({})", cname_of(a).unwrap_or("?"), a.as_str()),
                 None => "nothing".to_string(),
             }
         }
     }
 }
 
-/// The CNAME target that writes a policy action.
-fn cname_of(a: Action) -> &'static str {
+/// The CNAME target that writes a policy action (None: RPZ has no CNAME for it — REFUSED —
+/// or writes it as local data — a sinkhole).
+pub(crate) fn cname_of(a: Action) -> Option<&'static str> {
     match a {
-        Action::Nxdomain => ".",
-        Action::Nodata => "*.",
-        Action::Pass => "rpz-passthru.",
-        Action::Drop => "rpz-drop.",
-        Action::Tc => "rpz-tcp-only.",
-        _ => "?",
+        Action::Nxdomain => Some("."),
+        Action::Nodata => Some("*."),
+        Action::Pass => Some("rpz-passthru."),
+        Action::Drop => Some("rpz-drop."),
+        Action::Tc => Some("rpz-tcp-only."),
+        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! plane counted. The `blocker` binary is a thin clap front end over [`cli`].
 
 pub mod cli;
+pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod kernel;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod detach;
 pub mod events;
 pub mod explain;
+pub mod export;
 pub mod feed;
 pub mod follow;
 pub mod orders;
@@ -74,6 +75,8 @@ pub enum Command {
     /// remove.
     #[command(subcommand)]
     Feed(feed::Command),
+    /// Write an order as an RPZ zone file (`--rpz ORDER`).
+    Export(export::Args),
     /// Keep every feed current: transfers, NOTIFY, SOA timers (runs in the foreground, logs
     /// to stderr, stops on SIGTERM).
     Follow(follow::Args),
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Top(a) => top::run(&ctx, a),
         Command::Feed(c) => feed::run(&ctx, c),
         Command::Follow(a) => follow::run(ctx, a),
+        Command::Export(a) => export::run(&ctx, a),
     }
 }
 
