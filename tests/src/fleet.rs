@@ -237,7 +237,7 @@ pub fn rpz_text(zone: &str, entries: &[(String, &str)]) -> String {
 }
 
 /// `blocker follow` running in an edge's namespace (network only: the BPF filesystem stays
-/// the host's), logging to a file.
+/// the host's) with only CAP_BPF, logging to a file.
 pub struct Follow {
     child: Option<Child>,
     dir: TempDir,
@@ -248,7 +248,16 @@ impl Follow {
         let dir = TempDir::new("blkt-follow");
         let log = fs::File::create(dir.join("follow.log")).expect("follow log");
         let mut cmd = Command::new("nsenter");
+        // With the capabilities of packaging/systemd/blocker-follow.service and no more
+        // (CAP_BPF; NOTIFY is answered above port 1024).
         cmd.arg(format!("--net=/run/netns/{}", ns.name))
+            .args([
+                "setpriv",
+                "--bounding-set",
+                "-all,+bpf",
+                "--inh-caps",
+                "-all",
+            ])
             .arg(&b.bin)
             .arg("--bpffs")
             .arg(&b.bpffs)
