@@ -181,6 +181,23 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         assert_eq!(verdict(&e.t, "a99.example"), "NXDOMAIN+EDE", "added");
         assert_eq!(verdict(&e.t, "keep.example"), "drop", "now dropped");
     }
+    // `blocker serve` exports the same.
+    let ctx = blocker::cli::Ctx {
+        pins: e2.b.pins(),
+        dir: e2.b.state_dir(),
+    };
+    let metrics = blocker::cli::serve::render(&ctx, 5).expect("metrics");
+    let labels = format!("order=\"{ORDER}\",zone=\"{ZONE}\"");
+    for want in [
+        format!("blocker_feed_serial{{{labels}}} {s2}\n"),
+        format!("blocker_feed_primary_serial{{{labels}}} {s2}\n"),
+        format!("blocker_feed_lag_seconds{{{labels}}} 0\n"),
+        format!("blocker_feed_transfers_total{{{labels},kind=\"ixfr\"}} 1\n"),
+        format!("blocker_feed_transfers_total{{{labels},kind=\"axfr\"}} 1\n"),
+        format!("blocker_feed_expired{{{labels}}} 0\n"),
+    ] {
+        assert!(metrics.contains(&want), "{want} in:\n{metrics}");
+    }
     let st1 = feed(&e1.b, ORDER);
     let ms = st1["status"]["notify_to_enforce_ms"].as_u64();
     assert!(

@@ -294,6 +294,94 @@ pub fn describe(l: &Listed, now: u64) -> Vec<String> {
     out
 }
 
+/// Per-feed series for `blocker serve` (labels: order, zone).
+pub fn register_metrics(reg: &mut prometheus_client::registry::Registry, ctx: &Ctx) -> Result<()> {
+    use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+    use std::sync::atomic::AtomicU64;
+    type Labels = Vec<(String, String)>;
+    let all = listed(ctx)?;
+    let gauge = |reg: &mut prometheus_client::registry::Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge>::default();
+        reg.register(name, help, f.clone());
+        f
+    };
+    let serial = gauge(
+        reg,
+        "blocker_feed_serial",
+        "Serial of the feed's zone enforced",
+    );
+    let primary = gauge(
+        reg,
+        "blocker_feed_primary_serial",
+        "Serial the feed's primary last reported",
+    );
+    let success = gauge(
+        reg,
+        "blocker_feed_last_success_timestamp_seconds",
+        "Last time a primary answered and the copy was (made) current (UNIX time)",
+    );
+    let lag = gauge(
+        reg,
+        "blocker_feed_lag_seconds",
+        "How long the edge has been behind the primary's serial (0: current)",
+    );
+    let failing = gauge(
+        reg,
+        "blocker_feed_consecutive_failures",
+        "Consecutive failed refreshes of the feed",
+    );
+    let expired = gauge(
+        reg,
+        "blocker_feed_expired",
+        "1 when no primary was reached for the SOA expire time",
+    );
+    let notify = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    reg.register(
+        "blocker_feed_notify_to_enforce_seconds",
+        "From the last NOTIFY to the enforcement of the serial it announced",
+        notify.clone(),
+    );
+    let failures = Family::<Labels, Counter>::default();
+    reg.register(
+        "blocker_feed_failures",
+        "Failed refreshes of the feed (no primary answered, or the transfer failed)",
+        failures.clone(),
+    );
+    let transfers = Family::<Labels, Counter>::default();
+    reg.register(
+        "blocker_feed_transfers",
+        "Transfers applied, by kind (ixfr, axfr)",
+        transfers.clone(),
+    );
+    for l in &all {
+        let labels: Labels = vec![
+            ("order".into(), l.feed.order.clone()),
+            ("zone".into(), l.feed.zone.clone()),
+        ];
+        lag.get_or_create(&labels).set(l.lag as i64);
+        let Some(s) = &l.status else { continue };
+        if let Some(v) = s.serial {
+            serial.get_or_create(&labels).set(i64::from(v));
+        }
+        if let Some(v) = s.primary_serial {
+            primary.get_or_create(&labels).set(i64::from(v));
+        }
+        success.get_or_create(&labels).set(s.last_success as i64);
+        failing.get_or_create(&labels).set(i64::from(s.failures));
+        expired.get_or_create(&labels).set(i64::from(s.expired));
+        if let Some(ms) = s.notify_to_enforce_ms {
+            notify.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
+        failures.get_or_create(&labels).inc_by(s.failures_total);
+        for (kind, n) in [("ixfr", s.ixfr_count), ("axfr", s.axfr_count)] {
+            let mut l = labels.clone();
+            l.push(("kind".into(), kind.into()));
+            transfers.get_or_create(&l).inc_by(n);
+        }
+    }
+    Ok(())
+}
+
 fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     let all = listed(ctx)?;
     if a.json {

@@ -141,6 +141,9 @@ pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
             .set(up);
     }
 
+    // Feeds (`blocker feed`), as `blocker follow` last recorded them.
+    super::feed::register_metrics(&mut reg, ctx)?;
+
     let mut out = String::new();
     encode(&mut out, &reg).context("encoding metrics")?;
     Ok(out)

@@ -268,7 +268,11 @@ fn enforce_blocking(
     let path = zone_path(&shared.dir, &feed.zone);
     let serial = zone.serial();
     let out = zone.rpz(&path);
-    log::debug!("{}: read as RPZ: {} ms", feed.zone, t0.elapsed().as_millis());
+    log::debug!(
+        "{}: read as RPZ: {} ms",
+        feed.zone,
+        t0.elapsed().as_millis()
+    );
     if !out.errors.is_empty() {
         // The refused copy is kept for the operator to look at; the messages point into it.
         let rejected = PathBuf::from(format!("{}.rejected", path.display()));
@@ -342,7 +346,11 @@ fn enforce_blocking(
         format!("from {source}; written by `blocker follow`, do not edit"),
     ];
     super::write_atomic(&staged, zone.render(&header).as_bytes()).map_err(|e| e.to_string())?;
-    log::debug!("{}: copy written: {} ms", feed.zone, t0.elapsed().as_millis());
+    log::debug!(
+        "{}: copy written: {} ms",
+        feed.zone,
+        t0.elapsed().as_millis()
+    );
     let summary = (|| -> anyhow::Result<_> {
         let mut c = Controller::open(&shared.pins, &shared.dir)?;
         let mut order = match c.state.order(&feed.order) {
