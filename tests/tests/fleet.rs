@@ -576,3 +576,97 @@ fn axfr_fallback_and_a_cut_transfer() {
     assert_eq!(explain(&b, "third.example"), "nxdomain");
     assert_eq!(explain(&b, "name0.blocked.example"), "pass (no rule)");
 }
+
+/// SOA expire (5 s here) without a primary: `--on-expire keep` keeps enforcing and says so,
+/// `--on-expire stop` withdraws the order's rules; both come back to normal when the primary
+/// does (the withdrawn rules are enforced again).
+#[test]
+fn expiry_keeps_or_withdraws_the_rules() {
+    let primary = NetNs::new("blkp");
+    let (keep_ns, stop_ns) = (NetNs::new("blke"), NetNs::new("blke"));
+    link(&primary, "198.51.100.1/30", &keep_ns, "198.51.100.2/30");
+    link(&primary, "198.51.100.5/30", &stop_ns, "198.51.100.6/30");
+    let text = rpz_text(ZONE, &entries([("gone.example".to_string(), ".")]))
+        .replace(" 1 3600 600 86400 60", " 1 3600 1 5 60");
+    let mut knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &text,
+            listen: &["198.51.100.1", "198.51.100.5"],
+            notify: &[],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+    let mut edges = Vec::new();
+    for (ns, p, mode) in [
+        (&keep_ns, "198.51.100.1", "keep"),
+        (&stop_ns, "198.51.100.5", "stop"),
+    ] {
+        let b = Blocker::new();
+        b.ok(&[
+            "feed",
+            "add",
+            ORDER,
+            "--zone",
+            ZONE,
+            "--primary",
+            p,
+            "--refresh",
+            "1",
+            "--on-expire",
+            mode,
+        ]);
+        let t0 = Instant::now();
+        let f = Follow::start(&b, ns, None);
+        wait_serial(&b, ORDER, s1, t0, &f);
+        assert_eq!(explain(&b, "gone.example"), "nxdomain");
+        edges.push((b, f));
+    }
+    knot.kill();
+    let t0 = Instant::now();
+    for (b, f) in &edges {
+        wait_for(30, "the copy expires", || {
+            let st = feed(b, ORDER);
+            if st["status"]["expired"] == true {
+                Ok(())
+            } else {
+                Err(format!("{st}\n{}", f.log()))
+            }
+        });
+    }
+    println!(
+        "expired {:?} after the primary stopped (SOA expire 5 s)",
+        t0.elapsed()
+    );
+    let (keep, stop) = (&edges[0], &edges[1]);
+    assert_eq!(
+        explain(&keep.0, "gone.example"),
+        "nxdomain",
+        "keep: still enforced"
+    );
+    assert!(keep.1.log().contains("EXPIRED"), "{}", keep.1.log());
+    wait_for(10, "stop: the rules are withdrawn", || {
+        match explain(&stop.0, "gone.example").as_str() {
+            "pass (no rule)" => Ok(()),
+            v => Err(format!("{v}\n{}", stop.1.log())),
+        }
+    });
+    let orders = stop.0.ok(&["orders", "list"]);
+    assert!(orders.contains(ORDER), "the order stays: {orders}");
+
+    knot.spawn();
+    for (b, f) in &edges {
+        wait_for(30, "no longer expired", || {
+            let st = feed(b, ORDER);
+            if st["status"]["expired"] == false && st["status"]["serial"] == s1 {
+                Ok(())
+            } else {
+                Err(format!("{st}\n{}", f.log()))
+            }
+        });
+        assert_eq!(explain(b, "gone.example"), "nxdomain");
+    }
+}
