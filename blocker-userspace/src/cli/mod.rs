@@ -50,7 +50,7 @@ pub enum Command {
     Attach(attach::Args),
     /// Detach blocker from interfaces (rules stay loaded), or remove everything with --purge.
     Detach(detach::Args),
-    /// Show interfaces, program, rule and order counts, key filter, list generation.
+    /// Show interfaces, program, rule and order counts, key filter, feeds, list generation.
     Status(status::Args),
     /// Add, remove, list and load rules.
     #[command(subcommand)]
@@ -65,7 +65,8 @@ pub enum Command {
     /// Show or change data-plane settings (DNS ports, sinkhole addresses, EDE code).
     #[command(subcommand)]
     Config(config::Command),
-    /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces).
+    /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, interfaces,
+    /// feeds).
     Serve(serve::Args),
     /// Write sampled block events (time, order, rule, action, client) as JSON lines.
     Events(events::Args),
