@@ -262,6 +262,42 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         "{status}"
     );
     drop(f2);
+
+    // Edge 1 reboots while the primary is still gone: the BPF filesystem comes back empty.
+    // What blocker-restore.service runs (`blocker attach` with the interfaces) recreates the
+    // maps and restores the rules from the state directory, same generation; follow resumes
+    // from the saved copy.
+    let mut f1 = f1;
+    assert!(f1.stop().success());
+    let generation = |b: &Blocker| {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+        v["generation"].clone()
+    };
+    let before = generation(&e1.b);
+    std::fs::remove_dir_all(&e1.b.bpffs).expect("empty the BPF filesystem");
+    // (The links go with their pins, released by the kernel shortly after.)
+    wait_for(10, "nothing enforced", || {
+        match verdict(&e1.t, "a0.example") {
+            v if v == "resolver" => Ok(()),
+            v => Err(v),
+        }
+    });
+    e1.t.attach(&e1.b, "native");
+    assert_eq!(generation(&e1.b), before);
+    assert_eq!(verdict(&e1.t, "a0.example"), "NXDOMAIN+EDE", "restored");
+    assert_eq!(verdict(&e1.t, "b9.example"), "NXDOMAIN+EDE", "restored");
+    assert_eq!(verdict(&e1.t, "keep.example"), "drop", "restored");
+    let f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
+    wait_for(20, "follow resumes from the saved copy", || {
+        if f1.log().contains(&format!("resuming at serial {s3}")) {
+            Ok(())
+        } else {
+            Err(f1.log())
+        }
+    });
+    assert!(f1.log().contains("already enforced"), "{}", f1.log());
+    assert_eq!(generation(&e1.b), before, "nothing to change");
 }
 
 /// A primary that requires TSIG: the wrong key is refused with a clear error and nothing is
@@ -404,6 +440,17 @@ fn tsig_is_required_and_checked_and_a_bad_zone_changes_nothing() {
     let r = notify(&["-y", &good]);
     assert_eq!(r.status.as_deref(), Some("NOERROR"), "signed: {}", r.raw);
     assert!(r.raw.contains("TSIG"), "the answer is signed: {}", r.raw);
+    let r = notify(&["+tcp", "-y", &good]);
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "over TCP: {}", r.raw);
+    // Anything but NOTIFY is refused.
+    let r = kdig(
+        &primary,
+        "198.51.100.2",
+        ZONE,
+        "SOA",
+        &["-p", "5353", "+retry=0", "+timeout=2"],
+    );
+    assert_eq!(r.status.as_deref(), Some("REFUSED"), "a query: {}", r.raw);
     // From an address that is not a primary (the edge itself), even signed: NOTAUTH.
     let r = kdig(
         &edge_ns,
