@@ -458,3 +458,143 @@ impl Drop for CutProxy {
         }
     }
 }
+
+/// A scripted primary (hickory-proto, over TCP in a namespace) for what Knot will not do:
+/// it answers SOA queries with the zone's SOA, AXFR with the whole zone (`names`, CNAME .),
+/// and IXFR with the error rcode `ixfr_rcode` (NOTIMP, REFUSED, FORMERR…). Counts the
+/// queries by type.
+pub struct ScriptedPrimary {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub ixfr_queries: Arc<AtomicUsize>,
+    pub axfr_queries: Arc<AtomicUsize>,
+    /// The zone served: (serial, names).
+    pub zone: Arc<std::sync::Mutex<(u32, Vec<String>)>>,
+}
+
+impl ScriptedPrimary {
+    pub fn start(ns: &NetNs, listen: &str, zone: &str, ixfr_rcode: u16) -> ScriptedPrimary {
+        use hickory_proto::{
+            op::{Message, MessageType, ResponseCode},
+            rr::{
+                rdata::{CNAME, SOA},
+                Name, RData, Record, RecordType,
+            },
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ixfr, axfr) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let served = Arc::new(std::sync::Mutex::new((1u32, Vec::new())));
+        let (s2, i2, a2, z2) = (stop.clone(), ixfr.clone(), axfr.clone(), served.clone());
+        let (ns_name, listen, apex) = (ns.name.clone(), listen.to_string(), zone.to_string());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let f = fs::File::open(format!("/run/netns/{ns_name}")).expect("netns");
+            // SAFETY: setns on an fd we own, in this thread only.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let l = TcpListener::bind(&listen).expect("bind");
+            l.set_nonblocking(true).expect("nonblocking");
+            let _ = ready_tx.send(());
+            let apex = Name::from_ascii(format!("{apex}.")).expect("apex");
+            while !s2.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = l.accept() else {
+                    sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                // One connection, queries until it closes.
+                loop {
+                    let mut len = [0u8; 2];
+                    if c.read_exact(&mut len).is_err() {
+                        break;
+                    }
+                    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                    if c.read_exact(&mut buf).is_err() {
+                        break;
+                    }
+                    let Ok(q) = Message::from_vec(&buf) else {
+                        break;
+                    };
+                    let Some(question) = q.queries().first().cloned() else {
+                        break;
+                    };
+                    let (serial, names) = z2.lock().map(|z| z.clone()).unwrap_or_default();
+                    let soa = Record::from_rdata(
+                        apex.clone(),
+                        60,
+                        RData::SOA(SOA::new(
+                            Name::from_ascii(format!("ns.{apex}")).expect("ns"),
+                            Name::from_ascii(format!("admin.{apex}")).expect("admin"),
+                            serial,
+                            3600,
+                            600,
+                            86400,
+                            60,
+                        )),
+                    );
+                    let mut r = Message::new();
+                    r.set_id(q.id())
+                        .set_message_type(MessageType::Response)
+                        .set_op_code(q.op_code())
+                        .set_authoritative(true);
+                    r.add_query(question.clone());
+                    match question.query_type() {
+                        RecordType::SOA => {
+                            r.add_answer(soa);
+                        }
+                        RecordType::IXFR => {
+                            i2.fetch_add(1, Ordering::Relaxed);
+                            r.set_response_code(ResponseCode::from(0, ixfr_rcode as u8));
+                        }
+                        RecordType::AXFR => {
+                            a2.fetch_add(1, Ordering::Relaxed);
+                            r.add_answer(soa.clone());
+                            for n in &names {
+                                let owner = Name::from_ascii(format!("{n}.{apex}")).expect("owner");
+                                r.add_answer(Record::from_rdata(
+                                    owner,
+                                    60,
+                                    RData::CNAME(CNAME(Name::root())),
+                                ));
+                            }
+                            r.add_answer(soa);
+                        }
+                        _ => {
+                            r.set_response_code(ResponseCode::Refused);
+                        }
+                    }
+                    let out = r.to_vec().expect("encode");
+                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&out);
+                    if c.write_all(&framed).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        ScriptedPrimary {
+            stop,
+            thread: Some(thread),
+            ixfr_queries: ixfr,
+            axfr_queries: axfr,
+            zone: served,
+        }
+    }
+
+    /// Serves `names` as the zone at `serial`.
+    pub fn set(&self, serial: u32, names: &[&str]) {
+        if let Ok(mut z) = self.zone.lock() {
+            *z = (serial, names.iter().map(|s| s.to_string()).collect());
+        }
+    }
+}
+
+impl Drop for ScriptedPrimary {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

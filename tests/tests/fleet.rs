@@ -717,3 +717,48 @@ fn expiry_keeps_or_withdraws_the_rules() {
         assert_eq!(explain(b, "gone.example"), "nxdomain");
     }
 }
+
+/// A primary that cannot serve IXFR (answers it NOTIMP, REFUSED or FORMERR, as some do):
+/// each new serial comes by AXFR instead, and the status says why.
+#[test]
+fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
+    for (rcode, name) in [(4u16, "NOTIMP"), (5, "REFUSED"), (1, "FORMERR")] {
+        let primary = NetNs::new("blkp");
+        let edge_ns = NetNs::new("blke");
+        link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+        let p =
+            blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, rcode);
+        p.set(10, &["one.example", "two.example"]);
+        let b = Blocker::new();
+        b.ok(&[
+            "feed",
+            "add",
+            ORDER,
+            "--zone",
+            ZONE,
+            "--primary",
+            "198.51.100.1",
+            "--refresh",
+            "1",
+        ]);
+        let t0 = Instant::now();
+        let f = Follow::start(&b, &edge_ns, None);
+        wait_serial(&b, ORDER, 10, t0, &f);
+        assert_eq!(explain(&b, "two.example"), "nxdomain");
+        p.set(11, &["two.example", "three.example"]);
+        wait_serial(&b, ORDER, 11, t0, &f);
+        let st = feed(&b, ORDER);
+        let t = &st["status"]["last_transfer"];
+        assert_eq!(t["kind"], "axfr", "{st}");
+        assert_eq!(t["from_serial"], 10, "{st}");
+        assert_eq!(
+            t["fallback"].as_str(),
+            Some(format!("the primary answered IXFR with {name}").as_str()),
+            "{st}"
+        );
+        assert!(p.ixfr_queries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        assert_eq!(explain(&b, "one.example"), "pass (no rule)");
+        assert_eq!(explain(&b, "three.example"), "nxdomain");
+        println!("IXFR answered {name}: AXFR fallback, serial 11 enforced");
+    }
+}
