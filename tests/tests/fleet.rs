@@ -497,6 +497,21 @@ fn tsig_is_required_and_checked_and_a_bad_zone_changes_nothing() {
         "drop",
         "serial {s2} still enforced"
     );
+
+    // The feed removed: follow lets go of it, the order keeps its rules until removed.
+    let out = b.ok(&["feed", "remove", ORDER]);
+    assert!(out.contains("keeps its 6 rules"), "{out}");
+    assert_eq!(b.ok(&["feed", "list", "--json"]).trim(), "[]");
+    wait_for(10, "follow stops the feed", || {
+        if f.log().contains("feed removed or changed") {
+            Ok(())
+        } else {
+            Err(f.log())
+        }
+    });
+    assert_eq!(explain(&b, "t9.example"), "drop");
+    b.ok(&["orders", "remove", ORDER]);
+    assert_eq!(explain(&b, "t9.example"), "pass (no rule)");
 }
 
 /// IXFR impossible (the primary's journal was dropped while the edge was away): the primary
@@ -703,6 +718,11 @@ fn expiry_keeps_or_withdraws_the_rules() {
     });
     let orders = stop.0.ok(&["orders", "list"]);
     assert!(orders.contains(ORDER), "the order stays: {orders}");
+    let err = stop.0.fails(&["orders", "remove", ORDER]);
+    assert!(
+        err.contains("feed remove"),
+        "a followed order is not removed: {err}"
+    );
 
     knot.spawn();
     for (b, f) in &edges {
