@@ -554,6 +554,38 @@ fn axfr_fallback_and_a_cut_transfer() {
     let mut f = Follow::start(&b, &edge_ns, None);
     let d = wait_serial(&b, ORDER, s1, t0, &f);
     println!("AXFR of 3,000 names through the proxy: {d:?}");
+    // A second follower of the same state directory is refused.
+    let mut second = std::process::Command::new(&b.bin)
+        .arg("--bpffs")
+        .arg(&b.bpffs)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .arg("follow")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second follow");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let exited = loop {
+        if let Ok(Some(st)) = second.try_wait() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second follow of the same state directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = second.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(
+        !exited.success() && err.contains("another `blocker follow` is running"),
+        "{err}"
+    );
     assert_eq!(explain(&b, "name2999.blocked.example"), "nxdomain");
 
     // Edge away; two changes and the journal dropped in between: IXFR from s1 is gone.

@@ -64,6 +64,42 @@ pub enum FollowError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{path}: another `blocker follow` is running on this state directory", path = path.display())]
+    Running { path: PathBuf },
+}
+
+/// Holds `feeds/follow.lock` (flock) while `follow` runs: two followers of one state
+/// directory would transfer and apply everything twice.
+struct Single {
+    _file: fs::File,
+}
+
+fn single(dir: &StateDir) -> Result<Single, FollowError> {
+    let path = super::feeds_dir(dir).join("follow.lock");
+    let io = |source| {
+        FollowError::Feeds(FeedError::Io {
+            path: path.clone(),
+            source,
+        })
+    };
+    fs::create_dir_all(super::feeds_dir(dir)).map_err(io)?;
+    let file = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a file descriptor we own.
+    let r = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if r != 0 {
+        return Err(FollowError::Running { path });
+    }
+    Ok(Single { _file: file })
 }
 
 struct Shared {
@@ -86,6 +122,7 @@ pub async fn run(
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), FollowError> {
+    let _single = single(&dir)?;
     let registry = notify::Registry::default();
     // Refuse a broken feed list at start (later it is re-read and a broken one is reported).
     let mut current: FeedsFile = load_feeds(&dir)?;
