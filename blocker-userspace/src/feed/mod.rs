@@ -15,7 +15,10 @@
 //! - `feeds.json`: the configured feeds.
 //! - `feeds/<zone>.zone`: the zone as last applied, one record per line (the SOA first); its
 //!   serial is where a restarted `follow` resumes by IXFR, and rule sources point into it.
+//! - `feeds/<zone>.zone.rejected`: the last copy refused (records that are not valid RPZ),
+//!   for the operator to look at; the messages point into it.
 //! - `feeds/<zone>.status.json`: the follower's view of the feed.
+//! - `feeds/follow.lock`: held by the running `follow` (one per state directory).
 
 pub mod follow;
 pub mod notify;
