@@ -5,7 +5,8 @@
 //! # API
 //! - [`parse_file`] reads one file (format given or [detected](detect_format)); only an
 //!   unreadable or non-UTF-8 file is an `Err` ([`ListError`]). [`parse_str`] parses text
-//!   already in memory (tests, stdin).
+//!   already in memory (tests, stdin). [`parse_rpz_records`] reads the records of an RPZ
+//!   zone handed over as records (a zone transfer) with the same RPZ semantics.
 //! - Parsing never stops half-way: a [`ParseOutcome`] has every valid rule, every invalid
 //!   entry ([`ParseOutcome::errors`]), every entry changed to fit or worth a look
 //!   ([`ParseOutcome::warnings`]), and counts of what blocker does not implement
@@ -491,6 +492,43 @@ pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> Par
     }
     out.dedup();
     out
+}
+
+/// A DNS record as the RPZ reader takes it: what `domain`'s zone-file scanner yields, and
+/// what a transferred record (`domain::net::xfr`) becomes once its names are flattened.
+pub type ZoneRecord = domain::base::Record<
+    domain::base::Name<bytes::Bytes>,
+    domain::rdata::ZoneRecordData<bytes::Bytes, domain::base::Name<bytes::Bytes>>,
+>;
+
+/// Reads the records of an RPZ zone (a zone transferred from a primary, say) with exactly
+/// the semantics of [`Format::Rpz`] files: every record takes the path a record read from a
+/// zone file takes (apex SOA and NS skipped, `*.name` below rules, CNAME actions, local data
+/// sinkholes, the first policy record of an owner wins, unsupported triggers counted).
+///
+/// Give the zone name as [`Options::rpz_origin`]: owners are absolute, and the apex is
+/// stripped from them. Each record comes with the line shown in diagnostics (`file:line`);
+/// blocker keeps a transferred zone as a file of one record per line, and gives each record
+/// its line there. At one owner, the order of the records decides which policy record wins,
+/// as the order of lines does in a file.
+pub fn parse_rpz_records(
+    records: impl IntoIterator<Item = (usize, ZoneRecord)>,
+    file: &Path,
+    opts: &Options,
+) -> ParseOutcome {
+    let mut out = ParseOutcome::default();
+    let file: Arc<Path> = Arc::from(file);
+    rpz::parse_records(records, &file, opts, &mut out);
+    out.dedup();
+    out
+}
+
+/// The RPZ CNAME target that writes `action` (`.` nxdomain, `*.` nodata, `rpz-passthru.`,
+/// `rpz-drop.`, `rpz-tcp-only.`), exactly what [`Format::Rpz`] reads back as that action.
+/// None for a sinkhole (written as A/AAAA local data) and for actions RPZ cannot say
+/// (REFUSED).
+pub fn rpz_cname_target(action: Action) -> Option<&'static str> {
+    rpz::cname_of(action)
 }
 
 /// Plain and hosts lists from this size on are parsed by two threads.

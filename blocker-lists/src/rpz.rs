@@ -65,9 +65,9 @@ use std::{
 use blocker_common::{Action, Kind, QTYPES_ALL};
 use bytes::Bytes;
 use domain::{
-    base::{iana::Class, Name as DName, ToName},
+    base::{iana::Class, Name as DName, Record, ToName},
     rdata::ZoneRecordData,
-    zonefile::inplace::{Entry, ScannedRecord, Zonefile},
+    zonefile::inplace::{Entry, Zonefile},
 };
 use rustc_hash::FxHashMap as HashMap;
 
@@ -125,22 +125,23 @@ impl Owner {
             "A/AAAA local data (sinkhole)".to_string()
         } else {
             match self.action {
-                Some(a) => format!("CNAME {} ({})", cname_of(a), a.as_str()),
+                Some(a) => format!("CNAME {} ({})", cname_of(a).unwrap_or("?"), a.as_str()),
                 None => "nothing".to_string(),
             }
         }
     }
 }
 
-/// The CNAME target that writes a policy action.
-fn cname_of(a: Action) -> &'static str {
+/// The CNAME target that writes a policy action (None: RPZ has no CNAME for it — REFUSED —
+/// or writes it as local data — a sinkhole).
+pub(crate) fn cname_of(a: Action) -> Option<&'static str> {
     match a {
-        Action::Nxdomain => ".",
-        Action::Nodata => "*.",
-        Action::Pass => "rpz-passthru.",
-        Action::Drop => "rpz-drop.",
-        Action::Tc => "rpz-tcp-only.",
-        _ => "?",
+        Action::Nxdomain => Some("."),
+        Action::Nodata => Some("*."),
+        Action::Pass => Some("rpz-passthru."),
+        Action::Drop => Some("rpz-drop."),
+        Action::Tc => Some("rpz-tcp-only."),
+        _ => None,
     }
 }
 
@@ -227,35 +228,70 @@ fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
 }
 
 pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut ParseOutcome) {
-    let mut scan = Scan {
-        out,
-        apex: None,
-        apex_decided: false,
-        apex_lost: None,
-        owners: Vec::with_capacity(text.len() / 40),
-        index: HashMap::with_capacity_and_hasher(text.len() / 40, Default::default()),
-        exact: HashMap::default(),
-        stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
-    };
-    let mut origin = DName::<Bytes>::root();
-    if let Some(o) = opts.rpz_origin.as_deref().filter(|o| !o.is_empty()) {
-        match (Name::from_presentation(o), absolute(o)) {
-            (Ok(n), Ok(d)) => {
-                scan.apex = Some(n);
-                origin = d;
-            }
-            (Err(e), _) => scan.out.error(file, 0, format!("RPZ origin {o:?}: {e}")),
-            (_, Err(e)) => scan.out.error(file, 0, format!("RPZ origin {o:?}: {e}")),
-        }
-    }
+    let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
     scan.scan_text(text, file, Some(&origin), None, 0);
-    for o in std::mem::take(&mut scan.owners) {
-        if o.rewrite.is_some() {
-            continue;
+    scan.finish();
+}
+
+/// The records of a zone (a transferred RPZ, say) read with exactly the semantics of a zone
+/// file: each record goes through the same path as a record the scanner read from a file.
+/// `line` is where the record is shown in diagnostics (its line in a zone file rendered one
+/// record per line, which is how blocker keeps a transferred zone).
+pub(crate) fn parse_records(
+    records: impl IntoIterator<Item = (usize, crate::ZoneRecord)>,
+    file: &Arc<Path>,
+    opts: &Options,
+    out: &mut ParseOutcome,
+) {
+    let records = records.into_iter();
+    let (mut scan, origin) = Scan::start(out, file, opts, records.size_hint().0);
+    for (line, rec) in records {
+        scan.zone_record(&rec, Some(&origin), None, file, line);
+    }
+    scan.finish();
+}
+
+impl<'a> Scan<'a> {
+    /// A scan of `file` (for about `owners` owners) and the origin it starts with.
+    fn start(
+        out: &'a mut ParseOutcome,
+        file: &Arc<Path>,
+        opts: &Options,
+        owners: usize,
+    ) -> (Scan<'a>, DName<Bytes>) {
+        let mut scan = Scan {
+            out,
+            apex: None,
+            apex_decided: false,
+            apex_lost: None,
+            owners: Vec::with_capacity(owners),
+            index: HashMap::with_capacity_and_hasher(owners, Default::default()),
+            exact: HashMap::default(),
+            stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
+        };
+        let mut origin = DName::<Bytes>::root();
+        if let Some(o) = opts.rpz_origin.as_deref().filter(|o| !o.is_empty()) {
+            match (Name::from_presentation(o), absolute(o)) {
+                (Ok(n), Ok(d)) => {
+                    scan.apex = Some(n);
+                    origin = d;
+                }
+                (Err(e), _) => scan.out.error(file, 0, format!("RPZ origin {o:?}: {e}")),
+                (_, Err(e)) => scan.out.error(file, 0, format!("RPZ origin {o:?}: {e}")),
+            }
         }
-        let action = if o.has_data() {
-            if o.v4.len() > 1 || o.v6.len() > 1 {
-                scan.out.warn(
+        (scan, origin)
+    }
+
+    /// Turns what each owner's records said into rules.
+    fn finish(mut self) {
+        for o in std::mem::take(&mut self.owners) {
+            if o.rewrite.is_some() {
+                continue;
+            }
+            let action = if o.has_data() {
+                if o.v4.len() > 1 || o.v6.len() > 1 {
+                    self.out.warn(
                     &o.file,
                     o.line,
                     format!(
@@ -265,24 +301,25 @@ pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut Pars
                         o.v6.len()
                     ),
                 );
-            }
-            Action::Sinkhole
-        } else {
-            match o.action {
-                Some(a) => a,
-                None => continue, // only unsupported data
-            }
-        };
-        scan.out.rules.push(ParsedRule {
-            name: o.name,
-            kind: if o.below { Kind::Below } else { Kind::Exact },
-            action: Some(action),
-            qtypes: QTYPES_ALL,
-            sinkhole_v4: o.v4.first().copied(),
-            sinkhole_v6: o.v6.first().copied(),
-            file: o.file,
-            line: o.line,
-        });
+                }
+                Action::Sinkhole
+            } else {
+                match o.action {
+                    Some(a) => a,
+                    None => continue, // only unsupported data
+                }
+            };
+            self.out.rules.push(ParsedRule {
+                name: o.name,
+                kind: if o.below { Kind::Below } else { Kind::Exact },
+                action: Some(action),
+                qtypes: QTYPES_ALL,
+                sinkhole_v4: o.v4.first().copied(),
+                sinkhole_v6: o.v6.first().copied(),
+                file: o.file,
+                line: o.line,
+            });
+        }
     }
 }
 
@@ -409,7 +446,7 @@ fn snippet(chunk: &Chunk<'_>, line: usize) -> String {
 }
 
 /// A record as written, for messages (`CNAME rpz-drop.`, `A 192.0.2.1`).
-fn shown(rec: &ScannedRecord) -> String {
+fn shown<N: ToName>(rec: &Record<N, ZoneRecordData<Bytes, N>>) -> String {
     match rec.data() {
         ZoneRecordData::Cname(c) => match to_name(c.cname()) {
             Ok(Some(t)) => format!("CNAME {t}."),
@@ -613,63 +650,70 @@ impl Scan<'_> {
                     depth,
                 );
             }
-            Entry::Record(rec) => {
-                let data = rec.data();
-                let is_soa = matches!(data, ZoneRecordData::Soa(_));
-                let is_ns = matches!(data, ZoneRecordData::Ns(_));
-                let owner = match to_name(rec.owner()) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        self.out
-                            .error(file, line, format!("{}: {e}", dotted(rec.owner())));
-                        if is_soa && !self.apex_decided && self.apex.is_none() {
-                            self.apex_lost =
-                                Some(format!("the SOA at {}:{line} was refused", file.display()));
-                        }
-                        return;
-                    }
-                };
-                if !self.apex_decided && !self.decide_apex(is_soa, &owner, origin, lost, file, line)
-                {
-                    return;
-                }
-                let Some(full) = owner else {
-                    if !is_soa && !is_ns {
-                        self.out
-                            .error(file, line, "a record at the root is not a trigger");
-                    }
-                    return;
-                };
-                if is_soa {
-                    return;
-                }
-                let rel = match &self.apex {
-                    Some(apex) if full == *apex => {
-                        if !is_ns {
-                            self.out.warn(
-                                file,
-                                line,
-                                format!("{} record at the zone apex {apex} ignored", rec.rtype()),
-                            );
-                        }
-                        return;
-                    }
-                    Some(apex) => match full.strip_suffix(apex) {
-                        Some(r) => r,
-                        None => {
-                            self.out.error(
-                                file,
-                                line,
-                                format!("{full} is outside the zone {apex}"),
-                            );
-                            return;
-                        }
-                    },
-                    None => full,
-                };
-                self.record(&rec, rel, file, line);
-            }
+            Entry::Record(rec) => self.zone_record(&rec, origin, lost, file, line),
         }
+    }
+
+    /// One record (read from a file, or handed over by [`parse_records`]); `origin`: the
+    /// origin in force.
+    fn zone_record<N: ToName>(
+        &mut self,
+        rec: &Record<N, ZoneRecordData<Bytes, N>>,
+        origin: Option<&DName<Bytes>>,
+        lost: Option<&str>,
+        file: &Arc<Path>,
+        line: usize,
+    ) {
+        let data = rec.data();
+        let is_soa = matches!(data, ZoneRecordData::Soa(_));
+        let is_ns = matches!(data, ZoneRecordData::Ns(_));
+        let owner = match to_name(rec.owner()) {
+            Ok(o) => o,
+            Err(e) => {
+                self.out
+                    .error(file, line, format!("{}: {e}", dotted(rec.owner())));
+                if is_soa && !self.apex_decided && self.apex.is_none() {
+                    self.apex_lost =
+                        Some(format!("the SOA at {}:{line} was refused", file.display()));
+                }
+                return;
+            }
+        };
+        if !self.apex_decided && !self.decide_apex(is_soa, &owner, origin, lost, file, line) {
+            return;
+        }
+        let Some(full) = owner else {
+            if !is_soa && !is_ns {
+                self.out
+                    .error(file, line, "a record at the root is not a trigger");
+            }
+            return;
+        };
+        if is_soa {
+            return;
+        }
+        let rel = match &self.apex {
+            Some(apex) if full == *apex => {
+                if !is_ns {
+                    self.out.warn(
+                        file,
+                        line,
+                        format!("{} record at the zone apex {apex} ignored", rec.rtype()),
+                    );
+                }
+                return;
+            }
+            Some(apex) => match full.strip_suffix(apex) {
+                Some(r) => r,
+                None => {
+                    self.out
+                        .error(file, line, format!("{full} is outside the zone {apex}"));
+                    return;
+                }
+            },
+            None => full,
+        };
+        self.record(rec, rel, file, line);
     }
 
     /// Settles the apex at the first record (`owner`: its owner; `origin`: the origin in
@@ -802,7 +846,13 @@ impl Scan<'_> {
     }
 
     /// A record whose owner, relative to the apex, is `rel`.
-    fn record(&mut self, rec: &ScannedRecord, rel: Name, file: &Arc<Path>, line: usize) {
+    fn record<N: ToName>(
+        &mut self,
+        rec: &Record<N, ZoneRecordData<Bytes, N>>,
+        rel: Name,
+        file: &Arc<Path>,
+        line: usize,
+    ) {
         // Unsupported trigger types sit under their special label, right below the apex.
         let found = if self.apex.is_some() {
             rel.labels().last().and_then(special)

@@ -5,6 +5,8 @@
 pub mod cli;
 pub mod compliance;
 pub mod error;
+pub mod export;
+pub mod feed;
 pub mod filter;
 pub mod guard;
 pub mod kernel;

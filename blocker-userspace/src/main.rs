@@ -1,11 +1,18 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    let cli = blocker::cli::Cli::parse();
+    // The daemon reports what it does (transfers, NOTIFY); commands only warn.
+    let level = match cli.command {
+        // (`domain` logs each NOTIFY itself: `follow` says it once, with the decision; the
+        // controller's phase timings are in the transfer line.)
+        blocker::cli::Command::Follow(_) => "info,domain=warn,blocker::txn=warn",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp(None)
         .format_target(false)
         .init();
-    let cli = blocker::cli::Cli::parse();
     match blocker::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

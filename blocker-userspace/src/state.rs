@@ -144,6 +144,32 @@ pub struct Order {
     pub rules_file: String,
 }
 
+impl Order {
+    /// A new order as `rules load` creates one: default action nxdomain, the configured EDE
+    /// code, its name as EDE text (cut to what fits), no rules.
+    pub fn named(id: u16, name: &str) -> Order {
+        let mut text = String::new();
+        for ch in name.chars() {
+            if text.len() + ch.len_utf8() > MAX_EDE_TEXT {
+                break;
+            }
+            text.push(ch);
+        }
+        Order {
+            id,
+            name: name.to_string(),
+            default_action: Action::Nxdomain,
+            ede_code: 0,
+            ede_text: text,
+            created: now(),
+            updated: now(),
+            sources: Vec::new(),
+            rules: 0,
+            rules_file: String::new(),
+        }
+    }
+}
+
 /// An attached interface, as recorded by `blocker attach`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Interface {

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod env;
+pub mod fleet;
 pub mod oracle;
 pub mod packet;
 pub mod raw;

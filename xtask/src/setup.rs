@@ -42,6 +42,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus",
         "Prometheus and promtool: tests scrape `blocker serve` with a real server and lint it",
     ),
+    (
+        "knot",
+        "Knot DNS, the RPZ primary (AXFR/IXFR, NOTIFY, TSIG) of the fleet tests; setup stops and \
+         disables the service the package starts (the tests run their own in namespaces)",
+    ),
     ("dnsutils", "dig, a second DNS client"),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
@@ -51,7 +56,7 @@ const PACKAGES: &[(&str, &str)] = &[
 /// it right after installing the package: tests and the benchmark run their own instances
 /// (inside namespaces, or on a free loopback port), and a machine that had the package before
 /// keeps its service as it was.
-const SERVICES: &[&str] = &["pdns-recursor", "prometheus"];
+const SERVICES: &[&str] = &["pdns-recursor", "prometheus", "knot"];
 
 /// The packages that building blocker-userspace needs (its build script compiles the eBPF
 /// object it embeds): Debian's rust toolchain and library source, and the LLVM bpf-linker

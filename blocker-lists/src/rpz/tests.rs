@@ -759,3 +759,120 @@ fn skipped_entries_keep_their_first_places() {
     assert_eq!(at("rpz-ip"), [2, 6]);
     assert_eq!(out.unsupported_at["rpz-ip"][0].to_string(), "z.rpz:2");
 }
+
+/// Records handed over one by one (as a zone transfer delivers them) are read exactly as
+/// the same records in a file: the expectations are written out, not derived from the text
+/// reader.
+#[test]
+fn records_read_as_a_zone_file_reads_them() {
+    use domain::base::{iana::Class, Name as DName, Record, Ttl};
+    use domain::rdata::{Aaaa, Cname, Ns, Soa, Txt, ZoneRecordData, A};
+    use std::str::FromStr;
+    let n = |s: &str| DName::<bytes::Bytes>::from_str(s).expect("name");
+    let rec = |owner: &str, data: ZoneRecordData<bytes::Bytes, DName<bytes::Bytes>>| {
+        Record::new(n(owner), Class::IN, Ttl::from_secs(300), data)
+    };
+    let soa = Soa::new(
+        n("ns.rpz.test."),
+        n("admin.rpz.test."),
+        7.into(),
+        Ttl::from_secs(60),
+        Ttl::from_secs(10),
+        Ttl::from_secs(600),
+        Ttl::from_secs(30),
+    );
+    let records = vec![
+        rec("rpz.test.", ZoneRecordData::Soa(soa)),
+        rec("rpz.test.", ZoneRecordData::Ns(Ns::new(n("ns.rpz.test.")))),
+        rec(
+            "bad.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("."))),
+        ),
+        rec(
+            "*.bad.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("*."))),
+        ),
+        rec(
+            "ok.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("rpz-passthru."))),
+        ),
+        rec(
+            "quiet.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("rpz-drop."))),
+        ),
+        rec(
+            "slow.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("rpz-tcp-only."))),
+        ),
+        rec(
+            "sink.example.rpz.test.",
+            ZoneRecordData::A(A::new(Ipv4Addr::new(192, 0, 2, 9))),
+        ),
+        rec(
+            "sink.example.rpz.test.",
+            ZoneRecordData::Aaaa(Aaaa::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9))),
+        ),
+        // The first policy record of an owner wins, later ones are dropped with a warning.
+        rec(
+            "bad.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("rpz-drop."))),
+        ),
+        // Unsupported: a rewrite, local data TXT, an IP trigger; outside the zone: an error.
+        rec(
+            "rw.example.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("walled.garden."))),
+        ),
+        rec(
+            "txt.example.rpz.test.",
+            ZoneRecordData::Txt(Txt::build_from_slice(b"hi").expect("txt")),
+        ),
+        rec(
+            "32.1.2.0.192.rpz-ip.rpz.test.",
+            ZoneRecordData::Cname(Cname::new(n("."))),
+        ),
+        rec(
+            "elsewhere.example.",
+            ZoneRecordData::Cname(Cname::new(n("."))),
+        ),
+    ];
+    let opts = Options {
+        rpz_origin: Some("rpz.test".into()),
+        ..Options::default()
+    };
+    let out = crate::parse_rpz_records(
+        records.into_iter().enumerate().map(|(i, r)| (i + 1, r)),
+        Path::new("feeds/rpz.test.zone"),
+        &opts,
+    );
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("bad.example".into(), Kind::Exact, Action::Nxdomain, 3),
+            ("bad.example".into(), Kind::Below, Action::Nodata, 4),
+            ("ok.example".into(), Kind::Exact, Action::Pass, 5),
+            ("quiet.example".into(), Kind::Exact, Action::Drop, 6),
+            ("slow.example".into(), Kind::Exact, Action::Tc, 7),
+            ("sink.example".into(), Kind::Exact, Action::Sinkhole, 8),
+        ]
+    );
+    let sink = &out.rules[5];
+    assert_eq!(sink.sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 9)));
+    assert_eq!(
+        sink.sinkhole_v6,
+        Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9))
+    );
+    assert_eq!(
+        msgs(&out.errors),
+        vec!["feeds/rpz.test.zone:14: elsewhere.example is outside the zone rpz.test"]
+    );
+    assert!(
+        msgs(&out.warnings)
+            .iter()
+            .any(|w| w.starts_with("feeds/rpz.test.zone:10: bad.example: CNAME rpz-drop. ignored")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
+    assert_eq!(out.unsupported.get("rpz-ip"), Some(&1));
+}

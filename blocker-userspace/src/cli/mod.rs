@@ -5,6 +5,9 @@ pub mod config;
 pub mod detach;
 pub mod events;
 pub mod explain;
+pub mod export;
+pub mod feed;
+pub mod follow;
 pub mod orders;
 pub mod protect;
 pub mod report;
@@ -49,7 +52,7 @@ pub enum Command {
     Attach(attach::Args),
     /// Detach blocker from interfaces (rules stay loaded), or remove everything with --purge.
     Detach(detach::Args),
-    /// Show interfaces, program, rule and order counts, key filter, list generation.
+    /// Show interfaces, program, rule and order counts, key filter, feeds, list generation.
     Status(status::Args),
     /// Add, remove, list and load rules.
     #[command(subcommand)]
@@ -73,13 +76,22 @@ pub enum Command {
     #[command(subcommand)]
     Config(config::Command),
     /// Serve Prometheus metrics (exit reasons, per order, top rules, generation, key filter,
-    /// interfaces): OpenMetrics when the scrape's Accept header asks for it, else the
+    /// interfaces, feeds): OpenMetrics when the scrape's Accept header asks for it, else the
     /// Prometheus text format 0.0.4.
     Serve(serve::Args),
     /// Write sampled block events (time, order, rule, action, client) as JSON lines.
     Events(events::Args),
     /// Live view of the busiest orders and rules, with rates.
     Top(top::Args),
+    /// Orders that follow RPZ zones from primaries (AXFR/IXFR, NOTIFY, TSIG): add, list,
+    /// remove.
+    #[command(subcommand)]
+    Feed(feed::Command),
+    /// Write an order as an RPZ zone file (`--rpz ORDER`).
+    Export(export::Args),
+    /// Keep every feed current: transfers, NOTIFY, SOA timers (runs in the foreground, logs
+    /// to stderr, stops on SIGTERM).
+    Follow(follow::Args),
 }
 
 /// Where things are.
@@ -128,6 +140,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve::run(ctx, a),
         Command::Events(a) => events::run(&ctx, a),
         Command::Top(a) => top::run(&ctx, a),
+        Command::Feed(c) => feed::run(&ctx, c),
+        Command::Follow(a) => follow::run(ctx, a),
+        Command::Export(a) => export::run(&ctx, a),
     }
 }
 

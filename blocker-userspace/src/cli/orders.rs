@@ -138,6 +138,15 @@ fn remove(ctx: &Ctx, a: RemoveArgs) -> Result<ExitCode> {
     let Some(order) = c.state.order(&a.order).cloned() else {
         bail!("no order named {:?} (see `blocker orders list`)", a.order);
     };
+    // `blocker follow` would bring a followed order back at the next serial.
+    if let Some(f) = crate::feed::load_feeds(&ctx.dir)?.by_order(&a.order) {
+        bail!(
+            "order {:?} follows zone {} (`blocker feed remove {:?}` first); nothing was changed",
+            a.order,
+            f.zone,
+            a.order
+        );
+    }
     let s = c.apply(vec![OrderChange::Remove { id: order.id }])?;
     let rec = Record::new("orders remove", started, Some(&a.order), Some(&s), &a.audit);
     compliance::append(&ctx.dir, &rec)?;

@@ -129,7 +129,7 @@ pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
             up: ctx.pins.link(name).exists(),
         })
         .collect();
-    exposition(&report, state.updated, &interfaces)
+    exposition(&report, state.updated, &interfaces, Some(ctx))
 }
 
 /// An interface in the state, and whether its link is pinned.
@@ -140,7 +140,12 @@ pub struct Attached {
 }
 
 /// The OpenMetrics exposition of a report, the time of the last change and the interfaces.
-pub fn exposition(report: &Report, updated: u64, interfaces: &[Attached]) -> Result<String> {
+pub fn exposition(
+    report: &Report,
+    updated: u64,
+    interfaces: &[Attached],
+    feeds: Option<&Ctx>,
+) -> Result<String> {
     let mut reg = Registry::default();
 
     let packets = Family::<Labels, Counter>::default();
@@ -245,6 +250,11 @@ pub fn exposition(report: &Report, updated: u64, interfaces: &[Attached]) -> Res
                 ("mode".into(), i.mode.clone()),
             ])
             .set(i.up as i64);
+    }
+
+    // Feeds (`blocker feed`), as `blocker follow` last recorded them.
+    if let Some(ctx) = feeds {
+        super::feed::register_metrics(&mut reg, ctx)?;
     }
 
     let mut out = String::new();
@@ -377,7 +387,7 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_base_units() {
-        let om = exposition(&report(), 1_700_000_000, &attached()).expect("encodes");
+        let om = exposition(&report(), 1_700_000_000, &attached(), None).expect("encodes");
         assert!(om.ends_with("# EOF\n"), "{om}");
         let mut families = 0;
         for line in om.lines() {
@@ -400,7 +410,7 @@ mod tests {
 
     #[test]
     fn text_format_names_counters_by_their_samples() {
-        let om = exposition(&report(), 1_700_000_000, &attached()).expect("encodes");
+        let om = exposition(&report(), 1_700_000_000, &attached(), None).expect("encodes");
         let text = to_text_format(&om);
         assert!(!text.contains("# EOF"), "{text}");
         assert!(text.contains(

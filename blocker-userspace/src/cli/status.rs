@@ -40,6 +40,8 @@ struct Status {
     updated: u64,
     /// The key filter in front of the rule map (absent: off, or not loaded).
     key_filter: Option<crate::filter::Usage>,
+    /// Orders that follow RPZ zones (`blocker feed`), with what `blocker follow` recorded.
+    feeds: Vec<super::feed::Listed>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
@@ -93,6 +95,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         kernel_generation: kgen,
         updated: state.updated,
         key_filter,
+        feeds: super::feed::listed(ctx)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -143,6 +146,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
             100.0 * f.set as f64 / f.bits as f64
         ),
         None => println!("filter     off (every candidate name is looked up)"),
+    }
+    let t = crate::state::now();
+    for (i, l) in s.feeds.iter().enumerate() {
+        for (j, line) in super::feed::describe(l, t).iter().enumerate() {
+            let head = if i == 0 && j == 0 { "feeds" } else { "" };
+            println!("{head:<10} {line}");
+        }
     }
     println!(
         "generation {} (updated {})",

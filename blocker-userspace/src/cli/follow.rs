@@ -1,0 +1,48 @@
+//! `blocker follow`: the daemon that keeps every feed's order equal to its RPZ zone.
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::feed::follow::{run as follow, Options};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Answer NOTIFY from the feeds' primaries on this address (UDP and TCP), e.g.
+    /// 192.0.2.53:53 or [::]:5353. Without it, feeds follow their SOA refresh timers only.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Seconds to wait for a primary: to connect, and for each message of a transfer.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+}
+
+pub fn run(ctx: Ctx, a: Args) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => log::info!("SIGINT"),
+            }
+        };
+        let opts = Options {
+            listen: a.listen,
+            timeout: Duration::from_secs(a.timeout),
+            poll: Duration::from_secs(2),
+        };
+        log::info!(
+            "following the feeds of {} (bpffs {})",
+            ctx.dir.dir.display(),
+            ctx.pins.dir.display()
+        );
+        follow(ctx.pins, ctx.dir, opts, shutdown).await?;
+        log::info!("stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,915 @@
+//! `blocker follow`: keeps every feed's order equal to its zone on the primaries.
+//!
+//! One task per feed:
+//! 1. At start, the saved copy (`feeds/<zone>.zone`) is enforced again (a no-op when the
+//!    order already holds it) and its serial is where the IXFR resumes.
+//! 2. Then, at the SOA refresh interval (or `--refresh`), at the SOA retry interval after a
+//!    failure, and at once on a NOTIFY from a primary: ask the primaries in turn for the SOA;
+//!    if the serial is newer, IXFR from the enforced serial (AXFR with no copy yet, or when
+//!    the primary cannot serve the difference: NOTIMP, REFUSED, FORMERR, a lone SOA with
+//!    another serial, or a difference that does not apply to the copy).
+//! 3. A transfer is applied only once complete: the zone is read as RPZ (the same reading as
+//!    `rules load --format rpz`), and the order's rules are replaced through the controller in
+//!    one generation (only the names whose rules change are written). Any failure — no
+//!    answer, a cut transfer, a bad TSIG, a record that is not valid RPZ — leaves the last
+//!    good copy enforced; the error is logged and recorded in the feed's status.
+//! 4. Without contact for the SOA expire time the copy expires: kept (default, reported at
+//!    every retry) or withdrawn (`--on-expire stop`) until the next successful transfer.
+//!
+//! The feed list is re-read every few seconds: `feed add/remove` take effect without a
+//! restart.
+
+use std::{
+    collections::HashMap,
+    fs,
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use blocker_common::Action;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    load_feeds, load_key, load_status, notify, save_status, serial_newer,
+    xfr::{apex_of, Full, Ixfr, Primary, XfrError},
+    zone::{serial_of, Zone},
+    zone_path, Feed, FeedError, FeedStatus, FeedsFile, OnExpire, TransferReport,
+};
+use crate::{
+    kernel::Pins,
+    state::{now, Order, Rule, Source, StateDir},
+    txn::{Controller, OrderChange},
+};
+
+/// How `follow` runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to answer NOTIFY (UDP and TCP); None: no NOTIFY, timers only.
+    pub listen: Option<SocketAddr>,
+    /// Per exchange with a primary: connecting, and waiting for each message.
+    pub timeout: Duration,
+    /// How often the feed list is re-read.
+    pub poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Feeds(#[from] FeedError),
+    #[error("cannot answer NOTIFY on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{path}: another `blocker follow` is running on this state directory", path = path.display())]
+    Running { path: PathBuf },
+}
+
+/// Holds `feeds/follow.lock` (flock) while `follow` runs: two followers of one state
+/// directory would transfer and apply everything twice.
+struct Single {
+    _file: fs::File,
+}
+
+fn single(dir: &StateDir) -> Result<Single, FollowError> {
+    let path = super::feeds_dir(dir).join("follow.lock");
+    let io = |source| {
+        FollowError::Feeds(FeedError::Io {
+            path: path.clone(),
+            source,
+        })
+    };
+    fs::create_dir_all(super::feeds_dir(dir)).map_err(io)?;
+    let file = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a file descriptor we own.
+    let r = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if r != 0 {
+        return Err(FollowError::Running { path });
+    }
+    Ok(Single { _file: file })
+}
+
+struct Shared {
+    pins: Pins,
+    dir: StateDir,
+    registry: notify::Registry,
+    timeout: Duration,
+}
+
+struct Running {
+    feed: Feed,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Follows the feeds of `dir` until `shutdown` completes.
+pub async fn run(
+    pins: Pins,
+    dir: StateDir,
+    opts: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), FollowError> {
+    let _single = single(&dir)?;
+    let registry = notify::Registry::default();
+    // Refuse a broken feed list at start (later it is re-read and a broken one is reported).
+    let mut current: FeedsFile = load_feeds(&dir)?;
+    let _listeners = match opts.listen {
+        Some(addr) => {
+            let l = notify::listen(addr, registry.clone())
+                .await
+                .map_err(|source| FollowError::Listen { addr, source })?;
+            log::info!("answering NOTIFY on {addr} (UDP and TCP) from the feeds' primaries");
+            Some(l)
+        }
+        None => {
+            log::warn!(
+                "no --listen: NOTIFY is not answered; feeds follow their SOA refresh timers"
+            );
+            None
+        }
+    };
+    let shared = Arc::new(Shared {
+        pins,
+        dir,
+        registry,
+        timeout: opts.timeout,
+    });
+    let mut running: HashMap<String, Running> = HashMap::new();
+    reconcile(&shared, &mut running, &current);
+    if current.feeds.is_empty() {
+        log::warn!("no feeds configured yet (`blocker feed add`); watching the feed list");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(opts.poll) => {}
+        }
+        match load_feeds(&shared.dir) {
+            Ok(f) if f != current => {
+                reconcile(&shared, &mut running, &f);
+                current = f;
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("{e}; the feeds keep running as they were"),
+        }
+    }
+    log::info!("stopping: no transfer is applied after this point");
+    for (_, r) in running.drain() {
+        let _ = r.stop.send(true);
+        // A change being applied finishes (it is atomic either way); then the task ends.
+        let _ = tokio::time::timeout(Duration::from_secs(60), r.task).await;
+    }
+    Ok(())
+}
+
+/// Starts the feeds that are new or changed, stops the ones removed or changed.
+fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, feeds: &FeedsFile) {
+    running.retain(|order, r| {
+        let keep = feeds.by_order(order) == Some(&r.feed);
+        if !keep {
+            log::info!("{}: feed removed or changed, stopping it", r.feed.zone);
+            let _ = r.stop.send(true);
+            shared.registry.remove(&r.feed.zone);
+        }
+        keep
+    });
+    for feed in &feeds.feeds {
+        if running.contains_key(&feed.order) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(follow_feed(shared.clone(), feed.clone(), stopped));
+        running.insert(
+            feed.order.clone(),
+            Running {
+                feed: feed.clone(),
+                stop,
+                task,
+            },
+        );
+    }
+}
+
+/// One feed's state in its task.
+struct Follower {
+    shared: Arc<Shared>,
+    feed: Feed,
+    apex: domain::base::Name<bytes::Bytes>,
+    primaries: Vec<Primary>,
+    /// The copy enforced (or withdrawn at expiry: `enforced` false).
+    zone: Option<Zone>,
+    enforced: bool,
+    st: FeedStatus,
+    /// The earliest NOTIFY not yet followed by the enforcement of what it announced.
+    pending: Option<notify::Notice>,
+    /// The primary that answered last (tried first).
+    first: usize,
+}
+
+async fn follow_feed(shared: Arc<Shared>, feed: Feed, mut stop: watch::Receiver<bool>) {
+    let zone_name = feed.zone.clone();
+    let mut f = match Follower::new(shared.clone(), feed) {
+        Ok(f) => f,
+        Err(b) => {
+            let (mut st, e) = *b;
+            // A feed that cannot even start (its key file is unreadable, say) says so in its
+            // status until it is fixed (`feed add` again, which restarts it).
+            log::error!("{zone_name}: {e}");
+            st.last_error = Some(e);
+            st.last_error_at = now();
+            st.failures += 1;
+            st.failures_total += 1;
+            st.updated = now();
+            let _ = save_status(&shared.dir, &st);
+            let _ = stop.changed().await;
+            return;
+        }
+    };
+    let (tx, mut notices) = mpsc::unbounded_channel();
+    shared.registry.set(
+        &f.feed.zone,
+        notify::Listening {
+            primaries: f.primaries.iter().map(|p| p.addr.ip()).collect(),
+            key: f.primaries.first().and_then(|p| p.key.clone()),
+            tx,
+        },
+    );
+    f.restore().await;
+    loop {
+        let ok = tokio::select! {
+            r = f.refresh() => r,
+            _ = stop.changed() => break,
+        };
+        f.after(ok).await;
+        f.st.updated = now();
+        if let Err(e) = save_status(&f.shared.dir, &f.st) {
+            log::error!("{}: {e}", f.feed.zone);
+        }
+        let wait = f.wait(ok);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            n = notices.recv() => {
+                if let Some(n) = n {
+                    f.noticed(n);
+                    while let Ok(n) = notices.try_recv() {
+                        f.noticed(n);
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// A short account of what a zone's RPZ reading skipped.
+fn skipped(u: &std::collections::BTreeMap<String, usize>) -> String {
+    u.iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What an applied change did.
+struct Applied {
+    rules: usize,
+    names_changed: usize,
+    generation: u32,
+    added: usize,
+    removed: usize,
+    ms: u64,
+}
+
+/// Reads `zone` as RPZ and makes it the whole content of the feed's order (blocking: runs on
+/// a blocking thread). Nothing changes on an error.
+fn enforce_blocking(
+    shared: &Shared,
+    feed: &Feed,
+    zone: &Zone,
+    source: &str,
+) -> Result<Applied, String> {
+    let t0 = Instant::now();
+    let path = zone_path(&shared.dir, &feed.zone);
+    let serial = zone.serial();
+    let out = zone.rpz(&path);
+    log::debug!(
+        "{}: read as RPZ: {} ms",
+        feed.zone,
+        t0.elapsed().as_millis()
+    );
+    if !out.errors.is_empty() {
+        // The refused copy is kept for the operator to look at; the messages point into it.
+        let rejected = PathBuf::from(format!("{}.rejected", path.display()));
+        let header = [
+            format!(
+                "blocker: RPZ zone {} serial {serial}, REFUSED (records that are not valid RPZ)",
+                feed.zone
+            ),
+            format!("from {source}; the order keeps the copy before it"),
+        ];
+        let kept = super::write_atomic(&rejected, zone.render(&header).as_bytes()).is_ok();
+        let shown = if kept {
+            rejected.as_path()
+        } else {
+            path.as_path()
+        };
+        const SHOWN: usize = 3;
+        let first: Vec<String> = out
+            .errors
+            .iter()
+            .take(SHOWN)
+            .map(|e| format!("{}:{}: {}", shown.display(), e.line, e.message))
+            .collect();
+        let n = out.errors.len();
+        return Err(format!(
+            "serial {serial}: {n} record{} not valid RPZ ({}{}); nothing applied, the last \
+             good copy stays enforced",
+            if n == 1 { " is" } else { "s are" },
+            first.join("; "),
+            if n > SHOWN { "; …" } else { "" }
+        ));
+    }
+    let unsupported: usize = out.unsupported.values().sum();
+    if out.rules.is_empty() && unsupported > 0 {
+        return Err(format!(
+            "serial {serial} would leave order {:?} with no rules: all {unsupported} entries \
+             are unsupported ({}); nothing applied",
+            feed.order,
+            skipped(&out.unsupported)
+        ));
+    }
+    if unsupported > 0 {
+        log::warn!(
+            "{}: serial {serial}: skipped {}",
+            feed.zone,
+            skipped(&out.unsupported)
+        );
+    }
+    let file: Arc<str> = path.display().to_string().into();
+    let rules: Vec<Rule> = out
+        .rules
+        .into_iter()
+        .map(|p| Rule {
+            name: p.name,
+            kind: p.kind,
+            action: p.action.unwrap_or(Action::Nxdomain),
+            qtypes: p.qtypes,
+            id: 0,
+            source: Source::at(file.clone(), p.line),
+        })
+        .collect();
+    let n = rules.len();
+    // The copy is written next to the old one and takes its place once enforced: the rule
+    // sources point at its lines.
+    let staged = PathBuf::from(format!("{}.new", path.display()));
+    let header = [
+        format!(
+            "blocker: RPZ zone {} serial {serial}, the whole content of order {:?}",
+            feed.zone, feed.order
+        ),
+        format!("from {source}; written by `blocker follow`, do not edit"),
+    ];
+    super::write_atomic(&staged, zone.render(&header).as_bytes()).map_err(|e| e.to_string())?;
+    log::debug!(
+        "{}: copy written: {} ms",
+        feed.zone,
+        t0.elapsed().as_millis()
+    );
+    let summary = (|| -> anyhow::Result<_> {
+        let mut c = Controller::open(&shared.pins, &shared.dir)?;
+        let mut order = match c.state.order(&feed.order) {
+            Some(o) => o.clone(),
+            None => Order::named(c.state.free_order_id()?, &feed.order),
+        };
+        // What was transferred and how is in the feed's status; the order says which copy
+        // it holds (the same words for the same copy: enforcing it again changes nothing).
+        order.sources = vec![format!("rpz {} serial {serial}", feed.zone)];
+        Ok(c.apply(vec![OrderChange::Put {
+            order,
+            rules: Some(rules),
+        }])?)
+    })();
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = fs::remove_file(&staged);
+            return Err(format!("applying serial {serial}: {e:#}"));
+        }
+    };
+    if let Err(e) = fs::rename(&staged, &path) {
+        log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
+    }
+    Ok(Applied {
+        rules: n,
+        names_changed: summary.names_changed,
+        generation: summary.generation,
+        added: summary.rules_added,
+        removed: summary.rules_removed,
+        ms: t0.elapsed().as_millis() as u64,
+    })
+}
+
+/// Removes the order's rules at expiry (`--on-expire stop`), keeping the order.
+fn withdraw_blocking(shared: &Shared, feed: &Feed, serial: u32) -> anyhow::Result<u32> {
+    let mut c = Controller::open(&shared.pins, &shared.dir)?;
+    let Some(mut order) = c.state.order(&feed.order).cloned() else {
+        return Ok(c.state.generation);
+    };
+    order.sources = vec![format!(
+        "rpz {} serial {serial} EXPIRED: rules withdrawn (--on-expire stop)",
+        feed.zone
+    )];
+    let s = c.apply(vec![OrderChange::Put {
+        order,
+        rules: Some(Vec::new()),
+    }])?;
+    Ok(s.generation)
+}
+
+impl Follower {
+    fn new(shared: Arc<Shared>, feed: Feed) -> Result<Follower, Box<(FeedStatus, String)>> {
+        let mut st = load_status(&shared.dir, &feed.zone).unwrap_or_default();
+        st.zone = feed.zone.clone();
+        st.order = feed.order.clone();
+        st.on_expire = feed.on_expire.as_str().to_string();
+        let key = match &feed.tsig_key {
+            Some(p) => match load_key(p) {
+                Ok(k) => Some(k.key),
+                Err(e) => return Err(Box::new((st, format!("TSIG key: {e}")))),
+            },
+            None => None,
+        };
+        let apex =
+            apex_of(&feed.zone).map_err(|e| Box::new((st.clone(), format!("zone name: {e}"))))?;
+        let primaries = feed
+            .primaries
+            .iter()
+            .map(|a| Primary {
+                addr: *a,
+                key: key.clone(),
+                timeout: shared.timeout,
+            })
+            .collect();
+        Ok(Follower {
+            shared,
+            feed,
+            apex,
+            primaries,
+            zone: None,
+            enforced: false,
+            st,
+            pending: None,
+            first: 0,
+        })
+    }
+
+    fn zone_name(&self) -> &str {
+        &self.feed.zone
+    }
+
+    /// Enforces the saved copy again (a no-op when the order holds it already).
+    async fn restore(&mut self) {
+        let path = zone_path(&self.shared.dir, &self.feed.zone);
+        if !path.exists() {
+            log::info!(
+                "{}: no copy yet; transferring it from {}",
+                self.zone_name(),
+                self.primaries_list()
+            );
+            self.st.serial = None;
+            return;
+        }
+        let z = match Zone::load(&path, &self.feed.zone) {
+            Ok(z) => z,
+            Err(e) => {
+                log::error!(
+                    "{}: the saved copy is unusable ({e}); transferring the whole zone",
+                    self.zone_name()
+                );
+                return;
+            }
+        };
+        let serial = z.serial();
+        match self.enforce(z, "the saved copy".to_string()).await {
+            Ok((z, a)) => {
+                log::info!(
+                    "{}: resuming at serial {serial} ({} rules, generation {}{})",
+                    self.zone_name(),
+                    a.rules,
+                    a.generation,
+                    if a.names_changed == 0 {
+                        ", already enforced"
+                    } else {
+                        ""
+                    }
+                );
+                self.zone = Some(z);
+                self.enforced = true;
+                self.st.serial = Some(serial);
+                if self.st.expires_at == 0 {
+                    self.st.expires_at =
+                        now() + u64::from(self.zone.as_ref().map_or(0, |z| z.timers().2));
+                }
+            }
+            Err((_, e)) => self.failed(format!("the saved copy: {e}")),
+        }
+    }
+
+    fn primaries_list(&self) -> String {
+        self.primaries
+            .iter()
+            .map(|p| p.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn failed(&mut self, e: String) {
+        log::error!("{}: {e}", self.zone_name());
+        self.st.last_error = Some(e);
+        self.st.last_error_at = now();
+    }
+
+    fn noticed(&mut self, n: notify::Notice) {
+        self.st.last_notify = now();
+        match &self.pending {
+            Some(p) if p.at <= n.at => {
+                // Keep the earliest time; the latest serial.
+                let serial = match (p.serial, n.serial) {
+                    (Some(a), Some(b)) if serial_newer(b, a) => Some(b),
+                    (a, b) => a.or(b),
+                };
+                self.pending = Some(notify::Notice {
+                    serial,
+                    ..p.clone()
+                });
+            }
+            _ => self.pending = Some(n),
+        }
+    }
+
+    /// Seconds to the next refresh after an attempt.
+    fn wait(&self, ok: bool) -> Duration {
+        let (refresh, retry, _) = self.zone.as_ref().map_or((30, 30, 0), Zone::timers);
+        let refresh = self.feed.refresh.unwrap_or(refresh).max(1);
+        let retry = retry.clamp(1, refresh);
+        let secs = match (ok, &self.zone) {
+            (true, Some(_)) => refresh,
+            (_, None) => refresh.min(30),
+            (false, Some(_)) => retry,
+        };
+        Duration::from_secs(u64::from(secs))
+    }
+
+    /// Enforces `zone` on a blocking thread; gives the zone back with what was done (on an
+    /// error too, unless the thread died with it).
+    async fn enforce(
+        &self,
+        zone: Zone,
+        source: String,
+    ) -> Result<(Zone, Applied), (Option<Zone>, String)> {
+        let shared = self.shared.clone();
+        let feed = self.feed.clone();
+        let serial = zone.serial();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = enforce_blocking(&shared, &feed, &zone, &source);
+            (zone, r)
+        })
+        .await;
+        match r {
+            Ok((z, Ok(a))) => Ok((z, a)),
+            Ok((z, Err(e))) => Err((Some(z), e)),
+            Err(e) => Err((None, format!("applying serial {serial}: {e}"))),
+        }
+    }
+
+    /// One refresh: SOA check at each primary in turn, transfer if newer. True when a primary
+    /// answered and the copy is current.
+    async fn refresh(&mut self) -> bool {
+        let mut errors = Vec::new();
+        let n = self.primaries.len();
+        for i in 0..n {
+            let idx = (self.first + i) % n;
+            let p = self.primaries[idx].clone();
+            self.st.last_check = now();
+            let soa = match p.soa(&self.apex).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("{}: {e}", self.zone_name());
+                    errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let theirs = serial_of(&soa);
+            self.st.primary_serial = Some(theirs);
+            self.st.primary = Some(p.addr.to_string());
+            match self.sync(&p, theirs).await {
+                Ok(()) => {
+                    self.first = idx;
+                    self.st.last_success = now();
+                    self.st.failures = 0;
+                    self.st.last_error = None;
+                    let expire = self.zone.as_ref().map_or(0, |z| z.timers().2);
+                    self.st.expires_at = now() + u64::from(expire);
+                    if self.st.expired {
+                        log::warn!(
+                            "{}: contact with {} again: no longer expired",
+                            self.zone_name(),
+                            p.addr
+                        );
+                        self.st.expired = false;
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    log::error!("{}: {e}", self.zone_name());
+                    errors.push(e);
+                }
+            }
+        }
+        self.st.failures += 1;
+        self.st.failures_total += 1;
+        self.st.last_error = Some(errors.join("; "));
+        self.st.last_error_at = now();
+        false
+    }
+
+    /// Brings the copy to the primary's serial `theirs` (after its SOA said so).
+    async fn sync(&mut self, p: &Primary, theirs: u32) -> Result<(), String> {
+        let ours = self.zone.as_ref().map(Zone::serial);
+        if let Some(ours) = ours {
+            if !serial_newer(theirs, ours) {
+                if theirs != ours {
+                    log::warn!(
+                        "{}: {} serves serial {theirs}, older than the enforced {ours}: keeping {ours}",
+                        self.zone_name(),
+                        p.addr
+                    );
+                }
+                if !self.enforced {
+                    self.reenforce().await?;
+                }
+                self.current(ours);
+                return Ok(());
+            }
+        }
+        if self.st.behind_since == 0 {
+            self.st.behind_since = now();
+        }
+        let t0 = Instant::now();
+        let result: Result<(), String> = match (&self.zone, ours) {
+            (Some(z), Some(ours)) => match p.ixfr(&self.apex, z.soa()).await {
+                Ok(Ixfr::UpToDate) => {
+                    // The SOA said newer, the IXFR says current: a primary between versions.
+                    self.current(ours);
+                    return Ok(());
+                }
+                Ok(Ixfr::Diff(d)) => {
+                    let mut zone = self
+                        .zone
+                        .take()
+                        .unwrap_or_else(|| Zone::new(self.apex.clone(), d.soa.clone(), Vec::new()));
+                    match zone.apply(&d.batches) {
+                        Ok(undo) => {
+                            let transfer_ms = t0.elapsed().as_millis() as u64;
+                            let report = TransferReport {
+                                kind: "ixfr".into(),
+                                fallback: None,
+                                from_serial: Some(ours),
+                                serial: zone.serial(),
+                                primary: p.addr.to_string(),
+                                at: now(),
+                                records: d.records,
+                                zone_records: zone.len(),
+                                transfer_ms,
+                                ..Default::default()
+                            };
+                            let source = format!("IXFR {ours}→{} from {}", zone.serial(), p.addr);
+                            match self.enforce(zone, source).await {
+                                Ok((z, a)) => {
+                                    self.applied(z, a, report, d.messages);
+                                    return Ok(());
+                                }
+                                Err((z, e)) => {
+                                    // Without the copy (lost with a dead thread) the next
+                                    // attempt transfers the whole zone.
+                                    self.zone = z.map(|mut z| {
+                                        z.undo(undo);
+                                        z
+                                    });
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.zone = Some(zone);
+                            Err(format!("{e}: transferring the whole zone"))
+                        }
+                    }
+                }
+                Ok(Ixfr::Full(f)) => {
+                    return self
+                        .install(
+                            p,
+                            f,
+                            t0,
+                            Some(ours),
+                            Some("the primary answered the IXFR with the whole zone".into()),
+                        )
+                        .await
+                }
+                Ok(Ixfr::Unavailable(why)) => Err(why),
+                // A reply the interpreter cannot read as an IXFR, or an error rcode other
+                // than the ones that mean "no IXFR here": try the whole zone.
+                Err(e @ (XfrError::Malformed { .. } | XfrError::Rcode { .. })) => {
+                    Err(format!("{e}: transferring the whole zone"))
+                }
+                // The network or the key: the same would happen to an AXFR; retry later.
+                Err(e) => return Err(e.to_string()),
+            },
+            _ => Err(String::new()),
+        };
+        let fallback = result.err().filter(|s| !s.is_empty());
+        if let Some(why) = &fallback {
+            log::warn!("{}: IXFR from {}: {why}; AXFR", self.zone_name(), p.addr);
+        }
+        let t0 = Instant::now();
+        let full = p.axfr(&self.apex).await.map_err(|e| e.to_string())?;
+        self.install(p, full, t0, ours, fallback).await
+    }
+
+    /// Enforces a whole zone received from `p`.
+    async fn install(
+        &mut self,
+        p: &Primary,
+        f: Full,
+        t0: Instant,
+        from: Option<u32>,
+        fallback: Option<String>,
+    ) -> Result<(), String> {
+        let records = f.records.len() + 1;
+        let messages = f.messages;
+        let zone = Zone::new(self.apex.clone(), f.soa, f.records);
+        let report = TransferReport {
+            kind: "axfr".into(),
+            fallback,
+            from_serial: from,
+            serial: zone.serial(),
+            primary: p.addr.to_string(),
+            at: now(),
+            records,
+            zone_records: zone.len(),
+            transfer_ms: t0.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        let source = format!("AXFR {} from {}", zone.serial(), p.addr);
+        match self.enforce(zone, source).await {
+            Ok((z, a)) => {
+                self.applied(z, a, report, messages);
+                Ok(())
+            }
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// Records an enforced transfer.
+    fn applied(&mut self, z: Zone, a: Applied, mut report: TransferReport, messages: usize) {
+        report.rules = a.rules;
+        report.names_changed = a.names_changed;
+        report.generation = a.generation;
+        report.apply_ms = a.ms;
+        let serial = z.serial();
+        log::info!(
+            "{}: {} {}→{serial} from {} ({} records in {messages} messages, {} ms{}); enforced as generation {} in {} ms: {} rules (+{} −{}), {} names changed in the kernel",
+            self.zone_name(),
+            report.kind.to_uppercase(),
+            report.from_serial.map_or("-".to_string(), |s| s.to_string()),
+            report.primary,
+            report.records,
+            report.transfer_ms,
+            report.fallback.as_ref().map_or(String::new(), |f| format!("; {f}")),
+            a.generation,
+            a.ms,
+            a.rules,
+            a.added,
+            a.removed,
+            a.names_changed,
+        );
+        if report.kind == "ixfr" {
+            self.st.ixfr_count += 1;
+        } else {
+            self.st.axfr_count += 1;
+        }
+        self.st.last_transfer = Some(report);
+        self.zone = Some(z);
+        self.enforced = true;
+        self.current(serial);
+    }
+
+    /// The copy at `serial` is enforced and current.
+    fn current(&mut self, serial: u32) {
+        self.st.serial = Some(serial);
+        if self
+            .st
+            .primary_serial
+            .is_none_or(|p| !serial_newer(p, serial))
+        {
+            self.st.behind_since = 0;
+        }
+        if let Some(n) = &self.pending {
+            if n.serial.is_none_or(|s| !serial_newer(s, serial)) {
+                let ms = n.at.elapsed().as_millis() as u64;
+                if self
+                    .st
+                    .last_transfer
+                    .as_ref()
+                    .is_some_and(|t| t.serial == serial && t.at >= self.st.last_notify)
+                {
+                    log::info!(
+                        "{}: serial {serial} enforced {ms} ms after the NOTIFY from {}",
+                        self.zone_name(),
+                        n.source
+                    );
+                    self.st.notify_to_enforce_ms = Some(ms);
+                }
+                self.pending = None;
+            }
+        }
+    }
+
+    /// Enforces the copy again after it was withdrawn at expiry.
+    async fn reenforce(&mut self) -> Result<(), String> {
+        let Some(z) = self.zone.take() else {
+            return Ok(());
+        };
+        let source = format!("the copy of serial {}, again after expiry", z.serial());
+        match self.enforce(z, source).await {
+            Ok((z, a)) => {
+                log::warn!(
+                    "{}: serial {} enforced again ({} rules, generation {})",
+                    self.zone_name(),
+                    z.serial(),
+                    a.rules,
+                    a.generation
+                );
+                self.zone = Some(z);
+                self.enforced = true;
+                Ok(())
+            }
+            Err((z, e)) => {
+                self.zone = z;
+                Err(e)
+            }
+        }
+    }
+
+    /// After a refresh: expiry.
+    async fn after(&mut self, ok: bool) {
+        if ok || self.zone.is_none() || self.st.expires_at == 0 || now() < self.st.expires_at {
+            return;
+        }
+        let serial = self.zone.as_ref().map_or(0, Zone::serial);
+        let first = !self.st.expired;
+        self.st.expired = true;
+        match self.feed.on_expire {
+            OnExpire::Keep => log::error!(
+                "{}: EXPIRED: no primary reached for the SOA expire time; the last good copy (serial {serial}) stays enforced (--on-expire keep)",
+                self.zone_name()
+            ),
+            OnExpire::Stop if self.enforced => {
+                let shared = self.shared.clone();
+                let feed = self.feed.clone();
+                match tokio::task::spawn_blocking(move || withdraw_blocking(&shared, &feed, serial)).await {
+                    Ok(Ok(g)) => {
+                        log::error!(
+                            "{}: EXPIRED: no primary reached for the SOA expire time; the rules of order {:?} are withdrawn (generation {g}, --on-expire stop) until the next transfer",
+                            self.zone_name(),
+                            self.feed.order
+                        );
+                        self.enforced = false;
+                        self.st.serial = None;
+                    }
+                    Ok(Err(e)) => self.failed(format!("withdrawing the expired rules: {e:#}")),
+                    Err(e) => self.failed(format!("withdrawing the expired rules: {e}")),
+                }
+            }
+            OnExpire::Stop => {
+                if first {
+                    log::error!("{}: EXPIRED (rules already withdrawn)", self.zone_name());
+                }
+            }
+        }
+    }
+}

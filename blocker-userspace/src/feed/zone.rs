@@ -1,0 +1,460 @@
+//! A followed zone as last applied: its SOA and its records, changed by IXFR diffs (with an
+//! undo log, so a diff that cannot be applied or enforced leaves the copy as it was), kept on
+//! disk as a zone file of one record per line.
+//!
+//! Records are kept in a fixed order (owner labels from the top, lower case; then type; then
+//! canonical record data), whatever order a transfer delivered them in: the same zone content
+//! gives the same file, the same line numbers and — where an owner holds two policies, which
+//! a primary should not serve — the same winner, after an AXFR or any chain of IXFRs.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use blocker_lists::{Options, ParseOutcome, ZoneRecord};
+use bytes::Bytes;
+use domain::{
+    base::{
+        iana::Class,
+        name::{FlattenInto, ToLabelIter},
+        rdata::ComposeRecordData,
+        zonefile_fmt::{DisplayKind, ZonefileFmt},
+        Name as DName, ToName,
+    },
+    rdata::{Soa, ZoneRecordData},
+    zonefile::inplace::{Entry, Zonefile},
+};
+
+/// Comment lines at the top of a saved zone (the SOA is on the next line).
+pub const HEADER_LINES: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("the IXFR deletes {record}, which the copy at serial {serial} does not hold")]
+    Missing { record: String, serial: u32 },
+    #[error("the IXFR starts from serial {got}, but the copy enforced is serial {have}")]
+    WrongStart { got: u32, have: u32 },
+    #[error("{path}:{line}: {why}", path = path.display())]
+    File {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
+/// One IXFR difference sequence: the zone at `from` becomes the zone at `to` by deleting
+/// `deletes` and adding `adds`.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub from: ZoneRecord,
+    pub to: ZoneRecord,
+    pub deletes: Vec<ZoneRecord>,
+    pub adds: Vec<ZoneRecord>,
+}
+
+/// How to take back an applied diff.
+#[derive(Debug)]
+pub struct Undo {
+    soa: ZoneRecord,
+    /// (key, what the key held before), in the order applied.
+    ops: Vec<(Vec<u8>, Option<ZoneRecord>)>,
+}
+
+/// A zone's content.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    apex: DName<Bytes>,
+    soa: ZoneRecord,
+    records: BTreeMap<Vec<u8>, ZoneRecord>,
+}
+
+/// The SOA data of a record known to be a SOA.
+pub fn soa_of(r: &ZoneRecord) -> Option<&Soa<DName<Bytes>>> {
+    match r.data() {
+        ZoneRecordData::Soa(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The serial of a SOA record (0 for anything else).
+pub fn serial_of(r: &ZoneRecord) -> u32 {
+    soa_of(r).map_or(0, |s| s.serial().into_int())
+}
+
+/// The sort key (and identity) of a record: owner labels from the top, lower case and
+/// length-prefixed, then type and canonical record data. The TTL is not part of it: an IXFR
+/// deletes a record by owner, type, class and data.
+fn key_of(r: &ZoneRecord) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    let labels: Vec<_> = r.owner().iter_labels().filter(|l| !l.is_root()).collect();
+    for l in labels.iter().rev() {
+        k.push(l.len() as u8);
+        k.extend(l.as_slice().iter().map(u8::to_ascii_lowercase));
+    }
+    // Below any label length (at least 1): the owner ends here, and sorts before the names
+    // below it.
+    k.push(0);
+    k.extend(r.rtype().to_int().to_be_bytes());
+    // Appending to a Vec cannot fail.
+    let _ = r.data().compose_canonical_rdata(&mut k);
+    k
+}
+
+/// A record for messages (`owner TTL IN TYPE data`).
+pub fn show(r: &ZoneRecord) -> String {
+    r.display_zonefile(DisplayKind::Simple).to_string()
+}
+
+impl Zone {
+    /// A zone from its SOA and records (SOA records among them are ignored).
+    pub fn new(
+        apex: DName<Bytes>,
+        soa: ZoneRecord,
+        records: impl IntoIterator<Item = ZoneRecord>,
+    ) -> Zone {
+        let records = records
+            .into_iter()
+            .filter(|r| soa_of(r).is_none())
+            .map(|r| (key_of(&r), r))
+            .collect();
+        Zone { apex, soa, records }
+    }
+
+    pub fn apex(&self) -> &DName<Bytes> {
+        &self.apex
+    }
+
+    pub fn soa(&self) -> &ZoneRecord {
+        &self.soa
+    }
+
+    pub fn serial(&self) -> u32 {
+        serial_of(&self.soa)
+    }
+
+    /// (refresh, retry, expire) of the SOA, in seconds.
+    pub fn timers(&self) -> (u32, u32, u32) {
+        soa_of(&self.soa).map_or((3600, 600, 604800), |s| {
+            (
+                s.refresh().as_secs(),
+                s.retry().as_secs(),
+                s.expire().as_secs(),
+            )
+        })
+    }
+
+    /// Records, the SOA included.
+    pub fn len(&self) -> usize {
+        self.records.len() + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Applies IXFR difference sequences in order. On an error nothing is changed.
+    pub fn apply(&mut self, batches: &[Batch]) -> Result<Undo, ZoneError> {
+        let mut undo = Undo {
+            soa: self.soa.clone(),
+            ops: Vec::new(),
+        };
+        match self.apply_into(batches, &mut undo) {
+            Ok(()) => Ok(undo),
+            Err(e) => {
+                self.undo(undo);
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_into(&mut self, batches: &[Batch], undo: &mut Undo) -> Result<(), ZoneError> {
+        for b in batches {
+            let from = serial_of(&b.from);
+            if from != self.serial() {
+                return Err(ZoneError::WrongStart {
+                    got: from,
+                    have: self.serial(),
+                });
+            }
+            for d in &b.deletes {
+                let k = key_of(d);
+                match self.records.remove(&k) {
+                    Some(old) => undo.ops.push((k, Some(old))),
+                    None => {
+                        return Err(ZoneError::Missing {
+                            record: show(d),
+                            serial: self.serial(),
+                        })
+                    }
+                }
+            }
+            for a in &b.adds {
+                if soa_of(a).is_some() {
+                    continue;
+                }
+                let k = key_of(a);
+                let old = self.records.insert(k.clone(), a.clone());
+                undo.ops.push((k, old));
+            }
+            self.soa = b.to.clone();
+        }
+        Ok(())
+    }
+
+    /// Takes back a diff applied by [`Zone::apply`] (the last one applied).
+    pub fn undo(&mut self, u: Undo) {
+        for (k, old) in u.ops.into_iter().rev() {
+            match old {
+                Some(r) => {
+                    self.records.insert(k, r);
+                }
+                None => {
+                    self.records.remove(&k);
+                }
+            }
+        }
+        self.soa = u.soa;
+    }
+
+    /// Every record with its line in the saved file (the SOA first).
+    pub fn lines(&self) -> impl Iterator<Item = (usize, ZoneRecord)> + '_ {
+        std::iter::once((HEADER_LINES + 1, self.soa.clone())).chain(
+            self.records
+                .values()
+                .enumerate()
+                .map(|(i, r)| (HEADER_LINES + 2 + i, r.clone())),
+        )
+    }
+
+    /// The zone read as RPZ, as `rules load --format rpz` reads a zone file; diagnostics
+    /// name `file` (the saved zone) and the record's line in it.
+    pub fn rpz(&self, file: &Path) -> ParseOutcome {
+        let opts = Options {
+            rpz_origin: Some(self.apex.to_string()),
+            ..Options::default()
+        };
+        blocker_lists::parse_rpz_records(self.lines(), file, &opts)
+    }
+
+    /// The zone as a file: `HEADER_LINES` comment lines (`header` must have as many), then
+    /// one record per line.
+    pub fn render(&self, header: &[String; HEADER_LINES]) -> String {
+        let mut s = String::with_capacity(self.len() * 48);
+        for h in header {
+            s.push_str("; ");
+            s.push_str(&h.replace('\n', " "));
+            s.push('\n');
+        }
+        for (_, r) in self.lines() {
+            s.push_str(&show(&r));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Reads a zone saved by [`Zone::render`] (the SOA of `apex` first).
+    pub fn load(path: &Path, apex: &str) -> Result<Zone, ZoneError> {
+        let err = |line: usize, why: String| ZoneError::File {
+            path: path.to_path_buf(),
+            line,
+            why,
+        };
+        let text = fs::read(path).map_err(|e| err(0, e.to_string()))?;
+        let origin = DName::<Bytes>::from_str(&format!("{}.", apex.trim_end_matches('.')))
+            .map_err(|e| err(0, format!("zone name {apex:?}: {e}")))?;
+        let mut zf = Zonefile::new();
+        zf.set_origin(origin.clone());
+        zf.set_default_class(Class::IN);
+        zf.extend_from_slice(&text);
+        let mut soa = None;
+        let mut records = Vec::new();
+        loop {
+            let line = HEADER_LINES + 1 + records.len() + usize::from(soa.is_some());
+            let entry = match zf.next_entry() {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => return Err(err(line, e.to_string())),
+            };
+            let Entry::Record(rec) = entry else {
+                return Err(err(line, "a directive in a saved zone".into()));
+            };
+            let rec: ZoneRecord = rec
+                .try_flatten_into()
+                .map_err(|_| err(line, "a name too long".into()))?;
+            if soa.is_none() {
+                if soa_of(&rec).is_none() || rec.owner().name_cmp(&origin).is_ne() {
+                    return Err(err(
+                        line,
+                        format!("the first record is not the SOA of {apex}"),
+                    ));
+                }
+                soa = Some(rec);
+            } else {
+                records.push(rec);
+            }
+        }
+        let soa = soa.ok_or_else(|| err(HEADER_LINES + 1, "no SOA record".into()))?;
+        Ok(Zone::new(origin, soa, records))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{
+        base::{Record, Serial, Ttl},
+        rdata::{Cname, A},
+    };
+    use std::net::Ipv4Addr;
+
+    fn n(s: &str) -> DName<Bytes> {
+        DName::from_str(s).expect("name")
+    }
+
+    fn soa(serial: u32) -> ZoneRecord {
+        Record::new(
+            n("rpz.test."),
+            Class::IN,
+            Ttl::from_secs(60),
+            ZoneRecordData::Soa(Soa::new(
+                n("ns.rpz.test."),
+                n("admin.rpz.test."),
+                Serial(serial),
+                Ttl::from_secs(30),
+                Ttl::from_secs(10),
+                Ttl::from_secs(600),
+                Ttl::from_secs(60),
+            )),
+        )
+    }
+
+    fn cname(owner: &str, target: &str) -> ZoneRecord {
+        Record::new(
+            n(owner),
+            Class::IN,
+            Ttl::from_secs(60),
+            ZoneRecordData::Cname(Cname::new(n(target))),
+        )
+    }
+
+    fn a(owner: &str, ttl: u32) -> ZoneRecord {
+        Record::new(
+            n(owner),
+            Class::IN,
+            Ttl::from_secs(ttl),
+            ZoneRecordData::A(A::new(Ipv4Addr::new(192, 0, 2, 1))),
+        )
+    }
+
+    fn owners(z: &Zone) -> Vec<String> {
+        z.lines().map(|(_, r)| r.owner().to_string()).collect()
+    }
+
+    #[test]
+    fn diffs_apply_in_order_and_undo_exactly() {
+        let mut z = Zone::new(
+            n("rpz.test."),
+            soa(1),
+            vec![
+                cname("b.example.rpz.test.", "."),
+                cname("A.example.rpz.test.", "."),
+            ],
+        );
+        // Fixed order whatever the input order (case folded for the order only).
+        assert_eq!(
+            owners(&z),
+            ["rpz.test", "A.example.rpz.test", "b.example.rpz.test"]
+        );
+        let batches = [
+            Batch {
+                from: soa(1),
+                to: soa(2),
+                deletes: vec![cname("a.example.rpz.test.", ".")],
+                adds: vec![a("c.example.rpz.test.", 60)],
+            },
+            Batch {
+                from: soa(2),
+                to: soa(3),
+                // The TTL is not part of a record's identity.
+                deletes: vec![a("c.example.rpz.test.", 300)],
+                adds: vec![cname("d.example.rpz.test.", "*.")],
+            },
+        ];
+        let before = z.render(&["x".into(), "y".into()]);
+        let undo = z.apply(&batches).expect("apply");
+        assert_eq!(z.serial(), 3);
+        assert_eq!(
+            owners(&z),
+            ["rpz.test", "b.example.rpz.test", "d.example.rpz.test"]
+        );
+        z.undo(undo);
+        assert_eq!(z.render(&["x".into(), "y".into()]), before);
+
+        // A diff from another serial, or deleting what is not there, changes nothing.
+        let e = z.apply(&batches[1..]).expect_err("wrong start");
+        assert_eq!(
+            e.to_string(),
+            "the IXFR starts from serial 2, but the copy enforced is serial 1"
+        );
+        let bad = [Batch {
+            from: soa(1),
+            to: soa(2),
+            deletes: vec![
+                cname("b.example.rpz.test.", "."),
+                cname("zz.example.rpz.test.", "."),
+            ],
+            adds: vec![],
+        }];
+        let e = z.apply(&bad).expect_err("missing");
+        assert!(e.to_string().contains("zz.example.rpz.test."), "{e}");
+        assert_eq!(z.render(&["x".into(), "y".into()]), before);
+    }
+
+    #[test]
+    fn saved_zones_read_back_with_the_same_lines() {
+        let dir = std::env::temp_dir().join(format!("blk-zone-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rpz.test.zone");
+        let z = Zone::new(
+            n("rpz.test."),
+            soa(7),
+            vec![
+                cname("bad.example.rpz.test.", "."),
+                cname("*.bad.example.rpz.test.", "*."),
+                a("sink.example.rpz.test.", 60),
+            ],
+        );
+        let text = z.render(&["header one".into(), "header two".into()]);
+        fs::write(&path, &text).expect("write");
+        let back = Zone::load(&path, "rpz.test").expect("load");
+        assert_eq!(back.serial(), 7);
+        assert_eq!(
+            back.render(&["header one".into(), "header two".into()]),
+            text
+        );
+        // Each record's line is its line in the file.
+        for (line, r) in back.lines() {
+            assert_eq!(text.lines().nth(line - 1), Some(show(&r).as_str()));
+        }
+        let out = back.rpz(&path);
+        let rules: Vec<String> = out
+            .rules
+            .iter()
+            .map(|r| format!("{} {} {:?} {}", r.name, r.kind.as_str(), r.action, r.line))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "bad.example exact Some(Nxdomain) 4",
+                "bad.example below Some(Nodata) 5",
+                "sink.example exact Some(Sinkhole) 6"
+            ]
+        );
+        fs::write(&path, text.replace("SOA", "NS")).expect("write");
+        assert!(Zone::load(&path, "rpz.test").is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,816 @@
+//! A fleet: Knot DNS as the RPZ primary in its own namespace, edges in theirs, each with its
+//! own bpffs and state directories and `blocker follow` keeping a feed current. The first
+//! test queries the edges for real (kdig → veth → XDP, unbound behind); the others read the
+//! edge with `blocker explain` (the state and the kernel map, cross-checked).
+//!
+//! Waits are bounded polls; the convergence times seen are printed, never asserted.
+
+use std::time::Instant;
+
+use blocker_tests::{
+    env::{kdig, Blocker, NetNs, Topology, EDGE_V4},
+    fleet::{
+        explain, feed, link, rpz_text, wait_for, wait_serial, CutProxy, Follow, Knot, KnotSetup,
+        TsigKey,
+    },
+};
+
+const ZONE: &str = "rpz.fleet.test";
+const ORDER: &str = "Regulator-List";
+const EDE_TEXT: &str = "Blocked by the regulator's list";
+
+/// What an edge does with a query for `name`: `drop` (no answer), `RCODE+EDE` (answered by
+/// blocker with an EDE), or `resolver` (passed to unbound, which answers from local data).
+fn verdict(t: &Topology, name: &str) -> String {
+    let r = kdig(
+        &t.client,
+        EDGE_V4,
+        name,
+        "A",
+        &["+retry=0", "+timeout=1", "+edns"],
+    );
+    match (&r.status, &r.ede) {
+        (None, _) => "drop".into(),
+        (Some(s), Some((16, text))) => {
+            assert_eq!(text, EDE_TEXT, "the order's EDE text: {}", r.raw);
+            format!("{s}+EDE")
+        }
+        (Some(s), Some(other)) => panic!("unexpected EDE {other:?} ({s}): {}", r.raw),
+        (Some(_), None) => "resolver".into(),
+    }
+}
+
+/// An edge: client ─ veth ─ edge (XDP, unbound) and a link from the primary's namespace.
+struct Edge {
+    t: Topology,
+    b: Blocker,
+    /// The primary's address on the link, and the edge's.
+    primary: String,
+    addr: String,
+}
+
+fn edge(primary_ns: &NetNs, n: u8) -> Edge {
+    let mut t = Topology::new();
+    // unbound answers every other name NXDOMAIN without EDE ("resolver").
+    t.start_unbound(&["resolver.check. 300 IN A 192.0.2.77"]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    let (p, e) = (
+        format!("198.51.100.{}", 4 * n + 1),
+        format!("198.51.100.{}", 4 * n + 2),
+    );
+    link(primary_ns, &format!("{p}/30"), &t.edge, &format!("{e}/30"));
+    Edge {
+        t,
+        b,
+        primary: p,
+        addr: e,
+    }
+}
+
+fn entries(names: impl IntoIterator<Item = (String, &'static str)>) -> Vec<(String, &'static str)> {
+    names.into_iter().collect()
+}
+
+#[test]
+fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
+    let primary = NetNs::new("blkp");
+    let e1 = edge(&primary, 0);
+    let e2 = edge(&primary, 1);
+
+    // Serial 1: 60 names blocked (NXDOMAIN), one dropped, one passed through.
+    let v1 = entries((0..60).map(|i| (format!("c{i}.example"), ".")).chain([
+        ("keep.example".to_string(), "."),
+        ("quiet.example".to_string(), "rpz-drop."),
+        ("allowed.example".to_string(), "rpz-passthru."),
+    ]));
+    let notify = [format!("{}@5353", e1.addr), format!("{}@5353", e2.addr)];
+    let notify: Vec<&str> = notify.iter().map(String::as_str).collect();
+    let mut knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &v1),
+            listen: &[&e1.primary, &e2.primary],
+            notify: &notify,
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+
+    // Edge 1 follows by NOTIFY alone (the SOA refresh is an hour); edge 2 also checks the SOA
+    // every 2 s.
+    for (e, refresh) in [(&e1, None), (&e2, Some("2"))] {
+        e.b.ok(&["orders", "set", "--order", ORDER, "--ede-text", EDE_TEXT]);
+        let mut args = vec![
+            "feed",
+            "add",
+            ORDER,
+            "--zone",
+            ZONE,
+            "--primary",
+            &e.primary,
+        ];
+        if let Some(r) = refresh {
+            args.extend(["--refresh", r]);
+        }
+        e.b.ok(&args);
+    }
+    let t0 = Instant::now();
+    let listen1 = format!("{}:5353", e1.addr);
+    let listen2 = format!("{}:5353", e2.addr);
+    let mut f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
+    let f2 = Follow::start(&e2.b, &e2.t.edge, Some(&listen2));
+    let d1 = wait_serial(&e1.b, ORDER, s1, t0, &f1);
+    let d2 = wait_serial(&e2.b, ORDER, s1, t0, &f2);
+    println!("initial AXFR enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from start)");
+    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+        let st = feed(&e.b, ORDER);
+        assert_eq!(
+            st["status"]["last_transfer"]["kind"],
+            "axfr",
+            "{st}\n{}",
+            f.log()
+        );
+        assert_eq!(verdict(&e.t, "c0.example"), "NXDOMAIN+EDE");
+        assert_eq!(verdict(&e.t, "c59.example"), "NXDOMAIN+EDE");
+        assert_eq!(
+            verdict(&e.t, "www.c0.example"),
+            "resolver",
+            "RPZ `name` is exact"
+        );
+        assert_eq!(verdict(&e.t, "quiet.example"), "drop");
+        assert_eq!(verdict(&e.t, "allowed.example"), "resolver");
+        assert_eq!(verdict(&e.t, "a0.example"), "resolver");
+    }
+
+    // Serial 2: 100 names added, 50 removed, actions changed.
+    let v2 = entries(
+        (50..60)
+            .map(|i| (format!("c{i}.example"), "*."))
+            .chain((0..100).map(|i| (format!("a{i}.example"), ".")))
+            .chain([
+                ("keep.example".to_string(), "rpz-drop."),
+                ("quiet.example".to_string(), "rpz-drop."),
+                ("allowed.example".to_string(), "rpz-passthru."),
+            ]),
+    );
+    let t0 = Instant::now();
+    let s2 = knot.set_zone(&rpz_text(ZONE, &v2));
+    let d1 = wait_serial(&e1.b, ORDER, s2, t0, &f1);
+    let d2 = wait_serial(&e2.b, ORDER, s2, t0, &f2);
+    println!("serial {s2} (+100 −50, 11 actions changed) enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from the reload)");
+    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+        let st = feed(&e.b, ORDER);
+        let s = &st["status"];
+        assert_eq!(s["last_transfer"]["kind"], "ixfr", "{st}\n{}", f.log());
+        assert_eq!(s["last_transfer"]["from_serial"], s1, "{st}");
+        assert_eq!(
+            (s["axfr_count"].as_u64(), s["ixfr_count"].as_u64()),
+            (Some(1), Some(1)),
+            "{st}"
+        );
+        // 50 names removed, 100 added, 11 changed: 161 names' values.
+        assert_eq!(s["last_transfer"]["names_changed"], 161, "{st}");
+        assert_eq!(s["last_transfer"]["rules"], 113, "{st}");
+        assert_eq!(verdict(&e.t, "c0.example"), "resolver", "removed");
+        assert_eq!(verdict(&e.t, "c49.example"), "resolver", "removed");
+        assert_eq!(verdict(&e.t, "c50.example"), "NOERROR+EDE", "now NODATA");
+        assert_eq!(verdict(&e.t, "a0.example"), "NXDOMAIN+EDE", "added");
+        assert_eq!(verdict(&e.t, "a99.example"), "NXDOMAIN+EDE", "added");
+        assert_eq!(verdict(&e.t, "keep.example"), "drop", "now dropped");
+    }
+    // `blocker serve` exports the same.
+    let ctx = blocker::cli::Ctx {
+        pins: e2.b.pins(),
+        dir: e2.b.state_dir(),
+    };
+    let metrics = blocker::cli::serve::render(&ctx, 5).expect("metrics");
+    let labels = format!("order=\"{ORDER}\",zone=\"{ZONE}\"");
+    for want in [
+        format!("blocker_feed_serial{{{labels}}} {s2}\n"),
+        format!("blocker_feed_primary_serial{{{labels}}} {s2}\n"),
+        format!("blocker_feed_lag_seconds{{{labels}}} 0\n"),
+        format!("blocker_feed_transfers_total{{{labels},kind=\"ixfr\"}} 1\n"),
+        format!("blocker_feed_transfers_total{{{labels},kind=\"axfr\"}} 1\n"),
+        format!("blocker_feed_expired{{{labels}}} 0\n"),
+    ] {
+        assert!(metrics.contains(&want), "{want} in:\n{metrics}");
+    }
+    let st1 = feed(&e1.b, ORDER);
+    let ms = st1["status"]["notify_to_enforce_ms"].as_u64();
+    assert!(
+        ms.is_some(),
+        "edge 1 followed the NOTIFY: {st1}\n{}",
+        f1.log()
+    );
+    println!("edge 1: NOTIFY → enforced in {} ms", ms.unwrap_or(0));
+
+    // Follow restarted: the change made meanwhile comes by IXFR from the saved serial.
+    assert!(f1.stop().success(), "clean exit on SIGTERM:\n{}", f1.log());
+    assert!(f1.log().contains("stopped"), "{}", f1.log());
+    let v3 = entries(
+        v2.iter()
+            .cloned()
+            .chain((0..10).map(|i| (format!("b{i}.example"), "."))),
+    );
+    let t0 = Instant::now();
+    let s3 = knot.set_zone(&rpz_text(ZONE, &v3));
+    let d2 = wait_serial(&e2.b, ORDER, s3, t0, &f2);
+    assert_eq!(
+        verdict(&e1.t, "b0.example"),
+        "resolver",
+        "edge 1 is not following"
+    );
+    let t1 = Instant::now();
+    let f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
+    let d1 = wait_serial(&e1.b, ORDER, s3, t1, &f1);
+    println!("serial {s3}: edge 2 after {d2:?}; edge 1, restarted, after {d1:?} (from its start)");
+    let st = feed(&e1.b, ORDER);
+    assert_eq!(
+        st["status"]["last_transfer"]["kind"],
+        "ixfr",
+        "{st}\n{}",
+        f1.log()
+    );
+    assert_eq!(st["status"]["last_transfer"]["from_serial"], s2, "{st}");
+    assert!(
+        f1.log().contains(&format!("resuming at serial {s2}")),
+        "{}",
+        f1.log()
+    );
+    assert_eq!(verdict(&e1.t, "b0.example"), "NXDOMAIN+EDE");
+
+    // The primary vanishes: both edges keep enforcing; edge 2 sees it fail.
+    knot.kill();
+    wait_for(20, "edge 2 reports the unreachable primary", || {
+        let st = feed(&e2.b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if st["status"]["failures"].as_u64() >= Some(1) => Ok(e.to_string()),
+            _ => Err(st.to_string()),
+        }
+    });
+    for e in [&e1, &e2] {
+        assert_eq!(verdict(&e.t, "a0.example"), "NXDOMAIN+EDE");
+        assert_eq!(verdict(&e.t, "b9.example"), "NXDOMAIN+EDE");
+        assert_eq!(verdict(&e.t, "keep.example"), "drop");
+    }
+    let status = e2.b.ok(&["status"]);
+    assert!(
+        status.contains(ORDER) && status.contains("last error"),
+        "{status}"
+    );
+    drop(f2);
+
+    // Edge 1 reboots while the primary is still gone: the BPF filesystem comes back empty.
+    // What blocker-restore.service runs (`blocker attach` with the interfaces) recreates the
+    // maps and restores the rules from the state directory, same generation; follow resumes
+    // from the saved copy.
+    let mut f1 = f1;
+    assert!(f1.stop().success());
+    let generation = |b: &Blocker| {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+        v["generation"].clone()
+    };
+    let before = generation(&e1.b);
+    std::fs::remove_dir_all(&e1.b.bpffs).expect("empty the BPF filesystem");
+    // (The links go with their pins, released by the kernel shortly after.)
+    wait_for(10, "nothing enforced", || {
+        match verdict(&e1.t, "a0.example") {
+            v if v == "resolver" => Ok(()),
+            v => Err(v),
+        }
+    });
+    e1.t.attach(&e1.b, "native");
+    assert_eq!(generation(&e1.b), before);
+    assert_eq!(verdict(&e1.t, "a0.example"), "NXDOMAIN+EDE", "restored");
+    assert_eq!(verdict(&e1.t, "b9.example"), "NXDOMAIN+EDE", "restored");
+    assert_eq!(verdict(&e1.t, "keep.example"), "drop", "restored");
+    let f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
+    wait_for(20, "follow resumes from the saved copy", || {
+        if f1.log().contains(&format!("resuming at serial {s3}")) {
+            Ok(())
+        } else {
+            Err(f1.log())
+        }
+    });
+    assert!(f1.log().contains("already enforced"), "{}", f1.log());
+    assert_eq!(generation(&e1.b), before, "nothing to change");
+}
+
+/// A primary that requires TSIG: the wrong key is refused with a clear error and nothing is
+/// applied; the right key transfers and NOTIFY signed with it is followed; a record that is
+/// not valid RPZ keeps the last good copy.
+#[test]
+fn tsig_is_required_and_checked_and_a_bad_zone_changes_nothing() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let key = TsigKey {
+        name: "edge-xfr".into(),
+        algorithm: "hmac-sha256".into(),
+        secret: "Zm9sbG93LXRoZS1yZWd1bGF0b3Itc2VjcmV0LWtleQ==".into(),
+    };
+    let v1 = entries((0..5).map(|i| (format!("t{i}.example"), ".")));
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &v1),
+            listen: &["198.51.100.1"],
+            notify: &["198.51.100.2@5353"],
+            allow: &["198.51.100.0/24"],
+            key: Some(&key),
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+    let b = Blocker::new();
+    let keys = blocker_tests::env::TempDir::new("blkt-keys");
+    let wrong = keys.write(
+        "wrong.key",
+        &format!(
+            "key \"{}\" {{\n\talgorithm {};\n\tsecret \"{}\";\n}};\n",
+            key.name, key.algorithm, "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZw=="
+        ),
+    );
+    let right = keys.write(
+        "right.key",
+        &format!("{}:{}:{}\n", key.algorithm, key.name, key.secret),
+    );
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+        "--tsig-key",
+        &wrong,
+        "--refresh",
+        "1",
+    ]);
+    let f = Follow::start(&b, &edge_ns, Some("198.51.100.2:5353"));
+    let err = wait_for(20, "the wrong key is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) => Ok(e.to_string()),
+            None => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    println!("wrong key: {err}");
+    assert!(err.contains("TSIG"), "{err}");
+    assert!(err.contains("198.51.100.1:53"), "names the primary: {err}");
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], serde_json::Value::Null);
+    assert_eq!(
+        explain(&b, "t0.example"),
+        "pass (no rule)",
+        "nothing applied"
+    );
+
+    // The right key (`feed add` again replaces the feed; follow restarts it).
+    let t0 = Instant::now();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+        "--tsig-key",
+        &right,
+    ]);
+    let d = wait_serial(&b, ORDER, s1, t0, &f);
+    println!("right key: serial {s1} after {d:?}");
+    assert_eq!(explain(&b, "t0.example"), "nxdomain");
+
+    // A signed NOTIFY brings the next serial (no refresh timer: the SOA says an hour).
+    let v2 = entries(
+        v1.iter()
+            .cloned()
+            .chain([("t9.example".to_string(), "rpz-drop.")]),
+    );
+    let t0 = Instant::now();
+    let s2 = knot.set_zone(&rpz_text(ZONE, &v2));
+    let d = wait_serial(&b, ORDER, s2, t0, &f);
+    let st = feed(&b, ORDER);
+    assert_eq!(st["status"]["last_transfer"]["kind"], "ixfr", "{st}");
+    assert!(
+        st["status"]["notify_to_enforce_ms"].as_u64().is_some(),
+        "{st}\n{}",
+        f.log()
+    );
+    println!("signed NOTIFY: serial {s2} after {d:?}");
+    assert_eq!(explain(&b, "t9.example"), "drop");
+
+    // NOTIFY by hand, from the primary's address: unsigned: NOTAUTH; signed with a key the
+    // edge does not have, or with another secret: refused with a TSIG error (kdig shows
+    // BADKEY, FORMERR); signed with the key: NOERROR, signed.
+    let notify = |extra: &[&str]| {
+        let mut args = vec!["-p", "5353", "+retry=0", "+timeout=2"];
+        args.extend_from_slice(extra);
+        kdig(&primary, "198.51.100.2", ZONE, "NOTIFY", &args)
+    };
+    let r = notify(&[]);
+    assert_eq!(r.status.as_deref(), Some("NOTAUTH"), "unsigned: {}", r.raw);
+    let other = "hmac-sha256:other-key:Zm9sbG93LXRoZS1yZWd1bGF0b3Itc2VjcmV0LWtleQ==";
+    let r = notify(&["-y", other]);
+    assert_eq!(
+        r.status.as_deref(),
+        Some("BADKEY"),
+        "unknown key: {}",
+        r.raw
+    );
+    let bad = format!(
+        "{}:{}:d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZw==",
+        key.algorithm, key.name
+    );
+    let r = notify(&["-y", &bad]);
+    assert_eq!(
+        r.status.as_deref(),
+        // RFC 8945 says BADSIG; domain 0.12.3's server side reports a bad MAC as FORMERR.
+        Some("FORMERR"),
+        "another secret: {}",
+        r.raw
+    );
+    let good = format!("{}:{}:{}", key.algorithm, key.name, key.secret);
+    let r = notify(&["-y", &good]);
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "signed: {}", r.raw);
+    assert!(r.raw.contains("TSIG"), "the answer is signed: {}", r.raw);
+    let r = notify(&["+tcp", "-y", &good]);
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "over TCP: {}", r.raw);
+    // Anything but NOTIFY is refused.
+    let r = kdig(
+        &primary,
+        "198.51.100.2",
+        ZONE,
+        "SOA",
+        &["-p", "5353", "+retry=0", "+timeout=2"],
+    );
+    assert_eq!(r.status.as_deref(), Some("REFUSED"), "a query: {}", r.raw);
+    // From an address that is not a primary (the edge itself), even signed: NOTAUTH.
+    let r = kdig(
+        &edge_ns,
+        "198.51.100.2",
+        ZONE,
+        "NOTIFY",
+        &["-p", "5353", "+retry=0", "+timeout=2", "-y", &good],
+    );
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NOTAUTH"),
+        "not a primary: {}",
+        r.raw
+    );
+    assert!(f.log().contains("not one of its primaries"), "{}", f.log());
+
+    // A zone with a record that is not valid RPZ (`*` inside an owner): refused, the copy
+    // of serial 2 stays enforced, the error names the record.
+    let v3 = entries(v2.iter().cloned().chain([
+        ("x.*.bad.example".to_string(), "."),
+        ("t10.example".to_string(), "."),
+    ]));
+    let s3 = knot.set_zone(&rpz_text(ZONE, &v3));
+    let err = wait_for(20, "the invalid record is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains(&format!("serial {s3}")) => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    println!("invalid record: {err}");
+    assert!(
+        err.contains("x.*.bad.example") && err.contains("leftmost"),
+        "{err}"
+    );
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], s2);
+    assert_eq!(
+        explain(&b, "t10.example"),
+        "pass (no rule)",
+        "serial {s3} not applied"
+    );
+    assert_eq!(
+        explain(&b, "t9.example"),
+        "drop",
+        "serial {s2} still enforced"
+    );
+
+    // The feed removed: follow lets go of it, the order keeps its rules until removed.
+    let out = b.ok(&["feed", "remove", ORDER]);
+    assert!(out.contains("keeps its 6 rules"), "{out}");
+    assert_eq!(b.ok(&["feed", "list", "--json"]).trim(), "[]");
+    wait_for(10, "follow stops the feed", || {
+        if f.log().contains("feed removed or changed") {
+            Ok(())
+        } else {
+            Err(f.log())
+        }
+    });
+    assert_eq!(explain(&b, "t9.example"), "drop");
+    b.ok(&["orders", "remove", ORDER]);
+    assert_eq!(explain(&b, "t9.example"), "pass (no rule)");
+}
+
+/// IXFR impossible (the primary's journal was dropped while the edge was away): the primary
+/// answers the IXFR with the whole zone and the edge takes it; a transfer cut half-way
+/// leaves the previous copy enforced, and the next complete one is applied.
+#[test]
+fn axfr_fallback_and_a_cut_transfer() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    // Big enough for a transfer of many messages.
+    let v1 = entries((0..3000).map(|i| (format!("name{i}.blocked.example"), ".")));
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &v1),
+            listen: &["198.51.100.1"],
+            notify: &[],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+    // The edge reaches the primary through a proxy that can cut transfers.
+    let proxy = CutProxy::start(&primary, "198.51.100.1:5300", "198.51.100.1:53");
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1:5300",
+        "--refresh",
+        "1",
+    ]);
+    let t0 = Instant::now();
+    let mut f = Follow::start(&b, &edge_ns, None);
+    let d = wait_serial(&b, ORDER, s1, t0, &f);
+    println!("AXFR of 3,000 names through the proxy: {d:?}");
+    // A second follower of the same state directory is refused.
+    let mut second = std::process::Command::new(&b.bin)
+        .arg("--bpffs")
+        .arg(&b.bpffs)
+        .arg("--state-dir")
+        .arg(&b.state)
+        .arg("follow")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second follow");
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let exited = loop {
+        if let Ok(Some(st)) = second.try_wait() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second follow of the same state directory kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = second.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(
+        !exited.success() && err.contains("another `blocker follow` is running"),
+        "{err}"
+    );
+    assert_eq!(explain(&b, "name2999.blocked.example"), "nxdomain");
+
+    // Edge away; two changes and the journal dropped in between: IXFR from s1 is gone.
+    assert!(f.stop().success());
+    let v2 = entries(
+        v1.iter()
+            .cloned()
+            .chain([("first.example".to_string(), ".")]),
+    );
+    let _s2 = knot.set_zone(&rpz_text(ZONE, &v2));
+    knot.purge_journal();
+    let v3 = entries(
+        v2.iter()
+            .cloned()
+            .chain([("second.example".to_string(), "*.")]),
+    );
+    let s3 = knot.set_zone(&rpz_text(ZONE, &v3));
+    let t0 = Instant::now();
+    let mut f = Follow::start(&b, &edge_ns, None);
+    let d = wait_serial(&b, ORDER, s3, t0, &f);
+    let st = feed(&b, ORDER);
+    println!(
+        "IXFR impossible: AXFR fallback enforced serial {s3} after {d:?}: {}",
+        st["status"]["last_transfer"]["fallback"]
+    );
+    assert_eq!(
+        st["status"]["last_transfer"]["kind"],
+        "axfr",
+        "{st}\n{}",
+        f.log()
+    );
+    assert_eq!(st["status"]["last_transfer"]["from_serial"], s1, "{st}");
+    assert!(
+        st["status"]["last_transfer"]["fallback"].is_string(),
+        "{st}"
+    );
+    assert_eq!(explain(&b, "first.example"), "nxdomain");
+    assert_eq!(explain(&b, "second.example"), "nodata");
+
+    // The next transfer (an IXFR replacing every name) is cut after 20 kB: nothing of it is
+    // applied.
+    assert!(f.stop().success());
+    proxy
+        .limit
+        .store(20_000, std::sync::atomic::Ordering::Relaxed);
+    let v4 = entries(
+        (0..3000)
+            .map(|i| (format!("other{i}.blocked.example"), "."))
+            .chain([("third.example".to_string(), ".")]),
+    );
+    let s4 = knot.set_zone(&rpz_text(ZONE, &v4));
+    let f = Follow::start(&b, &edge_ns, None);
+    let err = wait_for(30, "the cut transfer is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if proxy.cuts.load(std::sync::atomic::Ordering::Relaxed) > 0 => {
+                Ok(e.to_string())
+            }
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    println!("cut transfer: {err}");
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], s3, "the previous copy");
+    assert_eq!(
+        explain(&b, "name0.blocked.example"),
+        "nxdomain",
+        "still enforced"
+    );
+    assert_eq!(
+        explain(&b, "third.example"),
+        "pass (no rule)",
+        "nothing of serial {s4}"
+    );
+
+    // The proxy lets the next attempt through.
+    proxy
+        .limit
+        .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let d = wait_serial(&b, ORDER, s4, t0, &f);
+    println!("after the cut: serial {s4} after {d:?}");
+    assert_eq!(explain(&b, "third.example"), "nxdomain");
+    assert_eq!(explain(&b, "name0.blocked.example"), "pass (no rule)");
+}
+
+/// SOA expire (5 s here) without a primary: `--on-expire keep` keeps enforcing and says so,
+/// `--on-expire stop` withdraws the order's rules; both come back to normal when the primary
+/// does (the withdrawn rules are enforced again).
+#[test]
+fn expiry_keeps_or_withdraws_the_rules() {
+    let primary = NetNs::new("blkp");
+    let (keep_ns, stop_ns) = (NetNs::new("blke"), NetNs::new("blke"));
+    link(&primary, "198.51.100.1/30", &keep_ns, "198.51.100.2/30");
+    link(&primary, "198.51.100.5/30", &stop_ns, "198.51.100.6/30");
+    let text = rpz_text(ZONE, &entries([("gone.example".to_string(), ".")]))
+        .replace(" 1 3600 600 86400 60", " 1 3600 1 5 60");
+    let mut knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &text,
+            listen: &["198.51.100.1", "198.51.100.5"],
+            notify: &[],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+    let mut edges = Vec::new();
+    for (ns, p, mode) in [
+        (&keep_ns, "198.51.100.1", "keep"),
+        (&stop_ns, "198.51.100.5", "stop"),
+    ] {
+        let b = Blocker::new();
+        b.ok(&[
+            "feed",
+            "add",
+            ORDER,
+            "--zone",
+            ZONE,
+            "--primary",
+            p,
+            "--refresh",
+            "1",
+            "--on-expire",
+            mode,
+        ]);
+        let t0 = Instant::now();
+        let f = Follow::start(&b, ns, None);
+        wait_serial(&b, ORDER, s1, t0, &f);
+        assert_eq!(explain(&b, "gone.example"), "nxdomain");
+        edges.push((b, f));
+    }
+    knot.kill();
+    let t0 = Instant::now();
+    for (b, f) in &edges {
+        wait_for(30, "the copy expires", || {
+            let st = feed(b, ORDER);
+            if st["status"]["expired"] == true {
+                Ok(())
+            } else {
+                Err(format!("{st}\n{}", f.log()))
+            }
+        });
+    }
+    println!(
+        "expired {:?} after the primary stopped (SOA expire 5 s)",
+        t0.elapsed()
+    );
+    let (keep, stop) = (&edges[0], &edges[1]);
+    assert_eq!(
+        explain(&keep.0, "gone.example"),
+        "nxdomain",
+        "keep: still enforced"
+    );
+    assert!(keep.1.log().contains("EXPIRED"), "{}", keep.1.log());
+    wait_for(10, "stop: the rules are withdrawn", || {
+        match explain(&stop.0, "gone.example").as_str() {
+            "pass (no rule)" => Ok(()),
+            v => Err(format!("{v}\n{}", stop.1.log())),
+        }
+    });
+    let orders = stop.0.ok(&["orders", "list"]);
+    assert!(orders.contains(ORDER), "the order stays: {orders}");
+    let err = stop.0.fails(&["orders", "remove", ORDER]);
+    assert!(
+        err.contains("feed remove"),
+        "a followed order is not removed: {err}"
+    );
+
+    knot.spawn();
+    for (b, f) in &edges {
+        wait_for(30, "no longer expired", || {
+            let st = feed(b, ORDER);
+            if st["status"]["expired"] == false && st["status"]["serial"] == s1 {
+                Ok(())
+            } else {
+                Err(format!("{st}\n{}", f.log()))
+            }
+        });
+        assert_eq!(explain(b, "gone.example"), "nxdomain");
+    }
+}
+
+/// A primary that cannot serve IXFR (answers it NOTIMP, REFUSED or FORMERR, as some do):
+/// each new serial comes by AXFR instead, and the status says why.
+#[test]
+fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
+    for (rcode, name) in [(4u16, "NOTIMP"), (5, "REFUSED"), (1, "FORMERR")] {
+        let primary = NetNs::new("blkp");
+        let edge_ns = NetNs::new("blke");
+        link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+        let p =
+            blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, rcode);
+        p.set(10, &["one.example", "two.example"]);
+        let b = Blocker::new();
+        b.ok(&[
+            "feed",
+            "add",
+            ORDER,
+            "--zone",
+            ZONE,
+            "--primary",
+            "198.51.100.1",
+            "--refresh",
+            "1",
+        ]);
+        let t0 = Instant::now();
+        let f = Follow::start(&b, &edge_ns, None);
+        wait_serial(&b, ORDER, 10, t0, &f);
+        assert_eq!(explain(&b, "two.example"), "nxdomain");
+        p.set(11, &["two.example", "three.example"]);
+        wait_serial(&b, ORDER, 11, t0, &f);
+        let st = feed(&b, ORDER);
+        let t = &st["status"]["last_transfer"];
+        assert_eq!(t["kind"], "axfr", "{st}");
+        assert_eq!(t["from_serial"], 10, "{st}");
+        assert_eq!(
+            t["fallback"].as_str(),
+            Some(format!("the primary answered IXFR with {name}").as_str()),
+            "{st}"
+        );
+        assert!(p.ixfr_queries.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        assert_eq!(explain(&b, "one.example"), "pass (no rule)");
+        assert_eq!(explain(&b, "three.example"), "nxdomain");
+        println!("IXFR answered {name}: AXFR fallback, serial 11 enforced");
+    }
+}
