@@ -1,9 +1,10 @@
-//! Project orchestration: `cargo xtask setup | test | demo | bench`.
+//! Project orchestration: `cargo xtask setup | test | demo | fuzz | bench | package`.
 //!
 //! Everything a fresh machine needs is installed by `setup`, idempotently; `test` and `demo`
 //! run it first.
 
 mod demo;
+mod package;
 mod setup;
 mod util;
 
@@ -19,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what building and testing need (Debian packages, bpf-linker), mount bpffs,
-    /// check the kernel. Idempotent.
+    /// Install what building, testing and packaging need (Debian packages, bpf-linker,
+    /// cargo-deb), mount bpffs, check the kernel. Idempotent.
     Setup,
     /// Set up, then run every test: host unit tests and the root-only integration tests
     /// (with --host-only: no setup, only the host unit tests).
@@ -56,6 +57,9 @@ enum Cmd {
         #[arg(long)]
         parts: Option<String>,
     },
+    /// Build the Debian package (target/debian/blocker_VERSION_ARCH.deb): the release binary,
+    /// systemd units, man pages, shell completions, Grafana dashboard and alert rules.
+    Package,
 }
 
 fn main() -> Result<()> {
@@ -109,6 +113,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Package => package::run().map(|_| ()),
         Cmd::Bench { quick, parts } => {
             setup::run()?;
             util::step("build (release)");

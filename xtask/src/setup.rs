@@ -48,6 +48,10 @@ const PACKAGES: &[(&str, &str)] = &[
          disables the service the package starts (the tests run their own in namespaces)",
     ),
     ("dnsutils", "dig, a second DNS client"),
+    (
+        "man-db",
+        "man, which the package test uses to find the installed pages",
+    ),
     ("bpftool", "program and map inspection"),
     ("tshark", "looking at packets in tests"),
 ];
@@ -66,6 +70,9 @@ const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llv
 /// The bpf-linker version and LLVM feature that work with these toolchains.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_FEATURE: &str = "llvm-22";
+
+/// The cargo-deb that builds the package (`cargo xtask package`); 3.8.0 builds with rust 1.85+.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
@@ -90,6 +97,36 @@ fn bpf_linker_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// Installs the pinned cargo-deb into ~/.cargo/bin unless it is there already (no root
+/// needed: `cargo xtask package` calls this too).
+pub fn cargo_deb() -> Result<()> {
+    let have = Command::new(cargo_bin().join("cargo-deb"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if have.split_whitespace().any(|w| w == CARGO_DEB_VERSION) {
+        println!("cargo-deb: {} present", have.trim());
+        return Ok(());
+    }
+    println!("cargo-deb: installing {CARGO_DEB_VERSION}; about 60 s");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "install",
+            "cargo-deb",
+            "--version",
+            CARGO_DEB_VERSION,
+            "--locked",
+            "--force",
+        ])
+        .status()?;
+    if !st.success() {
+        bail!("cargo install cargo-deb {CARGO_DEB_VERSION} failed ({st})");
+    }
+    Ok(())
 }
 
 /// Checks, without changing anything (no root needed), that blocker-userspace can be built:
@@ -225,6 +262,11 @@ pub fn run() -> Result<()> {
         if !st.success() {
             problems.push("cargo install bpf-linker failed".into());
         }
+    }
+
+    // cargo-deb, pinned.
+    if let Err(e) = cargo_deb() {
+        problems.push(format!("{e}"));
     }
 
     // The BPF filesystem.

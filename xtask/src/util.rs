@@ -97,6 +97,24 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs a command in the workspace root, its stderr going to ours (progress), failing if it
+/// fails; returns its stdout.
+pub fn run_in_root(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{stdout}");
+    if !out.status.success() {
+        bail!("`{cmd} {}` failed ({})", args.join(" "), out.status);
+    }
+    Ok(stdout)
+}
+
 /// Runs a command and reports whether it succeeded (output discarded).
 pub fn ok(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
