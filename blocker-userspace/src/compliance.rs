@@ -18,7 +18,18 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use crate::error::{OpContext, OpError};
+
+/// Why the compliance record could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+type Result<T, E = ComplianceError> = std::result::Result<T, E>;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -116,16 +127,16 @@ pub fn path(dir: &StateDir) -> PathBuf {
 pub fn append(dir: &StateDir, r: &Record) -> Result<()> {
     dir.ensure()?;
     let p = path(dir);
-    let mut line = serde_json::to_vec(r)?;
+    let mut line = serde_json::to_vec(r).op(|| "encoding a compliance record".to_string())?;
     line.push(b'\n');
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&p)
-        .with_context(|| format!("opening {}", p.display()))?;
+        .op(|| format!("opening {}", p.display()))?;
     f.write_all(&line)
         .and_then(|()| f.sync_all())
-        .with_context(|| format!("appending to {}", p.display()))?;
+        .op(|| format!("appending to {}", p.display()))?;
     Ok(())
 }
 
@@ -135,16 +146,22 @@ pub fn read(dir: &StateDir) -> Result<Vec<Record>> {
     let f = match fs::File::open(&p) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", p.display())),
+        Err(e) => {
+            return Err(OpError {
+                context: format!("opening {}", p.display()),
+                source: Box::new(e),
+            }
+            .into())
+        }
     };
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", p.display()))?;
+        let line = line.op(|| format!("reading {}", p.display()))?;
         if line.trim().is_empty() {
             continue;
         }
         let r: Record = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a compliance record", p.display(), i + 1))?;
+            .op(|| format!("{}:{}: not a compliance record", p.display(), i + 1))?;
         out.push(r);
     }
     Ok(out)
@@ -152,7 +169,7 @@ pub fn read(dir: &StateDir) -> Result<Vec<Record>> {
 
 /// The SHA-256 of a file's contents, in hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = fs::read(path).op(|| format!("reading {}", path.display()))?;
     let digest = Sha256::digest(&bytes);
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }

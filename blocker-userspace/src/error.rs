@@ -1,6 +1,7 @@
 //! Typed errors of the library's public API. Each module that has refusals worth telling
 //! apart gets its own enum ([`crate::kernel::KernelError`], [`crate::state::StateError`],
-//! [`crate::secret::SecretError`], [`crate::txn::TxnError`]);
+//! [`crate::secret::SecretError`], [`crate::txn::TxnError`], [`crate::guard::GuardError`],
+//! [`crate::compliance::ComplianceError`]);
 //! what is only ever reported (an I/O or syscall failure while doing something) is an
 //! [`OpError`]: what we were doing, and why it failed. The binary and the CLI layer keep
 //! `anyhow`; `blocker: {e:#}` prints the same chain either way.

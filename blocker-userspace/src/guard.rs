@@ -24,7 +24,22 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context, Result};
+use crate::error::{OpContext, OpError};
+
+/// Why the guards could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A public suffix list or protected-names file that does not parse (the message names
+    /// the file, and the line where there is one).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = GuardError> = std::result::Result<T, E>;
 use blocker_common::{Action, Kind};
 use blocker_lists::Name;
 use publicsuffix::Psl;
@@ -73,9 +88,9 @@ impl Guards {
             None if in_state.exists() => (read_psl(&in_state)?, PslSource::File(in_state)),
             None => (BUILT_IN_PSL.to_string(), PslSource::BuiltIn),
         };
-        let list: publicsuffix::List = text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{source}: not a public suffix list ({e:?})"))?;
+        let list: publicsuffix::List = text.parse().map_err(|e| {
+            GuardError::Invalid(format!("{source}: not a public suffix list ({e:?})"))
+        })?;
         let mut above_suffix = HashSet::new();
         for line in text.lines() {
             let Some(rule) = line.split_whitespace().next() else {
@@ -164,8 +179,8 @@ pub fn blocks_protected(name: &Name, kind: Kind, p: &Name) -> bool {
 }
 
 fn read_psl(path: &Path) -> Result<String> {
-    fs::read_to_string(path)
-        .with_context(|| format!("reading the public suffix list {}", path.display()))
+    Ok(fs::read_to_string(path)
+        .op(|| format!("reading the public suffix list {}", path.display()))?)
 }
 
 /// The protected names recorded in the state directory (none when it has no list).
@@ -174,7 +189,13 @@ pub fn read_protected(dir: &StateDir) -> Result<Vec<Name>> {
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => {
+            return Err(OpError {
+                context: format!("reading {}", path.display()),
+                source: Box::new(e),
+            }
+            .into())
+        }
     };
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -184,7 +205,13 @@ pub fn read_protected(dir: &StateDir) -> Result<Vec<Name>> {
         }
         match blocker_lists::normalize_name(line) {
             Ok(n) => out.push(n),
-            Err(e) => bail!("{}:{}: {e}", path.display(), i + 1),
+            Err(e) => {
+                return Err(GuardError::Invalid(format!(
+                    "{}:{}: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
         }
     }
     Ok(out)
@@ -195,16 +222,17 @@ pub fn write_protected(dir: &StateDir, names: &[Name]) -> Result<()> {
     dir.ensure()?;
     let path = dir.dir.join(PROTECTED_FILE);
     let tmp = dir.dir.join(format!("{PROTECTED_FILE}.new"));
-    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    writeln!(
-        f,
-        "# Names blocker refuses to block (and every name below them); `blocker protect`."
-    )?;
+    let mut f = fs::File::create(&tmp).op(|| format!("creating {}", tmp.display()))?;
+    let mut text = String::from(
+        "# Names blocker refuses to block (and every name below them); `blocker protect`.\n",
+    );
     for n in names {
-        writeln!(f, "{n}")?;
+        text.push_str(&format!("{n}\n"));
     }
-    f.sync_all()?;
-    fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .op(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &path).op(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 
