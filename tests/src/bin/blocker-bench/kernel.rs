@@ -2,6 +2,7 @@
 //! no-op XDP program in the same object, at several rule counts; and the list loads that fill
 //! the rule map (load time, kernel memory per rule, controller peak RSS through the real CLI).
 
+use std::io::Read as _;
 use std::{collections::BTreeMap, os::fd::AsFd, process::Command, time::Instant};
 
 use aya::programs::Xdp;
@@ -37,21 +38,30 @@ fn timed(b: &Blocker, args: &[&str]) -> (String, Option<u64>, f64) {
             .spawn()
             .expect("run blocker");
         let pid = child.id() as i32;
+        // Read both pipes while the command runs (a full pipe would block it), and keep what
+        // it printed: wait4 reaps the child, after which std's wait_with_output has nothing
+        // left to wait for and would lose the output of a failed command.
+        let drain = |p: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                if let Some(mut p) = p {
+                    let _ = p.read_to_end(&mut v);
+                }
+                String::from_utf8_lossy(&v).into_owned()
+            })
+        };
+        let mut child = child;
+        let out_t = drain(child.stdout.take().map(|p| Box::new(p) as Box<_>));
+        let err_t = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
         let mut status = 0;
         // SAFETY: wait4 on our own child; rusage is written by the kernel.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         let secs = t.elapsed().as_secs_f64();
-        let out = child.wait_with_output();
-        let text = out
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout).into_owned()
-                    + &String::from_utf8_lossy(&o.stderr)
-            })
-            .unwrap_or_default();
+        let text = out_t.join().unwrap_or_default() + &err_t.join().unwrap_or_default();
         assert!(
             r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "blocker {args:?} failed: {text}"
+            "blocker {args:?} failed (wait4 {r}, status {status:#x}): {text}"
         );
         (text, Some(ru.ru_maxrss as u64 * 1024), secs)
     }

@@ -100,10 +100,26 @@ fn main() {
         "cpu_model": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|l| l.strip_prefix("model name\t: ")).unwrap_or("?").to_string(),
         "date": Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
     });
+    // What was measured: the commit, and whether the tree had changes not in it.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_none_or(|s| !s.is_empty());
+    all["machine"]["commit"] = json!(commit);
+    all["machine"]["dirty"] = json!(dirty);
     all["parts_run"] = json!(a.parts);
     let date = all["machine"]["date"].clone();
     for p in &a.parts {
         all["part_dates"][p.as_str()] = date.clone();
+        all["part_commits"][p.as_str()] =
+            json!(format!("{commit}{}", if dirty { " (dirty)" } else { "" }));
     }
     if runs("kernel") {
         eprintln!("== in-kernel cost per packet and list loads");

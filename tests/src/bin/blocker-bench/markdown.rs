@@ -14,8 +14,14 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
     let mut s = String::new();
     let m = &r["machine"];
     s.push_str(&format!(
-        "{BEGIN}\n\nRun {} on {} ({} CPUs, kernel {}){}; verified instructions: {}. Parts and the date each was last measured: {}.\n\n",
+        "{BEGIN}\n\nRun {} of commit {}{} on {} ({} CPUs, kernel {}){}; verified instructions: {}. Parts and the date each was last measured: {}.\n\n",
         m["date"].as_str().unwrap_or("?"),
+        m["commit"].as_str().unwrap_or("unknown (not recorded)"),
+        if m["dirty"].as_bool() == Some(true) {
+            " with uncommitted changes"
+        } else {
+            ""
+        },
         m["cpu_model"].as_str().unwrap_or("?"),
         m["cpus"],
         m["kernel"].as_str().unwrap_or("?"),
@@ -29,7 +35,11 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
             .as_object()
             .map(|o| o
                 .iter()
-                .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+                .map(|(k, v)| format!(
+                    "{k} {} (commit {})",
+                    v.as_str().unwrap_or("?"),
+                    r["part_commits"][k].as_str().unwrap_or("not recorded")
+                ))
                 .collect::<Vec<_>>()
                 .join(", "))
             .unwrap_or_default()
@@ -101,7 +111,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
         ));
     }
     s.push_str("\nThe rule map is created with room for the largest list of the run; its bucket array (16 bytes per slot, rounded up to a power of two) is counted from the start, so *bytes per rule* is high for small lists in a big map, and *bytes per rule added* (over the smallest list) is what each rule costs.\n");
-    s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups (syscall) |\n|---|---|---|---|---|\n");
+    s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups, a miss and a hit (syscall) |\n|---|---|---|---|---|\n");
     for c in r["structures"].as_array().cloned().unwrap_or_default() {
         s.push_str(&format!(
             "| {} | {:.0} | {:.0} | {:.0} ns | {:.0} ns |\n",
