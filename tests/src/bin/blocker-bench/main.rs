@@ -114,6 +114,9 @@ fn main() {
         git(&["status", "--porcelain", "--untracked-files=no"]).is_none_or(|s| !s.is_empty());
     all["machine"]["commit"] = json!(commit);
     all["machine"]["dirty"] = json!(dirty);
+    // At the top level too: what tools and readers look for first.
+    all["commit"] = json!(commit);
+    all["dirty"] = json!(dirty);
     all["parts_run"] = json!(a.parts);
     let date = all["machine"]["date"].clone();
     for p in &a.parts {
