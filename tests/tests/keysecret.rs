@@ -7,16 +7,13 @@
 //! (bytes through aya), and keys are recomputed here with u128 arithmetic from the definition
 //! (see `oracle_key`).
 
-use std::{os::fd::AsFd, path::Path};
+use std::path::Path;
 
 use aya::maps::{Array, HashMap, MapData};
 use blocker_tests::{
-    dns,
     env::{kdig, Blocker, Topology, EDGE_V4},
-    packet::Frame,
-    testrun::{test_run, XDP_TX},
+    testrun::{query_once, XDP_TX},
 };
-use hickory_proto::rr::RecordType;
 
 const P: u128 = (1 << 61) - 1;
 /// Size of the BLK_KEY value: two bases and two tables of 128 powers.
@@ -237,22 +234,6 @@ fn the_secret_survives_detach_attach_and_a_restore_from_state() {
     assert_eq!(status("other.test"), blocked);
 }
 
-/// The query frame for `name`, run once through the pinned program: (verdict, rcode).
-fn run(b: &Blocker, name: &str) -> (u32, u16) {
-    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
-    let fd = prog.fd().expect("fd");
-    let frame = Frame::v4(dns::query(7, name, RecordType::A, None)).bytes();
-    let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
-    let rcode = match out.retval {
-        XDP_TX => {
-            let p = blocker_tests::packet::parse(&out.data).expect("answer frame");
-            dns::parse(&p.dns).rcode
-        }
-        _ => 0,
-    };
-    (out.retval, rcode)
-}
-
 /// A pinned directory left by a blocker without secret keys (no BLK_KEY, rule keys of the
 /// old public hash) is refused; removed, it is rebuilt from the state directory, with a new
 /// secret when the state directory has none either.
@@ -283,6 +264,6 @@ fn maps_without_a_secret_are_refused_and_rebuilt_from_state() {
     ];
     want.sort_unstable();
     assert_eq!(rule_keys(&b), want, "both rules, keyed with the new secret");
-    assert_eq!(run(&b, "www.a.example."), (XDP_TX, 3));
-    assert_eq!(run(&b, "x.b.example."), (XDP_TX, 3));
+    assert_eq!(query_once(&b, "www.a.example."), (XDP_TX, 3));
+    assert_eq!(query_once(&b, "x.b.example."), (XDP_TX, 3));
 }

@@ -7,31 +7,10 @@
 //! (BPF_PROG_TEST_RUN), file hashes from coreutils' `sha256sum`, times from coreutils' `date`,
 //! CSV from Python's csv module.
 
-use std::os::fd::AsFd;
-
 use blocker_tests::{
-    dns,
     env::{must, Blocker, TempDir},
-    packet::Frame,
-    testrun::{test_run, XDP_PASS, XDP_TX},
+    testrun::{query_once, XDP_PASS, XDP_TX},
 };
-use hickory_proto::rr::RecordType;
-
-/// The query for `name` run once through the pinned program: (verdict, rcode).
-fn run(b: &Blocker, name: &str) -> (u32, u16) {
-    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
-    let fd = prog.fd().expect("fd");
-    let frame = Frame::v4(dns::query(7, name, RecordType::A, None)).bytes();
-    let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
-    let rcode = match out.retval {
-        XDP_TX => {
-            let p = blocker_tests::packet::parse(&out.data).expect("answer frame");
-            dns::parse(&p.dns).rcode
-        }
-        _ => 0,
-    };
-    (out.retval, rcode)
-}
 
 const BLOCKED: (u32, u16) = (XDP_TX, 3);
 const PASSED: (u32, u16) = (XDP_PASS, 0);
@@ -73,8 +52,8 @@ fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
     }
     assert!(!err.contains(":2:") && !err.contains(":4:"), "{err}");
     assert_eq!(snapshot(&b), before, "a refused load changes nothing");
-    assert_eq!(run(&b, "ok.example"), PASSED);
-    assert_eq!(run(&b, "www.keep.example"), BLOCKED);
+    assert_eq!(query_once(&b, "ok.example"), PASSED);
+    assert_eq!(query_once(&b, "www.keep.example"), BLOCKED);
 
     // A top-level name, a subtree over private suffixes, on the command line.
     for (args, want) in [
@@ -106,10 +85,10 @@ fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
     // --force loads it all.
     let out = b.ok(&["rules", "load", &list, "--order", "Court-G", "--force"]);
     assert!(out.contains("4 rules"), "{out}");
-    assert_eq!(run(&b, "ok.example"), BLOCKED);
-    assert_eq!(run(&b, "x.github.io"), BLOCKED);
+    assert_eq!(query_once(&b, "ok.example"), BLOCKED);
+    assert_eq!(query_once(&b, "x.github.io"), BLOCKED);
     // (The allow rule at co.uk wins there.)
-    assert_eq!(run(&b, "x.co.uk"), PASSED);
+    assert_eq!(query_once(&b, "x.co.uk"), PASSED);
 
     // Protected names: the name, below it, and ancestors that reach it.
     b.ok(&["protect", "add", "portal.example.net"]);
@@ -143,12 +122,12 @@ fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
         before,
         "refused protected names change nothing"
     );
-    assert_eq!(run(&b, "portal.example.net"), PASSED);
-    assert_eq!(run(&b, "other.example"), PASSED);
+    assert_eq!(query_once(&b, "portal.example.net"), PASSED);
+    assert_eq!(query_once(&b, "other.example"), PASSED);
     // An exact rule at an ancestor does not block the protected name.
     b.ok(&["rules", "add", "example.net", "--order", "Court-P"]);
-    assert_eq!(run(&b, "example.net"), BLOCKED);
-    assert_eq!(run(&b, "portal.example.net"), PASSED);
+    assert_eq!(query_once(&b, "example.net"), BLOCKED);
+    assert_eq!(query_once(&b, "portal.example.net"), PASSED);
 
     // explain says which guard applies at a name.
     let e: serde_json::Value =
@@ -183,7 +162,7 @@ fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
         "--order",
         "Court-P",
     ]);
-    assert_eq!(run(&b, "portal.example.net"), BLOCKED);
+    assert_eq!(query_once(&b, "portal.example.net"), BLOCKED);
 }
 
 /// Seconds and nanoseconds since the epoch of an RFC 3339 time, by coreutils' `date`.
@@ -237,7 +216,7 @@ fn the_report_shows_every_change_with_its_times_generation_hashes_and_hits() {
     b.ok(&["protect", "add", "bank.example", "--operator", "bob"]);
     b.ok(&["rules", "add", "x.example", "--order", "Other"]);
     for _ in 0..3 {
-        assert_eq!(run(&b, "www.a.example"), BLOCKED);
+        assert_eq!(query_once(&b, "www.a.example"), BLOCKED);
     }
 
     let r: serde_json::Value =
