@@ -9,6 +9,7 @@ pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod guard;
+pub mod juris;
 pub mod kernel;
 pub mod secret;
 pub mod state;
