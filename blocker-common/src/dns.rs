@@ -10,7 +10,9 @@ use crate::key::{
     chunk_value, suffix_key, Horner, KeySecret, RuleKey, CHUNK, MAX_CANONICAL_LEN, MAX_CHUNKS,
     POW_LEN,
 };
-use crate::maps::{qtype_bit, Config, Reason, RuleSet, Slot};
+use crate::maps::{
+    qtype_bit, Config, OrderGate, Reason, RuleSet, Slot, MODE_SHADOW, SLOT_BELOW, SLOT_HERE,
+};
 
 /// Size of the scratch message buffer (a power of two, so `& MSG_MASK` bounds an index).
 pub const MSG_BUF: usize = 512;
@@ -48,7 +50,7 @@ pub struct Scratch {
     /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
     pub hdr: [u8; HDR_MAX],
     /// Slots for [`launder`].
-    pub opaque: [u64; 32],
+    pub opaque: [u64; 48],
 }
 
 impl Scratch {
@@ -60,7 +62,7 @@ impl Scratch {
             l3: [0; 64],
             l4: [0; 64],
             hdr: [0; HDR_MAX],
-            opaque: [0; 32],
+            opaque: [0; 48],
         }
     }
 }
@@ -268,49 +270,201 @@ pub fn parse_query(
     })
 }
 
-/// Finds the most specific rule that decides `q` (parsed under the same `secret`). `lookup`
-/// returns the rules in force at a name (the active copy of its [`crate::RuleValue`]).
+/// What the data plane knows of a query's client besides the query: its jurisdictions and
+/// the time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    /// Jurisdiction bits of the client's address (`BLK_JURIS`); 0: in none.
+    pub jurisdictions: u64,
+    /// Now, in TAI nanoseconds (0 when no order has a validity window).
+    pub now: u64,
+}
+
+/// A rule that matched a query: its counter, its order and its action (the order's override
+/// applied). `action` 0 (`Action::None`): no rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hit {
+    pub rule_id: u32,
+    pub order_id: u16,
+    pub action: u8,
+}
+
+impl Hit {
+    #[inline(always)]
+    fn pack(rule_id: u32, order_id: u16, action: u8) -> u64 {
+        rule_id as u64 | (order_id as u64) << 32 | (action as u64) << 48
+    }
+
+    #[inline(always)]
+    fn unpack(v: u64) -> Hit {
+        Hit {
+            rule_id: v as u32,
+            order_id: (v >> 32) as u16,
+            action: (v >> 48) as u8,
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.action == 0
+    }
+}
+
+/// [`Decision::skipped`] bit: a matching rule's order was outside its validity window.
+pub const SKIPPED_WINDOW: u8 = 1;
+/// [`Decision::skipped`] bit: a matching rule's order is scoped to jurisdictions the client is
+/// not in.
+pub const SKIPPED_SCOPE: u8 = 2;
+
+/// What [`decide`] found for one query.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The rule in force (none: the query passes).
+    pub hit: Hit,
+    /// The rule of an order in shadow mode that would have decided had its order been
+    /// enforced (it ranks before `hit`'s order); none otherwise. Counted, never applied.
+    pub shadow: Hit,
+    /// `SKIPPED_*` bits: why matching rules did not decide.
+    pub skipped: u8,
+}
+
+impl Decision {
+    /// The exit reason of a query no rule decided.
+    #[inline(always)]
+    pub fn pass_reason(&self) -> Reason {
+        if !self.shadow.is_none() {
+            Reason::Shadowed
+        } else if self.skipped & SKIPPED_WINDOW != 0 {
+            Reason::NotInForce
+        } else if self.skipped & SKIPPED_SCOPE != 0 {
+            Reason::OutOfScope
+        } else {
+            Reason::NoMatch
+        }
+    }
+}
+
+/// Scratch slots of the walk: the best rank and hit so far, enforced then shadow, and the
+/// skipped bits.
+const BEST: usize = 32;
+const SKIPPED: usize = 36;
+
+#[inline(always)]
+fn get(s: &Scratch, i: usize) -> u64 {
+    // SAFETY: a valid, aligned reference into scratch memory.
+    unsafe { core::ptr::read_volatile(&s.opaque[i & 47]) }
+}
+
+#[inline(always)]
+fn put(s: &mut Scratch, i: usize, v: u64) {
+    // SAFETY: a valid, aligned, exclusive reference into scratch memory.
+    unsafe { core::ptr::write_volatile(&mut s.opaque[i & 47], v) }
+}
+
+/// Decides `q` (parsed under the same `secret`) for `client`: the rule in force is that of the
+/// order of lowest rank, among the orders in force for this client (inside their validity
+/// window, and scoped to none of the client's jurisdictions or to one of them), that has a
+/// rule for the query; within that order, its most specific rule. An order in shadow mode is
+/// skipped (and reported in [`Decision::shadow`] if it would have decided). `lookup` returns
+/// the rules at a name (the active copy of its [`crate::RuleValue`]); `order` an order's
+/// gate (the active copy, see [`crate::Gates`]).
 ///
 /// Suffixes are tried from the whole name (most specific) to the last label, skipping depths
-/// at which no rule exists (`Config::depth_mask`). At the whole name the `here` slot decides
-/// (an exact rule beats a subtree rule there: user space puts the winner in the slot); at a
-/// proper suffix the `below` slot decides (a subtree or `*.` rule of an ancestor). A slot
-/// whose qtype set does not hold the query's type is skipped and the search goes on. The
-/// root has no labels and is never matched.
+/// at which no rule exists (`Config::depth_mask`). At the whole name the slots for the name
+/// itself apply (exact and subtree rules), at a proper suffix the slots for names below it
+/// (subtree and `*.` rules). A slot whose qtype set does not hold the query's type does not
+/// match. The root has no labels and is never matched.
 #[inline(always)]
-pub fn find_rule<F>(
+pub fn decide<'o, F, O>(
     cfg: &Config,
     secret: &KeySecret,
     s: &mut Scratch,
     q: &Query,
+    client: &Client,
     lookup: F,
-) -> Option<Slot>
+    order: O,
+) -> Decision
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
+    O: FnMut(u16) -> &'o OrderGate,
 {
-    find_rule_filtered(cfg, secret, s, q, |_| true, lookup)
+    decide_filtered(cfg, secret, s, q, client, |_| true, lookup, order)
 }
 
-/// [`find_rule`] with a pre-filter: a key for which `may_hold` is false is not looked up
+/// 1 if `x` is not zero, else 0, without a branch: the value goes through scratch memory
+/// between the two halves, so the compiler cannot fold it back into a comparison (a
+/// comparison is a branch in BPF, and each branch is a path the verifier walks).
+#[inline(always)]
+fn nonzero(s: &mut Scratch, x: u64) -> u64 {
+    launder(&mut s.opaque[40], x | x.wrapping_neg()) >> 63
+}
+
+/// 1 if `a < b` (unsigned), else 0, without a branch (Hacker's Delight 2-12).
+#[inline(always)]
+fn below(s: &mut Scratch, a: u64, b: u64) -> u64 {
+    launder(&mut s.opaque[41], (!a & b) | (!(a ^ b) & a.wrapping_sub(b))) >> 63
+}
+
+/// One slot at one suffix: does it match, and is its order's rule better than the best so far?
+/// Straight-line arithmetic but for the order lookup: this runs for every slot at every
+/// suffix, and the verifier walks it that many times.
+#[inline(always)]
+fn consider<'o, O>(slot: &Slot, pos: u8, qbit: u16, client: &Client, s: &mut Scratch, order: &mut O)
+where
+    O: FnMut(u16) -> &'o OrderGate,
+{
+    let o = order(slot.order_id);
+    let matches = nonzero(s, slot.action as u64)
+        & nonzero(s, (slot.flags & pos) as u64)
+        & nonzero(s, (slot.qtypes & qbit) as u64);
+    let in_window = (1 - below(s, client.now, o.valid_from)) & below(s, client.now, o.valid_until);
+    let in_scope =
+        (1 - nonzero(s, o.jurisdictions)) | nonzero(s, o.jurisdictions & client.jurisdictions);
+    let skipped = (matches & (1 - in_window)) * SKIPPED_WINDOW as u64
+        | (matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64;
+    put(s, SKIPPED, get(s, SKIPPED) | skipped);
+    let override_action = o.override_action as u64;
+    let keep = 1 - nonzero(s, override_action);
+    let action = override_action | (slot.action as u64 * keep);
+    // Enforced orders compete at BEST, shadow orders at BEST + 2.
+    let at = BEST + 2 * (o.mode & MODE_SHADOW) as usize;
+    let rank = o.rank as u64;
+    let best = get(s, at);
+    // Strictly lower: the first (most specific) rule of an order keeps its place.
+    let take = matches & in_window & in_scope & below(s, rank, best);
+    let mask = take.wrapping_neg();
+    let hit = Hit::pack(slot.rule_id, slot.order_id, action as u8);
+    put(s, at, (rank & mask) | (best & !mask));
+    put(s, at + 1, (hit & mask) | (get(s, at + 1) & !mask));
+}
+
+/// [`decide`] with a pre-filter: a key for which `may_hold` is false is not looked up
 /// (the key filter, see [`crate::filter`]).
 // The label counter `k` kept apart from the bounded loop is the shape the verifier was
 // measured with (see prog_test_run); folding it into the loop is an eBPF change to measure,
 // not a lint fix.
-#[allow(clippy::explicit_counter_loop)]
+#[allow(clippy::explicit_counter_loop, clippy::too_many_arguments)]
 #[inline(always)]
-pub fn find_rule_filtered<F, G>(
+pub fn decide_filtered<'o, F, G, O>(
     cfg: &Config,
     secret: &KeySecret,
     s: &mut Scratch,
     q: &Query,
+    client: &Client,
     mut may_hold: G,
     mut lookup: F,
-) -> Option<Slot>
+    mut order: O,
+) -> Decision
 where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
     G: FnMut(&RuleKey) -> bool,
+    O: FnMut(u16) -> &'o OrderGate,
 {
     let qbit = qtype_bit(q.qtype);
+    put(s, BEST, u64::MAX);
+    put(s, BEST + 1, 0);
+    put(s, BEST + 2, u64::MAX);
+    put(s, BEST + 3, 0);
+    put(s, SKIPPED, 0);
     let mut k = 0usize;
     for _ in 0..MAX_LABELS {
         if k >= q.labels {
@@ -331,16 +485,27 @@ where
             );
             if launder(&mut s.opaque[13], may_hold(&key) as u64) != 0 {
                 if let Some(set) = lookup(&key) {
-                    let slot = if k == 0 { set.here } else { set.below };
-                    if !slot.is_empty() && slot.qtypes & qbit != 0 {
-                        return Some(slot);
+                    // The name itself at the first label, the names under a suffix after it.
+                    let pos = if k == 0 { SLOT_HERE } else { SLOT_BELOW };
+                    let pos = launder(&mut s.opaque[37], pos as u64) as u8;
+                    for slot in &set.slots {
+                        consider(slot, pos, qbit, client, s, &mut order);
                     }
                 }
             }
         }
         k += 1;
     }
-    None
+    let shadow = if get(s, BEST + 2) < get(s, BEST) {
+        Hit::unpack(get(s, BEST + 3))
+    } else {
+        Hit::default()
+    };
+    Decision {
+        hit: Hit::unpack(get(s, BEST + 1)),
+        shadow,
+        skipped: get(s, SKIPPED) as u8,
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +561,20 @@ pub(crate) mod tests {
     struct Rules {
         cfg: Config,
         map: HashMap<RuleKey, RuleSet>,
+        orders: Vec<OrderGate>,
+        client: Client,
+    }
+
+    /// A slot of order 0.
+    fn slot(id: u32, action: Action, flags: u8) -> Slot {
+        Slot {
+            rule_id: id,
+            order_id: 0,
+            action: action as u8,
+            flags,
+            qtypes: QTYPES_ALL,
+            _reserved: 0,
+        }
     }
 
     impl Rules {
@@ -403,37 +582,60 @@ pub(crate) mod tests {
             Rules {
                 cfg: Config::default(),
                 map: HashMap::new(),
+                orders: (0..8)
+                    .map(|i| OrderGate {
+                        rank: i,
+                        ..OrderGate::OPEN
+                    })
+                    .collect(),
+                client: Client::default(),
             }
         }
-        fn add(&mut self, name: &str, here: Option<(Action, u32)>, below: Option<(Action, u32)>) {
+        /// Adds a slot at `name` (after those already there).
+        fn put(&mut self, name: &str, slot: Slot) {
             let w = wire(name);
             let depth = name.split('.').filter(|l| !l.is_empty()).count();
             self.cfg.depth_mask[depth >> 6] |= 1 << (depth & 63);
-            let slot = |a: Option<(Action, u32)>| match a {
-                Some((a, id)) => Slot {
-                    rule_id: id,
-                    order_id: 0,
-                    action: a as u8,
-                    flags: 0,
-                    qtypes: QTYPES_ALL,
-                    scope: 0,
-                },
-                None => Slot::default(),
-            };
-            self.map.insert(
-                key_of_canonical(&test_secret(), &w),
-                RuleSet {
-                    here: slot(here),
-                    below: slot(below),
-                },
-            );
+            let set = self
+                .map
+                .entry(key_of_canonical(&test_secret(), &w))
+                .or_default();
+            let free = set.slots.iter().position(Slot::is_empty).expect("room");
+            set.slots[free] = slot;
         }
-        fn decide(&self, qname: &[u8], qtype: u16) -> Option<Slot> {
+        fn add(&mut self, name: &str, here: Option<(Action, u32)>, below: Option<(Action, u32)>) {
+            match (here, below) {
+                (Some(h), Some(b)) if h == b => {
+                    self.put(name, slot(h.1, h.0, SLOT_HERE | SLOT_BELOW))
+                }
+                _ => {
+                    if let Some((a, id)) = here {
+                        self.put(name, slot(id, a, SLOT_HERE));
+                    }
+                    if let Some((a, id)) = below {
+                        self.put(name, slot(id, a, SLOT_BELOW));
+                    }
+                }
+            }
+        }
+        fn decision(&self, qname: &[u8], qtype: u16) -> Decision {
             let msg = query(7, qname, qtype, None);
             let (mut s, n) = load(&msg);
             let k = test_secret();
             let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
-            find_rule(&self.cfg, &k, &mut s, &q, |k| self.map.get(k).copied())
+            decide(
+                &self.cfg,
+                &k,
+                &mut s,
+                &q,
+                &self.client,
+                |k| self.map.get(k).copied(),
+                |o| &self.orders[o as usize],
+            )
+        }
+        fn decide(&self, qname: &[u8], qtype: u16) -> Option<Hit> {
+            let d = self.decision(qname, qtype);
+            (!d.hit.is_none()).then_some(d.hit)
         }
     }
 
@@ -588,20 +790,11 @@ pub(crate) mod tests {
             Some((Action::Nxdomain, 1)),
         );
         let w = wire("www.example.com");
-        let depth = 3;
-        r.cfg.depth_mask[0] |= 1 << depth;
-        r.map.insert(
-            key_of_canonical(&test_secret(), &w),
-            RuleSet {
-                here: Slot {
-                    rule_id: 9,
-                    order_id: 0,
-                    action: Action::Sinkhole as u8,
-                    flags: 0,
-                    qtypes: qtype_bit(1),
-                    scope: 0,
-                },
-                below: Slot::default(),
+        r.put(
+            "www.example.com",
+            Slot {
+                qtypes: qtype_bit(1),
+                ..slot(9, Action::Sinkhole, SLOT_HERE)
             },
         );
         assert_eq!(r.decide(&w, 1).map(|s| s.rule_id), Some(9));
@@ -642,10 +835,18 @@ pub(crate) mod tests {
             let (mut s, loaded) = load(&msg);
             let q = parse_query(&mut s, loaded, msg.len(), &k).expect("parses");
             let mut asked = Vec::new();
-            find_rule(&cfg, &k, &mut s, &q, |key| {
-                asked.push(*key);
-                None
-            });
+            decide(
+                &cfg,
+                &k,
+                &mut s,
+                &q,
+                &Client::default(),
+                |key| {
+                    asked.push(*key);
+                    None
+                },
+                |_| &OrderGate::OPEN,
+            );
             let mut want = Vec::new();
             let mut i = 0;
             while i < name.len() {
@@ -669,11 +870,136 @@ pub(crate) mod tests {
         let k = test_secret();
         let q = parse_query(&mut s, n, msg.len(), &k).expect("parses");
         let mut lookups = 0;
-        let hit = find_rule(&r.cfg, &k, &mut s, &q, |k| {
-            lookups += 1;
-            r.map.get(k).copied()
-        });
-        assert_eq!(hit.map(|s| s.rule_id), Some(1));
+        let d = decide(
+            &r.cfg,
+            &k,
+            &mut s,
+            &q,
+            &r.client,
+            |k| {
+                lookups += 1;
+                r.map.get(k).copied()
+            },
+            |o| &r.orders[o as usize],
+        );
+        assert_eq!(d.hit.rule_id, 1);
         assert_eq!(lookups, 1, "only the depth that holds rules is looked up");
+    }
+
+    /// A slot of `order`.
+    fn oslot(order: u16, id: u32, action: Action, flags: u8) -> Slot {
+        Slot {
+            order_id: order,
+            ..slot(id, action, flags)
+        }
+    }
+
+    const HB: u8 = SLOT_HERE | SLOT_BELOW;
+
+    #[test]
+    fn the_first_order_by_rank_decides_with_its_most_specific_rule() {
+        let mut r = Rules::new();
+        // Order 1 blocks the whole domain, order 0 (rank 0) only a subdomain; order 2 allows
+        // a deeper name.
+        r.put("example.com", oslot(1, 10, Action::Nxdomain, HB));
+        r.put("a.example.com", oslot(0, 20, Action::Refused, HB));
+        r.put("ok.a.example.com", oslot(2, 30, Action::Pass, HB));
+        let id = |r: &Rules, name: &str| r.decide(&wire(name), 1).map(|h| (h.order_id, h.rule_id));
+        assert_eq!(id(&r, "www.example.com"), Some((1, 10)));
+        assert_eq!(id(&r, "x.a.example.com"), Some((0, 20)));
+        // The allow rule is more specific, but its order ranks last: order 0 decides.
+        assert_eq!(id(&r, "ok.a.example.com"), Some((0, 20)));
+        // Rank the allow order first and it decides, there and below.
+        r.orders[2].rank = 0;
+        r.orders[0].rank = 2;
+        assert_eq!(id(&r, "x.ok.a.example.com"), Some((2, 30)));
+        assert_eq!(
+            r.decide(&wire("ok.a.example.com"), 1).map(|h| h.action),
+            Some(Action::Pass as u8)
+        );
+        // Two rules of one order: the most specific, whatever a less specific one does.
+        r.put("b.example.com", oslot(1, 11, Action::Drop, HB));
+        assert_eq!(id(&r, "www.b.example.com"), Some((1, 11)));
+    }
+
+    #[test]
+    fn windows_scopes_shadow_and_override() {
+        let mut r = Rules::new();
+        r.put("example.com", oslot(0, 1, Action::Nxdomain, HB));
+        r.put("example.com", oslot(1, 2, Action::Refused, HB));
+        let d = |r: &Rules| r.decision(&wire("www.example.com"), 1);
+        assert_eq!((d(&r).hit.order_id, d(&r).hit.rule_id), (0, 1));
+        // Order 0 not yet in force: order 1 decides; the skip is recorded.
+        r.orders[0].valid_from = 1000;
+        r.client.now = 999;
+        assert_eq!((d(&r).hit.order_id, d(&r).skipped), (1, SKIPPED_WINDOW));
+        r.client.now = 1000;
+        assert_eq!((d(&r).hit.order_id, d(&r).skipped), (0, 0));
+        r.orders[0].valid_until = 2000;
+        r.client.now = 2000;
+        assert_eq!(d(&r).hit.order_id, 1, "the end is exclusive");
+        r.client.now = 1500;
+        // Scoped to jurisdiction 3: a client in 3 gets order 0, one in 4 gets order 1.
+        r.orders[0].jurisdictions = 1 << 3;
+        r.client.jurisdictions = 1 << 3 | 1;
+        assert_eq!(d(&r).hit.order_id, 0);
+        r.client.jurisdictions = 1 << 4;
+        assert_eq!((d(&r).hit.order_id, d(&r).skipped), (1, SKIPPED_SCOPE));
+        // Order 1 scoped elsewhere too: nothing decides, and the reason says why.
+        r.orders[1].jurisdictions = 1 << 5;
+        assert!(d(&r).hit.is_none());
+        assert_eq!(d(&r).pass_reason(), Reason::OutOfScope);
+        r.client.now = 3000;
+        assert_eq!(
+            d(&r).pass_reason(),
+            Reason::NotInForce,
+            "a window skip is named first"
+        );
+        // Order 1 everywhere, in shadow mode and ranked first: it is reported, not applied.
+        r.orders[1].jurisdictions = 0;
+        r.orders[1].mode = MODE_SHADOW;
+        r.orders[1].rank = 0;
+        r.orders[0].rank = 1;
+        assert!(d(&r).hit.is_none());
+        assert_eq!((d(&r).shadow.order_id, d(&r).shadow.rule_id), (1, 2));
+        assert_eq!(d(&r).pass_reason(), Reason::Shadowed);
+        // With order 0 back in force and ranked before it, the shadow order would not have
+        // decided: not reported.
+        r.client.now = 1500;
+        r.client.jurisdictions = 1 << 3;
+        r.orders[1].rank = 2;
+        assert_eq!((d(&r).hit.order_id, d(&r).shadow), (0, Hit::default()));
+        // Ranked before order 0, it would have: reported, and order 0 still decides.
+        r.orders[1].rank = 0;
+        assert_eq!((d(&r).hit.order_id, d(&r).shadow.order_id), (0, 1));
+        assert_eq!(d(&r).shadow.action, Action::Refused as u8);
+        // The override replaces the rule's action.
+        r.orders[0].override_action = Action::Drop as u8;
+        assert_eq!(d(&r).hit.action, Action::Drop as u8);
+    }
+
+    #[test]
+    fn an_exact_rule_comes_before_the_subtree_rule_of_its_order_for_its_types_only() {
+        let mut r = Rules::new();
+        r.put(
+            "example.com",
+            Slot {
+                qtypes: qtype_bit(1),
+                ..oslot(0, 1, Action::Sinkhole, SLOT_HERE)
+            },
+        );
+        r.put("example.com", oslot(0, 2, Action::Nxdomain, HB));
+        assert_eq!(
+            r.decide(&wire("example.com"), 1).map(|h| h.rule_id),
+            Some(1)
+        );
+        assert_eq!(
+            r.decide(&wire("example.com"), 28).map(|h| h.rule_id),
+            Some(2)
+        );
+        assert_eq!(
+            r.decide(&wire("www.example.com"), 1).map(|h| h.rule_id),
+            Some(2)
+        );
     }
 }

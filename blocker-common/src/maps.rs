@@ -18,6 +18,10 @@ pub const MAP_RULE_HITS: &str = "BLK_RULE_HITS";
 pub const MAP_STATS: &str = "BLK_STATS";
 pub const MAP_EVENTS: &str = "BLK_EVENTS";
 pub const MAP_FILTER: &str = "BLK_FILTER";
+/// Client prefix → the jurisdictions it belongs to (an LPM trie, see [`juris_addr`]).
+pub const MAP_JURIS: &str = "BLK_JURIS";
+/// Every order's [`OrderGate`], one entry ([`Gates`]).
+pub const MAP_GATES: &str = "BLK_GATES";
 /// Response rate limiting state (not pinned: each loaded program has its own).
 pub const MAP_RRL: &str = "BLK_RRL";
 /// The key secret ([`crate::key::KeySecret`]), one entry.
@@ -41,6 +45,19 @@ pub const ORDER_ENTRIES: u32 = 2 * MAX_ORDERS;
 pub fn order_entry(active: u32, id: u16) -> u32 {
     (active & 1) * MAX_ORDERS + (id as u32 & (MAX_ORDERS - 1))
 }
+
+/// Number of jurisdictions (ids `0..MAX_JURISDICTIONS`, one bit each in a `u64` mask).
+pub const MAX_JURISDICTIONS: u32 = 64;
+/// Client prefixes all jurisdictions together can hold (the LPM trie allocates on demand).
+pub const JURIS_PREFIXES: u32 = 1 << 20;
+
+/// Rules one name can hold in one copy: one slot per (order, position) in force, so up to four
+/// orders with a subtree rule at the same name, or two with distinct exact and below rules.
+pub const SLOTS: usize = 4;
+/// [`Slot::flags`] bit: the slot decides queries for the name itself (an exact or subtree rule).
+pub const SLOT_HERE: u8 = 1;
+/// [`Slot::flags`] bit: the slot decides queries for names under it (a subtree or below rule).
+pub const SLOT_BELOW: u8 = 2;
 
 /// Client prefixes the response rate limiter tracks at once (an LRU map: the least recently
 /// answered prefix makes room). A bucket only matters while it is not full, i.e. for
@@ -172,8 +189,9 @@ pub const QTYPES_ALL: u16 = 0xffff;
 
 pub use crate::qtype::qtype_bit;
 
-/// One rule as the data plane sees it: the decision for one (name, position). Written by user
-/// space (as part of a [`RuleValue`]), read by the XDP program.
+/// One rule as the data plane sees it: an order's rule in force at one name, for the name
+/// itself, the names under it, or both ([`SLOT_HERE`], [`SLOT_BELOW`]). Written by user space
+/// (as part of a [`RuleValue`]), read by the XDP program.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Slot {
@@ -183,12 +201,12 @@ pub struct Slot {
     pub order_id: u16,
     /// [`Action`] as `u8`; `Action::None` (0) means the slot is empty.
     pub action: u8,
-    /// Reserved, zero.
+    /// [`SLOT_HERE`] and/or [`SLOT_BELOW`].
     pub flags: u8,
     /// Set of [`qtype_bit`]s the rule applies to.
     pub qtypes: u16,
-    /// Reserved for a jurisdiction scope mask; zero means "everywhere".
-    pub scope: u16,
+    /// Reserved, zero.
+    pub _reserved: u16,
 }
 
 impl Slot {
@@ -198,19 +216,27 @@ impl Slot {
     }
 }
 
-/// The rules at one name: `here` decides queries for the name itself (an exact or subtree
-/// rule), `below` decides queries for names under it (a subtree or below rule).
+/// The rules at one name, of every order that has one there (see [`crate::policy::merge`]):
+/// the used slots first, in order id order; which one decides a query is the data plane's
+/// choice per client and time ([`crate::dns::decide`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleSet {
-    pub here: Slot,
-    pub below: Slot,
+    pub slots: [Slot; SLOTS],
 }
 
 impl RuleSet {
     /// No rule at this name, in either position.
     pub fn is_empty(&self) -> bool {
-        self.here.is_empty() && self.below.is_empty()
+        self.slots.iter().all(Slot::is_empty)
+    }
+
+    /// The slot of `order` that applies in position `pos` ([`SLOT_HERE`] or [`SLOT_BELOW`]).
+    pub fn of(&self, order: u16, pos: u8) -> Option<Slot> {
+        self.slots
+            .iter()
+            .find(|s| !s.is_empty() && s.order_id == order && s.flags & pos != 0)
+            .copied()
     }
 }
 
@@ -227,6 +253,12 @@ pub struct RuleValue {
 pub const CONFIG_SINKHOLE_V4: u32 = 1 << 0;
 /// `Config::flags` bit: `sinkhole_v6` holds an address.
 pub const CONFIG_SINKHOLE_V6: u32 = 1 << 1;
+/// `Config::flags` bit: some order is scoped to jurisdictions: look the client up in
+/// `BLK_JURIS`. Without it every client is in no jurisdiction.
+pub const CONFIG_SCOPED: u32 = 1 << 2;
+/// `Config::flags` bit: some order has a validity window: read the clock (TAI). Without it
+/// the time is 0.
+pub const CONFIG_WINDOWS: u32 = 1 << 3;
 
 /// Run-time settings, entry 0 of `BLK_CONFIG`. Written by user space, read by the XDP
 /// program once per packet.
@@ -308,7 +340,8 @@ pub struct BlockEvent {
     pub qtype: u16,
     /// 1 for the rule's first hit since the last list change (on this CPU).
     pub first: u8,
-    pub _reserved: u8,
+    /// 1 for the hit of an order in shadow mode: the query was not blocked by it.
+    pub shadow: u8,
     /// `Config::generation` the verdict was reached under: rule and order ids are resolved
     /// against the rules of that generation, since ids are reused by later changes.
     pub generation: u32,
@@ -406,8 +439,14 @@ pub const EDE_BLOCKED: u16 = 15;
 /// RFC 8914 info-code 16, Censored.
 pub const EDE_CENSORED: u16 = 16;
 
-/// One order (a court order, a regulator's list, an allow list): entry
-/// [`order_entry`]`(Config::active, order_id)` of `BLK_ORDERS`. Written by user space, read by the XDP program when it answers.
+/// [`OrderGate::mode`]: the order's rules decide.
+pub const MODE_ENFORCE: u8 = 0;
+/// [`OrderGate::mode`]: the order's rules are counted (and make events) but decide nothing.
+pub const MODE_SHADOW: u8 = 1;
+
+/// One order's EDE (a court order, a regulator's list, an allow list): entry
+/// [`order_entry`]`(Config::active, order_id)` of `BLK_ORDERS`. Written by user space, read by
+/// the XDP program when it answers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderInfo {
@@ -431,13 +470,101 @@ impl Default for OrderInfo {
     }
 }
 
+/// What decides whether an order's rules apply to a query: its precedence, mode, override,
+/// jurisdictions and validity window. Read for every rule that matches, so all orders' gates
+/// are one map value ([`Gates`]) the program looks up once per packet and then indexes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderGate {
+    /// Jurisdiction ids (bits) whose clients the order binds; 0 binds every client.
+    pub jurisdictions: u64,
+    /// In force from this time on (TAI nanoseconds, `bpf_ktime_get_tai_ns`); 0: always was.
+    pub valid_from: u64,
+    /// In force until just before this time (TAI nanoseconds); `u64::MAX`: no end.
+    pub valid_until: u64,
+    /// Precedence: among the orders with a rule for a query, the lowest rank decides.
+    pub rank: u16,
+    /// [`MODE_ENFORCE`] or [`MODE_SHADOW`].
+    pub mode: u8,
+    /// [`Action`] that replaces every rule's own (RPZ's policy override); 0 keeps them.
+    pub override_action: u8,
+    pub _reserved: u32,
+}
+
+impl OrderGate {
+    /// The gate of an order with no precedence, scope or window set: last, everywhere, always.
+    pub const OPEN: OrderGate = OrderGate {
+        jurisdictions: 0,
+        valid_from: 0,
+        valid_until: u64::MAX,
+        rank: u16::MAX,
+        mode: MODE_ENFORCE,
+        override_action: 0,
+        _reserved: 0,
+    };
+}
+
+impl Default for OrderGate {
+    fn default() -> Self {
+        OrderGate::OPEN
+    }
+}
+
+/// Entry 0 of `BLK_GATES`: every order's gate, two copies (`copies[Config::active]` is in
+/// force; user space writes the other before a flip, like every rule).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gates {
+    pub copies: [[OrderGate; MAX_ORDERS as usize]; 2],
+}
+
+impl Gates {
+    pub const OPEN: Gates = Gates {
+        copies: [[OrderGate::OPEN; MAX_ORDERS as usize]; 2],
+    };
+
+    /// The gate of order `id` in copy `active`.
+    #[inline(always)]
+    pub fn get(&self, active: usize, id: u16) -> &OrderGate {
+        &self.copies[active & 1][id as usize & (MAX_ORDERS as usize - 1)]
+    }
+}
+
+/// The address `BLK_JURIS` is keyed by (an LPM trie of 128-bit keys): an IPv6 address as it
+/// is, an IPv4 address (in the first four bytes of `addr`) as IPv4-mapped IPv6
+/// (`::ffff:a.b.c.d`), so an IPv4 prefix of length L is stored with length 96 + L.
+#[inline(always)]
+pub fn juris_addr(addr: &[u8; 16], v6: bool) -> [u8; 16] {
+    if v6 {
+        *addr
+    } else {
+        [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+        ]
+    }
+}
+
+/// Value of `BLK_JURIS`: the jurisdictions (bits) of a prefix, two copies like every rule
+/// (`masks[Config::active]` is in force). The trie answers with the longest matching prefix
+/// only, so the controller gives each prefix the bits of every jurisdiction that has it or a
+/// shorter prefix containing it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JurisValue {
+    pub masks: [u64; 2],
+}
+
 /// Hits of one order by action: entry `order_id` of the per-CPU `BLK_ORDER_HITS`. Written
-/// by the XDP program, summed over CPUs by user space.
+/// by the XDP program, summed over CPUs by user space. `by_action[0]` (the slot of
+/// `Action::None`, never a verdict) counts the order's shadow hits ([`SHADOW_HITS`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OrderHits {
     pub by_action: [u64; ACTION_COUNT],
 }
+
+/// Index in [`OrderHits::by_action`] of the hits of a shadow order.
+pub const SHADOW_HITS: usize = 0;
 
 /// Why the program let a packet go, dropped it or answered it. Every exit counts exactly one
 /// reason (besides [`Reason::Packets`], which counts every packet, and [`Reason::TcpQueries`],
@@ -501,9 +628,18 @@ pub enum Reason {
     RrlSlipped = 23,
     /// Over the response rate limit of its client prefix: dropped.
     RrlDropped = 24,
+    /// Passed: no order in force decided, and an order in shadow mode matched (counted on its
+    /// rule and order as a shadow hit).
+    Shadowed = 25,
+    /// Passed: no order in force decided, and a matching rule's order was outside its validity
+    /// window.
+    NotInForce = 26,
+    /// Passed: no order in force decided, and a matching rule's order is scoped to
+    /// jurisdictions the client is not in.
+    OutOfScope = 27,
 }
 
-pub const REASON_COUNT: usize = 25;
+pub const REASON_COUNT: usize = 28;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -532,6 +668,9 @@ impl Reason {
         Reason::TcpQueries,
         Reason::RrlSlipped,
         Reason::RrlDropped,
+        Reason::Shadowed,
+        Reason::NotInForce,
+        Reason::OutOfScope,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -562,6 +701,9 @@ impl Reason {
             Reason::TcpQueries => "tcp_queries",
             Reason::RrlSlipped => "rrl_slipped",
             Reason::RrlDropped => "rrl_dropped",
+            Reason::Shadowed => "shadowed",
+            Reason::NotInForce => "not_in_force",
+            Reason::OutOfScope => "out_of_scope",
         }
     }
 
@@ -637,6 +779,9 @@ mod pod {
     unsafe impl aya::Pod for super::RuleHits {}
     unsafe impl aya::Pod for super::RrlKey {}
     unsafe impl aya::Pod for super::RrlBucket {}
+    unsafe impl aya::Pod for super::JurisValue {}
+    unsafe impl aya::Pod for super::OrderGate {}
+    unsafe impl aya::Pod for super::Gates {}
 }
 
 #[cfg(test)]
@@ -647,8 +792,8 @@ mod tests {
     #[test]
     fn no_hidden_padding() {
         assert_eq!(size_of::<Slot>(), 12);
-        assert_eq!(size_of::<RuleSet>(), 24);
-        assert_eq!(size_of::<RuleValue>(), 48);
+        assert_eq!(size_of::<RuleSet>(), 12 * SLOTS);
+        assert_eq!(size_of::<RuleValue>(), 24 * SLOTS);
         assert_eq!(size_of::<crate::RuleKey>(), 16);
         assert_eq!(
             size_of::<crate::key::KeySecret>(),
@@ -663,6 +808,9 @@ mod tests {
         assert_eq!(size_of::<BlockEvent>(), 40);
         assert_eq!(size_of::<RuleHits>(), 16);
         assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
+        assert_eq!(size_of::<OrderGate>(), 32);
+        assert_eq!(size_of::<Gates>(), 2 * 32 * MAX_ORDERS as usize);
+        assert_eq!(size_of::<JurisValue>(), 16);
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
     }
 

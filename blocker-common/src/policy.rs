@@ -1,12 +1,13 @@
-//! The precedence policy: which of the rules at one name is in force, here (for the name
-//! itself) and below (for names under it). The controller merges every name's rules with
-//! [`merge`] into the [`RuleSet`] the data plane reads, and `blocker explain` uses the same
-//! function to say which rule decides; the data plane applies what was merged.
+//! The rules at one name as the data plane reads them. The controller merges every name's
+//! rules with [`merge`] into the [`RuleSet`] the data plane reads, and `blocker explain` uses
+//! the same function. Which rule decides a query is [`crate::dns::decide`]'s: the order of
+//! lowest rank, among those in force for the client, that has a rule for the query (its most
+//! specific one).
 //!
 //! Generic over the rule type ([`PolicyRule`]), so this crate stays `no_std` and knows
 //! nothing of the controller's rule records.
 
-use crate::maps::{Action, Kind, RuleSet, Slot};
+use crate::maps::{Action, Kind, RuleSet, Slot, SLOTS, SLOT_BELOW, SLOT_HERE};
 
 /// What the policy needs to know about a rule.
 pub trait PolicyRule {
@@ -33,41 +34,64 @@ impl<R> Clone for Candidate<'_, R> {
 }
 impl<R> Copy for Candidate<'_, R> {}
 
-/// Precedence among rules at the same name and position (lower sorts first, first wins):
-/// an allow rule beats any block; then, for the name itself, an exact rule beats a subtree
-/// rule; then the older order (lower id) wins; then the older rule.
-pub fn precedence<R: PolicyRule>(c: &Candidate<'_, R>, here: bool) -> (bool, bool, u16, u32) {
-    let not_allow = c.rule.action() != Action::Pass;
-    let not_exact = here && c.rule.kind() != Kind::Exact;
-    (not_allow, not_exact, c.order, c.rule.id())
-}
-
-fn slot_of<R: PolicyRule>(c: &Candidate<'_, R>) -> Slot {
-    Slot {
-        rule_id: c.rule.id(),
-        order_id: c.order,
-        action: c.rule.action() as u8,
-        flags: 0,
-        qtypes: c.rule.qtypes(),
-        scope: 0,
+/// The positions a rule of this kind applies in.
+pub fn positions(kind: Kind) -> u8 {
+    match kind {
+        Kind::Exact => SLOT_HERE,
+        Kind::Subtree => SLOT_HERE | SLOT_BELOW,
+        Kind::Below => SLOT_BELOW,
     }
 }
 
-/// The rules in force at one name, from all candidates at that name: exact and subtree rules
-/// compete for the name itself, subtree and below rules for the names under it.
-pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> RuleSet {
-    let here = cands
-        .iter()
-        .filter(|c| matches!(c.rule.kind(), Kind::Exact | Kind::Subtree))
-        .min_by_key(|c| precedence(c, true));
-    let below = cands
-        .iter()
-        .filter(|c| matches!(c.rule.kind(), Kind::Subtree | Kind::Below))
-        .min_by_key(|c| precedence(c, false));
-    RuleSet {
-        here: here.map(slot_of).unwrap_or_default(),
-        below: below.map(slot_of).unwrap_or_default(),
+/// A name holds rules of more orders than a [`RuleSet`] has slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflow {
+    /// Slots the name would need.
+    pub needed: usize,
+}
+
+/// The slots of one name, from all candidates at that name: one slot per order and match kind,
+/// by order id, and within an order exact, then subtree, then below (the data plane takes the
+/// first slot of an order that applies, so at the name itself an exact rule comes before a
+/// subtree rule of the same order, and a subtree rule still applies to the query types the
+/// exact rule does not cover). Two rules of one order and kind at one name: the older one
+/// (lower id). Which order decides is not settled here but per query, by the data plane
+/// ([`crate::dns::decide`]): it depends on the orders' precedence, windows and jurisdictions.
+pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overflow> {
+    let mut set = RuleSet::default();
+    let mut n = 0usize;
+    let mut needed = 0usize;
+    // A fixed-size, no_std selection sort over (order, kind, rule id): names hold few rules.
+    let mut last: Option<(u16, u8, u32)> = None;
+    loop {
+        let next = cands
+            .iter()
+            .map(|c| (c.order, c.rule.kind() as u8, c.rule.id(), c))
+            .filter(|&(o, k, id, _)| last.is_none_or(|l| (o, k, id) > l))
+            .min_by_key(|&(o, k, id, _)| (o, k, id));
+        let Some((o, k, id, c)) = next else { break };
+        let dup = last.is_some_and(|(lo, lk, _)| lo == o && lk == k);
+        last = Some((o, k, id));
+        if dup {
+            continue;
+        }
+        needed += 1;
+        if n < SLOTS {
+            set.slots[n] = Slot {
+                rule_id: id,
+                order_id: o,
+                action: c.rule.action() as u8,
+                flags: positions(c.rule.kind()),
+                qtypes: c.rule.qtypes(),
+                _reserved: 0,
+            };
+            n += 1;
+        }
     }
+    if needed > SLOTS {
+        return Err(Overflow { needed });
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -91,82 +115,65 @@ mod tests {
         }
     }
 
-    /// (order, rule id, action) of a slot; None for an empty one.
-    type Decision = Option<(u16, u32, u8)>;
-
-    /// The decisions here and below.
-    fn decided(cands: &[(u16, &R)]) -> (Decision, Decision) {
-        let cs: Vec<Candidate<'_, R>> = cands
+    fn slots(cands: &[(u16, &R)]) -> Result<std::vec::Vec<(u16, u32, u8, u8)>, Overflow> {
+        let cs: std::vec::Vec<Candidate<'_, R>> = cands
             .iter()
             .map(|&(order, rule)| Candidate { order, rule })
             .collect();
-        let s = merge(&cs);
-        let f = |s: Slot| (s.action != 0).then_some((s.order_id, s.rule_id, s.action));
-        (f(s.here), f(s.below))
+        let set = merge(&cs)?;
+        Ok(set
+            .slots
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| (s.order_id, s.rule_id, s.action, s.flags))
+            .collect())
     }
 
+    const H: u8 = SLOT_HERE;
+    const B: u8 = SLOT_BELOW;
+
     #[test]
-    fn allow_beats_block_whatever_the_order() {
+    fn one_slot_per_order_and_kind_by_order_then_kind() {
         let block = R(0, Kind::Subtree, Action::Nxdomain);
         let allow = R(7, Kind::Subtree, Action::Pass);
-        let p = Action::Pass as u8;
+        let exact = R(3, Kind::Exact, Action::Refused);
+        let below = R(4, Kind::Below, Action::Drop);
+        let n = Action::Nxdomain as u8;
         assert_eq!(
-            decided(&[(0, &block), (9, &allow)]),
-            (Some((9, 7, p)), Some((9, 7, p)))
+            slots(&[(9, &allow), (2, &below), (2, &block), (2, &exact)]),
+            Ok(std::vec![
+                (2, 3, Action::Refused as u8, H),
+                (2, 0, n, H | B),
+                (2, 4, Action::Drop as u8, B),
+                (9, 7, Action::Pass as u8, H | B),
+            ])
         );
+        assert_eq!(slots(&[]), Ok(std::vec![]));
     }
 
     #[test]
-    fn exact_beats_subtree_here_only() {
-        let sub = R(1, Kind::Subtree, Action::Nxdomain);
-        let exact = R(2, Kind::Exact, Action::Refused);
-        assert_eq!(
-            decided(&[(0, &sub), (5, &exact)]),
-            (
-                Some((5, 2, Action::Refused as u8)),
-                Some((0, 1, Action::Nxdomain as u8))
-            )
-        );
-    }
-
-    #[test]
-    fn below_rules_do_not_apply_here_and_exact_not_below() {
-        let below = R(3, Kind::Below, Action::Drop);
-        assert_eq!(
-            decided(&[(0, &below)]),
-            (None, Some((0, 3, Action::Drop as u8)))
-        );
-        let exact = R(4, Kind::Exact, Action::Drop);
-        assert_eq!(
-            decided(&[(0, &exact)]),
-            (Some((0, 4, Action::Drop as u8)), None)
-        );
-        assert_eq!(decided(&[]), (None, None));
-    }
-
-    #[test]
-    fn older_order_then_older_rule_wins() {
+    fn the_older_of_two_rules_of_one_order_and_kind() {
         let a = R(9, Kind::Subtree, Action::Nxdomain);
         let b = R(2, Kind::Subtree, Action::Refused);
-        let c = R(1, Kind::Subtree, Action::Drop);
-        let n = Action::Nxdomain as u8;
-        // Order 1 beats order 3 although its rule id is higher.
         assert_eq!(
-            decided(&[(3, &b), (1, &a)]),
-            (Some((1, 9, n)), Some((1, 9, n)))
+            slots(&[(1, &a), (1, &b)]),
+            Ok(std::vec![(1, 2, Action::Refused as u8, H | B)])
         );
-        // Same order: the lower rule id.
-        let d = Action::Drop as u8;
-        assert_eq!(
-            decided(&[(1, &a), (1, &c)]),
-            (Some((1, 1, d)), Some((1, 1, d)))
-        );
+    }
+
+    #[test]
+    fn more_orders_than_slots_is_an_overflow() {
+        let r = R(0, Kind::Subtree, Action::Nxdomain);
+        let four: std::vec::Vec<(u16, &R)> = (0..SLOTS as u16).map(|o| (o, &r)).collect();
+        assert_eq!(slots(&four).map(|v| v.len()), Ok(SLOTS));
+        let five: std::vec::Vec<(u16, &R)> = (0..=SLOTS as u16).map(|o| (o, &r)).collect();
+        assert_eq!(slots(&five), Err(Overflow { needed: SLOTS + 1 }));
     }
 
     #[test]
     fn the_slot_carries_the_rule_qtypes() {
         let r = R(0, Kind::Exact, Action::Nxdomain);
-        let s = merge(&[Candidate { order: 0, rule: &r }]);
-        assert_eq!(s.here.qtypes, 0x00ff);
+        let s = merge(&[Candidate { order: 0, rule: &r }]).expect("fits");
+        assert_eq!(s.slots[0].qtypes, 0x00ff);
     }
 }

@@ -23,17 +23,21 @@ use aya_ebpf::{
 };
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
-    dns::{find_rule_filtered, launder, parse_query, LOAD_MAX},
+    dns::{decide_filtered, launder, parse_query, Client, Hit, LOAD_MAX},
     filter::Probe,
+    juris_addr,
     rrl::{self, Limit},
-    Action, BlockEvent, Config, Reason, RrlBucket, RuleHits, Slot, ACTION_COUNT, PRIVACY_NONE,
-    PRIVACY_TRUNCATED,
+    Action, BlockEvent, Config, Reason, RrlBucket, RuleHits, ACTION_COUNT, CONFIG_SCOPED,
+    CONFIG_WINDOWS, PRIVACY_NONE, PRIVACY_TRUNCATED, SHADOW_HITS,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
+use aya_ebpf::maps::lpm_trie::Key as LpmKey;
+
 use crate::maps::{
-    CONFIG, EVENTS, FILTER, KEY, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH, STATS,
+    CONFIG, EVENTS, FILTER, GATES, JURIS, KEY, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH,
+    STATS,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -125,11 +129,12 @@ fn index_of(reason: Reason) -> usize {
     unsafe { core::ptr::read_volatile(&r) as usize }
 }
 
-/// Counts a rule's hit; returns this CPU's count for the rule and whether this is the rule's
-/// first hit on this CPU since the list last changed.
+/// Counts a rule's hit (on its order under its action, or as a shadow hit); returns this
+/// CPU's count for the rule and whether this is the rule's first hit on this CPU since the
+/// list last changed.
 #[inline(always)]
-fn count_hit(slot: &Slot, action: Action, generation: u32) -> (u64, bool) {
-    let r = match RULE_HITS.get_ptr_mut(slot.rule_id) {
+fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
+    let r = match RULE_HITS.get_ptr_mut(hit.rule_id) {
         // SAFETY: a per-CPU value, written only by this CPU.
         Some(h) => unsafe {
             (*h).hits += 1;
@@ -145,14 +150,19 @@ fn count_hit(slot: &Slot, action: Action, generation: u32) -> (u64, bool) {
                 generation,
                 _reserved: 0,
             };
-            let _ = RULE_HITS.insert(slot.rule_id, v, BPF_NOEXIST as u64);
+            let _ = RULE_HITS.insert(hit.rule_id, v, BPF_NOEXIST as u64);
             (1, true)
         }
     };
-    if let Some(o) = ORDER_HITS.get_ptr_mut(slot.order_id as u32) {
+    if let Some(o) = ORDER_HITS.get_ptr_mut(hit.order_id as u32) {
         // SAFETY: a per-CPU value, written only by this CPU.
         let o = unsafe { &mut *o };
-        o.by_action[action as usize & (ACTION_COUNT - 1)] += 1;
+        let at = if shadow {
+            SHADOW_HITS
+        } else {
+            hit.action as usize
+        };
+        o.by_action[at & (ACTION_COUNT - 1)] += 1;
     }
     r
 }
@@ -161,13 +171,16 @@ fn count_hit(slot: &Slot, action: Action, generation: u32) -> (u64, bool) {
 /// change, then every `event_every`th hit (per CPU). A full ring buffer loses the event, never
 /// the verdict.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn emit(
     ctx: &XdpContext,
     f: &Frame,
     cfg: &Config,
-    slot: &Slot,
+    hit: &Hit,
+    shadow: bool,
     qtype: u16,
     (hits, first): (u64, bool),
+    s: &blocker_common::dns::Scratch,
 ) {
     let every = cfg.event_every as u64;
     if every == 0 || (!first && hits % every != 0) {
@@ -176,27 +189,26 @@ fn emit(
     let mut ev = BlockEvent {
         // SAFETY: plain helper call.
         time_ns: unsafe { r#gen::bpf_ktime_get_ns() },
-        rule_id: slot.rule_id,
-        order_id: slot.order_id,
-        action: slot.action,
+        rule_id: hit.rule_id,
+        order_id: hit.order_id,
+        action: hit.action,
         qtype,
         first: first as u8,
+        shadow: shadow as u8,
         generation: cfg.generation,
         ..BlockEvent::default()
     };
     if cfg.event_privacy != PRIVACY_NONE {
-        if f.v6 != 0 {
-            if let Ok(a) = load::<16>(ctx, f.l3 + 8) {
-                ev.client = a;
-                ev.family = 6;
-            }
-        } else if let Ok(a) = load::<4>(ctx, f.l3 + 12) {
-            ev.client[..4].copy_from_slice(&a);
-            ev.family = 4;
+        // The IP version from scratch memory, by arithmetic: see `client_addr`.
+        // SAFETY: a valid, aligned reference into scratch memory.
+        let v6 = (unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1) as usize;
+        if let Some(a) = client_addr(ctx, f, s) {
+            ev.client = a;
+            ev.family = 4 + 2 * v6 as u8;
         }
         if cfg.event_privacy == PRIVACY_TRUNCATED {
             // /24 for IPv4, /48 for IPv6.
-            let keep = if f.v6 != 0 { 6 } else { 3 };
+            let keep = 3 + 3 * v6;
             for i in 0..16 {
                 if i >= keep {
                     ev.client[i] = 0;
@@ -205,6 +217,49 @@ fn emit(
         }
     }
     let _ = EVENTS.output::<BlockEvent>(&ev, 0);
+}
+
+/// The client's address (IPv4 in the first four bytes), or None if it cannot be read. The IP
+/// version is read back from where `inspect` laundered it, not from `f` (see `rate_limit`).
+#[inline(always)]
+fn client_addr(ctx: &XdpContext, f: &Frame, s: &blocker_common::dns::Scratch) -> Option<[u8; 16]> {
+    let mut addr = [0u8; 16];
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
+    if v6 != 0 {
+        addr = load::<16>(ctx, f.l3 + 8).ok()?;
+    } else {
+        addr[..4].copy_from_slice(&load::<4>(ctx, f.l3 + 12).ok()?);
+    }
+    Some(addr)
+}
+
+/// What the walk needs to know of the client: its jurisdictions, when some order is scoped
+/// (one lookup in the LPM trie), and the time, when some order has a validity window.
+#[inline(always)]
+fn client_of(
+    ctx: &XdpContext,
+    f: &Frame,
+    cfg: &Config,
+    active: usize,
+    s: &blocker_common::dns::Scratch,
+) -> Client {
+    let mut c = Client::default();
+    if cfg.flags & CONFIG_SCOPED != 0 {
+        if let Some(a) = client_addr(ctx, f, s) {
+            // SAFETY: a valid, aligned reference into scratch memory.
+            let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
+            let key = LpmKey::new(128, juris_addr(&a, v6 != 0));
+            if let Some(v) = JURIS.get(&key) {
+                c.jurisdictions = v.masks[active & 1];
+            }
+        }
+    }
+    if cfg.flags & CONFIG_WINDOWS != 0 {
+        // SAFETY: plain helper call.
+        c.now = unsafe { r#gen::bpf_ktime_get_tai_ns() };
+    }
+    c
 }
 
 /// Response rate limiting of the answer about to be sent for the query in `f`, keyed by its
@@ -226,19 +281,12 @@ fn rate_limit(
     if cfg.rrl_rate == 0 || tcp != 0 {
         return Limit::Answer;
     }
-    let mut addr = [0u8; 16];
-    if f.v6 != 0 {
-        match load::<16>(ctx, f.l3 + 8) {
-            Ok(a) => addr = a,
-            Err(_) => return Limit::Answer,
-        }
-    } else {
-        match load::<4>(ctx, f.l3 + 12) {
-            Ok(a) => addr[..4].copy_from_slice(&a),
-            Err(_) => return Limit::Answer,
-        }
-    }
-    let key = rrl::key_of(&addr, f.v6 != 0, cfg);
+    let Some(addr) = client_addr(ctx, f, s) else {
+        return Limit::Answer;
+    };
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
+    let key = rrl::key_of(&addr, v6 != 0, cfg);
     // SAFETY: plain helper call.
     let now = unsafe { r#gen::bpf_ktime_get_ns() };
     if let Some(b) = RRL.get_ptr_mut(&key) {
@@ -529,10 +577,26 @@ fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reaso
         let word = unsafe { (*region).words[w] };
         probe.may_hold(word, mask)
     };
-    let slot = find_rule_filtered(cfg, secret, s, &q, may_hold, |key| {
-        // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read it.
-        unsafe { RULES.get(key) }.map(|v| v.sets[active])
-    });
+    let gates = GATES.get(0).ok_or(Reason::Malformed)?;
+    let client = client_of(ctx, &f, cfg, active, s);
+    let client = Client {
+        jurisdictions: launder(&mut s.opaque[38], client.jurisdictions),
+        now: launder(&mut s.opaque[39], client.now),
+    };
+    let d = decide_filtered(
+        cfg,
+        secret,
+        s,
+        &q,
+        &client,
+        may_hold,
+        |key| {
+            // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we
+            // read it.
+            unsafe { RULES.get(key) }.map(|v| v.sets[active])
+        },
+        |order| gates.get(active, order),
+    );
     // An allowed query with more data behind it in the same TCP segment: what follows is not
     // inspected (a program without per-connection state cannot find the next message's start
     // in later segments either); counted apart so an operator sees it.
@@ -543,15 +607,20 @@ fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reaso
             Ok((XDP_PASS, reason))
         }
     };
-    let Some(slot) = slot else {
-        return pass(Reason::NoMatch);
-    };
-    let action = Action::from_u8(slot.action);
     // Side channels: a counter that cannot be made and an event that does not fit are lost,
     // and nothing they return reaches the verdict (prog_test_run fills the event ring buffer
     // and the rule-counter map to check it).
-    let hits = count_hit(&slot, action, cfg.generation);
-    emit(ctx, &f, cfg, &slot, q.qtype, hits);
+    if !d.shadow.is_none() {
+        let hits = count_hit(&d.shadow, true, cfg.generation);
+        emit(ctx, &f, cfg, &d.shadow, true, q.qtype, hits, s);
+    }
+    let slot = d.hit;
+    if slot.is_none() {
+        return pass(d.pass_reason());
+    }
+    let action = Action::from_u8(slot.action);
+    let hits = count_hit(&slot, false, cfg.generation);
+    emit(ctx, &f, cfg, &slot, false, q.qtype, hits, s);
     match action {
         Action::None => pass(Reason::NoMatch),
         Action::Pass => pass(Reason::Allowed),

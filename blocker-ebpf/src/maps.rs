@@ -4,12 +4,12 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, filter::Region, key::KeySecret, Config, OrderHits, OrderInfo, RrlBucket, RrlKey,
-    RuleHits, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, MAX_ORDERS,
-    ORDER_ENTRIES, RRL_PREFIXES,
+    dns::Scratch, filter::Region, key::KeySecret, Config, Gates, JurisValue, OrderHits, OrderInfo,
+    RrlBucket, RrlKey, RuleHits, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES,
+    JURIS_PREFIXES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -36,6 +36,16 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 /// Order id → EDE code and text, two copies (`blocker_common::order_entry`).
 #[map(name = "BLK_ORDERS")]
 pub static ORDERS: Array<OrderInfo> = Array::pinned(ORDER_ENTRIES, 0);
+
+/// Client prefix (see `blocker_common::juris_addr`) → its jurisdictions, two copies. Looked up
+/// only when some order is scoped (`CONFIG_SCOPED`).
+#[map(name = "BLK_JURIS")]
+pub static JURIS: LpmTrie<[u8; 16], JurisValue> = LpmTrie::pinned(JURIS_PREFIXES, 0);
+
+/// Entry 0: every order's gate (precedence, mode, override, jurisdictions, window), two
+/// copies; looked up once per query, then indexed by order id.
+#[map(name = "BLK_GATES")]
+pub static GATES: Array<Gates> = Array::pinned(1, 0);
 
 /// Order id → hits by action, per CPU.
 #[map(name = "BLK_ORDER_HITS")]

@@ -278,7 +278,7 @@ fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
 
 /// Expected (key size, value size) of each pinned map. A pinned directory left by an
 /// incompatible build (or by something else entirely) is refused instead of misread.
-fn expected_layout() -> [(&'static str, u32, u32); 7] {
+fn expected_layout() -> [(&'static str, u32, u32); 9] {
     use std::mem::size_of;
     [
         (
@@ -296,6 +296,16 @@ fn expected_layout() -> [(&'static str, u32, u32); 7] {
         ),
         (MAP_STATS, 4, size_of::<Stats>() as u32),
         (MAP_KEY, 4, size_of::<KeySecret>() as u32),
+        (
+            blocker_common::MAP_GATES,
+            4,
+            size_of::<blocker_common::Gates>() as u32,
+        ),
+        (
+            blocker_common::MAP_JURIS,
+            4 + 16,
+            size_of::<blocker_common::JurisValue>() as u32,
+        ),
     ]
 }
 
@@ -417,6 +427,10 @@ pub struct Maps {
     pub key: Array<MapData, KeySecret>,
     /// The key filter; `None` when the pinned program predates it (it then stays off).
     pub filter: Option<crate::filter::KeyFilter>,
+    /// Every order's gate (one entry, two copies).
+    pub gates: Array<MapData, blocker_common::Gates>,
+    /// Client prefix → jurisdictions (two copies).
+    pub juris: aya::maps::lpm_trie::LpmTrie<MapData, [u8; 16], blocker_common::JurisValue>,
     /// max_entries of the rule map.
     pub capacity: u32,
 }
@@ -446,6 +460,14 @@ impl Maps {
                 )?)),
                 false => None,
             },
+            gates: Array::try_from(aya::maps::Map::Array(open_map(
+                pins,
+                blocker_common::MAP_GATES,
+            )?))?,
+            juris: aya::maps::lpm_trie::LpmTrie::try_from(aya::maps::Map::LpmTrie(open_map(
+                pins,
+                blocker_common::MAP_JURIS,
+            )?))?,
             capacity,
         })
     }

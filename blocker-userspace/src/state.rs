@@ -106,6 +106,27 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+mod opt_action_str {
+    use blocker_common::Action;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<Action>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(a.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Action>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => Action::parse(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown action {s:?}"))),
+        }
+    }
+}
+
 mod action_str {
     use blocker_common::Action;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -142,6 +163,62 @@ pub struct Order {
     pub rules: usize,
     /// Rules file name inside `orders/`.
     pub rules_file: String,
+    /// Precedence: orders are tried by ascending priority (then the older first), and the
+    /// first with a rule for the query decides (`blocker orders set --priority`, `orders
+    /// move`).
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Shadow mode: the order's rules are counted and make events, but decide nothing.
+    #[serde(default)]
+    pub shadow: bool,
+    /// Action replacing every rule's own (RPZ's policy override); None: the rules' own.
+    #[serde(default, with = "opt_action_str")]
+    pub override_action: Option<Action>,
+    /// Jurisdictions whose clients the order binds (names); empty: every client.
+    #[serde(default)]
+    pub jurisdictions: Vec<String>,
+    /// In force from this instant (None: always was).
+    #[serde(default)]
+    pub valid_from: Option<jiff::Timestamp>,
+    /// In force until just before this instant (None: no end).
+    #[serde(default)]
+    pub valid_until: Option<jiff::Timestamp>,
+}
+
+/// Priority of an order that was given none.
+pub const DEFAULT_PRIORITY: u32 = 100;
+
+fn default_priority() -> u32 {
+    DEFAULT_PRIORITY
+}
+
+impl Order {
+    /// Whether the order is in force at `t` (inside its validity window).
+    pub fn in_force_at(&self, t: jiff::Timestamp) -> bool {
+        self.valid_from.is_none_or(|f| t >= f) && self.valid_until.is_none_or(|u| t < u)
+    }
+
+    /// "pending", "active" or "expired" now (by the validity window).
+    pub fn window_status(&self) -> &'static str {
+        let t = jiff::Timestamp::now();
+        match (self.valid_from, self.valid_until) {
+            (Some(f), _) if t < f => "pending",
+            (_, Some(u)) if t >= u => "expired",
+            _ => "active",
+        }
+    }
+}
+
+/// A jurisdiction: a named set of client prefixes that orders can be scoped to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Jurisdiction {
+    /// Its bit in the kernel's masks (0..64).
+    pub id: u8,
+    pub name: String,
+    pub prefixes: Vec<crate::juris::Prefix>,
+    /// Where the prefixes came from (files, "cli").
+    pub sources: Vec<String>,
+    pub updated: u64,
 }
 
 impl Order {
@@ -166,6 +243,12 @@ impl Order {
             sources: Vec::new(),
             rules: 0,
             rules_file: String::new(),
+            priority: DEFAULT_PRIORITY,
+            shadow: false,
+            override_action: None,
+            jurisdictions: Vec::new(),
+            valid_from: None,
+            valid_until: None,
         }
     }
 }
@@ -269,7 +352,8 @@ impl Settings {
         for (slot, p) in c.ports.iter_mut().zip(self.ports.iter()) {
             *slot = *p;
         }
-        c.flags = 0;
+        // The rule set's bits (scoped orders, windows) are the controller's.
+        c.flags &= !(blocker_common::CONFIG_SINKHOLE_V4 | blocker_common::CONFIG_SINKHOLE_V6);
         c.sinkhole_v4 = [0; 4];
         c.sinkhole_v6 = [0; 16];
         if let Some(a) = self.sinkhole_v4 {
@@ -304,6 +388,9 @@ pub struct StateFile {
     pub settings: Settings,
     pub orders: Vec<Order>,
     pub interfaces: BTreeMap<String, Interface>,
+    /// Named client prefix sets orders can be scoped to.
+    #[serde(default)]
+    pub jurisdictions: Vec<Jurisdiction>,
 }
 
 impl Default for StateFile {
@@ -315,6 +402,7 @@ impl Default for StateFile {
             settings: Settings::default(),
             orders: Vec::new(),
             interfaces: BTreeMap::new(),
+            jurisdictions: Vec::new(),
         }
     }
 }
@@ -422,6 +510,41 @@ impl StateFile {
         (0..MAX_ORDERS as u16)
             .find(|id| self.order_by_id(*id).is_none())
             .ok_or(StateError::OrdersFull)
+    }
+
+    /// The orders in precedence: by priority, then the older (lower id) first.
+    pub fn precedence(&self) -> Vec<&Order> {
+        let mut v: Vec<&Order> = self.orders.iter().collect();
+        v.sort_by_key(|o| (o.priority, o.id));
+        v
+    }
+
+    /// Each order's rank (its place in [`StateFile::precedence`]), by order id.
+    pub fn ranks(&self) -> BTreeMap<u16, u16> {
+        self.precedence()
+            .iter()
+            .enumerate()
+            .map(|(rank, o)| (o.id, rank as u16))
+            .collect()
+    }
+
+    pub fn jurisdiction(&self, name: &str) -> Option<&Jurisdiction> {
+        self.jurisdictions.iter().find(|j| j.name == name)
+    }
+
+    /// Lowest jurisdiction id not in use.
+    pub fn free_jurisdiction_id(&self) -> Option<u8> {
+        (0..blocker_common::MAX_JURISDICTIONS as u8)
+            .find(|id| !self.jurisdictions.iter().any(|j| j.id == *id))
+    }
+
+    /// The jurisdiction bits of an order (names that are not jurisdictions are ignored:
+    /// the commands refuse them before they are recorded).
+    pub fn jurisdiction_mask(&self, o: &Order) -> u64 {
+        o.jurisdictions
+            .iter()
+            .filter_map(|n| self.jurisdiction(n))
+            .fold(0, |m, j| m | 1u64 << (j.id & 63))
     }
 }
 

@@ -6,9 +6,9 @@
 
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
-    dns::{find_rule, parse_query, Scratch, LOAD_MAX},
+    dns::{decide, parse_query, Client, Scratch, LOAD_MAX},
     key::{key_of_canonical, KeySecret},
-    Action, Config, RuleSet, Slot, QTYPES_ALL,
+    Action, Config, OrderGate, RuleSet, Slot, QTYPES_ALL, SLOTS, SLOT_BELOW, SLOT_HERE,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -44,18 +44,26 @@ fuzz_target!(|data: &[u8]| {
         rule_id: 1,
         order_id: 0,
         action: Action::Nxdomain as u8,
-        flags: 0,
+        flags: SLOT_HERE | SLOT_BELOW,
         qtypes: QTYPES_ALL,
-        scope: 0,
+        _reserved: 0,
     };
-    let hit = find_rule(&cfg, &secret, &mut s, &q, |k| {
-        asked.push(*k);
-        // Match the shortest suffix only, so every depth is asked for.
-        (*k == *expected.last()?).then_some(RuleSet {
-            here: slot,
-            below: slot,
-        })
-    });
+    let mut slots = [Slot::default(); SLOTS];
+    slots[0] = slot;
+    let d = decide(
+        &cfg,
+        &secret,
+        &mut s,
+        &q,
+        &Client::default(),
+        |k| {
+            asked.push(*k);
+            // Match the shortest suffix only, so every depth is asked for.
+            (*k == *expected.last()?).then_some(RuleSet { slots })
+        },
+        |_| &OrderGate::OPEN,
+    );
+    let hit = (!d.hit.is_none()).then_some(d.hit);
     assert_eq!(
         asked, expected,
         "suffix keys from the walk differ from direct keys"

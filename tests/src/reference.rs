@@ -4,14 +4,16 @@
 /// What blocker-common decides on the host for a DNS message, with the kernel's maps and key
 /// secret (`maps.key_secret()`): None = pass; Some(None) = drop; Some(Some(bytes)) = this
 /// answer.
+/// `gates` comes from [`gates_of`] (one large value: read once).
 pub fn reference(
     maps: &blocker::kernel::Maps,
     secret: &blocker_common::key::KeySecret,
+    gates: &blocker_common::Gates,
     msg: &[u8],
 ) -> Option<Option<Vec<u8>>> {
     use blocker_common::{
         answer::{write_answer, MAX_GROWTH},
-        dns::{find_rule, parse_query, Scratch, LOAD_MAX},
+        dns::{decide, parse_query, Client, Scratch, LOAD_MAX},
         Action,
     };
     let cfg = maps.config().ok()?;
@@ -20,9 +22,18 @@ pub fn reference(
     let n = msg.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&msg[..n]);
     let q = parse_query(&mut s, n, msg.len(), secret).ok()?;
-    let slot = find_rule(&cfg, secret, &mut s, &q, |k| {
-        maps.rules.get(k, 0).ok().map(|v| v.sets[active])
-    })?;
+    // A client in no jurisdiction, at time 0: callers compare unscoped rule sets without
+    // windows.
+    let d = decide(
+        &cfg,
+        secret,
+        &mut s,
+        &q,
+        &Client::default(),
+        |k| maps.rules.get(k, 0).ok().map(|v| v.sets[active]),
+        |o| gates.get(active, o),
+    );
+    let slot = d.hit;
     match Action::from_u8(slot.action) {
         Action::Pass | Action::None => None,
         Action::Drop => Some(None),
@@ -41,4 +52,9 @@ pub fn reference(
             Some(Some(s.msg[..len].to_vec()))
         }
     }
+}
+
+/// Every order's gate in the kernel.
+pub fn gates_of(maps: &blocker::kernel::Maps) -> Box<blocker_common::Gates> {
+    Box::new(maps.gates.get(&0, 0).expect("BLK_GATES"))
 }

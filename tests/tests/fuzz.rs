@@ -445,6 +445,7 @@ fn differential_fuzz() {
         .expect("the controller wrote the key secret");
 
     let rules = rules_as_text();
+    let gates = blocker_tests::reference::gates_of(&maps);
     let settings = Settings {
         sinkhole_v4: Some("192.0.2.99".parse().expect("address")),
         sinkhole_v6: Some("2001:db8::99".parse().expect("address")),
@@ -465,7 +466,7 @@ fn differential_fuzz() {
         let found = dns_payload(&f);
         let dns = found.as_ref().map(|(m, _)| *m);
         let tcp = found.as_ref().and_then(|(_, t)| t.clone());
-        let expect = dns.and_then(|m| reference(&maps, &secret, m));
+        let expect = dns.and_then(|m| reference(&maps, &secret, &gates, m));
         // The independent oracle: what the README's rules say, from the rules' text.
         let question = dns.and_then(oracle::plain_query);
         let want = match &question {

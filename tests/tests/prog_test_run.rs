@@ -596,6 +596,7 @@ fn fixture_table() {
         .key_secret()
         .expect("key map")
         .expect("the controller wrote the key secret");
+    let gates = blocker_tests::reference::gates_of(&maps);
     let before = b.stats();
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -717,9 +718,10 @@ fn fixture_table() {
                     }
                     // The same shared code, run on the host against the same maps, must
                     // produce the same bytes.
-                    let host = blocker_tests::reference::reference(&maps, &secret, &qin.dns)
-                        .flatten()
-                        .ok_or("the host finds no rule")?;
+                    let host =
+                        blocker_tests::reference::reference(&maps, &secret, &gates, &qin.dns)
+                            .flatten()
+                            .ok_or("the host finds no rule")?;
                     if host != a.dns {
                         return Err(format!(
                             "host and kernel answers differ:\n host   {host:02x?}\n kernel {:02x?}",

@@ -4,7 +4,7 @@ use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Result;
 use blocker_common::{
-    dns::{find_rule, parse_query, Scratch, LOAD_MAX},
+    dns::{decide, parse_query, Client, Scratch, LOAD_MAX},
     key::key_of_canonical,
     qtype_bit, Action, Config, Kind, RuleKey, RuleSet,
 };
@@ -23,6 +23,14 @@ pub struct Args {
     /// The query type.
     #[arg(long, default_value = "A")]
     pub qtype: String,
+    /// The client asking: orders scoped to jurisdictions apply only to their clients
+    /// (default: a client in no jurisdiction).
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<std::net::IpAddr>,
+    /// The instant to decide at (RFC 3339; default: now): orders outside their validity
+    /// window do not apply.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<jiff::Timestamp>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -40,6 +48,8 @@ struct Match {
     action: &'static str,
     qtypes: String,
     order: String,
+    /// The order's place in the precedence (0 first).
+    rank: u16,
     source: String,
     /// Why it does or does not decide.
     note: String,
@@ -51,8 +61,14 @@ struct Explanation {
     query: String,
     qtype: u16,
     verdict: &'static str,
+    /// The exit reason the data plane counts the query under when it passes.
+    reason: Option<&'static str>,
     order: Option<String>,
     rule: Option<String>,
+    /// The shadow order's rule that would have decided, had its order been enforced.
+    shadow: Option<String>,
+    /// The client's jurisdictions.
+    jurisdictions: Vec<String>,
     matches: Vec<Match>,
     /// The kernel map holds what the state says it should (None: not loaded).
     kernel_agrees: Option<bool>,
@@ -87,6 +103,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     for o in &state.orders {
         all.push((o.name.clone(), ctx.dir.read_rules(o)?, o.id));
     }
+    let gates = crate::txn::order_gates(&state);
+    let ranks = state.ranks();
+    let at = a.at.unwrap_or_else(jiff::Timestamp::now);
+    // The client's jurisdictions, as the data plane's prefix lookup finds them.
+    let client_juris: Vec<&crate::state::Jurisdiction> = match a.client {
+        Some(addr) => state
+            .jurisdictions
+            .iter()
+            .filter(|j| j.prefixes.iter().any(|p| p.contains(&addr)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let client = Client {
+        jurisdictions: client_juris.iter().fold(0, |m, j| m | 1u64 << (j.id & 63)),
+        now: crate::txn::tai_ns(at, crate::txn::tai_offset_ns()),
+    };
 
     // Keys under the secret the kernel uses, so the cross-check below compares like with like.
     let secret = crate::secret::for_reading(&ctx.pins, &ctx.dir)?;
@@ -125,6 +157,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                         "does not apply to this query type (only {})",
                         qtypes_display(r.qtypes)
                     )
+                } else if let Some(why) = order_skip(&state, *oid, at, &client) {
+                    why
                 } else {
                     "applies".to_string()
                 };
@@ -134,6 +168,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                     action: r.action.as_str(),
                     qtypes: qtypes_display(r.qtypes),
                     order: oname.clone(),
+                    rank: ranks.get(oid).copied().unwrap_or(u16::MAX),
                     source: r.source.to_string(),
                     note,
                     decides: false,
@@ -141,7 +176,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             }
         }
         if !cands.is_empty() {
-            sets.insert(key, merge(&cands));
+            // More orders at one name than the data plane holds cannot be in the kernel.
+            sets.insert(key, merge(&cands).unwrap_or_default());
         }
     }
 
@@ -162,32 +198,58 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             r.as_str()
         )
     })?;
-    let decided = find_rule(&cfg, &secret, &mut s, &q, |k| sets.get(k).copied());
+    let d = decide(
+        &cfg,
+        &secret,
+        &mut s,
+        &q,
+        &client,
+        |k| sets.get(k).copied(),
+        |o| gates.get(&o).unwrap_or(&blocker_common::OrderGate::OPEN),
+    );
 
-    let (mut verdict, mut order, mut rule) = ("pass (no rule)", None, None);
-    if let Some(slot) = decided {
-        let a = Action::from_u8(slot.action);
-        verdict = a.as_str();
-        for (oname, rules, oid) in &all {
-            if *oid == slot.order_id {
-                order = Some(oname.clone());
-                if let Some(r) = rules.iter().find(|r| r.id == slot.rule_id) {
-                    rule = Some(format!("{} {}", r.kind.as_str(), r.name));
-                    for m in matches.iter_mut() {
-                        if m.order == *oname
-                            && m.name == r.name.to_string()
-                            && m.kind == r.kind.as_str()
-                        {
-                            m.decides = true;
-                            m.note = "decides: the most specific rule that applies".into();
-                        }
-                    }
-                }
+    // The recorded rule of a hit, and the note of its match.
+    let mut mark = |hit: &blocker_common::dns::Hit, note: &str| -> Option<(String, String)> {
+        let (oname, rules, _) = all.iter().find(|(_, _, oid)| *oid == hit.order_id)?;
+        let r = rules.iter().find(|r| r.id == hit.rule_id)?;
+        for m in matches.iter_mut() {
+            if m.order == *oname && m.name == r.name.to_string() && m.kind == r.kind.as_str() {
+                m.decides = note.starts_with("decides");
+                m.note = note.to_string();
             }
+        }
+        Some((oname.clone(), format!("{} {}", r.kind.as_str(), r.name)))
+    };
+    let (mut verdict, mut order, mut rule, mut reason) = ("pass (no rule)", None, None, None);
+    let mut shadow = None;
+    if !d.shadow.is_none() {
+        shadow = mark(
+            &d.shadow,
+            "shadow order: would decide if enforced (counted, not applied)",
+        )
+        .map(|(o, r)| format!("{r} (order {o:?})"));
+    }
+    if d.hit.is_none() {
+        reason = Some(d.pass_reason().as_str());
+    } else {
+        let a = Action::from_u8(d.hit.action);
+        verdict = a.as_str();
+        let overridden = state
+            .order_by_id(d.hit.order_id)
+            .and_then(|o| o.override_action)
+            .is_some();
+        let note = if overridden {
+            "decides: the first order by precedence with a rule for the query (its action overridden by the order)"
+        } else {
+            "decides: the first order by precedence with a rule for the query, its most specific rule"
+        };
+        if let Some((o, r)) = mark(&d.hit, note) {
+            order = Some(o);
+            rule = Some(r);
         }
         for m in matches.iter_mut() {
             if !m.decides && m.note == "applies" {
-                m.note = "applies, but a more specific or higher-precedence rule decides".into();
+                m.note = "applies, but an order earlier in the precedence or a more specific rule of the same order decides".into();
             }
         }
     }
@@ -226,8 +288,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         query: name.to_string(),
         qtype,
         verdict,
+        reason,
         order,
         rule,
+        shadow,
+        jurisdictions: client_juris.iter().map(|j| j.name.clone()).collect(),
         matches,
         kernel_agrees,
         guards,
@@ -242,14 +307,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         a.qtype.to_ascii_uppercase(),
         e.verdict
     );
+    if let Some(c) = a.client {
+        match e.jurisdictions.is_empty() {
+            true => println!("  client {c}: in no jurisdiction"),
+            false => println!("  client {c}: in {}", e.jurisdictions.join(", ")),
+        }
+    }
     if let (Some(o), Some(r)) = (&e.order, &e.rule) {
         println!("  decided by {r} (order {o:?})");
+    }
+    if let Some(r) = e.reason {
+        println!("  passed, counted as {r}");
+    }
+    if let Some(sh) = &e.shadow {
+        println!("  shadow: {sh} would have decided");
     }
     for m in &e.matches {
         let mark = if m.decides { "*" } else { " " };
         println!(
-            "  {mark} {:<8} {:<9} {:<32} order {:?} [{}] — {}",
-            m.kind, m.action, m.name, m.order, m.source, m.note
+            "  {mark} {:<8} {:<9} {:<32} order {:?} (precedence {}) [{}] — {}",
+            m.kind, m.action, m.name, m.order, m.rank, m.source, m.note
         );
     }
     match e.kernel_agrees {
@@ -266,4 +343,33 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why an order's rules do not apply to this client at this time (None: they do).
+fn order_skip(
+    state: &crate::state::StateFile,
+    id: u16,
+    at: jiff::Timestamp,
+    client: &Client,
+) -> Option<String> {
+    let o = state.order_by_id(id)?;
+    if !o.in_force_at(at) {
+        let w = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+        return Some(format!(
+            "order not in force at {at} (valid {} to {})",
+            w(o.valid_from),
+            w(o.valid_until)
+        ));
+    }
+    let mask = state.jurisdiction_mask(o);
+    if mask != 0 && mask & client.jurisdictions == 0 {
+        return Some(format!(
+            "order bound to clients in {} only",
+            o.jurisdictions.join(", ")
+        ));
+    }
+    if o.shadow {
+        return Some("shadow order: counted, never applied".into());
+    }
+    None
 }

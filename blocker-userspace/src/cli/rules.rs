@@ -11,7 +11,7 @@ use super::{parse_qtype, qtypes_display, Ctx};
 use crate::{
     compliance::{self, Audit, FileHash, Record},
     guard::Guards,
-    state::{check_ede_text, now, Order, Rule, Source},
+    state::{check_ede_text, Order, Rule, Source},
     txn::{Controller, OrderChange, Summary},
 };
 
@@ -87,6 +87,85 @@ pub struct OrderOpts {
     /// EDE info-code of the order: 16 (Censored, default) or 15 (Blocked).
     #[arg(long, value_parser = parse_ede_code)]
     pub ede_code: Option<u16>,
+    /// Precedence of the order: orders are tried by ascending priority (ties: the older
+    /// first), and the first with a rule for the query decides, as RPZ zones in their
+    /// configured order. New orders get 100.
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u32>,
+    /// Bind the order to the clients of this jurisdiction only (repeatable; replaces the
+    /// order's list; see `blocker jurisdictions`).
+    #[arg(
+        long = "jurisdiction",
+        value_name = "NAME",
+        conflicts_with = "everywhere"
+    )]
+    pub jurisdictions: Vec<String>,
+    /// Bind the order to every client again (no jurisdiction).
+    #[arg(long)]
+    pub everywhere: bool,
+    /// The order is in force from this instant (RFC 3339, e.g. 2026-12-06T18:00:00Z or
+    /// 2026-12-06T19:00:00+01:00); `none` removes the start.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    pub valid_from: Option<When>,
+    /// The order stops being in force at this instant (RFC 3339); `none` removes the end.
+    /// Enforced by the data plane's own clock: no command needs to run at the end.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    pub valid_until: Option<When>,
+    /// `enforce` (the default), or `shadow`: the order's hits are counted (per rule, per
+    /// order, events, the `shadowed` reason) but its rules decide nothing.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Replace the action of every rule of the order (RPZ's policy override): given (the
+    /// rules' own), nxdomain, nodata, pass, drop, tcp-only, sinkhole or refused.
+    #[arg(long = "override", value_name = "ACTION", value_parser = parse_override)]
+    pub override_action: Option<Override>,
+}
+
+/// An instant given on the command line, or `none`.
+#[derive(Clone, Copy, Debug)]
+pub enum When {
+    None,
+    At(jiff::Timestamp),
+}
+
+fn parse_instant(s: &str) -> Result<When, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(When::None);
+    }
+    s.parse::<jiff::Timestamp>().map(When::At).map_err(|e| {
+        format!("{s:?}: not an RFC 3339 instant with an offset (e.g. 2026-12-06T18:00:00Z): {e}")
+    })
+}
+
+impl When {
+    fn get(self) -> Option<jiff::Timestamp> {
+        match self {
+            When::None => None,
+            When::At(t) => Some(t),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+/// A policy override: `given` keeps the rules' own actions.
+#[derive(Clone, Copy, Debug)]
+pub struct Override(pub Option<Action>);
+
+fn parse_override(s: &str) -> Result<Override, String> {
+    let a = match s.to_ascii_lowercase().as_str() {
+        "given" => return Ok(Override(None)),
+        "tcp-only" | "tc" => Action::Tc,
+        "passthru" => Action::Pass,
+        other => Action::parse(other).ok_or_else(|| {
+            format!("{s:?}: use given, nxdomain, nodata, pass, drop, tcp-only, sinkhole or refused")
+        })?,
+    };
+    Ok(Override(Some(a)))
 }
 
 fn parse_ede_code(s: &str) -> Result<u16, String> {
@@ -248,19 +327,52 @@ pub fn order_for(c: &Controller, opts: &OrderOpts, action: Option<Action>) -> Re
                 t
             };
             Order {
-                id: c.state.free_order_id()?,
-                name: opts.order.clone(),
-                default_action: Action::Nxdomain,
-                ede_code: 0,
                 ede_text: text,
-                created: now(),
-                updated: now(),
-                sources: Vec::new(),
-                rules: 0,
-                rules_file: String::new(),
+                ..Order::named(c.state.free_order_id()?, &opts.order)
             }
         }
     };
+    if let Some(p) = opts.priority {
+        o.priority = p;
+    }
+    if opts.everywhere {
+        o.jurisdictions.clear();
+    }
+    if !opts.jurisdictions.is_empty() {
+        let mut js = Vec::new();
+        for j in &opts.jurisdictions {
+            if c.state.jurisdiction(j).is_none() {
+                bail!(
+                    "--jurisdiction {j:?}: no such jurisdiction (see `blocker jurisdictions \
+                     list`; create it with `blocker jurisdictions set`); nothing was changed"
+                );
+            }
+            if !js.contains(j) {
+                js.push(j.clone());
+            }
+        }
+        o.jurisdictions = js;
+    }
+    if let Some(t) = opts.valid_from {
+        o.valid_from = t.get();
+    }
+    if let Some(t) = opts.valid_until {
+        o.valid_until = t.get();
+    }
+    if let (Some(f), Some(u)) = (o.valid_from, o.valid_until) {
+        if u <= f {
+            bail!(
+                "order {:?}: --valid-until {u} is not after --valid-from {f}; nothing was changed",
+                o.name
+            );
+        }
+    }
+    if let Some(m) = opts.mode {
+        o.shadow = m == Mode::Shadow;
+    }
+    if let Some(Override(a)) = opts.override_action {
+        o.override_action = a;
+    }
     if let Some(t) = &opts.ede_text {
         check_ede_text(t).context("--ede-text")?;
         o.ede_text = t.clone();

@@ -4,7 +4,11 @@
 
 use std::{collections::BTreeMap, fs};
 
-use blocker_common::{key::KeySecret, Config, OrderInfo, RuleKey, RuleValue, MAX_EDE_TEXT};
+use blocker_common::{
+    key::KeySecret, Config, Gates, JurisValue, OrderGate, OrderInfo, RuleKey, RuleValue,
+    CONFIG_SCOPED, CONFIG_WINDOWS, MAX_EDE_TEXT, MODE_SHADOW,
+};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -133,8 +137,10 @@ impl Controller {
         for copy in [0, 1] {
             write_orders(&mut self.maps, copy, &state, &every)?;
         }
+        sync_juris(&mut self.maps, &state)?;
         let mut cfg = self.maps.config()?;
         cfg.depth_mask = depth_mask_of(self.all_rules(&state)?.values().flatten());
+        cfg.flags = (cfg.flags & !(CONFIG_SCOPED | CONFIG_WINDOWS)) | rule_set_flags(&state);
         self.maps.set_config(&cfg)?;
         fs::remove_file(&jpath)?;
         self.dir.gc(&state)?;
@@ -145,7 +151,7 @@ impl Controller {
     fn restore(&mut self) -> Result<()> {
         let rules = self.all_rules(&self.state)?;
         // Everything is new: the difference from no rules at all.
-        let diffs = diffs_from_nothing(&self.secret, &rules);
+        let diffs = diffs_from_nothing(&self.secret, &rules)?;
         let mut cfg = Config::default();
         if let Some(filter) = self.maps.filter.as_mut() {
             let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
@@ -161,9 +167,11 @@ impl Controller {
         for copy in [0, 1] {
             write_orders(&mut self.maps, copy, &self.state, &ids)?;
         }
+        sync_juris(&mut self.maps, &self.state)?;
         self.state.settings.apply_to(&mut cfg);
         cfg.generation = self.state.generation;
         cfg.depth_mask = depth_mask_of(rules.values().flatten());
+        cfg.flags |= rule_set_flags(&self.state);
         self.maps.set_config(&cfg)?;
         if !diffs.is_empty() {
             log::warn!(
@@ -215,6 +223,9 @@ impl Controller {
         let mut replaced: BTreeMap<u16, Vec<Rule>> = BTreeMap::new();
         for change in changes {
             match change {
+                OrderChange::Jurisdictions(js) => {
+                    new_state.jurisdictions = js;
+                }
                 OrderChange::Remove { id } => {
                     new_state.orders.retain(|o| o.id != id);
                     replaced.insert(id, Vec::new());
@@ -287,7 +298,10 @@ impl Controller {
             };
             before == after && rules_same
         };
-        if diffs.is_empty() && changed_orders.iter().all(same_order) {
+        if diffs.is_empty()
+            && changed_orders.iter().all(same_order)
+            && old_state.jurisdictions == new_state.jurisdictions
+        {
             summary.generation = old_state.generation;
             retire((old_rules, replaced, diffs));
             return Ok(summary);
@@ -304,9 +318,23 @@ impl Controller {
         let mut cfg: Config = self.maps.config()?;
         let active = (cfg.active & 1) as usize;
         let inactive = 1 - active;
-        // Orders' metadata (EDE code and text) in the inactive copy: enforced with the rules
-        // at the flip, not before.
-        write_orders(&mut self.maps, inactive as u32, &new_state, &changed_orders)?;
+        // Orders' metadata (EDE, precedence, mode, override, jurisdictions, window) in the
+        // inactive copy: enforced with the rules at the flip, not before. Every order's: a
+        // change of one order's priority moves the ranks of others.
+        let mut all_orders: Vec<u16> = old_state
+            .orders
+            .iter()
+            .chain(&new_state.orders)
+            .map(|o| o.id)
+            .collect();
+        all_orders.sort_unstable();
+        all_orders.dedup();
+        write_orders(&mut self.maps, inactive as u32, &new_state, &all_orders)?;
+        // Jurisdictions: both copies of every prefix either set has, the new ones inactive.
+        let juris_changed = old_state.jurisdictions != new_state.jurisdictions;
+        if juris_changed {
+            write_juris_copies(&mut self.maps, active, &old_state, &new_state)?;
+        }
         // Names about to enter the rule map get their filter bits first.
         if let Some(filter) = self.maps.filter.as_mut() {
             let added: Vec<RuleKey> = diffs
@@ -364,6 +392,8 @@ impl Controller {
         );
         let old_mask = cfg.depth_mask;
         cfg.depth_mask = [old_mask[0] | new_mask[0], old_mask[1] | new_mask[1]];
+        // The client lookups either set needs, until the old one is gone.
+        cfg.flags |= rule_set_flags(&new_state);
         self.maps.set_config(&cfg)?;
 
         // The flip.
@@ -377,7 +407,10 @@ impl Controller {
         self.state = new_state;
         crash_point("commit");
         // The copy now inactive catches up with the orders' new metadata.
-        write_orders(&mut self.maps, active as u32, &self.state, &changed_orders)?;
+        write_orders(&mut self.maps, active as u32, &self.state, &all_orders)?;
+        if juris_changed {
+            sync_juris(&mut self.maps, &self.state)?;
+        }
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
@@ -391,6 +424,7 @@ impl Controller {
             .collect();
         crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;
         cfg.depth_mask = new_mask;
+        cfg.flags = (cfg.flags & !(CONFIG_SCOPED | CONFIG_WINDOWS)) | rule_set_flags(&self.state);
         self.maps.set_config(&cfg)?;
 
         // Counters of rules and orders that are gone start from zero if their ids return.
@@ -426,7 +460,147 @@ fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> R
         maps.orders
             .set(blocker_common::order_entry(copy, id), info, 0)?;
     }
+    // Every order's gate in that copy (the gates are one value: one write).
+    let mut gates: Box<Gates> = Box::new(maps.gates.get(&0, 0)?);
+    gates.copies[(copy & 1) as usize] = [OrderGate::OPEN; blocker_common::MAX_ORDERS as usize];
+    for (id, g) in order_gates(state) {
+        gates.copies[(copy & 1) as usize][usize::from(id)] = g;
+    }
+    maps.gates.set(0, *gates, 0)?;
     Ok(())
+}
+
+/// The `Config::flags` bits the rule set of `state` needs: scoped orders make the data plane
+/// look the client up, windows make it read the clock.
+fn rule_set_flags(state: &StateFile) -> u32 {
+    let mut f = 0;
+    for o in &state.orders {
+        if !o.jurisdictions.is_empty() {
+            f |= CONFIG_SCOPED;
+        }
+        if o.valid_from.is_some() || o.valid_until.is_some() {
+            f |= CONFIG_WINDOWS;
+        }
+    }
+    f
+}
+
+/// A prefix as the kernel's LPM trie holds it: (address, length).
+type PrefixKey = ([u8; 16], u8);
+
+/// Each prefix of `state`'s jurisdictions with the bits of the jurisdictions that list it.
+fn own_masks(state: &StateFile) -> FxHashMap<PrefixKey, u64> {
+    let mut m: FxHashMap<PrefixKey, u64> = FxHashMap::default();
+    for j in &state.jurisdictions {
+        for p in &j.prefixes {
+            *m.entry((p.addr, p.len)).or_default() |= 1u64 << (j.id & 63);
+        }
+    }
+    m
+}
+
+/// The jurisdictions of the clients in prefix `k`: the bits of every prefix that contains it
+/// (what the trie must answer for it, since it answers with the longest match only).
+fn mask_at(own: &FxHashMap<PrefixKey, u64>, k: &PrefixKey) -> u64 {
+    let a = u128::from_be_bytes(k.0);
+    let mut m = 0;
+    for len in 0..=k.1.min(128) {
+        let masked = if len == 0 {
+            0
+        } else {
+            a & (u128::MAX << (128 - u32::from(len)))
+        };
+        if let Some(bits) = own.get(&(masked.to_be_bytes(), len)) {
+            m |= bits;
+        }
+    }
+    m
+}
+
+fn lpm_key(k: &PrefixKey) -> aya::maps::lpm_trie::Key<[u8; 16]> {
+    aya::maps::lpm_trie::Key::new(u32::from(k.1), k.0)
+}
+
+/// Before a flip: every prefix of the old or the new jurisdictions, with the old masks in
+/// the `active` copy and the new ones in the other.
+fn write_juris_copies(
+    maps: &mut Maps,
+    active: usize,
+    old: &StateFile,
+    new: &StateFile,
+) -> Result<()> {
+    let (o, n) = (own_masks(old), own_masks(new));
+    for k in o.keys().chain(n.keys()) {
+        let mut v = JurisValue::default();
+        v.masks[active & 1] = mask_at(&o, k);
+        v.masks[1 - (active & 1)] = mask_at(&n, k);
+        maps.juris.insert(&lpm_key(k), v, 0)?;
+    }
+    Ok(())
+}
+
+/// Both copies of the jurisdiction trie as `state` records them; prefixes it does not have
+/// are deleted.
+fn sync_juris(maps: &mut Maps, state: &StateFile) -> Result<()> {
+    let own = own_masks(state);
+    for k in own.keys() {
+        let m = mask_at(&own, k);
+        maps.juris
+            .insert(&lpm_key(k), JurisValue { masks: [m, m] }, 0)?;
+    }
+    let present: Vec<aya::maps::lpm_trie::Key<[u8; 16]>> =
+        maps.juris.keys().collect::<Result<_, _>>()?;
+    for k in present {
+        if !own.contains_key(&(k.data(), k.prefix_len() as u8)) {
+            maps.juris.remove(&k)?;
+        }
+    }
+    Ok(())
+}
+
+/// TAI − UTC as the kernel keeps it (CLOCK_TAI − CLOCK_REALTIME, rounded to whole seconds):
+/// 37 s where NTP told the kernel, 0 where nothing did. The data plane reads CLOCK_TAI
+/// (`bpf_ktime_get_tai_ns`), so a window converted with this offset opens and closes when
+/// the wall clock says.
+pub fn tai_offset_ns() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to write into.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    let d = read(libc::CLOCK_TAI) - read(libc::CLOCK_REALTIME);
+    (d + 500_000_000).div_euclid(1_000_000_000) * 1_000_000_000
+}
+
+/// An instant as the data plane's clock reads it (TAI nanoseconds), clamped to `u64`.
+pub fn tai_ns(t: jiff::Timestamp, offset: i128) -> u64 {
+    (t.as_nanosecond() + offset).clamp(0, i128::from(u64::MAX)) as u64
+}
+
+/// The gate of every order of `state`, by id (see [`blocker_common::OrderGate`]).
+pub fn order_gates(state: &StateFile) -> BTreeMap<u16, OrderGate> {
+    let ranks = state.ranks();
+    let offset = tai_offset_ns();
+    state
+        .orders
+        .iter()
+        .map(|o| {
+            let gate = OrderGate {
+                rank: ranks.get(&o.id).copied().unwrap_or(u16::MAX),
+                mode: if o.shadow { MODE_SHADOW } else { 0 },
+                override_action: o.override_action.map_or(0, |a| a as u8),
+                jurisdictions: state.jurisdiction_mask(o),
+                valid_from: o.valid_from.map_or(0, |t| tai_ns(t, offset)),
+                valid_until: o.valid_until.map_or(u64::MAX, |t| tai_ns(t, offset)),
+                _reserved: 0,
+            };
+            (o.id, gate)
+        })
+        .collect()
 }
 
 /// For tests of crash recovery: `BLOCKER_TEST_CRASH_AT=PHASE` aborts the process (as a
@@ -473,7 +647,7 @@ fn retire<T: Send + 'static>(big: T) {
         .spawn(move || drop(big));
 }
 
-/// The kernel's view of an order.
+/// The kernel's view of an order's EDE.
 pub fn order_info(o: &Order) -> OrderInfo {
     let mut info = OrderInfo {
         ede_code: o.ede_code,

@@ -34,8 +34,8 @@ use crate::{
     state::{Order, Rule, StateError},
 };
 
-pub use blocker_common::policy::{merge, precedence};
-pub use controller::{depth_mask_of, order_info, Controller};
+pub use blocker_common::policy::merge;
+pub use controller::{depth_mask_of, order_gates, order_info, tai_ns, tai_offset_ns, Controller};
 
 /// A rule candidate at one name (see [`blocker_common::policy::Candidate`]).
 pub type Candidate<'a> = blocker_common::policy::Candidate<'a, Rule>;
@@ -67,6 +67,18 @@ pub enum TxnError {
     Capacity { capacity: u32 },
     #[error("too many orders in one change")]
     TooManyOrders,
+    /// One name would hold rules of more orders than a rule-map value has slots.
+    #[error(
+        "{name}: rules of {needed} orders (or match kinds) at one name, and the data plane \
+         holds at most {max} per name; merge some of these orders ({orders}) (nothing was \
+         changed)"
+    )]
+    TooManyAtName {
+        name: String,
+        needed: usize,
+        max: usize,
+        orders: String,
+    },
     /// The journal of an interrupted change does not parse.
     #[error("{} is corrupt", .path.display())]
     CorruptJournal {
@@ -104,6 +116,8 @@ pub enum OrderChange {
     },
     /// Remove the order and all its rules.
     Remove { id: u16 },
+    /// Replace every jurisdiction (ids are the caller's: kept for an unchanged name).
+    Jurisdictions(Vec<crate::state::Jurisdiction>),
 }
 
 /// What a change did.

@@ -249,7 +249,7 @@ pub(super) fn plan(
     }
     Ok(Plan {
         freed,
-        diffs: merge_groups(&lists, &entries),
+        diffs: merge_groups(&lists, &entries)?,
     })
 }
 
@@ -258,7 +258,7 @@ pub(super) fn plan(
 pub(super) fn diffs_from_nothing(
     secret: &KeySecret,
     rules: &BTreeMap<u16, Vec<Rule>>,
-) -> Vec<Diff> {
+) -> Result<Vec<Diff>> {
     let mut entries: Vec<Entry> = Vec::new();
     let lists: Vec<List<'_>> = rules
         .iter()
@@ -272,7 +272,7 @@ pub(super) fn diffs_from_nothing(
 }
 
 /// Merges the candidates of each key of the sorted `entries`, on both sides.
-fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<Diff> {
+fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Result<Vec<Diff>> {
     let mut diffs = Vec::new();
     let mut before: Vec<Candidate<'_>> = Vec::new();
     let mut after: Vec<Candidate<'_>> = Vec::new();
@@ -292,12 +292,30 @@ fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Vec<Diff> {
                 after.push(c);
             }
         }
-        let (o, n) = (merge(&before), merge(&after));
+        // The rules in force before fit (they are in the kernel); a change that does not fit
+        // is refused whole.
+        let o = merge(&before).unwrap_or_default();
+        let n = merge(&after).map_err(|e| {
+            let mut orders: Vec<u16> = after.iter().map(|c| c.order).collect();
+            orders.dedup();
+            TxnError::TooManyAtName {
+                name: after
+                    .first()
+                    .map_or_else(String::new, |c| c.rule.name.to_string()),
+                needed: e.needed,
+                max: blocker_common::SLOTS,
+                orders: orders
+                    .iter()
+                    .map(|o| format!("#{o}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?;
         if o != n {
             diffs.push((group[0].key, o, n));
         }
     }
-    diffs
+    Ok(diffs)
 }
 
 #[cfg(test)]
@@ -381,11 +399,16 @@ mod tests {
         want.sort();
         assert_eq!(changed, want, "a.example is unchanged");
         let c = p.diffs.iter().find(|d| d.0 == key("c.example")).expect("c");
-        // Before: the allow rule of order 2 here; after: still here, and order 1's subtree
-        // rule below.
-        assert_eq!(c.1.here.action, Pass as u8);
-        assert_eq!(c.2.here.action, Pass as u8);
-        assert_eq!((c.2.below.order_id, c.2.below.rule_id), (1, 5));
+        // Before: order 1's exact rule and order 2's allow rule; after: order 1's subtree
+        // rule (here and below) and order 2's allow rule.
+        use blocker_common::{SLOT_BELOW, SLOT_HERE};
+        assert_eq!(c.1.of(2, SLOT_HERE).map(|s| s.action), Some(Pass as u8));
+        assert_eq!(c.2.of(2, SLOT_HERE).map(|s| s.action), Some(Pass as u8));
+        assert_eq!(c.1.of(1, SLOT_HERE).map(|s| s.rule_id), Some(2));
+        assert_eq!(
+            c.2.of(1, SLOT_BELOW).map(|s| (s.order_id, s.rule_id)),
+            Some((1, 5))
+        );
         let b = p.diffs.iter().find(|d| d.0 == key("b.example")).expect("b");
         assert_eq!(b.2, RuleSet::default(), "b.example is gone");
     }
