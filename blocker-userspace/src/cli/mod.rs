@@ -8,6 +8,7 @@ pub mod explain;
 pub mod export;
 pub mod feed;
 pub mod follow;
+pub mod jurisdictions;
 pub mod orders;
 pub mod protect;
 pub mod report;
@@ -57,9 +58,12 @@ pub enum Command {
     /// Add, remove, list and load rules.
     #[command(subcommand)]
     Rules(rules::Command),
-    /// List, create, change and remove orders.
+    /// List, create, change, move (precedence) and remove orders.
     #[command(subcommand)]
     Orders(orders::Command),
+    /// Named sets of client prefixes orders can be scoped to (set, list, remove).
+    #[command(subcommand)]
+    Jurisdictions(jurisdictions::Command),
     /// Show which rule and order would decide a query, and why, and whether a guard would
     /// refuse a block rule at that name.
     Explain(explain::Args),
@@ -132,6 +136,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(a) => status::run(&ctx, a),
         Command::Rules(c) => rules::run(&ctx, c),
         Command::Orders(c) => orders::run(&ctx, c),
+        Command::Jurisdictions(c) => jurisdictions::run(&ctx, c),
         Command::Explain(a) => explain::run(&ctx, a),
         Command::Protect(c) => protect::run(&ctx, c),
         Command::Report(a) => report::run(&ctx, a),

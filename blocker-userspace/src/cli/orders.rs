@@ -19,8 +19,12 @@ use crate::{
 pub enum Command {
     /// List orders with their rule counts and hits.
     List(ListArgs),
-    /// Create an order or change its default action and EDE code/text (rules unchanged).
+    /// Create an order or change its settings (rules unchanged): default action, EDE
+    /// code/text, priority, jurisdictions, validity window, mode, policy override. All change
+    /// together with the order's rules at one instant.
     Set(SetArgs),
+    /// Move an order in the precedence: just before or after another order.
+    Move(MoveArgs),
     /// Remove an order and all its rules, atomically.
     Remove(RemoveArgs),
 }
@@ -44,6 +48,25 @@ pub struct SetArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct MoveArgs {
+    /// The order to move.
+    pub order: String,
+    /// Place it just before this order.
+    #[arg(
+        long,
+        value_name = "ORDER",
+        conflicts_with = "after",
+        required_unless_present = "after"
+    )]
+    pub before: Option<String>,
+    /// Place it just after this order.
+    #[arg(long, value_name = "ORDER")]
+    pub after: Option<String>,
+    #[command(flatten)]
+    pub audit: Audit,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct RemoveArgs {
     /// The order's name.
     pub order: String,
@@ -53,8 +76,22 @@ pub struct RemoveArgs {
 
 #[derive(Serialize)]
 struct Listed {
+    /// Place in the precedence (0 decides first).
+    precedence: usize,
+    priority: u32,
     id: u16,
     name: String,
+    mode: &'static str,
+    /// The action replacing every rule's own (None: the rules' own).
+    #[serde(rename = "override")]
+    override_action: Option<&'static str>,
+    jurisdictions: Vec<String>,
+    valid_from: Option<String>,
+    valid_until: Option<String>,
+    /// pending, active or expired (by the validity window, now).
+    window: &'static str,
+    /// Hits of the order in shadow mode (counted, not applied).
+    shadow_hits: u64,
     default_action: &'static str,
     ede_code: u16,
     ede_text: String,
@@ -69,6 +106,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List(a) => list(ctx, a),
         Command::Set(a) => set(ctx, a),
+        Command::Move(a) => move_order(ctx, a),
         Command::Remove(a) => remove(ctx, a),
     }
 }
@@ -81,14 +119,25 @@ fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
         None
     };
     let mut out = Vec::new();
-    for o in &state.orders {
-        let hits = match &maps {
-            Some(m) => m.order_hits(o.id)?.by_action.iter().sum(),
-            None => 0,
+    for (rank, o) in state.precedence().into_iter().enumerate() {
+        let by_action = match &maps {
+            Some(m) => m.order_hits(o.id)?.by_action,
+            None => Default::default(),
         };
+        let shadow_hits = by_action[blocker_common::SHADOW_HITS];
+        let hits = by_action.iter().sum::<u64>() - shadow_hits;
         out.push(Listed {
+            precedence: rank,
+            priority: o.priority,
             id: o.id,
             name: o.name.clone(),
+            mode: if o.shadow { "shadow" } else { "enforce" },
+            override_action: o.override_action.map(Action::as_str),
+            jurisdictions: o.jurisdictions.clone(),
+            valid_from: o.valid_from.map(|t| t.to_string()),
+            valid_until: o.valid_until.map(|t| t.to_string()),
+            window: o.window_status(),
+            shadow_hits,
             default_action: o.default_action.as_str(),
             ede_code: if o.ede_code == 0 {
                 state.settings.default_ede
@@ -108,13 +157,44 @@ fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<4} {:<28} {:>9} {:>10} {:<9} {:<4} {:<20} EDE TEXT",
-        "ID", "ORDER", "RULES", "HITS", "ACTION", "EDE", "UPDATED"
+        "{:<4} {:<5} {:<4} {:<28} {:>9} {:>10} {:<9} {:<8} {:<8} {:<7} {:<14} {:<4} EDE TEXT",
+        "PREC",
+        "PRIO",
+        "ID",
+        "ORDER",
+        "RULES",
+        "HITS",
+        "ACTION",
+        "OVERRIDE",
+        "MODE",
+        "WINDOW",
+        "JURISDICTIONS",
+        "EDE"
     );
     for o in &out {
+        let scope = match o.jurisdictions.is_empty() {
+            true => "everywhere".to_string(),
+            false => o.jurisdictions.join(","),
+        };
         println!(
-            "{:<4} {:<28} {:>9} {:>10} {:<9} {:<4} {:<20} {}",
-            o.id, o.name, o.rules, o.hits, o.default_action, o.ede_code, o.updated, o.ede_text
+            "{:<4} {:<5} {:<4} {:<28} {:>9} {:>10} {:<9} {:<8} {:<8} {:<7} {:<14} {:<4} {}",
+            o.precedence,
+            o.priority,
+            o.id,
+            o.name,
+            o.rules,
+            if o.mode == "shadow" {
+                o.shadow_hits
+            } else {
+                o.hits
+            },
+            o.default_action,
+            o.override_action.unwrap_or("-"),
+            o.mode,
+            o.window,
+            scope,
+            o.ede_code,
+            o.ede_text
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -129,6 +209,60 @@ fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
     let rec = Record::new("orders set", started, Some(&name), Some(&s), &a.audit);
     compliance::append(&ctx.dir, &rec)?;
     println!("order {name:?} set");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves an order just before or after another: the orders are renumbered 10, 20, 30… in
+/// their new precedence (one change: every rank moves at the same instant).
+fn move_order(ctx: &Ctx, a: MoveArgs) -> Result<ExitCode> {
+    let started = jiff::Timestamp::now();
+    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let (other, after) = match (&a.before, &a.after) {
+        (Some(o), _) => (o.clone(), false),
+        (None, Some(o)) => (o.clone(), true),
+        (None, None) => bail!("say --before ORDER or --after ORDER"),
+    };
+    for n in [&a.order, &other] {
+        if c.state.order(n).is_none() {
+            bail!("no order named {n:?} (see `blocker orders list`); nothing was changed");
+        }
+    }
+    if a.order == other {
+        bail!("an order cannot move relative to itself");
+    }
+    let mut seq: Vec<String> = c
+        .state
+        .precedence()
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|n| *n != a.order)
+        .collect();
+    let at = seq.iter().position(|n| *n == other).unwrap_or(0) + usize::from(after);
+    seq.insert(at, a.order.clone());
+    let mut changes = Vec::new();
+    for (i, name) in seq.iter().enumerate() {
+        if let Some(o) = c.state.order(name) {
+            let priority = 10 * (i as u32 + 1);
+            if o.priority != priority {
+                let mut o = o.clone();
+                o.priority = priority;
+                changes.push(OrderChange::Put {
+                    order: o,
+                    rules: None,
+                });
+            }
+        }
+    }
+    let s = c.apply(changes)?;
+    let rec = Record::new("orders move", started, Some(&a.order), Some(&s), &a.audit);
+    compliance::append(&ctx.dir, &rec)?;
+    println!(
+        "order {:?} now {} {:?}; precedence: {}",
+        a.order,
+        if after { "after" } else { "before" },
+        other,
+        seq.join(" > ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
