@@ -122,7 +122,8 @@ fn operator_workflow() {
     b.ok(&["rules", "load", &l1b, "--order", "O1"]);
     assert_eq!(generation(&b), g);
 
-    // An allow order exempts a name below a blocked subtree.
+    // An allow order exempts a name below a blocked subtree once it ranks before the block
+    // order, as a passthru zone listed first does in RPZ; ranked after it, it decides nothing.
     b.ok(&[
         "rules",
         "add",
@@ -132,6 +133,15 @@ fn operator_workflow() {
         "pass",
         "--order",
         "allow-critical",
+    ]);
+    blocked_by(&t, "allow.b.example", "Order one");
+    b.ok(&[
+        "orders",
+        "set",
+        "--order",
+        "allow-critical",
+        "--priority",
+        "10",
     ]);
     resolved(&t, "allow.b.example");
     blocked_by(&t, "b.example", "Order one");

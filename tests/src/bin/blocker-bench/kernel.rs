@@ -299,6 +299,65 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         // that holds rules): what the filter saves, side by side.
         let off = with_filter_off(&inst.pins(), || pairs(base_frame, false));
         record("allowed query, key filter off", false, off);
+        // An order scoped to a jurisdiction of 1,000 and then 100,000 client prefixes, ranked
+        // first, holding the blocked name: every query now looks its client up in the LPM
+        // trie; the blocked one is decided by the scoped order (the client is in it).
+        let blocked_frame = &frames
+            .iter()
+            .find(|f| f.0 == "blocked -> NXDOMAIN+EDE")
+            .expect("the blocked frame")
+            .1;
+        for prefixes in [1_000usize, 100_000] {
+            let file = tmp.join(format!("prefixes-{prefixes}.txt"));
+            // Every other /24 from 10.0.0.0 on (never adjacent, so none merge), and the
+            // benchmark client's own 192.0.2.0/24.
+            let mut text = String::from("192.0.2.0/24\n");
+            for i in 0..prefixes as u32 - 1 {
+                let a = std::net::Ipv4Addr::from(0x0a00_0000u32 + i * 512);
+                text.push_str(&format!("{a}/24\n"));
+            }
+            std::fs::write(&file, text).expect("write prefixes");
+            inst.ok(&[
+                "jurisdictions",
+                "set",
+                "bench-j",
+                "--file",
+                file.to_str().expect("utf-8"),
+            ]);
+            // The order once; the second size only replaces the jurisdiction's prefixes.
+            if prefixes == 1_000 {
+                inst.ok(&[
+                    "rules",
+                    "add",
+                    "www.site7.piracy7.example",
+                    "--order",
+                    "bench-scoped",
+                    "--jurisdiction",
+                    "bench-j",
+                    "--priority",
+                    "1",
+                ]);
+            }
+            let k = if prefixes >= 1000 {
+                format!("{}k", prefixes / 1000)
+            } else {
+                prefixes.to_string()
+            };
+            let allowed = pairs(base_frame, false);
+            record(
+                &format!("allowed query, scoped order ({k} prefixes)"),
+                false,
+                allowed,
+            );
+            let blocked = pairs(blocked_frame, true);
+            record(
+                &format!("blocked by a scoped order ({k} prefixes)"),
+                true,
+                blocked,
+            );
+        }
+        inst.ok(&["orders", "remove", "bench-scoped"]);
+        inst.ok(&["jurisdictions", "remove", "bench-j"]);
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
     let verified = blocker::kernel::pinned_program(&inst.pins(), false)
