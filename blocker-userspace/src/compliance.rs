@@ -167,6 +167,97 @@ pub fn read(dir: &StateDir) -> Result<Vec<Record>> {
     Ok(out)
 }
 
+/// Hits per order per day (UTC), sampled from the kernel's counters: `hits-per-day.json` in
+/// the state directory. Every sample adds what each order's counter grew by since the last
+/// sample to today's count (a counter that went down was reset, by a reload or a removal:
+/// all of its value is new). `blocker serve` samples at every scrape, and every command that
+/// changes the rules samples before its change.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+pub struct HitsPerDay {
+    /// Each order's counter at the last sample, by order name.
+    pub last: std::collections::BTreeMap<String, u64>,
+    /// Day (YYYY-MM-DD, UTC) → order → hits that day.
+    pub days: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+/// Days of hits kept (a little over a year: an AGCOM block lapses after six months).
+pub const HIT_DAYS: usize = 400;
+const HITS_FILE: &str = "hits-per-day.json";
+
+impl HitsPerDay {
+    /// Adds a sample taken on `day` of each order's counter (`counters`: order → hits).
+    pub fn add(&mut self, day: &str, counters: &[(String, u64)]) {
+        for (order, c) in counters {
+            let last = self.last.get(order).copied().unwrap_or(0);
+            let grew = if *c >= last { c - last } else { *c };
+            if grew > 0 {
+                *self
+                    .days
+                    .entry(day.to_string())
+                    .or_default()
+                    .entry(order.clone())
+                    .or_default() += grew;
+            }
+            self.last.insert(order.clone(), *c);
+        }
+        while self.days.len() > HIT_DAYS {
+            self.days.pop_first();
+        }
+    }
+
+    /// An order's hits by day.
+    pub fn of(&self, order: &str) -> std::collections::BTreeMap<String, u64> {
+        self.days
+            .iter()
+            .filter_map(|(d, m)| m.get(order).map(|n| (d.clone(), *n)))
+            .collect()
+    }
+}
+
+/// The hits per day recorded so far (none yet: empty).
+pub fn read_hits(dir: &StateDir) -> Result<HitsPerDay> {
+    let p = dir.dir.join(HITS_FILE);
+    match fs::read(&p) {
+        Ok(b) => Ok(serde_json::from_slice(&b).op(|| format!("{} is corrupt", p.display()))?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HitsPerDay::default()),
+        Err(e) => Err(OpError {
+            context: format!("reading {}", p.display()),
+            source: Box::new(e),
+        }
+        .into()),
+    }
+}
+
+/// Samples every order's decided hits (shadow hits apart) into `hits-per-day.json`.
+pub fn sample_hits(
+    dir: &StateDir,
+    state: &crate::state::StateFile,
+    maps: &crate::kernel::Maps,
+) -> Result<()> {
+    let mut counters = Vec::new();
+    for o in &state.orders {
+        if let Ok(h) = maps.order_hits(o.id) {
+            let h = h.by_action;
+            counters.push((
+                o.name.clone(),
+                h.iter().sum::<u64>() - h[blocker_common::SHADOW_HITS],
+            ));
+        }
+    }
+    let mut hits = read_hits(dir)?;
+    let day = Timestamp::now().strftime("%Y-%m-%d").to_string();
+    hits.add(&day, &counters);
+    let p = dir.dir.join(HITS_FILE);
+    let tmp = dir
+        .dir
+        .join(format!("{HITS_FILE}.{}.new", std::process::id()));
+    let bytes = serde_json::to_vec(&hits).op(|| "encoding hits per day".to_string())?;
+    fs::write(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, &p))
+        .op(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
 /// The SHA-256 of a file's contents, in hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = fs::read(path).op(|| format!("reading {}", path.display()))?;
@@ -177,6 +268,28 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hits_per_day_add_growth_and_survive_a_reset() {
+        let mut h = HitsPerDay::default();
+        h.add("2026-12-01", &[("A".into(), 5), ("B".into(), 0)]);
+        h.add("2026-12-01", &[("A".into(), 8), ("B".into(), 2)]);
+        h.add("2026-12-02", &[("A".into(), 10), ("B".into(), 2)]);
+        // A's counter reset (reload) to 4: four new hits.
+        h.add("2026-12-02", &[("A".into(), 4)]);
+        assert_eq!(
+            h.of("A").into_iter().collect::<Vec<_>>(),
+            vec![("2026-12-01".to_string(), 8), ("2026-12-02".to_string(), 6)]
+        );
+        assert_eq!(
+            h.of("B").into_iter().collect::<Vec<_>>(),
+            vec![("2026-12-01".to_string(), 2)]
+        );
+        for d in 0..(HIT_DAYS + 5) {
+            h.add(&format!("3000-{d:05}"), &[("A".into(), 5 + d as u64)]);
+        }
+        assert_eq!(h.days.len(), HIT_DAYS);
+    }
 
     #[test]
     fn sha256_of_a_known_input() {

@@ -301,7 +301,21 @@ fn jurisdictions_windows_shadow_and_precedence_in_the_data_plane() {
     let report: serde_json::Value =
         serde_json::from_str(&b.ok(&["report", "--order", "Milan", "--format", "json"]))
             .expect("json");
-    let changes = report["orders"][0]["changes"].as_array().expect("changes");
+    let milan = &report["orders"][0];
+    assert_eq!(
+        (milan["jurisdictions"][0].as_str(), milan["mode"].as_str()),
+        (Some("IT"), Some("enforce")),
+        "{report}"
+    );
+    // Its two hits (the Italian clients, over IPv4 and IPv6), sampled into hits per day.
+    let per_day: u64 = milan["hits_per_day"]
+        .as_object()
+        .expect("hits per day")
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    assert_eq!(per_day, 2, "{report}");
+    let changes = milan["changes"].as_array().expect("changes");
     assert_eq!(changes[0]["command"], "rules load", "{report}");
     assert!(changes[0]["enforced"].is_string(), "{report}");
     // A jurisdiction in use cannot be removed.

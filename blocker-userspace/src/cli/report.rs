@@ -78,6 +78,18 @@ struct OrderReport {
     hits: Option<u64>,
     /// The first time a change of this order was enforced (in the whole record).
     first_enforced: Option<Timestamp>,
+    /// Jurisdictions whose clients it binds (empty: every client).
+    jurisdictions: Vec<String>,
+    valid_from: Option<Timestamp>,
+    valid_until: Option<Timestamp>,
+    /// pending, active or expired (by its validity window, now); None for a removed order.
+    window: Option<&'static str>,
+    /// enforce or shadow; None for a removed order.
+    mode: Option<&'static str>,
+    /// Its place in the precedence (0 decides first); None for a removed order.
+    precedence: Option<usize>,
+    /// Decided hits by day (UTC), sampled by `blocker serve` and by every change.
+    hits_per_day: BTreeMap<String, u64>,
     changes: Vec<Change>,
 }
 
@@ -110,11 +122,23 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             bail!("no order named {o:?} now or in the compliance record");
         }
     }
+    // A sample of the counters now, so today's hits are current.
+    if let Some(m) = &maps {
+        if let Err(e) = compliance::sample_hits(&ctx.dir, &state, m) {
+            log::warn!("hits per day not sampled: {e}");
+        }
+    }
+    let per_day = compliance::read_hits(&ctx.dir)?;
+    let ranks = state.ranks();
     // Orders now, then orders only the record knows (removed), by name.
     let mut orders: BTreeMap<String, OrderReport> = BTreeMap::new();
     for o in &state.orders {
         let hits = match &maps {
-            Some(m) => Some(m.order_hits(o.id)?.by_action.iter().sum()),
+            Some(m) => {
+                let h = m.order_hits(o.id)?.by_action;
+                // Decided hits; an order in shadow mode decides nothing.
+                Some(h.iter().sum::<u64>() - h[blocker_common::SHADOW_HITS])
+            }
             None => None,
         };
         orders.insert(
@@ -125,6 +149,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 rules: o.rules,
                 hits,
                 first_enforced: None,
+                jurisdictions: o.jurisdictions.clone(),
+                valid_from: o.valid_from,
+                valid_until: o.valid_until,
+                window: Some(o.window_status()),
+                mode: Some(if o.shadow { "shadow" } else { "enforce" }),
+                precedence: ranks.get(&o.id).map(|r| usize::from(*r)),
+                hits_per_day: per_day.of(&o.name),
                 changes: Vec::new(),
             },
         );
@@ -143,6 +174,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             rules: 0,
             hits: None,
             first_enforced: None,
+            jurisdictions: Vec::new(),
+            valid_from: None,
+            valid_until: None,
+            window: None,
+            mode: None,
+            precedence: None,
+            hits_per_day: per_day.of(name),
             changes: Vec::new(),
         });
         if o.first_enforced.is_none() {
@@ -303,6 +341,30 @@ fn table_out(r: &Report) {
             o.hits.map_or("-".into(), |h| h.to_string()),
             o.first_enforced.map_or("-".into(), |t| t.to_string()),
         );
+        if o.current {
+            let w = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+            println!(
+                "  precedence {}, {}, clients: {}, valid {} to {} ({})",
+                o.precedence.map_or("-".into(), |p| p.to_string()),
+                o.mode.unwrap_or("-"),
+                if o.jurisdictions.is_empty() {
+                    "everywhere".to_string()
+                } else {
+                    o.jurisdictions.join(", ")
+                },
+                w(o.valid_from),
+                w(o.valid_until),
+                o.window.unwrap_or("-")
+            );
+        }
+        if !o.hits_per_day.is_empty() {
+            let days: Vec<String> = o
+                .hits_per_day
+                .iter()
+                .map(|(d, n)| format!("{d}: {n}"))
+                .collect();
+            println!("  hits per day: {}", days.join(", "));
+        }
         if !o.changes.is_empty() {
             header();
             o.changes.iter().for_each(line);

@@ -120,6 +120,12 @@ pub fn to_text_format(openmetrics: &str) -> String {
 pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
     let report = collect(ctx, None, top)?;
     let state = ctx.state()?;
+    // Each scrape samples the orders' hits for the compliance report's hits per day.
+    if let Ok(maps) = crate::kernel::Maps::open(&ctx.pins) {
+        if let Err(e) = crate::compliance::sample_hits(&ctx.dir, &state, &maps) {
+            log::warn!("hits per day not sampled: {e}");
+        }
+    }
     let interfaces: Vec<Attached> = state
         .interfaces
         .iter()

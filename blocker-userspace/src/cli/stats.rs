@@ -81,16 +81,20 @@ pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
             continue;
         }
         let h = maps.order_hits(o.id)?;
+        // Shadow hits (an order in shadow mode: counted, not applied) under "shadow", apart
+        // from the hits that decided.
+        let shadow = h.by_action[blocker_common::SHADOW_HITS];
         let by_action: BTreeMap<&'static str, u64> = Action::ALL
             .iter()
             .map(|a| (a.as_str(), h.by_action[*a as usize]))
+            .chain([("shadow", shadow)])
             .filter(|(_, v)| *v > 0)
             .collect();
         orders.push(OrderReport {
             id: o.id,
             name: o.name.clone(),
             rules: o.rules,
-            hits: h.by_action.iter().sum(),
+            hits: h.by_action.iter().sum::<u64>() - shadow,
             by_action,
         });
     }

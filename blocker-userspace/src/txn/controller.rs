@@ -213,6 +213,10 @@ impl Controller {
         let t0 = std::time::Instant::now();
         let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
         let old_state = self.state.clone();
+        // The hits so far, counted to today before a change may reset counters.
+        if let Err(e) = crate::compliance::sample_hits(&self.dir, &old_state, &self.maps) {
+            log::warn!("hits per day not sampled: {e}");
+        }
         let old_rules = self.all_rules(&old_state)?;
         phase("read recorded rules");
         let mut new_state = old_state.clone();
