@@ -221,8 +221,9 @@ fn operator_workflow() {
             .cloned()
             .expect("order")
     };
-    // O1: a.example, www.b.example, c.example, b.example twice.
-    assert_eq!(order("O1")["hits"].as_u64(), Some(5), "{s}");
+    // O1: a.example, www.b.example, c.example, b.example twice, and allow.b.example while the
+    // allow order ranked after it.
+    assert_eq!(order("O1")["hits"].as_u64(), Some(6), "{s}");
     assert_eq!(
         order("allow-critical")["by_action"]["pass"].as_u64(),
         Some(1)
@@ -234,8 +235,8 @@ fn operator_workflow() {
         .expect("b.example counted");
     assert_eq!(
         hb["hits"].as_u64(),
-        Some(3),
-        "www.b.example and b.example twice, across the reload"
+        Some(4),
+        "www.b.example, allow.b.example and b.example twice, across the reload"
     );
 
     // Removing an order lifts its blocks at once.
