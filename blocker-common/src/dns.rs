@@ -50,7 +50,7 @@ pub struct Scratch {
     /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
     pub hdr: [u8; HDR_MAX],
     /// Slots for [`launder`].
-    pub opaque: [u64; 48],
+    pub opaque: [u64; 64],
 }
 
 impl Scratch {
@@ -62,7 +62,7 @@ impl Scratch {
             l3: [0; 64],
             l4: [0; 64],
             hdr: [0; HDR_MAX],
-            opaque: [0; 48],
+            opaque: [0; 64],
         }
     }
 }
@@ -351,13 +351,13 @@ const SKIPPED: usize = 36;
 #[inline(always)]
 fn get(s: &Scratch, i: usize) -> u64 {
     // SAFETY: a valid, aligned reference into scratch memory.
-    unsafe { core::ptr::read_volatile(&s.opaque[i & 47]) }
+    unsafe { core::ptr::read_volatile(&s.opaque[i & 63]) }
 }
 
 #[inline(always)]
 fn put(s: &mut Scratch, i: usize, v: u64) {
     // SAFETY: a valid, aligned, exclusive reference into scratch memory.
-    unsafe { core::ptr::write_volatile(&mut s.opaque[i & 47], v) }
+    unsafe { core::ptr::write_volatile(&mut s.opaque[i & 63], v) }
 }
 
 /// Decides `q` (parsed under the same `secret`) for `client`: the rule in force is that of the
@@ -419,8 +419,8 @@ where
     let in_window = (1 - below(s, client.now, o.valid_from)) & below(s, client.now, o.valid_until);
     let in_scope =
         (1 - nonzero(s, o.jurisdictions)) | nonzero(s, o.jurisdictions & client.jurisdictions);
-    let skipped = (matches & (1 - in_window)) * SKIPPED_WINDOW as u64
-        | (matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64;
+    let skipped = ((matches & (1 - in_window)) * SKIPPED_WINDOW as u64)
+        | ((matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64);
     put(s, SKIPPED, get(s, SKIPPED) | skipped);
     let override_action = o.override_action as u64;
     let keep = 1 - nonzero(s, override_action);
@@ -438,11 +438,10 @@ where
 }
 
 /// [`decide`] with a pre-filter: a key for which `may_hold` is false is not looked up
-/// (the key filter, see [`crate::filter`]).
-// The label counter `k` kept apart from the bounded loop is the shape the verifier was
-// measured with (see prog_test_run); folding it into the loop is an eBPF change to measure,
-// not a lint fix.
-#[allow(clippy::explicit_counter_loop, clippy::too_many_arguments)]
+/// (the key filter, see [`crate::filter`]): [`decide_start`], [`decide_step`] for each label
+/// from the first, [`decide_end`]. The XDP program runs the steps as a `bpf_loop` callback,
+/// which the verifier checks once instead of once per label.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn decide_filtered<'o, F, G, O>(
     cfg: &Config,
@@ -459,43 +458,104 @@ where
     G: FnMut(&RuleKey) -> bool,
     O: FnMut(u16) -> &'o OrderGate,
 {
-    let qbit = qtype_bit(q.qtype);
+    decide_start(s);
+    for k in 0..q.labels.min(MAX_LABELS) {
+        decide_step(
+            k,
+            cfg,
+            secret,
+            s,
+            q,
+            client,
+            &mut may_hold,
+            &mut lookup,
+            &mut order,
+        );
+    }
+    decide_end(s)
+}
+
+/// What each step of a walk needs besides the maps and the scratch memory: the query, the
+/// client, the copy in force and the key filter's probe. The XDP program keeps it in a
+/// per-CPU map value of its own across its `bpf_loop` (whose context would have to be on the
+/// small BPF stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WalkState {
+    pub q: Query,
+    pub client: Client,
+    pub active: u64,
+    pub probe: crate::filter::Probe,
+    /// Where the layers of the frame start (the XDP program's own `Frame`, as integers).
+    pub frame: [u64; 10],
+}
+
+/// Starts a walk: no rule yet.
+#[inline(always)]
+pub fn decide_start(s: &mut Scratch) {
     put(s, BEST, u64::MAX);
     put(s, BEST + 1, 0);
     put(s, BEST + 2, u64::MAX);
     put(s, BEST + 3, 0);
     put(s, SKIPPED, 0);
-    let mut k = 0usize;
-    for _ in 0..MAX_LABELS {
-        if k >= q.labels {
-            break;
-        }
-        let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
-        let idx = k & (MAX_LABELS - 1);
-        // A key costs two modular multiplies: only at depths that hold rules. Decisions are
-        // laundered, so the verifier sees the same few paths at every label whatever the
-        // depth test and the filter computed.
-        if launder(&mut s.opaque[7], cfg.has_depth(depth) as u64) != 0 {
-            let start = s.starts[idx] as usize;
-            let key = suffix_key(
-                secret,
-                q.name_hash,
-                s.prefix[idx],
-                q.chunks.wrapping_sub(start),
-            );
-            if launder(&mut s.opaque[13], may_hold(&key) as u64) != 0 {
-                if let Some(set) = lookup(&key) {
-                    // The name itself at the first label, the names under a suffix after it.
-                    let pos = if k == 0 { SLOT_HERE } else { SLOT_BELOW };
-                    let pos = launder(&mut s.opaque[37], pos as u64) as u8;
-                    for slot in &set.slots {
-                        consider(slot, pos, qbit, client, s, &mut order);
+}
+
+/// One step of the walk: the suffix that starts at label `k` (0: the whole name), most
+/// specific first. The best rule so far is kept in scratch memory.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn decide_step<'o, F, G, O>(
+    k: usize,
+    cfg: &Config,
+    secret: &KeySecret,
+    s: &mut Scratch,
+    q: &Query,
+    client: &Client,
+    may_hold: &mut G,
+    lookup: &mut F,
+    order: &mut O,
+) where
+    F: FnMut(&RuleKey) -> Option<RuleSet>,
+    G: FnMut(&RuleKey) -> bool,
+    O: FnMut(u16) -> &'o OrderGate,
+{
+    let k = k & (MAX_LABELS - 1);
+    if k >= q.labels {
+        return;
+    }
+    let qbit = qtype_bit(q.qtype);
+    let depth = launder(&mut s.opaque[11], (q.labels - k) as u64) as usize;
+    // A key costs two modular multiplies: only at depths that hold rules. Decisions are
+    // laundered, so the verifier sees the same few paths whatever the depth test and the
+    // filter computed.
+    if launder(&mut s.opaque[7], cfg.has_depth(depth) as u64) != 0 {
+        let start = s.starts[k] as usize;
+        let key = suffix_key(
+            secret,
+            q.name_hash,
+            s.prefix[k],
+            q.chunks.wrapping_sub(start),
+        );
+        if launder(&mut s.opaque[13], may_hold(&key) as u64) != 0 {
+            if let Some(set) = lookup(&key) {
+                // The name itself at the first label, the names under a suffix after it.
+                let pos = if k == 0 { SLOT_HERE } else { SLOT_BELOW };
+                let pos = launder(&mut s.opaque[37], pos as u64) as u8;
+                for slot in &set.slots {
+                    // Used slots are packed at the front.
+                    if slot.action == 0 {
+                        break;
                     }
+                    consider(slot, pos, qbit, client, s, order);
                 }
             }
         }
-        k += 1;
     }
+}
+
+/// What the walk found.
+#[inline(always)]
+pub fn decide_end(s: &mut Scratch) -> Decision {
     let shadow = if get(s, BEST + 2) < get(s, BEST) {
         Hit::unpack(get(s, BEST + 3))
     } else {

@@ -58,9 +58,10 @@ pub struct Overflow {
 /// (lower id). Which order decides is not settled here but per query, by the data plane
 /// ([`crate::dns::decide`]): it depends on the orders' precedence, windows and jurisdictions.
 pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overflow> {
-    let mut set = RuleSet::default();
+    // Every (order, kind) slot, sorted; more than CAP is an overflow whatever is merged.
+    const CAP: usize = 4 * SLOTS;
+    let mut all = [Slot::default(); CAP];
     let mut n = 0usize;
-    let mut needed = 0usize;
     // A fixed-size, no_std selection sort over (order, kind, rule id): names hold few rules.
     let mut last: Option<(u16, u8, u32)> = None;
     loop {
@@ -75,9 +76,8 @@ pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overf
         if dup {
             continue;
         }
-        needed += 1;
-        if n < SLOTS {
-            set.slots[n] = Slot {
+        if n < CAP {
+            all[n] = Slot {
                 rule_id: id,
                 order_id: o,
                 action: c.rule.action() as u8,
@@ -85,13 +85,53 @@ pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overf
                 qtypes: c.rule.qtypes(),
                 _reserved: 0,
             };
-            n += 1;
         }
+        n += 1;
     }
-    if needed > SLOTS {
-        return Err(Overflow { needed });
+    if n > CAP {
+        return Err(Overflow { needed: n });
     }
+    if n > SLOTS {
+        n = fold_exact_and_below(&mut all, n);
+    }
+    if n > SLOTS {
+        return Err(Overflow { needed: n });
+    }
+    let mut set = RuleSet::default();
+    set.slots.copy_from_slice(&all[..SLOTS]);
     Ok(set)
+}
+
+/// When a name holds more slots than fit: an order's exact and below rules that do the same
+/// thing to the same query types (RPZ's `name` and `*.name` pair) become one slot for the name
+/// and below it, which decides exactly as the two did (the exact rule's id counts the hits of
+/// both). Returns the number of slots left, packed at the front.
+fn fold_exact_and_below(all: &mut [Slot], n: usize) -> usize {
+    let mut out = 0usize;
+    let mut i = 0usize;
+    while i < n {
+        let mut slot = all[i];
+        // Slots of one order are adjacent, exact before subtree before below.
+        let next = all.get(i + 1).copied().filter(|_| i + 1 < n);
+        if let Some(b) = next {
+            if slot.flags == SLOT_HERE
+                && b.flags == SLOT_BELOW
+                && b.order_id == slot.order_id
+                && b.action == slot.action
+                && b.qtypes == slot.qtypes
+            {
+                slot.flags = SLOT_HERE | SLOT_BELOW;
+                i += 1;
+            }
+        }
+        all[out] = slot;
+        out += 1;
+        i += 1;
+    }
+    for s in all.iter_mut().skip(out) {
+        *s = Slot::default();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -168,6 +208,29 @@ mod tests {
         assert_eq!(slots(&four).map(|v| v.len()), Ok(SLOTS));
         let five: std::vec::Vec<(u16, &R)> = (0..=SLOTS as u16).map(|o| (o, &r)).collect();
         assert_eq!(slots(&five), Err(Overflow { needed: SLOTS + 1 }));
+    }
+
+    #[test]
+    fn a_crowded_name_folds_exact_and_below_pairs_that_agree() {
+        let exact = R(1, Kind::Exact, Action::Nxdomain);
+        let below = R(2, Kind::Below, Action::Nxdomain);
+        let below_other = R(3, Kind::Below, Action::Nodata);
+        let n = Action::Nxdomain as u8;
+        // Room enough: two slots for each pair, nothing folded.
+        let fit: std::vec::Vec<(u16, &R)> = (0..(SLOTS / 2) as u16)
+            .flat_map(|o| [(o, &exact), (o, &below)])
+            .collect();
+        assert_eq!(slots(&fit).map(|v| v.len()), Ok(SLOTS));
+        // One order more than fits with an RPZ `name` and `*.name` pair each: the pairs that
+        // agree fold into one slot each; the last order's pair disagrees and stays two slots.
+        let last = (SLOTS / 2) as u16;
+        let mut crowded: std::vec::Vec<(u16, &R)> =
+            (0..last).flat_map(|o| [(o, &exact), (o, &below)]).collect();
+        crowded.extend([(last, &exact), (last, &below_other)]);
+        let mut want: std::vec::Vec<(u16, u32, u8, u8)> =
+            (0..last).map(|o| (o, 1, n, H | B)).collect();
+        want.extend([(last, 1, n, H), (last, 3, Action::Nodata as u8, B)]);
+        assert_eq!(slots(&crowded), Ok(want));
     }
 
     #[test]

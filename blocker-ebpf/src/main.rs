@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use blocker_common::{
     answer::{write_answer, MAX_GROWTH},
-    dns::{decide_filtered, launder, parse_query, Client, Hit, LOAD_MAX},
+    dns::{decide_end, decide_start, decide_step, launder, parse_query, Client, Hit, LOAD_MAX},
     filter::Probe,
     juris_addr,
     rrl::{self, Limit},
@@ -37,7 +37,7 @@ use aya_ebpf::maps::lpm_trie::Key as LpmKey;
 
 use crate::maps::{
     CONFIG, EVENTS, FILTER, GATES, JURIS, KEY, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH,
-    STATS,
+    STATS, WALK,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -91,11 +91,59 @@ pub struct Frame {
     pub more: u64,
 }
 
+impl Frame {
+    /// The frame as `prepare` left it in `BLK_WALK`, re-bounded for the verifier.
+    #[inline(always)]
+    fn from_walk(w: &[u64; 10]) -> Result<Frame, Reason> {
+        // SAFETY: valid, aligned references into a map value.
+        let r = |i: usize| unsafe { core::ptr::read_volatile(&w[i]) };
+        let f = Frame {
+            l3: r(0) as usize,
+            ihl: r(1) as usize,
+            l4: r(2) as usize,
+            dns: r(3) as usize,
+            msg_len: r(4) as usize & 0xffff,
+            l4_len: r(5) as usize,
+            seg_len: r(6) as usize,
+            tcp: r(7) & 1,
+            more: r(8) & 1,
+            v6: r(9) & 1,
+        };
+        if f.l3 > MAX_L4_OFFSET
+            || f.l4 > MAX_L4_OFFSET
+            || f.dns > MAX_L4_OFFSET + 62
+            || f.l4_len > 60
+            || f.seg_len > 0xffff
+        {
+            return Err(Reason::Malformed);
+        }
+        Ok(f)
+    }
+}
+
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
     // 1 once the packet is known to carry a whole DNS query over TCP.
     let mut tcp_query = 0u64;
-    let (verdict, reason) = match inspect(&ctx, &mut tcp_query) {
+    // Three parts, so the walk's `bpf_loop` runs from this small frame: BPF allows 512 bytes
+    // of stack for a whole chain of calls, and the parts before and after the walk need most
+    // of it each (but never at the same time).
+    let r = match unpack_prepared(prepare(&ctx, &mut tcp_query)) {
+        Ok(labels) => {
+            // SAFETY: `walk_step` is a valid bpf_loop callback; it takes no context.
+            unsafe {
+                r#gen::bpf_loop(
+                    labels & (blocker_common::dns::MAX_LABELS as u32 - 1),
+                    walk_step as *mut core::ffi::c_void,
+                    core::ptr::null_mut(),
+                    0,
+                )
+            };
+            unpack_finished(finish(&ctx))
+        }
+        Err(reason) => Err(reason),
+    };
+    let (verdict, reason) = match r {
         Ok(v) => v,
         Err(reason) => (XDP_PASS, reason),
     };
@@ -496,8 +544,46 @@ fn parse_tcp(
     })
 }
 
+// The parts are BPF functions of their own, and their results plain integers: bpf-linker
+// describes a Rust `Result` in BTF as a union with a member at a non-zero offset, which the
+// kernel refuses (and without BTF, no `bpf_loop` callback).
+
+/// `prepare`'s result: bit 63 set and the label count, or the pass reason.
+const PREPARED: u64 = 1 << 63;
+
 #[inline(always)]
-fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reason> {
+fn unpack_prepared(v: u64) -> Result<u32, Reason> {
+    if v & PREPARED != 0 {
+        Ok(v as u32)
+    } else {
+        Err(Reason::from_u32(v as u32))
+    }
+}
+
+/// `finish`'s result: the verdict in the high half, the reason in the low half; bit 63 set
+/// for an error (a pass reason).
+#[inline(always)]
+fn unpack_finished(v: u64) -> Result<(u32, Reason), Reason> {
+    if v & PREPARED != 0 {
+        Err(Reason::from_u32(v as u32))
+    } else {
+        Ok(((v >> 32) as u32, Reason::from_u32(v as u32)))
+    }
+}
+
+/// The first part: parses the frame and the query, and leaves what the walk and [`finish`]
+/// need in scratch memory and `BLK_WALK`. Returns the number of labels to walk, or why the
+/// packet passes (see [`unpack_prepared`]).
+#[inline(never)]
+fn prepare(ctx: &XdpContext, tcp_query: &mut u64) -> u64 {
+    match prepare_parts(ctx, tcp_query) {
+        Ok(labels) => PREPARED | labels as u64,
+        Err(r) => r as u32 as u64,
+    }
+}
+
+#[inline(always)]
+fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     let cfg = CONFIG.get(0).ok_or(Reason::Malformed)?;
     let f = parse_frame(ctx, cfg)?;
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::Malformed)?;
@@ -565,38 +651,64 @@ fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reaso
     let active = (cfg.active & 1) as usize;
     // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
     let probe = Probe::of(cfg.filter);
-    let region = FILTER.get_ptr(probe.region).ok_or(Reason::Malformed)?;
     let probe = Probe {
         shr: launder(&mut s.opaque[14], probe.shr as u64) as u32 & 63,
         off: launder(&mut s.opaque[15], probe.off),
         ..probe
     };
-    let may_hold = |key: &blocker_common::RuleKey| {
-        let (w, mask) = probe.bit(key);
-        // SAFETY: `region` points to a whole Region value; `w` < REGION_WORDS.
-        let word = unsafe { (*region).words[w] };
-        probe.may_hold(word, mask)
-    };
-    let gates = GATES.get(0).ok_or(Reason::Malformed)?;
     let client = client_of(ctx, &f, cfg, active, s);
     let client = Client {
         jurisdictions: launder(&mut s.opaque[38], client.jurisdictions),
         now: launder(&mut s.opaque[39], client.now),
     };
-    let d = decide_filtered(
-        cfg,
-        secret,
-        s,
-        &q,
-        &client,
-        may_hold,
-        |key| {
-            // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we
-            // read it.
-            unsafe { RULES.get(key) }.map(|v| v.sets[active])
-        },
-        |order| gates.get(active, order),
-    );
+    // The walk over the name's suffixes, one `bpf_loop` step per label: the verifier checks
+    // the step once, not once per possible label (see `walk_step`). Its inputs wait in
+    // scratch memory (the loop's context would have to be on the 512-byte stack).
+    decide_start(s);
+    let w = WALK.get_ptr_mut(0).ok_or(Reason::Malformed)?;
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    unsafe {
+        (*w).q = q;
+        (*w).client = client;
+        (*w).active = active as u64;
+        (*w).probe = probe;
+        (*w).frame = [
+            f.l3 as u64,
+            f.ihl as u64,
+            f.l4 as u64,
+            f.dns as u64,
+            f.msg_len as u64,
+            f.l4_len as u64,
+            f.seg_len as u64,
+            f.tcp,
+            f.more,
+            f.v6,
+        ];
+    }
+    Ok(q.labels as u32)
+}
+
+/// The last part: the walk's decision becomes a verdict, counted, and for a block an answer
+/// (see [`unpack_finished`]).
+#[inline(never)]
+fn finish(ctx: &XdpContext) -> u64 {
+    match finish_parts(ctx) {
+        Ok((verdict, r)) => (verdict as u64) << 32 | r as u32 as u64,
+        Err(r) => PREPARED | r as u32 as u64,
+    }
+}
+
+#[inline(always)]
+fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
+    let cfg = CONFIG.get(0).ok_or(Reason::Malformed)?;
+    let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::Malformed)?;
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let s = unsafe { &mut *s };
+    let w = WALK.get(0).ok_or(Reason::Malformed)?;
+    let q = w.q;
+    let active = w.active as usize & 1;
+    let f = Frame::from_walk(&w.frame)?;
+    let d = decide_end(s);
     // An allowed query with more data behind it in the same TCP segment: what follows is not
     // inspected (a program without per-connection state cannot find the next message's start
     // in later segments either); counted apart so an operator sees it.
@@ -705,6 +817,54 @@ fn inspect(ctx: &XdpContext, tcp_query: &mut u64) -> Result<(u32, Reason), Reaso
             }
         }
     }
+}
+
+/// One step of the walk: the suffix that starts at label `i` (see
+/// `blocker_common::dns::decide_step`). A `bpf_loop` callback, verified once for every label;
+/// its inputs come from scratch memory and the maps. Returns 1 (stop) only if a map is
+/// missing, which never happens once the program is loaded.
+#[inline(never)]
+extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let (Some(cfg), Some(secret), Some(s), Some(gates), Some(w)) = (
+        CONFIG.get(0),
+        KEY.get(0),
+        SCRATCH.get_ptr_mut(0),
+        GATES.get(0),
+        WALK.get(0),
+    ) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let s = unsafe { &mut *s };
+    let probe = w.probe;
+    let Some(region) = FILTER.get_ptr(probe.region & 1) else {
+        return 1;
+    };
+    let active = w.active as usize & 1;
+    let mut may_hold = |key: &blocker_common::RuleKey| {
+        let (word, mask) = probe.bit(key);
+        // SAFETY: `region` points to a whole Region value; `word` < REGION_WORDS.
+        let bits = unsafe { (*region).words[word] };
+        probe.may_hold(bits, mask)
+    };
+    let mut lookup = |key: &blocker_common::RuleKey| {
+        // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read
+        // it.
+        unsafe { RULES.get(key) }.map(|v| v.sets[active & 1])
+    };
+    let mut order = |id: u16| gates.get(active, id);
+    decide_step(
+        i as usize,
+        cfg,
+        secret,
+        s,
+        &w.q,
+        &w.client,
+        &mut may_hold,
+        &mut lookup,
+        &mut order,
+    );
+    0
 }
 
 /// What the answer path needs after the rewrite, kept in scratch memory across it (see the

@@ -7,9 +7,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use blocker_common::{
-    dns::Scratch, filter::Region, key::KeySecret, Config, Gates, JurisValue, OrderHits, OrderInfo,
-    RrlBucket, RrlKey, RuleHits, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES,
-    JURIS_PREFIXES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
+    dns::{Scratch, WalkState},
+    filter::Region,
+    key::KeySecret,
+    Config, Gates, JurisValue, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits, RuleKey,
+    RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, MAX_ORDERS,
+    ORDER_ENTRIES, RRL_PREFIXES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -60,6 +63,10 @@ pub static RULE_HITS: PerCpuHashMap<u32, RuleHits> =
 /// Entry 0: packets by exit reason, per CPU.
 #[map(name = "BLK_STATS")]
 pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
+
+/// Entry 0: the inputs of the walk's steps (see `walk_step`; not pinned).
+#[map(name = "BLK_WALK")]
+pub static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Entry 0: working memory (not pinned: each loaded program has its own).
 #[map(name = "BLK_SCRATCH")]

@@ -415,6 +415,12 @@ fn map_capacity<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> u32 {
     map_data(map).info().map(|i| i.max_entries()).unwrap_or(0)
 }
 
+/// A zeroed `Gates` on the heap (never on the stack: it is 256 KiB).
+pub fn gates_zeroed() -> Box<blocker_common::Gates> {
+    // SAFETY: Gates is Pod: all-zero bytes are a valid value.
+    unsafe { Box::<blocker_common::Gates>::new_zeroed().assume_init() }
+}
+
 /// Typed handles to the pinned maps.
 pub struct Maps {
     pub rules: HashMap<MapData, RuleKey, RuleValue>,
@@ -427,8 +433,9 @@ pub struct Maps {
     pub key: Array<MapData, KeySecret>,
     /// The key filter; `None` when the pinned program predates it (it then stays off).
     pub filter: Option<crate::filter::KeyFilter>,
-    /// Every order's gate (one entry, two copies).
-    pub gates: Array<MapData, blocker_common::Gates>,
+    /// Every order's gate (one entry of 256 KiB, two copies): read and written through
+    /// [`Maps::gates`] and [`Maps::set_gates`], on the heap.
+    gates: MapData,
     /// Client prefix → jurisdictions (two copies).
     pub juris: aya::maps::lpm_trie::LpmTrie<MapData, [u8; 16], blocker_common::JurisValue>,
     /// max_entries of the rule map.
@@ -460,10 +467,7 @@ impl Maps {
                 )?)),
                 false => None,
             },
-            gates: Array::try_from(aya::maps::Map::Array(open_map(
-                pins,
-                blocker_common::MAP_GATES,
-            )?))?,
+            gates: open_map(pins, blocker_common::MAP_GATES)?,
             juris: aya::maps::lpm_trie::LpmTrie::try_from(aya::maps::Map::LpmTrie(open_map(
                 pins,
                 blocker_common::MAP_JURIS,
@@ -474,6 +478,42 @@ impl Maps {
 
     pub fn config(&self) -> Result<Config> {
         Ok(self.config.get(&0, 0)?)
+    }
+
+    /// Every order's gate, both copies.
+    pub fn gates(&self) -> Result<Box<blocker_common::Gates>> {
+        let mut g: Box<blocker_common::Gates> = gates_zeroed();
+        // SAFETY: Gates is Pod (any bytes are a valid value); the slice covers exactly it.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut *g as *mut blocker_common::Gates).cast::<u8>(),
+                std::mem::size_of::<blocker_common::Gates>(),
+            )
+        };
+        crate::sys::map_lookup_bytes(
+            std::os::fd::AsFd::as_fd(self.gates.fd()),
+            &0u32.to_ne_bytes(),
+            bytes,
+        )
+        .op(|| "reading BLK_GATES".to_string())?;
+        Ok(g)
+    }
+
+    pub fn set_gates(&mut self, g: &blocker_common::Gates) -> Result<()> {
+        // SAFETY: Gates is Pod, without padding; the slice covers exactly it.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (g as *const blocker_common::Gates).cast::<u8>(),
+                std::mem::size_of::<blocker_common::Gates>(),
+            )
+        };
+        crate::sys::map_update_bytes(
+            std::os::fd::AsFd::as_fd(self.gates.fd()),
+            &0u32.to_ne_bytes(),
+            bytes,
+        )
+        .op(|| "writing BLK_GATES".to_string())?;
+        Ok(())
     }
 
     /// The key filter in force, or `None` when it is off.

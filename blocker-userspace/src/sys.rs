@@ -163,6 +163,33 @@ pub fn prog_test_run(
     })
 }
 
+/// BPF_MAP_LOOKUP_ELEM on any map fd into a caller's buffer (for values too large for the
+/// stack, which aya's typed maps return by value). The slices must be the map's key and value
+/// sizes: the kernel reads and writes that many bytes.
+pub fn map_lookup_bytes(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: reading the element member of a zeroed union: all-zero integers are valid.
+    let e = unsafe { &mut attr.__bindgen_anon_2 };
+    e.map_fd = map.as_raw_fd() as u32;
+    e.key = key.as_ptr() as u64;
+    e.__bindgen_anon_1.value = value.as_mut_ptr() as u64;
+    // SAFETY: the caller passes slices of the map's key and value sizes; both outlive the call.
+    unsafe { bpf(bpf_cmd::BPF_MAP_LOOKUP_ELEM, &mut attr) }.map(|_| ())
+}
+
+/// BPF_MAP_UPDATE_ELEM (BPF_ANY) on any map fd from a caller's buffer (see
+/// [`map_lookup_bytes`]).
+pub fn map_update_bytes(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = zeroed_attr();
+    // SAFETY: reading the element member of a zeroed union: all-zero integers are valid.
+    let e = unsafe { &mut attr.__bindgen_anon_2 };
+    e.map_fd = map.as_raw_fd() as u32;
+    e.key = key.as_ptr() as u64;
+    e.__bindgen_anon_1.value = value.as_ptr() as u64;
+    // SAFETY: the caller passes slices of the map's key and value sizes; both outlive the call.
+    unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
+}
+
 /// A map created through bpf(2) directly (a type or layout aya does not create for us), with
 /// the sizes it was created with so every access can be checked against them.
 #[derive(Debug)]

@@ -28,6 +28,8 @@ pub struct Rule {
     pub qtypes: Vec<u16>,
     /// EDE EXTRA-TEXT of its order.
     pub ede_text: &'static str,
+    /// Its order's place in the precedence (README, "Which rule decides"): 0 first.
+    pub precedence: u32,
 }
 
 /// The operator settings the model needs.
@@ -167,16 +169,24 @@ fn matches(rule: &Rule, q: &Question) -> Option<(usize, u8)> {
     Some((r.len(), rank))
 }
 
-/// The verdict for `q`: the most specific matching rule (the longest rule name); at the same
-/// name an allow (`pass`) rule beats any block, then an exact rule beats a subtree rule.
+/// The verdict for `q` (README, "Which rule decides"): among the orders with a rule that
+/// matches, the first in precedence decides, with its most specific matching rule (the longest
+/// rule name); at the query name itself an exact rule comes before a subtree rule. An allow
+/// (`pass`) rule is an action like any other.
 pub fn verdict(rules: &[Rule], q: &Question) -> Verdict {
     let best = rules
         .iter()
-        .filter_map(|r| matches(r, q).map(|m| (m, r.action == "pass", r)))
-        .max_by_key(|((labels, rank), pass, _)| (*labels, *pass, *rank));
+        .filter_map(|r| matches(r, q).map(|m| (m, r)))
+        .min_by_key(|((labels, rank), r)| {
+            (
+                r.precedence,
+                std::cmp::Reverse(*labels),
+                std::cmp::Reverse(*rank),
+            )
+        });
     match best {
         None => Verdict::Pass,
-        Some((_, _, r)) => match r.action {
+        Some((_, r)) => match r.action {
             "pass" => Verdict::Pass,
             "drop" => Verdict::Drop,
             a => Verdict::Answer {

@@ -56,5 +56,5 @@ pub fn reference(
 
 /// Every order's gate in the kernel.
 pub fn gates_of(maps: &blocker::kernel::Maps) -> Box<blocker_common::Gates> {
-    Box::new(maps.gates.get(&0, 0).expect("BLK_GATES"))
+    maps.gates().expect("BLK_GATES")
 }

@@ -27,20 +27,24 @@ const ORDER_TEXT: &str = "Fuzz order 1/2026";
 /// The rules the fuzzer loads, as text for the independent oracle (the same rules the CLI
 /// commands below add).
 fn rules_as_text() -> Vec<Rule> {
-    let rule = |name, kind, action, ede_text| Rule {
+    // Precedence: "allow" (priority 10) first, then Court-F, then "late-allow" (both the
+    // default priority; Court-F is older).
+    let rule = |name, kind, action, ede_text, precedence| Rule {
         name,
         kind,
         action,
         qtypes: vec![],
         ede_text,
+        precedence,
     };
     vec![
-        rule("blocked.test", Match::Subtree, "nxdomain", ORDER_TEXT),
-        rule("ok.blocked.test", Match::Subtree, "pass", ""),
-        rule("drop.test", Match::Subtree, "drop", ORDER_TEXT),
-        rule("exact.test", Match::Exact, "refused", ORDER_TEXT),
-        rule("sink.test", Match::Subtree, "sinkhole", ORDER_TEXT),
-        rule("tc.test", Match::Subtree, "tc", ORDER_TEXT),
+        rule("blocked.test", Match::Subtree, "nxdomain", ORDER_TEXT, 1),
+        rule("ok.blocked.test", Match::Subtree, "pass", "", 0),
+        rule("late.blocked.test", Match::Subtree, "pass", "", 2),
+        rule("drop.test", Match::Subtree, "drop", ORDER_TEXT, 1),
+        rule("exact.test", Match::Exact, "refused", ORDER_TEXT, 1),
+        rule("sink.test", Match::Subtree, "sinkhole", ORDER_TEXT, 1),
+        rule("tc.test", Match::Subtree, "tc", ORDER_TEXT, 1),
     ]
 }
 
@@ -64,6 +68,7 @@ impl Rng {
 
 const SUFFIXES: &[&str] = &[
     "blocked.test",
+    "late.blocked.test",
     "drop.test",
     "ok.blocked.test",
     "allowed.example",
@@ -385,6 +390,19 @@ fn differential_fuzz() {
         "pass",
         "--order",
         "allow",
+        "--priority",
+        "10",
+    ]);
+    // An allow rule in an order ranked after Court-F: it decides nothing under blocked.test.
+    b.ok(&[
+        "rules",
+        "add",
+        "late.blocked.test",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "late-allow",
     ]);
     b.ok(&[
         "rules",

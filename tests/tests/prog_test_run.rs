@@ -547,6 +547,9 @@ fn setup() -> (Blocker, aya::programs::Xdp) {
         "pass",
         "--order",
         "allow-critical",
+        // An exception list decides first (as a passthru zone listed first in RPZ).
+        "--priority",
+        "10",
     ]);
     b.ok(&[
         "config",

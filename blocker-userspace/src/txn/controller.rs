@@ -5,8 +5,8 @@
 use std::{collections::BTreeMap, fs};
 
 use blocker_common::{
-    key::KeySecret, Config, Gates, JurisValue, OrderGate, OrderInfo, RuleKey, RuleValue,
-    CONFIG_SCOPED, CONFIG_WINDOWS, MAX_EDE_TEXT, MODE_SHADOW,
+    key::KeySecret, Config, JurisValue, OrderGate, OrderInfo, RuleKey, RuleValue, CONFIG_SCOPED,
+    CONFIG_WINDOWS, MAX_EDE_TEXT, MODE_SHADOW,
 };
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -465,12 +465,15 @@ fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> R
             .set(blocker_common::order_entry(copy, id), info, 0)?;
     }
     // Every order's gate in that copy (the gates are one value: one write).
-    let mut gates: Box<Gates> = Box::new(maps.gates.get(&0, 0)?);
-    gates.copies[(copy & 1) as usize] = [OrderGate::OPEN; blocker_common::MAX_ORDERS as usize];
-    for (id, g) in order_gates(state) {
-        gates.copies[(copy & 1) as usize][usize::from(id)] = g;
+    let mut gates = maps.gates()?;
+    let copy = &mut gates.copies[(copy & 1) as usize];
+    for g in copy.iter_mut() {
+        *g = OrderGate::OPEN;
     }
-    maps.gates.set(0, *gates, 0)?;
+    for (id, g) in order_gates(state) {
+        copy[usize::from(id)] = g;
+    }
+    maps.set_gates(&gates)?;
     Ok(())
 }
 

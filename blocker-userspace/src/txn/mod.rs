@@ -107,6 +107,8 @@ pub enum TxnError {
 pub type Result<T, E = TxnError> = std::result::Result<T, E>;
 
 /// What one order becomes.
+// A change holds a handful of these, once per command: the size of a variant is irrelevant.
+#[allow(clippy::large_enum_variant)]
 pub enum OrderChange {
     /// Create or update the order; replace its rules (ids are assigned here, any given id is
     /// ignored) or keep them (`None`).
