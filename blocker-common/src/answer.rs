@@ -13,7 +13,8 @@
 
 use crate::dns::{launder, Query, Scratch, MSG_BUF, MSG_MASK};
 use crate::maps::{
-    Action, Config, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, MAX_EDE_TEXT,
+    Action, Config, LocalAnswer, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, LOCAL_ADDRS,
+    LOCAL_CNAME_MAX, MAX_EDE_TEXT,
 };
 
 /// Largest number of bytes an answer may add to the query it replaces.
@@ -52,6 +53,12 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
 /// query. Calling it again
 /// on its own output with a smaller `max_len` gives the smaller answer: it reads only the
 /// question and the header bits it keeps.
+///
+/// A sinkhole answer carries `local`'s records when the rule has local data: a CNAME to its
+/// block page (if any), then its addresses of the query's family (as many as fit; none for
+/// another type: NODATA), at its TTL capped by `cfg.local_ttl_max`. Records that do not fit
+/// are left out whole, a CNAME that does not fit leaves the answer empty (NODATA).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn write_answer(
     s: &mut Scratch,
@@ -61,6 +68,7 @@ pub fn write_answer(
     action: Action,
     cfg: &Config,
     order: Option<&OrderInfo>,
+    local: Option<&LocalAnswer>,
 ) -> usize {
     // Paths reach here with many exact values of these (the label depth a rule matched at,
     // the QNAME length); laundered, the answer code is verified once instead of per path.
@@ -85,26 +93,74 @@ pub fn write_answer(
     };
     let mut rcode = RCODE_NOERROR;
     let mut tc = 0u8;
-    // 0: none, 4: A, 16: AAAA.
-    let mut rdata_len = 0usize;
+    // The records of a sinkhole answer: a CNAME (local data's block page) of `cname_len`
+    // bytes of name, then `n_addr` records of `addr_len` (4: A, 16: AAAA) bytes of data.
+    let mut cname_len = 0usize;
+    let mut n_addr = 0usize;
+    let mut addr_len = 0usize;
+    let mut ttl = cfg.sinkhole_ttl;
+    let opt = if q.edns { 11 } else { 0 };
+    let room = max_len.saturating_sub(q.q_end + opt);
     match action {
         Action::Nxdomain => rcode = RCODE_NXDOMAIN,
         Action::Refused => rcode = RCODE_REFUSED,
         Action::Tc => tc = 0x02,
-        Action::Sinkhole => {
-            if q.qtype == 1 && cfg.flags & CONFIG_SINKHOLE_V4 != 0 {
-                rdata_len = 4;
-            } else if q.qtype == 28 && cfg.flags & CONFIG_SINKHOLE_V6 != 0 {
-                rdata_len = 16;
+        Action::Sinkhole => match local {
+            None => {
+                if q.qtype == 1 && cfg.flags & CONFIG_SINKHOLE_V4 != 0 {
+                    addr_len = 4;
+                } else if q.qtype == 28 && cfg.flags & CONFIG_SINKHOLE_V6 != 0 {
+                    addr_len = 16;
+                }
+                // The record (and the OPT record, if any) must fit.
+                if addr_len != 0 && 12 + addr_len <= room {
+                    n_addr = 1;
+                }
             }
-            // The record (and the OPT record, if any) must fit.
-            let opt = if q.edns { 11 } else { 0 };
-            if rdata_len != 0 && q.q_end + 12 + rdata_len + opt > max_len {
-                rdata_len = 0;
+            Some(l) => {
+                ttl = if l.ttl < cfg.local_ttl_max {
+                    l.ttl
+                } else {
+                    cfg.local_ttl_max
+                };
+                let mut left = room;
+                let c = l.cname_len as usize & (LOCAL_CNAME_MAX * 2 - 1);
+                let cname_fits = c <= LOCAL_CNAME_MAX && 12 + c <= left;
+                if c != 0 && cname_fits {
+                    cname_len = c;
+                    left -= 12 + c;
+                }
+                if c == 0 || cname_fits {
+                    let have = if q.qtype == 1 {
+                        addr_len = 4;
+                        l.n_v4 as usize
+                    } else if q.qtype == 28 {
+                        addr_len = 16;
+                        l.n_v6 as usize
+                    } else {
+                        0
+                    };
+                    let mut i = 0;
+                    while i < LOCAL_ADDRS {
+                        if i < have && 12 + addr_len <= left {
+                            n_addr += 1;
+                            left -= 12 + addr_len;
+                        }
+                        i += 1;
+                    }
+                }
             }
-        }
+        },
         _ => {}
     }
+
+    // Laundered: every combination of records reaches the code below, which is verified
+    // once for all of them instead of once for each.
+    let cname_len =
+        launder(&mut s.opaque[52], cname_len as u64) as usize & (LOCAL_CNAME_MAX * 2 - 1);
+    let n_addr = launder(&mut s.opaque[53], n_addr as u64) as usize & 7;
+    let addr_len = launder(&mut s.opaque[54], addr_len as u64) as usize & 31;
+    let ttl = launder(&mut s.opaque[55], ttl as u64) as u32;
 
     // Header: keep ID; QR=1, opcode 0, AA=0, TC per action, RD copied; RA=1, Z=0, AD=0,
     // CD copied, RCODE.
@@ -113,35 +169,70 @@ pub fn write_answer(
     let cd = msg[3] & 0x10;
     msg[2] = 0x80 | tc | rd;
     msg[3] = 0x80 | cd | rcode;
-    let ancount = if rdata_len != 0 { 1 } else { 0 };
+    let ancount = n_addr + if cname_len != 0 { 1 } else { 0 };
     put16(msg, 4, 1);
-    put16(msg, 6, ancount);
+    put16(msg, 6, ancount as u16);
     put16(msg, 8, 0);
     put16(msg, 10, q.edns as u16);
 
+    let ttl = ttl.to_be_bytes();
     let mut at = q.q_end;
-    if rdata_len != 0 {
-        put16(msg, at, 0xc00c); // pointer to the question name
+    // Owner of the address records: the question name, or the block page after a CNAME.
+    let mut owner = 0xc00cu16;
+    if cname_len != 0 {
+        if let Some(l) = local {
+            put16(msg, at, 0xc00c); // pointer to the question name
+            put16(msg, at + 2, 5); // CNAME
+            put16(msg, at + 4, 1); // IN
+            for (i, b) in ttl.iter().enumerate() {
+                put(msg, at + 6 + i, *b);
+            }
+            put16(msg, at + 10, cname_len as u16);
+            at += 12;
+            owner = 0xc000 | (at as u16 & 0x3fff);
+            for i in 0..LOCAL_CNAME_MAX {
+                if i < cname_len {
+                    put(msg, at + i, l.cname[i]);
+                }
+            }
+            at += cname_len;
+        }
+    }
+    // The addresses, gathered in scratch memory first: the records below are then written
+    // the same way whatever their source.
+    for i in 0..LOCAL_ADDRS {
+        let mut a = [0u8; 16];
+        match local {
+            Some(l) if addr_len == 4 => a[..4].copy_from_slice(&l.v4[i]),
+            Some(l) => a = l.v6[i],
+            None if addr_len == 4 => a[..4].copy_from_slice(&cfg.sinkhole_v4),
+            None => a = cfg.sinkhole_v6,
+        }
+        s.addrs[i] = a;
+    }
+    let mut at = launder(&mut s.opaque[57], at as u64) as usize & MSG_MASK;
+    for i in 0..LOCAL_ADDRS {
+        if i >= n_addr {
+            break;
+        }
+        let msg = &mut s.msg;
+        put16(msg, at, owner);
         put16(msg, at + 2, q.qtype);
         put16(msg, at + 4, 1); // IN
-        let ttl = cfg.sinkhole_ttl.to_be_bytes();
-        put(msg, at + 6, ttl[0]);
-        put(msg, at + 7, ttl[1]);
-        put(msg, at + 8, ttl[2]);
-        put(msg, at + 9, ttl[3]);
-        put16(msg, at + 10, rdata_len as u16);
-        at += 12;
-        if rdata_len == 4 {
-            for i in 0..4 {
-                put(msg, at + i, cfg.sinkhole_v4[i]);
-            }
-        } else {
-            for i in 0..16 {
-                put(msg, at + i, cfg.sinkhole_v6[i]);
+        for (j, b) in ttl.iter().enumerate() {
+            put(msg, at + 6 + j, *b);
+        }
+        put16(msg, at + 10, addr_len as u16);
+        for j in 0..16 {
+            if j < addr_len {
+                put(msg, at + 12 + j, s.addrs[i][j]);
             }
         }
-        at += rdata_len;
+        at = launder(&mut s.opaque[58], (at + 12 + addr_len) as u64) as usize & MSG_MASK;
     }
+    let at = launder(&mut s.opaque[56], at as u64) as usize & MSG_MASK;
+    let msg = &mut s.msg;
+    let mut at = at;
 
     if q.edns {
         let (code, text_len) = match order {
@@ -228,6 +319,7 @@ mod tests {
             action,
             cfg,
             order,
+            None,
         );
         s.msg[..len].to_vec()
     }
@@ -323,6 +415,124 @@ mod tests {
         assert_eq!(answer(&q, Action::Sinkhole, &cfg, None).len(), q.len());
     }
 
+    /// A sinkhole answer from local data, built on the host.
+    fn local_answer(msg: &[u8], cfg: &Config, local: &LocalAnswer) -> std::vec::Vec<u8> {
+        let (mut s, n) = load(msg);
+        let q = parse_query(&mut s, n, msg.len(), &test_secret()).expect("parses");
+        let len = write_answer(
+            &mut s,
+            &q,
+            msg.len(),
+            msg.len() + MAX_GROWTH,
+            Action::Sinkhole,
+            cfg,
+            None,
+            Some(local),
+        );
+        s.msg[..len].to_vec()
+    }
+
+    #[test]
+    fn local_data_answers_its_addresses_its_block_page_and_nodata_otherwise() {
+        let cfg = Config {
+            local_ttl_max: 100,
+            ..Default::default()
+        };
+        let mut l = LocalAnswer {
+            ttl: 60,
+            n_v4: 2,
+            ..Default::default()
+        };
+        l.v4[0] = [192, 0, 2, 7];
+        l.v4[1] = [192, 0, 2, 8];
+        // Two A records at the question name, TTL 60.
+        let q = query(1, &wire("x.test"), 1, None);
+        let a = local_answer(&q, &cfg, &l);
+        assert_eq!(&a[6..8], &[0, 2], "ANCOUNT");
+        assert_eq!(
+            &a[q.len()..],
+            &[
+                0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7, //
+                0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 8
+            ]
+        );
+        // No AAAA in the data: NODATA, not an address.
+        let q6 = query(1, &wire("x.test"), 28, None);
+        let a = local_answer(&q6, &cfg, &l);
+        assert_eq!(
+            (a.len(), &a[6..8], a[3] & 0xf),
+            (q6.len(), &[0u8, 0][..], 0)
+        );
+        // The zone's TTL is capped.
+        l.ttl = 86400;
+        let a = local_answer(&q, &cfg, &l);
+        assert_eq!(&a[q.len() + 6..q.len() + 10], &[0, 0, 0, 100]);
+        // A block page: CNAME to it, then its addresses owned by it (a pointer to the CNAME's
+        // data), for any query type the CNAME answers.
+        let page = wire("bp.isp");
+        let mut b = LocalAnswer {
+            ttl: 30,
+            n_v4: 1,
+            cname_len: (page.len() + 1) as u8,
+            ..Default::default()
+        };
+        b.cname[..page.len()].copy_from_slice(&page);
+        b.v4[0] = [198, 51, 100, 80];
+        let a = local_answer(&q, &cfg, &b);
+        assert_eq!(&a[6..8], &[0, 2]);
+        let rr = &a[q.len()..];
+        let cname_at = q.len() + 12;
+        let mut want = std::vec![
+            0xc0,
+            0x0c,
+            0,
+            5,
+            0,
+            1,
+            0,
+            0,
+            0,
+            30,
+            0,
+            (page.len() + 1) as u8
+        ];
+        want.extend_from_slice(&page);
+        want.push(0);
+        want.extend_from_slice(&[0xc0 | (cname_at >> 8) as u8, cname_at as u8, 0, 1, 0, 1]);
+        want.extend_from_slice(&[0, 0, 0, 30, 0, 4, 198, 51, 100, 80]);
+        assert_eq!(rr, &want[..]);
+        let mx = query(1, &wire("x.test"), 15, None);
+        let a = local_answer(&mx, &cfg, &b);
+        assert_eq!(&a[6..8], &[0, 1], "the CNAME alone for MX");
+        // Four addresses, an EDNS query with a long EDE text: the records fit in the growth
+        // bound first (the text is shortened), and never more than fits.
+        let mut many = LocalAnswer {
+            ttl: 60,
+            n_v6: 4,
+            ..Default::default()
+        };
+        for (i, v) in many.v6.iter_mut().enumerate() {
+            v[15] = i as u8;
+        }
+        let q = query(1, &wire("x.test"), 28, Some((false, &[])));
+        let (mut s, n) = load(&q);
+        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
+        let o = order("Court of Milan, RG 12345/2026");
+        let len = write_answer(
+            &mut s,
+            &pq,
+            q.len(),
+            q.len() + MAX_GROWTH,
+            Action::Sinkhole,
+            &cfg,
+            Some(&o),
+            Some(&many),
+        );
+        assert!(len <= q.len() + MAX_GROWTH);
+        // 64 bytes of growth hold two AAAA records (2 × 28) and the EDE option (6) with no text.
+        assert_eq!(&s.msg[6..8], &[0, 2]);
+    }
+
     #[test]
     fn shrinks_to_fit_a_frame_that_cannot_grow() {
         let o = order("Court of Milan");
@@ -337,6 +547,7 @@ mod tests {
             Action::Nxdomain,
             &Config::default(),
             Some(&o),
+            None,
         );
         assert_eq!(full, q.len() + 6 + 14);
         // Again on its own output, with no growth allowed: OPT without EDE.
@@ -348,6 +559,7 @@ mod tests {
             Action::Nxdomain,
             &Config::default(),
             Some(&o),
+            None,
         );
         assert_eq!(small, q.len());
         assert_eq!(s.msg[3] & 0xf, RCODE_NXDOMAIN);
@@ -361,7 +573,16 @@ mod tests {
         let q = query(1, &wire("a.test"), 1, None);
         let (mut s, n) = load(&q);
         let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
-        let len = write_answer(&mut s, &pq, q.len(), q.len(), Action::Sinkhole, &cfg, None);
+        let len = write_answer(
+            &mut s,
+            &pq,
+            q.len(),
+            q.len(),
+            Action::Sinkhole,
+            &cfg,
+            None,
+            None,
+        );
         assert_eq!((len, s.msg[7]), (q.len(), 0));
     }
 
@@ -389,6 +610,7 @@ mod tests {
                 Action::Tc,
                 &Config::default(),
                 Some(&o),
+                None,
             );
             let a = &s.msg[..len];
             assert_eq!(&a[..2], &[0x12, 0x34]);

@@ -49,6 +49,8 @@ pub struct Scratch {
     pub l4: [u8; 64],
     /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
     pub hdr: [u8; HDR_MAX],
+    /// The addresses of a sinkhole answer, gathered before its records are written.
+    pub addrs: [[u8; 16]; 4],
     /// Slots for [`launder`].
     pub opaque: [u64; 64],
 }
@@ -62,6 +64,7 @@ impl Scratch {
             l3: [0; 64],
             l4: [0; 64],
             hdr: [0; HDR_MAX],
+            addrs: [[0; 16]; 4],
             opaque: [0; 64],
         }
     }
@@ -287,6 +290,8 @@ pub struct Hit {
     pub rule_id: u32,
     pub order_id: u16,
     pub action: u8,
+    /// The rule's local data id (0: none).
+    pub local: u16,
 }
 
 impl Hit {
@@ -296,11 +301,12 @@ impl Hit {
     }
 
     #[inline(always)]
-    fn unpack(v: u64) -> Hit {
+    fn unpack(v: u64, local: u64) -> Hit {
         Hit {
             rule_id: v as u32,
             order_id: (v >> 32) as u16,
             action: (v >> 48) as u8,
+            local: local as u16,
         }
     }
 
@@ -347,6 +353,8 @@ impl Decision {
 /// skipped bits.
 const BEST: usize = 32;
 const SKIPPED: usize = 36;
+/// The best rules' local data ids, enforced then shadow.
+const LOCAL: usize = 42;
 
 #[inline(always)]
 fn get(s: &Scratch, i: usize) -> u64 {
@@ -435,6 +443,12 @@ where
     let hit = Hit::pack(slot.rule_id, slot.order_id, action as u8);
     put(s, at, (rank & mask) | (best & !mask));
     put(s, at + 1, (hit & mask) | (get(s, at + 1) & !mask));
+    let local_at = LOCAL + (o.mode & MODE_SHADOW) as usize;
+    put(
+        s,
+        local_at,
+        (slot.local as u64 & mask) | (get(s, local_at) & !mask),
+    );
 }
 
 /// [`decide`] with a pre-filter: a key for which `may_hold` is false is not looked up
@@ -498,6 +512,8 @@ pub fn decide_start(s: &mut Scratch) {
     put(s, BEST + 2, u64::MAX);
     put(s, BEST + 3, 0);
     put(s, SKIPPED, 0);
+    put(s, LOCAL, 0);
+    put(s, LOCAL + 1, 0);
 }
 
 /// One step of the walk: the suffix that starts at label `k` (0: the whole name), most
@@ -557,12 +573,12 @@ pub fn decide_step<'o, F, G, O>(
 #[inline(always)]
 pub fn decide_end(s: &mut Scratch) -> Decision {
     let shadow = if get(s, BEST + 2) < get(s, BEST) {
-        Hit::unpack(get(s, BEST + 3))
+        Hit::unpack(get(s, BEST + 3), get(s, LOCAL + 1))
     } else {
         Hit::default()
     };
     Decision {
-        hit: Hit::unpack(get(s, BEST + 1)),
+        hit: Hit::unpack(get(s, BEST + 1), get(s, LOCAL)),
         shadow,
         skipped: get(s, SKIPPED) as u8,
     }
@@ -633,7 +649,7 @@ pub(crate) mod tests {
             action: action as u8,
             flags,
             qtypes: QTYPES_ALL,
-            _reserved: 0,
+            local: 0,
         }
     }
 

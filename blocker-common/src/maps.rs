@@ -22,12 +22,17 @@ pub const MAP_FILTER: &str = "BLK_FILTER";
 pub const MAP_JURIS: &str = "BLK_JURIS";
 /// Every order's [`OrderGate`], one entry ([`Gates`]).
 pub const MAP_GATES: &str = "BLK_GATES";
+/// Local data id → [`LocalAnswer`].
+pub const MAP_LOCAL: &str = "BLK_LOCAL";
 /// Response rate limiting state (not pinned: each loaded program has its own).
 pub const MAP_RRL: &str = "BLK_RRL";
 /// The key secret ([`crate::key::KeySecret`]), one entry.
 pub const MAP_KEY: &str = "BLK_KEY";
 /// Size of the block-event ring buffer.
 pub const EVENTS_BYTES: u32 = 1 << 20;
+
+/// Default largest TTL of a local data answer (BIND's max-policy-ttl default, 5 minutes).
+pub const DEFAULT_LOCAL_TTL_MAX: u32 = 300;
 
 /// Default capacity of the rule map and of the per-rule hit counters. Operators raise it with
 /// `blocker attach --capacity` when the program is first loaded.
@@ -59,6 +64,13 @@ pub const SLOTS: usize = 6;
 pub const SLOT_HERE: u8 = 1;
 /// [`Slot::flags`] bit: the slot decides queries for names under it (a subtree or below rule).
 pub const SLOT_BELOW: u8 = 2;
+/// Distinct local data sets (RPZ local data: addresses, a block page) the rules can answer
+/// with; ids `1..=MAX_LOCAL_DATA` (0: none).
+pub const MAX_LOCAL_DATA: u32 = 65535;
+/// Addresses of one family a local data set answers with.
+pub const LOCAL_ADDRS: usize = 4;
+/// Longest block-page name (wire form, root byte included) a local data set answers with.
+pub const LOCAL_CNAME_MAX: usize = 64;
 
 /// Client prefixes the response rate limiter tracks at once (an LRU map: the least recently
 /// answered prefix makes room). A bucket only matters while it is not full, i.e. for
@@ -206,8 +218,9 @@ pub struct Slot {
     pub flags: u8,
     /// Set of [`qtype_bit`]s the rule applies to.
     pub qtypes: u16,
-    /// Reserved, zero.
-    pub _reserved: u16,
+    /// The rule's local data (key of `BLK_LOCAL`), for a sinkhole answer; 0: none (the
+    /// configured sinkhole addresses).
+    pub local: u16,
 }
 
 impl Slot {
@@ -238,6 +251,41 @@ impl RuleSet {
             .iter()
             .find(|s| !s.is_empty() && s.order_id == order && s.flags & pos != 0)
             .copied()
+    }
+}
+
+/// What a rule with RPZ local data answers: entry `id` of `BLK_LOCAL`. An id's content never
+/// changes while a rule refers to it (user space gives new content a free id), so it needs no
+/// second copy. Written by user space, read by the XDP program when it answers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// TTL of the records (the zone's, capped by `Config::local_ttl_max` when answered).
+    pub ttl: u32,
+    /// Addresses in use in `v4` and `v6`.
+    pub n_v4: u8,
+    pub n_v6: u8,
+    /// Bytes of `cname` in use (0: no block page).
+    pub cname_len: u8,
+    pub _reserved: u8,
+    pub v4: [[u8; 4]; LOCAL_ADDRS],
+    pub v6: [[u8; 16]; LOCAL_ADDRS],
+    /// The block page's name, wire form (uncompressed, with the root byte).
+    pub cname: [u8; LOCAL_CNAME_MAX],
+}
+
+impl Default for LocalAnswer {
+    fn default() -> Self {
+        LocalAnswer {
+            ttl: 0,
+            n_v4: 0,
+            n_v6: 0,
+            cname_len: 0,
+            _reserved: 0,
+            v4: [[0; 4]; LOCAL_ADDRS],
+            v6: [[0; 16]; LOCAL_ADDRS],
+            cname: [0; LOCAL_CNAME_MAX],
+        }
     }
 }
 
@@ -292,7 +340,8 @@ pub struct Config {
     pub filter: u8,
     /// Block events: 0 none; N: the first hit of each rule and then every Nth (per CPU).
     pub event_every: u32,
-    pub _reserved2: u32,
+    /// Largest TTL of a local data answer (RPZ's max-policy-ttl).
+    pub local_ttl_max: u32,
     /// Response rate limiting: answers per second per client prefix, per CPU; 0 off.
     pub rrl_rate: u32,
     /// Response rate limiting: answers a prefix may get at once (the bucket size), per CPU.
@@ -396,7 +445,7 @@ impl Default for Config {
             event_privacy: PRIVACY_FULL,
             filter: 0,
             event_every: 0,
-            _reserved2: 0,
+            local_ttl_max: DEFAULT_LOCAL_TTL_MAX,
             rrl_rate: RRL_DEFAULT_RATE,
             rrl_burst: RRL_DEFAULT_BURST,
             rrl_slip: RRL_DEFAULT_SLIP,
@@ -638,9 +687,12 @@ pub enum Reason {
     /// Passed: no order in force decided, and a matching rule's order is scoped to
     /// jurisdictions the client is not in.
     OutOfScope = 27,
+    /// Passed: a query over TCP that a tcp-only rule decided (RPZ's `rpz-tcp-only` answers
+    /// TC=1 over UDP only; over TCP the query is resolved as if no rule matched).
+    TcOverTcp = 28,
 }
 
-pub const REASON_COUNT: usize = 28;
+pub const REASON_COUNT: usize = 29;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -672,6 +724,7 @@ impl Reason {
         Reason::Shadowed,
         Reason::NotInForce,
         Reason::OutOfScope,
+        Reason::TcOverTcp,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -705,6 +758,7 @@ impl Reason {
             Reason::Shadowed => "shadowed",
             Reason::NotInForce => "not_in_force",
             Reason::OutOfScope => "out_of_scope",
+            Reason::TcOverTcp => "tc_over_tcp",
         }
     }
 
@@ -783,6 +837,7 @@ mod pod {
     unsafe impl aya::Pod for super::JurisValue {}
     unsafe impl aya::Pod for super::OrderGate {}
     unsafe impl aya::Pod for super::Gates {}
+    unsafe impl aya::Pod for super::LocalAnswer {}
 }
 
 #[cfg(test)]
@@ -812,6 +867,10 @@ mod tests {
         assert_eq!(size_of::<OrderGate>(), 32);
         assert_eq!(size_of::<Gates>(), 2 * 32 * MAX_ORDERS as usize);
         assert_eq!(size_of::<JurisValue>(), 16);
+        assert_eq!(
+            size_of::<LocalAnswer>(),
+            8 + 20 * LOCAL_ADDRS + LOCAL_CNAME_MAX
+        );
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
     }
 

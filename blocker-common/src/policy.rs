@@ -17,6 +17,10 @@ pub trait PolicyRule {
     fn action(&self) -> Action;
     /// Set of [`crate::qtype_bit`]s the rule applies to.
     fn qtypes(&self) -> u16;
+    /// The id of the rule's local data (its answer's records, in `BLK_LOCAL`); 0: none.
+    fn local(&self) -> u16 {
+        0
+    }
 }
 
 /// A rule candidate at one name: the rule and the order it belongs to.
@@ -83,7 +87,7 @@ pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overf
                 action: c.rule.action() as u8,
                 flags: positions(c.rule.kind()),
                 qtypes: c.rule.qtypes(),
-                _reserved: 0,
+                local: c.rule.local(),
             };
         }
         n += 1;
@@ -116,11 +120,12 @@ fn fold_exact_and_below(all: &mut [Slot], n: usize) -> usize {
         if let Some(b) = next {
             if slot.flags == SLOT_HERE
                 && b.flags == SLOT_BELOW
+                && slot.local == b.local
                 && b.order_id == slot.order_id
                 && b.action == slot.action
                 && b.qtypes == slot.qtypes
             {
-                slot.flags = SLOT_HERE | SLOT_BELOW;
+                slot.flags |= SLOT_BELOW;
                 i += 1;
             }
         }

@@ -36,8 +36,8 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 use aya_ebpf::maps::lpm_trie::Key as LpmKey;
 
 use crate::maps::{
-    CONFIG, EVENTS, FILTER, GATES, JURIS, KEY, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS, SCRATCH,
-    STATS, WALK,
+    CONFIG, EVENTS, FILTER, GATES, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS,
+    SCRATCH, STATS, WALK,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -737,6 +737,12 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
         Action::None => pass(Reason::NoMatch),
         Action::Pass => pass(Reason::Allowed),
         Action::Drop => Ok((XDP_DROP, Reason::Dropped)),
+        // RPZ's rpz-tcp-only: over TCP the query is resolved as if no rule matched. The
+        // transport read back from scratch memory, not from `f` (see `rate_limit`).
+        // SAFETY: a valid, aligned reference into scratch memory.
+        Action::Tc if unsafe { core::ptr::read_volatile(&s.opaque[21]) } & 1 != 0 => {
+            pass(Reason::TcOverTcp)
+        }
         _ => {
             // The one place an answer is decided: response rate limiting first (UDP only).
             // Laundered: the limiter's exits become one path again (without it the verifier
@@ -762,7 +768,10 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             // against.
             let order_at = blocker_common::order_entry(active as u32, slot.order_id);
             let order = ORDERS.get(order_at);
-            let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order);
+            // SAFETY: BLK_LOCAL is not preallocated, so an element is never reused while we
+            // read it.
+            let local = unsafe { LOCAL.get(&(slot.local as u32)) };
+            let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order, local);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
             // Paths arrive here with exact values of their own (the action, the query's
@@ -777,6 +786,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                 flags: q.edns as u64 | (q.dnssec_ok as u64) << 1,
                 reason,
                 max_len: max_len as u64,
+                local: slot.local as u64,
             };
             saved.put(s);
             let r = rewrite::to_answer(ctx, &f, s, len);
@@ -799,7 +809,9 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     };
                     let small = (v.max_len as usize).min(f.msg_len);
                     let order = ORDERS.get(v.order_at as u32);
-                    let len = write_answer(s, &q, f.msg_len, small, action, cfg, order);
+                    // SAFETY: as above.
+                    let local = unsafe { LOCAL.get(&(v.local as u32)) };
+                    let len = write_answer(s, &q, f.msg_len, small, action, cfg, order, local);
                     rewrite::to_answer(ctx, &f, s, len)
                 }
                 r => r,
@@ -880,10 +892,12 @@ struct Saved {
     qtype: u64,
     q_end: u64,
     flags: u64,
+    /// The rule's local data id.
+    local: u64,
 }
 
 impl Saved {
-    const AT: usize = 24;
+    const AT: usize = 44;
 
     #[inline(always)]
     fn put(&self, s: &mut blocker_common::dns::Scratch) {
@@ -895,6 +909,7 @@ impl Saved {
             self.flags,
             self.reason,
             self.max_len,
+            self.local,
         ]
         .into_iter()
         .enumerate()
@@ -916,6 +931,7 @@ impl Saved {
             flags: r(4),
             reason: r(5),
             max_len: r(6),
+            local: r(7) & 0xffff,
         }
     }
 }

@@ -10,9 +10,9 @@ use blocker_common::{
     dns::{Scratch, WalkState},
     filter::Region,
     key::KeySecret,
-    Config, Gates, JurisValue, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits, RuleKey,
-    RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, MAX_ORDERS,
-    ORDER_ENTRIES, RRL_PREFIXES,
+    Config, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits,
+    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, MAX_LOCAL_DATA,
+    MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`).
@@ -63,6 +63,12 @@ pub static RULE_HITS: PerCpuHashMap<u32, RuleHits> =
 /// Entry 0: packets by exit reason, per CPU.
 #[map(name = "BLK_STATS")]
 pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
+
+/// Local data id → the records a rule with RPZ local data answers with (see
+/// `blocker_common::LocalAnswer`).
+#[map(name = "BLK_LOCAL")]
+pub static LOCAL: HashMap<u32, LocalAnswer> =
+    HashMap::pinned(MAX_LOCAL_DATA + 1, BPF_F_NO_PREALLOC);
 
 /// Entry 0: the inputs of the walk's steps (see `walk_step`; not pinned).
 #[map(name = "BLK_WALK")]

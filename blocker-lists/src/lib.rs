@@ -53,8 +53,8 @@
 //! - Hosts files: localhost-style names are skipped silently; a first field that is not an
 //!   address (`0` and `%zone` suffixes are accepted) is an error.
 //! - [`ParsedRule::file`] is an `Arc<Path>` (one allocation per file, not per rule), and the
-//!   RPZ sinkhole address is one per family ([`ParsedRule::sinkhole_v4`],
-//!   [`ParsedRule::sinkhole_v6`]) since an owner often has both an A and an AAAA record.
+//!   RPZ rule's local data ([`ParsedRule::local`]) holds several addresses per family and a
+//!   block page CNAME, since an owner often has both A and AAAA records.
 //! - Diagnostics about a file as a whole (an `rpz_origin` that is not a name) have line 0.
 
 #![warn(missing_docs)]
@@ -120,6 +120,78 @@ impl Default for Options {
     }
 }
 
+/// Most addresses of one family a rule's local data answers with.
+pub const MAX_LOCAL_ADDRS: usize = 4;
+/// Longest block-page name (wire form) a rule's local data can answer with.
+pub const MAX_LOCAL_CNAME: usize = 64;
+
+/// RPZ local data: what a rule answers instead of an error — addresses (several per
+/// family; a family without any is NODATA) and/or a CNAME to a block page — and the TTL the
+/// zone gives them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LocalData {
+    /// A records' addresses (at most [`MAX_LOCAL_ADDRS`]).
+    pub v4: Vec<Ipv4Addr>,
+    /// AAAA records' addresses (at most [`MAX_LOCAL_ADDRS`]).
+    pub v6: Vec<Ipv6Addr>,
+    /// A block page: the answer is a CNAME to it (with `v4`/`v6` as its addresses).
+    pub cname: Option<Name>,
+    /// The records' TTL in the zone (capped when answered, see `blocker config`).
+    pub ttl: u32,
+}
+
+impl fmt::Display for LocalData {
+    /// `ttl=60 a=192.0.2.1,192.0.2.2 aaaa=2001:db8::1 cname=block.example.` (the fields
+    /// present), the form rules files keep.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ttl={}", self.ttl)?;
+        if !self.v4.is_empty() {
+            let v: Vec<String> = self.v4.iter().map(ToString::to_string).collect();
+            write!(f, " a={}", v.join(","))?;
+        }
+        if !self.v6.is_empty() {
+            let v: Vec<String> = self.v6.iter().map(ToString::to_string).collect();
+            write!(f, " aaaa={}", v.join(","))?;
+        }
+        if let Some(c) = &self.cname {
+            write!(f, " cname={c}.")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for LocalData {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LocalData, String> {
+        let mut d = LocalData::default();
+        for field in s.split_whitespace() {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| format!("local data field {field:?}"))?;
+            match k {
+                "ttl" => d.ttl = v.parse().map_err(|e| format!("ttl {v:?}: {e}"))?,
+                "a" => {
+                    for a in v.split(',') {
+                        d.v4.push(a.parse().map_err(|e| format!("a {a:?}: {e}"))?);
+                    }
+                }
+                "aaaa" => {
+                    for a in v.split(',') {
+                        d.v6.push(a.parse().map_err(|e| format!("aaaa {a:?}: {e}"))?);
+                    }
+                }
+                "cname" => {
+                    d.cname =
+                        Some(Name::from_presentation(v).map_err(|e| format!("cname {v:?}: {e}"))?)
+                }
+                _ => return Err(format!("local data field {k:?}")),
+            }
+        }
+        Ok(d)
+    }
+}
+
 /// One rule read from a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRule {
@@ -132,10 +204,9 @@ pub struct ParsedRule {
     /// Set of `blocker_common::qtype_bit`s the rule applies to (`QTYPES_ALL` unless an
     /// adblock `$dnstype` says otherwise).
     pub qtypes: u16,
-    /// RPZ local data: the (first) A address of a sinkhole entry.
-    pub sinkhole_v4: Option<Ipv4Addr>,
-    /// RPZ local data: the (first) AAAA address of a sinkhole entry.
-    pub sinkhole_v6: Option<Ipv6Addr>,
+    /// RPZ local data (the action is then `Sinkhole`): the addresses and block page the
+    /// answer carries.
+    pub local: Option<Arc<LocalData>>,
     /// The file the rule came from (an `$INCLUDE`d file for RPZ rules read from one).
     pub file: Arc<Path>,
     /// 1-based line of the entry (its first line, for an entry over several lines).
@@ -296,11 +367,7 @@ impl ParseOutcome {
             drop[i] = true;
             any = true;
             let first = &self.rules[first];
-            if first.action == r.action
-                && first.qtypes == r.qtypes
-                && first.sinkhole_v4 == r.sinkhole_v4
-                && first.sinkhole_v6 == r.sinkhole_v6
-            {
+            if first.action == r.action && first.qtypes == r.qtypes && first.local == r.local {
                 self.duplicates += 1;
                 continue;
             }

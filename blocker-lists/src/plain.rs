@@ -120,8 +120,7 @@ impl Parser<'_> {
             kind,
             action,
             qtypes,
-            sinkhole_v4: None,
-            sinkhole_v6: None,
+            local: None,
             file: self.file.clone(),
             line,
         });

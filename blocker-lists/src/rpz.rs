@@ -74,7 +74,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::{
     name::{is_address, normalize_name, Name, NameError},
     plain::url_host,
-    read_text, Options, ParseOutcome, ParsedRule,
+    read_text, LocalData, Options, ParseOutcome, ParsedRule, MAX_LOCAL_ADDRS, MAX_LOCAL_CNAME,
 };
 
 mod units;
@@ -96,7 +96,12 @@ struct Owner {
     action: Option<Action>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
-    /// The first policy record is a CNAME rewrite (not supported; its target): no rule.
+    /// Local data: a CNAME to a block page (a name outside the policy zone's special names).
+    cname: Option<Name>,
+    /// Local data: the smallest TTL of its records.
+    ttl: u32,
+    /// The first policy record is a CNAME rewrite keeping the query's labels (`CNAME
+    /// *.target.`: not supported; its target): no rule.
     rewrite: Option<Box<str>>,
 }
 
@@ -110,7 +115,7 @@ impl Owner {
     }
 
     fn has_data(&self) -> bool {
-        !self.v4.is_empty() || !self.v6.is_empty()
+        !self.v4.is_empty() || !self.v6.is_empty() || self.cname.is_some()
     }
 
     fn fresh(&self) -> bool {
@@ -121,8 +126,10 @@ impl Owner {
     fn policy(&self) -> String {
         if let Some(t) = &self.rewrite {
             format!("CNAME {t}. (a rewrite, not supported)")
+        } else if let Some(c) = &self.cname {
+            format!("CNAME {c}. (a block page)")
         } else if self.has_data() {
-            "A/AAAA local data (sinkhole)".to_string()
+            "A/AAAA local data".to_string()
         } else {
             match self.action {
                 Some(a) => format!("CNAME {} ({})", cname_of(a).unwrap_or("?"), a.as_str()),
@@ -290,17 +297,18 @@ impl<'a> Scan<'a> {
                 continue;
             }
             let action = if o.has_data() {
-                if o.v4.len() > 1 || o.v6.len() > 1 {
+                if o.v4.len() > MAX_LOCAL_ADDRS || o.v6.len() > MAX_LOCAL_ADDRS {
                     self.out.warn(
-                    &o.file,
-                    o.line,
-                    format!(
-                        "{}: {} A and {} AAAA records; only the first address of each family is kept",
-                        o.trigger(),
-                        o.v4.len(),
-                        o.v6.len()
-                    ),
-                );
+                        &o.file,
+                        o.line,
+                        format!(
+                            "{}: {} A and {} AAAA records; the answer carries the first \
+                             {MAX_LOCAL_ADDRS} of each family",
+                            o.trigger(),
+                            o.v4.len(),
+                            o.v6.len()
+                        ),
+                    );
                 }
                 Action::Sinkhole
             } else {
@@ -309,13 +317,20 @@ impl<'a> Scan<'a> {
                     None => continue, // only unsupported data
                 }
             };
+            let local = o.has_data().then(|| {
+                Arc::new(LocalData {
+                    v4: o.v4.iter().take(MAX_LOCAL_ADDRS).copied().collect(),
+                    v6: o.v6.iter().take(MAX_LOCAL_ADDRS).copied().collect(),
+                    cname: o.cname.clone(),
+                    ttl: o.ttl,
+                })
+            });
             self.out.rules.push(ParsedRule {
                 name: o.name,
                 kind: if o.below { Kind::Below } else { Kind::Exact },
                 action: Some(action),
                 qtypes: QTYPES_ALL,
-                sinkhole_v4: o.v4.first().copied(),
-                sinkhole_v6: o.v6.first().copied(),
+                local,
                 file: o.file,
                 line: o.line,
             });
@@ -915,6 +930,8 @@ impl Scan<'_> {
                     action: None,
                     v4: Vec::new(),
                     v6: Vec::new(),
+                    cname: None,
+                    ttl: u32::MAX,
                     rewrite: None,
                 });
                 i
@@ -968,8 +985,11 @@ impl Scan<'_> {
                     Some(_) => None,
                 };
                 let Some(action) = action else {
+                    let ttl = rec.ttl().as_secs();
                     let t = target.map_or(String::new(), |t| t.to_string());
-                    if o.rewrite.as_deref() == Some(t.as_str()) {
+                    if o.rewrite.as_deref() == Some(t.as_str())
+                        || o.cname.as_ref().is_some_and(|c| c.to_string() == t)
+                    {
                         out.duplicates += 1;
                         return;
                     }
@@ -978,9 +998,33 @@ impl Scan<'_> {
                         return;
                     }
                     let first = t.split('.').next().unwrap_or_default();
-                    let hint = if SPECIAL.contains(&first)
-                        || ["rpz-passthru", "rpz-drop", "rpz-tcp-only"].contains(&first)
-                    {
+                    let special = SPECIAL.contains(&first)
+                        || ["rpz-passthru", "rpz-drop", "rpz-tcp-only"].contains(&first);
+                    // A CNAME to a plain name: a block page, answered as a CNAME to it.
+                    if !special && first != "*" {
+                        let Ok(Some(page)) = to_name(c.cname()) else {
+                            return;
+                        };
+                        if page.canonical().len() + 1 > MAX_LOCAL_CNAME {
+                            out.error(
+                                file,
+                                line,
+                                format!(
+                                    "{}: CNAME target {t}. is {} bytes long; a block page \
+                                     name in an answer is at most {MAX_LOCAL_CNAME}",
+                                    o.trigger(),
+                                    page.canonical().len() + 1
+                                ),
+                            );
+                            return;
+                        }
+                        o.cname = Some(page);
+                        o.ttl = o.ttl.min(ttl);
+                        o.file = file.clone();
+                        o.line = line;
+                        return;
+                    }
+                    let hint = if special {
                         format!(" (did you mean `{first}.`, with the final dot?)")
                     } else {
                         String::new()
@@ -1010,7 +1054,7 @@ impl Scan<'_> {
                 }
             }
             ZoneRecordData::A(_) | ZoneRecordData::Aaaa(_) => {
-                if o.action.is_some() || o.rewrite.is_some() {
+                if o.action.is_some() || o.rewrite.is_some() || o.cname.is_some() {
                     ignored(out, o);
                     return;
                 }
@@ -1018,6 +1062,7 @@ impl Scan<'_> {
                     o.file = file.clone();
                     o.line = line;
                 }
+                o.ttl = o.ttl.min(rec.ttl().as_secs());
                 match rec.data() {
                     ZoneRecordData::A(a) if o.v4.contains(&a.addr()) => out.duplicates += 1,
                     ZoneRecordData::A(a) => o.v4.push(a.addr()),

@@ -83,6 +83,7 @@ pub fn rpz_zone(
         let why = if r.qtypes != QTYPES_ALL {
             Some("restricted to some query types")
         } else if r.action == Action::Sinkhole
+            && r.local.is_none()
             && settings.sinkhole_v4.is_none()
             && settings.sinkhole_v6.is_none()
         {
@@ -105,6 +106,20 @@ pub fn rpz_zone(
             match blocker_lists::rpz_cname_target(r.action) {
                 Some(target) => {
                     let _ = writeln!(out, "{owner} CNAME {target}");
+                }
+                // The rule's own local data, with its TTL.
+                None if r.local.is_some() => {
+                    if let Some(d) = &r.local {
+                        if let Some(c) = &d.cname {
+                            let _ = writeln!(out, "{owner} {} CNAME {c}.", d.ttl);
+                        }
+                        for a in &d.v4 {
+                            let _ = writeln!(out, "{owner} {} A {a}", d.ttl);
+                        }
+                        for a in &d.v6 {
+                            let _ = writeln!(out, "{owner} {} AAAA {a}", d.ttl);
+                        }
+                    }
                 }
                 None => {
                     if let Some(a) = settings.sinkhole_v4 {
@@ -138,6 +153,8 @@ mod tests {
             qtypes: QTYPES_ALL,
             id: 0,
             source: Source::cli(),
+            local: None,
+            local_id: 0,
         }
     }
 
@@ -195,8 +212,14 @@ mod tests {
             .iter()
             .find(|r| r.name.to_string() == "sink.example")
             .expect("sink");
-        assert_eq!(sink.sinkhole_v4, settings.sinkhole_v4);
-        assert_eq!(sink.sinkhole_v6, settings.sinkhole_v6);
+        assert_eq!(
+            sink.local.as_ref().and_then(|l| l.v4.first().copied()),
+            settings.sinkhole_v4
+        );
+        assert_eq!(
+            sink.local.as_ref().and_then(|l| l.v6.first().copied()),
+            settings.sinkhole_v6
+        );
         assert!(
             text.contains("@ SOA localhost. hostmaster.localhost. 7 "),
             "{text}"

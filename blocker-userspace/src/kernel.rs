@@ -278,7 +278,7 @@ fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
 
 /// Expected (key size, value size) of each pinned map. A pinned directory left by an
 /// incompatible build (or by something else entirely) is refused instead of misread.
-fn expected_layout() -> [(&'static str, u32, u32); 9] {
+fn expected_layout() -> [(&'static str, u32, u32); 10] {
     use std::mem::size_of;
     [
         (
@@ -296,6 +296,11 @@ fn expected_layout() -> [(&'static str, u32, u32); 9] {
         ),
         (MAP_STATS, 4, size_of::<Stats>() as u32),
         (MAP_KEY, 4, size_of::<KeySecret>() as u32),
+        (
+            blocker_common::MAP_LOCAL,
+            4,
+            size_of::<blocker_common::LocalAnswer>() as u32,
+        ),
         (
             blocker_common::MAP_GATES,
             4,
@@ -436,6 +441,8 @@ pub struct Maps {
     /// Every order's gate (one entry of 256 KiB, two copies): read and written through
     /// [`Maps::gates`] and [`Maps::set_gates`], on the heap.
     gates: MapData,
+    /// Local data id → the records of its answers.
+    pub local: HashMap<MapData, u32, blocker_common::LocalAnswer>,
     /// Client prefix → jurisdictions (two copies).
     pub juris: aya::maps::lpm_trie::LpmTrie<MapData, [u8; 16], blocker_common::JurisValue>,
     /// max_entries of the rule map.
@@ -468,6 +475,10 @@ impl Maps {
                 false => None,
             },
             gates: open_map(pins, blocker_common::MAP_GATES)?,
+            local: HashMap::try_from(aya::maps::Map::HashMap(open_map(
+                pins,
+                blocker_common::MAP_LOCAL,
+            )?))?,
             juris: aya::maps::lpm_trie::LpmTrie::try_from(aya::maps::Map::LpmTrie(open_map(
                 pins,
                 blocker_common::MAP_JURIS,

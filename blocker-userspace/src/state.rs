@@ -86,6 +86,8 @@ pub enum RuleLineError {
     Action,
     #[error("bad name: {0}")]
     Name(String),
+    #[error("bad local data: {0}")]
+    Local(String),
     #[error(transparent)]
     Int(#[from] std::num::ParseIntError),
 }
@@ -270,6 +272,9 @@ pub struct Settings {
     pub sinkhole_v6: Option<std::net::Ipv6Addr>,
     /// TTL of sinkhole records.
     pub sinkhole_ttl: u32,
+    /// Largest TTL of a local data answer.
+    #[serde(default = "default_local_ttl_max")]
+    pub local_ttl_max: u32,
     /// EDE info-code of orders that set none.
     pub default_ede: u16,
     /// Block events: 0 off; N: first hit of each rule, then every Nth.
@@ -312,6 +317,10 @@ fn default_rrl_v6_prefix() -> u8 {
     blocker_common::RRL_DEFAULT_V6_PREFIX
 }
 
+fn default_local_ttl_max() -> u32 {
+    blocker_common::DEFAULT_LOCAL_TTL_MAX
+}
+
 fn default_privacy() -> String {
     "truncated".into()
 }
@@ -333,6 +342,7 @@ impl Default for Settings {
             sinkhole_v4: None,
             sinkhole_v6: None,
             sinkhole_ttl: 300,
+            local_ttl_max: default_local_ttl_max(),
             default_ede: blocker_common::EDE_CENSORED,
             events_every: 0,
             events_privacy: default_privacy(),
@@ -365,6 +375,7 @@ impl Settings {
             c.flags |= blocker_common::CONFIG_SINKHOLE_V6;
         }
         c.sinkhole_ttl = self.sinkhole_ttl;
+        c.local_ttl_max = self.local_ttl_max;
         c.default_ede = self.default_ede;
         c.event_every = self.events_every;
         c.event_privacy =
@@ -391,6 +402,10 @@ pub struct StateFile {
     /// Named client prefix sets orders can be scoped to.
     #[serde(default)]
     pub jurisdictions: Vec<Jurisdiction>,
+    /// The distinct RPZ local data sets of the rules (`LocalData`'s text form): entry `i` is
+    /// id `i + 1` in the kernel's `BLK_LOCAL`; an empty entry is a free id.
+    #[serde(default)]
+    pub local_data: Vec<String>,
 }
 
 impl Default for StateFile {
@@ -403,6 +418,7 @@ impl Default for StateFile {
             orders: Vec::new(),
             interfaces: BTreeMap::new(),
             jurisdictions: Vec::new(),
+            local_data: Vec::new(),
         }
     }
 }
@@ -418,6 +434,11 @@ pub struct Rule {
     pub id: u32,
     /// Where it came from: "FILE:LINE" or "cli".
     pub source: Source,
+    /// RPZ local data its answer carries (addresses, a block page), for a sinkhole rule.
+    pub local: Option<Arc<blocker_lists::LocalData>>,
+    /// The id of `local` in the kernel (`BLK_LOCAL`), from [`StateFile::local_data`]; 0 for
+    /// none. Not kept in the rules file: assigned when the rules are read or applied.
+    pub local_id: u16,
 }
 
 /// What the precedence policy ([`blocker_common::policy`]) reads of a rule.
@@ -433,6 +454,9 @@ impl blocker_common::policy::PolicyRule for Rule {
     }
     fn qtypes(&self) -> u16 {
         self.qtypes
+    }
+    fn local(&self) -> u16 {
+        self.local_id
     }
 }
 
@@ -526,6 +550,24 @@ impl StateFile {
             .enumerate()
             .map(|(rank, o)| (o.id, rank as u16))
             .collect()
+    }
+
+    /// Gives every rule with local data its id from [`StateFile::local_data`] (0 when the
+    /// table does not have it, which the controller's own tables never allow).
+    pub fn assign_local_ids<'a>(&self, rules: impl IntoIterator<Item = &'a mut Rule>) {
+        let ids: std::collections::HashMap<&str, u16> = self
+            .local_data
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(i, d)| (d.as_str(), (i + 1) as u16))
+            .collect();
+        for r in rules {
+            r.local_id = match &r.local {
+                Some(d) => ids.get(d.to_string().as_str()).copied().unwrap_or(0),
+                None => 0,
+            };
+        }
     }
 
     pub fn jurisdiction(&self, name: &str) -> Option<&Jurisdiction> {
@@ -707,7 +749,7 @@ impl StateDir {
         let mut w =
             BufWriter::new(File::create(&path).op(|| format!("creating {}", path.display()))?);
         for r in rules {
-            writeln!(
+            write!(
                 w,
                 "{}\t{}\t{}\t{:04x}\t{}\t{}",
                 r.id,
@@ -717,6 +759,11 @@ impl StateDir {
                 r.name,
                 r.source
             )?;
+            // Local data in a 7th column, only when there is some.
+            match &r.local {
+                Some(d) => writeln!(w, "\t{d}")?,
+                None => writeln!(w)?,
+            }
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -793,7 +840,7 @@ fn parse_rule_line(
     line: &str,
     last: &mut Option<Arc<str>>,
 ) -> std::result::Result<Rule, RuleLineError> {
-    let mut f = line.splitn(6, '\t');
+    let mut f = line.splitn(7, '\t');
     let mut next = |what: &'static str| f.next().ok_or(RuleLineError::Missing(what));
     let id = next("id")?.parse::<u32>()?;
     let kind = Kind::parse(next("kind")?).ok_or(RuleLineError::Kind)?;
@@ -802,6 +849,13 @@ fn parse_rule_line(
     let name =
         Name::from_presentation(next("name")?).map_err(|e| RuleLineError::Name(e.to_string()))?;
     let source = Source::parse(next("source").unwrap_or(""), last);
+    let local = match f.next() {
+        Some(d) => Some(Arc::new(
+            d.parse::<blocker_lists::LocalData>()
+                .map_err(RuleLineError::Local)?,
+        )),
+        None => None,
+    };
     Ok(Rule {
         name,
         kind,
@@ -809,6 +863,8 @@ fn parse_rule_line(
         qtypes,
         id,
         source,
+        local,
+        local_id: 0,
     })
 }
 

@@ -79,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         data.len() + MAX_GROWTH,
         Action::Nxdomain,
         &cfg,
-        None,
+        None, None,
     );
     assert!(len <= data.len() + MAX_GROWTH);
     assert_eq!(&s.msg[12..q.q_end], &data[12..q.q_end], "question echoed");

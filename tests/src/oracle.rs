@@ -197,6 +197,16 @@ pub fn verdict(rules: &[Rule], q: &Question) -> Verdict {
     }
 }
 
+/// The verdict for `q` sent over TCP (`tcp`) or UDP: RPZ's tcp-only action (`tc`) answers
+/// TC=1 over UDP only; over TCP the query goes to the resolver (README, "Exit reasons":
+/// `tc_over_tcp`).
+pub fn verdict_over(rules: &[Rule], q: &Question, tcp: bool) -> Verdict {
+    match verdict(rules, q) {
+        Verdict::Answer { action: "tc", .. } if tcp => Verdict::Pass,
+        v => v,
+    }
+}
+
 /// Checks an answer (the DNS message blocker sent) against the query and the verdict, field by
 /// field, with hickory-proto parsing the answer.
 pub fn check_answer(

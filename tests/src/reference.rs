@@ -4,12 +4,14 @@
 /// What blocker-common decides on the host for a DNS message, with the kernel's maps and key
 /// secret (`maps.key_secret()`): None = pass; Some(None) = drop; Some(Some(bytes)) = this
 /// answer.
-/// `gates` comes from [`gates_of`] (one large value: read once).
+/// `gates` comes from [`gates_of`] (one large value: read once); `tcp`: the message came over
+/// TCP (a tcp-only rule then passes it, as the XDP program does).
 pub fn reference(
     maps: &blocker::kernel::Maps,
     secret: &blocker_common::key::KeySecret,
     gates: &blocker_common::Gates,
     msg: &[u8],
+    tcp: bool,
 ) -> Option<Option<Vec<u8>>> {
     use blocker_common::{
         answer::{write_answer, MAX_GROWTH},
@@ -36,10 +38,12 @@ pub fn reference(
     let slot = d.hit;
     match Action::from_u8(slot.action) {
         Action::Pass | Action::None => None,
+        Action::Tc if tcp => None,
         Action::Drop => Some(None),
         a => {
             let at = blocker_common::order_entry(cfg.active, slot.order_id);
             let order = maps.orders.get(&at, 0).ok();
+            let local = maps.local.get(&u32::from(slot.local), 0).ok();
             let len = write_answer(
                 &mut s,
                 &q,
@@ -48,6 +52,7 @@ pub fn reference(
                 a,
                 &cfg,
                 order.as_ref(),
+                local.as_ref(),
             );
             Some(Some(s.msg[..len].to_vec()))
         }

@@ -484,11 +484,11 @@ fn differential_fuzz() {
         let found = dns_payload(&f);
         let dns = found.as_ref().map(|(m, _)| *m);
         let tcp = found.as_ref().and_then(|(_, t)| t.clone());
-        let expect = dns.and_then(|m| reference(&maps, &secret, &gates, m));
+        let expect = dns.and_then(|m| reference(&maps, &secret, &gates, m, tcp.is_some()));
         // The independent oracle: what the README's rules say, from the rules' text.
         let question = dns.and_then(oracle::plain_query);
         let want = match &question {
-            Some(q) => oracle::verdict(&rules, q),
+            Some(q) => oracle::verdict_over(&rules, q, tcp.is_some()),
             None => Verdict::Pass,
         };
         let want_retval = match want {

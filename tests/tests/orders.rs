@@ -336,7 +336,15 @@ fn the_report_shows_every_change_with_its_times_generation_hashes_and_hits() {
 
     // The table: a heading per order, a line per change with its generation.
     let table = b.ok(&["report", "--order", "Court-R"]);
-    let mut lines = table.lines();
+    // The order's scope and window, and its hits per day, under its heading.
+    assert!(
+        table.contains("\n  precedence 0, enforce, clients: everywhere, valid - to - (active)\n"),
+        "{table}"
+    );
+    assert!(table.contains("\n  hits per day: "), "{table}");
+    let mut lines = table
+        .lines()
+        .filter(|l| !l.starts_with("  precedence ") && !l.starts_with("  hits per day: "));
     assert_eq!(
         lines.next(),
         Some(

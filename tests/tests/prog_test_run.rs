@@ -721,10 +721,15 @@ fn fixture_table() {
                     }
                     // The same shared code, run on the host against the same maps, must
                     // produce the same bytes.
-                    let host =
-                        blocker_tests::reference::reference(&maps, &secret, &gates, &qin.dns)
-                            .flatten()
-                            .ok_or("the host finds no rule")?;
+                    let host = blocker_tests::reference::reference(
+                        &maps,
+                        &secret,
+                        &gates,
+                        &qin.dns,
+                        qin.tcp.is_some(),
+                    )
+                    .flatten()
+                    .ok_or("the host finds no rule")?;
                     if host != a.dns {
                         return Err(format!(
                             "host and kernel answers differ:\n host   {host:02x?}\n kernel {:02x?}",

@@ -122,6 +122,8 @@ fn a_court_order_zone() {
             ("tcp.example".into(), Kind::Exact, Action::Tc, 19),
             ("sink.example".into(), Kind::Exact, Action::Sinkhole, 20),
             ("legacy.example".into(), Kind::Exact, Action::Pass, 22),
+            // A CNAME to a plain name: a block page.
+            ("walled.example".into(), Kind::Exact, Action::Sinkhole, 24),
             ("extra.example".into(), Kind::Exact, Action::Nxdomain, 2),
             ("extra.example".into(), Kind::Below, Action::Nxdomain, 3),
             ("in-other.sub".into(), Kind::Exact, Action::Nxdomain, 1),
@@ -135,12 +137,20 @@ fn a_court_order_zone() {
         ]
     );
     let sink = &out.rules[6];
-    assert_eq!(sink.sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 1)));
     assert_eq!(
-        sink.sinkhole_v6,
+        sink.local.as_ref().and_then(|l| l.v4.first().copied()),
+        Some(Ipv4Addr::new(192, 0, 2, 1))
+    );
+    assert_eq!(
+        sink.local.as_ref().and_then(|l| l.v6.first().copied()),
         Some("2001:db8::1".parse::<Ipv6Addr>().expect("v6"))
     );
-    assert!(out.rules[8].file.ends_with("more/extra.rpz"));
+    let walled = out.rules[8].local.as_ref().expect("local data");
+    assert_eq!(
+        (walled.cname.as_ref().map(ToString::to_string), walled.ttl),
+        (Some("garden.isp.example".to_string()), 300)
+    );
+    assert!(out.rules[9].file.ends_with("more/extra.rpz"));
     assert!(out.rules[0].file.ends_with("order.rpz"));
     // Line 23 repeats line 14 with an absolute owner.
     assert_eq!(out.duplicates, 1);
@@ -149,25 +159,24 @@ fn a_court_order_zone() {
     assert_eq!(u.get("rpz-nsdname"), Some(&1));
     assert_eq!(u.get("rpz-nsip"), Some(&1));
     assert_eq!(u.get("rpz-client-ip"), Some(&1));
-    assert_eq!(u.get("cname-rewrite"), Some(&2));
+    assert_eq!(u.get("cname-rewrite"), Some(&1));
     assert_eq!(u.get("local-data TXT"), Some(&1));
     let w = msgs(&out.warnings);
-    assert_eq!(w.len(), 4, "{w:#?}");
-    assert!(w[0].ends_with("order.rpz:24: walled.example: CNAME to garden.isp.example. (a rewrite) is not supported; skipped"), "{}", w[0]);
+    assert_eq!(w.len(), 3, "{w:#?}");
     assert!(
-        w[1].contains("order.rpz:25: ") && w[1].contains("did you mean `rpz-drop.`"),
+        w[0].contains("order.rpz:25: ") && w[0].contains("did you mean `rpz-drop.`"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].contains("order.rpz:26: ") && w[1].contains("TXT"),
         "{}",
         w[1]
     );
     assert!(
-        w[2].contains("order.rpz:26: ") && w[2].contains("TXT"),
+        w[2].contains("order.rpz:27: ") && w[2].contains("apex"),
         "{}",
         w[2]
-    );
-    assert!(
-        w[3].contains("order.rpz:27: ") && w[3].contains("apex"),
-        "{}",
-        w[3]
     );
 }
 
@@ -316,24 +325,30 @@ fn first_policy_record_wins_and_duplicates() {
             ("e.example".into(), Kind::Exact, Action::Sinkhole, 9),
             ("e.example".into(), Kind::Below, Action::Sinkhole, 12),
             ("f.example".into(), Kind::Exact, Action::Nxdomain, 13),
+            // A block page.
+            ("g.example".into(), Kind::Exact, Action::Sinkhole, 15),
             ("h.example".into(), Kind::Exact, Action::Nodata, 18),
             ("h.example".into(), Kind::Below, Action::Nxdomain, 19),
         ]
     );
-    assert_eq!(out.rules[2].sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    assert_eq!(
+        out.rules[2]
+            .local
+            .as_ref()
+            .and_then(|l| l.v4.first().copied()),
+        Some(Ipv4Addr::new(192, 0, 2, 1))
+    );
     // Lines 8, 10 and 17 repeat a record of their owner.
     assert_eq!(out.duplicates, 3);
-    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    assert_eq!(out.unsupported.get("cname-rewrite"), None);
     let w = msgs(&out.warnings);
     let want = [
         "z.rpz:2: a.example: A 192.0.2.1 ignored: the first policy record of the name wins (z.rpz:1: CNAME . (nxdomain))",
         "z.rpz:4: b.example: CNAME rpz-drop. ignored: the first policy record of the name wins (z.rpz:3: CNAME . (nxdomain))",
-        "z.rpz:6: c.example: CNAME rpz-passthru. ignored: the first policy record of the name wins (z.rpz:5: A/AAAA local data (sinkhole))",
+        "z.rpz:6: c.example: CNAME rpz-passthru. ignored: the first policy record of the name wins (z.rpz:5: A/AAAA local data)",
         "z.rpz:14: f.example: CNAME garden.example. ignored: the first policy record of the name wins (z.rpz:13: CNAME . (nxdomain))",
-        "z.rpz:15: g.example: CNAME to garden.example. (a rewrite) is not supported; skipped",
-        "z.rpz:16: g.example: CNAME . ignored: the first policy record of the name wins (z.rpz:15: CNAME garden.example. (a rewrite, not supported))",
+        "z.rpz:16: g.example: CNAME . ignored: the first policy record of the name wins (z.rpz:15: CNAME garden.example. (a block page))",
         "z.rpz:20: h.example: CNAME . ignored: the first policy record of the name wins (z.rpz:18: CNAME *. (nodata))",
-        "z.rpz:9: e.example: 2 A and 0 AAAA records; only the first address of each family is kept",
     ];
     assert_eq!(w, want);
 }
@@ -746,11 +761,12 @@ fn url_owners_are_reduced_to_their_host_with_a_warning() {
 
 #[test]
 fn skipped_entries_keep_their_first_places() {
-    let out = rpz("a.example CNAME garden.example.\n\
+    // Rewrites that keep the query's labels (`CNAME *.target.`) are not supported.
+    let out = rpz("a.example CNAME *.garden.example.\n\
         1.0.0.10.in-addr.rpz-ip CNAME .\n\
-        b.example CNAME garden.example.\n\
-        c.example CNAME garden.example.\n\
-        d.example CNAME garden.example.\n\
+        b.example CNAME *.garden.example.\n\
+        c.example CNAME *.garden.example.\n\
+        d.example CNAME *.garden.example.\n\
         32.1.0.0.10.rpz-ip CNAME .\n");
     assert!(out.rules.is_empty());
     let at = |k: &str| -> Vec<usize> { out.unsupported_at[k].iter().map(|p| p.line).collect() };
@@ -853,12 +869,17 @@ fn records_read_as_a_zone_file_reads_them() {
             ("quiet.example".into(), Kind::Exact, Action::Drop, 6),
             ("slow.example".into(), Kind::Exact, Action::Tc, 7),
             ("sink.example".into(), Kind::Exact, Action::Sinkhole, 8),
+            // A CNAME to a plain name: a block page.
+            ("rw.example".into(), Kind::Exact, Action::Sinkhole, 11),
         ]
     );
     let sink = &out.rules[5];
-    assert_eq!(sink.sinkhole_v4, Some(Ipv4Addr::new(192, 0, 2, 9)));
     assert_eq!(
-        sink.sinkhole_v6,
+        sink.local.as_ref().and_then(|l| l.v4.first().copied()),
+        Some(Ipv4Addr::new(192, 0, 2, 9))
+    );
+    assert_eq!(
+        sink.local.as_ref().and_then(|l| l.v6.first().copied()),
         Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9))
     );
     assert_eq!(
@@ -872,7 +893,7 @@ fn records_read_as_a_zone_file_reads_them() {
         "{:?}",
         out.warnings
     );
-    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    assert_eq!(out.unsupported.get("cname-rewrite"), None);
     assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
     assert_eq!(out.unsupported.get("rpz-ip"), Some(&1));
 }

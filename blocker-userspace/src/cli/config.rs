@@ -46,6 +46,10 @@ pub struct SetArgs {
     /// TTL of sinkhole records, in seconds.
     #[arg(long)]
     pub sinkhole_ttl: Option<u32>,
+    /// Largest TTL of an answer from RPZ local data (the zone's record TTL is used up to
+    /// this; BIND's max-policy-ttl). Default 300.
+    #[arg(long, value_name = "SECONDS")]
+    pub local_ttl_max: Option<u32>,
     /// EDE info-code of orders that set none: 16 (Censored) or 15 (Blocked).
     #[arg(long)]
     pub ede_code: Option<u16>,
@@ -102,6 +106,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
                         .unwrap_or_else(|| "none".into())
                 );
                 println!("sinkhole-ttl  {}", s.sinkhole_ttl);
+                println!("local-ttl-max {}", s.local_ttl_max);
                 println!("ede-code      {}", s.default_ede);
                 println!("events-every  {}", s.events_every);
                 println!("events-privacy {}", s.events_privacy);
@@ -142,6 +147,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
             }
             if a.no_sinkhole_v6 {
                 s.sinkhole_v6 = None;
+            }
+            if let Some(t) = a.local_ttl_max {
+                s.local_ttl_max = t;
             }
             if let Some(t) = a.sinkhole_ttl {
                 s.sinkhole_ttl = t;

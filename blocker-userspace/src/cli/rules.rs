@@ -474,6 +474,8 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         qtypes,
         id: 0,
         source: Source::cli(),
+        local: None,
+        local_id: 0,
     };
     let forced = check_guards(ctx, &a.guard, std::slice::from_ref(&rule))?;
     rules.retain(|r| !(r.name == name && r.kind == kind));
@@ -774,6 +776,8 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             qtypes: p.qtypes,
             id: 0,
             source: Source::at(shown, p.line),
+            local: p.local,
+            local_id: 0,
         });
     }
     let forced = check_guards(ctx, &a.guard, &rules)?;

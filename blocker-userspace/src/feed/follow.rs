@@ -369,6 +369,8 @@ fn enforce_blocking(
             qtypes: p.qtypes,
             id: 0,
             source: Source::at(file.clone(), p.line),
+            local: p.local,
+            local_id: 0,
         })
         .collect();
     let n = rules.len();

@@ -138,6 +138,17 @@ impl Controller {
             write_orders(&mut self.maps, copy, &state, &every)?;
         }
         sync_juris(&mut self.maps, &state)?;
+        write_local(&mut self.maps, &[], &state.local_data)?;
+        let ids: Vec<u32> = self.maps.local.keys().collect::<Result<_, _>>()?;
+        for id in ids {
+            let used = state
+                .local_data
+                .get(id as usize - 1)
+                .is_some_and(|d| !d.is_empty());
+            if id == 0 || !used {
+                let _ = self.maps.local.remove(&id);
+            }
+        }
         let mut cfg = self.maps.config()?;
         cfg.depth_mask = depth_mask_of(self.all_rules(&state)?.values().flatten());
         cfg.flags = (cfg.flags & !(CONFIG_SCOPED | CONFIG_WINDOWS)) | rule_set_flags(&state);
@@ -168,6 +179,7 @@ impl Controller {
             write_orders(&mut self.maps, copy, &self.state, &ids)?;
         }
         sync_juris(&mut self.maps, &self.state)?;
+        write_local(&mut self.maps, &[], &self.state.local_data)?;
         self.state.settings.apply_to(&mut cfg);
         cfg.generation = self.state.generation;
         cfg.depth_mask = depth_mask_of(rules.values().flatten());
@@ -199,11 +211,13 @@ impl Controller {
         Ok(self.dir.save(&self.state)?)
     }
 
-    /// The rules of every order, by order id.
+    /// The rules of every order, by order id (local data ids assigned from `state`).
     pub fn all_rules(&self, state: &StateFile) -> Result<BTreeMap<u16, Vec<Rule>>> {
         let mut out = BTreeMap::new();
         for o in &state.orders {
-            out.insert(o.id, self.dir.read_rules(o)?);
+            let mut rules = self.dir.read_rules(o)?;
+            state.assign_local_ids(rules.iter_mut());
+            out.insert(o.id, rules);
         }
         Ok(out)
     }
@@ -264,6 +278,11 @@ impl Controller {
         new_state.orders.sort_by_key(|o| o.id);
         changed_orders.sort_unstable();
         changed_orders.dedup();
+        // Local data ids: the sets the old rules use keep theirs; new sets take free ids.
+        new_state.local_data = local_table(&old_state.local_data, &old_rules, &replaced)?;
+        for rules in replaced.values_mut() {
+            new_state.assign_local_ids(rules.iter_mut());
+        }
 
         let capacity = self.maps.capacity;
         let mut summary = Summary {
@@ -295,8 +314,8 @@ impl Controller {
                 (Some(a), Some(b)) => {
                     a.len() == b.len()
                         && a.iter().zip(b).all(|(x, y)| {
-                            (&x.name, x.kind, x.action, x.qtypes, x.id)
-                                == (&y.name, y.kind, y.action, y.qtypes, y.id)
+                            (&x.name, x.kind, x.action, x.qtypes, x.id, &x.local)
+                                == (&y.name, y.kind, y.action, y.qtypes, y.id, &y.local)
                         })
                 }
             };
@@ -334,6 +353,8 @@ impl Controller {
         all_orders.sort_unstable();
         all_orders.dedup();
         write_orders(&mut self.maps, inactive as u32, &new_state, &all_orders)?;
+        // Local data sets new in this change (an id's content never changes while in use).
+        write_local(&mut self.maps, &old_state.local_data, &new_state.local_data)?;
         // Jurisdictions: both copies of every prefix either set has, the new ones inactive.
         let juris_changed = old_state.jurisdictions != new_state.jurisdictions;
         if juris_changed {
@@ -415,6 +436,13 @@ impl Controller {
         if juris_changed {
             sync_juris(&mut self.maps, &self.state)?;
         }
+        // Sets no rule uses any more leave the kernel (their ids are free for the next change).
+        for (i, d) in old_state.local_data.iter().enumerate() {
+            let now = self.state.local_data.get(i).map_or("", String::as_str);
+            if !d.is_empty() && now.is_empty() {
+                let _ = self.maps.local.remove(&((i + 1) as u32));
+            }
+        }
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
@@ -474,6 +502,111 @@ fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> R
         copy[usize::from(id)] = g;
     }
     maps.set_gates(&gates)?;
+    Ok(())
+}
+
+/// The local data table after a change: the old table with the sets no rule uses after the
+/// change emptied, and each set new rules bring given a free id — one the old rules do not use
+/// (their sets' content must not change before the flip).
+fn local_table(
+    old: &[String],
+    old_rules: &BTreeMap<u16, Vec<Rule>>,
+    replaced: &BTreeMap<u16, Vec<Rule>>,
+) -> Result<Vec<String>> {
+    use std::collections::HashSet;
+    let after = |id: &u16| replaced.get(id).or_else(|| old_rules.get(id));
+    let ids: HashSet<u16> = old_rules.keys().chain(replaced.keys()).copied().collect();
+    let mut used_after: HashSet<String> = HashSet::new();
+    for id in &ids {
+        for r in after(id).into_iter().flatten() {
+            if let Some(d) = &r.local {
+                used_after.insert(d.to_string());
+            }
+        }
+    }
+    let used_before: HashSet<&str> = old_rules
+        .values()
+        .flatten()
+        .filter_map(|r| r.local.as_ref().map(|_| r.local_id))
+        .filter(|id| *id != 0)
+        .filter_map(|id| old.get(usize::from(id) - 1).map(String::as_str))
+        .collect();
+    // Kept: what the new rules use. Free: empty, and not used by the old rules.
+    let mut table: Vec<String> = old
+        .iter()
+        .map(|d| {
+            if used_after.contains(d) {
+                d.clone()
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    let have: HashSet<String> = table.iter().filter(|d| !d.is_empty()).cloned().collect();
+    let mut fresh: Vec<&String> = used_after.iter().filter(|d| !have.contains(*d)).collect();
+    fresh.sort();
+    let mut next = 0usize;
+    for d in fresh {
+        while next < table.len()
+            && (!table[next].is_empty() || used_before.contains(old[next].as_str()))
+        {
+            next += 1;
+        }
+        if next >= blocker_common::MAX_LOCAL_DATA as usize {
+            return Err(TxnError::LocalDataFull {
+                max: blocker_common::MAX_LOCAL_DATA,
+            });
+        }
+        if next == table.len() {
+            table.push(d.clone());
+        } else {
+            table[next] = d.clone();
+        }
+        next += 1;
+    }
+    while table.last().is_some_and(String::is_empty) {
+        table.pop();
+    }
+    Ok(table)
+}
+
+/// The kernel's form of a local data set.
+fn local_answer(d: &blocker_lists::LocalData) -> blocker_common::LocalAnswer {
+    let mut a = blocker_common::LocalAnswer {
+        ttl: d.ttl,
+        ..Default::default()
+    };
+    for (slot, v) in a.v4.iter_mut().zip(&d.v4) {
+        *slot = v.octets();
+        a.n_v4 += 1;
+    }
+    for (slot, v) in a.v6.iter_mut().zip(&d.v6) {
+        *slot = v.octets();
+        a.n_v6 += 1;
+    }
+    if let Some(c) = &d.cname {
+        let wire = c.canonical();
+        let n = (wire.len() + 1).min(blocker_common::LOCAL_CNAME_MAX);
+        a.cname[..n - 1].copy_from_slice(&wire[..n - 1]);
+        a.cname[n - 1] = 0;
+        a.cname_len = n as u8;
+    }
+    a
+}
+
+/// Writes the sets of `new` that `old` does not have at the same id.
+fn write_local(maps: &mut Maps, old: &[String], new: &[String]) -> Result<()> {
+    for (i, d) in new.iter().enumerate() {
+        if d.is_empty() || old.get(i) == Some(d) {
+            continue;
+        }
+        let data: blocker_lists::LocalData =
+            d.parse().map_err(|e: String| TxnError::CorruptLocal {
+                data: d.clone(),
+                why: e,
+            })?;
+        maps.local.insert((i + 1) as u32, local_answer(&data), 0)?;
+    }
     Ok(())
 }
 

@@ -67,6 +67,15 @@ pub enum TxnError {
     Capacity { capacity: u32 },
     #[error("too many orders in one change")]
     TooManyOrders,
+    /// More distinct local data sets than the kernel table holds.
+    #[error(
+        "the rules would use more than {max} distinct local data sets (addresses, block pages); \
+         nothing was changed"
+    )]
+    LocalDataFull { max: u32 },
+    /// A recorded local data set that does not parse.
+    #[error("recorded local data {data:?} is corrupt: {why}")]
+    CorruptLocal { data: String, why: String },
     /// One name would hold rules of more orders than a rule-map value has slots.
     #[error(
         "{name}: rules of {needed} orders (or match kinds) at one name, and the data plane \

@@ -332,6 +332,8 @@ mod tests {
             qtypes: QTYPES_ALL,
             id,
             source: Source::cli(),
+            local: None,
+            local_id: 0,
         }
     }
 
