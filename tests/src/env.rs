@@ -387,6 +387,10 @@ impl Unbound {
             // A `local-zone: …` line is passed as it is (e.g. a redirect zone).
             if d.starts_with("local-zone:") {
                 conf.push_str(&format!("  {d}\n"));
+            } else if d.contains('"') {
+                // TXT data carries its own double quotes: quote the whole record with single
+                // quotes, as unbound.conf allows.
+                conf.push_str(&format!("  local-data: '{d}'\n"));
             } else {
                 conf.push_str(&format!("  local-data: \"{d}\"\n"));
             }
@@ -451,8 +455,54 @@ pub struct Kdig {
     pub ede: Option<(u16, String)>,
     /// (type, data) of answer records.
     pub answers: Vec<(String, String)>,
+    /// Every record of the answer, authority and additional sections, with owner and TTL
+    /// (the OPT record is not among them: kdig shows it as the EDNS pseudosection).
+    pub records: Vec<Rr>,
     pub question: String,
     pub raw: String,
+}
+
+/// The section a record was printed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Answer,
+    Authority,
+    Additional,
+}
+
+/// One record as kdig printed it: data as presentation text (kdig's spacing kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rr {
+    pub section: Section,
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub data: String,
+}
+
+impl Kdig {
+    /// The records of one section, in the order printed.
+    pub fn section(&self, section: Section) -> impl Iterator<Item = &Rr> {
+        self.records.iter().filter(move |r| r.section == section)
+    }
+}
+
+/// `owner ttl class type data…` (kdig's default layout) taken apart; None for anything else.
+fn parse_rr(line: &str, section: Section) -> Option<Rr> {
+    let mut rest = line.trim();
+    let mut fields = [""; 4];
+    for f in &mut fields {
+        let end = rest.find(char::is_whitespace)?;
+        *f = &rest[..end];
+        rest = rest[end..].trim_start();
+    }
+    Some(Rr {
+        section,
+        owner: fields[0].to_string(),
+        ttl: fields[1].parse().ok()?,
+        rtype: fields[3].to_string(),
+        data: rest.trim_end().to_string(),
+    })
 }
 
 /// Runs kdig in `ns` against `server`.
@@ -490,6 +540,10 @@ pub fn kdig(ns: &NetNs, server: &str, name: &str, qtype: &str, extra: &[&str]) -
             section = "q";
         } else if line.starts_with(";; ANSWER SECTION") {
             section = "a";
+        } else if line.starts_with(";; AUTHORITY SECTION") {
+            section = "u";
+        } else if line.starts_with(";; ADDITIONAL SECTION") {
+            section = "d";
         } else if line.starts_with(";;") || line.trim().is_empty() {
             if line.trim().is_empty() {
                 section = "";
@@ -504,6 +558,11 @@ pub fn kdig(ns: &NetNs, server: &str, name: &str, qtype: &str, extra: &[&str]) -
             if f.len() >= 5 {
                 k.answers.push((f[3].to_string(), f[4..].join(" ")));
             }
+            k.records.extend(parse_rr(line, Section::Answer));
+        } else if section == "u" {
+            k.records.extend(parse_rr(line, Section::Authority));
+        } else if section == "d" {
+            k.records.extend(parse_rr(line, Section::Additional));
         }
     }
     k
