@@ -1000,8 +1000,11 @@ impl Scan<'_> {
                     let first = t.split('.').next().unwrap_or_default();
                     let special = SPECIAL.contains(&first)
                         || ["rpz-passthru", "rpz-drop", "rpz-tcp-only"].contains(&first);
+                    // A target with an `rpz-` label is a policy this reader does not know (as
+                    // PowerDNS, it is not a block page): skipped below.
+                    let unknown_policy = t.split('.').any(|l| l.starts_with("rpz-"));
                     // A CNAME to a plain name: a block page, answered as a CNAME to it.
-                    if !special && first != "*" {
+                    if !special && !unknown_policy && first != "*" {
                         let Ok(Some(page)) = to_name(c.cname()) else {
                             return;
                         };
