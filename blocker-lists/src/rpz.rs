@@ -292,6 +292,27 @@ impl<'a> Scan<'a> {
 
     /// Turns what each owner's records said into rules.
     fn finish(mut self) {
+        // A block page the zone gives addresses for (local data at the page's own name, as
+        // `page.example A …` next to `bad.example CNAME page.example.`): its answer carries
+        // them after the CNAME, as a resolver following the CNAME inside the zone would.
+        let pages: HashMap<Vec<u8>, (Vec<Ipv4Addr>, Vec<Ipv6Addr>, u32)> = self
+            .owners
+            .iter()
+            .filter(|o| !o.below && o.cname.is_none() && (!o.v4.is_empty() || !o.v6.is_empty()))
+            .map(|o| {
+                (
+                    o.name.canonical().to_vec(),
+                    (o.v4.clone(), o.v6.clone(), o.ttl),
+                )
+            })
+            .collect();
+        for o in self.owners.iter_mut() {
+            if let Some(page) = o.cname.as_ref().and_then(|c| pages.get(c.canonical())) {
+                o.v4 = page.0.clone();
+                o.v6 = page.1.clone();
+                o.ttl = o.ttl.min(page.2);
+            }
+        }
         for o in std::mem::take(&mut self.owners) {
             if o.rewrite.is_some() {
                 continue;

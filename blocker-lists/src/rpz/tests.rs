@@ -897,3 +897,30 @@ fn records_read_as_a_zone_file_reads_them() {
     assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
     assert_eq!(out.unsupported.get("rpz-ip"), Some(&1));
 }
+
+#[test]
+fn a_block_page_with_addresses_in_the_zone_answers_them_after_its_cname() {
+    let out = rpz("$TTL 600\n\
+        bad.example CNAME page.isp.example.\n\
+        other.example 60 CNAME bare-page.example.\n\
+        page.isp.example 120 A 192.0.2.80\n\
+        page.isp.example AAAA 2001:db8::80\n");
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
+    let bad = out.rules[0].local.as_ref().expect("local data");
+    assert_eq!(
+        bad.cname.as_ref().map(ToString::to_string).as_deref(),
+        Some("page.isp.example")
+    );
+    assert_eq!(bad.v4, vec![Ipv4Addr::new(192, 0, 2, 80)]);
+    assert_eq!(
+        bad.v6,
+        vec!["2001:db8::80".parse::<Ipv6Addr>().expect("v6")]
+    );
+    // The smaller TTL of the CNAME and the page's records.
+    assert_eq!(bad.ttl, 120);
+    // A page the zone gives no address for: the CNAME alone.
+    let other = out.rules[1].local.as_ref().expect("local data");
+    assert!(other.v4.is_empty() && other.v6.is_empty() && other.ttl == 60);
+    // The page's own name is a trigger like any other.
+    assert_eq!(out.rules[2].name.to_string(), "page.isp.example");
+}
