@@ -14,11 +14,18 @@
 use crate::dns::{launder, Query, Scratch, MSG_BUF, MSG_MASK};
 use crate::maps::{
     Action, Config, LocalAnswer, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, LOCAL_ADDRS,
-    LOCAL_CNAME_MAX, MAX_EDE_TEXT,
+    LOCAL_CNAME_MAX, MAX_EDE_TEXT, MAX_SOA,
 };
 
 /// Largest number of bytes an answer may add to the query it replaces.
 pub const MAX_GROWTH: usize = 64;
+
+// Fields are copied whole (no branch per byte, see `write_answer`): the longest answer plus
+// the longest field must stay inside the buffer, which `put` would otherwise wrap around.
+const _: () = assert!(
+    crate::dns::LOAD_MAX + MAX_GROWTH + MAX_SOA <= MSG_BUF
+        && crate::dns::LOAD_MAX + MAX_GROWTH + LOCAL_CNAME_MAX + 16 <= MSG_BUF
+);
 /// UDP payload size advertised in our OPT record (the DNS flag day 2020 value).
 pub const ANSWER_UDP_SIZE: u16 = 1232;
 /// EDNS option code of Extended DNS Errors (RFC 8914).
@@ -190,10 +197,9 @@ pub fn write_answer(
             put16(msg, at + 10, cname_len as u16);
             at += 12;
             owner = 0xc000 | (at as u16 & 0x3fff);
+            // Every byte of the field, without a branch per byte (as for the SOA below).
             for i in 0..LOCAL_CNAME_MAX {
-                if i < cname_len {
-                    put(msg, at + i, l.cname[i]);
-                }
+                put(msg, at + i, l.cname[i]);
             }
             at += cname_len;
         }
@@ -224,15 +230,41 @@ pub fn write_answer(
         }
         put16(msg, at + 10, addr_len as u16);
         for j in 0..16 {
-            if j < addr_len {
-                put(msg, at + 12 + j, s.addrs[i][j]);
-            }
+            put(msg, at + 12 + j, s.addrs[i][j]);
         }
         at = launder(&mut s.opaque[58], (at + 12 + addr_len) as u64) as usize & MSG_MASK;
     }
-    let at = launder(&mut s.opaque[56], at as u64) as usize & MSG_MASK;
+    let mut at = launder(&mut s.opaque[56], at as u64) as usize & MSG_MASK;
+
+    // The policy zone's SOA in the additional section (as BIND's add-soa and PowerDNS's
+    // includeSOA send it), when it fits with the OPT record and the whole EDE option: the
+    // order's text, which names the court order, comes first.
+    let (soa_len, text_len) = match order {
+        Some(o) if rcode != RCODE_REFUSED => (
+            o.soa_len as usize & (MAX_SOA * 2 - 1),
+            o.text_len as usize & (MAX_EDE_TEXT * 4 - 1),
+        ),
+        _ => (0, 0),
+    };
+    let edns_room = if q.edns { 11 + 6 + text_len } else { 0 };
+    let soa_len = if soa_len <= MAX_SOA && at + soa_len + edns_room <= max_len {
+        soa_len
+    } else {
+        0
+    };
+    let soa_len = launder(&mut s.opaque[59], soa_len as u64) as usize & (MAX_SOA * 2 - 1);
     let msg = &mut s.msg;
-    let mut at = at;
+    // All MAX_SOA bytes, whatever `soa_len`: no branch per byte for the verifier. What lies
+    // past the SOA is overwritten by the OPT record or past the answer's end, and never wraps
+    // (the answer ends before MSG_BUF − MAX_SOA: at most LOAD_MAX + MAX_GROWTH).
+    if let Some(o) = order {
+        for i in 0..MAX_SOA {
+            put(msg, at + i, o.soa[i]);
+        }
+    }
+    at = launder(&mut s.opaque[60], (at + soa_len) as u64) as usize & MSG_MASK;
+    let msg = &mut s.msg;
+    put16(msg, 10, q.edns as u16 + if soa_len != 0 { 1 } else { 0 });
 
     if q.edns {
         let (code, text_len) = match order {
@@ -531,6 +563,38 @@ mod tests {
         assert!(len <= q.len() + MAX_GROWTH);
         // 64 bytes of growth hold two AAAA records (2 × 28) and the EDE option (6) with no text.
         assert_eq!(&s.msg[6..8], &[0, 2]);
+    }
+
+    #[test]
+    fn the_policy_zone_soa_goes_in_the_additional_section_when_it_fits() {
+        // `rpz. 60 SOA rpz. h.rpz. 1 2 3 4 60`: 5 + 10 + 5 + 7 + 20 = 47 bytes.
+        let mut soa = std::vec![3, b'r', b'p', b'z', 0, 0, 6, 0, 1, 0, 0, 0, 60, 0, 32];
+        soa.extend_from_slice(&[3, b'r', b'p', b'z', 0, 1, b'h', 3, b'r', b'p', b'z', 0]);
+        for v in [1u32, 2, 3, 4, 60] {
+            soa.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut o = order("Court");
+        o.soa[..soa.len()].copy_from_slice(&soa);
+        o.soa_len = soa.len() as u8;
+        // Without EDNS: header, question, the SOA (ARCOUNT 1).
+        let q = query(1, &wire("x.test"), 1, None);
+        let a = answer(&q, Action::Nxdomain, &Config::default(), Some(&o));
+        assert_eq!(&a[6..12], &[0, 0, 0, 0, 0, 1]);
+        assert_eq!(&a[q.len()..], &soa[..]);
+        // With EDNS: the SOA, then the OPT with the EDE option and its text.
+        let q = query(1, &wire("x.test"), 1, Some((false, &[])));
+        let a = answer(&q, Action::Nodata, &Config::default(), Some(&o));
+        assert_eq!(&a[10..12], &[0, 2]);
+        let qe = q.len() - 11;
+        assert_eq!(&a[qe..qe + soa.len()], &soa[..]);
+        assert!(a.len() <= q.len() + MAX_GROWTH);
+        // A SOA too long for the bound is left out; REFUSED never carries it.
+        let mut long = order("Court");
+        long.soa_len = 100;
+        let a = answer(&q, Action::Nxdomain, &Config::default(), Some(&long));
+        assert_eq!(&a[10..12], &[0, 1]);
+        let a = answer(&q, Action::Refused, &Config::default(), Some(&o));
+        assert_eq!(&a[10..12], &[0, 1]);
     }
 
     #[test]

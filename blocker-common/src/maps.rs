@@ -504,18 +504,26 @@ pub struct OrderInfo {
     pub ede_code: u16,
     /// Bytes of `ede_text` in use.
     pub text_len: u8,
-    pub _reserved: u8,
+    /// Bytes of `soa` in use (0: none).
+    pub soa_len: u8,
     /// EDE EXTRA-TEXT (UTF-8), e.g. the court case number.
     pub ede_text: [u8; MAX_EDE_TEXT],
+    /// The policy zone's SOA record, wire form (names uncompressed), sent in the additional
+    /// section of the order's answers when it fits the growth bound (BIND's add-soa).
+    pub soa: [u8; MAX_SOA],
 }
+
+/// Longest SOA record an order keeps (a longer one never fits an answer anyway).
+pub const MAX_SOA: usize = 128;
 
 impl Default for OrderInfo {
     fn default() -> Self {
         OrderInfo {
             ede_code: 0,
             text_len: 0,
-            _reserved: 0,
+            soa_len: 0,
             ede_text: [0; MAX_EDE_TEXT],
+            soa: [0; MAX_SOA],
         }
     }
 }
@@ -863,7 +871,7 @@ mod tests {
         assert_eq!(size_of::<RrlBucket>(), 16);
         assert_eq!(size_of::<BlockEvent>(), 40);
         assert_eq!(size_of::<RuleHits>(), 16);
-        assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT);
+        assert_eq!(size_of::<OrderInfo>(), 4 + MAX_EDE_TEXT + MAX_SOA);
         assert_eq!(size_of::<OrderGate>(), 32);
         assert_eq!(size_of::<Gates>(), 2 * 32 * MAX_ORDERS as usize);
         assert_eq!(size_of::<JurisValue>(), 16);

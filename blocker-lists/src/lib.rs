@@ -247,6 +247,10 @@ pub struct ParseOutcome {
     /// Where the first entries of each [`unsupported`](Self::unsupported) kind are (at most
     /// [`FIRST_PLACES`] a kind, in file order), for summaries of what was skipped.
     pub unsupported_at: BTreeMap<String, Vec<Place>>,
+    /// RPZ: the policy zone's SOA record, in wire form (owner, type, class, TTL, rdata, names
+    /// uncompressed), its TTL the smaller of the record's and the SOA MINIMUM (RFC 2308, as
+    /// BIND's add-soa sends it). None for other formats or a zone without one.
+    pub soa: Option<Vec<u8>>,
 }
 
 /// How many places of skipped entries [`ParseOutcome::unsupported_at`] keeps a kind.

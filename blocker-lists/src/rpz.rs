@@ -188,6 +188,35 @@ fn to_name(n: &impl ToName) -> Result<Option<Name>, NameError> {
     }
 }
 
+/// The SOA record in wire form (see [`ParseOutcome::soa`]); None if a name does not convert.
+fn soa_wire<N: ToName>(owner: &Name, ttl: u32, soa: &domain::rdata::Soa<N>) -> Option<Vec<u8>> {
+    let wire = |n: Option<Name>| -> Vec<u8> {
+        let mut v = n.map(|n| n.canonical().to_vec()).unwrap_or_default();
+        v.push(0);
+        v
+    };
+    let mname = wire(to_name(soa.mname()).ok()?);
+    let rname = wire(to_name(soa.rname()).ok()?);
+    let mut rr = wire(Some(owner.clone()));
+    rr.extend_from_slice(&6u16.to_be_bytes());
+    rr.extend_from_slice(&1u16.to_be_bytes());
+    rr.extend_from_slice(&ttl.min(soa.minimum().as_secs()).to_be_bytes());
+    let rdlen = mname.len() + rname.len() + 20;
+    rr.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    rr.extend_from_slice(&mname);
+    rr.extend_from_slice(&rname);
+    for v in [
+        soa.serial().into_int(),
+        soa.refresh().as_secs(),
+        soa.retry().as_secs(),
+        soa.expire().as_secs(),
+        soa.minimum().as_secs(),
+    ] {
+        rr.extend_from_slice(&v.to_be_bytes());
+    }
+    Some(rr)
+}
+
 /// A scanned name as written, empty labels included (`a..b.`), for messages.
 fn dotted(n: &impl ToName) -> String {
     let labels: Vec<String> = n.iter_labels().map(|l| l.to_string()).collect();
@@ -726,6 +755,9 @@ impl Scan<'_> {
             return;
         };
         if is_soa {
+            if let (ZoneRecordData::Soa(soa), None) = (data, &self.out.soa) {
+                self.out.soa = soa_wire(&full, rec.ttl().as_secs(), soa);
+            }
             return;
         }
         let rel = match &self.apex {

@@ -185,6 +185,10 @@ pub struct Order {
     /// In force until just before this instant (None: no end).
     #[serde(default)]
     pub valid_until: Option<jiff::Timestamp>,
+    /// The policy zone's SOA record (wire form, hex) its answers carry when it fits; None for
+    /// orders not loaded from a zone.
+    #[serde(default)]
+    pub soa: Option<String>,
 }
 
 /// Priority of an order that was given none.
@@ -251,6 +255,7 @@ impl Order {
             jurisdictions: Vec::new(),
             valid_from: None,
             valid_until: None,
+            soa: None,
         }
     }
 }
