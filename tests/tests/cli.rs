@@ -303,12 +303,13 @@ fn rpz_loads_that_yield_nothing_and_bind_units() {
     b.ok(&["rules", "add", "keep.example", "--order", "Court"]);
     let before = b.ok(&["rules", "list", "--json"]);
 
-    // Every entry skipped: CNAMEs to a national block page (rewrites) and an IP trigger.
+    // Every entry skipped: rewrites keeping the query's labels (CNAME *.target, which need
+    // a resolver) and an IP trigger.
     let zone = lists.write(
         "court.rpz",
         "$TTL 1h\n$ORIGIN rpz.isp.example.\n@ SOA ns. host. ( 1 3H 15M 3W 12H )\n  NS ns.\n\
-         a.example CNAME blockpage.gov.example.\nb.example CNAME blockpage.gov.example.\n\
-         c.example CNAME blockpage.gov.example.\nd.example CNAME blockpage.gov.example.\n\
+         a.example CNAME *.walled.gov.example.\nb.example CNAME *.walled.gov.example.\n\
+         c.example CNAME *.walled.gov.example.\nd.example CNAME *.walled.gov.example.\n\
          32.1.2.0.192.rpz-ip CNAME .\n",
     );
     let err = b.fails(&["rules", "load", &zone, "--order", "Court"]);
