@@ -419,8 +419,8 @@ where
     let in_window = (1 - below(s, client.now, o.valid_from)) & below(s, client.now, o.valid_until);
     let in_scope =
         (1 - nonzero(s, o.jurisdictions)) | nonzero(s, o.jurisdictions & client.jurisdictions);
-    let skipped = (matches & (1 - in_window)) * SKIPPED_WINDOW as u64
-        | (matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64;
+    let skipped = ((matches & (1 - in_window)) * SKIPPED_WINDOW as u64)
+        | ((matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64);
     put(s, SKIPPED, get(s, SKIPPED) | skipped);
     let override_action = o.override_action as u64;
     let keep = 1 - nonzero(s, override_action);
