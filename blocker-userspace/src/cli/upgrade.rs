@@ -26,9 +26,10 @@ fn print_switched(s: &Switched, what: &str) {
         );
     }
     if !s.links.is_empty() {
+        let n = s.links.len();
         println!(
-            "{} links switched in {:.3} ms",
-            s.links.len(),
+            "{n} link{} switched in {:.3} ms",
+            if n == 1 { "" } else { "s" },
             s.took.as_secs_f64() * 1e3
         );
     }
