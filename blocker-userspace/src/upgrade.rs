@@ -204,8 +204,9 @@ pub struct Report {
 pub enum Outcome {
     /// Nothing is pinned in the directory: nothing to upgrade.
     NotLoaded,
-    /// The pinned programs and maps are this build's, and every link runs them.
-    UpToDate { prog: Prog },
+    /// The pinned programs and maps are this build's, and every link runs them (but those
+    /// no longer attached anywhere, left as they are).
+    UpToDate { prog: Prog, defunct: Vec<String> },
     /// The map layout is this build's: its programs now run on the pinned maps.
     Program {
         from: Prog,
@@ -312,20 +313,41 @@ fn swap_program(pins: &Pins, dir: &StateDir, lock: crate::state::Lock) -> Result
         Ok(Prog::of(&info))
     };
     let (to, to_noop) = (loaded(PROGRAM_NAME)?, loaded(PROGRAM_NOOP)?);
-    let mut in_place = from.tag == to.tag && from_noop.tag == to_noop.tag;
-    if in_place {
+    if from.tag == to.tag && from_noop.tag == to_noop.tag {
+        // The pinned programs are this build's (the ones just loaded are dropped unused):
+        // only a link running something else (an upgrade interrupted between its link
+        // updates and its re-pinning) is pointed at them.
+        let mut pinned = [
+            kernel::pinned_program(pins, false)?,
+            kernel::pinned_program(pins, true)?,
+        ];
+        let noops = [Some(from_noop)];
+        let mut switched = Switched::default();
+        let t0 = Instant::now();
         for iface in pins.attached()? {
             let running = kernel::link_program_id(pins, &iface)?;
-            let want = match wants_noop(&c.state, &iface, running, &[Some(from_noop)]) {
-                true => from_noop.id,
-                false => from.id,
-            };
-            in_place &= running == want;
+            let noop = wants_noop(&c.state, &iface, running, &noops);
+            if running == [from.id, from_noop.id][usize::from(noop)] {
+                continue;
+            }
+            if kernel::update_link(pins, &iface, &mut pinned[usize::from(noop)])? {
+                switched.links.push(iface);
+            } else {
+                switched.defunct.push(iface);
+            }
         }
-    }
-    if in_place {
-        // The programs just loaded are dropped unused.
-        return Ok(Outcome::UpToDate { prog: from });
+        switched.took = t0.elapsed();
+        if switched.links.is_empty() {
+            return Ok(Outcome::UpToDate {
+                prog: from,
+                defunct: switched.defunct,
+            });
+        }
+        return Ok(Outcome::Program {
+            from,
+            to: from,
+            switched,
+        });
     }
     // Both programs of this load, for every link: simpler than telling which links already
     // run an identical program, and as atomic.

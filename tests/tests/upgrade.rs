@@ -607,6 +607,29 @@ fn a_program_of_the_same_layout_is_replaced_and_the_maps_kept() {
     }
     let again = b.ok(&["upgrade"]);
     assert!(again.contains("already this version"), "{again}");
+
+    // A link running a copy of this build's program that is not the pinned one (as an
+    // upgrade interrupted between its link updates and its re-pinning leaves it): pointed
+    // at the pinned program, nothing else changes.
+    let capacity = blocker::kernel::pinned_capacity(&pins).expect("capacity");
+    let mut copy = blocker::kernel::load_programs(&pins, capacity).expect("load a copy");
+    let prog = blocker::kernel::program_mut(&mut copy, blocker_common::PROGRAM_NAME).expect("prog");
+    let link = XdpLink::try_from(FdLink::from(
+        PinnedLink::from_pin(pins.link(&edge)).expect("edge link"),
+    ))
+    .expect("an XDP link");
+    prog.attach_to_link(link).expect("BPF_LINK_UPDATE");
+    drop(copy);
+    let out = under_traffic(&t, || b.ok(&["upgrade"])).result;
+    assert!(out.contains("this version's program is pinned"), "{out}");
+    assert!(
+        out.contains(&format!("{edge}: switched to the pinned program")),
+        "{out}"
+    );
+    let st2: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    assert_eq!(st2["program_id"], st1["program_id"]);
+    let again = b.ok(&["upgrade"]);
+    assert!(again.contains("already this version"), "{again}");
 }
 
 #[test]

@@ -46,10 +46,23 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<ExitCode> {
         Outcome::NotLoaded => println!(
             "blocker is not loaded in {dir}: nothing to upgrade (`blocker attach` loads this version)"
         ),
-        Outcome::UpToDate { prog: p } => println!(
-            "{dir}: already this version ({}, same map layout): nothing to do",
-            prog(&p)
-        ),
+        Outcome::UpToDate { prog: p, defunct } => {
+            println!(
+                "{dir}: already this version ({}, same map layout): nothing to do",
+                prog(&p)
+            );
+            for iface in &defunct {
+                println!("{iface}: its link is no longer attached (interface or namespace gone)");
+            }
+        }
+        Outcome::Program { from, to, switched } if from == to => {
+            println!(
+                "{dir}: this version's program is pinned ({}); interfaces running another are \
+                 switched to it",
+                prog(&from)
+            );
+            print_switched(&switched, "the pinned program");
+        }
         Outcome::Program { from, to, switched } => {
             println!("{dir}: same map layout, another program: the maps are kept");
             print_switched(&switched, "this version's program");
