@@ -803,6 +803,24 @@ impl Maps {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_layout_change_is_named_field_by_field() {
+        let old = MapShape {
+            map_type: 2,
+            key_size: 4,
+            value_size: 96,
+            max_entries: 1,
+            flags: 0,
+        };
+        assert_eq!(old.change_to(&old), "");
+        let new = MapShape {
+            value_size: 104,
+            flags: 1024,
+            ..old
+        };
+        assert_eq!(old.change_to(&new), "value size 96 → 104, flags 0 → 1024");
+    }
+
     /// The typed errors print what the anyhow messages they replaced printed (tests and
     /// operators' scripts match on them); the expected texts are written out in full.
     #[test]
