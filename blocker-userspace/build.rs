@@ -62,9 +62,17 @@ fn main() -> anyhow::Result<()> {
     let root_dir = ebpf_dir
         .to_str()
         .ok_or_else(|| anyhow::anyhow!("non-UTF-8 path"))?;
+    // This crate's features that change the XDP program too (cargo sets CARGO_FEATURE_<NAME>
+    // for the build script of a crate built with <name>).
+    let features: &[&str] = if env::var_os("CARGO_FEATURE_LAYOUT_TEST").is_some() {
+        &["layout-test"]
+    } else {
+        &[]
+    };
     let package = aya_build::Package {
         name: "blocker-ebpf",
         root_dir,
+        features,
         ..Default::default()
     };
     if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(&toolchain)) {

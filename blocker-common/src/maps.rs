@@ -311,6 +311,9 @@ pub const CONFIG_WINDOWS: u32 = 1 << 3;
 
 /// Run-time settings, entry 0 of `BLK_CONFIG`. Written by user space, read by the XDP
 /// program once per packet.
+///
+/// `active` and `generation` open the struct in every version, whatever else changes: `blocker
+/// upgrade` reads the running generation from the `Config` of a build with another layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -354,6 +357,10 @@ pub struct Config {
     /// Client prefix length of an IPv6 bucket (0..=128).
     pub rrl_v6_prefix: u8,
     pub _reserved3: u32,
+    /// Only in builds with the `layout-test` feature: another value size of `BLK_CONFIG`, as
+    /// a real change of the layout would make (tests of `blocker upgrade`).
+    #[cfg(feature = "layout-test")]
+    pub _layout_test: u64,
 }
 
 /// Hits of one rule on one CPU: value of the per-CPU `BLK_RULE_HITS`, keyed by rule id.
@@ -452,6 +459,8 @@ impl Default for Config {
             rrl_v4_prefix: RRL_DEFAULT_V4_PREFIX,
             rrl_v6_prefix: RRL_DEFAULT_V6_PREFIX,
             _reserved3: 0,
+            #[cfg(feature = "layout-test")]
+            _layout_test: 0,
         }
     }
 }
@@ -863,9 +872,28 @@ mod tests {
             size_of::<crate::key::KeySecret>(),
             8 * (2 + 2 * crate::key::POW_LEN)
         );
+        let layout_test = if cfg!(feature = "layout-test") { 8 } else { 0 };
         assert_eq!(
             size_of::<Config>(),
-            4 + 4 + 16 + 2 * MAX_PORTS + 4 + 16 + 4 + 4 + 2 + 1 + 1 + 4 + 4 + 4 + 4 + 2 + 1 + 1 + 4
+            4 + 4
+                + 16
+                + 2 * MAX_PORTS
+                + 4
+                + 16
+                + 4
+                + 4
+                + 2
+                + 1
+                + 1
+                + 4
+                + 4
+                + 4
+                + 4
+                + 2
+                + 1
+                + 1
+                + 4
+                + layout_test
         );
         assert_eq!(size_of::<RrlKey>(), 20);
         assert_eq!(size_of::<RrlBucket>(), 16);
@@ -880,6 +908,13 @@ mod tests {
             8 + 20 * LOCAL_ADDRS + LOCAL_CNAME_MAX
         );
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
+    }
+
+    /// The prefix every version keeps (see `Config`).
+    #[test]
+    fn config_opens_with_active_and_generation() {
+        assert_eq!(core::mem::offset_of!(Config, active), 0);
+        assert_eq!(core::mem::offset_of!(Config, generation), 4);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::{
 };
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap},
-    programs::{links::FdLink, links::PinnedLink, Xdp},
+    programs::{links::FdLink, links::PinnedLink, xdp::XdpLink, Xdp},
     Ebpf, EbpfLoader,
 };
 use blocker_common::{
@@ -36,6 +36,10 @@ pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/blocker";
 const PROG_PIN: &str = "prog";
 const NOOP_PIN: &str = "prog_noop";
 const LINKS_DIR: &str = "links";
+/// Where `blocker upgrade` builds the new program and maps before they replace these (a
+/// directory inside the bpffs directory, so removing that removes everything; bpffs allows
+/// no dot in a name).
+const STAGING_DIR: &str = "upgrade";
 
 /// Why the kernel side could not be opened, loaded or written.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +70,8 @@ pub enum KernelError {
     /// The orders map has another number of entries than this build's.
     #[error(
         "{} has {found} entries, this blocker expects {expected} (two copies of every order): it was \
-         pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+         pinned by an incompatible version (run `blocker upgrade` to move the rules into this \
+         version's maps, or `blocker detach --purge` to start afresh)",
         path.display()
     )]
     OrdersSize {
@@ -77,7 +82,8 @@ pub enum KernelError {
     /// A pinned map's key or value size is not this build's.
     #[error(
         "{} has key size {key} and value size {value}, this blocker expects {want_key} and {want_value}: it was \
-         pinned by an incompatible version (run `blocker detach --purge` to start afresh)",
+         pinned by an incompatible version (run `blocker upgrade` to move the rules into this \
+         version's maps, or `blocker detach --purge` to start afresh)",
         path.display()
     )]
     Layout {
@@ -87,6 +93,12 @@ pub enum KernelError {
         want_key: u32,
         want_value: u32,
     },
+    /// The pinned configuration is too short to hold a generation.
+    #[error(
+        "{} holds {size}-byte values, too short for a list generation: it was not pinned by blocker",
+        path.display()
+    )]
+    NoGeneration { path: PathBuf, size: usize },
     /// The embedded object lacks a program (a broken build).
     #[error("the object has no `{0}` program")]
     NoProgram(String),
@@ -110,7 +122,8 @@ pub enum KernelError {
     /// The pinned key filter has another layout than this build's.
     #[error(
         "the pinned key filter has {entries} values of {value_size} bytes, this blocker expects 2 of {want_size} \
-         (run `blocker detach --purge` to start afresh)"
+         (run `blocker upgrade` to move the rules into this version's maps, or `blocker detach \
+         --purge` to start afresh)"
     )]
     FilterLayout {
         entries: u32,
@@ -150,6 +163,26 @@ impl Pins {
 
     pub fn link(&self, iface: &str) -> PathBuf {
         self.links_dir().join(iface)
+    }
+
+    /// The staging directory of `blocker upgrade`: the new program and its maps, pinned
+    /// under the same names as here, until they replace these.
+    pub fn staging(&self) -> Pins {
+        Pins::new(self.dir.join(STAGING_DIR))
+    }
+
+    /// Names of the objects pinned directly in the directory (program, no-op program, maps;
+    /// not the links, nor the staging directory), sorted.
+    pub fn objects(&self) -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        for e in fs::read_dir(&self.dir).op(|| format!("reading {}", self.dir.display()))? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                v.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        v.sort();
+        Ok(v)
     }
 
     /// Whether the program has been loaded and pinned.
@@ -210,24 +243,13 @@ pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
         check_layout(pins)?;
     }
     pins.ensure_dir()?;
-    let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(&pins.dir)
-        .map_max_entries(MAP_RULES, capacity)
-        .map_max_entries(MAP_RULE_HITS, capacity)
-        .load(OBJECT)
-        .op(|| "loading the blocker object".to_string())?;
+    let mut ebpf = load_programs(pins, capacity)?;
     if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
         // Release builds carry no log statements: nothing to forward.
         log::debug!("aya-log not initialised: {e}");
     }
     for (name, pin) in [(PROGRAM_NAME, pins.prog()), (PROGRAM_NOOP, pins.noop())] {
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .ok_or_else(|| KernelError::NoProgram(name.to_string()))?
-            .try_into()?;
-        prog.load()
-            .map_err(|e| Message(verifier_message(&e)))
-            .op(|| format!("the kernel refused the XDP program `{name}`"))?;
+        let prog = program_mut(&mut ebpf, name)?;
         if pin.exists() {
             fs::remove_file(&pin).op(|| format!("replacing {}", pin.display()))?;
         }
@@ -235,6 +257,33 @@ pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
             .op(|| format!("pinning the program at {}", pin.display()))?;
     }
     Ok(ebpf)
+}
+
+/// Loads the embedded object with its maps pinned in `pins.dir` (created there, or the ones
+/// pinned there reused: the caller has checked their layout) and both XDP programs into the
+/// kernel, without pinning the programs.
+pub fn load_programs(pins: &Pins, capacity: u32) -> Result<Ebpf> {
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&pins.dir)
+        .map_max_entries(MAP_RULES, capacity)
+        .map_max_entries(MAP_RULE_HITS, capacity)
+        .load(OBJECT)
+        .op(|| "loading the blocker object".to_string())?;
+    for name in [PROGRAM_NAME, PROGRAM_NOOP] {
+        program_mut(&mut ebpf, name)?
+            .load()
+            .map_err(|e| Message(verifier_message(&e)))
+            .op(|| format!("the kernel refused the XDP program `{name}`"))?;
+    }
+    Ok(ebpf)
+}
+
+/// One of the object's XDP programs.
+pub fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or_else(|| KernelError::NoProgram(name.to_string()))?
+        .try_into()?)
 }
 
 fn verifier_message(e: &aya::programs::ProgramError) -> String {
@@ -263,6 +312,198 @@ pub fn pin_link(pins: &Pins, iface: &str, link: FdLink) -> Result<PinnedLink> {
     link.pin(&path)
         .op(|| format!("pinning the link at {}", path.display()))
         .map_err(Into::into)
+}
+
+/// The id of the program the link pinned for `iface` runs.
+pub fn link_program_id(pins: &Pins, iface: &str) -> Result<u32> {
+    let path = pins.link(iface);
+    let link = FdLink::from(
+        PinnedLink::from_pin(&path).op(|| format!("opening the link {}", path.display()))?,
+    );
+    Ok(link
+        .info()
+        .op(|| format!("reading the link {}", path.display()))?
+        .program_id())
+}
+
+/// Points the XDP link pinned for `iface` at `prog` with one BPF_LINK_UPDATE (aya's
+/// `attach_to_link`): the kernel swaps the interface's program in one step, so every packet
+/// runs either the program the link ran until then or `prog`, and none runs neither. The link
+/// keeps its pin and its attachment mode. `false`: the link is no longer attached to anything
+/// (its interface, or the namespace it was in, is gone), and was left as it is.
+pub fn update_link(pins: &Pins, iface: &str, prog: &mut Xdp) -> Result<bool> {
+    let path = pins.link(iface);
+    let link = FdLink::from(
+        PinnedLink::from_pin(&path).op(|| format!("opening the link {}", path.display()))?,
+    );
+    let link = XdpLink::try_from(link).op(|| format!("{} is not an XDP link", path.display()))?;
+    let id = match prog.attach_to_link(link) {
+        Ok(id) => id,
+        Err(aya::programs::ProgramError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOLINK) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => {
+            return Err(OpError {
+                context: format!("updating the link {} (BPF_LINK_UPDATE)", path.display()),
+                source: Box::new(e),
+            }
+            .into())
+        }
+    };
+    // Our descriptor of the link only: the pin keeps the link and its new program.
+    drop(prog.take_link(id)?);
+    Ok(true)
+}
+
+/// Pins the object pinned as `name` in `from` under the same name in `to`, replacing what
+/// `to` had there: a program for the two program names, a map for every other name.
+pub fn repin(from: &Pins, to: &Pins, name: &str) -> Result<()> {
+    let (src, dst) = (from.dir.join(name), to.dir.join(name));
+    if dst.exists() {
+        fs::remove_file(&dst).op(|| format!("replacing {}", dst.display()))?;
+    }
+    if name == PROG_PIN || name == NOOP_PIN {
+        let mut p = Xdp::from_pin(&src, aya_obj::programs::XdpAttachType::Interface)
+            .op(|| format!("opening the program {}", src.display()))?;
+        p.pin(&dst)
+            .op(|| format!("pinning the program at {}", dst.display()))?;
+    } else {
+        MapData::from_pin(&src)
+            .op(|| format!("opening {}", src.display()))?
+            .pin(&dst)
+            .op(|| format!("pinning the map at {}", dst.display()))?;
+    }
+    Ok(())
+}
+
+/// What the kernel keeps of a map's layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapShape {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+impl MapShape {
+    /// The layout of the map pinned at `path`.
+    pub fn of_pinned(path: &Path) -> Result<MapShape> {
+        let info = MapData::from_pin(path)
+            .op(|| format!("opening {}", path.display()))?
+            .info()?;
+        Ok(MapShape {
+            map_type: info.map_type()? as u32,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+            flags: info.map_flags(),
+        })
+    }
+
+    /// How `new` differs from this one, in words ("value size 96 → 104").
+    pub fn change_to(&self, new: &MapShape) -> String {
+        let mut parts = Vec::new();
+        for (what, a, b) in [
+            ("type", self.map_type, new.map_type),
+            ("key size", self.key_size, new.key_size),
+            ("value size", self.value_size, new.value_size),
+            ("entries", self.max_entries, new.max_entries),
+            ("flags", self.flags, new.flags),
+        ] {
+            if a != b {
+                parts.push(format!("{what} {a} → {b}"));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+/// This build's pinned maps (the object's maps pinned by name) and their layout, with the
+/// rule map and the rule counters sized `capacity`.
+pub fn object_maps(capacity: u32) -> Result<std::collections::BTreeMap<String, MapShape>> {
+    let obj = aya_obj::Object::parse(OBJECT)
+        .map_err(|e| Message(e.to_string()))
+        .op(|| "reading the embedded object".to_string())?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, m) in &obj.maps {
+        if m.pinning() != aya_obj::maps::PinningType::ByName {
+            continue;
+        }
+        let max_entries = if name == MAP_RULES || name == MAP_RULE_HITS {
+            capacity
+        } else {
+            m.max_entries()
+        };
+        out.insert(
+            name.clone(),
+            MapShape {
+                map_type: m.map_type(),
+                key_size: m.key_size(),
+                value_size: m.value_size(),
+                max_entries,
+                flags: m.map_flags(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// max_entries of the pinned rule map (the capacity `blocker attach --capacity` chose).
+pub fn pinned_capacity(pins: &Pins) -> Result<u32> {
+    Ok(open_map(pins, MAP_RULES)?.info()?.max_entries())
+}
+
+/// How the maps pinned in `pins.dir` differ from this build's, one line per map; empty when
+/// every map this build pins is pinned there with the same type, sizes, entries and flags,
+/// and nothing else is.
+pub fn layout_changes(pins: &Pins) -> Result<Vec<String>> {
+    let want = object_maps(pinned_capacity(pins)?)?;
+    let mut out = Vec::new();
+    for (name, shape) in &want {
+        let path = pins.map(name);
+        if !path.exists() {
+            out.push(format!("{name}: new in this version"));
+            continue;
+        }
+        let have = MapShape::of_pinned(&path)?;
+        if have != *shape {
+            out.push(format!("{name}: {}", have.change_to(shape)));
+        }
+    }
+    for name in pins.objects()? {
+        if name != PROG_PIN && name != NOOP_PIN && !want.contains_key(&name) {
+            out.push(format!("{name}: not in this version"));
+        }
+    }
+    Ok(out)
+}
+
+/// `Config::generation` of the configuration pinned in `pins.dir`, whatever the rest of its
+/// layout: `active` and `generation` open `Config` in every version (see
+/// [`blocker_common::Config`]), so a build can read the generation of any other's.
+pub fn pinned_generation(pins: &Pins) -> Result<u32> {
+    let path = pins.map(MAP_CONFIG);
+    if !path.exists() {
+        return Err(KernelError::NotLoaded {
+            path,
+            dir: pins.dir.clone(),
+        });
+    }
+    let map = sys::RawMap::from_pin(&path).op(|| format!("opening {}", path.display()))?;
+    let mut value = vec![0u8; map.value_size()];
+    map.lookup(&0u32.to_ne_bytes(), &mut value)
+        .op(|| format!("reading {}", path.display()))?;
+    let at = std::mem::offset_of!(Config, generation);
+    match value.get(at..at + 4) {
+        Some(b) => Ok(u32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+        None => Err(KernelError::NoGeneration {
+            path,
+            size: value.len(),
+        }),
+    }
 }
 
 fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
@@ -613,6 +854,24 @@ impl Maps {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_layout_change_is_named_field_by_field() {
+        let old = MapShape {
+            map_type: 2,
+            key_size: 4,
+            value_size: 96,
+            max_entries: 1,
+            flags: 0,
+        };
+        assert_eq!(old.change_to(&old), "");
+        let new = MapShape {
+            value_size: 104,
+            flags: 1024,
+            ..old
+        };
+        assert_eq!(old.change_to(&new), "value size 96 → 104, flags 0 → 1024");
+    }
+
     /// The typed errors print what the anyhow messages they replaced printed (tests and
     /// operators' scripts match on them); the expected texts are written out in full.
     #[test]
@@ -630,7 +889,8 @@ mod tests {
                 },
                 "/sys/fs/bpf/blocker/BLK_ORDERS has key size 8 and value size 8, this blocker \
                  expects 16 and 48: it was pinned by an incompatible version (run `blocker \
-                 detach --purge` to start afresh)",
+                 upgrade` to move the rules into this version's maps, or `blocker detach --purge` \
+                 to start afresh)",
             ),
             (
                 KernelError::OrdersSize {
@@ -640,7 +900,8 @@ mod tests {
                 },
                 "/sys/fs/bpf/blocker/BLK_ORDERS has 4096 entries, this blocker expects 8192 (two \
                  copies of every order): it was pinned by an incompatible version (run `blocker \
-                 detach --purge` to start afresh)",
+                 upgrade` to move the rules into this version's maps, or `blocker detach --purge` \
+                 to start afresh)",
             ),
             (
                 KernelError::NotLoaded {
@@ -665,7 +926,8 @@ mod tests {
                     want_size: 4096,
                 },
                 "the pinned key filter has 1 values of 8 bytes, this blocker expects 2 of 4096 \
-                 (run `blocker detach --purge` to start afresh)",
+                 (run `blocker upgrade` to move the rules into this version's maps, or `blocker \
+                 detach --purge` to start afresh)",
             ),
             (
                 KernelError::RulesFull { capacity: 4 },

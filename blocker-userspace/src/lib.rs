@@ -15,3 +15,4 @@ pub mod secret;
 pub mod state;
 pub mod sys;
 pub mod txn;
+pub mod upgrade;

@@ -218,6 +218,32 @@ pub fn establish(maps: &mut Maps, pins: &Pins, dir: &StateDir, fresh: bool) -> R
     }
 }
 
+/// Before `blocker upgrade` moves the recorded rules into new maps (which get the recorded
+/// secret, see [`establish`]): the secret the pinned maps use is recorded if the state
+/// directory lacks it, and refused if it differs. A pinned key map of another layout than this
+/// build's cannot be read; the recorded secret (or, with none, a new one) then serves.
+pub fn carry_over(pins: &Pins, dir: &StateDir) -> Result<()> {
+    let map_path = pins.map(MAP_KEY);
+    let mut pinned = None;
+    if map_path.exists() {
+        let data = aya::maps::MapData::from_pin(&map_path).map_err(KernelError::from)?;
+        if let Ok(map) = aya::maps::Array::<_, KeySecret>::try_from(aya::maps::Map::Array(data)) {
+            let k = map.get(&0, 0).map_err(KernelError::from)?;
+            pinned = (k != KeySecret::UNSET).then_some(k);
+        }
+    }
+    match (pinned, recorded(dir)?) {
+        (Some(k), _) if !k.is_valid() => Err(SecretError::Damaged(map_path)),
+        (Some(k), Some(s)) if k != s => Err(SecretError::Mismatch {
+            map: map_path,
+            file: path(dir),
+            bpffs: pins.dir.clone(),
+        }),
+        (Some(k), None) => record(dir, &k),
+        _ => Ok(()),
+    }
+}
+
 /// The secret for computing keys outside a change (`explain`): the pinned one when blocker is
 /// loaded, else the recorded one, else a throwaway one (keys then only need to agree with
 /// each other).

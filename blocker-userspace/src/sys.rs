@@ -190,8 +190,9 @@ pub fn map_update_bytes(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Re
     unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
 }
 
-/// A map created through bpf(2) directly (a type or layout aya does not create for us), with
-/// the sizes it was created with so every access can be checked against them.
+/// A map created through bpf(2) directly (a type or layout aya does not create for us), or a
+/// pinned map whose layout this build does not know, with its sizes so every access can be
+/// checked against them.
 #[derive(Debug)]
 pub struct RawMap {
     fd: OwnedFd,
@@ -225,6 +226,23 @@ impl RawMap {
             key_size: key_size as usize,
             value_size: value_size as usize,
         })
+    }
+
+    /// A map pinned at `path`, of any type and layout (BPF_OBJ_GET, through aya), with the
+    /// sizes the kernel reports for it.
+    pub fn from_pin(path: &Path) -> io::Result<RawMap> {
+        let map = MapData::from_pin(path).map_err(io::Error::other)?;
+        let info = map.info().map_err(io::Error::other)?;
+        Ok(RawMap {
+            fd: map.fd().as_fd().try_clone_to_owned()?,
+            key_size: info.key_size() as usize,
+            value_size: info.value_size() as usize,
+        })
+    }
+
+    /// Bytes in a value of this map.
+    pub fn value_size(&self) -> usize {
+        self.value_size
     }
 
     /// The kernel reads key_size and value_size bytes: refuse slices of another length.

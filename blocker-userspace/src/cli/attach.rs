@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::programs::{links::FdLink, XdpMode};
 use blocker_common::DEFAULT_RULE_CAPACITY;
 
 use super::Ctx;
 use crate::{
-    kernel::{load_and_pin, pin_link, pinned_program},
+    kernel::{layout_changes, load_and_pin, pin_link, pinned_program},
     state::{now, Interface},
     txn::Controller,
 };
@@ -65,14 +65,30 @@ fn enter_netns(name: &str) -> Result<()> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
-    if !ctx.pins.loaded() {
+    {
         let _lock = ctx.dir.lock()?;
-        load_and_pin(&ctx.pins, args.capacity)?;
-        println!(
-            "loaded blocker into {} (capacity {} names)",
-            ctx.pins.dir.display(),
-            args.capacity
-        );
+        crate::txn::refuse_interrupted_upgrade(&ctx.pins, &ctx.dir)?;
+        if !ctx.pins.loaded() {
+            load_and_pin(&ctx.pins, args.capacity)?;
+            println!(
+                "loaded blocker into {} (capacity {} names)",
+                ctx.pins.dir.display(),
+                args.capacity
+            );
+        } else {
+            // Never attach a program pinned by another version to more interfaces than it has:
+            // its maps must first become this version's.
+            crate::kernel::check_layout(&ctx.pins)?;
+            let changes = layout_changes(&ctx.pins)?;
+            if !changes.is_empty() {
+                bail!(
+                    "the maps pinned in {} are another version's ({}): run `blocker upgrade` to \
+                     move the rules into this version's maps without a gap, then attach",
+                    ctx.pins.dir.display(),
+                    changes.join("; ")
+                );
+            }
+        }
     }
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let mut prog = pinned_program(&ctx.pins, args.noop)?;

@@ -17,6 +17,7 @@ pub mod serve;
 pub mod stats;
 pub mod status;
 pub mod top;
+pub mod upgrade;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -96,6 +97,18 @@ pub enum Command {
     /// Keep every feed current: transfers, NOTIFY, SOA timers (runs in the foreground, logs
     /// to stderr, stops on SIGTERM).
     Follow(follow::Args),
+    /// Replace the running program with this version's, without a moment unblocked.
+    ///
+    /// When the pinned maps have this version's layout, this version's program is loaded
+    /// against them and every attached interface is switched to it with one atomic link
+    /// update (BPF_LINK_UPDATE). When their layout changed, the recorded orders, rules,
+    /// jurisdictions and settings are first restored into new maps (counters whose layout is
+    /// unchanged are shared, the others start from zero, and the output says which), then the
+    /// interfaces are switched and the new maps replace the old pins. Until its interface is
+    /// switched the old program keeps enforcing, so no listed name passes at any moment.
+    /// Interrupted, it leaves the old or the new program enforcing on each interface, and
+    /// running it again finishes the job. Already up to date, it changes nothing and says so.
+    Upgrade(upgrade::Args),
 }
 
 /// Where things are.
@@ -148,6 +161,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Feed(c) => feed::run(&ctx, c),
         Command::Follow(a) => follow::run(ctx, a),
         Command::Export(a) => export::run(&ctx, a),
+        Command::Upgrade(a) => upgrade::run(&ctx, a),
     }
 }
 

@@ -30,6 +30,9 @@ struct Status {
     bpffs: String,
     state_dir: String,
     program_id: Option<u32>,
+    /// The kernel's tag of the pinned program (a hash of its instructions, in hexadecimal):
+    /// the same for every load of the same build.
+    program_tag: Option<String>,
     verified_instructions: Option<u32>,
     interfaces: Vec<IfaceStatus>,
     orders: usize,
@@ -52,10 +55,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     }
     let loaded = ctx.pins.loaded();
     let (mut program_id, mut verified, mut capacity, mut kgen) = (None, None, None, None);
+    let mut program_tag = None;
     let mut key_filter = None;
     if loaded {
         let info = pinned_program(&ctx.pins, false)?.info()?;
         program_id = Some(info.id());
+        program_tag = Some(format!("{:016x}", info.tag()));
         verified = info.verified_instruction_count();
         let maps = Maps::open(&ctx.pins)?;
         capacity = Some(maps.capacity);
@@ -86,6 +91,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         bpffs: ctx.pins.dir.display().to_string(),
         state_dir: ctx.dir.dir.display().to_string(),
         program_id,
+        program_tag,
         verified_instructions: verified,
         interfaces,
         orders: state.orders.len(),
@@ -106,8 +112,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "program    id {} ({} verified instructions), pinned in {}",
+        "program    id {} tag {} ({} verified instructions), pinned in {}",
         s.program_id.unwrap_or(0),
+        s.program_tag.as_deref().unwrap_or("?"),
         s.verified_instructions
             .map(|v| v.to_string())
             .unwrap_or_else(|| "?".into()),

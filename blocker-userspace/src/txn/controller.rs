@@ -41,6 +41,12 @@ impl Controller {
     /// Locks the state directory, opens the pinned maps and finishes any interrupted change.
     pub fn open(pins: &Pins, dir: &StateDir) -> Result<Controller> {
         let lock = dir.lock()?;
+        Controller::open_locked(pins, dir, lock)
+    }
+
+    /// [`Controller::open`] for a caller that already holds the lock.
+    pub fn open_locked(pins: &Pins, dir: &StateDir, lock: Lock) -> Result<Controller> {
+        refuse_interrupted_upgrade(pins, dir)?;
         if !pins.loaded() {
             // Rules can be prepared before any interface is attached.
             crate::kernel::load_and_pin(pins, blocker_common::DEFAULT_RULE_CAPACITY)?;
@@ -80,38 +86,40 @@ impl Controller {
         Ok(c)
     }
 
+    /// For `blocker upgrade`: loads this build's program with new maps pinned in `pins.dir`
+    /// (an empty directory, or one holding only maps to share, which must have this build's
+    /// layout), the rule map sized `capacity`, and writes the whole recorded state into them:
+    /// what [`Controller::open`] does after a reboot. The caller holds the lock and has
+    /// settled any interrupted change ([`settle_journal`]): the state directory is the truth.
+    pub fn restore_into(
+        pins: &Pins,
+        dir: &StateDir,
+        lock: Lock,
+        capacity: u32,
+    ) -> Result<Controller> {
+        crate::kernel::load_and_pin(pins, capacity)?;
+        let maps = Maps::open(pins)?;
+        let mut c = Controller {
+            pins: pins.clone(),
+            dir: dir.clone(),
+            maps,
+            state: dir.load()?,
+            secret: KeySecret::UNSET,
+            _lock: lock,
+        };
+        c.secret = crate::secret::establish(&mut c.maps, pins, dir, true)?;
+        c.restore()?;
+        Ok(c)
+    }
+
     /// Finishes or rolls back a change interrupted by a crash.
     fn recover(&mut self) -> Result<()> {
         let jpath = self.dir.txn_path();
         if !jpath.exists() {
             return Ok(());
         }
-        let j: Journal = match serde_json::from_slice(&fs::read(&jpath)?) {
-            Ok(j) => j,
-            Err(source) => {
-                return Err(TxnError::CorruptJournal {
-                    path: jpath,
-                    source,
-                })
-            }
-        };
         let cfg = self.maps.config()?;
-        if cfg.generation == j.generation {
-            // The flip happened: the new state is the truth.
-            if self.dir.dir.join("state.json.new").exists() {
-                self.dir.commit()?;
-            }
-            log::warn!(
-                "finished an interrupted change (generation {})",
-                j.generation
-            );
-        } else {
-            self.dir.discard_staged()?;
-            log::warn!(
-                "rolled back an interrupted change (generation {} was never enforced)",
-                j.generation
-            );
-        }
+        settle_journal(&self.dir, cfg.generation)?;
         // Make both copies equal to the active one; drop names with no active rules.
         let active = (cfg.active & 1) as usize;
         let keys: Vec<RuleKey> = self.maps.rules.keys().collect::<Result<_, _>>()?;
@@ -482,6 +490,57 @@ impl Controller {
     }
 }
 
+/// The state-directory half of recovering an interrupted change (`txn.json`): the staged
+/// state becomes the record when the kernel enforces its generation (`kernel_generation`:
+/// the flip happened), else it is dropped. The journal stays: the kernel half (both copies
+/// made equal) is the caller's. Does nothing without a journal; doing it twice is doing it
+/// once.
+pub(crate) fn settle_journal(dir: &StateDir, kernel_generation: u32) -> Result<()> {
+    let jpath = dir.txn_path();
+    if !jpath.exists() {
+        return Ok(());
+    }
+    let j: Journal = match serde_json::from_slice(&fs::read(&jpath)?) {
+        Ok(j) => j,
+        Err(source) => {
+            return Err(TxnError::CorruptJournal {
+                path: jpath,
+                source,
+            })
+        }
+    };
+    if kernel_generation == j.generation {
+        // The flip happened: the new state is the truth.
+        if dir.dir.join("state.json.new").exists() {
+            dir.commit()?;
+        }
+        log::warn!(
+            "finished an interrupted change (generation {})",
+            j.generation
+        );
+    } else {
+        dir.discard_staged()?;
+        log::warn!(
+            "rolled back an interrupted change (generation {} was never enforced)",
+            j.generation
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to touch the maps while an upgrade is half done: the links may run the staged
+/// program while the pins still name the old maps, and a change written there would not be
+/// enforced (see [`crate::upgrade`]).
+pub(crate) fn refuse_interrupted_upgrade(pins: &Pins, dir: &StateDir) -> Result<()> {
+    if crate::upgrade::interrupted(dir)? {
+        return Err(TxnError::UpgradeInterrupted {
+            bpffs: pins.dir.clone(),
+            journal: crate::upgrade::journal_path(dir),
+        });
+    }
+    Ok(())
+}
+
 /// Writes copy `copy` of the metadata of orders `ids` as `state` records them (an id `state`
 /// does not know gets empty metadata).
 fn write_orders(maps: &mut Maps, copy: u32, state: &StateFile, ids: &[u16]) -> Result<()> {
@@ -747,7 +806,7 @@ pub fn order_gates(state: &StateFile) -> BTreeMap<u16, OrderGate> {
 /// SIGKILL would) at that point of a change — `journal` (journal written, nothing else),
 /// `inactive` (inactive copies and the staged state written), `flip` (the data plane switched,
 /// the state not committed), `commit` (committed, the copies not yet equal again).
-fn crash_point(phase: &str) {
+pub(crate) fn crash_point(phase: &str) {
     if std::env::var("BLOCKER_TEST_CRASH_AT").is_ok_and(|p| p == phase) {
         eprintln!("blocker: crash injected at `{phase}` (BLOCKER_TEST_CRASH_AT)");
         std::process::abort();

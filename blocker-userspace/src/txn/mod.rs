@@ -26,6 +26,8 @@
 mod controller;
 mod plan;
 
+pub(crate) use controller::{crash_point, refuse_interrupted_upgrade, settle_journal};
+
 use serde::Serialize;
 
 use crate::{
@@ -94,6 +96,17 @@ pub enum TxnError {
         path: std::path::PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    /// `blocker upgrade` stopped half-way: it must finish before anything else is changed.
+    #[error(
+        "an upgrade of {} was interrupted ({} exists): run `blocker upgrade` to finish it \
+         (the data plane keeps enforcing meanwhile)",
+        bpffs.display(),
+        journal.display()
+    )]
+    UpgradeInterrupted {
+        bpffs: std::path::PathBuf,
+        journal: std::path::PathBuf,
     },
     #[error("recording the new state: thread panicked")]
     Panicked,
