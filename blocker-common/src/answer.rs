@@ -207,6 +207,9 @@ pub fn write_answer(
     // The addresses, gathered in scratch memory first: the records below are then written
     // the same way whatever their source.
     for i in 0..LOCAL_ADDRS {
+        if n_addr == 0 {
+            break;
+        }
         let mut a = [0u8; 16];
         match local {
             Some(l) if addr_len == 4 => a[..4].copy_from_slice(&l.v4[i]),
@@ -257,9 +260,11 @@ pub fn write_answer(
     // All MAX_SOA bytes, whatever `soa_len`: no branch per byte for the verifier. What lies
     // past the SOA is overwritten by the OPT record or past the answer's end, and never wraps
     // (the answer ends before MSG_BUF − MAX_SOA: at most LOAD_MAX + MAX_GROWTH).
-    if let Some(o) = order {
-        for i in 0..MAX_SOA {
-            put(msg, at + i, o.soa[i]);
+    if soa_len != 0 {
+        if let Some(o) = order {
+            for i in 0..MAX_SOA {
+                put(msg, at + i, o.soa[i]);
+            }
         }
     }
     at = launder(&mut s.opaque[60], (at + soa_len) as u64) as usize & MSG_MASK;

@@ -502,6 +502,9 @@ pub struct WalkState {
     pub probe: crate::filter::Probe,
     /// Where the layers of the frame start (the XDP program's own `Frame`, as integers).
     pub frame: [u64; 10],
+    /// The labels whose suffix is at a depth that holds rules (`Config::depth_mask`), most
+    /// specific first: the steps of the walk (the others cannot match).
+    pub steps: [u8; MAX_LABELS],
 }
 
 /// Starts a walk: no rule yet.

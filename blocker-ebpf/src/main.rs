@@ -685,7 +685,21 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
             f.v6,
         ];
     }
-    Ok(q.labels as u32)
+    // The labels whose suffix depth holds rules, in order: the walk's steps. The count goes
+    // through scratch memory, so each label is verified once whatever came before it.
+    let mut n = 0u64;
+    for k in 0..blocker_common::dns::MAX_LABELS {
+        if k >= q.labels {
+            break;
+        }
+        if cfg.has_depth(q.labels - k) {
+            // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+            unsafe { (*w).steps[n as usize & (blocker_common::dns::MAX_LABELS - 1)] = k as u8 };
+            n += 1;
+        }
+        n = launder(&mut s.opaque[61], n);
+    }
+    Ok(n as u32 & (blocker_common::dns::MAX_LABELS as u32 - 1))
 }
 
 /// The last part: the walk's decision becomes a verdict, counted, and for a block an answer
@@ -769,8 +783,12 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             let order_at = blocker_common::order_entry(active as u32, slot.order_id);
             let order = ORDERS.get(order_at);
             // SAFETY: BLK_LOCAL is not preallocated, so an element is never reused while we
-            // read it.
-            let local = unsafe { LOCAL.get(&(slot.local as u32)) };
+            // read it. Looked up only for a rule that has local data.
+            let local = if slot.local != 0 {
+                unsafe { LOCAL.get(&(slot.local as u32)) }
+            } else {
+                None
+            };
             let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order, local);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
@@ -810,7 +828,11 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     let small = (v.max_len as usize).min(f.msg_len);
                     let order = ORDERS.get(v.order_at as u32);
                     // SAFETY: as above.
-                    let local = unsafe { LOCAL.get(&(v.local as u32)) };
+                    let local = if v.local != 0 {
+                        unsafe { LOCAL.get(&(v.local as u32)) }
+                    } else {
+                        None
+                    };
                     let len = write_answer(s, &q, f.msg_len, small, action, cfg, order, local);
                     rewrite::to_answer(ctx, &f, s, len)
                 }
@@ -837,13 +859,13 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
 /// missing, which never happens once the program is loaded.
 #[inline(never)]
 extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let (Some(cfg), Some(secret), Some(s), Some(gates), Some(w)) = (
-        CONFIG.get(0),
-        KEY.get(0),
-        SCRATCH.get_ptr_mut(0),
-        GATES.get(0),
-        WALK.get(0),
-    ) else {
+    let (Some(cfg), Some(w)) = (CONFIG.get(0), WALK.get(0)) else {
+        return 1;
+    };
+    // The step's label: one whose suffix depth holds rules (see `prepare`).
+    let k = w.steps[i as usize & (blocker_common::dns::MAX_LABELS - 1)] as usize;
+    let (Some(secret), Some(s), Some(gates)) = (KEY.get(0), SCRATCH.get_ptr_mut(0), GATES.get(0))
+    else {
         return 1;
     };
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
@@ -866,7 +888,7 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     };
     let mut order = |id: u16| gates.get(active, id);
     decide_step(
-        i as usize,
+        k,
         cfg,
         secret,
         s,
