@@ -415,18 +415,33 @@ fn below(s: &mut Scratch, a: u64, b: u64) -> u64 {
 /// One slot at one suffix: does it match, and is its order's rule better than the best so far?
 /// Straight-line arithmetic but for the order lookup: this runs for every slot at every
 /// suffix, and the verifier walks it that many times.
+/// `jurisdictions` gives the client's jurisdictions; it is asked only for a rule whose order
+/// is scoped (the XDP program looks the client up then, not for every query).
 #[inline(always)]
-fn consider<'o, O>(slot: &Slot, pos: u8, qbit: u16, client: &Client, s: &mut Scratch, order: &mut O)
-where
+fn consider<'o, O, J>(
+    slot: &Slot,
+    pos: u8,
+    qbit: u16,
+    client: &Client,
+    s: &mut Scratch,
+    order: &mut O,
+    jurisdictions: &mut J,
+) where
     O: FnMut(u16) -> &'o OrderGate,
+    J: FnMut() -> u64,
 {
     let o = order(slot.order_id);
+    let client_jurisdictions = if o.jurisdictions != 0 {
+        jurisdictions()
+    } else {
+        0
+    };
     let matches = nonzero(s, slot.action as u64)
         & nonzero(s, (slot.flags & pos) as u64)
         & nonzero(s, (slot.qtypes & qbit) as u64);
     let in_window = (1 - below(s, client.now, o.valid_from)) & below(s, client.now, o.valid_until);
     let in_scope =
-        (1 - nonzero(s, o.jurisdictions)) | nonzero(s, o.jurisdictions & client.jurisdictions);
+        (1 - nonzero(s, o.jurisdictions)) | nonzero(s, o.jurisdictions & client_jurisdictions);
     let skipped = ((matches & (1 - in_window)) * SKIPPED_WINDOW as u64)
         | ((matches & in_window & (1 - in_scope)) * SKIPPED_SCOPE as u64);
     put(s, SKIPPED, get(s, SKIPPED) | skipped);
@@ -473,6 +488,7 @@ where
     O: FnMut(u16) -> &'o OrderGate,
 {
     decide_start(s);
+    let mut jurisdictions = || client.jurisdictions;
     for k in 0..q.labels.min(MAX_LABELS) {
         decide_step(
             k,
@@ -484,6 +500,7 @@ where
             &mut may_hold,
             &mut lookup,
             &mut order,
+            &mut jurisdictions,
         );
     }
     decide_end(s)
@@ -502,6 +519,11 @@ pub struct WalkState {
     pub probe: crate::filter::Probe,
     /// Where the layers of the frame start (the XDP program's own `Frame`, as integers).
     pub frame: [u64; 10],
+    /// The client's address, as `BLK_JURIS` is keyed (see `crate::juris_addr`), for the
+    /// lookup of its jurisdictions when a scoped rule matches; `client_addr_ok` 0 when it could
+    /// not be read (the client is then in no jurisdiction).
+    pub client_addr: [u8; 16],
+    pub client_addr_ok: u64,
     /// The labels whose suffix is at a depth that holds rules (`Config::depth_mask`), most
     /// specific first: the steps of the walk (the others cannot match).
     pub steps: [u8; MAX_LABELS],
@@ -522,8 +544,11 @@ pub fn decide_start(s: &mut Scratch) {
 /// One step of the walk: the suffix that starts at label `k` (0: the whole name), most
 /// specific first. The best rule so far is kept in scratch memory.
 #[allow(clippy::too_many_arguments)]
+///
+/// `jurisdictions` gives the client's jurisdictions (`client.jurisdictions` is not read): it is
+/// called only when a matching rule's order is scoped.
 #[inline(always)]
-pub fn decide_step<'o, F, G, O>(
+pub fn decide_step<'o, F, G, O, J>(
     k: usize,
     cfg: &Config,
     secret: &KeySecret,
@@ -533,10 +558,12 @@ pub fn decide_step<'o, F, G, O>(
     may_hold: &mut G,
     lookup: &mut F,
     order: &mut O,
+    jurisdictions: &mut J,
 ) where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
     G: FnMut(&RuleKey) -> bool,
     O: FnMut(u16) -> &'o OrderGate,
+    J: FnMut() -> u64,
 {
     let k = k & (MAX_LABELS - 1);
     if k >= q.labels {
@@ -565,7 +592,7 @@ pub fn decide_step<'o, F, G, O>(
                     if slot.action == 0 {
                         break;
                     }
-                    consider(slot, pos, qbit, client, s, order);
+                    consider(slot, pos, qbit, client, s, order, jurisdictions);
                 }
             }
         }

@@ -36,8 +36,8 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 use aya_ebpf::maps::lpm_trie::Key as LpmKey;
 
 use crate::maps::{
-    CONFIG, EVENTS, FILTER, GATES, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS, RRL, RULES, RULE_HITS,
-    SCRATCH, STATS, WALK,
+    CONFIG, EVENTS, FILTER, GATES, JCACHE, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS, RRL, RULES,
+    RULE_HITS, SCRATCH, STATS, WALK,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -282,32 +282,43 @@ fn client_addr(ctx: &XdpContext, f: &Frame, s: &blocker_common::dns::Scratch) ->
     Some(addr)
 }
 
-/// What the walk needs to know of the client: its jurisdictions, when some order is scoped
-/// (one lookup in the LPM trie), and the time, when some order has a validity window.
+/// What the walk needs to know of the client up front: the time, when some order has a
+/// validity window. Its jurisdictions are looked up only when a scoped rule matches
+/// ([`client_jurisdictions`]).
 #[inline(always)]
-fn client_of(
-    ctx: &XdpContext,
-    f: &Frame,
-    cfg: &Config,
-    active: usize,
-    s: &blocker_common::dns::Scratch,
-) -> Client {
+fn client_of(cfg: &Config) -> Client {
     let mut c = Client::default();
-    if cfg.flags & CONFIG_SCOPED != 0 {
-        if let Some(a) = client_addr(ctx, f, s) {
-            // SAFETY: a valid, aligned reference into scratch memory.
-            let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
-            let key = LpmKey::new(128, juris_addr(&a, v6 != 0));
-            if let Some(v) = JURIS.get(&key) {
-                c.jurisdictions = v.masks[active & 1];
-            }
-        }
-    }
     if cfg.flags & CONFIG_WINDOWS != 0 {
         // SAFETY: plain helper call.
         c.now = unsafe { r#gen::bpf_ktime_get_tai_ns() };
     }
     c
+}
+
+/// The client's jurisdictions (one LPM lookup, then cached for the rest of the packet); none
+/// when no order is scoped or its address could not be read.
+#[inline(always)]
+fn client_jurisdictions(cfg: &Config, w: &blocker_common::dns::WalkState) -> u64 {
+    // `prepare` reset the cache only while some order was scoped, and then read the address.
+    if cfg.flags & CONFIG_SCOPED == 0 || w.client_addr_ok == 0 {
+        return 0;
+    }
+    let Some(c) = JCACHE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let c = unsafe { &mut *c };
+    if c[0] == 0 {
+        c[0] = 1;
+        c[1] = 0;
+        {
+            let key = LpmKey::new(128, w.client_addr);
+            if let Some(v) = JURIS.get(&key) {
+                c[1] = v.masks[w.active as usize & 1];
+            }
+        }
+    }
+    c[1]
 }
 
 /// Response rate limiting of the answer about to be sent for the query in `f`, keyed by its
@@ -656,11 +667,28 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         off: launder(&mut s.opaque[15], probe.off),
         ..probe
     };
-    let client = client_of(ctx, &f, cfg, active, s);
+    let client = client_of(cfg);
     let client = Client {
-        jurisdictions: launder(&mut s.opaque[38], client.jurisdictions),
+        jurisdictions: 0,
         now: launder(&mut s.opaque[39], client.now),
     };
+    // The client's address for a lookup of its jurisdictions if a scoped rule matches, read
+    // only while some order is scoped.
+    let mut client_addr_ok = 0u64;
+    let mut client_key = [0u8; 16];
+    if cfg.flags & CONFIG_SCOPED != 0 {
+        if let Some(a) = client_addr(ctx, &f, s) {
+            // SAFETY: a valid, aligned reference into scratch memory.
+            let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
+            client_key = juris_addr(&a, v6 != 0);
+            client_addr_ok = 1;
+        }
+        if let Some(c) = JCACHE.get_ptr_mut(0) {
+            // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+            unsafe { (*c)[0] = 0 };
+        }
+    }
+    let client_addr_ok = launder(&mut s.opaque[38], client_addr_ok);
     // The walk over the name's suffixes, one `bpf_loop` step per label: the verifier checks
     // the step once, not once per possible label (see `walk_step`). Its inputs wait in
     // scratch memory (the loop's context would have to be on the 512-byte stack).
@@ -672,6 +700,8 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         (*w).client = client;
         (*w).active = active as u64;
         (*w).probe = probe;
+        (*w).client_addr = client_key;
+        (*w).client_addr_ok = client_addr_ok;
         (*w).frame = [
             f.l3 as u64,
             f.ihl as u64,
@@ -887,6 +917,7 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         unsafe { RULES.get(key) }.map(|v| v.sets[active & 1])
     };
     let mut order = |id: u16| gates.get(active, id);
+    let mut jurisdictions = || client_jurisdictions(cfg, w);
     decide_step(
         k,
         cfg,
@@ -897,6 +928,7 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         &mut may_hold,
         &mut lookup,
         &mut order,
+        &mut jurisdictions,
     );
     0
 }

@@ -70,6 +70,11 @@ pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
 pub static LOCAL: HashMap<u32, LocalAnswer> =
     HashMap::pinned(MAX_LOCAL_DATA + 1, BPF_F_NO_PREALLOC);
 
+/// Entry 0: the client's jurisdictions, looked up at the first scoped rule a query matches:
+/// [1 once looked up, the bits] (not pinned).
+#[map(name = "BLK_JCACHE")]
+pub static JCACHE: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Entry 0: the inputs of the walk's steps (see `walk_step`; not pinned).
 #[map(name = "BLK_WALK")]
 pub static WALK: PerCpuArray<WalkState> = PerCpuArray::with_max_entries(1, 0);

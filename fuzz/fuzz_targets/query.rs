@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
         action: Action::Nxdomain as u8,
         flags: SLOT_HERE | SLOT_BELOW,
         qtypes: QTYPES_ALL,
-        _reserved: 0,
+        local: 0,
     };
     let mut slots = [Slot::default(); SLOTS];
     slots[0] = slot;
@@ -79,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
         data.len() + MAX_GROWTH,
         Action::Nxdomain,
         &cfg,
-        None, None,
+        None,
+        None,
     );
     assert!(len <= data.len() + MAX_GROWTH);
     assert_eq!(&s.msg[12..q.q_end], &data[12..q.q_end], "question echoed");
