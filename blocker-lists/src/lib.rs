@@ -120,10 +120,11 @@ impl Default for Options {
     }
 }
 
-/// Most addresses of one family a rule's local data answers with.
-pub const MAX_LOCAL_ADDRS: usize = 4;
-/// Longest block-page name (wire form) a rule's local data can answer with.
-pub const MAX_LOCAL_CNAME: usize = 64;
+/// Most addresses of one family a rule's local data answers with (the data plane's limit).
+pub const MAX_LOCAL_ADDRS: usize = blocker_common::LOCAL_ADDRS;
+/// Longest block-page name (wire form) a rule's local data can answer with (the data plane's
+/// limit).
+pub const MAX_LOCAL_CNAME: usize = blocker_common::LOCAL_CNAME_MAX;
 
 /// RPZ local data: what a rule answers instead of an error — addresses (several per
 /// family; a family without any is NODATA) and/or a CNAME to a block page — and the TTL the

@@ -204,6 +204,19 @@ impl Order {
         self.valid_from.is_none_or(|f| t >= f) && self.valid_until.is_none_or(|u| t < u)
     }
 
+    /// Records the policy zone's SOA record (wire form), kept as hex in the state.
+    pub fn set_soa(&mut self, wire: Option<&[u8]>) {
+        self.soa = wire.map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+    }
+
+    /// The policy zone's SOA record, wire form (empty when none, or not hex).
+    pub fn soa_wire(&self) -> Vec<u8> {
+        let h = self.soa.as_deref().unwrap_or("");
+        (0..h.len() / 2)
+            .map_while(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect()
+    }
+
     /// "pending", "active" or "expired" now (by the validity window).
     pub fn window_status(&self) -> &'static str {
         let t = jiff::Timestamp::now();

@@ -386,11 +386,6 @@ pub fn order_for(c: &Controller, opts: &OrderOpts, action: Option<Action>) -> Re
     Ok(o)
 }
 
-/// Bytes as lowercase hex (how the state records an order's SOA record).
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn cli_name(s: &str, below_flag: bool, subtree_flag: bool) -> Result<(Name, Kind)> {
     let (text, star) = match s.strip_prefix("*.") {
         Some(rest) => (rest, true),
@@ -673,7 +668,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut unsupported_at = std::collections::BTreeMap::<String, Vec<Place>>::new();
     let mut duplicates = 0;
     // The policy zone's SOA (the first zone's), sent with the order's answers when it fits.
-    let mut soa: Option<String> = None;
+    let mut soa: Option<Vec<u8>> = None;
     // The hash of each file as it is when the load starts, for the compliance record.
     let mut hashes = Vec::new();
     for f in &a.files {
@@ -687,7 +682,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         let out =
             blocker_lists::parse_file(f, format, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
         if soa.is_none() {
-            soa = out.soa.as_deref().map(hex);
+            soa = out.soa.clone();
         }
         parsed.extend(out.rules);
         errors.extend(out.errors);
@@ -799,7 +794,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         );
     }
     order.sources = a.files.iter().map(|f| f.display().to_string()).collect();
-    order.soa = soa;
+    order.set_soa(soa.as_deref());
     let n = rules.len();
     let progress = spinner();
     progress.set_message(format!(

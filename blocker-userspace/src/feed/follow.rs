@@ -359,7 +359,7 @@ fn enforce_blocking(
         );
     }
     let file: Arc<str> = path.display().to_string().into();
-    let soa = out.soa.as_deref().map(crate::cli::rules::hex);
+    let soa = out.soa.clone();
     let rules: Vec<Rule> = out
         .rules
         .into_iter()
@@ -400,7 +400,7 @@ fn enforce_blocking(
         // What was transferred and how is in the feed's status; the order says which copy
         // it holds (the same words for the same copy: enforcing it again changes nothing).
         order.sources = vec![format!("rpz {} serial {serial}", feed.zone)];
-        order.soa = soa;
+        order.set_soa(soa.as_deref());
         Ok(c.apply(vec![OrderChange::Put {
             order,
             rules: Some(rules),

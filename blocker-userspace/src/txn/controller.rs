@@ -856,15 +856,7 @@ pub fn order_info(o: &Order) -> OrderInfo {
     let n = text.len().min(MAX_EDE_TEXT);
     info.ede_text[..n].copy_from_slice(&text[..n]);
     info.text_len = n as u8;
-    let soa: Vec<u8> = o
-        .soa
-        .as_deref()
-        .map(|h| {
-            (0..h.len() / 2)
-                .filter_map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let soa = o.soa_wire();
     if soa.len() <= blocker_common::MAX_SOA {
         info.soa[..soa.len()].copy_from_slice(&soa);
         info.soa_len = soa.len() as u8;
