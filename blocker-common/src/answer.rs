@@ -8,24 +8,44 @@
 //! option with the order's info-code and EXTRA-TEXT. Whatever followed the question in the
 //! query (its OPT options, trailing junk) is not echoed.
 //!
-//! Amplification bound: the answer is never more than [`MAX_GROWTH`] bytes longer than the
-//! query; the EXTRA-TEXT is shortened to fit.
+//! Amplification bound: an answer is never longer than the room the caller gives it
+//! ([`answer_room`]: over UDP the query's length plus [`MAX_GROWTH`] bytes unless configured
+//! otherwise); the EXTRA-TEXT is shortened to fit.
 
 use crate::dns::{launder, Query, Scratch, MSG_BUF, MSG_MASK};
 use crate::maps::{
-    Action, Config, LocalAnswer, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, LOCAL_ADDRS,
-    LOCAL_CNAME_MAX, MAX_EDE_TEXT, MAX_SOA,
+    Action, Config, LocalAnswer, OrderInfo, CONFIG_SINKHOLE_V4, CONFIG_SINKHOLE_V6, LOCAL_BYTES,
+    LOCAL_RECORDS, MAX_EDE_TEXT, MAX_SOA,
 };
 
-/// Largest number of bytes an answer may add to the query it replaces.
+/// Largest number of bytes an answer over UDP adds to the query it replaces, unless
+/// `Config::max_growth` says otherwise (`blocker config set --max-growth`).
 pub const MAX_GROWTH: usize = 64;
+/// Most bytes any answer adds to its query: what a frame without tailroom can gain at its
+/// front (every XDP driver reserves 256 bytes of headroom, of which the kernel keeps about
+/// 40 for its own frame header). A larger answer would be shrunk to the query's size.
+pub const GROW_MAX: usize = 192;
+/// Longest answer: what the frame rewrite and its checksum accept.
+pub const MAX_ANSWER: usize = MSG_BUF - 4;
 
-// Fields are copied whole (no branch per byte, see `write_answer`): the longest answer plus
-// the longest field must stay inside the buffer, which `put` would otherwise wrap around.
-const _: () = assert!(
-    crate::dns::LOAD_MAX + MAX_GROWTH + MAX_SOA <= MSG_BUF
-        && crate::dns::LOAD_MAX + MAX_GROWTH + LOCAL_CNAME_MAX + 16 <= MSG_BUF
-);
+/// The most bytes the answer to a query of `query_len` bytes may have: the query's length
+/// plus the configured growth over UDP (the amplification bound; a spoofed source can make a
+/// UDP answer go elsewhere), plus [`GROW_MAX`] over TCP (its handshake proves the source).
+#[inline(always)]
+pub fn answer_room(cfg: &Config, query_len: usize, tcp: bool) -> usize {
+    let growth = match cfg.max_growth as usize {
+        _ if tcp => GROW_MAX,
+        0 => MAX_GROWTH,
+        g if g > GROW_MAX => GROW_MAX,
+        g => g,
+    };
+    if query_len + growth > MAX_ANSWER {
+        MAX_ANSWER
+    } else {
+        query_len + growth
+    }
+}
+
 /// UDP payload size advertised in our OPT record (the DNS flag day 2020 value).
 pub const ANSWER_UDP_SIZE: u16 = 1232;
 /// EDNS option code of Extended DNS Errors (RFC 8914).
@@ -52,19 +72,20 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
 /// (not `Pass`, `Drop` or `None`). `order` supplies the EDE code and text; without it the
 /// answer carries `cfg.default_ede` and no text.
 ///
-/// The answer is at most `max_len` bytes (normally `query_len + MAX_GROWTH`; `query_len`
-/// when the frame cannot grow). To fit, the EDE text is shortened, then the EDE option
-/// dropped (the OPT record stays), then a sinkhole record dropped (NODATA). The header, the
-/// question and a bare OPT record (when the query had one) are always written: `max_len` 0
-/// gives that minimal answer (the response rate limiter's TC=1 slip), never longer than the
-/// query. Calling it again
-/// on its own output with a smaller `max_len` gives the smaller answer: it reads only the
-/// question and the header bits it keeps.
+/// The answer is at most `max_len` bytes (normally [`answer_room`]; `query_len` when the
+/// frame cannot grow; never more than [`MAX_ANSWER`]). To fit, the policy zone's SOA is left
+/// out, then the EDE text is shortened, then the EDE option dropped (the OPT record stays),
+/// then records are left out from the last. The header, the question and a bare OPT record
+/// (when the query had one) are always written: `max_len` 0 gives that minimal answer (the
+/// response rate limiter's TC=1 slip), never longer than the query. Calling it again on its
+/// own output with a smaller `max_len` gives the smaller answer: it reads only the question
+/// and the header bits it keeps.
 ///
-/// A sinkhole answer carries `local`'s records when the rule has local data: a CNAME to its
-/// block page (if any), then its addresses of the query's family (as many as fit; none for
-/// another type: NODATA), at its TTL capped by `cfg.local_ttl_max`. Records that do not fit
-/// are left out whole, a CNAME that does not fit leaves the answer empty (NODATA).
+/// A sinkhole answer carries `local`'s records when the rule has local data (the entry for
+/// the query's type, see [`crate::local_key`]: addresses, TXT, MX…, or a CNAME chain to a
+/// block page and the page's records), at its TTL capped by `cfg.local_ttl_max`; records
+/// that do not fit are left out whole, from the last. Without local data it carries the
+/// configured sinkhole address of the query's family (none for another type: NODATA).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn write_answer(
@@ -80,10 +101,10 @@ pub fn write_answer(
     // Paths reach here with many exact values of these (the label depth a rule matched at,
     // the QNAME length); laundered, the answer code is verified once instead of per path.
     let action = Action::from_u8(launder(&mut s.opaque[12], action as u8 as u64) as u8);
-    let query_len = launder(&mut s.opaque[13], query_len as u64) as usize & 0xffff;
+    let _ = launder(&mut s.opaque[13], query_len as u64);
     let max_len = launder(&mut s.opaque[18], max_len as u64) as usize & 0xffff;
-    let max_len = if max_len > query_len + MAX_GROWTH {
-        query_len + MAX_GROWTH
+    let max_len = if max_len > MAX_ANSWER {
+        MAX_ANSWER
     } else {
         max_len
     };
@@ -100,11 +121,11 @@ pub fn write_answer(
     };
     let mut rcode = RCODE_NOERROR;
     let mut tc = 0u8;
-    // The records of a sinkhole answer: a CNAME (local data's block page) of `cname_len`
-    // bytes of name, then `n_addr` records of `addr_len` (4: A, 16: AAAA) bytes of data.
-    let mut cname_len = 0usize;
-    let mut n_addr = 0usize;
+    // The records: either the configured sinkhole address (`addr_len` 4: A, 16: AAAA), or
+    // the first `n_rec` records of the local answer, `rec_len` bytes.
     let mut addr_len = 0usize;
+    let mut n_rec = 0usize;
+    let mut rec_len = 0usize;
     let mut ttl = cfg.sinkhole_ttl;
     let opt = if q.edns { 11 } else { 0 };
     let room = max_len.saturating_sub(q.q_end + opt);
@@ -114,14 +135,17 @@ pub fn write_answer(
         Action::Tc => tc = 0x02,
         Action::Sinkhole => match local {
             None => {
-                if q.qtype == 1 && cfg.flags & CONFIG_SINKHOLE_V4 != 0 {
-                    addr_len = 4;
+                let a = if q.qtype == 1 && cfg.flags & CONFIG_SINKHOLE_V4 != 0 {
+                    4
                 } else if q.qtype == 28 && cfg.flags & CONFIG_SINKHOLE_V6 != 0 {
-                    addr_len = 16;
-                }
+                    16
+                } else {
+                    0
+                };
                 // The record (and the OPT record, if any) must fit.
-                if addr_len != 0 && 12 + addr_len <= room {
-                    n_addr = 1;
+                if a != 0 && 12 + a <= room {
+                    addr_len = a;
+                    n_rec = 1;
                 }
             }
             Some(l) => {
@@ -130,30 +154,12 @@ pub fn write_answer(
                 } else {
                     cfg.local_ttl_max
                 };
-                let mut left = room;
-                let c = l.cname_len as usize & (LOCAL_CNAME_MAX * 2 - 1);
-                let cname_fits = c <= LOCAL_CNAME_MAX && 12 + c <= left;
-                if c != 0 && cname_fits {
-                    cname_len = c;
-                    left -= 12 + c;
-                }
-                if c == 0 || cname_fits {
-                    let have = if q.qtype == 1 {
-                        addr_len = 4;
-                        l.n_v4 as usize
-                    } else if q.qtype == 28 {
-                        addr_len = 16;
-                        l.n_v6 as usize
-                    } else {
-                        0
-                    };
-                    let mut i = 0;
-                    while i < LOCAL_ADDRS {
-                        if i < have && 12 + addr_len <= left {
-                            n_addr += 1;
-                            left -= 12 + addr_len;
-                        }
-                        i += 1;
+                let count = l.count as usize;
+                for i in 0..LOCAL_RECORDS {
+                    let end = l.ends[i] as usize;
+                    if i < count && end <= room && end <= LOCAL_BYTES {
+                        n_rec = i + 1;
+                        rec_len = end;
                     }
                 }
             }
@@ -163,9 +169,8 @@ pub fn write_answer(
 
     // Laundered: every combination of records reaches the code below, which is verified
     // once for all of them instead of once for each.
-    let cname_len =
-        launder(&mut s.opaque[52], cname_len as u64) as usize & (LOCAL_CNAME_MAX * 2 - 1);
-    let n_addr = launder(&mut s.opaque[53], n_addr as u64) as usize & 7;
+    let n_rec = launder(&mut s.opaque[53], n_rec as u64) as usize & (LOCAL_RECORDS * 2 - 1);
+    let rec_len = launder(&mut s.opaque[52], rec_len as u64) as usize & (LOCAL_BYTES * 2 - 1);
     let addr_len = launder(&mut s.opaque[54], addr_len as u64) as usize & 31;
     let ttl = launder(&mut s.opaque[55], ttl as u64) as u32;
 
@@ -176,56 +181,17 @@ pub fn write_answer(
     let cd = msg[3] & 0x10;
     msg[2] = 0x80 | tc | rd;
     msg[3] = 0x80 | cd | rcode;
-    let ancount = n_addr + if cname_len != 0 { 1 } else { 0 };
     put16(msg, 4, 1);
-    put16(msg, 6, ancount as u16);
+    put16(msg, 6, n_rec as u16);
     put16(msg, 8, 0);
     put16(msg, 10, q.edns as u16);
 
     let ttl = ttl.to_be_bytes();
-    let mut at = q.q_end;
-    // Owner of the address records: the question name, or the block page after a CNAME.
-    let mut owner = 0xc00cu16;
-    if cname_len != 0 {
-        if let Some(l) = local {
-            put16(msg, at, 0xc00c); // pointer to the question name
-            put16(msg, at + 2, 5); // CNAME
-            put16(msg, at + 4, 1); // IN
-            for (i, b) in ttl.iter().enumerate() {
-                put(msg, at + 6 + i, *b);
-            }
-            put16(msg, at + 10, cname_len as u16);
-            at += 12;
-            owner = 0xc000 | (at as u16 & 0x3fff);
-            // Every byte of the field, without a branch per byte (as for the SOA below).
-            for i in 0..LOCAL_CNAME_MAX {
-                put(msg, at + i, l.cname[i]);
-            }
-            at += cname_len;
-        }
-    }
-    // The addresses, gathered in scratch memory first: the records below are then written
-    // the same way whatever their source.
-    for i in 0..LOCAL_ADDRS {
-        if n_addr == 0 {
-            break;
-        }
-        let mut a = [0u8; 16];
-        match local {
-            Some(l) if addr_len == 4 => a[..4].copy_from_slice(&l.v4[i]),
-            Some(l) => a = l.v6[i],
-            None if addr_len == 4 => a[..4].copy_from_slice(&cfg.sinkhole_v4),
-            None => a = cfg.sinkhole_v6,
-        }
-        s.addrs[i] = a;
-    }
-    let mut at = launder(&mut s.opaque[57], at as u64) as usize & MSG_MASK;
-    for i in 0..LOCAL_ADDRS {
-        if i >= n_addr {
-            break;
-        }
-        let msg = &mut s.msg;
-        put16(msg, at, owner);
+    let start = q.q_end;
+    let mut at = start;
+    if addr_len != 0 {
+        // The configured sinkhole address, owned by the question name.
+        put16(msg, at, 0xc00c);
         put16(msg, at + 2, q.qtype);
         put16(msg, at + 4, 1); // IN
         for (j, b) in ttl.iter().enumerate() {
@@ -233,9 +199,41 @@ pub fn write_answer(
         }
         put16(msg, at + 10, addr_len as u16);
         for j in 0..16 {
-            put(msg, at + 12 + j, s.addrs[i][j]);
+            let b = if addr_len == 4 {
+                cfg.sinkhole_v4[j & 3]
+            } else {
+                cfg.sinkhole_v6[j]
+            };
+            put(msg, at + 12 + j, b);
         }
-        at = launder(&mut s.opaque[58], (at + 12 + addr_len) as u64) as usize & MSG_MASK;
+        at += 12 + addr_len;
+    } else if let Some(l) = local {
+        if rec_len <= LOCAL_BYTES {
+            // The records as user space wrote them, then each one's owner and TTL.
+            for i in 0..LOCAL_BYTES {
+                if i >= rec_len {
+                    break;
+                }
+                put(msg, at + i, l.data[i]);
+            }
+            for i in 0..LOCAL_RECORDS {
+                if i >= n_rec {
+                    break;
+                }
+                let r = if i == 0 { 0 } else { l.ends[i - 1] as usize };
+                let owner = l.owners[i] as usize;
+                let ptr = if owner == 0 {
+                    0xc00c
+                } else {
+                    0xc000 | ((start + owner) as u16 & 0x3fff)
+                };
+                put16(msg, at + r, ptr);
+                for (j, b) in ttl.iter().enumerate() {
+                    put(msg, at + r + 6 + j, *b);
+                }
+            }
+            at += rec_len;
+        }
     }
     let mut at = launder(&mut s.opaque[56], at as u64) as usize & MSG_MASK;
 
@@ -257,12 +255,12 @@ pub fn write_answer(
     };
     let soa_len = launder(&mut s.opaque[59], soa_len as u64) as usize & (MAX_SOA * 2 - 1);
     let msg = &mut s.msg;
-    // All MAX_SOA bytes, whatever `soa_len`: no branch per byte for the verifier. What lies
-    // past the SOA is overwritten by the OPT record or past the answer's end, and never wraps
-    // (the answer ends before MSG_BUF − MAX_SOA: at most LOAD_MAX + MAX_GROWTH).
     if soa_len != 0 {
         if let Some(o) = order {
             for i in 0..MAX_SOA {
+                if i >= soa_len {
+                    break;
+                }
                 put(msg, at + i, o.soa[i]);
             }
         }
@@ -470,19 +468,18 @@ mod tests {
     }
 
     #[test]
-    fn local_data_answers_its_addresses_its_block_page_and_nodata_otherwise() {
+    fn local_data_answers_its_records_its_block_page_and_nodata_otherwise() {
         let cfg = Config {
             local_ttl_max: 100,
             ..Default::default()
         };
+        // Two A records at the question name, TTL 60.
         let mut l = LocalAnswer {
             ttl: 60,
-            n_v4: 2,
             ..Default::default()
         };
-        l.v4[0] = [192, 0, 2, 7];
-        l.v4[1] = [192, 0, 2, 8];
-        // Two A records at the question name, TTL 60.
+        assert!(l.push(0, 1, &[192, 0, 2, 7]).is_some());
+        assert!(l.push(0, 1, &[192, 0, 2, 8]).is_some());
         let q = query(1, &wire("x.test"), 1, None);
         let a = local_answer(&q, &cfg, &l);
         assert_eq!(&a[6..8], &[0, 2], "ANCOUNT");
@@ -493,9 +490,9 @@ mod tests {
                 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 8
             ]
         );
-        // No AAAA in the data: NODATA, not an address.
+        // An empty entry (a type the data does not hold): NODATA, not an address.
         let q6 = query(1, &wire("x.test"), 28, None);
-        let a = local_answer(&q6, &cfg, &l);
+        let a = local_answer(&q6, &cfg, &LocalAnswer::default());
         assert_eq!(
             (a.len(), &a[6..8], a[3] & 0xf),
             (q6.len(), &[0u8, 0][..], 0)
@@ -504,70 +501,98 @@ mod tests {
         l.ttl = 86400;
         let a = local_answer(&q, &cfg, &l);
         assert_eq!(&a[q.len() + 6..q.len() + 10], &[0, 0, 0, 100]);
-        // A block page: CNAME to it, then its addresses owned by it (a pointer to the CNAME's
-        // data), for any query type the CNAME answers.
-        let page = wire("bp.isp");
-        let mut b = LocalAnswer {
+        // A TXT record: its data as given.
+        let mut t = LocalAnswer {
             ttl: 30,
-            n_v4: 1,
-            cname_len: (page.len() + 1) as u8,
             ..Default::default()
         };
-        b.cname[..page.len()].copy_from_slice(&page);
-        b.v4[0] = [198, 51, 100, 80];
+        assert!(t.push(0, 16, b"\x02hi").is_some());
+        let qt = query(1, &wire("x.test"), 16, None);
+        let a = local_answer(&qt, &cfg, &t);
+        assert_eq!(
+            &a[qt.len()..],
+            &[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 30, 0, 3, 2, b'h', b'i']
+        );
+        // A chain: CNAME to a page, the page's CNAME to another, its address; each owner a
+        // pointer to the name before it in the answer.
+        let (p1, p2) = (wire("bp.isp"), wire("b2.isp"));
+        let mut b = LocalAnswer {
+            ttl: 30,
+            ..Default::default()
+        };
+        let at1 = b.push(0, 5, &[&p1[..], &[0]].concat()).expect("fits");
+        let at2 = b.push(at1, 5, &[&p2[..], &[0]].concat()).expect("fits");
+        assert!(b.push(at2, 1, &[198, 51, 100, 80]).is_some());
         let a = local_answer(&q, &cfg, &b);
-        assert_eq!(&a[6..8], &[0, 2]);
+        assert_eq!(&a[6..8], &[0, 3]);
         let rr = &a[q.len()..];
-        let cname_at = q.len() + 12;
-        let mut want = std::vec![
-            0xc0,
-            0x0c,
-            0,
-            5,
-            0,
-            1,
-            0,
-            0,
-            0,
-            30,
-            0,
-            (page.len() + 1) as u8
-        ];
-        want.extend_from_slice(&page);
+        let c1 = q.len() + 12;
+        let c2 = c1 + p1.len() + 1 + 12;
+        let mut want = std::vec![0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 30, 0, (p1.len() + 1) as u8];
+        want.extend_from_slice(&p1);
         want.push(0);
-        want.extend_from_slice(&[0xc0 | (cname_at >> 8) as u8, cname_at as u8, 0, 1, 0, 1]);
+        want.extend_from_slice(&[0xc0 | (c1 >> 8) as u8, c1 as u8, 0, 5, 0, 1]);
+        want.extend_from_slice(&[0, 0, 0, 30, 0, (p2.len() + 1) as u8]);
+        want.extend_from_slice(&p2);
+        want.push(0);
+        want.extend_from_slice(&[0xc0 | (c2 >> 8) as u8, c2 as u8, 0, 1, 0, 1]);
         want.extend_from_slice(&[0, 0, 0, 30, 0, 4, 198, 51, 100, 80]);
         assert_eq!(rr, &want[..]);
-        let mx = query(1, &wire("x.test"), 15, None);
-        let a = local_answer(&mx, &cfg, &b);
-        assert_eq!(&a[6..8], &[0, 1], "the CNAME alone for MX");
-        // Four addresses, an EDNS query with a long EDE text: the records fit in the growth
+        // Four AAAA records, an EDNS query with a long EDE text: the records fit in the growth
         // bound first (the text is shortened), and never more than fits.
         let mut many = LocalAnswer {
             ttl: 60,
-            n_v6: 4,
             ..Default::default()
         };
-        for (i, v) in many.v6.iter_mut().enumerate() {
-            v[15] = i as u8;
+        for i in 0..4u8 {
+            let mut v = [0u8; 16];
+            v[15] = i;
+            assert!(many.push(0, 28, &v).is_some());
         }
         let q = query(1, &wire("x.test"), 28, Some((false, &[])));
-        let (mut s, n) = load(&q);
-        let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
-        let o = order("Court of Milan, RG 12345/2026");
-        let len = write_answer(
-            &mut s,
-            &pq,
-            q.len(),
-            q.len() + MAX_GROWTH,
-            Action::Sinkhole,
-            &cfg,
-            Some(&o),
-            Some(&many),
-        );
+        let run = |max: usize| {
+            let (mut s, n) = load(&q);
+            let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
+            let o = order("Court of Milan, RG 12345/2026");
+            let len = write_answer(
+                &mut s,
+                &pq,
+                q.len(),
+                max,
+                Action::Sinkhole,
+                &cfg,
+                Some(&o),
+                Some(&many),
+            );
+            (len, [s.msg[6], s.msg[7]])
+        };
+        let (len, ancount) = run(q.len() + MAX_GROWTH);
         assert!(len <= q.len() + MAX_GROWTH);
         // 64 bytes of growth hold two AAAA records (2 × 28) and the EDE option (6) with no text.
-        assert_eq!(&s.msg[6..8], &[0, 2]);
+        assert_eq!(ancount, [0, 2]);
+        // More room: all four, and the whole text.
+        let (len, ancount) = run(q.len() + 200);
+        assert_eq!(ancount, [0, 4]);
+        assert_eq!(len, q.len() + 4 * 28 + 6 + 29);
+        // Full: a record that does not fit is refused whole.
+        let mut full = LocalAnswer::default();
+        while full.push(0, 16, &[0u8; 40]).is_some() {}
+        assert_eq!((full.count, full.len()), (4, 208));
+        let mut eight = LocalAnswer::default();
+        while eight.push(0, 1, &[0u8; 4]).is_some() {}
+        assert_eq!(eight.count as usize, LOCAL_RECORDS);
+    }
+
+    #[test]
+    fn the_room_is_the_growth_bound_over_udp_and_what_a_frame_can_gain_over_tcp() {
+        let mut cfg = Config::default();
+        assert_eq!(answer_room(&cfg, 40, false), 40 + MAX_GROWTH);
+        assert_eq!(answer_room(&cfg, 40, true), 40 + GROW_MAX);
+        cfg.max_growth = 150;
+        assert_eq!(answer_room(&cfg, 40, false), 190);
+        cfg.max_growth = 1000;
+        assert_eq!(answer_room(&cfg, 40, false), 40 + GROW_MAX);
+        assert_eq!(answer_room(&cfg, 400, false), MAX_ANSWER);
     }
 
     #[test]

@@ -49,8 +49,6 @@ pub struct Scratch {
     pub l4: [u8; 64],
     /// Copy of the frame's headers (Ethernet to UDP) while the frame grows at the front.
     pub hdr: [u8; HDR_MAX],
-    /// The addresses of a sinkhole answer, gathered before its records are written.
-    pub addrs: [[u8; 16]; 4],
     /// Slots for [`launder`].
     pub opaque: [u64; 64],
 }
@@ -64,7 +62,6 @@ impl Scratch {
             l3: [0; 64],
             l4: [0; 64],
             hdr: [0; HDR_MAX],
-            addrs: [[0; 16]; 4],
             opaque: [0; 64],
         }
     }

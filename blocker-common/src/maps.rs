@@ -67,10 +67,20 @@ pub const SLOT_BELOW: u8 = 2;
 /// Distinct local data sets (RPZ local data: addresses, a block page) the rules can answer
 /// with; ids `1..=MAX_LOCAL_DATA` (0: none).
 pub const MAX_LOCAL_DATA: u32 = 65535;
-/// Addresses of one family a local data set answers with.
-pub const LOCAL_ADDRS: usize = 4;
-/// Longest block-page name (wire form, root byte included) a local data set answers with.
-pub const LOCAL_CNAME_MAX: usize = 64;
+/// Entries of `BLK_LOCAL`: a local data set has one per query type it answers, and a default.
+pub const LOCAL_ENTRIES: u32 = 1 << 18;
+/// Records one local answer (one local data set, one query type) holds at most.
+pub const LOCAL_RECORDS: usize = 8;
+/// Bytes of records (an answer section) one local answer holds at most.
+pub const LOCAL_BYTES: usize = 256;
+
+/// Key of `BLK_LOCAL`: the answer of local data set `id` to queries of type `qtype`; `qtype`
+/// 0 holds the answer to every type without an entry of its own (a block page's CNAME chain,
+/// or nothing: NODATA).
+#[inline(always)]
+pub fn local_key(id: u16, qtype: u16) -> u32 {
+    (id as u32) << 16 | qtype as u32
+}
 
 /// Client prefixes the response rate limiter tracks at once (an LRU map: the least recently
 /// answered prefix makes room). A bucket only matters while it is not full, i.e. for
@@ -254,38 +264,77 @@ impl RuleSet {
     }
 }
 
-/// What a rule with RPZ local data answers: entry `id` of `BLK_LOCAL`. An id's content never
-/// changes while a rule refers to it (user space gives new content a free id), so it needs no
-/// second copy. Written by user space, read by the XDP program when it answers.
+/// What a rule with RPZ local data answers to one query type: entry [`local_key`]`(id,
+/// qtype)` of `BLK_LOCAL`. An id's entries never change while a rule refers to it (user space
+/// gives new content a free id), so they need no second copy. Written by user space, read by
+/// the XDP program when it answers.
+///
+/// `data` is the answer section in wire form, records one after the other, every name in
+/// them uncompressed, except what the data plane fills in: each record's owner (a pointer to
+/// the question name, or to a name earlier in the answer: a CNAME's target) and its TTL.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalAnswer {
     /// TTL of the records (the zone's, capped by `Config::local_ttl_max` when answered).
     pub ttl: u32,
-    /// Addresses in use in `v4` and `v6`.
-    pub n_v4: u8,
-    pub n_v6: u8,
-    /// Bytes of `cname` in use (0: no block page).
-    pub cname_len: u8,
-    pub _reserved: u8,
-    pub v4: [[u8; 4]; LOCAL_ADDRS],
-    pub v6: [[u8; 16]; LOCAL_ADDRS],
-    /// The block page's name, wire form (uncompressed, with the root byte).
-    pub cname: [u8; LOCAL_CNAME_MAX],
+    /// Records in `data`.
+    pub count: u8,
+    pub _reserved: [u8; 3],
+    /// Where each record ends in `data` (record `i` starts where `i − 1` ends, the first at 0).
+    pub ends: [u16; LOCAL_RECORDS],
+    /// Each record's owner: 0 the question name, else the offset in `data` of the name it is.
+    pub owners: [u16; LOCAL_RECORDS],
+    pub data: [u8; LOCAL_BYTES],
 }
 
 impl Default for LocalAnswer {
     fn default() -> Self {
         LocalAnswer {
             ttl: 0,
-            n_v4: 0,
-            n_v6: 0,
-            cname_len: 0,
-            _reserved: 0,
-            v4: [[0; 4]; LOCAL_ADDRS],
-            v6: [[0; 16]; LOCAL_ADDRS],
-            cname: [0; LOCAL_CNAME_MAX],
+            count: 0,
+            _reserved: [0; 3],
+            ends: [0; LOCAL_RECORDS],
+            owners: [0; LOCAL_RECORDS],
+            data: [0; LOCAL_BYTES],
         }
+    }
+}
+
+impl LocalAnswer {
+    /// Bytes of `data` in use.
+    pub fn len(&self) -> usize {
+        match self.count as usize {
+            0 => 0,
+            n => self.ends[(n - 1) & (LOCAL_RECORDS - 1)] as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends a record of type `rtype` (class IN) with `rdata` (names uncompressed), owned
+    /// by the name at `owner` (0: the question name; else an offset [`push`](Self::push)
+    /// returned). Returns the offset of its RDATA in `data`, or None when it does not fit
+    /// (nothing is changed then).
+    pub fn push(&mut self, owner: u16, rtype: u16, rdata: &[u8]) -> Option<u16> {
+        let n = self.count as usize;
+        let start = self.len();
+        let end = start + 12 + rdata.len();
+        if n >= LOCAL_RECORDS || end > LOCAL_BYTES || rdata.len() > u16::MAX as usize {
+            return None;
+        }
+        let d = &mut self.data[start..end];
+        d[..2].copy_from_slice(&[0, 0]); // owner: written when answered
+        d[2..4].copy_from_slice(&rtype.to_be_bytes());
+        d[4..6].copy_from_slice(&1u16.to_be_bytes());
+        d[6..10].copy_from_slice(&[0; 4]); // TTL: written when answered
+        d[10..12].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+        d[12..].copy_from_slice(rdata);
+        self.ends[n] = end as u16;
+        self.owners[n] = owner;
+        self.count += 1;
+        Some((start + 12) as u16)
     }
 }
 
@@ -356,7 +405,10 @@ pub struct Config {
     pub rrl_v4_prefix: u8,
     /// Client prefix length of an IPv6 bucket (0..=128).
     pub rrl_v6_prefix: u8,
-    pub _reserved3: u32,
+    /// Most bytes an answer over UDP may add to the query it replaces (the amplification
+    /// bound); 0: [`crate::answer::MAX_GROWTH`]. Answers over TCP are bounded by the buffer.
+    pub max_growth: u16,
+    pub _reserved3: u16,
     /// Only in builds with the `layout-test` feature: another value size of `BLK_CONFIG`, as
     /// a real change of the layout would make (tests of `blocker upgrade`).
     #[cfg(feature = "layout-test")]
@@ -458,6 +510,7 @@ impl Default for Config {
             rrl_slip: RRL_DEFAULT_SLIP,
             rrl_v4_prefix: RRL_DEFAULT_V4_PREFIX,
             rrl_v6_prefix: RRL_DEFAULT_V6_PREFIX,
+            max_growth: 0,
             _reserved3: 0,
             #[cfg(feature = "layout-test")]
             _layout_test: 0,
@@ -905,7 +958,7 @@ mod tests {
         assert_eq!(size_of::<JurisValue>(), 16);
         assert_eq!(
             size_of::<LocalAnswer>(),
-            8 + 20 * LOCAL_ADDRS + LOCAL_CNAME_MAX
+            8 + 4 * LOCAL_RECORDS + LOCAL_BYTES
         );
         assert_eq!(size_of::<Stats>(), 8 * REASON_COUNT);
     }

@@ -22,13 +22,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use blocker_common::{
-    answer::{write_answer, MAX_GROWTH},
+    answer::{answer_room, write_answer},
     dns::{decide_end, decide_start, decide_step, launder, parse_query, Client, Hit, LOAD_MAX},
     filter::Probe,
     juris_addr,
     rrl::{self, Limit},
-    Action, BlockEvent, Config, Reason, RrlBucket, RuleHits, ACTION_COUNT, CONFIG_SCOPED,
-    CONFIG_WINDOWS, PRIVACY_NONE, PRIVACY_TRUNCATED, SHADOW_HITS,
+    Action, BlockEvent, Config, LocalAnswer, Reason, RrlBucket, RuleHits, ACTION_COUNT,
+    CONFIG_SCOPED, CONFIG_WINDOWS, PRIVACY_NONE, PRIVACY_TRUNCATED, SHADOW_HITS,
 };
 use core::mem::size_of;
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
@@ -170,6 +170,22 @@ fn count(reason: Reason, tcp_query: u64) {
 /// below `REASON_COUNT` and drops the bounds check, but may compute the value in a way whose
 /// range the verifier cannot bound (seen: `action - 3 + 13` masked to 0..=268). Read through a
 /// volatile, the value is opaque to the compiler and `get_mut` keeps its check.
+/// What local data set `id` answers to `qtype`: its entry for the type, else its default
+/// entry (a block page's CNAME chain, or an empty answer: NODATA). None without local data.
+#[inline(always)]
+fn local_answer(id: u16, qtype: u16) -> Option<&'static LocalAnswer> {
+    if id == 0 {
+        return None;
+    }
+    // SAFETY: BLK_LOCAL is not preallocated, so an element is never reused while we read it.
+    unsafe {
+        match LOCAL.get(&blocker_common::local_key(id, qtype)) {
+            Some(l) => Some(l),
+            None => LOCAL.get(&blocker_common::local_key(id, 0)),
+        }
+    }
+}
+
 #[inline(always)]
 fn index_of(reason: Reason) -> usize {
     let r = reason as u32;
@@ -807,17 +823,21 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             let action = Action::from_u8(
                 ((action as u8 as u64) * keep + (Action::Tc as u8 as u64) * slip) as u8,
             );
-            let max_len = (f.msg_len + MAX_GROWTH) * keep as usize;
+            // The transport read back from scratch memory, as above.
+            // SAFETY: a valid, aligned reference into scratch memory.
+            let tcp = unsafe { core::ptr::read_volatile(&s.opaque[21]) } & 1 != 0;
+            let max_len = answer_room(cfg, f.msg_len, tcp) * keep as usize;
             // The order's metadata in the same copy as the rules this packet was matched
             // against.
             let order_at = blocker_common::order_entry(active as u32, slot.order_id);
             let order = ORDERS.get(order_at);
-            // SAFETY: BLK_LOCAL is not preallocated, so an element is never reused while we
-            // read it. Looked up only for a rule that has local data.
-            let local = if slot.local != 0 {
-                unsafe { LOCAL.get(&(slot.local as u32)) }
+            let local = local_answer(slot.local, q.qtype);
+            // Local data without an entry for this type nor a default one: NODATA (never the
+            // configured sinkhole address).
+            let action = if slot.local != 0 && local.is_none() && action == Action::Sinkhole {
+                Action::Nodata
             } else {
-                None
+                action
             };
             let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order, local);
             #[cfg(feature = "debug-log")]
@@ -857,12 +877,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     };
                     let small = (v.max_len as usize).min(f.msg_len);
                     let order = ORDERS.get(v.order_at as u32);
-                    // SAFETY: as above.
-                    let local = if v.local != 0 {
-                        unsafe { LOCAL.get(&(v.local as u32)) }
-                    } else {
-                        None
-                    };
+                    let local = local_answer(v.local as u16, v.qtype as u16);
                     let len = write_answer(s, &q, f.msg_len, small, action, cfg, order, local);
                     rewrite::to_answer(ctx, &f, s, len)
                 }

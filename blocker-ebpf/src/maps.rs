@@ -11,7 +11,7 @@ use blocker_common::{
     filter::Region,
     key::KeySecret,
     Config, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits,
-    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, MAX_LOCAL_DATA,
+    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, LOCAL_ENTRIES,
     MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
 };
 
@@ -67,8 +67,7 @@ pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
 /// Local data id → the records a rule with RPZ local data answers with (see
 /// `blocker_common::LocalAnswer`).
 #[map(name = "BLK_LOCAL")]
-pub static LOCAL: HashMap<u32, LocalAnswer> =
-    HashMap::pinned(MAX_LOCAL_DATA + 1, BPF_F_NO_PREALLOC);
+pub static LOCAL: HashMap<u32, LocalAnswer> = HashMap::pinned(LOCAL_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Entry 0: the client's jurisdictions, looked up at the first scoped rule a query matches:
 /// [1 once looked up, the bits] (not pinned).

@@ -17,6 +17,7 @@
 //! answer is new bytes anyway.
 
 use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
+use blocker_common::answer::GROW_MAX;
 use blocker_common::dns::{launder, Scratch, HDR_MAX, MSG_BUF};
 use network_types::{eth::EthHdr, udp::UdpHdr};
 
@@ -70,7 +71,7 @@ fn store(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(),
 fn grow_at_head(ctx: &XdpContext, f: &Frame, s: &mut Scratch, delta: usize) -> Result<(), Failed> {
     let hlen = f.dns;
     // Bounds for the verifier (and a limit: longer header chains keep the short answer).
-    if hlen == 0 || hlen > HDR_MAX || delta > 128 {
+    if hlen == 0 || hlen > HDR_MAX || delta > GROW_MAX {
         return Err(Failed::NoRoom);
     }
     // SAFETY: at most HDR_MAX bytes into `s.hdr`.

@@ -120,30 +120,138 @@ impl Default for Options {
     }
 }
 
-/// Most addresses of one family a rule's local data answers with (the data plane's limit).
-pub const MAX_LOCAL_ADDRS: usize = blocker_common::LOCAL_ADDRS;
-/// Longest block-page name (wire form) a rule's local data can answer with (the data plane's
-/// limit).
-pub const MAX_LOCAL_CNAME: usize = blocker_common::LOCAL_CNAME_MAX;
-
-/// RPZ local data: what a rule answers instead of an error — addresses (several per
-/// family; a family without any is NODATA) and/or a CNAME to a block page — and the TTL the
-/// zone gives them.
+/// RPZ local data: what a rule answers instead of an error — records of any type (several
+/// per type; a type without any is NODATA) and/or a CNAME to a block page (followed through
+/// the CNAMEs the zone gives, the records then being those of the chain's last name) — and
+/// the TTL the zone gives them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LocalData {
-    /// A records' addresses (at most [`MAX_LOCAL_ADDRS`]).
+    /// A records' addresses.
     pub v4: Vec<Ipv4Addr>,
-    /// AAAA records' addresses (at most [`MAX_LOCAL_ADDRS`]).
+    /// AAAA records' addresses.
     pub v6: Vec<Ipv6Addr>,
-    /// A block page: the answer is a CNAME to it (with `v4`/`v6` as its addresses).
+    /// Records of other types: type and RDATA in wire form (names uncompressed), in zone
+    /// order.
+    pub other: Vec<(u16, Vec<u8>)>,
+    /// A block page: the answer is a CNAME to it.
     pub cname: Option<Name>,
+    /// CNAMEs the zone gives from the block page on (`page CNAME chain[0]`, …): the answer
+    /// carries them after the first, and `v4`/`v6`/`other` are the last name's records.
+    pub chain: Vec<Name>,
     /// The records' TTL in the zone (capped when answered, see `blocker config`).
     pub ttl: u32,
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A name in wire form, uncompressed, root byte included.
+fn wire_name(n: &Name) -> Vec<u8> {
+    let mut v = n.canonical().to_vec();
+    v.push(0);
+    v
+}
+
+impl LocalData {
+    /// The query types the data answers with records of their own.
+    fn types(&self) -> Vec<u16> {
+        let mut t = Vec::new();
+        if !self.v4.is_empty() {
+            t.push(1);
+        }
+        if !self.v6.is_empty() {
+            t.push(28);
+        }
+        for (ty, _) in &self.other {
+            if !t.contains(ty) {
+                t.push(*ty);
+            }
+        }
+        t
+    }
+
+    /// The records of type `ty` at the chain's last name (or the trigger).
+    fn records(&self, ty: u16) -> Vec<Vec<u8>> {
+        match ty {
+            1 => self.v4.iter().map(|a| a.octets().to_vec()).collect(),
+            28 => self.v6.iter().map(|a| a.octets().to_vec()).collect(),
+            _ => self
+                .other
+                .iter()
+                .filter(|(t, _)| *t == ty)
+                .map(|(_, d)| d.clone())
+                .collect(),
+        }
+    }
+
+    /// The data plane's form: the answer to each query type (0: every type without an
+    /// entry of its own; none then means NODATA), see [`blocker_common::LocalAnswer`], and
+    /// the number of records left out because an answer holds at most
+    /// [`blocker_common::LOCAL_RECORDS`] records of [`blocker_common::LOCAL_BYTES`] bytes.
+    pub fn answers(&self) -> (Vec<(u16, blocker_common::LocalAnswer)>, usize) {
+        use blocker_common::LocalAnswer;
+        let mut out = Vec::new();
+        let mut dropped = 0;
+        let empty = LocalAnswer {
+            ttl: self.ttl,
+            ..Default::default()
+        };
+        // The CNAME chain: from the question name to the block page, and on.
+        let chain = |a: &mut LocalAnswer, dropped: &mut usize| -> Option<u16> {
+            let mut owner = 0u16;
+            for n in self.cname.iter().chain(&self.chain) {
+                match a.push(owner, 5, &wire_name(n)) {
+                    Some(at) => owner = at,
+                    None => {
+                        *dropped += 1;
+                        return None;
+                    }
+                }
+            }
+            Some(owner)
+        };
+        for ty in self.types() {
+            let mut a = empty;
+            let Some(owner) = chain(&mut a, &mut dropped) else {
+                continue;
+            };
+            for r in self.records(ty) {
+                if a.push(owner, ty, &r).is_none() {
+                    dropped += 1;
+                }
+            }
+            out.push((ty, a));
+        }
+        if let Some(c) = &self.cname {
+            let mut a = empty;
+            if chain(&mut a, &mut dropped).is_some() {
+                out.push((0, a));
+            }
+            // A query for the CNAME itself: that record alone.
+            let mut a = empty;
+            if a.push(0, 5, &wire_name(c)).is_some() {
+                out.push((5, a));
+            }
+        }
+        (out, dropped)
+    }
+}
+
 impl fmt::Display for LocalData {
-    /// `ttl=60 a=192.0.2.1,192.0.2.2 aaaa=2001:db8::1 cname=block.example.` (the fields
-    /// present), the form rules files keep.
+    /// `ttl=60 a=192.0.2.1,192.0.2.2 aaaa=2001:db8::1 rr=16:0268690,15:… cname=block.example.
+    /// chain=b2.example.` (the fields present; `rr` is TYPE:RDATA in hex), the form rules
+    /// files keep.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ttl={}", self.ttl)?;
         if !self.v4.is_empty() {
@@ -154,8 +262,20 @@ impl fmt::Display for LocalData {
             let v: Vec<String> = self.v6.iter().map(ToString::to_string).collect();
             write!(f, " aaaa={}", v.join(","))?;
         }
+        if !self.other.is_empty() {
+            let v: Vec<String> = self
+                .other
+                .iter()
+                .map(|(t, d)| format!("{t}:{}", hex(d)))
+                .collect();
+            write!(f, " rr={}", v.join(","))?;
+        }
         if let Some(c) = &self.cname {
             write!(f, " cname={c}.")?;
+        }
+        if !self.chain.is_empty() {
+            let v: Vec<String> = self.chain.iter().map(|n| format!("{n}.")).collect();
+            write!(f, " chain={}", v.join(","))?;
         }
         Ok(())
     }
@@ -182,9 +302,24 @@ impl std::str::FromStr for LocalData {
                         d.v6.push(a.parse().map_err(|e| format!("aaaa {a:?}: {e}"))?);
                     }
                 }
+                "rr" => {
+                    for r in v.split(',') {
+                        let bad = || format!("rr {r:?}: expected TYPE:HEX");
+                        let (t, h) = r.split_once(':').ok_or_else(bad)?;
+                        let t: u16 = t.parse().map_err(|_| bad())?;
+                        d.other.push((t, unhex(h).ok_or_else(bad)?));
+                    }
+                }
                 "cname" => {
                     d.cname =
                         Some(Name::from_presentation(v).map_err(|e| format!("cname {v:?}: {e}"))?)
+                }
+                "chain" => {
+                    for n in v.split(',') {
+                        d.chain.push(
+                            Name::from_presentation(n).map_err(|e| format!("chain {n:?}: {e}"))?,
+                        );
+                    }
                 }
                 _ => return Err(format!("local data field {k:?}")),
             }

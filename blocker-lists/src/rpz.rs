@@ -74,7 +74,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::{
     name::{is_address, normalize_name, Name, NameError},
     plain::url_host,
-    read_text, LocalData, Options, ParseOutcome, ParsedRule, MAX_LOCAL_ADDRS, MAX_LOCAL_CNAME,
+    read_text, LocalData, Options, ParseOutcome, ParsedRule,
 };
 
 mod units;
@@ -96,8 +96,12 @@ struct Owner {
     action: Option<Action>,
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
+    /// Local data of other types: type and RDATA (wire form, names uncompressed).
+    other: Vec<(u16, Vec<u8>)>,
     /// Local data: a CNAME to a block page (a name outside the policy zone's special names).
     cname: Option<Name>,
+    /// The CNAMEs the zone gives from the block page on (filled in by `finish`).
+    chain: Vec<Name>,
     /// Local data: the smallest TTL of its records.
     ttl: u32,
     /// The first policy record is a CNAME rewrite keeping the query's labels (`CNAME
@@ -115,7 +119,7 @@ impl Owner {
     }
 
     fn has_data(&self) -> bool {
-        !self.v4.is_empty() || !self.v6.is_empty() || self.cname.is_some()
+        !self.v4.is_empty() || !self.v6.is_empty() || !self.other.is_empty() || self.cname.is_some()
     }
 
     fn fresh(&self) -> bool {
@@ -129,7 +133,7 @@ impl Owner {
         } else if let Some(c) = &self.cname {
             format!("CNAME {c}. (a block page)")
         } else if self.has_data() {
-            "A/AAAA local data".to_string()
+            "local data".to_string()
         } else {
             match self.action {
                 Some(a) => format!("CNAME {} ({})", cname_of(a).unwrap_or("?"), a.as_str()),
@@ -321,25 +325,52 @@ impl<'a> Scan<'a> {
 
     /// Turns what each owner's records said into rules.
     fn finish(mut self) {
-        // A block page the zone gives addresses for (local data at the page's own name, as
-        // `page.example A …` next to `bad.example CNAME page.example.`): its answer carries
-        // them after the CNAME, as a resolver following the CNAME inside the zone would.
-        let pages: HashMap<Vec<u8>, (Vec<Ipv4Addr>, Vec<Ipv6Addr>, u32)> = self
+        // A block page the zone gives data for (local data at the page's own name, as
+        // `page.example A …` next to `bad.example CNAME page.example.`, or a further CNAME):
+        // its answer carries the chain and the last name's records after the CNAME, as a
+        // resolver following the CNAMEs inside the zone would.
+        let exact: HashMap<Vec<u8>, usize> = self
             .owners
             .iter()
-            .filter(|o| !o.below && o.cname.is_none() && (!o.v4.is_empty() || !o.v6.is_empty()))
-            .map(|o| {
-                (
-                    o.name.canonical().to_vec(),
-                    (o.v4.clone(), o.v6.clone(), o.ttl),
-                )
-            })
+            .enumerate()
+            .filter(|(_, o)| !o.below && o.has_data())
+            .map(|(i, o)| (o.name.canonical().to_vec(), i))
             .collect();
-        for o in self.owners.iter_mut() {
-            if let Some(page) = o.cname.as_ref().and_then(|c| pages.get(c.canonical())) {
-                o.v4 = page.0.clone();
-                o.v6 = page.1.clone();
-                o.ttl = o.ttl.min(page.2);
+        let mut followed = Vec::new();
+        for (i, o) in self.owners.iter().enumerate() {
+            let Some(first) = &o.cname else { continue };
+            let mut chain: Vec<Name> = Vec::new();
+            let mut ttl = o.ttl;
+            let mut at = exact.get(first.canonical()).copied();
+            let mut data = None;
+            // At most as many steps as an answer holds records.
+            for _ in 0..blocker_common::LOCAL_RECORDS {
+                let Some(p) = at.map(|p| &self.owners[p]) else {
+                    break;
+                };
+                ttl = ttl.min(p.ttl);
+                match &p.cname {
+                    Some(next) if next != &o.name && !chain.contains(next) => {
+                        chain.push(next.clone());
+                        at = exact.get(next.canonical()).copied();
+                    }
+                    Some(_) => break, // a loop: the chain stops where it would repeat
+                    None => {
+                        data = Some((p.v4.clone(), p.v6.clone(), p.other.clone()));
+                        break;
+                    }
+                }
+            }
+            followed.push((i, chain, ttl, data));
+        }
+        for (i, chain, ttl, data) in followed {
+            let o = &mut self.owners[i];
+            o.chain = chain;
+            o.ttl = ttl;
+            if let Some((v4, v6, other)) = data {
+                o.v4 = v4;
+                o.v6 = v6;
+                o.other = other;
             }
         }
         for o in std::mem::take(&mut self.owners) {
@@ -347,19 +378,6 @@ impl<'a> Scan<'a> {
                 continue;
             }
             let action = if o.has_data() {
-                if o.v4.len() > MAX_LOCAL_ADDRS || o.v6.len() > MAX_LOCAL_ADDRS {
-                    self.out.warn(
-                        &o.file,
-                        o.line,
-                        format!(
-                            "{}: {} A and {} AAAA records; the answer carries the first \
-                             {MAX_LOCAL_ADDRS} of each family",
-                            o.trigger(),
-                            o.v4.len(),
-                            o.v6.len()
-                        ),
-                    );
-                }
                 Action::Sinkhole
             } else {
                 match o.action {
@@ -369,12 +387,30 @@ impl<'a> Scan<'a> {
             };
             let local = o.has_data().then(|| {
                 Arc::new(LocalData {
-                    v4: o.v4.iter().take(MAX_LOCAL_ADDRS).copied().collect(),
-                    v6: o.v6.iter().take(MAX_LOCAL_ADDRS).copied().collect(),
+                    v4: o.v4.clone(),
+                    v6: o.v6.clone(),
+                    other: o.other.clone(),
                     cname: o.cname.clone(),
+                    chain: o.chain.clone(),
                     ttl: o.ttl,
                 })
             });
+            if let Some(d) = &local {
+                let (_, dropped) = d.answers();
+                if dropped > 0 {
+                    self.out.warn(
+                        &o.file,
+                        o.line,
+                        format!(
+                            "{}: {dropped} local data record(s) left out: an answer holds at \
+                             most {} records of {} bytes in all",
+                            o.trigger(),
+                            blocker_common::LOCAL_RECORDS,
+                            blocker_common::LOCAL_BYTES
+                        ),
+                    );
+                }
+            }
             self.out.rules.push(ParsedRule {
                 name: o.name,
                 kind: if o.below { Kind::Below } else { Kind::Exact },
@@ -983,7 +1019,9 @@ impl Scan<'_> {
                     action: None,
                     v4: Vec::new(),
                     v6: Vec::new(),
+                    other: Vec::new(),
                     cname: None,
+                    chain: Vec::new(),
                     ttl: u32::MAX,
                     rewrite: None,
                 });
@@ -1061,19 +1099,6 @@ impl Scan<'_> {
                         let Ok(Some(page)) = to_name(c.cname()) else {
                             return;
                         };
-                        if page.canonical().len() + 1 > MAX_LOCAL_CNAME {
-                            out.error(
-                                file,
-                                line,
-                                format!(
-                                    "{}: CNAME target {t}. is {} bytes long; a block page \
-                                     name in an answer is at most {MAX_LOCAL_CNAME}",
-                                    o.trigger(),
-                                    page.canonical().len() + 1
-                                ),
-                            );
-                            return;
-                        }
                         o.cname = Some(page);
                         o.ttl = o.ttl.min(ttl);
                         o.file = file.clone();
@@ -1109,25 +1134,19 @@ impl Scan<'_> {
                     o.line = line;
                 }
             }
-            ZoneRecordData::A(_) | ZoneRecordData::Aaaa(_) => {
-                if o.action.is_some() || o.rewrite.is_some() || o.cname.is_some() {
-                    ignored(out, o);
-                    return;
-                }
-                if o.fresh() {
-                    o.file = file.clone();
-                    o.line = line;
-                }
-                o.ttl = o.ttl.min(rec.ttl().as_secs());
-                match rec.data() {
-                    ZoneRecordData::A(a) if o.v4.contains(&a.addr()) => out.duplicates += 1,
-                    ZoneRecordData::A(a) => o.v4.push(a.addr()),
-                    ZoneRecordData::Aaaa(a) if o.v6.contains(&a.addr()) => out.duplicates += 1,
-                    ZoneRecordData::Aaaa(a) => o.v6.push(a.addr()),
-                    _ => {}
-                }
-            }
-            _ => {
+            ZoneRecordData::Ns(_)
+            | ZoneRecordData::Soa(_)
+            | ZoneRecordData::Rrsig(_)
+            | ZoneRecordData::Nsec(_)
+            | ZoneRecordData::Nsec3(_)
+            | ZoneRecordData::Nsec3param(_)
+            | ZoneRecordData::Dnskey(_)
+            | ZoneRecordData::Ds(_)
+            | ZoneRecordData::Cds(_)
+            | ZoneRecordData::Cdnskey(_)
+            | ZoneRecordData::Zonemd(_) => {
+                // Delegations, the zone's own SOA below the apex and DNSSEC records are not
+                // answers a policy gives.
                 let t = rec.rtype().to_string();
                 out.skip_unsupported(
                     &format!("local-data {t}"),
@@ -1138,6 +1157,41 @@ impl Scan<'_> {
                         o.trigger()
                     ),
                 );
+            }
+            data => {
+                if o.action.is_some() || o.rewrite.is_some() || o.cname.is_some() {
+                    ignored(out, o);
+                    return;
+                }
+                if o.fresh() {
+                    o.file = file.clone();
+                    o.line = line;
+                }
+                o.ttl = o.ttl.min(rec.ttl().as_secs());
+                match data {
+                    ZoneRecordData::A(a) if o.v4.contains(&a.addr()) => out.duplicates += 1,
+                    ZoneRecordData::A(a) => o.v4.push(a.addr()),
+                    ZoneRecordData::Aaaa(a) if o.v6.contains(&a.addr()) => out.duplicates += 1,
+                    ZoneRecordData::Aaaa(a) => o.v6.push(a.addr()),
+                    other => {
+                        use domain::base::rdata::ComposeRecordData;
+                        let mut rdata = Vec::new();
+                        if other.compose_rdata(&mut rdata).is_err() {
+                            out.error(
+                                file,
+                                line,
+                                format!("{}: {} cannot be encoded", o.trigger(), shown(rec)),
+                            );
+                            return;
+                        }
+                        let t = rec.rtype().to_int();
+                        if o.other.iter().any(|(ty, d)| *ty == t && *d == rdata) {
+                            out.duplicates += 1;
+                        } else {
+                            o.other.push((t, rdata));
+                        }
+                    }
+                }
             }
         }
     }

@@ -110,14 +110,23 @@ pub fn rpz_zone(
                 // The rule's own local data, with its TTL.
                 None if r.local.is_some() => {
                     if let Some(d) = &r.local {
+                        // A block page: the CNAME alone (its chain and records are the
+                        // zone's data at the page's own names, exported as their rules).
                         if let Some(c) = &d.cname {
                             let _ = writeln!(out, "{owner} {} CNAME {c}.", d.ttl);
+                            continue;
                         }
                         for a in &d.v4 {
                             let _ = writeln!(out, "{owner} {} A {a}", d.ttl);
                         }
                         for a in &d.v6 {
                             let _ = writeln!(out, "{owner} {} AAAA {a}", d.ttl);
+                        }
+                        // Other types in the generic form of RFC 3597.
+                        for (t, data) in &d.other {
+                            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                            let _ =
+                                writeln!(out, "{owner} {} TYPE{t} \\# {} {hex}", d.ttl, data.len());
                         }
                     }
                 }

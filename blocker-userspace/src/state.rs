@@ -293,6 +293,9 @@ pub struct Settings {
     /// Largest TTL of a local data answer.
     #[serde(default = "default_local_ttl_max")]
     pub local_ttl_max: u32,
+    /// Most bytes an answer over UDP may add to the query (the amplification bound).
+    #[serde(default = "default_max_growth")]
+    pub max_growth: u16,
     /// EDE info-code of orders that set none.
     pub default_ede: u16,
     /// Block events: 0 off; N: first hit of each rule, then every Nth.
@@ -335,6 +338,10 @@ fn default_rrl_v6_prefix() -> u8 {
     blocker_common::RRL_DEFAULT_V6_PREFIX
 }
 
+fn default_max_growth() -> u16 {
+    blocker_common::answer::MAX_GROWTH as u16
+}
+
 fn default_local_ttl_max() -> u32 {
     blocker_common::DEFAULT_LOCAL_TTL_MAX
 }
@@ -361,6 +368,7 @@ impl Default for Settings {
             sinkhole_v6: None,
             sinkhole_ttl: 300,
             local_ttl_max: default_local_ttl_max(),
+            max_growth: default_max_growth(),
             default_ede: blocker_common::EDE_CENSORED,
             events_every: 0,
             events_privacy: default_privacy(),
@@ -394,6 +402,7 @@ impl Settings {
         }
         c.sinkhole_ttl = self.sinkhole_ttl;
         c.local_ttl_max = self.local_ttl_max;
+        c.max_growth = self.max_growth;
         c.default_ede = self.default_ede;
         c.event_every = self.events_every;
         c.event_privacy =

@@ -14,7 +14,7 @@ pub fn reference(
     tcp: bool,
 ) -> Option<Option<Vec<u8>>> {
     use blocker_common::{
-        answer::{write_answer, MAX_GROWTH},
+        answer::{answer_room, write_answer},
         dns::{decide, parse_query, Client, Scratch, LOAD_MAX},
         Action,
     };
@@ -43,12 +43,26 @@ pub fn reference(
         a => {
             let at = blocker_common::order_entry(cfg.active, slot.order_id);
             let order = maps.orders.get(&at, 0).ok();
-            let local = maps.local.get(&u32::from(slot.local), 0).ok();
+            // The entry for the query's type, else the set's default; neither: NODATA.
+            let get = |t| {
+                maps.local
+                    .get(&blocker_common::local_key(slot.local, t), 0)
+                    .ok()
+            };
+            let local = match slot.local {
+                0 => None,
+                _ => get(q.qtype).or_else(|| get(0)),
+            };
+            let a = if slot.local != 0 && local.is_none() && a == Action::Sinkhole {
+                Action::Nodata
+            } else {
+                a
+            };
             let len = write_answer(
                 &mut s,
                 &q,
                 msg.len(),
-                msg.len() + MAX_GROWTH,
+                answer_room(&cfg, msg.len(), tcp),
                 a,
                 &cfg,
                 order.as_ref(),

@@ -149,7 +149,11 @@ fn powerdns_rpz_file_recursor_test() {
             .and_then(|l| l.v4.first().copied()),
         Some(Ipv4Addr::new(192, 0, 2, 42))
     );
-    assert_eq!(unsupported(&out), [("local-data TXT", 1)]);
+    // The TXT record is local data too: a TXT query gets it, an A query the addresses.
+    let a = out.rules[0].local.as_ref().expect("local data");
+    assert_eq!(a.v4.len(), 2);
+    assert_eq!(a.other, vec![(16, b"\x09some text".to_vec())]);
+    assert!(unsupported(&out).is_empty());
 }
 
 /// Knot Resolver `modules/policy/policy.test.rpz` (CZ-NIC/knot-resolver 4f4788cfeb2b): an
@@ -273,12 +277,18 @@ fn unbound_rpz_qname() {
         &out,
         &[
             ("a", Exact, Nxdomain, 7),
+            ("a", Below, Sinkhole, 9),
             ("b.a", Exact, Nodata, 10),
             ("c.a", Exact, Pass, 11),
             ("c.g", Exact, Pass, 12),
         ],
     );
-    assert_eq!(unsupported(&out), [("local-data TXT", 1)]);
+    // `*.a TXT …`: local data at a wildcard trigger.
+    assert_eq!(
+        out.rules[1].local.as_ref().map(|l| l.other.clone()),
+        Some(vec![(16, b"\x13wildcard local data".to_vec())])
+    );
+    assert!(unsupported(&out).is_empty());
     let w: Vec<String> = out.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(
         w[0],
@@ -289,15 +299,14 @@ fn unbound_rpz_qname() {
     check(
         &out,
         &[
+            ("a", Exact, Sinkhole, 7),
+            ("d", Exact, Sinkhole, 8),
             ("drop", Exact, Drop, 11),
             ("tcp", Exact, Tc, 12),
             ("c.g", Exact, Nxdomain, 13),
         ],
     );
-    assert_eq!(
-        unsupported(&out),
-        [("cname-rewrite", 2), ("local-data TXT", 2)]
-    );
+    assert_eq!(unsupported(&out), [("cname-rewrite", 2)]);
 }
 
 /// BIND `bin/tests/system/rpz/ns9/rpz.db` (isc-projects/bind9 400171aee8db): owners in

@@ -124,6 +124,8 @@ fn a_court_order_zone() {
             ("legacy.example".into(), Kind::Exact, Action::Pass, 22),
             // A CNAME to a plain name: a block page.
             ("walled.example".into(), Kind::Exact, Action::Sinkhole, 24),
+            // TXT local data.
+            ("txt.example".into(), Kind::Exact, Action::Sinkhole, 26),
             ("extra.example".into(), Kind::Exact, Action::Nxdomain, 2),
             ("extra.example".into(), Kind::Below, Action::Nxdomain, 3),
             ("in-other.sub".into(), Kind::Exact, Action::Nxdomain, 1),
@@ -150,7 +152,11 @@ fn a_court_order_zone() {
         (walled.cname.as_ref().map(ToString::to_string), walled.ttl),
         (Some("garden.isp.example".to_string()), 300)
     );
-    assert!(out.rules[9].file.ends_with("more/extra.rpz"));
+    assert_eq!(
+        out.rules[9].local.as_ref().map(|l| l.other.clone()),
+        Some(vec![(16, b"\x16court order 12345/2026".to_vec())])
+    );
+    assert!(out.rules[10].file.ends_with("more/extra.rpz"));
     assert!(out.rules[0].file.ends_with("order.rpz"));
     // Line 23 repeats line 14 with an absolute owner.
     assert_eq!(out.duplicates, 1);
@@ -160,23 +166,18 @@ fn a_court_order_zone() {
     assert_eq!(u.get("rpz-nsip"), Some(&1));
     assert_eq!(u.get("rpz-client-ip"), Some(&1));
     assert_eq!(u.get("cname-rewrite"), Some(&1));
-    assert_eq!(u.get("local-data TXT"), Some(&1));
+    assert_eq!(u.get("local-data TXT"), None);
     let w = msgs(&out.warnings);
-    assert_eq!(w.len(), 3, "{w:#?}");
+    assert_eq!(w.len(), 2, "{w:#?}");
     assert!(
         w[0].contains("order.rpz:25: ") && w[0].contains("did you mean `rpz-drop.`"),
         "{}",
         w[0]
     );
     assert!(
-        w[1].contains("order.rpz:26: ") && w[1].contains("TXT"),
+        w[1].contains("order.rpz:27: ") && w[1].contains("apex"),
         "{}",
         w[1]
-    );
-    assert!(
-        w[2].contains("order.rpz:27: ") && w[2].contains("apex"),
-        "{}",
-        w[2]
     );
 }
 
@@ -345,7 +346,7 @@ fn first_policy_record_wins_and_duplicates() {
     let want = [
         "z.rpz:2: a.example: A 192.0.2.1 ignored: the first policy record of the name wins (z.rpz:1: CNAME . (nxdomain))",
         "z.rpz:4: b.example: CNAME rpz-drop. ignored: the first policy record of the name wins (z.rpz:3: CNAME . (nxdomain))",
-        "z.rpz:6: c.example: CNAME rpz-passthru. ignored: the first policy record of the name wins (z.rpz:5: A/AAAA local data)",
+        "z.rpz:6: c.example: CNAME rpz-passthru. ignored: the first policy record of the name wins (z.rpz:5: local data)",
         "z.rpz:14: f.example: CNAME garden.example. ignored: the first policy record of the name wins (z.rpz:13: CNAME . (nxdomain))",
         "z.rpz:16: g.example: CNAME . ignored: the first policy record of the name wins (z.rpz:15: CNAME garden.example. (a block page))",
         "z.rpz:20: h.example: CNAME . ignored: the first policy record of the name wins (z.rpz:18: CNAME *. (nodata))",
@@ -549,13 +550,18 @@ fn ttl_units_everywhere() {
             ("two.example".into(), Kind::Exact, Action::Drop, 11),
             ("three.example".into(), Kind::Exact, Action::Nodata, 12),
             ("four.example".into(), Kind::Exact, Action::Nxdomain, 13),
+            ("1h".into(), Kind::Exact, Action::Sinkhole, 14),
             ("1d".into(), Kind::Exact, Action::Sinkhole, 15),
             ("six.example".into(), Kind::Exact, Action::Nxdomain, 17),
             ("seven.example".into(), Kind::Exact, Action::Nxdomain, 19),
         ]
     );
-    // The owner `1h` is a name, not a TTL: its TXT record is local data.
-    assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
+    // The owner `1h` is a name, not a TTL: its TXT record is local data, with the $TTL.
+    let txt = out.rules[4].local.as_ref().expect("local data");
+    assert_eq!(
+        (txt.ttl, txt.other.clone()),
+        (3600, vec![(16, b"\x021h\x022d".to_vec())])
+    );
     let e = msgs(&out.errors);
     assert_eq!(
         e,
@@ -833,7 +839,7 @@ fn records_read_as_a_zone_file_reads_them() {
             "bad.example.rpz.test.",
             ZoneRecordData::Cname(Cname::new(n("rpz-drop."))),
         ),
-        // Unsupported: a rewrite, local data TXT, an IP trigger; outside the zone: an error.
+        // A block page, local data TXT; unsupported: an IP trigger; outside the zone: an error.
         rec(
             "rw.example.rpz.test.",
             ZoneRecordData::Cname(Cname::new(n("walled.garden."))),
@@ -871,6 +877,7 @@ fn records_read_as_a_zone_file_reads_them() {
             ("sink.example".into(), Kind::Exact, Action::Sinkhole, 8),
             // A CNAME to a plain name: a block page.
             ("rw.example".into(), Kind::Exact, Action::Sinkhole, 11),
+            ("txt.example".into(), Kind::Exact, Action::Sinkhole, 12),
         ]
     );
     let sink = &out.rules[5];
@@ -894,7 +901,7 @@ fn records_read_as_a_zone_file_reads_them() {
         out.warnings
     );
     assert_eq!(out.unsupported.get("cname-rewrite"), None);
-    assert_eq!(out.unsupported.get("local-data TXT"), Some(&1));
+    assert_eq!(out.unsupported.get("local-data TXT"), None);
     assert_eq!(out.unsupported.get("rpz-ip"), Some(&1));
 }
 
@@ -923,4 +930,58 @@ fn a_block_page_with_addresses_in_the_zone_answers_them_after_its_cname() {
     assert!(other.v4.is_empty() && other.v6.is_empty() && other.ttl == 60);
     // The page's own name is a trigger like any other.
     assert_eq!(out.rules[2].name.to_string(), "page.isp.example");
+}
+
+#[test]
+fn cname_chains_inside_the_zone_and_records_of_any_type() {
+    let out = rpz("$TTL 600\n\
+        *.bad.example CNAME g1.target.\n\
+        g1.target CNAME g2.target.\n\
+        g2.target 60 MX 10 mx.target.\n\
+        g2.target A 192.0.2.1\n\
+        loop1.example CNAME loop2.example.\n\
+        loop2.example CNAME loop1.example.\n\
+        dn.example DNAME example.com.\n");
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
+    let bad = out.rules[0].local.as_ref().expect("local data");
+    assert_eq!(
+        (bad.to_string(), bad.ttl),
+        (
+            "ttl=60 a=192.0.2.1 rr=15:000a026d780674617267657400 cname=g1.target. chain=g2.target."
+                .to_string(),
+            60
+        )
+    );
+    // Read back from the rules file's form.
+    assert_eq!(
+        &bad.to_string().parse::<crate::LocalData>().as_ref(),
+        &Ok(&**bad)
+    );
+    // Per type: the two CNAMEs then the type's records at the last name; the CNAMEs alone
+    // for other types; the first CNAME alone for a CNAME query.
+    let (answers, dropped) = bad.answers();
+    assert_eq!(dropped, 0);
+    let shape: Vec<(u16, u8, [u16; 3])> = answers
+        .iter()
+        .map(|(t, a)| (*t, a.count, [a.owners[0], a.owners[1], a.owners[2]]))
+        .collect();
+    // g1.target. is 11 bytes at 12; the second CNAME's data at 12 + 11 + 12 = 35.
+    assert_eq!(
+        shape,
+        vec![
+            (1, 3, [0, 12, 35]),
+            (15, 3, [0, 12, 35]),
+            (0, 2, [0, 12, 0]),
+            (5, 1, [0, 0, 0])
+        ]
+    );
+    // A loop stops where it would repeat.
+    let l = out.rules[3].local.as_ref().expect("local data");
+    assert_eq!(l.to_string(), "ttl=600 cname=loop2.example.");
+    // DNAME is local data of its own type (an A query gets NODATA).
+    let d = out.rules[5].local.as_ref().expect("local data");
+    assert_eq!(
+        d.answers().0.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        [39]
+    );
 }

@@ -8,6 +8,9 @@ use std::{
 use anyhow::{bail, Result};
 use blocker_common::{EDE_BLOCKED, EDE_CENSORED, MAX_PORTS, RRL_MAX};
 
+/// Largest `--max-growth`: what a frame without tailroom can gain at its front.
+const MAX_GROWTH_LIMIT: usize = blocker_common::answer::GROW_MAX;
+
 use super::Ctx;
 use crate::txn::Controller;
 
@@ -50,6 +53,13 @@ pub struct SetArgs {
     /// this; BIND's max-policy-ttl). Default 300.
     #[arg(long, value_name = "SECONDS")]
     pub local_ttl_max: Option<u32>,
+    /// Most bytes an answer over UDP may add to the query it replaces: the amplification
+    /// bound a spoofed query can exploit. Room for local data records, the policy zone's SOA
+    /// and the whole EDE text; what does not fit is left out (SOA first, then the text, then
+    /// records). Answers over TCP may grow by 192, the most a frame gains. Default 64, at
+    /// most 192.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(16..=MAX_GROWTH_LIMIT as i64))]
+    pub max_growth: Option<u16>,
     /// EDE info-code of orders that set none: 16 (Censored) or 15 (Blocked).
     #[arg(long)]
     pub ede_code: Option<u16>,
@@ -107,6 +117,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
                 );
                 println!("sinkhole-ttl  {}", s.sinkhole_ttl);
                 println!("local-ttl-max {}", s.local_ttl_max);
+                println!("max-growth    {} bytes (UDP)", s.max_growth);
                 println!("ede-code      {}", s.default_ede);
                 println!("events-every  {}", s.events_every);
                 println!("events-privacy {}", s.events_privacy);
@@ -150,6 +161,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
             }
             if let Some(t) = a.local_ttl_max {
                 s.local_ttl_max = t;
+            }
+            if let Some(g) = a.max_growth {
+                s.max_growth = g;
             }
             if let Some(t) = a.sinkhole_ttl {
                 s.sinkhole_ttl = t;

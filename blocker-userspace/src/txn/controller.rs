@@ -147,14 +147,13 @@ impl Controller {
         }
         sync_juris(&mut self.maps, &state)?;
         write_local(&mut self.maps, &[], &state.local_data)?;
-        let ids: Vec<u32> = self.maps.local.keys().collect::<Result<_, _>>()?;
-        for id in ids {
-            let used = state
-                .local_data
-                .get(id as usize - 1)
-                .is_some_and(|d| !d.is_empty());
-            if id == 0 || !used {
-                let _ = self.maps.local.remove(&id);
+        // Entries of sets the record does not have (a key is the set's id and a query type).
+        let keys: Vec<u32> = self.maps.local.keys().collect::<Result<_, _>>()?;
+        for key in keys {
+            let id = (key >> 16) as usize;
+            let used = id != 0 && state.local_data.get(id - 1).is_some_and(|d| !d.is_empty());
+            if !used {
+                let _ = self.maps.local.remove(&key);
             }
         }
         let mut cfg = self.maps.config()?;
@@ -448,7 +447,7 @@ impl Controller {
         for (i, d) in old_state.local_data.iter().enumerate() {
             let now = self.state.local_data.get(i).map_or("", String::as_str);
             if !d.is_empty() && now.is_empty() {
-                let _ = self.maps.local.remove(&((i + 1) as u32));
+                remove_local(&mut self.maps, (i + 1) as u16, d)?;
             }
         }
 
@@ -629,42 +628,33 @@ fn local_table(
     Ok(table)
 }
 
-/// The kernel's form of a local data set.
-fn local_answer(d: &blocker_lists::LocalData) -> blocker_common::LocalAnswer {
-    let mut a = blocker_common::LocalAnswer {
-        ttl: d.ttl,
-        ..Default::default()
-    };
-    for (slot, v) in a.v4.iter_mut().zip(&d.v4) {
-        *slot = v.octets();
-        a.n_v4 += 1;
-    }
-    for (slot, v) in a.v6.iter_mut().zip(&d.v6) {
-        *slot = v.octets();
-        a.n_v6 += 1;
-    }
-    if let Some(c) = &d.cname {
-        let wire = c.canonical();
-        let n = (wire.len() + 1).min(blocker_common::LOCAL_CNAME_MAX);
-        a.cname[..n - 1].copy_from_slice(&wire[..n - 1]);
-        a.cname[n - 1] = 0;
-        a.cname_len = n as u8;
-    }
-    a
+/// Parses a recorded local data set.
+fn parse_local(d: &str) -> Result<blocker_lists::LocalData> {
+    d.parse().map_err(|e: String| TxnError::CorruptLocal {
+        data: d.to_string(),
+        why: e,
+    })
 }
 
-/// Writes the sets of `new` that `old` does not have at the same id.
+/// Writes the sets of `new` that `old` does not have at the same id: one entry per query
+/// type the set answers (see `LocalData::answers`).
 fn write_local(maps: &mut Maps, old: &[String], new: &[String]) -> Result<()> {
     for (i, d) in new.iter().enumerate() {
         if d.is_empty() || old.get(i) == Some(d) {
             continue;
         }
-        let data: blocker_lists::LocalData =
-            d.parse().map_err(|e: String| TxnError::CorruptLocal {
-                data: d.clone(),
-                why: e,
-            })?;
-        maps.local.insert((i + 1) as u32, local_answer(&data), 0)?;
+        for (qtype, a) in parse_local(d)?.answers().0 {
+            let key = blocker_common::local_key((i + 1) as u16, qtype);
+            maps.local.insert(key, a, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the kernel entries of local data set `id` (recorded as `d`).
+fn remove_local(maps: &mut Maps, id: u16, d: &str) -> Result<()> {
+    for (qtype, _) in parse_local(d)?.answers().0 {
+        let _ = maps.local.remove(&blocker_common::local_key(id, qtype));
     }
     Ok(())
 }
