@@ -1013,6 +1013,101 @@ pub fn blocker_noop(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 
+/// Benchmark reference, never attached by `blocker`: the answer-everything floor. Every UDP
+/// query to port 53 (Ethernet, IPv4 without options or IPv6 without extension headers, one
+/// question, opcode QUERY) is answered REFUSED in place, the cheapest correct way: the
+/// addresses and ports swapped, QR and RA set, the UDP checksum updated for the one changed
+/// word (RFC 1624), XDP_TX. The question and everything after it are sent back as they came
+/// (as NLnet Labs' dns-says-no does). What no XDP answerer can do for less.
+#[xdp]
+pub fn blocker_floor(ctx: XdpContext) -> u32 {
+    reflect(&ctx, true).unwrap_or(XDP_PASS)
+}
+
+/// Benchmark reference, never attached by `blocker`: the reflector. The same parse as
+/// [`blocker_floor`], then the frame goes back with its addresses and ports swapped and
+/// nothing else changed: the least any XDP answerer costs on the real path.
+#[xdp]
+pub fn blocker_reflect(ctx: XdpContext) -> u32 {
+    reflect(&ctx, false).unwrap_or(XDP_PASS)
+}
+
+#[inline(always)]
+fn swap<const N: usize>(ctx: &XdpContext, a: usize, b: usize) -> Result<(), Reason> {
+    let pa: *mut [u8; N] = ptr_at(ctx, a)?;
+    let pb: *mut [u8; N] = ptr_at(ctx, b)?;
+    // SAFETY: ptr_at checked that both ranges are in the packet.
+    unsafe { core::ptr::swap(pa, pb) };
+    Ok(())
+}
+
+#[inline(always)]
+fn reflect(ctx: &XdpContext, answer: bool) -> Result<u32, Reason> {
+    let (l4, v6) = match be16_at(ctx, 12)? {
+        ETH_P_IPV4 => {
+            let vihl: *const u8 = ptr_at(ctx, EthHdr::LEN)?;
+            let proto: *const u8 = ptr_at(ctx, EthHdr::LEN + 9)?;
+            // SAFETY: ptr_at checked both bytes.
+            if unsafe { *vihl } != 0x45 || unsafe { *proto } != 17 {
+                return Ok(XDP_PASS);
+            }
+            (EthHdr::LEN + Ipv4Hdr::LEN, false)
+        }
+        ETH_P_IPV6 => {
+            let next: *const u8 = ptr_at(ctx, EthHdr::LEN + 6)?;
+            // SAFETY: ptr_at checked the byte.
+            if unsafe { *next } != 17 {
+                return Ok(XDP_PASS);
+            }
+            (EthHdr::LEN + Ipv6Hdr::LEN, true)
+        }
+        _ => return Ok(XDP_PASS),
+    };
+    if be16_at(ctx, l4 + 2)? != 53 {
+        return Ok(XDP_PASS);
+    }
+    let dns = l4 + UdpHdr::LEN;
+    let flags: *mut [u8; 2] = ptr_at(ctx, dns + 2)?;
+    // SAFETY: ptr_at checked the two bytes.
+    let old = unsafe { *flags };
+    // A query (QR=0, opcode QUERY) with one question.
+    if old[0] & 0xf8 != 0 || be16_at(ctx, dns + 4)? != 1 {
+        return Ok(XDP_PASS);
+    }
+    if answer {
+        // QR, RD kept; RA, CD kept, REFUSED.
+        let new = [0x80 | (old[0] & 0x01), 0x80 | (old[1] & 0x10) | 5];
+        // SAFETY: as above.
+        unsafe { *flags = new };
+        let csum: *mut [u8; 2] = ptr_at(ctx, l4 + 6)?;
+        // SAFETY: ptr_at checked the two bytes.
+        let c = u16::from_be_bytes(unsafe { *csum });
+        // IPv4 may leave the UDP checksum out (0); IPv6 never does.
+        if c != 0 || v6 {
+            // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
+            let m = u16::from_be_bytes(old) as u32;
+            let m2 = u16::from_be_bytes(new) as u32;
+            let mut sum = (!c as u32 & 0xffff) + (!m & 0xffff) + m2;
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            let mut r = !(sum as u16);
+            if r == 0 {
+                r = 0xffff;
+            }
+            // SAFETY: as above.
+            unsafe { *csum = r.to_be_bytes() };
+        }
+    }
+    swap::<6>(ctx, 0, 6)?;
+    if v6 {
+        swap::<16>(ctx, EthHdr::LEN + 8, EthHdr::LEN + 24)?;
+    } else {
+        swap::<4>(ctx, EthHdr::LEN + 12, EthHdr::LEN + 16)?;
+    }
+    swap::<2>(ctx, l4, l4 + 2)?;
+    Ok(XDP_TX)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

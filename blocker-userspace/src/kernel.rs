@@ -278,6 +278,24 @@ pub fn load_programs(pins: &Pins, capacity: u32) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
+/// Loads one of the object's reference programs (`blocker_floor`, `blocker_reflect`: the
+/// benchmarks' baselines, never attached by blocker) into the kernel, with the object's maps
+/// created small and pinned in `dir` (a throwaway bpffs directory the caller removes).
+pub fn load_reference(dir: &Path, name: &str) -> Result<Ebpf> {
+    fs::create_dir_all(dir).op(|| format!("creating {}", dir.display()))?;
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(dir)
+        .map_max_entries(MAP_RULES, 1024)
+        .map_max_entries(MAP_RULE_HITS, 1024)
+        .load(OBJECT)
+        .op(|| "loading the blocker object".to_string())?;
+    program_mut(&mut ebpf, name)?
+        .load()
+        .map_err(|e| Message(verifier_message(&e)))
+        .op(|| format!("the kernel refused the XDP program `{name}`"))?;
+    Ok(ebpf)
+}
+
 /// One of the object's XDP programs.
 pub fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     Ok(ebpf

@@ -1346,3 +1346,46 @@ fn a_full_rule_counter_map_changes_no_verdict() {
         "{order}"
     );
 }
+
+/// The benchmarks' references (`blocker_floor`, `blocker_reflect`) must answer what they claim,
+/// or their figures are no floor: a REFUSED answer with valid checksums and the question
+/// echoed, and the frame reflected unchanged but for its addresses and ports.
+#[test]
+fn the_benchmark_references_answer_correctly() {
+    let b = Blocker::new();
+    // In the instance's bpffs directory: removed with it.
+    let dir = b.bpffs.join("references");
+    for (name, answers) in [("blocker_floor", true), ("blocker_reflect", false)] {
+        let mut ebpf = blocker::kernel::load_reference(&dir.join(name), name).expect("load");
+        let prog = blocker::kernel::program_mut(&mut ebpf, name).expect("program");
+        let fd = prog.fd().expect("fd");
+        for (v6, edns) in [(false, false), (false, true), (true, true)] {
+            let q = raw_query(0x1234, &[b"www", b"Example", b"test"], 1, edns);
+            let f = if v6 { Frame::v6(q.clone()) } else { Frame::v4(q.clone()) }.bytes();
+            let r = test_run(fd.as_fd(), &f, 1).expect("test run");
+            assert_eq!(action_name(r.retval), "XDP_TX", "{name} v6={v6}");
+            let (qp, ap) = (
+                packet::parse(&f).expect("query"),
+                packet::parse(&r.data).unwrap_or_else(|e| panic!("{name}: {e}")),
+            );
+            assert_eq!(
+                (&ap.src_ip, &ap.dst_ip, ap.sport, ap.dport, ap.src_mac, ap.dst_mac),
+                (&qp.dst_ip, &qp.src_ip, qp.dport, qp.sport, qp.dst_mac, qp.src_mac),
+                "{name}: addresses and ports swapped"
+            );
+            if answers {
+                assert_eq!(&ap.dns[..2], &q[..2], "ID");
+                assert_eq!(ap.dns[2], 0x81, "QR, RD kept");
+                assert_eq!(ap.dns[3], 0x85, "RA, REFUSED");
+                assert_eq!(&ap.dns[4..], &q[4..], "counts and question as asked");
+            } else {
+                assert_eq!(ap.dns, q, "{name}: the message unchanged");
+            }
+        }
+        // Not DNS: passed.
+        let mut f = Frame::v4(raw_query(1, &[b"a"], 1, false));
+        f.dport = 5353;
+        let r = test_run(fd.as_fd(), &f.bytes(), 1).expect("test run");
+        assert_eq!(action_name(r.retval), "XDP_PASS");
+    }
+}

@@ -85,6 +85,34 @@ fn write_queries(path: &Path, rules: usize, blocked_tenths: usize) {
     fs::write(path, q).expect("write queries");
 }
 
+/// Blocked names only, drawn from a Zipf distribution (exponent 1) over the court order: a few
+/// names take most queries, as real blocked traffic does (one pirated match, many viewers),
+/// beside the uniform mix's worst case where every query meets a cold entry.
+fn write_zipf_queries(path: &Path, rules: usize) {
+    // Inverse of the cumulative distribution, by bisection over the harmonic sums.
+    let mut cdf = Vec::with_capacity(rules);
+    let mut acc = 0.0f64;
+    for k in 1..=rules {
+        acc += 1.0 / k as f64;
+        cdf.push(acc);
+    }
+    // A fixed xorshift sequence: the same file on every run.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut q = String::new();
+    for i in 0..QUERY_LINES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let u = (x >> 11) as f64 / (1u64 << 53) as f64 * acc;
+        let rank = cdf.partition_point(|c| *c < u).min(rules - 1);
+        // Spread the popular ranks over the order's names.
+        let n = blocked_name((rank * 7919) % rules);
+        let www = if i % 2 == 1 { "www." } else { "" };
+        q.push_str(&format!("{www}{n} A\n"));
+    }
+    fs::write(path, q).expect("write queries");
+}
+
 fn local_data() -> Vec<String> {
     let mut v = vec!["local-zone: \"allowed.example.\" static".to_string()];
     v.extend(
@@ -292,10 +320,21 @@ fn run(
         &topo.client_dev,
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = topo.client.exec("kxdpgun", &args);
+    // The kernel releases the previous run's AF_XDP socket asynchronously: a run that starts
+    // too soon finds the queue busy and sends nothing. Retried after a pause.
+    let mut tries = 0;
+    let (out, text) = loop {
+        let out = topo.client.exec("kxdpgun", &args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        tries += 1;
+        if tries < 10 && text.contains("resource is busy") {
+            sleep(Duration::from_millis(500));
+            continue;
+        }
+        break (out, text);
+    };
     let (cpu1, (rt1, rc1)) = (edge_cpu(), prog());
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kxdpgun failed: {text}");
     let c = parse_kxdpgun(&text);
     assert!(c.sent > 0, "kxdpgun sent nothing: {text}");
@@ -310,6 +349,9 @@ fn run(
         "loss": 1.0 - c.replies as f64 / c.sent as f64,
         "edge_cpu_seconds": edge_ns as f64 / 1e9,
         "edge_cpu_ns_per_answer": if c.replies > 0 { edge_ns as f64 / c.replies as f64 } else { 0.0 },
+        // Per packet the XDP program saw (the reflector's replies are queries sent back,
+        // which the generator may not count as replies).
+        "edge_cpu_ns_per_packet": if rc1 > rc0 { Some(edge_ns as f64 / (rc1 - rc0) as f64) } else { None },
         "xdp_program_ns_per_packet": if rc1 > rc0 { Some((rt1 - rt0) as f64 / (rc1 - rc0) as f64) } else { None },
         "edge_napi_thread_found": edge_napi.is_some(),
     });
@@ -334,10 +376,12 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
     let mixes = [
         ("mixed", tmp.join("mixed.txt"), BLOCKED_TENTHS),
         ("blocked only", tmp.join("blocked.txt"), 10),
+        ("blocked only, Zipf", tmp.join("zipf.txt"), 10),
     ];
-    for (_, path, tenths) in &mixes {
+    for (_, path, tenths) in &mixes[..2] {
         write_queries(path, plan.rules, *tenths);
     }
+    write_zipf_queries(&mixes[2].1, plan.rules);
     let local: Vec<String> = local_data();
     let local: Vec<&str> = local.iter().map(String::as_str).collect();
 
@@ -436,6 +480,40 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
     }));
     blocker.ok(&["detach"]);
     drop(prog);
+
+    // The reflector (`blocker_reflect`: addresses and ports swapped, XDP_TX, nothing else):
+    // the least any XDP answerer costs on this path.
+    {
+        let dir = blocker.bpffs.join("ref-reflect");
+        let mut obj = blocker::kernel::load_reference(&dir, "blocker_reflect").expect("reflector");
+        let prog = blocker::kernel::program_mut(&mut obj, "blocker_reflect").expect("reflector");
+        // Attached from a thread moved into the edge namespace (`ip netns exec` would hide
+        // the bpffs a pin lives in): setns changes only the calling thread's namespace.
+        let edge_ns = format!("/run/netns/{}", topo.edge.name);
+        let dev = topo.edge_dev.clone();
+        let link = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let f = fs::File::open(&edge_ns).expect("the edge namespace");
+                // SAFETY: setns on a file we own, for this thread only (CLONE_NEWNET).
+                let r = unsafe {
+                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET)
+                };
+                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                prog.attach(&dev, aya::programs::XdpMode::Driver)
+                    .expect("attach the reflector")
+            })
+            .join()
+            .expect("attach thread")
+        });
+        setups.push(sweep(
+            &topo,
+            "XDP reflector (reference)",
+            &mixes[1..2],
+            unbound_pid,
+            Some(&*prog),
+        ));
+        prog.detach(link).expect("detach the reflector");
+    }
 
     // References, mixed load only: unbound without any list, and the same behind blocker's
     // no-op XDP program — what a veth costs every packet once XDP runs on it, blocker or not.

@@ -224,6 +224,12 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
     let mut results = Vec::new();
     let mut loads = Vec::new();
     let frames = frames();
+    // The answer-everything floor (`blocker_floor`: REFUSED in place, the least an XDP
+    // answerer does), loaded from the same object into a directory of the instance.
+    let mut floor_obj =
+        blocker::kernel::load_reference(&inst.bpffs.join("ref-floor"), "blocker_floor")
+            .expect("the floor program");
+    let floor = blocker::kernel::program_mut(&mut floor_obj, "blocker_floor").expect("floor");
     for &n in counts {
         let list = tmp.join(format!("list-{n}.txt"));
         let text: String = (0..n)
@@ -295,6 +301,46 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         for (name, frame, rewrites) in &frames {
             record(name, *rewrites, pairs(frame, *rewrites));
         }
+        // The floor itself (to the no-op program), and blocker's blocked answer to the floor:
+        // back-to-back pairs of single runs, as above.
+        let versus = |base: &Xdp, base_frame: &[u8], frame: &[u8]| -> (f64, f64, f64) {
+            let mut ratios = Vec::new();
+            let (mut best, mut best_base) = (f64::MAX, f64::MAX);
+            for _ in 0..PAIRS {
+                let b = singles(base, base_frame, None);
+                let ns = singles(&prog, frame, Some(XDP_TX));
+                ratios.push(ns / b);
+                best = best.min(ns);
+                best_base = best_base.min(b);
+            }
+            ratios.sort_by(f64::total_cmp);
+            (best, best_base, ratios[ratios.len() / 2])
+        };
+        let blocked = &frames
+            .iter()
+            .find(|f| f.0 == "blocked -> NXDOMAIN+EDE")
+            .expect("the blocked frame")
+            .1;
+        let floor_cost = {
+            let mut ratios = Vec::new();
+            let (mut best, mut best_base) = (f64::MAX, f64::MAX);
+            for _ in 0..PAIRS {
+                let b = singles(&noop, base_frame, None);
+                let ns = singles(floor, blocked, Some(XDP_TX));
+                ratios.push(ns / b);
+                best = best.min(ns);
+                best_base = best_base.min(b);
+            }
+            ratios.sort_by(f64::total_cmp);
+            (best, best_base, ratios[ratios.len() / 2])
+        };
+        record("answer-everything floor (REFUSED in place)", true, floor_cost);
+        let (ns, floor_ns, ratio) = versus(floor, blocked, blocked);
+        eprintln!(
+            "  {n:>9} rules  {:<32} {ns:>7.1} ns  ({ratio:.2}x the answer-everything floor)",
+            "blocked, to the floor"
+        );
+        let to_floor = json!({"ns_per_packet": ns, "baseline_ns": floor_ns, "ratio": ratio, "baseline": "answer-everything floor", "method": "median of single runs"});
         // The allowed query again with the key filter off (the rule map asked at every depth
         // that holds rules): what the filter saves, side by side.
         let off = with_filter_off(&inst.pins(), || pairs(base_frame, false));
@@ -358,6 +404,7 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         }
         inst.ok(&["orders", "remove", "bench-scoped"]);
         inst.ok(&["jurisdictions", "remove", "bench-j"]);
+        row.insert("blocked -> NXDOMAIN+EDE, to the floor".to_string(), to_floor);
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
     let verified = blocker::kernel::pinned_program(&inst.pins(), false)
