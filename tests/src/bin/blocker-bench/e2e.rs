@@ -495,9 +495,8 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
             sc.spawn(|| {
                 let f = fs::File::open(&edge_ns).expect("the edge namespace");
                 // SAFETY: setns on a file we own, for this thread only (CLONE_NEWNET).
-                let r = unsafe {
-                    libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET)
-                };
+                let r =
+                    unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
                 assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
                 prog.attach(&dev, aya::programs::XdpMode::Driver)
                     .expect("attach the reflector")

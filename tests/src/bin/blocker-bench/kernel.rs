@@ -334,7 +334,11 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
             ratios.sort_by(f64::total_cmp);
             (best, best_base, ratios[ratios.len() / 2])
         };
-        record("answer-everything floor (REFUSED in place)", true, floor_cost);
+        record(
+            "answer-everything floor (REFUSED in place)",
+            true,
+            floor_cost,
+        );
         let (ns, floor_ns, ratio) = versus(floor, blocked, blocked);
         eprintln!(
             "  {n:>9} rules  {:<32} {ns:>7.1} ns  ({ratio:.2}x the answer-everything floor)",
@@ -404,7 +408,10 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         }
         inst.ok(&["orders", "remove", "bench-scoped"]);
         inst.ok(&["jurisdictions", "remove", "bench-j"]);
-        row.insert("blocked -> NXDOMAIN+EDE, to the floor".to_string(), to_floor);
+        row.insert(
+            "blocked -> NXDOMAIN+EDE, to the floor".to_string(),
+            to_floor,
+        );
         results.push(json!({"rules": n, "baseline_ns_repeat": base_repeat, "baseline_ns_single": base_single, "packets": row}));
     }
     let verified = blocker::kernel::pinned_program(&inst.pins(), false)

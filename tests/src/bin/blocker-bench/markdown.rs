@@ -276,9 +276,7 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
         let pairs: Vec<String> = blk
             .iter()
             .filter_map(|b| {
-                let r = refl
-                    .iter()
-                    .find(|r| r["offered_qps"] == b["offered_qps"])?;
+                let r = refl.iter().find(|r| r["offered_qps"] == b["offered_qps"])?;
                 let rn = f(&r["edge_cpu_ns_per_answer"]);
                 let bn = f(&b["edge_cpu_ns_per_answer"]);
                 (rn > 0.0).then(|| {
