@@ -56,10 +56,11 @@ pub const MAX_JURISDICTIONS: u32 = 64;
 /// Client prefixes all jurisdictions together can hold (the LPM trie allocates on demand).
 pub const JURIS_PREFIXES: u32 = 1 << 20;
 
-/// Rules one name can hold in one copy: one slot per order and match kind, so up to six orders
-/// with a subtree rule (or an RPZ `name` + `*.name` pair that agree) at the same name, or three
-/// with distinct exact and below rules. Used slots are packed at the front.
-pub const SLOTS: usize = 6;
+/// Rules one name can hold in one copy: one slot per order and match kind, so up to four orders
+/// with a subtree rule (or an RPZ `name` + `*.name` pair that agree) at the same name, or two
+/// with distinct exact and below rules. Used slots are packed at the front. Four, not more:
+/// every slot costs 24 bytes per name in the rule map (two copies), 24 MB per million names.
+pub const SLOTS: usize = 4;
 /// [`Slot::flags`] bit: the slot decides queries for the name itself (an exact or subtree rule).
 pub const SLOT_HERE: u8 = 1;
 /// [`Slot::flags`] bit: the slot decides queries for names under it (a subtree or below rule).

@@ -1361,7 +1361,12 @@ fn the_benchmark_references_answer_correctly() {
         let fd = prog.fd().expect("fd");
         for (v6, edns) in [(false, false), (false, true), (true, true)] {
             let q = raw_query(0x1234, &[b"www", b"Example", b"test"], 1, edns);
-            let f = if v6 { Frame::v6(q.clone()) } else { Frame::v4(q.clone()) }.bytes();
+            let f = if v6 {
+                Frame::v6(q.clone())
+            } else {
+                Frame::v4(q.clone())
+            }
+            .bytes();
             let r = test_run(fd.as_fd(), &f, 1).expect("test run");
             assert_eq!(action_name(r.retval), "XDP_TX", "{name} v6={v6}");
             let (qp, ap) = (

@@ -207,6 +207,22 @@ fn singles(prog: &Xdp, frame: &[u8], expect: Option<u32>) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
+/// `PAIRS` back-to-back pairs of single-run medians, the base program (its frame and verdict)
+/// then the measured one (which must answer): (fastest measured, fastest base, median ratio).
+fn singles_pairs(base: (&Xdp, &[u8], Option<u32>), measured: (&Xdp, &[u8])) -> (f64, f64, f64) {
+    let mut ratios = Vec::new();
+    let (mut best, mut best_base) = (f64::MAX, f64::MAX);
+    for _ in 0..PAIRS {
+        let b = singles(base.0, base.1, base.2);
+        let ns = singles(measured.0, measured.1, Some(XDP_TX));
+        ratios.push(ns / b);
+        best = best.min(ns);
+        best_base = best_base.min(b);
+    }
+    ratios.sort_by(f64::total_cmp);
+    (best, best_base, ratios[ratios.len() / 2])
+}
+
 /// Per-packet cost at each rule count, and the list loads that fill the map (part `kernel`).
 /// Returns (in_kernel rows, list_load rows, verified instructions).
 pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<Value>, u32) {
@@ -303,43 +319,18 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         }
         // The floor itself (to the no-op program), and blocker's blocked answer to the floor:
         // back-to-back pairs of single runs, as above.
-        let versus = |base: &Xdp, base_frame: &[u8], frame: &[u8]| -> (f64, f64, f64) {
-            let mut ratios = Vec::new();
-            let (mut best, mut best_base) = (f64::MAX, f64::MAX);
-            for _ in 0..PAIRS {
-                let b = singles(base, base_frame, None);
-                let ns = singles(&prog, frame, Some(XDP_TX));
-                ratios.push(ns / b);
-                best = best.min(ns);
-                best_base = best_base.min(b);
-            }
-            ratios.sort_by(f64::total_cmp);
-            (best, best_base, ratios[ratios.len() / 2])
-        };
         let blocked = &frames
             .iter()
             .find(|f| f.0 == "blocked -> NXDOMAIN+EDE")
             .expect("the blocked frame")
             .1;
-        let floor_cost = {
-            let mut ratios = Vec::new();
-            let (mut best, mut best_base) = (f64::MAX, f64::MAX);
-            for _ in 0..PAIRS {
-                let b = singles(&noop, base_frame, None);
-                let ns = singles(floor, blocked, Some(XDP_TX));
-                ratios.push(ns / b);
-                best = best.min(ns);
-                best_base = best_base.min(b);
-            }
-            ratios.sort_by(f64::total_cmp);
-            (best, best_base, ratios[ratios.len() / 2])
-        };
+        let floor_cost = singles_pairs((&noop, base_frame, None), (floor, blocked));
         record(
             "answer-everything floor (REFUSED in place)",
             true,
             floor_cost,
         );
-        let (ns, floor_ns, ratio) = versus(floor, blocked, blocked);
+        let (ns, floor_ns, ratio) = singles_pairs((floor, blocked, Some(XDP_TX)), (&prog, blocked));
         eprintln!(
             "  {n:>9} rules  {:<32} {ns:>7.1} ns  ({ratio:.2}x the answer-everything floor)",
             "blocked, to the floor"
