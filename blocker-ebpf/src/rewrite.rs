@@ -21,7 +21,7 @@ use blocker_common::answer::GROW_MAX;
 use blocker_common::dns::{launder, Scratch, HDR_MAX, MSG_BUF};
 use network_types::{eth::EthHdr, udp::UdpHdr};
 
-use crate::{load, ptr_at, Frame, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH};
+use crate::{ptr_at, Frame, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH};
 
 /// How a rewrite failed.
 pub enum Failed {
@@ -135,89 +135,76 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     // Pseudo-header: protocol and segment length (the addresses are added below).
     let mut sum = payload as u64 + word(0, proto) + word(ulen_be[0], ulen_be[1]);
 
+    // The IP header is rewritten in place (direct packet access: no helper call), its
+    // checksum computed anew over the header as sent.
     if f.v6 != 0 {
-        // SAFETY: 40 bytes into the 64-byte `s.l3`.
-        let r = unsafe {
-            r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), 40)
-        };
-        if r != 0 {
-            return Err(Failed::Changed);
-        }
+        let ip: *mut [u8; 40] = ptr_at(ctx, f.l3).map_err(|_| Failed::Changed)?;
+        // SAFETY: ptr_at checked the 40 bytes are in the packet.
+        let h = unsafe { &mut *ip };
         for i in 0..16 {
-            let a = s.l3[8 + i];
-            s.l3[8 + i] = s.l3[24 + i];
-            s.l3[24 + i] = a;
+            let a = h[8 + i];
+            h[8 + i] = h[24 + i];
+            h[24 + i] = a;
         }
-        s.l3[7] = ANSWER_TTL;
+        h[7] = ANSWER_TTL;
         let plen = ((f.l4 - f.l3 - 40) as u16).wrapping_add(ulen).to_be_bytes();
-        s.l3[4] = plen[0];
-        s.l3[5] = plen[1];
+        h[4] = plen[0];
+        h[5] = plen[1];
         for i in 0..16 {
-            sum += word(s.l3[8 + 2 * i], s.l3[9 + 2 * i]);
+            sum += word(h[8 + 2 * i], h[9 + 2 * i]);
         }
-        store(ctx, f.l3, s.l3.as_ptr(), 40)?;
     } else {
         let ihl = f.ihl;
         // Redundant for correctness (parse_frame checked 20 ≤ ihl ≤ 60), needed by the
-        // verifier to bound the helper's length.
+        // verifier to bound the options' length.
         if !(20..=60).contains(&ihl) {
             return Err(Failed::Changed);
         }
-        // SAFETY: at most 60 bytes into the 64-byte `s.l3`.
-        let r = unsafe {
-            r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l3 as u32, s.l3.as_mut_ptr().cast(), ihl as u32)
-        };
-        if r != 0 {
-            return Err(Failed::Changed);
+        // Options are not echoed back (a source route must not steer the answer): each
+        // option byte becomes a NOP (1), written by the helper (rare: almost no query has
+        // options).
+        if ihl > 20 {
+            for i in 0..40 {
+                s.l3[i] = 1;
+            }
+            store(ctx, f.l3 + 20, s.l3.as_ptr(), ihl - 20)?;
         }
+        let ip: *mut [u8; 20] = ptr_at(ctx, f.l3).map_err(|_| Failed::Changed)?;
+        // SAFETY: ptr_at checked the 20 bytes are in the packet.
+        let h = unsafe { &mut *ip };
         for i in 0..4 {
-            let a = s.l3[12 + i];
-            s.l3[12 + i] = s.l3[16 + i];
-            s.l3[16 + i] = a;
+            let a = h[12 + i];
+            h[12 + i] = h[16 + i];
+            h[16 + i] = a;
         }
         let tot = (ihl as u16).wrapping_add(ulen).to_be_bytes();
-        s.l3[2] = tot[0];
-        s.l3[3] = tot[1];
-        s.l3[6] &= 0x40; // keep DF; MF and the offset were zero
-        s.l3[7] = 0;
-        s.l3[8] = ANSWER_TTL;
-        s.l3[10] = 0;
-        s.l3[11] = 0;
-        // Options are not echoed back (a source route must not steer the answer): each
-        // option byte becomes a NOP.
-        for i in 20..60 {
-            if i >= ihl {
-                break;
-            }
-            s.l3[i] = 1;
+        h[2] = tot[0];
+        h[3] = tot[1];
+        h[6] &= 0x40; // keep DF; MF and the offset were zero
+        h[7] = 0;
+        h[8] = ANSWER_TTL;
+        h[10] = 0;
+        h[11] = 0;
+        // The header's checksum: its ten words, and one 0x0101 word per two option bytes.
+        let mut hsum = ((ihl as u64 - 20) / 2) * 0x0101;
+        for i in 0..10 {
+            hsum += word(h[2 * i], h[2 * i + 1]);
         }
-        // SAFETY: `ihl` ≤ 60 bytes of the 64-byte `s.l3`.
-        let hsum = unsafe {
-            r#gen::bpf_csum_diff(
-                core::ptr::null_mut(),
-                0,
-                s.l3.as_mut_ptr().cast(),
-                ihl as u32,
-                0,
-            )
-        };
-        if hsum < 0 {
-            return Err(Failed::Changed);
-        }
-        let check = (!fold(hsum as u64)).to_ne_bytes();
-        s.l3[10] = check[0];
-        s.l3[11] = check[1];
+        let check = (!fold(hsum)).to_ne_bytes();
+        h[10] = check[0];
+        h[11] = check[1];
         for i in 0..4 {
-            sum += word(s.l3[12 + 2 * i], s.l3[13 + 2 * i]);
+            sum += word(h[12 + 2 * i], h[13 + 2 * i]);
         }
-        store(ctx, f.l3, s.l3.as_ptr(), ihl)?;
     }
 
     if f.tcp != 0 {
         tcp_header(ctx, f, s, len, sum)?;
     } else {
-        let old: [u8; UdpHdr::LEN] = load(ctx, f.l4).map_err(|_| Failed::Changed)?;
-        let (sport, dport) = ([old[0], old[1]], [old[2], old[3]]);
+        let udp: *mut [u8; UdpHdr::LEN] = ptr_at(ctx, f.l4).map_err(|_| Failed::Changed)?;
+        // SAFETY: ptr_at checked the 8 bytes are in the packet.
+        let udp = unsafe { &mut *udp };
+        let (sport, dport) = ([udp[0], udp[1]], [udp[2], udp[3]]);
         sum += word(dport[0], dport[1]) + word(sport[0], sport[1]) + word(ulen_be[0], ulen_be[1]);
         let mut check = !fold(sum);
         if check == 0 {
@@ -225,10 +212,9 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
             check = 0xffff;
         }
         let c = check.to_ne_bytes();
-        let udp = [
+        *udp = [
             dport[0], dport[1], sport[0], sport[1], ulen_be[0], ulen_be[1], c[0], c[1],
         ];
-        store(ctx, f.l4, udp.as_ptr(), UdpHdr::LEN)?;
     }
 
     let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Failed::Changed)?;
