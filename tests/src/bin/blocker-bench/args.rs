@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// The parts of the benchmark, in the order they run.
-pub const PARTS: [&str; 4] = ["kernel", "structures", "e2e", "latency"];
+pub const PARTS: [&str; 5] = ["kernel", "structures", "e2e", "latency", "fleet"];
 
 /// Measures blocker and writes the JSON results and the results section of the markdown.
 #[derive(Parser, Debug)]
