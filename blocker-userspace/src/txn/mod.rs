@@ -23,6 +23,7 @@
 //! the precedence policy, which lives in [`blocker_common::policy`] so the data plane's
 //! semantics, `blocker explain` and the planner share one definition.
 
+mod cache;
 mod controller;
 mod plan;
 
@@ -37,6 +38,7 @@ use crate::{
 };
 
 pub use blocker_common::policy::merge;
+pub use cache::{Edit, RulesCache, MAX_DELTAS};
 pub use controller::{depth_mask_of, order_gates, order_info, tai_ns, tai_offset_ns, Controller};
 
 /// A rule candidate at one name (see [`blocker_common::policy::Candidate`]).
