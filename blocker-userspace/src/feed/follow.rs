@@ -41,7 +41,7 @@ use super::{
 use crate::{
     kernel::Pins,
     state::{now, Order, Rule, Source, StateDir},
-    txn::{Controller, OrderChange},
+    txn::{Controller, OrderChange, RulesCache},
 };
 
 /// How `follow` runs.
@@ -107,6 +107,8 @@ struct Shared {
     dir: StateDir,
     registry: notify::Registry,
     timeout: Duration,
+    /// Every order's rules in memory, for IXFRs applied as edits (see [`crate::txn::RulesCache`]).
+    cache: std::sync::Mutex<RulesCache>,
 }
 
 struct Running {
@@ -146,6 +148,7 @@ pub async fn run(
         dir,
         registry,
         timeout: opts.timeout,
+        cache: std::sync::Mutex::new(RulesCache::default()),
     });
     let mut running: HashMap<String, Running> = HashMap::new();
     reconcile(&shared, &mut running, &current);
@@ -213,6 +216,8 @@ struct Follower {
     /// The copy enforced (or withdrawn at expiry: `enforced` false).
     zone: Option<Zone>,
     enforced: bool,
+    /// Rules the order holds from `zone` (when enforced).
+    rules: usize,
     st: FeedStatus,
     /// The earliest NOTIFY not yet followed by the enforcement of what it announced.
     pending: Option<notify::Notice>,
@@ -293,6 +298,148 @@ struct Applied {
     ms: u64,
 }
 
+/// An IXFR as an edit of the order: the rules its owners gave before and give after.
+struct Incremental {
+    /// The difference sequences (journaled with the saved copy).
+    batches: Vec<super::zone::Batch>,
+    /// Serial the order holds now, and its rule count.
+    from: u32,
+    rules_before: usize,
+    before: Vec<Rule>,
+    after: Vec<Rule>,
+}
+
+/// The rules of an RPZ reading, as the order records them.
+fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
+    out.rules
+        .into_iter()
+        .map(|p| Rule {
+            name: p.name,
+            kind: p.kind,
+            action: p.action.unwrap_or(Action::Nxdomain),
+            qtypes: p.qtypes,
+            id: 0,
+            source: Source::at(file.clone(), p.line),
+            local: p.local,
+            local_id: 0,
+        })
+        .collect()
+}
+
+/// What an order's `sources` say when it holds serial `serial` of the feed's zone.
+fn source_words(feed: &Feed, serial: u32) -> String {
+    format!("rpz {} serial {serial}", feed.zone)
+}
+
+/// Applies an IXFR as an edit of the order (blocking): the difference joins the saved copy's
+/// journal, the controller removes and adds the rules of the owners it touched. `Ok(None)`:
+/// the order is not what the edit starts from (or the edit touches local data): nothing was
+/// changed, the caller replaces the order's rules whole.
+fn enforce_edit(
+    shared: &Shared,
+    feed: &Feed,
+    zone: &Zone,
+    inc: &Incremental,
+) -> Result<Option<Applied>, String> {
+    let t0 = Instant::now();
+    let path = zone_path(&shared.dir, &feed.zone);
+    let serial = zone.serial();
+    let same = |a: &Rule, b: &Rule| {
+        (&a.name, a.kind, a.action, a.qtypes, &a.local)
+            == (&b.name, b.kind, b.action, b.qtypes, &b.local)
+    };
+    let removed: Vec<(blocker_lists::Name, blocker_common::Kind)> = inc
+        .before
+        .iter()
+        .filter(|r| !inc.after.iter().any(|a| same(a, r)))
+        .map(|r| (r.name.clone(), r.kind))
+        .collect();
+    let added: Vec<Rule> = inc
+        .after
+        .iter()
+        .filter(|a| !inc.before.iter().any(|r| same(a, r)))
+        .cloned()
+        .collect();
+    // The journal first: a copy that is ahead of the order is enforced whole at the next
+    // start; one behind it would not be.
+    let jdir = Zone::journal_dir(&path);
+    let jfile = (|| -> std::io::Result<PathBuf> {
+        fs::create_dir_all(&jdir)?;
+        let n = fs::read_dir(&jdir)?.count();
+        let f = jdir.join(format!("{:08}.{serial}", n + 1));
+        super::write_atomic(&f, Zone::render_batches(&inc.batches).as_bytes())
+            .map_err(std::io::Error::other)?;
+        Ok(f)
+    })()
+    .map_err(|e| format!("journaling serial {serial}: {e}"))?;
+    let r = (|| -> anyhow::Result<Option<(crate::txn::Summary, usize)>> {
+        let mut c = Controller::open(&shared.pins, &shared.dir)?;
+        let Some(mut order) = c.state.order(&feed.order).cloned() else {
+            return Ok(None);
+        };
+        if order.sources != [source_words(feed, inc.from)] {
+            return Ok(None);
+        }
+        order.sources = vec![source_words(feed, serial)];
+        order.set_soa(Some(&zone_soa_wire(zone)));
+        let mut cache = shared
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = inc.rules_before - removed.len() + added.len();
+        Ok(
+            c.apply_edit(&mut cache, order, inc.rules_before, (removed, added))?
+                .map(|s| (s, n)),
+        )
+    })();
+    match r {
+        Ok(Some((summary, n))) => {
+            if Zone::journal_len(&path) >= super::zone::MAX_JOURNAL {
+                // The copy written whole again (the change is enforced already).
+                let header = copy_header(feed, serial, "IXFR");
+                if super::write_atomic(&path, zone.render(&header).as_bytes()).is_ok() {
+                    let _ = fs::remove_dir_all(&jdir);
+                }
+            }
+            Ok(Some(Applied {
+                rules: n,
+                names_changed: summary.names_changed,
+                generation: summary.generation,
+                added: summary.rules_added,
+                removed: summary.rules_removed,
+                ms: t0.elapsed().as_millis() as u64,
+            }))
+        }
+        Ok(None) => {
+            let _ = fs::remove_file(&jfile);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&jfile);
+            Err(format!("applying serial {serial}: {e:#}"))
+        }
+    }
+}
+
+/// The SOA of a zone in wire form, as the order keeps it.
+fn zone_soa_wire(zone: &Zone) -> Vec<u8> {
+    let path = std::path::Path::new("");
+    zone.rpz_owners(&[], path)
+        .and_then(|o| o.soa)
+        .unwrap_or_default()
+}
+
+/// The two comment lines of a saved copy.
+fn copy_header(feed: &Feed, serial: u32, source: &str) -> [String; 2] {
+    [
+        format!(
+            "blocker: RPZ zone {} serial {serial}, the whole content of order {:?}",
+            feed.zone, feed.order
+        ),
+        format!("from {source}; written by `blocker follow`, do not edit"),
+    ]
+}
+
 /// Reads `zone` as RPZ and makes it the whole content of the feed's order (blocking: runs on
 /// a blocking thread). Nothing changes on an error.
 fn enforce_blocking(
@@ -300,7 +447,19 @@ fn enforce_blocking(
     feed: &Feed,
     zone: &Zone,
     source: &str,
+    inc: Option<&Incremental>,
 ) -> Result<Applied, String> {
+    if let Some(inc) = inc {
+        match enforce_edit(shared, feed, zone, inc)? {
+            Some(a) => return Ok(a),
+            None => log::info!(
+                "{}: serial {} applied whole (the order is not serial {} as followed)",
+                feed.zone,
+                zone.serial(),
+                inc.from
+            ),
+        }
+    }
     let t0 = Instant::now();
     let path = zone_path(&shared.dir, &feed.zone);
     let serial = zone.serial();
@@ -360,31 +519,12 @@ fn enforce_blocking(
     }
     let file: Arc<str> = path.display().to_string().into();
     let soa = out.soa.clone();
-    let rules: Vec<Rule> = out
-        .rules
-        .into_iter()
-        .map(|p| Rule {
-            name: p.name,
-            kind: p.kind,
-            action: p.action.unwrap_or(Action::Nxdomain),
-            qtypes: p.qtypes,
-            id: 0,
-            source: Source::at(file.clone(), p.line),
-            local: p.local,
-            local_id: 0,
-        })
-        .collect();
+    let rules = rules_of(out, &file);
     let n = rules.len();
     // The copy is written next to the old one and takes its place once enforced: the rule
     // sources point at its lines.
     let staged = PathBuf::from(format!("{}.new", path.display()));
-    let header = [
-        format!(
-            "blocker: RPZ zone {} serial {serial}, the whole content of order {:?}",
-            feed.zone, feed.order
-        ),
-        format!("from {source}; written by `blocker follow`, do not edit"),
-    ];
+    let header = copy_header(feed, serial, source);
     super::write_atomic(&staged, zone.render(&header).as_bytes()).map_err(|e| e.to_string())?;
     log::debug!(
         "{}: copy written: {} ms",
@@ -399,7 +539,7 @@ fn enforce_blocking(
         };
         // What was transferred and how is in the feed's status; the order says which copy
         // it holds (the same words for the same copy: enforcing it again changes nothing).
-        order.sources = vec![format!("rpz {} serial {serial}", feed.zone)];
+        order.sources = vec![source_words(feed, serial)];
         order.set_soa(soa.as_deref());
         Ok(c.apply(vec![OrderChange::Put {
             order,
@@ -413,8 +553,22 @@ fn enforce_blocking(
             return Err(format!("applying serial {serial}: {e:#}"));
         }
     };
+    let ms = t0.elapsed().as_millis() as u64;
+    // The journal holds differences from the copy replaced: gone with it.
+    let _ = fs::remove_dir_all(Zone::journal_dir(&path));
     if let Err(e) = fs::rename(&staged, &path) {
         log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
+    }
+    // The rules just recorded, read into memory for the IXFRs to come (the change is
+    // enforced already).
+    if let Ok(c) = Controller::open(&shared.pins, &shared.dir) {
+        let mut cache = shared
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = c.warm(&mut cache) {
+            log::warn!("{}: rules not kept in memory: {e}", feed.zone);
+        }
     }
     Ok(Applied {
         rules: n,
@@ -422,7 +576,7 @@ fn enforce_blocking(
         generation: summary.generation,
         added: summary.rules_added,
         removed: summary.rules_removed,
-        ms: t0.elapsed().as_millis() as u64,
+        ms,
     })
 }
 
@@ -474,6 +628,7 @@ impl Follower {
             primaries,
             zone: None,
             enforced: false,
+            rules: 0,
             st,
             pending: None,
             first: 0,
@@ -507,7 +662,7 @@ impl Follower {
             }
         };
         let serial = z.serial();
-        match self.enforce(z, "the saved copy".to_string()).await {
+        match self.enforce(z, "the saved copy".to_string(), None).await {
             Ok((z, a)) => {
                 log::info!(
                     "{}: resuming at serial {serial} ({} rules, generation {}{})",
@@ -522,6 +677,7 @@ impl Follower {
                 );
                 self.zone = Some(z);
                 self.enforced = true;
+                self.rules = a.rules;
                 self.st.serial = Some(serial);
                 if self.st.expires_at == 0 {
                     self.st.expires_at =
@@ -583,12 +739,13 @@ impl Follower {
         &self,
         zone: Zone,
         source: String,
+        inc: Option<Incremental>,
     ) -> Result<(Zone, Applied), (Option<Zone>, String)> {
         let shared = self.shared.clone();
         let feed = self.feed.clone();
         let serial = zone.serial();
         let r = tokio::task::spawn_blocking(move || {
-            let r = enforce_blocking(&shared, &feed, &zone, &source);
+            let r = enforce_blocking(&shared, &feed, &zone, &source, inc.as_ref());
             (zone, r)
         })
         .await;
@@ -685,8 +842,27 @@ impl Follower {
                         .zone
                         .take()
                         .unwrap_or_else(|| Zone::new(self.apex.clone(), d.soa.clone(), Vec::new()));
+                    // The owners the difference touches, read as RPZ before and after it: an
+                    // edit of the order when both readings stand alone.
+                    let path = zone_path(&self.shared.dir, &self.feed.zone);
+                    let owners = Zone::owners_of(&d.batches);
+                    let before = if self.enforced {
+                        zone.rpz_owners(&owners, &path)
+                    } else {
+                        None
+                    };
                     match zone.apply(&d.batches) {
                         Ok(undo) => {
+                            let file: Arc<str> = path.display().to_string().into();
+                            let inc = before.zip(zone.rpz_owners(&owners, &path)).map(|(b, a)| {
+                                Incremental {
+                                    batches: d.batches.clone(),
+                                    from: ours,
+                                    rules_before: self.rules,
+                                    before: rules_of(b, &file),
+                                    after: rules_of(a, &file),
+                                }
+                            });
                             let transfer_ms = t0.elapsed().as_millis() as u64;
                             let report = TransferReport {
                                 kind: "ixfr".into(),
@@ -701,7 +877,7 @@ impl Follower {
                                 ..Default::default()
                             };
                             let source = format!("IXFR {ours}→{} from {}", zone.serial(), p.addr);
-                            match self.enforce(zone, source).await {
+                            match self.enforce(zone, source, inc).await {
                                 Ok((z, a)) => {
                                     self.applied(z, a, report, d.messages);
                                     return Ok(());
@@ -779,7 +955,7 @@ impl Follower {
             ..Default::default()
         };
         let source = format!("AXFR {} from {}", zone.serial(), p.addr);
-        match self.enforce(zone, source).await {
+        match self.enforce(zone, source, None).await {
             Ok((z, a)) => {
                 self.applied(z, a, report, messages);
                 Ok(())
@@ -817,6 +993,7 @@ impl Follower {
             self.st.axfr_count += 1;
         }
         self.st.last_transfer = Some(report);
+        self.rules = a.rules;
         self.zone = Some(z);
         self.enforced = true;
         self.current(serial);
@@ -859,7 +1036,7 @@ impl Follower {
             return Ok(());
         };
         let source = format!("the copy of serial {}, again after expiry", z.serial());
-        match self.enforce(z, source).await {
+        match self.enforce(z, source, None).await {
             Ok((z, a)) => {
                 log::warn!(
                     "{}: serial {} enforced again ({} rules, generation {})",
@@ -868,6 +1045,7 @@ impl Follower {
                     a.rules,
                     a.generation
                 );
+                self.rules = a.rules;
                 self.zone = Some(z);
                 self.enforced = true;
                 Ok(())
