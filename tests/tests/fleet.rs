@@ -73,10 +73,11 @@ fn entries(names: impl IntoIterator<Item = (String, &'static str)>) -> Vec<(Stri
 }
 
 #[test]
-fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
+fn three_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let primary = NetNs::new("blkp");
     let e1 = edge(&primary, 0);
     let e2 = edge(&primary, 1);
+    let e3 = edge(&primary, 2);
 
     // Serial 1: 60 names blocked (NXDOMAIN), one dropped, one passed through.
     let v1 = entries((0..60).map(|i| (format!("c{i}.example"), ".")).chain([
@@ -84,14 +85,18 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         ("quiet.example".to_string(), "rpz-drop."),
         ("allowed.example".to_string(), "rpz-passthru."),
     ]));
-    let notify = [format!("{}@5353", e1.addr), format!("{}@5353", e2.addr)];
+    let notify = [
+        format!("{}@5353", e1.addr),
+        format!("{}@5353", e2.addr),
+        format!("{}@5353", e3.addr),
+    ];
     let notify: Vec<&str> = notify.iter().map(String::as_str).collect();
     let mut knot = Knot::start(
         &primary,
         &KnotSetup {
             zone: ZONE,
             text: &rpz_text(ZONE, &v1),
-            listen: &[&e1.primary, &e2.primary],
+            listen: &[&e1.primary, &e2.primary, &e3.primary],
             notify: &notify,
             allow: &["198.51.100.0/24"],
             key: None,
@@ -99,9 +104,9 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     );
     let s1 = knot.serial().expect("serial");
 
-    // Edge 1 follows by NOTIFY alone (the SOA refresh is an hour); edge 2 also checks the SOA
-    // every 2 s.
-    for (e, refresh) in [(&e1, None), (&e2, Some("2"))] {
+    // Edges 1 and 3 follow by NOTIFY alone (the SOA refresh is an hour); edge 2 also checks
+    // the SOA every 2 s.
+    for (e, refresh) in [(&e1, None), (&e2, Some("2")), (&e3, None)] {
         e.b.ok(&["orders", "set", "--order", ORDER, "--ede-text", EDE_TEXT]);
         let mut args = vec![
             "feed",
@@ -120,12 +125,18 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let t0 = Instant::now();
     let listen1 = format!("{}:5353", e1.addr);
     let listen2 = format!("{}:5353", e2.addr);
+    let listen3 = format!("{}:5353", e3.addr);
     let mut f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
     let f2 = Follow::start(&e2.b, &e2.t.edge, Some(&listen2));
+    let f3 = Follow::start(&e3.b, &e3.t.edge, Some(&listen3));
     let d1 = wait_serial(&e1.b, ORDER, s1, t0, &f1);
     let d2 = wait_serial(&e2.b, ORDER, s1, t0, &f2);
-    println!("initial AXFR enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from start)");
-    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+    let d3 = wait_serial(&e3.b, ORDER, s1, t0, &f3);
+    println!(
+        "initial AXFR enforced: edge 1 after {d1:?}, edge 2 after {d2:?}, edge 3 after {d3:?} \
+         (from start)"
+    );
+    for (e, f) in [(&e1, &f1), (&e2, &f2), (&e3, &f3)] {
         let st = feed(&e.b, ORDER);
         assert_eq!(
             st["status"]["last_transfer"]["kind"],
@@ -160,10 +171,19 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let s2 = knot.set_zone(&rpz_text(ZONE, &v2));
     let d1 = wait_serial(&e1.b, ORDER, s2, t0, &f1);
     let d2 = wait_serial(&e2.b, ORDER, s2, t0, &f2);
-    println!("serial {s2} (+100 −50, 11 actions changed) enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from the reload)");
-    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+    let d3 = wait_serial(&e3.b, ORDER, s2, t0, &f3);
+    println!(
+        "serial {s2} (+100 −50, 11 actions changed) enforced: edge 1 after {d1:?}, edge 2 after \
+         {d2:?}, edge 3 after {d3:?} (from the reload)"
+    );
+    for (e, f, d) in [(&e1, &f1, d1), (&e2, &f2, d2), (&e3, &f3, d3)] {
         let st = feed(&e.b, ORDER);
         let s = &st["status"];
+        assert!(
+            d.as_secs_f64() < 2.0,
+            "every edge enforces the new serial within 2 s of the reload: {d:?}\n{}",
+            f.log()
+        );
         assert_eq!(s["last_transfer"]["kind"], "ixfr", "{st}\n{}", f.log());
         assert_eq!(s["last_transfer"]["from_serial"], s1, "{st}");
         assert_eq!(
@@ -174,13 +194,19 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         // 50 names removed, 100 added, 11 changed: 161 names' values.
         assert_eq!(s["last_transfer"]["names_changed"], 161, "{st}");
         assert_eq!(s["last_transfer"]["rules"], 113, "{st}");
+        // Applied as an edit of the order, not by replacing its rules whole.
+        assert!(!f.log().contains("applied whole"), "{}", f.log());
         assert_eq!(verdict(&e.t, "c0.example"), "resolver", "removed");
         assert_eq!(verdict(&e.t, "c49.example"), "resolver", "removed");
         assert_eq!(verdict(&e.t, "c50.example"), "NOERROR+EDE", "now NODATA");
         assert_eq!(verdict(&e.t, "a0.example"), "NXDOMAIN+EDE", "added");
         assert_eq!(verdict(&e.t, "a99.example"), "NXDOMAIN+EDE", "added");
         assert_eq!(verdict(&e.t, "keep.example"), "drop", "now dropped");
+        // The state directory says what the kernel holds, rule by rule.
+        assert_eq!(explain(&e.b, "c0.example"), "pass (no rule)");
+        assert_eq!(explain(&e.b, "a42.example"), "nxdomain");
     }
+    drop(f3);
     // `blocker serve` exports the same.
     let ctx = blocker::cli::Ctx {
         pins: e2.b.pins(),
