@@ -840,3 +840,97 @@ fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
         println!("IXFR answered {name}: AXFR fallback, serial 11 enforced");
     }
 }
+
+/// `blocker follow` killed at each step of an IXFR applied as an edit (journal written,
+/// inactive copies written, flipped, committed): the edge enforces either the old serial or
+/// the new one, whole — never a part of the difference — and the follower started again
+/// brings it to the new serial, with the state directory and the kernel in agreement.
+#[test]
+fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |round: usize| -> Vec<(String, &'static str)> {
+        // Round r removes k{r-1}*, adds k{r}* and keeps the rest.
+        (0..40)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..20).map(|i| (format!("k{round}n{i}.example"), ".")))
+            .collect()
+    };
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &names(0)),
+            listen: &["198.51.100.1"],
+            notify: &["198.51.100.2@5353"],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+    ]);
+    let listen = Some("198.51.100.2:5353");
+    let f = Follow::start(&b, &edge_ns, listen);
+    let mut s = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s, Instant::now(), &f);
+    drop(f);
+    // Which of two consecutive rounds the edge enforces (panics on a mixture).
+    let enforced_round = |b: &Blocker, old: usize, new: usize| -> usize {
+        let old_in = explain(b, &format!("k{old}n0.example")) == "nxdomain";
+        let new_in = explain(b, &format!("k{new}n0.example")) == "nxdomain";
+        for i in 0..20 {
+            assert_eq!(
+                explain(b, &format!("k{old}n{i}.example")) == "nxdomain",
+                old_in,
+                "round {old} whole or not at all"
+            );
+            assert_eq!(
+                explain(b, &format!("k{new}n{i}.example")) == "nxdomain",
+                new_in,
+                "round {new} whole or not at all"
+            );
+        }
+        assert_eq!(explain(b, "stay7.example"), "nxdomain");
+        assert!(old_in != new_in, "one round or the other");
+        if new_in {
+            new
+        } else {
+            old
+        }
+    };
+    for (round, point) in ["journal", "inactive", "flip", "commit"].iter().enumerate() {
+        let round = round + 1;
+        let mut f = Follow::start_with(&b, &edge_ns, listen, &[("BLOCKER_TEST_CRASH_AT", point)]);
+        wait_for(20, "the follower resumes", || {
+            if f.log().contains("resuming at serial") {
+                Ok(())
+            } else {
+                Err(f.log())
+            }
+        });
+        knot.write_zone(&rpz_text(ZONE, &names(round)));
+        knot.knotc(&["zone-reload", ZONE]);
+        let log = f.wait_exit(20);
+        assert!(log.contains("crash injected"), "{log}");
+        let at = enforced_round(&b, round - 1, round);
+        println!("killed at `{point}`: the edge enforces round {at} whole");
+        let before = s;
+        s = knot.serial().expect("serial");
+        assert_ne!(before, s);
+        // Started again: the new serial, whole, and the state directory agrees with the
+        // kernel (explain checks it).
+        let f = Follow::start(&b, &edge_ns, listen);
+        wait_serial(&b, ORDER, s, Instant::now(), &f);
+        assert_eq!(enforced_round(&b, round - 1, round), round, "{}", f.log());
+        assert_eq!(feed(&b, ORDER)["status"]["last_transfer"]["rules"], 60);
+    }
+}
