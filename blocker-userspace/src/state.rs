@@ -1057,4 +1057,48 @@ mod tests {
         assert_eq!((c.rrl_rate, c.rrl_burst, c.rrl_slip), (200, 400, 2));
         assert_eq!((c.rrl_v4_prefix, c.rrl_v6_prefix), (24, 56));
     }
+
+    #[test]
+    fn deltas_read_back_after_the_rules_file_in_order() {
+        let dir = std::env::temp_dir().join(format!("blk-deltas-{}", std::process::id()));
+        let d = StateDir::new(&dir);
+        d.ensure().expect("dir");
+        let r = |id: u32, name: &str| Rule {
+            name: Name::from_presentation(name).expect("name"),
+            kind: Kind::Exact,
+            action: Action::Nxdomain,
+            qtypes: blocker_common::QTYPES_ALL,
+            id,
+            source: Source::cli(),
+            local: None,
+            local_id: 0,
+        };
+        let mut o = Order::named(3, "feed");
+        o.rules_file = d
+            .write_rules(3, 1, &[r(0, "a.example"), r(1, "b.example"), r(2, "c.example")])
+            .expect("rules");
+        // Generation 2 removes b, adds d with b's free id... which generation 3 removes again.
+        o.rules_deltas
+            .push(d.write_rules_delta(3, 2, &[1], &[r(1, "d.example")]).expect("delta"));
+        o.rules_deltas
+            .push(d.write_rules_delta(3, 3, &[1, 0], &[r(4, "e.example")]).expect("delta"));
+        let names: Vec<(u32, String)> = d
+            .read_rules(&o)
+            .expect("read")
+            .iter()
+            .map(|r| (r.id, r.name.to_string()))
+            .collect();
+        assert_eq!(names, [(2, "c.example".into()), (4, "e.example".into())]);
+        // The files a state names are kept; others are collected.
+        let s = StateFile {
+            orders: vec![o.clone()],
+            ..StateFile::default()
+        };
+        fs::write(d.orders_dir().join("3.0.delta"), "-7\n").expect("stray");
+        d.gc(&s).expect("gc");
+        assert!(d.read_rules(&o).is_ok());
+        assert!(!d.orders_dir().join("3.0.delta").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
 }

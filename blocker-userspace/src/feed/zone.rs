@@ -642,4 +642,103 @@ mod tests {
         assert!(Zone::load(&path, "rpz.test").is_err());
         let _ = fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_journal_brings_a_saved_copy_forward() {
+        let dir = std::env::temp_dir().join(format!("blk-journal-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rpz.test.zone");
+        let mut z = Zone::new(
+            n("rpz.test."),
+            soa(1),
+            vec![cname("a.example.rpz.test.", "."), cname("b.example.rpz.test.", ".")],
+        );
+        let header: [String; HEADER_LINES] = ["h1".into(), "h2".into()];
+        fs::write(&path, z.render(&header)).expect("write");
+        let steps = [
+            vec![Batch {
+                from: soa(1),
+                to: soa(2),
+                deletes: vec![cname("a.example.rpz.test.", ".")],
+                adds: vec![cname("c.example.rpz.test.", "*.")],
+            }],
+            vec![
+                Batch {
+                    from: soa(2),
+                    to: soa(3),
+                    deletes: vec![],
+                    adds: vec![cname("d.example.rpz.test.", "rpz-drop.")],
+                },
+                Batch {
+                    from: soa(3),
+                    to: soa(4),
+                    deletes: vec![cname("b.example.rpz.test.", ".")],
+                    adds: vec![],
+                },
+            ],
+        ];
+        let jdir = Zone::journal_dir(&path);
+        fs::create_dir_all(&jdir).expect("journal dir");
+        for (i, b) in steps.iter().enumerate() {
+            z.apply(b).expect("apply");
+            fs::write(jdir.join(format!("{:08}", i + 1)), Zone::render_batches(b)).expect("j");
+        }
+        // A journal file that does not follow on (left by a crash) is skipped.
+        fs::write(
+            jdir.join("00000000"),
+            Zone::render_batches(&[Batch {
+                from: soa(9),
+                to: soa(10),
+                deletes: vec![],
+                adds: vec![cname("zz.example.rpz.test.", ".")],
+            }]),
+        )
+        .expect("stale");
+        assert_eq!(Zone::journal_len(&path), 3);
+        let back = Zone::load(&path, "rpz.test").expect("load");
+        assert_eq!(back.serial(), 4);
+        assert_eq!(back.render(&header), z.render(&header));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn owners_read_alone_only_when_nothing_else_decides_them() {
+        let path = Path::new("rpz.test.zone");
+        let z = Zone::new(
+            n("rpz.test."),
+            soa(1),
+            vec![
+                cname("a.example.rpz.test.", "."),
+                cname("*.a.example.rpz.test.", "*."),
+                cname("page.example.rpz.test.", "block.page.example."),
+                a("sink.example.rpz.test.", 60),
+            ],
+        );
+        let key = |s: &str| owner_key(&cname(s, "."));
+        let out = z
+            .rpz_owners(
+                &[key("a.example.rpz.test."), key("*.a.example.rpz.test.")],
+                path,
+            )
+            .expect("plain policies");
+        let rules: Vec<String> = out
+            .rules
+            .iter()
+            .map(|r| format!("{} {} {:?}", r.name, r.kind.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            rules,
+            ["a.example exact Some(Nxdomain)", "a.example below Some(Nodata)"]
+        );
+        // A CNAME elsewhere (a block page), local data, the apex: the whole zone decides.
+        assert!(z.rpz_owners(&[key("page.example.rpz.test.")], path).is_none());
+        assert!(z.rpz_owners(&[key("sink.example.rpz.test.")], path).is_none());
+        assert!(z.rpz_owners(&[key("rpz.test.")], path).is_none());
+        // An owner with no records left gives no rules.
+        let out = z
+            .rpz_owners(&[key("gone.example.rpz.test.")], path)
+            .expect("nothing");
+        assert!(out.rules.is_empty());
+    }
+
 }
