@@ -1075,13 +1075,21 @@ mod tests {
         };
         let mut o = Order::named(3, "feed");
         o.rules_file = d
-            .write_rules(3, 1, &[r(0, "a.example"), r(1, "b.example"), r(2, "c.example")])
+            .write_rules(
+                3,
+                1,
+                &[r(0, "a.example"), r(1, "b.example"), r(2, "c.example")],
+            )
             .expect("rules");
         // Generation 2 removes b, adds d with b's free id... which generation 3 removes again.
-        o.rules_deltas
-            .push(d.write_rules_delta(3, 2, &[1], &[r(1, "d.example")]).expect("delta"));
-        o.rules_deltas
-            .push(d.write_rules_delta(3, 3, &[1, 0], &[r(4, "e.example")]).expect("delta"));
+        o.rules_deltas.push(
+            d.write_rules_delta(3, 2, &[1], &[r(1, "d.example")])
+                .expect("delta"),
+        );
+        o.rules_deltas.push(
+            d.write_rules_delta(3, 3, &[1, 0], &[r(4, "e.example")])
+                .expect("delta"),
+        );
         let names: Vec<(u32, String)> = d
             .read_rules(&o)
             .expect("read")
@@ -1100,5 +1108,4 @@ mod tests {
         assert!(!d.orders_dir().join("3.0.delta").exists());
         let _ = fs::remove_dir_all(&dir);
     }
-
 }

@@ -221,6 +221,8 @@ struct Follower {
     st: FeedStatus,
     /// The earliest NOTIFY not yet followed by the enforcement of what it announced.
     pending: Option<notify::Notice>,
+    /// When the last transfer was enforced (its flip), if it changed anything.
+    flipped: Option<Instant>,
     /// The primary that answered last (tried first).
     first: usize,
 }
@@ -296,6 +298,8 @@ struct Applied {
     added: usize,
     removed: usize,
     ms: u64,
+    /// When the flip that enforced it returned (None: nothing to change).
+    flipped: Option<std::time::SystemTime>,
 }
 
 /// An IXFR as an edit of the order: the rules its owners gave before and give after.
@@ -307,6 +311,8 @@ struct Incremental {
     rules_before: usize,
     before: Vec<Rule>,
     after: Vec<Rule>,
+    /// The zone's SOA after the difference (wire form), as the order keeps it.
+    soa: Option<Vec<u8>>,
 }
 
 /// The rules of an RPZ reading, as the order records them.
@@ -381,7 +387,7 @@ fn enforce_edit(
             return Ok(None);
         }
         order.sources = vec![source_words(feed, serial)];
-        order.set_soa(Some(&zone_soa_wire(zone)));
+        order.set_soa(inc.soa.as_deref());
         let mut cache = shared
             .cache
             .lock()
@@ -394,6 +400,7 @@ fn enforce_edit(
     })();
     match r {
         Ok(Some((summary, n))) => {
+            let ms = t0.elapsed().as_millis() as u64;
             if Zone::journal_len(&path) >= super::zone::MAX_JOURNAL {
                 // The copy written whole again (the change is enforced already).
                 let header = copy_header(feed, serial, "IXFR");
@@ -407,7 +414,8 @@ fn enforce_edit(
                 generation: summary.generation,
                 added: summary.rules_added,
                 removed: summary.rules_removed,
-                ms: t0.elapsed().as_millis() as u64,
+                ms,
+                flipped: summary.enforced,
             }))
         }
         Ok(None) => {
@@ -419,14 +427,6 @@ fn enforce_edit(
             Err(format!("applying serial {serial}: {e:#}"))
         }
     }
-}
-
-/// The SOA of a zone in wire form, as the order keeps it.
-fn zone_soa_wire(zone: &Zone) -> Vec<u8> {
-    let path = std::path::Path::new("");
-    zone.rpz_owners(&[], path)
-        .and_then(|o| o.soa)
-        .unwrap_or_default()
 }
 
 /// The two comment lines of a saved copy.
@@ -577,6 +577,7 @@ fn enforce_blocking(
         added: summary.rules_added,
         removed: summary.rules_removed,
         ms,
+        flipped: summary.enforced,
     })
 }
 
@@ -631,6 +632,7 @@ impl Follower {
             rules: 0,
             st,
             pending: None,
+            flipped: None,
             first: 0,
         })
     }
@@ -859,6 +861,7 @@ impl Follower {
                                     batches: d.batches.clone(),
                                     from: ours,
                                     rules_before: self.rules,
+                                    soa: a.soa.clone(),
                                     before: rules_of(b, &file),
                                     after: rules_of(a, &file),
                                 }
@@ -994,6 +997,12 @@ impl Follower {
         }
         self.st.last_transfer = Some(report);
         self.rules = a.rules;
+        // (What followed the flip — recording, a copy written whole again — is not part of
+        // the time to enforcement.)
+        self.flipped = a
+            .flipped
+            .and_then(|t| t.elapsed().ok())
+            .and_then(|ago| Instant::now().checked_sub(ago));
         self.zone = Some(z);
         self.enforced = true;
         self.current(serial);
@@ -1011,7 +1020,11 @@ impl Follower {
         }
         if let Some(n) = &self.pending {
             if n.serial.is_none_or(|s| !serial_newer(s, serial)) {
-                let ms = n.at.elapsed().as_millis() as u64;
+                let ms = match self.flipped.take() {
+                    Some(f) => f.saturating_duration_since(n.at),
+                    None => n.at.elapsed(),
+                }
+                .as_millis() as u64;
                 if self
                     .st
                     .last_transfer

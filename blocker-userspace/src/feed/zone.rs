@@ -651,7 +651,10 @@ mod tests {
         let mut z = Zone::new(
             n("rpz.test."),
             soa(1),
-            vec![cname("a.example.rpz.test.", "."), cname("b.example.rpz.test.", ".")],
+            vec![
+                cname("a.example.rpz.test.", "."),
+                cname("b.example.rpz.test.", "."),
+            ],
         );
         let header: [String; HEADER_LINES] = ["h1".into(), "h2".into()];
         fs::write(&path, z.render(&header)).expect("write");
@@ -728,11 +731,18 @@ mod tests {
             .collect();
         assert_eq!(
             rules,
-            ["a.example exact Some(Nxdomain)", "a.example below Some(Nodata)"]
+            [
+                "a.example exact Some(Nxdomain)",
+                "a.example below Some(Nodata)"
+            ]
         );
         // A CNAME elsewhere (a block page), local data, the apex: the whole zone decides.
-        assert!(z.rpz_owners(&[key("page.example.rpz.test.")], path).is_none());
-        assert!(z.rpz_owners(&[key("sink.example.rpz.test.")], path).is_none());
+        assert!(z
+            .rpz_owners(&[key("page.example.rpz.test.")], path)
+            .is_none());
+        assert!(z
+            .rpz_owners(&[key("sink.example.rpz.test.")], path)
+            .is_none());
         assert!(z.rpz_owners(&[key("rpz.test.")], path).is_none());
         // An owner with no records left gives no rules.
         let out = z
@@ -740,5 +750,4 @@ mod tests {
             .expect("nothing");
         assert!(out.rules.is_empty());
     }
-
 }

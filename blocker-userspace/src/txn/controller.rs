@@ -563,7 +563,7 @@ impl Controller {
         if freed.iter().any(|w| *w != 0) {
             let hit: Vec<u32> = self.maps.rule_hits.keys().collect::<Result<_, _>>()?;
             for id in hit {
-                if bit(&freed, id) {
+                if bit(freed, id) {
                     self.maps.reset_rule_hits(id)?;
                 }
             }
