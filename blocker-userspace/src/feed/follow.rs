@@ -559,17 +559,6 @@ fn enforce_blocking(
     if let Err(e) = fs::rename(&staged, &path) {
         log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
     }
-    // The rules just recorded, read into memory for the IXFRs to come (the change is
-    // enforced already).
-    if let Ok(c) = Controller::open(&shared.pins, &shared.dir) {
-        let mut cache = shared
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = c.warm(&mut cache) {
-            log::warn!("{}: rules not kept in memory: {e}", feed.zone);
-        }
-    }
     Ok(Applied {
         rules: n,
         names_changed: summary.names_changed,
@@ -752,10 +741,34 @@ impl Follower {
         })
         .await;
         match r {
-            Ok((z, Ok(a))) => Ok((z, a)),
+            Ok((z, Ok(a))) => {
+                self.warm();
+                Ok((z, a))
+            }
             Ok((z, Err(e))) => Err((Some(z), e)),
             Err(e) => Err((None, format!("applying serial {serial}: {e}"))),
         }
+    }
+
+    /// Reads the rules recorded into memory for the IXFRs to come, on a thread of its own
+    /// (nothing waits for it; an edit that comes first waits for the cache, or reads them
+    /// itself after a change made elsewhere). Nothing to do when the cache is current.
+    fn warm(&self) {
+        let shared = self.shared.clone();
+        let zone = self.feed.zone.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = match Controller::open(&shared.pins, &shared.dir) {
+                Ok(c) => c,
+                Err(e) => return log::warn!("{zone}: rules not read into memory: {e}"),
+            };
+            let mut cache = shared
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = c.warm(&mut cache) {
+                log::warn!("{zone}: rules not read into memory: {e}");
+            }
+        });
     }
 
     /// One refresh: SOA check at each primary in turn, transfer if newer. True when a primary
