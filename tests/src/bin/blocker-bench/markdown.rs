@@ -266,7 +266,8 @@ fn commands_markdown(s: &mut String, r: &Value) {
 - (a) `blocker attach --iface EDGE_VETH --netns EDGE --mode native`, `blocker rules load court.rpz --format rpz --order bench-e2e --ede-text \"Benchmark order 1/2026\"`, unbound (`num-threads: 1`, `module-config: \"iterator\"`, the allowed names as `local-data`); the client veth runs kxdpgun's own XDP program, which receives the XDP_TX replies.\n\
 - (b) unbound with `module-config: \"respip iterator\"` and `rpz:` `name: rpz.local`, `zonefile: court.rpz`; the rest as in (a).\n\
 - (c) `pdns_recursor --config-dir=DIR` with `threads=1`, `auth-zones=allowed.example=DIR/allowed.zone` and `lua-config-file=DIR/recursor.lua` holding `rpzFile(\"court.rpz\", {{policyName=\"court\"}})`.\n\
-- Update latency: `blocker rules add NAME --order latency` while a prober in the client namespace queries NAME; `blocker rules load new.txt --order reload` over the same order loaded from old.txt, with one prober on a name of each list.\n"
+- Update latency: `blocker rules add NAME --order latency` while a prober in the client namespace queries NAME; `blocker rules load new.txt --order reload` over the same order loaded from old.txt, with one prober on a name of each list.\n\
+- Fleet: Knot DNS (`zonefile-load: difference-no-serial`, `journal-content: all`, `notify:` every edge) in its own namespace; per edge `blocker feed add ORDER --zone ZONE --primary KNOT` and `blocker follow --listen EDGE:5353`; each IXFR round rewrites Knot's zone file and runs `knotc zone-reload ZONE`; enforcement is read from the feed status each follower saves.\n"
     ));
 }
 
