@@ -934,3 +934,92 @@ fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
         assert_eq!(feed(&b, ORDER)["status"]["last_transfer"]["rules"], 60);
     }
 }
+
+/// More IXFRs than the journals hold: the order's rules file and the saved copy are written
+/// whole again along the way, and a restarted follower finds the copy it enforces.
+#[test]
+fn a_long_run_of_ixfrs_is_recorded_whole_again_and_resumes() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |round: usize| -> Vec<(String, &'static str)> {
+        (0..30)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..5).map(|i| (format!("r{round}n{i}.example"), "rpz-drop.")))
+            .collect()
+    };
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &names(0)),
+            listen: &["198.51.100.1"],
+            notify: &["198.51.100.2@5353"],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+    ]);
+    let listen = Some("198.51.100.2:5353");
+    let mut f = Follow::start(&b, &edge_ns, listen);
+    let mut s = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s, Instant::now(), &f);
+    let rounds = blocker::txn::MAX_DELTAS + 4;
+    for round in 1..=rounds {
+        s = knot.set_zone(&rpz_text(ZONE, &names(round)));
+        wait_serial(&b, ORDER, s, Instant::now(), &f);
+    }
+    let st = feed(&b, ORDER);
+    assert_eq!(
+        st["status"]["ixfr_count"].as_u64(),
+        Some(rounds as u64),
+        "{st}"
+    );
+    assert!(!f.log().contains("applied whole"), "{}", f.log());
+    // (More IXFRs than MAX_DELTAS and the copy's journal hold: both were written whole.)
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.state.join("state.json")).expect("state"))
+            .expect("json");
+    let deltas = state["orders"][0]["rules_deltas"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(deltas < blocker::txn::MAX_DELTAS, "{state}");
+    let journal = std::fs::read_dir(b.state.join("feeds"))
+        .expect("feeds")
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".ixfr"))
+        .map_or(0, |d| std::fs::read_dir(d.path()).map_or(0, |r| r.count()));
+    assert!(
+        journal < 16,
+        "the saved copy was written whole again: {journal}"
+    );
+    assert_eq!(explain(&b, &format!("r{rounds}n4.example")), "drop");
+    assert_eq!(
+        explain(&b, &format!("r{}n4.example", rounds - 1)),
+        "pass (no rule)"
+    );
+    assert_eq!(explain(&b, "stay29.example"), "nxdomain");
+
+    // Restarted: the copy (written whole, then journaled) is the one enforced.
+    assert!(f.stop().success());
+    let f = Follow::start(&b, &edge_ns, listen);
+    wait_for(20, "follow resumes from the saved copy", || {
+        let log = f.log();
+        if log.contains(&format!("resuming at serial {s}")) {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert!(f.log().contains("already enforced"), "{}", f.log());
+    assert_eq!(explain(&b, &format!("r{rounds}n0.example")), "drop");
+}
