@@ -627,6 +627,11 @@ pub fn rules_update_batch(
                     } else {
                         starved += 1;
                     }
+                    log::debug!(
+                        "rule map: ENOMEM after {} of {} entries (retry {starved})",
+                        done + e.done,
+                        keys.len()
+                    );
                     std::thread::sleep(std::time::Duration::from_millis(u64::from(starved)));
                     done += e.done;
                     continue;
