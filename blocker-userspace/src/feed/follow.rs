@@ -366,6 +366,11 @@ fn enforce_edit(
         .filter(|a| !inc.before.iter().any(|r| same(a, r)))
         .cloned()
         .collect();
+    if inc.rules_before + added.len() <= removed.len() {
+        // No rules left: the whole reading says whether that is refused (a zone of nothing
+        // but unsupported entries).
+        return Ok(None);
+    }
     // The journal first: a copy that is ahead of the order is enforced whole at the next
     // start; one behind it would not be.
     let jdir = Zone::journal_dir(&path);
