@@ -350,20 +350,29 @@ fn enforce_edit(
     let t0 = Instant::now();
     let path = zone_path(&shared.dir, &feed.zone);
     let serial = zone.serial();
-    let same = |a: &Rule, b: &Rule| {
-        (&a.name, a.kind, a.action, a.qtypes, &a.local)
-            == (&b.name, b.kind, b.action, b.qtypes, &b.local)
-    };
+    // What a rule does, for comparing the two readings (the owners read alone have no local
+    // data: `Zone::rpz_owners`).
+    fn what(r: &Rule) -> (&[u8], u8, u8, u16, bool) {
+        (
+            r.name.canonical(),
+            r.kind as u8,
+            r.action as u8,
+            r.qtypes,
+            r.local.is_some(),
+        )
+    }
+    let before: std::collections::HashSet<_> = inc.before.iter().map(what).collect();
+    let after: std::collections::HashSet<_> = inc.after.iter().map(what).collect();
     let removed: Vec<(blocker_lists::Name, blocker_common::Kind)> = inc
         .before
         .iter()
-        .filter(|r| !inc.after.iter().any(|a| same(a, r)))
+        .filter(|r| !after.contains(&what(r)))
         .map(|r| (r.name.clone(), r.kind))
         .collect();
     let added: Vec<Rule> = inc
         .after
         .iter()
-        .filter(|a| !inc.before.iter().any(|r| same(a, r)))
+        .filter(|a| !before.contains(&what(a)))
         .cloned()
         .collect();
     if inc.rules_before + added.len() <= removed.len() {

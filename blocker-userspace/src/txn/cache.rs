@@ -7,7 +7,7 @@
 //! made by another command bumps the generation, and the next edit rebuilds the cache from
 //! the state directory (what [`Controller::apply`] reads on every change).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use blocker_common::{
     key::{key_of_canonical, KeySecret},
@@ -196,21 +196,22 @@ impl Controller {
         }
         let secret = self.secret;
         let rules = cache.orders.get(&id).map_or(&[][..], Vec::as_slice);
-        // The rules removed: (index in the order's list, key).
+        // The rules removed: (index in the order's list, key); the same indices as a set.
         let mut gone: Vec<(u32, RuleKey)> = Vec::with_capacity(removed.len());
+        let mut gone_set: HashSet<u32> = HashSet::with_capacity(removed.len());
         for (name, kind) in &removed {
             let k = key_of_canonical(&secret, name.canonical());
             let found = cache.index.get(&k).and_then(|v| {
                 v.iter().find(|(o, i)| {
                     let r = &rules[*i as usize];
-                    *o == id
-                        && r.name == *name
-                        && r.kind == *kind
-                        && !gone.iter().any(|(g, _)| g == i)
+                    *o == id && r.name == *name && r.kind == *kind && !gone_set.contains(i)
                 })
             });
             match found {
-                Some((_, i)) if rules[*i as usize].local.is_none() => gone.push((*i, k)),
+                Some((_, i)) if rules[*i as usize].local.is_none() => {
+                    gone.push((*i, k));
+                    gone_set.insert(*i);
+                }
                 Some(_) => return Ok(None),
                 None => {
                     log::warn!(
@@ -227,12 +228,21 @@ impl Controller {
         let capacity = self.maps.capacity;
         let mut twin_of: Vec<Option<usize>> = vec![None; added.len()];
         let mut twinned = vec![false; gone.len()];
+        // The removed rules not yet taken by a twin, by (name, match kind).
+        let mut untaken: FxHashMap<(&[u8], u8), Vec<usize>> = FxHashMap::default();
+        for (g, (i, _)) in gone.iter().enumerate().rev() {
+            let o = &rules[*i as usize];
+            untaken
+                .entry((o.name.canonical(), o.kind as u8))
+                .or_default()
+                .push(g);
+        }
         let mut next_free = 0u32;
         for (a, r) in added.iter_mut().enumerate() {
-            let twin = gone.iter().enumerate().position(|(g, (i, _))| {
-                let o = &rules[*i as usize];
-                !twinned[g] && o.name == r.name && o.kind == r.kind
-            });
+            let twin = untaken
+                .get_mut(&(r.name.canonical(), r.kind as u8))
+                .and_then(Vec::pop)
+                .filter(|g| rules[gone[*g].0 as usize].name == r.name);
             if let Some(g) = twin {
                 twinned[g] = true;
                 twin_of[a] = Some(g);
@@ -266,6 +276,10 @@ impl Controller {
         keys.extend(&added_keys);
         keys.sort_unstable();
         keys.dedup();
+        let mut added_at: FxHashMap<RuleKey, Vec<usize>> = FxHashMap::default();
+        for (x, rk) in added_keys.iter().enumerate() {
+            added_at.entry(*rk).or_default().push(x);
+        }
         let mut diffs: Vec<Diff> = Vec::new();
         let mut b: Vec<Candidate<'_>> = Vec::new();
         let mut a: Vec<Candidate<'_>> = Vec::new();
@@ -276,14 +290,15 @@ impl Controller {
                 let r = &cache.orders[o][*i as usize];
                 let c = Candidate { order: *o, rule: r };
                 b.push(c);
-                if !(*o == id && gone.iter().any(|(g, _)| g == i)) {
+                if !(*o == id && gone_set.contains(i)) {
                     a.push(c);
                 }
             }
-            for (r, rk) in added.iter().zip(&added_keys) {
-                if rk == k {
-                    a.push(Candidate { order: id, rule: r });
-                }
+            for x in added_at.get(k).into_iter().flatten() {
+                a.push(Candidate {
+                    order: id,
+                    rule: &added[*x],
+                });
             }
             let old = merge(&b).unwrap_or_default();
             let new = merge(&a).map_err(|e| TxnError::TooManyAtName {

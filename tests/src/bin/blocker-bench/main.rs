@@ -180,6 +180,18 @@ fn main() {
             edges: 3,
             rounds: if a.quick { 2 } else { 5 },
         };
+        eprintln!(
+            "  {} records, {} names changed per IXFR, {} edges, {} IXFR rounds{}",
+            plan.records,
+            plan.changes,
+            plan.edges,
+            plan.rounds,
+            if a.quick {
+                " (--quick: the same zone, fewer rounds)"
+            } else {
+                ""
+            }
+        );
         all["fleet"] = fleet::measure(&a.blocker, &plan);
     }
     if let Some(d) = a.json.parent() {
