@@ -135,6 +135,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn measure(bin: &Path, plan: &Plan) -> Value {
+    assert!(
+        plan.changes >= 5 && plan.changes * (plan.rounds + 1) <= plan.records,
+        "each IXFR round changes its own {} of the {} names: at most {} changes",
+        plan.changes,
+        plan.records,
+        plan.records / (plan.rounds + 1)
+    );
     let primary = NetNs::new("blkbp");
     let edges: Vec<Edge> = (0..plan.edges)
         .map(|n| {

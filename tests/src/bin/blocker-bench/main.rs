@@ -172,11 +172,12 @@ fn main() {
     }
     if runs("fleet") {
         eprintln!("== fleet: AXFR, IXFR and NOTIFY from Knot DNS to three edges");
-        // The figures are for a zone of a million records; --quick keeps that size
-        // (the zone is what is measured) with fewer IXFR rounds.
+        // The figures are for a zone of a million records and IXFRs of 1,000 changes
+        // (the defaults of --fleet-records and --fleet-changes); --quick keeps that size (the
+        // zone is what is measured) with fewer IXFR rounds.
         let plan = fleet::Plan {
-            records: 1_000_000,
-            changes: 1_000,
+            records: a.fleet_records,
+            changes: a.fleet_changes,
             edges: 3,
             rounds: if a.quick { 2 } else { 5 },
         };
