@@ -606,6 +606,10 @@ pub fn check_layout(pins: &Pins) -> Result<()> {
 /// Elements per batch syscall.
 const BATCH: usize = 16384;
 
+/// How many times in a row a batch update that fails with ENOMEM and writes nothing is
+/// retried (after 1, 2, … ms: about 2 s in all) before the map is reported full.
+const ENOMEM_RETRIES: u32 = 60;
+
 /// Writes `entries` into the rule map with BPF_MAP_UPDATE_BATCH (a syscall per 16K entries
 /// instead of one per entry). Each element is still replaced atomically for readers.
 pub fn rules_update_batch(
@@ -623,9 +627,33 @@ pub fn rules_update_batch(
             values.push(v);
         }
         let mut done = 0usize;
+        // Consecutive ENOMEMs without progress (see below).
+        let mut starved = 0u32;
         while done < keys.len() {
             let n = match sys::map_update_batch(map, &keys[done..], &values[done..]) {
                 Ok(n) => n,
+                // The map is not preallocated: its elements come from per-CPU caches that the
+                // kernel refills asynchronously (irq_work). A burst of batch updates into a
+                // fresh map can empty a cache before it is refilled, and the update fails
+                // with ENOMEM far below the map's capacity: wait for the refill, go on from
+                // where the kernel stopped. ENOMEM that persists is memory really missing.
+                Err(e)
+                    if e.error.raw_os_error() == Some(libc::ENOMEM) && starved < ENOMEM_RETRIES =>
+                {
+                    if e.done > 0 {
+                        starved = 0;
+                    } else {
+                        starved += 1;
+                    }
+                    log::debug!(
+                        "rule map: ENOMEM after {} of {} entries (retry {starved})",
+                        done + e.done,
+                        keys.len()
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(u64::from(starved)));
+                    done += e.done;
+                    continue;
+                }
                 Err(e) => {
                     let errno = e.error.raw_os_error();
                     if errno == Some(libc::E2BIG) || errno == Some(libc::ENOMEM) {

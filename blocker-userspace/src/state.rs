@@ -165,6 +165,12 @@ pub struct Order {
     pub rules: usize,
     /// Rules file name inside `orders/`.
     pub rules_file: String,
+    /// Changes made since `rules_file` was written, oldest first: files inside `orders/`,
+    /// each removing rules (by id) and adding others (see [`StateDir::write_rules_delta`]).
+    /// A small change to a large order is recorded by its difference, not by a copy of the
+    /// whole order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules_deltas: Vec<String>,
     /// Precedence: orders are tried by ascending priority (then the older first), and the
     /// first with a rule for the query decides (`blocker orders set --priority`, `orders
     /// move`).
@@ -262,6 +268,7 @@ impl Order {
             sources: Vec::new(),
             rules: 0,
             rules_file: String::new(),
+            rules_deltas: Vec::new(),
             priority: DEFAULT_PRIORITY,
             shadow: false,
             override_action: None,
@@ -744,7 +751,35 @@ impl StateDir {
     }
 
     pub fn read_rules(&self, order: &Order) -> Result<Vec<Rule>> {
-        let path = self.orders_dir().join(&order.rules_file);
+        let mut rules = self.read_rules_file(&order.rules_file)?;
+        for d in &order.rules_deltas {
+            let path = self.orders_dir().join(d);
+            let text = fs::read_to_string(&path).op(|| format!("reading {}", path.display()))?;
+            let mut gone: std::collections::HashSet<u32> = std::collections::HashSet::new();
+            let mut added = Vec::new();
+            let mut last = None;
+            for (i, line) in text.lines().enumerate() {
+                let bad = |source| StateError::CorruptRule {
+                    path: path.clone(),
+                    line: i + 1,
+                    source,
+                };
+                match line.strip_prefix('-') {
+                    Some(id) => {
+                        gone.insert(id.parse::<u32>().map_err(|e| bad(e.into()))?);
+                    }
+                    None => added.push(parse_rule_line(line, &mut last).map_err(bad)?),
+                }
+            }
+            rules.retain(|r| !gone.contains(&r.id));
+            rules.extend(added);
+        }
+        Ok(rules)
+    }
+
+    /// Reads one rules file of `orders/` (a large file is parsed by two threads).
+    fn read_rules_file(&self, name: &str) -> Result<Vec<Rule>> {
+        let path = self.orders_dir().join(name);
         let text = fs::read_to_string(&path).op(|| format!("reading {}", path.display()))?;
         // Split at a line boundary near the middle; each half is parsed on its own thread.
         let mid = if text.len() > 1 << 20 {
@@ -776,21 +811,33 @@ impl StateDir {
         let mut w =
             BufWriter::new(File::create(&path).op(|| format!("creating {}", path.display()))?);
         for r in rules {
-            write!(
-                w,
-                "{}\t{}\t{}\t{:04x}\t{}\t{}",
-                r.id,
-                r.kind.as_str(),
-                r.action.as_str(),
-                r.qtypes,
-                r.name,
-                r.source
-            )?;
-            // Local data in a 7th column, only when there is some.
-            match &r.local {
-                Some(d) => writeln!(w, "\t{d}")?,
-                None => writeln!(w)?,
-            }
+            write_rule_line(&mut w, r)?;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        Ok(name)
+    }
+
+    /// Writes the difference a change makes to an order's rules, for `generation`: a line
+    /// `-ID` for each rule removed (rule ids are unique), a rules-file line for each rule
+    /// added. Read back in [`StateDir::read_rules`] after the rules file and the deltas before
+    /// it. Returns the file name.
+    pub fn write_rules_delta(
+        &self,
+        order_id: u16,
+        generation: u32,
+        removed: &[u32],
+        added: &[Rule],
+    ) -> Result<String> {
+        let name = format!("{order_id}.{generation}.delta");
+        let path = self.orders_dir().join(&name);
+        let mut w =
+            BufWriter::new(File::create(&path).op(|| format!("creating {}", path.display()))?);
+        for id in removed {
+            writeln!(w, "-{id}")?;
+        }
+        for r in added {
+            write_rule_line(&mut w, r)?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -823,10 +870,16 @@ impl StateDir {
                 kept.push(old);
             }
         }
-        let mut keep: std::collections::HashSet<&str> =
-            state.orders.iter().map(|o| o.rules_file.as_str()).collect();
+        let files = |s: &'_ StateFile| -> Vec<String> {
+            s.orders
+                .iter()
+                .flat_map(|o| std::iter::once(&o.rules_file).chain(&o.rules_deltas))
+                .cloned()
+                .collect()
+        };
+        let mut keep: std::collections::HashSet<String> = files(state).into_iter().collect();
         for old in &kept {
-            keep.extend(old.orders.iter().map(|o| o.rules_file.as_str()));
+            keep.extend(files(old));
         }
         let dir = self.orders_dir();
         if !dir.exists() {
@@ -841,6 +894,25 @@ impl StateDir {
             }
         }
         Ok(())
+    }
+}
+
+/// One line of a rules file.
+fn write_rule_line(w: &mut impl Write, r: &Rule) -> std::io::Result<()> {
+    write!(
+        w,
+        "{}\t{}\t{}\t{:04x}\t{}\t{}",
+        r.id,
+        r.kind.as_str(),
+        r.action.as_str(),
+        r.qtypes,
+        r.name,
+        r.source
+    )?;
+    // Local data in a 7th column, only when there is some.
+    match &r.local {
+        Some(d) => writeln!(w, "\t{d}"),
+        None => writeln!(w),
     }
 }
 
@@ -993,5 +1065,56 @@ mod tests {
         s.apply_to(&mut c);
         assert_eq!((c.rrl_rate, c.rrl_burst, c.rrl_slip), (200, 400, 2));
         assert_eq!((c.rrl_v4_prefix, c.rrl_v6_prefix), (24, 56));
+    }
+
+    #[test]
+    fn deltas_read_back_after_the_rules_file_in_order() {
+        let dir = std::env::temp_dir().join(format!("blk-deltas-{}", std::process::id()));
+        let d = StateDir::new(&dir);
+        d.ensure().expect("dir");
+        let r = |id: u32, name: &str| Rule {
+            name: Name::from_presentation(name).expect("name"),
+            kind: Kind::Exact,
+            action: Action::Nxdomain,
+            qtypes: blocker_common::QTYPES_ALL,
+            id,
+            source: Source::cli(),
+            local: None,
+            local_id: 0,
+        };
+        let mut o = Order::named(3, "feed");
+        o.rules_file = d
+            .write_rules(
+                3,
+                1,
+                &[r(0, "a.example"), r(1, "b.example"), r(2, "c.example")],
+            )
+            .expect("rules");
+        // Generation 2 removes b, adds d with b's free id... which generation 3 removes again.
+        o.rules_deltas.push(
+            d.write_rules_delta(3, 2, &[1], &[r(1, "d.example")])
+                .expect("delta"),
+        );
+        o.rules_deltas.push(
+            d.write_rules_delta(3, 3, &[1, 0], &[r(4, "e.example")])
+                .expect("delta"),
+        );
+        let names: Vec<(u32, String)> = d
+            .read_rules(&o)
+            .expect("read")
+            .iter()
+            .map(|r| (r.id, r.name.to_string()))
+            .collect();
+        assert_eq!(names, [(2, "c.example".into()), (4, "e.example".into())]);
+        // The files a state names are kept; others are collected.
+        let s = StateFile {
+            orders: vec![o.clone()],
+            ..StateFile::default()
+        };
+        fs::write(d.orders_dir().join("3.0.delta"), "-7\n").expect("stray");
+        d.gc(&s).expect("gc");
+        assert!(d.read_rules(&o).is_ok());
+        assert!(!d.orders_dir().join("3.0.delta").exists());
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -156,7 +156,8 @@ impl Knot {
             .spawn()
             .expect("start knotd");
         self.child = Some(child);
-        wait_for(20, "knotd serves the zone", || {
+        // A zone of a million records takes Knot a while to load.
+        wait_for(180, "knotd serves the zone", || {
             self.serial().ok_or_else(|| self.log())
         });
     }
@@ -209,6 +210,11 @@ impl Knot {
         })
     }
 
+    /// Replaces the zone file without reloading it (`knotc zone-reload` is the caller's).
+    pub fn write_zone(&self, text: &str) {
+        fs::write(self.dir.join("zone"), text).expect("zone file");
+    }
+
     /// Drops the journal: IXFR from the serials before now is no longer possible.
     pub fn purge_journal(&self) {
         self.knotc(&["-f", "zone-purge", &self.zone, "+journal"]);
@@ -245,6 +251,16 @@ pub struct Follow {
 
 impl Follow {
     pub fn start(b: &Blocker, ns: &NetNs, listen: Option<&str>) -> Follow {
+        Follow::start_with(b, ns, listen, &[])
+    }
+
+    /// [`Follow::start`] with environment variables (`BLOCKER_TEST_CRASH_AT`, say).
+    pub fn start_with(
+        b: &Blocker,
+        ns: &NetNs,
+        listen: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Follow {
         let dir = TempDir::new("blkt-follow");
         let log = fs::File::create(dir.join("follow.log")).expect("follow log");
         let mut cmd = Command::new("nsenter");
@@ -267,6 +283,7 @@ impl Follow {
         if let Some(l) = listen {
             cmd.args(["--listen", l]);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -281,6 +298,25 @@ impl Follow {
 
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("follow.log")).unwrap_or_default()
+    }
+
+    /// Waits until the process has ended by itself (an injected crash); its log.
+    pub fn wait_exit(&mut self, secs: u64) -> String {
+        let c = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+                return self.log();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "blocker follow did not end within {secs} s:\n{}",
+                    self.log()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, and the exit status (a clean shutdown is a success).

@@ -73,10 +73,11 @@ fn entries(names: impl IntoIterator<Item = (String, &'static str)>) -> Vec<(Stri
 }
 
 #[test]
-fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
+fn three_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let primary = NetNs::new("blkp");
     let e1 = edge(&primary, 0);
     let e2 = edge(&primary, 1);
+    let e3 = edge(&primary, 2);
 
     // Serial 1: 60 names blocked (NXDOMAIN), one dropped, one passed through.
     let v1 = entries((0..60).map(|i| (format!("c{i}.example"), ".")).chain([
@@ -84,14 +85,18 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         ("quiet.example".to_string(), "rpz-drop."),
         ("allowed.example".to_string(), "rpz-passthru."),
     ]));
-    let notify = [format!("{}@5353", e1.addr), format!("{}@5353", e2.addr)];
+    let notify = [
+        format!("{}@5353", e1.addr),
+        format!("{}@5353", e2.addr),
+        format!("{}@5353", e3.addr),
+    ];
     let notify: Vec<&str> = notify.iter().map(String::as_str).collect();
     let mut knot = Knot::start(
         &primary,
         &KnotSetup {
             zone: ZONE,
             text: &rpz_text(ZONE, &v1),
-            listen: &[&e1.primary, &e2.primary],
+            listen: &[&e1.primary, &e2.primary, &e3.primary],
             notify: &notify,
             allow: &["198.51.100.0/24"],
             key: None,
@@ -99,9 +104,9 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     );
     let s1 = knot.serial().expect("serial");
 
-    // Edge 1 follows by NOTIFY alone (the SOA refresh is an hour); edge 2 also checks the SOA
-    // every 2 s.
-    for (e, refresh) in [(&e1, None), (&e2, Some("2"))] {
+    // Edges 1 and 3 follow by NOTIFY alone (the SOA refresh is an hour); edge 2 also checks
+    // the SOA every 2 s.
+    for (e, refresh) in [(&e1, None), (&e2, Some("2")), (&e3, None)] {
         e.b.ok(&["orders", "set", "--order", ORDER, "--ede-text", EDE_TEXT]);
         let mut args = vec![
             "feed",
@@ -120,12 +125,18 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let t0 = Instant::now();
     let listen1 = format!("{}:5353", e1.addr);
     let listen2 = format!("{}:5353", e2.addr);
+    let listen3 = format!("{}:5353", e3.addr);
     let mut f1 = Follow::start(&e1.b, &e1.t.edge, Some(&listen1));
     let f2 = Follow::start(&e2.b, &e2.t.edge, Some(&listen2));
+    let f3 = Follow::start(&e3.b, &e3.t.edge, Some(&listen3));
     let d1 = wait_serial(&e1.b, ORDER, s1, t0, &f1);
     let d2 = wait_serial(&e2.b, ORDER, s1, t0, &f2);
-    println!("initial AXFR enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from start)");
-    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+    let d3 = wait_serial(&e3.b, ORDER, s1, t0, &f3);
+    println!(
+        "initial AXFR enforced: edge 1 after {d1:?}, edge 2 after {d2:?}, edge 3 after {d3:?} \
+         (from start)"
+    );
+    for (e, f) in [(&e1, &f1), (&e2, &f2), (&e3, &f3)] {
         let st = feed(&e.b, ORDER);
         assert_eq!(
             st["status"]["last_transfer"]["kind"],
@@ -160,10 +171,19 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     let s2 = knot.set_zone(&rpz_text(ZONE, &v2));
     let d1 = wait_serial(&e1.b, ORDER, s2, t0, &f1);
     let d2 = wait_serial(&e2.b, ORDER, s2, t0, &f2);
-    println!("serial {s2} (+100 −50, 11 actions changed) enforced: edge 1 after {d1:?}, edge 2 after {d2:?} (from the reload)");
-    for (e, f) in [(&e1, &f1), (&e2, &f2)] {
+    let d3 = wait_serial(&e3.b, ORDER, s2, t0, &f3);
+    println!(
+        "serial {s2} (+100 −50, 11 actions changed) enforced: edge 1 after {d1:?}, edge 2 after \
+         {d2:?}, edge 3 after {d3:?} (from the reload)"
+    );
+    for (e, f, d) in [(&e1, &f1, d1), (&e2, &f2, d2), (&e3, &f3, d3)] {
         let st = feed(&e.b, ORDER);
         let s = &st["status"];
+        assert!(
+            d.as_secs_f64() < 2.0,
+            "every edge enforces the new serial within 2 s of the reload: {d:?}\n{}",
+            f.log()
+        );
         assert_eq!(s["last_transfer"]["kind"], "ixfr", "{st}\n{}", f.log());
         assert_eq!(s["last_transfer"]["from_serial"], s1, "{st}");
         assert_eq!(
@@ -174,13 +194,19 @@ fn two_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         // 50 names removed, 100 added, 11 changed: 161 names' values.
         assert_eq!(s["last_transfer"]["names_changed"], 161, "{st}");
         assert_eq!(s["last_transfer"]["rules"], 113, "{st}");
+        // Applied as an edit of the order, not by replacing its rules whole.
+        assert!(!f.log().contains("applied whole"), "{}", f.log());
         assert_eq!(verdict(&e.t, "c0.example"), "resolver", "removed");
         assert_eq!(verdict(&e.t, "c49.example"), "resolver", "removed");
         assert_eq!(verdict(&e.t, "c50.example"), "NOERROR+EDE", "now NODATA");
         assert_eq!(verdict(&e.t, "a0.example"), "NXDOMAIN+EDE", "added");
         assert_eq!(verdict(&e.t, "a99.example"), "NXDOMAIN+EDE", "added");
         assert_eq!(verdict(&e.t, "keep.example"), "drop", "now dropped");
+        // The state directory says what the kernel holds, rule by rule.
+        assert_eq!(explain(&e.b, "c0.example"), "pass (no rule)");
+        assert_eq!(explain(&e.b, "a42.example"), "nxdomain");
     }
+    drop(f3);
     // `blocker serve` exports the same.
     let ctx = blocker::cli::Ctx {
         pins: e2.b.pins(),
@@ -813,4 +839,187 @@ fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
         assert_eq!(explain(&b, "three.example"), "nxdomain");
         println!("IXFR answered {name}: AXFR fallback, serial 11 enforced");
     }
+}
+
+/// `blocker follow` killed at each step of an IXFR applied as an edit (journal written,
+/// inactive copies written, flipped, committed): the edge enforces either the old serial or
+/// the new one, whole — never a part of the difference — and the follower started again
+/// brings it to the new serial, with the state directory and the kernel in agreement.
+#[test]
+fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |round: usize| -> Vec<(String, &'static str)> {
+        // Round r removes k{r-1}*, adds k{r}* and keeps the rest.
+        (0..40)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..20).map(|i| (format!("k{round}n{i}.example"), ".")))
+            .collect()
+    };
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &names(0)),
+            listen: &["198.51.100.1"],
+            notify: &["198.51.100.2@5353"],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+    ]);
+    let listen = Some("198.51.100.2:5353");
+    let f = Follow::start(&b, &edge_ns, listen);
+    let mut s = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s, Instant::now(), &f);
+    drop(f);
+    // Which of two consecutive rounds the edge enforces (panics on a mixture).
+    let enforced_round = |b: &Blocker, old: usize, new: usize| -> usize {
+        let old_in = explain(b, &format!("k{old}n0.example")) == "nxdomain";
+        let new_in = explain(b, &format!("k{new}n0.example")) == "nxdomain";
+        for i in 0..20 {
+            assert_eq!(
+                explain(b, &format!("k{old}n{i}.example")) == "nxdomain",
+                old_in,
+                "round {old} whole or not at all"
+            );
+            assert_eq!(
+                explain(b, &format!("k{new}n{i}.example")) == "nxdomain",
+                new_in,
+                "round {new} whole or not at all"
+            );
+        }
+        assert_eq!(explain(b, "stay7.example"), "nxdomain");
+        assert!(old_in != new_in, "one round or the other");
+        if new_in {
+            new
+        } else {
+            old
+        }
+    };
+    for (round, point) in ["journal", "inactive", "flip", "commit"].iter().enumerate() {
+        let round = round + 1;
+        let mut f = Follow::start_with(&b, &edge_ns, listen, &[("BLOCKER_TEST_CRASH_AT", point)]);
+        wait_for(20, "the follower resumes", || {
+            if f.log().contains("resuming at serial") {
+                Ok(())
+            } else {
+                Err(f.log())
+            }
+        });
+        knot.write_zone(&rpz_text(ZONE, &names(round)));
+        knot.knotc(&["zone-reload", ZONE]);
+        let log = f.wait_exit(20);
+        assert!(log.contains("crash injected"), "{log}");
+        let at = enforced_round(&b, round - 1, round);
+        println!("killed at `{point}`: the edge enforces round {at} whole");
+        let before = s;
+        s = knot.serial().expect("serial");
+        assert_ne!(before, s);
+        // Started again: the new serial, whole, and the state directory agrees with the
+        // kernel (explain checks it).
+        let f = Follow::start(&b, &edge_ns, listen);
+        wait_serial(&b, ORDER, s, Instant::now(), &f);
+        assert_eq!(enforced_round(&b, round - 1, round), round, "{}", f.log());
+        assert_eq!(feed(&b, ORDER)["status"]["last_transfer"]["rules"], 60);
+    }
+}
+
+/// More IXFRs than the journals hold: the order's rules file and the saved copy are written
+/// whole again along the way, and a restarted follower finds the copy it enforces.
+#[test]
+fn a_long_run_of_ixfrs_is_recorded_whole_again_and_resumes() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |round: usize| -> Vec<(String, &'static str)> {
+        (0..30)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..5).map(|i| (format!("r{round}n{i}.example"), "rpz-drop.")))
+            .collect()
+    };
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &names(0)),
+            listen: &["198.51.100.1"],
+            notify: &["198.51.100.2@5353"],
+            allow: &["198.51.100.0/24"],
+            key: None,
+        },
+    );
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+    ]);
+    let listen = Some("198.51.100.2:5353");
+    let mut f = Follow::start(&b, &edge_ns, listen);
+    let mut s = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s, Instant::now(), &f);
+    let rounds = blocker::txn::MAX_DELTAS + 4;
+    for round in 1..=rounds {
+        s = knot.set_zone(&rpz_text(ZONE, &names(round)));
+        wait_serial(&b, ORDER, s, Instant::now(), &f);
+    }
+    let st = feed(&b, ORDER);
+    assert_eq!(
+        st["status"]["ixfr_count"].as_u64(),
+        Some(rounds as u64),
+        "{st}"
+    );
+    assert!(!f.log().contains("applied whole"), "{}", f.log());
+    // (More IXFRs than MAX_DELTAS and the copy's journal hold: both were written whole.)
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.state.join("state.json")).expect("state"))
+            .expect("json");
+    let deltas = state["orders"][0]["rules_deltas"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(deltas < blocker::txn::MAX_DELTAS, "{state}");
+    let journal = std::fs::read_dir(b.state.join("feeds"))
+        .expect("feeds")
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".ixfr"))
+        .map_or(0, |d| std::fs::read_dir(d.path()).map_or(0, |r| r.count()));
+    assert!(
+        journal < 16,
+        "the saved copy was written whole again: {journal}"
+    );
+    assert_eq!(explain(&b, &format!("r{rounds}n4.example")), "drop");
+    assert_eq!(
+        explain(&b, &format!("r{}n4.example", rounds - 1)),
+        "pass (no rule)"
+    );
+    assert_eq!(explain(&b, "stay29.example"), "nxdomain");
+
+    // Restarted: the copy (written whole, then journaled) is the one enforced.
+    assert!(f.stop().success());
+    let f = Follow::start(&b, &edge_ns, listen);
+    wait_for(20, "follow resumes from the saved copy", || {
+        let log = f.log();
+        if log.contains(&format!("resuming at serial {s}")) {
+            Ok(log)
+        } else {
+            Err(log)
+        }
+    });
+    assert!(f.log().contains("already enforced"), "{}", f.log());
+    assert_eq!(explain(&b, &format!("r{rounds}n0.example")), "drop");
 }

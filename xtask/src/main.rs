@@ -52,8 +52,8 @@ enum Cmd {
         /// Stop at 1 million rules (under 5 minutes).
         #[arg(long)]
         quick: bool,
-        /// Only these parts (comma-separated: kernel, structures, e2e, latency); the others
-        /// keep their last results.
+        /// Only these parts (comma-separated: kernel, structures, e2e, latency, fleet); the
+        /// others keep their last results.
         #[arg(long)]
         parts: Option<String>,
     },

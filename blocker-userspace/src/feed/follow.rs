@@ -41,7 +41,7 @@ use super::{
 use crate::{
     kernel::Pins,
     state::{now, Order, Rule, Source, StateDir},
-    txn::{Controller, OrderChange},
+    txn::{Controller, OrderChange, RulesCache},
 };
 
 /// How `follow` runs.
@@ -107,6 +107,8 @@ struct Shared {
     dir: StateDir,
     registry: notify::Registry,
     timeout: Duration,
+    /// Every order's rules in memory, for IXFRs applied as edits (see [`crate::txn::RulesCache`]).
+    cache: std::sync::Mutex<RulesCache>,
 }
 
 struct Running {
@@ -146,6 +148,7 @@ pub async fn run(
         dir,
         registry,
         timeout: opts.timeout,
+        cache: std::sync::Mutex::new(RulesCache::default()),
     });
     let mut running: HashMap<String, Running> = HashMap::new();
     reconcile(&shared, &mut running, &current);
@@ -213,9 +216,13 @@ struct Follower {
     /// The copy enforced (or withdrawn at expiry: `enforced` false).
     zone: Option<Zone>,
     enforced: bool,
+    /// Rules the order holds from `zone` (when enforced).
+    rules: usize,
     st: FeedStatus,
     /// The earliest NOTIFY not yet followed by the enforcement of what it announced.
     pending: Option<notify::Notice>,
+    /// When the last transfer was enforced (its flip), if it changed anything.
+    flipped: Option<Instant>,
     /// The primary that answered last (tried first).
     first: usize,
 }
@@ -291,6 +298,160 @@ struct Applied {
     added: usize,
     removed: usize,
     ms: u64,
+    /// When the flip that enforced it returned (None: nothing to change).
+    flipped: Option<std::time::SystemTime>,
+}
+
+/// An IXFR as an edit of the order: the rules its owners gave before and give after.
+struct Incremental {
+    /// The difference sequences (journaled with the saved copy).
+    batches: Vec<super::zone::Batch>,
+    /// Serial the order holds now, and its rule count.
+    from: u32,
+    rules_before: usize,
+    before: Vec<Rule>,
+    after: Vec<Rule>,
+    /// The zone's SOA after the difference (wire form), as the order keeps it.
+    soa: Option<Vec<u8>>,
+}
+
+/// The rules of an RPZ reading, as the order records them.
+fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
+    out.rules
+        .into_iter()
+        .map(|p| Rule {
+            name: p.name,
+            kind: p.kind,
+            action: p.action.unwrap_or(Action::Nxdomain),
+            qtypes: p.qtypes,
+            id: 0,
+            source: Source::at(file.clone(), p.line),
+            local: p.local,
+            local_id: 0,
+        })
+        .collect()
+}
+
+/// What an order's `sources` say when it holds serial `serial` of the feed's zone.
+fn source_words(feed: &Feed, serial: u32) -> String {
+    format!("rpz {} serial {serial}", feed.zone)
+}
+
+/// Applies an IXFR as an edit of the order (blocking): the difference joins the saved copy's
+/// journal, the controller removes and adds the rules of the owners it touched. `Ok(None)`:
+/// the order is not what the edit starts from (or the edit touches local data): nothing was
+/// changed, the caller replaces the order's rules whole.
+fn enforce_edit(
+    shared: &Shared,
+    feed: &Feed,
+    zone: &Zone,
+    inc: &Incremental,
+) -> Result<Option<Applied>, String> {
+    let t0 = Instant::now();
+    let path = zone_path(&shared.dir, &feed.zone);
+    let serial = zone.serial();
+    // What a rule does, for comparing the two readings (the owners read alone have no local
+    // data: `Zone::rpz_owners`).
+    fn what(r: &Rule) -> (&[u8], u8, u8, u16, bool) {
+        (
+            r.name.canonical(),
+            r.kind as u8,
+            r.action as u8,
+            r.qtypes,
+            r.local.is_some(),
+        )
+    }
+    let before: std::collections::HashSet<_> = inc.before.iter().map(what).collect();
+    let after: std::collections::HashSet<_> = inc.after.iter().map(what).collect();
+    let removed: Vec<(blocker_lists::Name, blocker_common::Kind)> = inc
+        .before
+        .iter()
+        .filter(|r| !after.contains(&what(r)))
+        .map(|r| (r.name.clone(), r.kind))
+        .collect();
+    let added: Vec<Rule> = inc
+        .after
+        .iter()
+        .filter(|a| !before.contains(&what(a)))
+        .cloned()
+        .collect();
+    if inc.rules_before + added.len() <= removed.len() {
+        // No rules left: the whole reading says whether that is refused (a zone of nothing
+        // but unsupported entries).
+        return Ok(None);
+    }
+    // The journal first: a copy that is ahead of the order is enforced whole at the next
+    // start; one behind it would not be.
+    let jdir = Zone::journal_dir(&path);
+    let jfile = (|| -> std::io::Result<PathBuf> {
+        fs::create_dir_all(&jdir)?;
+        let n = fs::read_dir(&jdir)?.count();
+        let f = jdir.join(format!("{:08}.{serial}", n + 1));
+        super::write_atomic(&f, Zone::render_batches(&inc.batches).as_bytes())
+            .map_err(std::io::Error::other)?;
+        Ok(f)
+    })()
+    .map_err(|e| format!("journaling serial {serial}: {e}"))?;
+    let r = (|| -> anyhow::Result<Option<(crate::txn::Summary, usize)>> {
+        let mut c = Controller::open(&shared.pins, &shared.dir)?;
+        let Some(mut order) = c.state.order(&feed.order).cloned() else {
+            return Ok(None);
+        };
+        if order.sources != [source_words(feed, inc.from)] {
+            return Ok(None);
+        }
+        order.sources = vec![source_words(feed, serial)];
+        order.set_soa(inc.soa.as_deref());
+        let mut cache = shared
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = inc.rules_before - removed.len() + added.len();
+        Ok(
+            c.apply_edit(&mut cache, order, inc.rules_before, (removed, added))?
+                .map(|s| (s, n)),
+        )
+    })();
+    match r {
+        Ok(Some((summary, n))) => {
+            let ms = t0.elapsed().as_millis() as u64;
+            if Zone::journal_len(&path) >= super::zone::MAX_JOURNAL {
+                // The copy written whole again (the change is enforced already).
+                let header = copy_header(feed, serial, "IXFR");
+                if super::write_atomic(&path, zone.render(&header).as_bytes()).is_ok() {
+                    let _ = fs::remove_dir_all(&jdir);
+                }
+            }
+            Ok(Some(Applied {
+                rules: n,
+                names_changed: summary.names_changed,
+                generation: summary.generation,
+                added: summary.rules_added,
+                removed: summary.rules_removed,
+                ms,
+                flipped: summary.enforced,
+            }))
+        }
+        Ok(None) => {
+            let _ = fs::remove_file(&jfile);
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&jfile);
+            Err(format!("applying serial {serial}: {e:#}"))
+        }
+    }
+}
+
+/// The two comment lines of a saved copy.
+fn copy_header(feed: &Feed, serial: u32, source: &str) -> [String; 2] {
+    [
+        format!(
+            "blocker: RPZ zone {} serial {serial}, the whole content of order {:?}",
+            feed.zone, feed.order
+        ),
+        format!("from {source}; written by `blocker follow`, do not edit"),
+    ]
 }
 
 /// Reads `zone` as RPZ and makes it the whole content of the feed's order (blocking: runs on
@@ -300,7 +461,19 @@ fn enforce_blocking(
     feed: &Feed,
     zone: &Zone,
     source: &str,
+    inc: Option<&Incremental>,
 ) -> Result<Applied, String> {
+    if let Some(inc) = inc {
+        match enforce_edit(shared, feed, zone, inc)? {
+            Some(a) => return Ok(a),
+            None => log::info!(
+                "{}: serial {} applied whole (the order is not serial {} as followed)",
+                feed.zone,
+                zone.serial(),
+                inc.from
+            ),
+        }
+    }
     let t0 = Instant::now();
     let path = zone_path(&shared.dir, &feed.zone);
     let serial = zone.serial();
@@ -360,31 +533,12 @@ fn enforce_blocking(
     }
     let file: Arc<str> = path.display().to_string().into();
     let soa = out.soa.clone();
-    let rules: Vec<Rule> = out
-        .rules
-        .into_iter()
-        .map(|p| Rule {
-            name: p.name,
-            kind: p.kind,
-            action: p.action.unwrap_or(Action::Nxdomain),
-            qtypes: p.qtypes,
-            id: 0,
-            source: Source::at(file.clone(), p.line),
-            local: p.local,
-            local_id: 0,
-        })
-        .collect();
+    let rules = rules_of(out, &file);
     let n = rules.len();
     // The copy is written next to the old one and takes its place once enforced: the rule
     // sources point at its lines.
     let staged = PathBuf::from(format!("{}.new", path.display()));
-    let header = [
-        format!(
-            "blocker: RPZ zone {} serial {serial}, the whole content of order {:?}",
-            feed.zone, feed.order
-        ),
-        format!("from {source}; written by `blocker follow`, do not edit"),
-    ];
+    let header = copy_header(feed, serial, source);
     super::write_atomic(&staged, zone.render(&header).as_bytes()).map_err(|e| e.to_string())?;
     log::debug!(
         "{}: copy written: {} ms",
@@ -399,7 +553,7 @@ fn enforce_blocking(
         };
         // What was transferred and how is in the feed's status; the order says which copy
         // it holds (the same words for the same copy: enforcing it again changes nothing).
-        order.sources = vec![format!("rpz {} serial {serial}", feed.zone)];
+        order.sources = vec![source_words(feed, serial)];
         order.set_soa(soa.as_deref());
         Ok(c.apply(vec![OrderChange::Put {
             order,
@@ -413,6 +567,9 @@ fn enforce_blocking(
             return Err(format!("applying serial {serial}: {e:#}"));
         }
     };
+    let ms = t0.elapsed().as_millis() as u64;
+    // The journal holds differences from the copy replaced: gone with it.
+    let _ = fs::remove_dir_all(Zone::journal_dir(&path));
     if let Err(e) = fs::rename(&staged, &path) {
         log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
     }
@@ -422,7 +579,8 @@ fn enforce_blocking(
         generation: summary.generation,
         added: summary.rules_added,
         removed: summary.rules_removed,
-        ms: t0.elapsed().as_millis() as u64,
+        ms,
+        flipped: summary.enforced,
     })
 }
 
@@ -474,8 +632,10 @@ impl Follower {
             primaries,
             zone: None,
             enforced: false,
+            rules: 0,
             st,
             pending: None,
+            flipped: None,
             first: 0,
         })
     }
@@ -507,7 +667,7 @@ impl Follower {
             }
         };
         let serial = z.serial();
-        match self.enforce(z, "the saved copy".to_string()).await {
+        match self.enforce(z, "the saved copy".to_string(), None).await {
             Ok((z, a)) => {
                 log::info!(
                     "{}: resuming at serial {serial} ({} rules, generation {}{})",
@@ -522,6 +682,7 @@ impl Follower {
                 );
                 self.zone = Some(z);
                 self.enforced = true;
+                self.rules = a.rules;
                 self.st.serial = Some(serial);
                 if self.st.expires_at == 0 {
                     self.st.expires_at =
@@ -583,20 +744,45 @@ impl Follower {
         &self,
         zone: Zone,
         source: String,
+        inc: Option<Incremental>,
     ) -> Result<(Zone, Applied), (Option<Zone>, String)> {
         let shared = self.shared.clone();
         let feed = self.feed.clone();
         let serial = zone.serial();
         let r = tokio::task::spawn_blocking(move || {
-            let r = enforce_blocking(&shared, &feed, &zone, &source);
+            let r = enforce_blocking(&shared, &feed, &zone, &source, inc.as_ref());
             (zone, r)
         })
         .await;
         match r {
-            Ok((z, Ok(a))) => Ok((z, a)),
+            Ok((z, Ok(a))) => {
+                self.warm();
+                Ok((z, a))
+            }
             Ok((z, Err(e))) => Err((Some(z), e)),
             Err(e) => Err((None, format!("applying serial {serial}: {e}"))),
         }
+    }
+
+    /// Reads the rules recorded into memory for the IXFRs to come, on a thread of its own
+    /// (nothing waits for it; an edit that comes first waits for the cache, or reads them
+    /// itself after a change made elsewhere). Nothing to do when the cache is current.
+    fn warm(&self) {
+        let shared = self.shared.clone();
+        let zone = self.feed.zone.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = match Controller::open(&shared.pins, &shared.dir) {
+                Ok(c) => c,
+                Err(e) => return log::warn!("{zone}: rules not read into memory: {e}"),
+            };
+            let mut cache = shared
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = c.warm(&mut cache) {
+                log::warn!("{zone}: rules not read into memory: {e}");
+            }
+        });
     }
 
     /// One refresh: SOA check at each primary in turn, transfer if newer. True when a primary
@@ -685,8 +871,28 @@ impl Follower {
                         .zone
                         .take()
                         .unwrap_or_else(|| Zone::new(self.apex.clone(), d.soa.clone(), Vec::new()));
+                    // The owners the difference touches, read as RPZ before and after it: an
+                    // edit of the order when both readings stand alone.
+                    let path = zone_path(&self.shared.dir, &self.feed.zone);
+                    let owners = Zone::owners_of(&d.batches);
+                    let before = if self.enforced {
+                        zone.rpz_owners(&owners, &path)
+                    } else {
+                        None
+                    };
                     match zone.apply(&d.batches) {
                         Ok(undo) => {
+                            let file: Arc<str> = path.display().to_string().into();
+                            let inc = before.zip(zone.rpz_owners(&owners, &path)).map(|(b, a)| {
+                                Incremental {
+                                    batches: d.batches.clone(),
+                                    from: ours,
+                                    rules_before: self.rules,
+                                    soa: a.soa.clone(),
+                                    before: rules_of(b, &file),
+                                    after: rules_of(a, &file),
+                                }
+                            });
                             let transfer_ms = t0.elapsed().as_millis() as u64;
                             let report = TransferReport {
                                 kind: "ixfr".into(),
@@ -701,7 +907,7 @@ impl Follower {
                                 ..Default::default()
                             };
                             let source = format!("IXFR {ours}→{} from {}", zone.serial(), p.addr);
-                            match self.enforce(zone, source).await {
+                            match self.enforce(zone, source, inc).await {
                                 Ok((z, a)) => {
                                     self.applied(z, a, report, d.messages);
                                     return Ok(());
@@ -779,7 +985,7 @@ impl Follower {
             ..Default::default()
         };
         let source = format!("AXFR {} from {}", zone.serial(), p.addr);
-        match self.enforce(zone, source).await {
+        match self.enforce(zone, source, None).await {
             Ok((z, a)) => {
                 self.applied(z, a, report, messages);
                 Ok(())
@@ -817,6 +1023,13 @@ impl Follower {
             self.st.axfr_count += 1;
         }
         self.st.last_transfer = Some(report);
+        self.rules = a.rules;
+        // (What followed the flip — recording, a copy written whole again — is not part of
+        // the time to enforcement.)
+        self.flipped = a
+            .flipped
+            .and_then(|t| t.elapsed().ok())
+            .and_then(|ago| Instant::now().checked_sub(ago));
         self.zone = Some(z);
         self.enforced = true;
         self.current(serial);
@@ -834,7 +1047,11 @@ impl Follower {
         }
         if let Some(n) = &self.pending {
             if n.serial.is_none_or(|s| !serial_newer(s, serial)) {
-                let ms = n.at.elapsed().as_millis() as u64;
+                let ms = match self.flipped.take() {
+                    Some(f) => f.saturating_duration_since(n.at),
+                    None => n.at.elapsed(),
+                }
+                .as_millis() as u64;
                 if self
                     .st
                     .last_transfer
@@ -859,7 +1076,7 @@ impl Follower {
             return Ok(());
         };
         let source = format!("the copy of serial {}, again after expiry", z.serial());
-        match self.enforce(z, source).await {
+        match self.enforce(z, source, None).await {
             Ok((z, a)) => {
                 log::warn!(
                     "{}: serial {} enforced again ({} rules, generation {})",
@@ -868,6 +1085,7 @@ impl Follower {
                     a.rules,
                     a.generation
                 );
+                self.rules = a.rules;
                 self.zone = Some(z);
                 self.enforced = true;
                 Ok(())

@@ -28,6 +28,9 @@ use domain::{
     zonefile::inplace::{Entry, Zonefile},
 };
 
+/// After this many IXFRs in its journal a saved copy is written whole again.
+pub const MAX_JOURNAL: usize = 16;
+
 /// Comment lines at the top of a saved zone (the SOA is on the next line).
 pub const HEADER_LINES: usize = 2;
 
@@ -102,6 +105,21 @@ fn key_of(r: &ZoneRecord) -> Vec<u8> {
     let _ = r.data().compose_canonical_rdata(&mut k);
     k
 }
+
+/// The part of [`key_of`] that is the owner (every record of an owner has it as a prefix).
+pub fn owner_key(r: &ZoneRecord) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    let labels: Vec<_> = r.owner().iter_labels().filter(|l| !l.is_root()).collect();
+    for l in labels.iter().rev() {
+        k.push(l.len() as u8);
+        k.extend(l.as_slice().iter().map(u8::to_ascii_lowercase));
+    }
+    k.push(0);
+    k
+}
+
+/// The policy CNAME targets whose meaning depends on nothing else in the zone.
+const PLAIN_TARGETS: [&str; 5] = [".", "*.", "rpz-passthru.", "rpz-drop.", "rpz-tcp-only."];
 
 /// A record for messages (`owner TTL IN TYPE data`).
 pub fn show(r: &ZoneRecord) -> String {
@@ -239,6 +257,78 @@ impl Zone {
         blocker_lists::parse_rpz_records(self.lines(), file, &opts)
     }
 
+    /// The owners (see [`owner_key`]) the records of `batches` belong to, each once.
+    pub fn owners_of(batches: &[Batch]) -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = batches
+            .iter()
+            .flat_map(|b| b.deletes.iter().chain(&b.adds))
+            .filter(|r| soa_of(r).is_none())
+            .map(owner_key)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The records of `owners` read as RPZ, as [`Zone::rpz`] reads them within the whole zone
+    /// — or None when that reading could depend on other owners or fail: an owner that is
+    /// the apex, a record other than a CNAME to one of the plain policy targets (`.`, `*.`,
+    /// `rpz-passthru.`, `rpz-drop.`, `rpz-tcp-only.`; a CNAME elsewhere may name a block page
+    /// whose addresses other owners give, A and AAAA records may be such a page), or a
+    /// record the reading refuses.
+    pub fn rpz_owners(&self, owners: &[Vec<u8>], file: &Path) -> Option<ParseOutcome> {
+        let apex = owner_key(&self.soa);
+        let mut records = vec![(0usize, self.soa.clone())];
+        for o in owners {
+            if *o == apex {
+                return None;
+            }
+            for (_, r) in self
+                .records
+                .range(o.clone()..)
+                .take_while(|(k, _)| k.starts_with(o))
+            {
+                let ZoneRecordData::Cname(c) = r.data() else {
+                    return None;
+                };
+                let target = c.cname().to_string().to_ascii_lowercase();
+                let target = if target.ends_with('.') {
+                    target
+                } else {
+                    format!("{target}.")
+                };
+                if !PLAIN_TARGETS.contains(&target.as_str()) {
+                    return None;
+                }
+                records.push((0, r.clone()));
+            }
+        }
+        let opts = Options {
+            rpz_origin: Some(self.apex.to_string()),
+            ..Options::default()
+        };
+        let out = blocker_lists::parse_rpz_records(records, file, &opts);
+        out.errors.is_empty().then_some(out)
+    }
+
+    /// IXFR difference sequences as zone file text: for each, the SOA it starts from, the
+    /// records it deletes, the SOA it ends at, the records it adds (RFC 1995's order). Read
+    /// back by [`Zone::load`] from the copy's journal.
+    pub fn render_batches(batches: &[Batch]) -> String {
+        let mut s = String::new();
+        for b in batches {
+            for r in std::iter::once(&b.from)
+                .chain(&b.deletes)
+                .chain(std::iter::once(&b.to))
+                .chain(&b.adds)
+            {
+                s.push_str(&show(r));
+                s.push('\n');
+            }
+        }
+        s
+    }
+
     /// The zone as a file: `HEADER_LINES` comment lines (`header` must have as many), then
     /// one record per line.
     pub fn render(&self, header: &[String; HEADER_LINES]) -> String {
@@ -255,50 +345,145 @@ impl Zone {
         s
     }
 
-    /// Reads a zone saved by [`Zone::render`] (the SOA of `apex` first).
+    /// The journal of a saved copy: the IXFR differences applied since the copy was
+    /// written whole, one file each, in order.
+    pub fn journal_dir(path: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.ixfr", path.display()))
+    }
+
+    /// Reads a zone saved by [`Zone::render`] and brings it forward by the differences of
+    /// its journal ([`Zone::journal_dir`]) that follow on from it (any other — left by a
+    /// crash before the journal was cleared — is skipped).
     pub fn load(path: &Path, apex: &str) -> Result<Zone, ZoneError> {
+        let mut z = Zone::load_file(path, apex)?;
+        let dir = Zone::journal_dir(path);
+        let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            let batches = match Zone::read_batches(&f, apex) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("{}: skipped ({e})", f.display());
+                    continue;
+                }
+            };
+            if batches
+                .first()
+                .is_some_and(|b| serial_of(&b.from) == z.serial())
+            {
+                z.apply(&batches)?;
+            }
+        }
+        Ok(z)
+    }
+
+    /// Files in the journal of the copy saved at `path`.
+    pub fn journal_len(path: &Path) -> usize {
+        fs::read_dir(Zone::journal_dir(path)).map_or(0, |d| d.count())
+    }
+
+    /// Reads the difference sequences of a journal file ([`Zone::render_batches`]).
+    fn read_batches(path: &Path, apex: &str) -> Result<Vec<Batch>, ZoneError> {
+        let records = read_records(path, apex, 0)?;
+        let mut out: Vec<Batch> = Vec::new();
+        // SOAs alternate: the start of a sequence's deletions, then of its additions.
+        let mut adding = true;
+        for r in records {
+            if soa_of(&r).is_some() {
+                if adding {
+                    out.push(Batch {
+                        from: r.clone(),
+                        to: r,
+                        deletes: Vec::new(),
+                        adds: Vec::new(),
+                    });
+                } else if let Some(b) = out.last_mut() {
+                    b.to = r;
+                }
+                adding = !adding;
+                continue;
+            }
+            let Some(b) = out.last_mut() else {
+                return Err(ZoneError::File {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    why: "a journal that does not start with a SOA".into(),
+                });
+            };
+            if adding {
+                b.adds.push(r);
+            } else {
+                b.deletes.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a zone file written by [`Zone::render`] (the SOA of `apex` first).
+    fn load_file(path: &Path, apex: &str) -> Result<Zone, ZoneError> {
         let err = |line: usize, why: String| ZoneError::File {
             path: path.to_path_buf(),
             line,
             why,
         };
-        let text = fs::read(path).map_err(|e| err(0, e.to_string()))?;
-        let origin = DName::<Bytes>::from_str(&format!("{}.", apex.trim_end_matches('.')))
-            .map_err(|e| err(0, format!("zone name {apex:?}: {e}")))?;
-        let mut zf = Zonefile::new();
-        zf.set_origin(origin.clone());
-        zf.set_default_class(Class::IN);
-        zf.extend_from_slice(&text);
-        let mut soa = None;
-        let mut records = Vec::new();
-        loop {
-            let line = HEADER_LINES + 1 + records.len() + usize::from(soa.is_some());
-            let entry = match zf.next_entry() {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(e) => return Err(err(line, e.to_string())),
-            };
-            let Entry::Record(rec) = entry else {
-                return Err(err(line, "a directive in a saved zone".into()));
-            };
-            let rec: ZoneRecord = rec
-                .try_flatten_into()
-                .map_err(|_| err(line, "a name too long".into()))?;
-            if soa.is_none() {
-                if soa_of(&rec).is_none() || rec.owner().name_cmp(&origin).is_ne() {
-                    return Err(err(
-                        line,
-                        format!("the first record is not the SOA of {apex}"),
-                    ));
-                }
-                soa = Some(rec);
-            } else {
-                records.push(rec);
+        let origin = origin_of(path, apex)?;
+        let mut records = read_records(path, apex, HEADER_LINES)?.into_iter();
+        let soa = match records.next() {
+            Some(r) if soa_of(&r).is_some() && r.owner().name_cmp(&origin).is_eq() => r,
+            Some(_) => {
+                return Err(err(
+                    HEADER_LINES + 1,
+                    format!("the first record is not the SOA of {apex}"),
+                ))
             }
-        }
-        let soa = soa.ok_or_else(|| err(HEADER_LINES + 1, "no SOA record".into()))?;
+            None => return Err(err(HEADER_LINES + 1, "no SOA record".into())),
+        };
         Ok(Zone::new(origin, soa, records))
     }
+}
+
+fn origin_of(path: &Path, apex: &str) -> Result<DName<Bytes>, ZoneError> {
+    DName::<Bytes>::from_str(&format!("{}.", apex.trim_end_matches('.'))).map_err(|e| {
+        ZoneError::File {
+            path: path.to_path_buf(),
+            line: 0,
+            why: format!("zone name {apex:?}: {e}"),
+        }
+    })
+}
+
+/// The records of a file of one record per line after `skip` comment lines (a saved copy,
+/// a journal file).
+fn read_records(path: &Path, apex: &str, skip: usize) -> Result<Vec<ZoneRecord>, ZoneError> {
+    let err = |line: usize, why: String| ZoneError::File {
+        path: path.to_path_buf(),
+        line,
+        why,
+    };
+    let text = fs::read(path).map_err(|e| err(0, e.to_string()))?;
+    let mut zf = Zonefile::new();
+    zf.set_origin(origin_of(path, apex)?);
+    zf.set_default_class(Class::IN);
+    zf.extend_from_slice(&text);
+    let mut records = Vec::new();
+    loop {
+        let line = skip + 1 + records.len();
+        let entry = match zf.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => return Err(err(line, e.to_string())),
+        };
+        let Entry::Record(rec) = entry else {
+            return Err(err(line, "a directive in a saved zone".into()));
+        };
+        let rec: ZoneRecord = rec
+            .try_flatten_into()
+            .map_err(|_| err(line, "a name too long".into()))?;
+        records.push(rec);
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -456,5 +641,113 @@ mod tests {
         fs::write(&path, text.replace("SOA", "NS")).expect("write");
         assert!(Zone::load(&path, "rpz.test").is_err());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_journal_brings_a_saved_copy_forward() {
+        let dir = std::env::temp_dir().join(format!("blk-journal-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("rpz.test.zone");
+        let mut z = Zone::new(
+            n("rpz.test."),
+            soa(1),
+            vec![
+                cname("a.example.rpz.test.", "."),
+                cname("b.example.rpz.test.", "."),
+            ],
+        );
+        let header: [String; HEADER_LINES] = ["h1".into(), "h2".into()];
+        fs::write(&path, z.render(&header)).expect("write");
+        let steps = [
+            vec![Batch {
+                from: soa(1),
+                to: soa(2),
+                deletes: vec![cname("a.example.rpz.test.", ".")],
+                adds: vec![cname("c.example.rpz.test.", "*.")],
+            }],
+            vec![
+                Batch {
+                    from: soa(2),
+                    to: soa(3),
+                    deletes: vec![],
+                    adds: vec![cname("d.example.rpz.test.", "rpz-drop.")],
+                },
+                Batch {
+                    from: soa(3),
+                    to: soa(4),
+                    deletes: vec![cname("b.example.rpz.test.", ".")],
+                    adds: vec![],
+                },
+            ],
+        ];
+        let jdir = Zone::journal_dir(&path);
+        fs::create_dir_all(&jdir).expect("journal dir");
+        for (i, b) in steps.iter().enumerate() {
+            z.apply(b).expect("apply");
+            fs::write(jdir.join(format!("{:08}", i + 1)), Zone::render_batches(b)).expect("j");
+        }
+        // A journal file that does not follow on (left by a crash) is skipped.
+        fs::write(
+            jdir.join("00000000"),
+            Zone::render_batches(&[Batch {
+                from: soa(9),
+                to: soa(10),
+                deletes: vec![],
+                adds: vec![cname("zz.example.rpz.test.", ".")],
+            }]),
+        )
+        .expect("stale");
+        assert_eq!(Zone::journal_len(&path), 3);
+        let back = Zone::load(&path, "rpz.test").expect("load");
+        assert_eq!(back.serial(), 4);
+        assert_eq!(back.render(&header), z.render(&header));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn owners_read_alone_only_when_nothing_else_decides_them() {
+        let path = Path::new("rpz.test.zone");
+        let z = Zone::new(
+            n("rpz.test."),
+            soa(1),
+            vec![
+                cname("a.example.rpz.test.", "."),
+                cname("*.a.example.rpz.test.", "*."),
+                cname("page.example.rpz.test.", "block.page.example."),
+                a("sink.example.rpz.test.", 60),
+            ],
+        );
+        let key = |s: &str| owner_key(&cname(s, "."));
+        let out = z
+            .rpz_owners(
+                &[key("a.example.rpz.test."), key("*.a.example.rpz.test.")],
+                path,
+            )
+            .expect("plain policies");
+        let rules: Vec<String> = out
+            .rules
+            .iter()
+            .map(|r| format!("{} {} {:?}", r.name, r.kind.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "a.example exact Some(Nxdomain)",
+                "a.example below Some(Nodata)"
+            ]
+        );
+        // A CNAME elsewhere (a block page), local data, the apex: the whole zone decides.
+        assert!(z
+            .rpz_owners(&[key("page.example.rpz.test.")], path)
+            .is_none());
+        assert!(z
+            .rpz_owners(&[key("sink.example.rpz.test.")], path)
+            .is_none());
+        assert!(z.rpz_owners(&[key("rpz.test.")], path).is_none());
+        // An owner with no records left gives no rules.
+        let out = z
+            .rpz_owners(&[key("gone.example.rpz.test.")], path)
+            .expect("nothing");
+        assert!(out.rules.is_empty());
     }
 }

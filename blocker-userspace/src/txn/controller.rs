@@ -26,6 +26,40 @@ struct Journal {
     generation: u32,
 }
 
+/// A change planned, ready to be made ([`Controller::execute`]).
+pub(super) struct Change<'a> {
+    /// When the change started (for the phase timings).
+    pub(super) t0: std::time::Instant,
+    pub(super) old_state: StateFile,
+    /// The state after the change (its rules files are recorded by `execute`).
+    pub(super) new_state: StateFile,
+    pub(super) diffs: &'a [Diff],
+    /// Rule ids the change frees.
+    pub(super) freed: &'a [u64],
+    pub(super) removed_orders: Vec<u16>,
+    /// Names in the rule map before the change (for the key filter's sizing).
+    pub(super) names_before: usize,
+    /// Every key of the rules before the change (when the key filter must be rebuilt).
+    pub(super) everything: &'a dyn Fn() -> Vec<RuleKey>,
+    /// The depth mask of the rules after the change.
+    pub(super) new_mask: [u64; 2],
+    pub(super) record: Record<'a>,
+    /// Its generation, and the counts the plan made.
+    pub(super) summary: Summary,
+}
+
+/// How a change's rules are recorded in the state directory.
+pub(super) enum Record<'a> {
+    /// Each of these orders gets a rules file with its whole new rules.
+    Full(&'a BTreeMap<u16, Vec<Rule>>),
+    /// The order's rules file stays; a delta file records the rules removed and added.
+    Delta {
+        order: u16,
+        removed: &'a [u32],
+        added: &'a [Rule],
+    },
+}
+
 /// An open, locked controller: the pinned maps and the state directory.
 pub struct Controller {
     pub pins: Pins,
@@ -311,6 +345,7 @@ impl Controller {
             let strip = |o: &Order| Order {
                 updated: 0,
                 rules_file: String::new(),
+                rules_deltas: Vec::new(),
                 ..o.clone()
             };
             let before = old_state.order_by_id(*id).map(strip);
@@ -319,8 +354,14 @@ impl Controller {
                 (_, None) => true,
                 (None, Some(b)) => b.is_empty(),
                 (Some(a), Some(b)) => {
+                    // In any order: an order edited by deltas lists its rules in another.
+                    fn by_id(v: &[Rule]) -> Vec<&Rule> {
+                        let mut v: Vec<&Rule> = v.iter().collect();
+                        v.sort_unstable_by_key(|r| r.id);
+                        v
+                    }
                     a.len() == b.len()
-                        && a.iter().zip(b).all(|(x, y)| {
+                        && by_id(a).into_iter().zip(by_id(b)).all(|(x, y)| {
                             (&x.name, x.kind, x.action, x.qtypes, x.id, &x.local)
                                 == (&y.name, y.kind, y.action, y.qtypes, y.id, &y.local)
                         })
@@ -338,6 +379,54 @@ impl Controller {
         }
 
         phase("computed changes");
+        let names_before = old_rules.values().map(Vec::len).sum::<usize>();
+        let new_mask = depth_mask_of(
+            new_state
+                .orders
+                .iter()
+                .flat_map(|o| rules_after(&old_rules, &replaced, o.id)),
+        );
+        let secret = self.secret;
+        let everything = || {
+            old_rules
+                .values()
+                .flat_map(|rs| keys_of(&secret, rs))
+                .collect()
+        };
+        let summary = self.execute(Change {
+            t0,
+            old_state,
+            new_state,
+            diffs: &diffs,
+            freed: &freed,
+            removed_orders,
+            names_before,
+            everything: &everything,
+            new_mask,
+            record: Record::Full(&replaced),
+            summary,
+        })?;
+        retire((old_rules, replaced, diffs));
+        Ok(summary)
+    }
+
+    /// Makes a planned change (steps 2 to 5 of the module documentation).
+    pub(super) fn execute(&mut self, ch: Change<'_>) -> Result<Summary> {
+        let Change {
+            t0,
+            old_state,
+            mut new_state,
+            diffs,
+            freed,
+            removed_orders,
+            names_before,
+            everything,
+            new_mask,
+            record,
+            mut summary,
+        } = ch;
+        let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
+        let generation = summary.generation;
         // The journal comes before anything the change writes: from here on, the next
         // command rolls an interrupted change back or forward.
         fs::write(
@@ -375,14 +464,7 @@ impl Controller {
                 .map(|(k, _, _)| *k)
                 .collect();
             let new_names = diffs.iter().filter(|(_, old, _)| old.is_empty()).count();
-            let names = old_rules.values().map(Vec::len).sum::<usize>() + new_names;
-            let secret = &self.secret;
-            let everything = || {
-                old_rules
-                    .values()
-                    .flat_map(|rs| keys_of(secret, rs))
-                    .collect()
-            };
+            let names = names_before + new_names;
             if filter.admit(&mut cfg, &added, names as u64, everything) {
                 self.maps.set_config(&cfg)?;
             }
@@ -395,15 +477,30 @@ impl Controller {
         let maps = &self.maps;
         let (recorded, written) = std::thread::scope(|s| {
             let recorder = s.spawn(|| -> Result<StateFile> {
-                for (id, rules) in &replaced {
-                    if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == *id) {
-                        o.rules_file = dir.write_rules(*id, generation, rules)?;
+                match record {
+                    Record::Full(replaced) => {
+                        for (id, rules) in replaced {
+                            if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == *id) {
+                                o.rules_file = dir.write_rules(*id, generation, rules)?;
+                                o.rules_deltas.clear();
+                            }
+                        }
+                    }
+                    Record::Delta {
+                        order,
+                        removed,
+                        added,
+                    } => {
+                        if let Some(o) = new_state.orders.iter_mut().find(|o| o.id == order) {
+                            let name = dir.write_rules_delta(order, generation, removed, added)?;
+                            o.rules_deltas.push(name);
+                        }
                     }
                 }
                 dir.stage(&new_state)?;
                 Ok(new_state)
             });
-            let written = write_split(&maps.rules, &diffs, |(k, old, new)| {
+            let written = write_split(&maps.rules, diffs, |(k, old, new)| {
                 let mut v = RuleValue { sets: [*old, *old] };
                 v.sets[inactive] = *new;
                 Some((*k, v))
@@ -416,12 +513,6 @@ impl Controller {
         phase("recorded the new state and wrote the inactive copies");
         crash_point("inactive");
         // Look up the depths of both sets until the old one is gone.
-        let new_mask = depth_mask_of(
-            new_state
-                .orders
-                .iter()
-                .flat_map(|o| rules_after(&old_rules, &replaced, o.id)),
-        );
         let old_mask = cfg.depth_mask;
         cfg.depth_mask = [old_mask[0] | new_mask[0], old_mask[1] | new_mask[1]];
         // The client lookups either set needs, until the old one is gone.
@@ -453,7 +544,7 @@ impl Controller {
 
         phase("switched");
         // Both copies equal again; names with no rules left are deleted.
-        write_split(&self.maps.rules, &diffs, |(k, _, new)| {
+        write_split(&self.maps.rules, diffs, |(k, _, new)| {
             (!new.is_empty()).then_some((*k, RuleValue { sets: [*new, *new] }))
         })?;
         let gone: Vec<RuleKey> = diffs
@@ -471,7 +562,7 @@ impl Controller {
         if freed.iter().any(|w| *w != 0) {
             let hit: Vec<u32> = self.maps.rule_hits.keys().collect::<Result<_, _>>()?;
             for id in hit {
-                if bit(&freed, id) {
+                if bit(freed, id) {
                     self.maps.reset_rule_hits(id)?;
                 }
             }
@@ -484,7 +575,6 @@ impl Controller {
         fs::remove_file(self.dir.txn_path())?;
         self.dir.gc(&self.state)?;
         phase("synchronised both copies");
-        retire((old_rules, replaced, diffs));
         Ok(summary)
     }
 }

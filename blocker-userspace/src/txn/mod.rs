@@ -4,9 +4,12 @@
 //! `Config::active` says which copy the data plane reads. A change:
 //!
 //! 1. computes, for every name whose rules change, the merged rules before and after (see
-//!    `plan::plan`: one index of the changed orders' rules sorted by key);
+//!    `plan::plan`: one index of the changed orders' rules sorted by key; for an edit of an
+//!    order — rules removed and added, [`Controller::apply_edit`] — only the names the edit
+//!    touches, from every order's rules kept in memory by a long-running caller, `cache`);
 //! 2. writes a journal (`txn.json`);
-//! 3. records the new state (`state.json.new`, new rules files) and, at the same time on
+//! 3. records the new state (`state.json.new`, new rules files — for an edit, a delta file
+//!    the order's rules are read back with) and, at the same time on
 //!    another thread, writes the *inactive* copy of each changed name (new names get an empty
 //!    active copy);
 //! 4. flips `Config::active` and bumps the generation in one write: from this instant the
@@ -18,11 +21,13 @@
 //! ([`Controller::open`]): it adopts the state that matches the kernel's generation and
 //! re-synchronises both copies.
 //!
-//! The module is in three parts: the controller ([`Controller`]: open, recover, restore,
-//! apply), the planner (`plan`: rule ids, the per-name differences a change makes) and
+//! The module is in four parts: the controller ([`Controller`]: open, recover, restore,
+//! apply), edits of large orders (`cache`: [`RulesCache`], [`Controller::apply_edit`]), the
+//! planner (`plan`: rule ids, the per-name differences a change makes) and
 //! the precedence policy, which lives in [`blocker_common::policy`] so the data plane's
 //! semantics, `blocker explain` and the planner share one definition.
 
+mod cache;
 mod controller;
 mod plan;
 
@@ -37,6 +42,7 @@ use crate::{
 };
 
 pub use blocker_common::policy::merge;
+pub use cache::{Edit, RulesCache, MAX_DELTAS};
 pub use controller::{depth_mask_of, order_gates, order_info, tai_ns, tai_offset_ns, Controller};
 
 /// A rule candidate at one name (see [`blocker_common::policy::Candidate`]).

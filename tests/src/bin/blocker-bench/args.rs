@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// The parts of the benchmark, in the order they run.
-pub const PARTS: [&str; 4] = ["kernel", "structures", "e2e", "latency"];
+pub const PARTS: [&str; 5] = ["kernel", "structures", "e2e", "latency", "fleet"];
 
 /// Measures blocker and writes the JSON results and the results section of the markdown.
 #[derive(Parser, Debug)]
@@ -28,6 +28,12 @@ pub struct Args {
     /// Where the JSON results are read (parts not run keep theirs) and written.
     #[arg(long, value_name = "PATH", default_value = "bench/results.json")]
     pub json: PathBuf,
+    /// Fleet part: records of the RPZ zone.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub fleet_records: usize,
+    /// Fleet part: names changed by each IXFR.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub fleet_changes: usize,
     /// The markdown file whose results section is rewritten.
     #[arg(long, value_name = "PATH", default_value = "BENCHMARKS.md")]
     pub markdown: PathBuf,

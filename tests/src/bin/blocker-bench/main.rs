@@ -9,6 +9,7 @@
 
 mod args;
 mod e2e;
+mod fleet;
 mod kernel;
 mod latency;
 mod markdown;
@@ -51,7 +52,7 @@ impl Drop for SysctlGuard {
 }
 
 /// A blocker instance of its own (bpffs and state directories), removed on drop.
-fn instance(bin: &std::path::Path) -> Blocker {
+pub fn instance(bin: &std::path::Path) -> Blocker {
     let id = unique("blkb");
     Blocker {
         bpffs: PathBuf::from("/sys/fs/bpf").join(&id),
@@ -168,6 +169,31 @@ fn main() {
         eprintln!("== update latency");
         let inst = instance(&a.blocker);
         all["update_latency"] = latency::measure(&inst, if a.quick { 10 } else { 30 }, 1_000_000);
+    }
+    if runs("fleet") {
+        eprintln!("== fleet: AXFR, IXFR and NOTIFY from Knot DNS to three edges");
+        // The figures are for a zone of a million records and IXFRs of 1,000 changes
+        // (the defaults of --fleet-records and --fleet-changes); --quick keeps that size (the
+        // zone is what is measured) with fewer IXFR rounds.
+        let plan = fleet::Plan {
+            records: a.fleet_records,
+            changes: a.fleet_changes,
+            edges: 3,
+            rounds: if a.quick { 2 } else { 5 },
+        };
+        eprintln!(
+            "  {} records, {} names changed per IXFR, {} edges, {} IXFR rounds{}",
+            plan.records,
+            plan.changes,
+            plan.edges,
+            plan.rounds,
+            if a.quick {
+                " (--quick: the same zone, fewer rounds)"
+            } else {
+                ""
+            }
+        );
+        all["fleet"] = fleet::measure(&a.blocker, &plan);
     }
     if let Some(d) = a.json.parent() {
         std::fs::create_dir_all(d).ok();

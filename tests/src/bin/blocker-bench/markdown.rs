@@ -125,6 +125,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
     }
     end_to_end_markdown(&mut s, r);
     latency_markdown(&mut s, r);
+    fleet_markdown(&mut s, r);
     commands_markdown(&mut s, r);
     s.push_str(&format!("\n{END}\n"));
     let old = std::fs::read_to_string(path).unwrap_or_default();
@@ -348,7 +349,8 @@ fn commands_markdown(s: &mut String, r: &Value) {
 - (a) `blocker attach --iface EDGE_VETH --netns EDGE --mode native`, `blocker rules load court.rpz --format rpz --order bench-e2e --ede-text \"Benchmark order 1/2026\"`, unbound (`num-threads: 1`, `module-config: \"iterator\"`, the allowed names as `local-data`); the client veth runs kxdpgun's own XDP program, which receives the XDP_TX replies.\n\
 - (b) unbound with `module-config: \"respip iterator\"` and `rpz:` `name: rpz.local`, `zonefile: court.rpz`; the rest as in (a).\n\
 - (c) `pdns_recursor --config-dir=DIR` with `threads=1`, `auth-zones=allowed.example=DIR/allowed.zone` and `lua-config-file=DIR/recursor.lua` holding `rpzFile(\"court.rpz\", {{policyName=\"court\"}})`.\n\
-- Update latency: `blocker rules add NAME --order latency` while a prober in the client namespace queries NAME; `blocker rules load new.txt --order reload` over the same order loaded from old.txt, with one prober on a name of each list.\n"
+- Update latency: `blocker rules add NAME --order latency` while a prober in the client namespace queries NAME; `blocker rules load new.txt --order reload` over the same order loaded from old.txt, with one prober on a name of each list.\n\
+- Fleet: Knot DNS (`zonefile-load: difference-no-serial`, `journal-content: all`, `notify:` every edge) in its own namespace; per edge `blocker feed add ORDER --zone ZONE --primary KNOT` and `blocker follow --listen EDGE:5353`; each IXFR round rewrites Knot's zone file and runs `knotc zone-reload ZONE`; enforcement is read from the feed status each follower saves.\n"
     ));
 }
 
@@ -364,4 +366,64 @@ fn latency_markdown(s: &mut String, r: &Value) {
         a["runs"], f(&a["command_ms_median"]), f(&a["visible_after_return_ms_median"]), f(&a["visible_after_return_ms_max"]),
         re["rules"], re["rules"], f(&re["command_seconds"]), f(&re["new_list_enforced_after_start_seconds"]), f(&re["new_list_enforced_after_return_ms"]), f(&re["old_list_lifted_after_start_seconds"])
     ));
+}
+
+fn fleet_markdown(s: &mut String, r: &Value) {
+    let fl = &r["fleet"];
+    if fl.is_null() {
+        return;
+    }
+    let a = &fl["axfr_one_edge"];
+    let rounds = fl["ixfr_rounds"].as_array().cloned().unwrap_or_default();
+    s.push_str(&format!(
+        "\n### Fleet: Knot DNS primary, {} edges following an RPZ of {} records\n\nMeasured on commit {}. Each edge in its own namespace with its own bpffs and state directories, `blocker follow --listen` (NOTIFY) behind a veth from Knot's namespace; the programs are loaded, not attached (what is measured is the way to the maps).\n\n| step | target | result |\n|---|---|---|\n",
+        fl["edges"],
+        fl["records"],
+        r["part_commits"]["fleet"].as_str().unwrap_or("not recorded"),
+    ));
+    s.push_str(&format!(
+        "| AXFR of {} records ({} rules) to one edge, from the start of `blocker follow` to enforced | < 10 s | {:.2} s (transfer {:.2} s, RPZ reading and apply {:.2} s) |\n",
+        a["records"], a["rules"], f(&a["enforced_after_start_seconds"]), f(&a["transfer_ms"]) / 1000.0, f(&a["apply_ms"]) / 1000.0
+    ));
+    let together: Vec<String> = fl["axfr_other_edges_together"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| format!("{:.2} s", f(&x["enforced_after_start_seconds"])))
+        .collect();
+    s.push_str(&format!(
+        "| the same AXFR to the other edges at once (sharing the CPUs) | – | {} |\n",
+        together.join(", ")
+    ));
+    s.push_str(&format!(
+        "| IXFR of {} changed names: NOTIFY → enforced, as each follower measures it (median / max of {} edges × {} rounds) | < 1 s | {:.0} ms / {:.0} ms |\n",
+        fl["changes"], fl["edges"], rounds.len(), f(&fl["ixfr_notify_to_enforced_ms_median"]), f(&fl["ixfr_notify_to_enforced_ms_max"])
+    ));
+    s.push_str(&format!(
+        "| fleet convergence: `knotc zone-reload` → all {} edges enforce the serial (median of {} rounds; Knot's own reload and difference of the zone included) | – | {:.2} s |\n| the same from Knot serving the new serial (median) | – | {:.2} s |\n",
+        fl["edges"], rounds.len(), f(&fl["convergence_after_reload_seconds_median"]), f(&fl["convergence_after_knot_serves_seconds_median"])
+    ));
+    s.push_str("\n| round | Knot serves after reload | all edges enforce after reload | per edge: NOTIFY → enforced, apply, IXFR records |\n|---|---|---|---|\n");
+    for (i, x) in rounds.iter().enumerate() {
+        let per: Vec<String> = x["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{:.0} ms, {:.0} ms, {}",
+                    f(&e["notify_to_enforced_ms"]),
+                    f(&e["apply_ms"]),
+                    e["records"]
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "| {} | {:.2} s | {:.2} s | {} |\n",
+            i + 1,
+            f(&x["knot_serves_after_reload_seconds"]),
+            f(&x["all_edges_enforce_after_reload_seconds"]),
+            per.join("; ")
+        ));
+    }
 }
