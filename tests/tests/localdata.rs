@@ -1,7 +1,7 @@
 //! RPZ local data, end to end: a zone's own addresses (several per family, NODATA for a family
 //! it does not give), a CNAME to a block page with the page's addresses, the zone's TTL capped
-//! by `config set --local-ttl-max`, the policy zone's SOA in the additional section, and an
-//! export that keeps all of it. Real answers from kdig; unbound's counter shows none of these
+//! by `config set --local-ttl-max`, the policy zone's SOA in the additional section, TXT local
+//! data, and an export that keeps all of it. Real answers from kdig; unbound's counter shows none of these
 //! queries reached the resolver.
 
 use blocker_tests::env::{kdig, Blocker, Section, TempDir, Topology, EDGE_V4, EDGE_V6};
@@ -15,6 +15,7 @@ two.example    600 A    192.0.2.8
 v6.example      60 AAAA 2001:db8::7
 bad.example        CNAME page.isp.example.
 page.isp.example 120 A 198.51.100.80
+txt.example     60 TXT  \"Court of Milan 1/2026\"
 ";
 
 fn answers(k: &blocker_tests::env::Kdig) -> Vec<(String, u32, String, String)> {
@@ -152,4 +153,19 @@ fn local_data_block_pages_ttl_cap_and_soa() {
     assert_eq!(got, ["192.0.2.7", "192.0.2.8"], "{}", r.raw);
     let r = q(EDGE_V4, "bad.example", "A");
     assert_eq!(answers(&r).len(), 2, "{}", r.raw);
+    // TXT local data, written by the export in the generic form (RFC 3597) and read back.
+    let r = q(EDGE_V4, "txt.example", "TXT");
+    assert_eq!(
+        answers(&r),
+        vec![(
+            "txt.example.".into(),
+            30,
+            "TXT".into(),
+            "\"Court of Milan 1/2026\"".into()
+        )],
+        "{}",
+        r.raw
+    );
+    let r = q(EDGE_V4, "txt.example", "A");
+    assert!(answers(&r).is_empty(), "NODATA for A: {}", r.raw);
 }

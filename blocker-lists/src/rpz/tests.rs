@@ -985,3 +985,20 @@ fn cname_chains_inside_the_zone_and_records_of_any_type() {
         [39]
     );
 }
+
+#[test]
+fn local_data_in_the_generic_form_reads_back() {
+    // What `blocker export --rpz` writes for local data of other types than A and AAAA
+    // (RFC 3597): it must read back as the same records.
+    let out = rpz("$TTL 60\n\
+        txt.example TYPE16 \\# 3 026869\n\
+        mx.example 30 TYPE15 \\# 6 000a026d7800\n");
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
+    let txt = out.rules[0].local.as_ref().expect("local data");
+    assert_eq!(txt.other, vec![(16, b"\x02hi".to_vec())]);
+    let mx = out.rules[1].local.as_ref().expect("local data");
+    assert_eq!(
+        (mx.ttl, mx.other.clone()),
+        (30, vec![(15, vec![0, 10, 2, b'm', b'x', 0])])
+    );
+}
