@@ -841,27 +841,17 @@ fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
     }
 }
 
-/// `blocker follow` killed at each step of an IXFR applied as an edit (journal written,
-/// inactive copies written, flipped, committed): the edge enforces either the old serial or
-/// the new one, whole — never a part of the difference — and the follower started again
-/// brings it to the new serial, with the state directory and the kernel in agreement.
-#[test]
-fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
-    let primary = NetNs::new("blkp");
-    let edge_ns = NetNs::new("blke");
-    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
-    let names = |round: usize| -> Vec<(String, &'static str)> {
-        // Round r removes k{r-1}*, adds k{r}* and keeps the rest.
-        (0..40)
-            .map(|i| (format!("stay{i}.example"), "."))
-            .chain((0..20).map(|i| (format!("k{round}n{i}.example"), ".")))
-            .collect()
-    };
+/// Where the one edge of [`one_edge_notified`] listens for NOTIFY.
+const NOTIFY_LISTEN: &str = "198.51.100.2:5353";
+
+/// Knot in `primary` (198.51.100.1) serving `entries` and notifying one edge at
+/// [`NOTIFY_LISTEN`], and that edge's blocker with a feed of the zone (not yet following).
+fn one_edge_notified(primary: &NetNs, entries: &[(String, &str)]) -> (Knot, Blocker) {
     let knot = Knot::start(
-        &primary,
+        primary,
         &KnotSetup {
             zone: ZONE,
-            text: &rpz_text(ZONE, &names(0)),
+            text: &rpz_text(ZONE, entries),
             listen: &["198.51.100.1"],
             notify: &["198.51.100.2@5353"],
             allow: &["198.51.100.0/24"],
@@ -878,7 +868,27 @@ fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
         "--primary",
         "198.51.100.1",
     ]);
-    let listen = Some("198.51.100.2:5353");
+    (knot, b)
+}
+
+/// `blocker follow` killed at each step of an IXFR applied as an edit (journal written,
+/// inactive copies written, flipped, committed): the edge enforces either the old serial or
+/// the new one, whole — never a part of the difference — and the follower started again
+/// brings it to the new serial, with the state directory and the kernel in agreement.
+#[test]
+fn a_follower_killed_during_an_ixfr_comes_back_to_one_serial_whole() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |round: usize| -> Vec<(String, &'static str)> {
+        // Round r removes k{r-1}*, adds k{r}* and keeps the rest.
+        (0..40)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..20).map(|i| (format!("k{round}n{i}.example"), ".")))
+            .collect()
+    };
+    let (knot, b) = one_edge_notified(&primary, &names(0));
+    let listen = Some(NOTIFY_LISTEN);
     let f = Follow::start(&b, &edge_ns, listen);
     let mut s = knot.serial().expect("serial");
     wait_serial(&b, ORDER, s, Instant::now(), &f);
@@ -948,28 +958,8 @@ fn a_long_run_of_ixfrs_is_recorded_whole_again_and_resumes() {
             .chain((0..5).map(|i| (format!("r{round}n{i}.example"), "rpz-drop.")))
             .collect()
     };
-    let knot = Knot::start(
-        &primary,
-        &KnotSetup {
-            zone: ZONE,
-            text: &rpz_text(ZONE, &names(0)),
-            listen: &["198.51.100.1"],
-            notify: &["198.51.100.2@5353"],
-            allow: &["198.51.100.0/24"],
-            key: None,
-        },
-    );
-    let b = Blocker::new();
-    b.ok(&[
-        "feed",
-        "add",
-        ORDER,
-        "--zone",
-        ZONE,
-        "--primary",
-        "198.51.100.1",
-    ]);
-    let listen = Some("198.51.100.2:5353");
+    let (knot, b) = one_edge_notified(&primary, &names(0));
+    let listen = Some(NOTIFY_LISTEN);
     let mut f = Follow::start(&b, &edge_ns, listen);
     let mut s = knot.serial().expect("serial");
     wait_serial(&b, ORDER, s, Instant::now(), &f);
