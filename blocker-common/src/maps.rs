@@ -56,11 +56,12 @@ pub const MAX_JURISDICTIONS: u32 = 64;
 /// Client prefixes all jurisdictions together can hold (the LPM trie allocates on demand).
 pub const JURIS_PREFIXES: u32 = 1 << 20;
 
-/// Rules one name can hold in one copy: one slot per order and match kind, so up to four orders
-/// with a subtree rule (or an RPZ `name` + `*.name` pair that agree) at the same name, or two
-/// with distinct exact and below rules. Used slots are packed at the front. Four, not more:
-/// every slot costs 24 bytes per name in the rule map (two copies), 24 MB per million names.
-pub const SLOTS: usize = 4;
+/// Rules one name can hold in one copy: one slot per order and match kind, so up to six orders
+/// with a subtree rule (or an RPZ `name` + `*.name` pair that agree) at the same name, or three
+/// with distinct exact and below rules. Used slots are packed at the front. Every slot costs
+/// 24 bytes per name in the rule map (two copies), 24 MB per million names; four slots were
+/// tried and refused real cases (three orders holding one name's exact and `*.` rules).
+pub const SLOTS: usize = 6;
 /// [`Slot::flags`] bit: the slot decides queries for the name itself (an exact or subtree rule).
 pub const SLOT_HERE: u8 = 1;
 /// [`Slot::flags`] bit: the slot decides queries for names under it (a subtree or below rule).

@@ -202,42 +202,53 @@ impl LocalData {
     pub fn answers(&self) -> (Vec<(u16, blocker_common::LocalAnswer)>, usize) {
         use blocker_common::LocalAnswer;
         let mut out = Vec::new();
-        let mut dropped = 0;
         let empty = LocalAnswer {
             ttl: self.ttl,
             ..Default::default()
         };
-        // The CNAME chain: from the question name to the block page, and on.
-        let chain = |a: &mut LocalAnswer, dropped: &mut usize| -> Option<u16> {
+        // The CNAME chain, from the question name to the block page and on, as far as it
+        // fits: the owner of what follows it, or None when it was cut (the records of the
+        // chain's last name would then be owned by the wrong name: left out).
+        let names: Vec<&Name> = self.cname.iter().chain(&self.chain).collect();
+        let chain = |a: &mut LocalAnswer| -> (Option<u16>, usize) {
             let mut owner = 0u16;
-            for n in self.cname.iter().chain(&self.chain) {
+            for (i, n) in names.iter().enumerate() {
                 match a.push(owner, 5, &wire_name(n)) {
                     Some(at) => owner = at,
-                    None => {
-                        *dropped += 1;
-                        return None;
-                    }
+                    None => return (None, names.len() - i),
                 }
             }
-            Some(owner)
+            (Some(owner), 0)
         };
+        // Records left out, counted once per record of the data (the most any type lost).
+        let mut dropped = 0;
         for ty in self.types() {
             let mut a = empty;
-            let Some(owner) = chain(&mut a, &mut dropped) else {
-                continue;
-            };
-            for r in self.records(ty) {
-                if a.push(owner, ty, &r).is_none() {
-                    dropped += 1;
+            let records = self.records(ty);
+            let (owner, cut) = chain(&mut a);
+            let mut lost = cut;
+            match owner {
+                Some(owner) => {
+                    for r in &records {
+                        if a.push(owner, ty, r).is_none() {
+                            lost += 1;
+                        }
+                    }
                 }
+                None => lost += records.len(),
             }
-            out.push((ty, a));
+            dropped = dropped.max(lost);
+            // Type 0 is the default entry's key: a record of that (reserved) type is not
+            // an answer of its own.
+            if ty != 0 {
+                out.push((ty, a));
+            }
         }
         if let Some(c) = &self.cname {
             let mut a = empty;
-            if chain(&mut a, &mut dropped).is_some() {
-                out.push((0, a));
-            }
+            let (_, cut) = chain(&mut a);
+            dropped = dropped.max(cut);
+            out.push((0, a));
             // A query for the CNAME itself: that record alone.
             let mut a = empty;
             if a.push(0, 5, &wire_name(c)).is_some() {
@@ -249,9 +260,9 @@ impl LocalData {
 }
 
 impl fmt::Display for LocalData {
-    /// `ttl=60 a=192.0.2.1,192.0.2.2 aaaa=2001:db8::1 rr=16:0268690,15:… cname=block.example.
-    /// chain=b2.example.` (the fields present; `rr` is TYPE:RDATA in hex), the form rules
-    /// files keep.
+    /// `ttl=60 a=192.0.2.1,192.0.2.2 aaaa=2001:db8::1 rr=16:026869,15:… cname=block.example.
+    /// chain=b2.example. chain=b3.example.` (the fields present; `rr` is TYPE:RDATA in hex,
+    /// `chain` once per name), the form rules files keep.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ttl={}", self.ttl)?;
         if !self.v4.is_empty() {
@@ -273,9 +284,9 @@ impl fmt::Display for LocalData {
         if let Some(c) = &self.cname {
             write!(f, " cname={c}.")?;
         }
-        if !self.chain.is_empty() {
-            let v: Vec<String> = self.chain.iter().map(|n| format!("{n}.")).collect();
-            write!(f, " chain={}", v.join(","))?;
+        // One field per name: a name may hold a comma (white space is escaped).
+        for n in &self.chain {
+            write!(f, " chain={n}.")?;
         }
         Ok(())
     }
@@ -314,13 +325,9 @@ impl std::str::FromStr for LocalData {
                     d.cname =
                         Some(Name::from_presentation(v).map_err(|e| format!("cname {v:?}: {e}"))?)
                 }
-                "chain" => {
-                    for n in v.split(',') {
-                        d.chain.push(
-                            Name::from_presentation(n).map_err(|e| format!("chain {n:?}: {e}"))?,
-                        );
-                    }
-                }
+                "chain" => d
+                    .chain
+                    .push(Name::from_presentation(v).map_err(|e| format!("chain {v:?}: {e}"))?),
                 _ => return Err(format!("local data field {k:?}")),
             }
         }

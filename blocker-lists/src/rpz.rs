@@ -343,14 +343,20 @@ impl<'a> Scan<'a> {
             let mut ttl = o.ttl;
             let mut at = exact.get(first.canonical()).copied();
             let mut data = None;
-            // At most as many steps as an answer holds records.
-            for _ in 0..blocker_common::LOCAL_RECORDS {
+            // At most as many CNAMEs as leave room in an answer for one record after them.
+            for _ in 0..blocker_common::LOCAL_RECORDS - 2 {
                 let Some(p) = at.map(|p| &self.owners[p]) else {
                     break;
                 };
                 ttl = ttl.min(p.ttl);
                 match &p.cname {
-                    Some(next) if next != &o.name && !chain.contains(next) => {
+                    // Back at the first target, or (an exact trigger) at the trigger itself,
+                    // or at a name already in the chain: a loop, which stops here.
+                    Some(next)
+                        if next != first
+                            && (o.below || next != &o.name)
+                            && !chain.contains(next) =>
+                    {
                         chain.push(next.clone());
                         at = exact.get(next.canonical()).copied();
                     }

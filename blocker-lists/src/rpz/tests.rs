@@ -1002,3 +1002,36 @@ fn local_data_in_the_generic_form_reads_back() {
         (30, vec![(15, vec![0, 10, 2, b'm', b'x', 0])])
     );
 }
+
+#[test]
+fn a_chain_too_long_for_an_answer_is_cut_not_dropped_and_names_round_trip() {
+    // Block page names of 60 bytes: four CNAMEs do not fit in 256 bytes of records.
+    let long = |i: usize| format!("{}{i}.{}.example", "p".repeat(30), "q".repeat(20));
+    let mut zone = format!("$TTL 60\nbad.example CNAME {}.\n", long(0));
+    for i in 0..5 {
+        zone.push_str(&format!("{} CNAME {}.\n", long(i), long(i + 1)));
+    }
+    zone.push_str(&format!("{} A 192.0.2.1\n", long(5)));
+    let out = rpz(&zone);
+    assert!(out.errors.is_empty(), "{:#?}", msgs(&out.errors));
+    let bad = out.rules[0].local.as_ref().expect("local data");
+    let (answers, dropped) = bad.answers();
+    // An A query gets the CNAMEs that fit (the resolver follows the rest), not NODATA.
+    let a = answers.iter().find(|(t, _)| *t == 1).expect("an A entry").1;
+    assert!(a.count >= 3, "{}", a.count);
+    assert!(dropped > 0);
+    let default = answers
+        .iter()
+        .find(|(t, _)| *t == 0)
+        .expect("a default entry")
+        .1;
+    assert_eq!(default.count, a.count);
+    // A name with a comma reads back from the rules files' form as the same chain.
+    let d = crate::LocalData {
+        cname: Some(crate::Name::from_presentation("a.example").expect("name")),
+        chain: vec![crate::Name::from_presentation("x,y.example").expect("name")],
+        ttl: 5,
+        ..Default::default()
+    };
+    assert_eq!(d.to_string().parse::<crate::LocalData>().as_ref(), Ok(&d));
+}

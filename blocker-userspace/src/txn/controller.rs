@@ -534,11 +534,12 @@ impl Controller {
         if juris_changed {
             sync_juris(&mut self.maps, &self.state)?;
         }
-        // Sets no rule uses any more leave the kernel (their ids are free for the next change).
+        // Sets no rule uses any more leave the kernel (their ids are free for the next change);
+        // an id whose content changed keeps only the entries of its new content.
         for (i, d) in old_state.local_data.iter().enumerate() {
             let now = self.state.local_data.get(i).map_or("", String::as_str);
-            if !d.is_empty() && now.is_empty() {
-                remove_local(&mut self.maps, (i + 1) as u16, d)?;
+            if !d.is_empty() && now != d {
+                remove_local(&mut self.maps, (i + 1) as u16, d, now)?;
             }
         }
 
@@ -715,6 +716,22 @@ fn local_table(
     while table.last().is_some_and(String::is_empty) {
         table.pop();
     }
+    // Each set takes one kernel entry per query type it answers (and a default): all of them
+    // must fit in BLK_LOCAL, old and new together until the switch.
+    let entries: usize = table
+        .iter()
+        .chain(old)
+        .filter(|d| !d.is_empty())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(|d| parse_local(d).map(|l| l.answers().0.len()))
+        .sum::<Result<usize>>()?;
+    if entries > blocker_common::LOCAL_ENTRIES as usize {
+        return Err(TxnError::LocalEntriesFull {
+            entries,
+            max: blocker_common::LOCAL_ENTRIES,
+        });
+    }
     Ok(table)
 }
 
@@ -741,10 +758,23 @@ fn write_local(maps: &mut Maps, old: &[String], new: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Removes the kernel entries of local data set `id` (recorded as `d`).
-fn remove_local(maps: &mut Maps, id: u16, d: &str) -> Result<()> {
-    for (qtype, _) in parse_local(d)?.answers().0 {
-        let _ = maps.local.remove(&blocker_common::local_key(id, qtype));
+/// Removes the kernel entries of local data set `id` recorded as `old` that its content
+/// `now` (empty: none) does not have.
+fn remove_local(maps: &mut Maps, id: u16, old: &str, now: &str) -> Result<()> {
+    let keep: Vec<u16> = if now.is_empty() {
+        Vec::new()
+    } else {
+        parse_local(now)?
+            .answers()
+            .0
+            .iter()
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    for (qtype, _) in parse_local(old)?.answers().0 {
+        if !keep.contains(&qtype) {
+            let _ = maps.local.remove(&blocker_common::local_key(id, qtype));
+        }
     }
     Ok(())
 }

@@ -81,6 +81,12 @@ pub enum TxnError {
          nothing was changed"
     )]
     LocalDataFull { max: u32 },
+    /// More kernel entries (one per local data set and query type) than BLK_LOCAL holds.
+    #[error(
+        "the local data sets would need {entries} kernel entries (one per set and query type), \
+         and the data plane holds {max}; nothing was changed"
+    )]
+    LocalEntriesFull { entries: usize, max: u32 },
     /// A recorded local data set that does not parse.
     #[error("recorded local data {data:?} is corrupt: {why}")]
     CorruptLocal { data: String, why: String },
