@@ -157,13 +157,21 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A name in wire form, uncompressed, root byte included.
-fn wire_name(n: &Name) -> Vec<u8> {
+pub(crate) fn wire_name(n: &Name) -> Vec<u8> {
     let mut v = n.canonical().to_vec();
     v.push(0);
     v
 }
 
 impl LocalData {
+    /// The records of other types than A and AAAA in RFC 3597's generic presentation
+    /// (`TYPE16 \# 3 026869`), which every zone file reader takes for any type.
+    pub fn generic_records(&self) -> impl Iterator<Item = String> + '_ {
+        self.other
+            .iter()
+            .map(|(t, d)| format!("TYPE{t} \\# {} {}", d.len(), hex(d)))
+    }
+
     /// The query types the data answers with records of their own.
     fn types(&self) -> Vec<u16> {
         let mut t = Vec::new();

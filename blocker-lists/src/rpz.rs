@@ -194,11 +194,7 @@ fn to_name(n: &impl ToName) -> Result<Option<Name>, NameError> {
 
 /// The SOA record in wire form (see [`ParseOutcome::soa`]); None if a name does not convert.
 fn soa_wire<N: ToName>(owner: &Name, ttl: u32, soa: &domain::rdata::Soa<N>) -> Option<Vec<u8>> {
-    let wire = |n: Option<Name>| -> Vec<u8> {
-        let mut v = n.map(|n| n.canonical().to_vec()).unwrap_or_default();
-        v.push(0);
-        v
-    };
+    let wire = |n: Option<Name>| n.map_or_else(|| vec![0], |n| crate::wire_name(&n));
     let mname = wire(to_name(soa.mname()).ok()?);
     let rname = wire(to_name(soa.rname()).ok()?);
     let mut rr = wire(Some(owner.clone()));

@@ -123,10 +123,8 @@ pub fn rpz_zone(
                             let _ = writeln!(out, "{owner} {} AAAA {a}", d.ttl);
                         }
                         // Other types in the generic form of RFC 3597.
-                        for (t, data) in &d.other {
-                            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
-                            let _ =
-                                writeln!(out, "{owner} {} TYPE{t} \\# {} {hex}", d.ttl, data.len());
+                        for rr in d.generic_records() {
+                            let _ = writeln!(out, "{owner} {} {rr}", d.ttl);
                         }
                     }
                 }

@@ -302,6 +302,21 @@ struct Applied {
     flipped: Option<std::time::SystemTime>,
 }
 
+impl Applied {
+    /// What a change (`summary`) that leaves the order with `rules` rules applied, in `ms`.
+    fn of(summary: &crate::txn::Summary, rules: usize, ms: u64) -> Applied {
+        Applied {
+            rules,
+            names_changed: summary.names_changed,
+            generation: summary.generation,
+            added: summary.rules_added,
+            removed: summary.rules_removed,
+            ms,
+            flipped: summary.enforced,
+        }
+    }
+}
+
 /// An IXFR as an edit of the order: the rules its owners gave before and give after.
 struct Incremental {
     /// The difference sequences (journaled with the saved copy).
@@ -422,15 +437,7 @@ fn enforce_edit(
                     let _ = fs::remove_dir_all(&jdir);
                 }
             }
-            Ok(Some(Applied {
-                rules: n,
-                names_changed: summary.names_changed,
-                generation: summary.generation,
-                added: summary.rules_added,
-                removed: summary.rules_removed,
-                ms,
-                flipped: summary.enforced,
-            }))
+            Ok(Some(Applied::of(&summary, n, ms)))
         }
         Ok(None) => {
             let _ = fs::remove_file(&jfile);
@@ -573,15 +580,7 @@ fn enforce_blocking(
     if let Err(e) = fs::rename(&staged, &path) {
         log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
     }
-    Ok(Applied {
-        rules: n,
-        names_changed: summary.names_changed,
-        generation: summary.generation,
-        added: summary.rules_added,
-        removed: summary.rules_removed,
-        ms,
-        flipped: summary.enforced,
-    })
+    Ok(Applied::of(&summary, n, ms))
 }
 
 /// Removes the order's rules at expiry (`--on-expire stop`), keeping the order.

@@ -91,15 +91,7 @@ pub fn serial_of(r: &ZoneRecord) -> u32 {
 /// length-prefixed, then type and canonical record data. The TTL is not part of it: an IXFR
 /// deletes a record by owner, type, class and data.
 fn key_of(r: &ZoneRecord) -> Vec<u8> {
-    let mut k = Vec::with_capacity(64);
-    let labels: Vec<_> = r.owner().iter_labels().filter(|l| !l.is_root()).collect();
-    for l in labels.iter().rev() {
-        k.push(l.len() as u8);
-        k.extend(l.as_slice().iter().map(u8::to_ascii_lowercase));
-    }
-    // Below any label length (at least 1): the owner ends here, and sorts before the names
-    // below it.
-    k.push(0);
+    let mut k = owner_key(r);
     k.extend(r.rtype().to_int().to_be_bytes());
     // Appending to a Vec cannot fail.
     let _ = r.data().compose_canonical_rdata(&mut k);
@@ -114,6 +106,8 @@ pub fn owner_key(r: &ZoneRecord) -> Vec<u8> {
         k.push(l.len() as u8);
         k.extend(l.as_slice().iter().map(u8::to_ascii_lowercase));
     }
+    // Below any label length (at least 1): the owner ends here, and sorts before the names
+    // below it.
     k.push(0);
     k
 }

@@ -207,14 +207,14 @@ fn singles(prog: &Xdp, frame: &[u8], expect: Option<u32>) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
-/// `PAIRS` back-to-back pairs of single-run medians, the base program (its frame and verdict)
-/// then the measured one (which must answer): (fastest measured, fastest base, median ratio).
-fn singles_pairs(base: (&Xdp, &[u8], Option<u32>), measured: (&Xdp, &[u8])) -> (f64, f64, f64) {
+/// `PAIRS` back-to-back (base, measured) pairs: (fastest measured, fastest base, median of
+/// the pairs' ratios). On this shared VM a slow spell affects both sides of a pair alike.
+fn paired(base: impl Fn() -> f64, measured: impl Fn() -> f64) -> (f64, f64, f64) {
     let mut ratios = Vec::new();
     let (mut best, mut best_base) = (f64::MAX, f64::MAX);
     for _ in 0..PAIRS {
-        let b = singles(base.0, base.1, base.2);
-        let ns = singles(measured.0, measured.1, Some(XDP_TX));
+        let b = base();
+        let ns = measured();
         ratios.push(ns / b);
         best = best.min(ns);
         best_base = best_base.min(b);
@@ -288,22 +288,17 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         // Rounds alternate the no-op program and blocker back to back: the ratio of each pair
         // is taken, and the median ratio reported, so a slow spell of this shared VM affects
         // both sides of a pair alike. Absolute figures are the fastest round.
-        let pairs = |frame: &[u8], rewrites: bool| -> (f64, f64, f64) {
-            let mut ratios = Vec::new();
-            let (mut best, mut best_base) = (f64::MAX, f64::MAX);
-            for _ in 0..PAIRS {
-                let base = if rewrites {
-                    singles(&noop, base_frame, None)
-                } else {
-                    per_packet(&noop, base_frame, false)
-                };
-                let ns = per_packet(&prog, frame, rewrites);
-                ratios.push(ns / base);
-                best = best.min(ns);
-                best_base = best_base.min(base);
-            }
-            ratios.sort_by(f64::total_cmp);
-            (best, best_base, ratios[ratios.len() / 2])
+        let pairs = |frame: &[u8], rewrites: bool| {
+            paired(
+                || {
+                    if rewrites {
+                        singles(&noop, base_frame, None)
+                    } else {
+                        per_packet(&noop, base_frame, false)
+                    }
+                },
+                || per_packet(&prog, frame, rewrites),
+            )
         };
         let mut record = |name: &str, rewrites: bool, (best, best_base, ratio): (f64, f64, f64)| {
             if rewrites {
@@ -324,13 +319,19 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
             .find(|f| f.0 == "blocked -> NXDOMAIN+EDE")
             .expect("the blocked frame")
             .1;
-        let floor_cost = singles_pairs((&noop, base_frame, None), (floor, blocked));
+        let floor_cost = paired(
+            || singles(&noop, base_frame, None),
+            || singles(floor, blocked, Some(XDP_TX)),
+        );
         record(
             "answer-everything floor (REFUSED in place)",
             true,
             floor_cost,
         );
-        let (ns, floor_ns, ratio) = singles_pairs((floor, blocked, Some(XDP_TX)), (&prog, blocked));
+        let (ns, floor_ns, ratio) = paired(
+            || singles(floor, blocked, Some(XDP_TX)),
+            || singles(&prog, blocked, Some(XDP_TX)),
+        );
         eprintln!(
             "  {n:>9} rules  {:<32} {ns:>7.1} ns  ({ratio:.2}x the answer-everything floor)",
             "blocked, to the floor"
