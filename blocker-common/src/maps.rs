@@ -11,6 +11,8 @@ pub const PROGRAM_NOOP: &str = "blocker_noop";
 /// Map names (as written in the object and pinned under the bpffs directory).
 /// Kernel object names are limited to 15 bytes; these are also the pin file names.
 pub const MAP_RULES: &str = "BLK_RULES";
+/// Canonical-name key → every rule at a name too crowded for its [`RuleInline`] ([`RuleValue`]).
+pub const MAP_RULES_WIDE: &str = "BLK_RULES_WIDE";
 pub const MAP_CONFIG: &str = "BLK_CONFIG";
 pub const MAP_ORDERS: &str = "BLK_ORDERS";
 pub const MAP_ORDER_HITS: &str = "BLK_ORDER_HITS";
@@ -58,14 +60,31 @@ pub const JURIS_PREFIXES: u32 = 1 << 20;
 
 /// Rules one name can hold in one copy: one slot per order and match kind, so up to six orders
 /// with a subtree rule (or an RPZ `name` + `*.name` pair that agree) at the same name, or three
-/// with distinct exact and below rules. Used slots are packed at the front. Every slot costs
-/// 24 bytes per name in the rule map (two copies), 24 MB per million names; four slots were
-/// tried and refused real cases (three orders holding one name's exact and `*.` rules).
+/// with distinct exact and below rules. Used slots are packed at the front. A name whose rules
+/// fit in [`INLINE_SLOTS`] (nearly all) pays for those only; the others also take an entry of
+/// [`SLOTS`] in `BLK_RULES_WIDE`.
 pub const SLOTS: usize = 6;
+/// Slots a name holds in `BLK_RULES` itself, per copy: one order's rule, or two orders' (or a
+/// rule and its exception) at the same name. Each costs 24 bytes per name (two copies).
+pub const INLINE_SLOTS: usize = 2;
+/// Entries of `BLK_RULES_WIDE` for a rule map of `capacity` names: a quarter of the names
+/// may be crowded (more than [`INLINE_SLOTS`] rules in a copy), at least 1024.
+pub const fn wide_capacity(capacity: u32) -> u32 {
+    let c = capacity / 4;
+    if c < 1024 {
+        1024
+    } else {
+        c
+    }
+}
 /// [`Slot::flags`] bit: the slot decides queries for the name itself (an exact or subtree rule).
 pub const SLOT_HERE: u8 = 1;
 /// [`Slot::flags`] bit: the slot decides queries for names under it (a subtree or below rule).
 pub const SLOT_BELOW: u8 = 2;
+/// [`Slot::flags`] bit, only in the first slot of an inline copy, which holds no rule
+/// (`action` None, so a reader that missed the bit sees no rule, never a wrong one): the
+/// copy's rules are in `BLK_RULES_WIDE` under the same key.
+pub const SLOT_WIDE: u8 = 4;
 /// Distinct local data sets (RPZ local data: addresses, a block page) the rules can answer
 /// with; ids `1..=MAX_LOCAL_DATA` (0: none).
 pub const MAX_LOCAL_DATA: u32 = 65535;
@@ -347,6 +366,116 @@ impl LocalAnswer {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleValue {
     pub sets: [RuleSet; 2],
+}
+
+/// One copy of a name's rules as `BLK_RULES` holds it: the rules themselves when they fit in
+/// [`INLINE_SLOTS`], else a marker ([`SLOT_WIDE`]) sending the reader to `BLK_RULES_WIDE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InlineSet {
+    pub slots: [Slot; INLINE_SLOTS],
+}
+
+/// Value of `BLK_RULES`: the two copies of a name's rules, each inline or a marker. The one
+/// place the data plane and user space map a [`RuleValue`] to what the kernel holds are
+/// [`RuleValue::inline`] and [`RuleInline::join`]; the data plane reads a copy with
+/// [`InlineSet::is_wide`] and [`InlineSet::widen`].
+///
+/// Writers keep one rule: a copy marked wide has its rules in `BLK_RULES_WIDE` — the wide
+/// entry is written before the marker and removed after it. The copy in force never changes
+/// under a reader (user space writes the inactive copy, then flips), so a reader that finds
+/// the marker finds the rules it stands for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleInline {
+    pub sets: [InlineSet; 2],
+}
+
+impl InlineSet {
+    /// The marker of a copy whose rules are in `BLK_RULES_WIDE`.
+    pub const WIDE: InlineSet = {
+        let mut s = InlineSet {
+            slots: [Slot {
+                rule_id: 0,
+                order_id: 0,
+                action: 0,
+                flags: 0,
+                qtypes: 0,
+                local: 0,
+            }; INLINE_SLOTS],
+        };
+        s.slots[0].flags = SLOT_WIDE;
+        s
+    };
+
+    /// This copy's rules are in `BLK_RULES_WIDE`.
+    #[inline(always)]
+    pub fn is_wide(&self) -> bool {
+        self.slots[0].flags & SLOT_WIDE != 0
+    }
+
+    /// The rules of an inline copy as a whole set (the other slots empty).
+    #[inline(always)]
+    pub fn widen(&self) -> RuleSet {
+        let mut set = RuleSet::default();
+        let mut i = 0;
+        while i < INLINE_SLOTS {
+            set.slots[i] = self.slots[i];
+            i += 1;
+        }
+        set
+    }
+}
+
+impl RuleSet {
+    /// Every rule fits in the inline slots.
+    pub fn fits_inline(&self) -> bool {
+        self.slots[INLINE_SLOTS..].iter().all(Slot::is_empty)
+    }
+
+    /// This set as one inline copy: itself, or the wide marker.
+    pub fn inline(&self) -> InlineSet {
+        if !self.fits_inline() {
+            return InlineSet::WIDE;
+        }
+        let mut s = InlineSet::default();
+        s.slots.copy_from_slice(&self.slots[..INLINE_SLOTS]);
+        s
+    }
+}
+
+impl RuleValue {
+    /// What `BLK_RULES` holds for these rules, and whether `BLK_RULES_WIDE` must hold them
+    /// too (some copy does not fit inline).
+    pub fn inline(&self) -> (RuleInline, bool) {
+        let v = RuleInline {
+            sets: [self.sets[0].inline(), self.sets[1].inline()],
+        };
+        let wide = v.sets.iter().any(InlineSet::is_wide);
+        (v, wide)
+    }
+}
+
+impl RuleInline {
+    /// The rules `BLK_RULES`'s value stands for, `wide` being `BLK_RULES_WIDE`'s value at the
+    /// same key; None when a copy is marked wide and there is no wide value (a writer broke
+    /// the rule above).
+    pub fn join(&self, wide: Option<&RuleValue>) -> Option<RuleValue> {
+        let mut v = RuleValue::default();
+        for (i, s) in self.sets.iter().enumerate() {
+            v.sets[i] = match (s.is_wide(), wide) {
+                (false, _) => s.widen(),
+                (true, Some(w)) => w.sets[i],
+                (true, None) => return None,
+            };
+        }
+        Some(v)
+    }
+
+    /// Some copy is marked wide.
+    pub fn is_wide(&self) -> bool {
+        self.sets.iter().any(InlineSet::is_wide)
+    }
 }
 
 /// `Config::flags` bit: `sinkhole_v4` holds an address.
@@ -898,6 +1027,7 @@ mod pod {
     unsafe impl aya::Pod for crate::key::RuleKey {}
     unsafe impl aya::Pod for crate::key::KeySecret {}
     unsafe impl aya::Pod for super::RuleValue {}
+    unsafe impl aya::Pod for super::RuleInline {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::OrderInfo {}
     unsafe impl aya::Pod for super::OrderHits {}
@@ -922,6 +1052,7 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 12);
         assert_eq!(size_of::<RuleSet>(), 12 * SLOTS);
         assert_eq!(size_of::<RuleValue>(), 24 * SLOTS);
+        assert_eq!(size_of::<RuleInline>(), 24 * INLINE_SLOTS);
         assert_eq!(size_of::<crate::RuleKey>(), 16);
         assert_eq!(
             size_of::<crate::key::KeySecret>(),
@@ -987,6 +1118,62 @@ mod tests {
             assert_eq!(Reason::from_u32(i as u32), *r);
         }
         assert_eq!(Reason::from_u32(REASON_COUNT as u32), Reason::Malformed);
+    }
+
+    fn slot(order_id: u16, flags: u8) -> Slot {
+        Slot {
+            rule_id: 100 + order_id as u32,
+            order_id,
+            action: Action::Nxdomain as u8,
+            flags,
+            qtypes: QTYPES_ALL,
+            local: 0,
+        }
+    }
+
+    fn set(n: usize) -> RuleSet {
+        let mut s = RuleSet::default();
+        for i in 0..n {
+            s.slots[i] = slot(i as u16, SLOT_HERE | SLOT_BELOW);
+        }
+        s
+    }
+
+    /// Every shape of a name's two copies goes into the maps and comes back whole, and a copy
+    /// is wide exactly when its rules do not fit inline.
+    #[test]
+    fn rules_split_into_inline_and_wide_and_join_back() {
+        for a in 0..=SLOTS {
+            for b in 0..=SLOTS {
+                let v = RuleValue {
+                    sets: [set(a), set(b)],
+                };
+                let (inline, wide) = v.inline();
+                assert_eq!(wide, a > INLINE_SLOTS || b > INLINE_SLOTS, "{a} {b}");
+                assert_eq!(inline.is_wide(), wide);
+                assert_eq!(inline.sets[0].is_wide(), a > INLINE_SLOTS);
+                assert_eq!(inline.sets[1].is_wide(), b > INLINE_SLOTS);
+                let back = inline.join(wide.then_some(&v));
+                assert_eq!(back, Some(v), "{a} {b}");
+                if wide {
+                    assert_eq!(inline.join(None), None, "a marker without its wide value");
+                } else {
+                    // Nothing is read from a wide value the inline copies do not point to.
+                    assert_eq!(inline.join(Some(&RuleValue::default())), Some(v));
+                }
+            }
+        }
+    }
+
+    /// A marker holds no rule: a reader that ignored it would see an empty copy.
+    #[test]
+    fn the_wide_marker_is_no_rule() {
+        let m = InlineSet::WIDE;
+        assert!(m.is_wide());
+        assert!(m.slots.iter().all(Slot::is_empty));
+        assert!(m.widen().is_empty());
+        assert!(!set(INLINE_SLOTS).inline().is_wide());
+        assert_eq!(set(INLINE_SLOTS).inline().widen(), set(INLINE_SLOTS));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use aya_ebpf::maps::lpm_trie::Key as LpmKey;
 
 use crate::maps::{
     CONFIG, EVENTS, FILTER, GATES, JCACHE, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS, RRL, RULES,
-    RULE_HITS, SCRATCH, STATS, WALK,
+    RULES_WIDE, RULE_HITS, SCRATCH, STATS, WALK,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -927,9 +927,14 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         probe.may_hold(bits, mask)
     };
     let mut lookup = |key: &blocker_common::RuleKey| {
-        // SAFETY: BLK_RULES is not preallocated, so an element is never reused while we read
-        // it.
-        unsafe { RULES.get(key) }.map(|v| v.sets[active & 1])
+        // SAFETY: BLK_RULES and BLK_RULES_WIDE are not preallocated, so an element is never
+        // reused while we read it.
+        let set = unsafe { RULES.get(key) }?.sets[active & 1];
+        if set.is_wide() {
+            unsafe { RULES_WIDE.get(key) }.map(|v| v.sets[active & 1])
+        } else {
+            Some(set.widen())
+        }
     };
     let mut order = |id: u16| gates.get(active, id);
     let mut jurisdictions = || client_jurisdictions(cfg, w);

@@ -10,16 +10,22 @@ use blocker_common::{
     dns::{Scratch, WalkState},
     filter::Region,
     key::KeySecret,
-    Config, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo, RrlBucket, RrlKey, RuleHits,
-    RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, LOCAL_ENTRIES,
-    MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
+    wide_capacity, Config, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo, RrlBucket, RrlKey,
+    RuleHits, RuleInline, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES,
+    JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
 };
 
-/// Canonical-name key → the rules at that name (two copies, see `Config::active`).
-/// Allocated on demand (no prealloc): memory follows the number of rules, not the capacity.
+/// Canonical-name key → the rules at that name (two copies, see `Config::active`), inline
+/// when they fit (`blocker_common::RuleInline`). Allocated on demand (no prealloc): memory
+/// follows the number of rules, not the capacity.
 #[map(name = "BLK_RULES")]
-pub static RULES: HashMap<RuleKey, RuleValue> =
+pub static RULES: HashMap<RuleKey, RuleInline> =
     HashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Canonical-name key → every rule at a name whose inline copy is marked wide.
+#[map(name = "BLK_RULES_WIDE")]
+pub static RULES_WIDE: HashMap<RuleKey, RuleValue> =
+    HashMap::pinned(wide_capacity(DEFAULT_RULE_CAPACITY), BPF_F_NO_PREALLOC);
 
 /// Key filter: two regions of bits (one value each), one bit per rule-map key in the region
 /// `Config::filter` names (see `blocker_common::filter`). Memory-mapped by the controller, which writes a

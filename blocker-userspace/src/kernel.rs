@@ -21,9 +21,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use blocker_common::{
-    key::KeySecret, Config, OrderHits, OrderInfo, RuleKey, RuleValue, Stats, MAP_CONFIG,
-    MAP_FILTER, MAP_KEY, MAP_ORDERS, MAP_ORDER_HITS, MAP_RULES, MAP_RULE_HITS, MAP_STATS,
-    PROGRAM_NAME, PROGRAM_NOOP,
+    key::KeySecret, wide_capacity, Config, OrderHits, OrderInfo, RuleInline, RuleKey, RuleValue,
+    Stats, MAP_CONFIG, MAP_FILTER, MAP_KEY, MAP_ORDERS, MAP_ORDER_HITS, MAP_RULES, MAP_RULES_WIDE,
+    MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
 };
 
 /// The XDP program, built by build.rs from blocker-ebpf.
@@ -107,6 +107,12 @@ pub enum KernelError {
         "the rule map is full ({capacity} names): re-create it with a larger `blocker attach --capacity`"
     )]
     RulesFull { capacity: u32 },
+    /// An inline rule-map value points to a wide entry that is not there.
+    #[error(
+        "BLK_RULES marks the rules of key {0:?} as held in BLK_RULES_WIDE, which has no entry \
+         for it (the rule maps were not written by blocker)"
+    )]
+    WideMissing(RuleKey),
     #[error("BPF_MAP_UPDATE_BATCH made no progress")]
     NoProgress,
     #[error(transparent)]
@@ -266,6 +272,7 @@ pub fn load_programs(pins: &Pins, capacity: u32) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&pins.dir)
         .map_max_entries(MAP_RULES, capacity)
+        .map_max_entries(MAP_RULES_WIDE, wide_capacity(capacity))
         .map_max_entries(MAP_RULE_HITS, capacity)
         .load(OBJECT)
         .op(|| "loading the blocker object".to_string())?;
@@ -286,6 +293,7 @@ pub fn load_reference(dir: &Path, name: &str) -> Result<Ebpf> {
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(dir)
         .map_max_entries(MAP_RULES, 1024)
+        .map_max_entries(MAP_RULES_WIDE, 1024)
         .map_max_entries(MAP_RULE_HITS, 1024)
         .load(OBJECT)
         .op(|| "loading the blocker object".to_string())?;
@@ -452,6 +460,8 @@ pub fn object_maps(capacity: u32) -> Result<std::collections::BTreeMap<String, M
         }
         let max_entries = if name == MAP_RULES || name == MAP_RULE_HITS {
             capacity
+        } else if name == MAP_RULES_WIDE {
+            wide_capacity(capacity)
         } else {
             m.max_entries()
         };
@@ -537,11 +547,16 @@ fn open_map(pins: &Pins, name: &str) -> Result<MapData> {
 
 /// Expected (key size, value size) of each pinned map. A pinned directory left by an
 /// incompatible build (or by something else entirely) is refused instead of misread.
-fn expected_layout() -> [(&'static str, u32, u32); 10] {
+fn expected_layout() -> [(&'static str, u32, u32); 11] {
     use std::mem::size_of;
     [
         (
             MAP_RULES,
+            size_of::<RuleKey>() as u32,
+            size_of::<RuleInline>() as u32,
+        ),
+        (
+            MAP_RULES_WIDE,
             size_of::<RuleKey>() as u32,
             size_of::<RuleValue>() as u32,
         ),
@@ -610,22 +625,15 @@ const BATCH: usize = 16384;
 /// retried (after 1, 2, … ms: about 2 s in all) before the map is reported full.
 const ENOMEM_RETRIES: u32 = 60;
 
-/// Writes `entries` into the rule map with BPF_MAP_UPDATE_BATCH (a syscall per 16K entries
-/// instead of one per entry). Each element is still replaced atomically for readers.
-pub fn rules_update_batch(
-    map: &HashMap<MapData, RuleKey, RuleValue>,
-    entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
+/// Writes `keys` and `values` into one of the rule maps with BPF_MAP_UPDATE_BATCH (a syscall
+/// per 16K entries instead of one per entry). Each element is still replaced atomically for
+/// readers.
+fn update_batch<V: aya::Pod>(
+    map: &HashMap<MapData, RuleKey, V>,
+    keys: &[RuleKey],
+    values: &[V],
 ) -> Result<()> {
-    let mut entries = entries.into_iter().peekable();
-    let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
-    let mut values: Vec<RuleValue> = Vec::with_capacity(BATCH);
-    while entries.peek().is_some() {
-        keys.clear();
-        values.clear();
-        for (k, v) in entries.by_ref().take(BATCH) {
-            keys.push(k);
-            values.push(v);
-        }
+    for (keys, values) in keys.chunks(BATCH).zip(values.chunks(BATCH)) {
         let mut done = 0usize;
         // Consecutive ENOMEMs without progress (see below).
         let mut starved = 0u32;
@@ -677,25 +685,155 @@ pub fn rules_update_batch(
     Ok(())
 }
 
-/// Deletes `keys` from the rule map with BPF_MAP_DELETE_BATCH; keys already absent are fine.
-pub fn rules_delete_batch(
-    map: &mut HashMap<MapData, RuleKey, RuleValue>,
-    keys: &[RuleKey],
-) -> Result<()> {
+/// Deletes `keys` from one of the rule maps with BPF_MAP_DELETE_BATCH; keys already absent
+/// are fine.
+fn delete_batch<V: aya::Pod>(map: &HashMap<MapData, RuleKey, V>, keys: &[RuleKey]) -> Result<()> {
     for chunk in keys.chunks(BATCH) {
         if let Err(e) = sys::map_delete_batch(map, chunk) {
             // ENOENT stops the batch at a missing key: delete the rest one by one.
             for k in &chunk[e.done.min(chunk.len())..] {
-                match map.remove(k) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(aya::maps::MapError::SyscallError(e))
-                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(e.into()),
+                match sys::map_delete_batch(map, std::slice::from_ref(k)) {
+                    Ok(_) => {}
+                    Err(e) if e.error.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => {
+                        return Err(OpError {
+                            context: "BPF_MAP_DELETE_BATCH on the rule map".to_string(),
+                            source: Box::new(e.error),
+                        }
+                        .into())
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The rules at every name, as user space sees them: one [`RuleValue`] (both copies, every
+/// slot) per name, kept in `BLK_RULES` inline and, for a name too crowded for that, in
+/// `BLK_RULES_WIDE` as well (see [`blocker_common::RuleInline`]: the wide entry is written
+/// before the inline marker that points to it and removed after it).
+pub struct RuleMap {
+    pub inline: HashMap<MapData, RuleKey, RuleInline>,
+    pub wide: HashMap<MapData, RuleKey, RuleValue>,
+    /// The keys `wide` holds (read when opened: crowded names are few), so a name that is no
+    /// longer crowded leaves it without a delete per written name.
+    wide_keys: std::sync::Mutex<std::collections::HashSet<RuleKey>>,
+}
+
+impl RuleMap {
+    fn open(pins: &Pins) -> Result<RuleMap> {
+        let wide: HashMap<MapData, RuleKey, RuleValue> =
+            HashMap::try_from(aya::maps::Map::HashMap(open_map(pins, MAP_RULES_WIDE)?))?;
+        let wide_keys = wide.keys().collect::<std::result::Result<_, _>>()?;
+        Ok(RuleMap {
+            inline: HashMap::try_from(aya::maps::Map::HashMap(open_map(pins, MAP_RULES)?))?,
+            wide,
+            wide_keys: std::sync::Mutex::new(wide_keys),
+        })
+    }
+
+    fn wide_keys(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<RuleKey>> {
+        // A panic while the lock was held leaves a set that is at worst too large: deleting
+        // an absent key is fine.
+        self.wide_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rules at `key`, None when it has none.
+    pub fn get(&self, key: &RuleKey) -> Result<Option<RuleValue>> {
+        let inline = match self.inline.get(key, 0) {
+            Ok(v) => v,
+            Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let wide = match inline.is_wide() {
+            true => match self.wide.get(key, 0) {
+                Ok(v) => Some(v),
+                Err(aya::maps::MapError::KeyNotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            false => None,
+        };
+        inline
+            .join(wide.as_ref())
+            .map(Some)
+            .ok_or(KernelError::WideMissing(*key))
+    }
+
+    /// Every name's key.
+    pub fn keys(&self) -> Result<Vec<RuleKey>> {
+        Ok(self.inline.keys().collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Every name's rules.
+    pub fn entries(&self) -> Result<Vec<(RuleKey, RuleValue)>> {
+        let mut out = Vec::new();
+        for k in self.keys()? {
+            if let Some(v) = self.get(&k)? {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `entries`, each replaced atomically for readers; a name that needs the wide map
+    /// gets its wide entry first, a name that no longer does loses it after.
+    pub fn update_batch(
+        &self,
+        entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
+    ) -> Result<()> {
+        let mut entries = entries.into_iter().peekable();
+        let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
+        let mut inline: Vec<RuleInline> = Vec::with_capacity(BATCH);
+        let mut wide_keys: Vec<RuleKey> = Vec::new();
+        let mut wide: Vec<RuleValue> = Vec::new();
+        let mut narrow: Vec<RuleKey> = Vec::new();
+        while entries.peek().is_some() {
+            keys.clear();
+            inline.clear();
+            wide_keys.clear();
+            wide.clear();
+            narrow.clear();
+            for (k, v) in entries.by_ref().take(BATCH) {
+                let (i, needs_wide) = v.inline();
+                keys.push(k);
+                inline.push(i);
+                if needs_wide {
+                    wide_keys.push(k);
+                    wide.push(v);
+                } else {
+                    narrow.push(k);
+                }
+            }
+            if !wide.is_empty() {
+                update_batch(&self.wide, &wide_keys, &wide)?;
+                self.wide_keys().extend(wide_keys.iter().copied());
+            }
+            update_batch(&self.inline, &keys, &inline)?;
+            self.drop_wide(&narrow)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the names `keys` (absent ones are fine).
+    pub fn delete_batch(&self, keys: &[RuleKey]) -> Result<()> {
+        delete_batch(&self.inline, keys)?;
+        self.drop_wide(keys)
+    }
+
+    /// Removes the wide entries of `keys` (their inline values no longer point to them).
+    fn drop_wide(&self, keys: &[RuleKey]) -> Result<()> {
+        let stale: Vec<RuleKey> = {
+            let mut held = self.wide_keys();
+            if held.is_empty() {
+                return Ok(());
+            }
+            keys.iter().filter(|k| held.remove(k)).copied().collect()
+        };
+        delete_batch(&self.wide, &stale)
+    }
 }
 
 fn map_data<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> &MapData {
@@ -715,7 +853,7 @@ pub fn gates_zeroed() -> Box<blocker_common::Gates> {
 
 /// Typed handles to the pinned maps.
 pub struct Maps {
-    pub rules: HashMap<MapData, RuleKey, RuleValue>,
+    pub rules: RuleMap,
     pub config: Array<MapData, Config>,
     pub orders: Array<MapData, OrderInfo>,
     pub order_hits: PerCpuArray<MapData, OrderHits>,
@@ -742,7 +880,7 @@ impl Maps {
         let rules_data = open_map(pins, MAP_RULES)?;
         let capacity = rules_data.info()?.max_entries();
         Ok(Maps {
-            rules: HashMap::try_from(aya::maps::Map::HashMap(rules_data))?,
+            rules: RuleMap::open(pins)?,
             config: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_CONFIG)?))?,
             orders: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_ORDERS)?))?,
             order_hits: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(

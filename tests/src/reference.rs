@@ -32,7 +32,7 @@ pub fn reference(
         &mut s,
         &q,
         &Client::default(),
-        |k| maps.rules.get(k, 0).ok().map(|v| v.sets[active]),
+        |k| maps.rules.get(k).ok().flatten().map(|v| v.sets[active]),
         |o| gates.get(active, o),
     );
     let slot = d.hit;

@@ -27,11 +27,7 @@ fn rule(name: &str, kind: Kind, action: Action) -> Rule {
 /// The rule map, sorted.
 fn dump(b: &Blocker) -> (Vec<(RuleKey, RuleValue)>, [u64; 2]) {
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
-    let mut v: Vec<(RuleKey, RuleValue)> = maps
-        .rules
-        .iter()
-        .collect::<Result<_, _>>()
-        .expect("rule map");
+    let mut v: Vec<(RuleKey, RuleValue)> = maps.rules.entries().expect("rule map");
     v.sort_by_key(|(k, _)| *k);
     (v, maps.config().expect("config").depth_mask)
 }

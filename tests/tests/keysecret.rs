@@ -45,7 +45,7 @@ fn recorded_bases(b: &Blocker) -> [u64; 2] {
 /// Every key in the rule map, read raw, sorted.
 fn rule_keys(b: &Blocker) -> Vec<(u64, u64)> {
     let data = MapData::from_pin(b.bpffs.join("BLK_RULES")).expect("BLK_RULES is pinned");
-    let m: HashMap<MapData, [u8; 16], [u8; std::mem::size_of::<blocker_common::RuleValue>()]> =
+    let m: HashMap<MapData, [u8; 16], [u8; std::mem::size_of::<blocker_common::RuleInline>()]> =
         HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map");
     let mut keys: Vec<(u64, u64)> = m
         .keys()

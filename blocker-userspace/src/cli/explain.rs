@@ -265,8 +265,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             let key = key_of_canonical(&secret, suffix);
             let kernel = maps
                 .rules
-                .get(&key, 0)
-                .ok()
+                .get(&key)?
                 .map(|v| v.sets[active])
                 .unwrap_or_default();
             if kernel != sets.get(&key).copied().unwrap_or_default() {

@@ -156,21 +156,21 @@ impl Controller {
         settle_journal(&self.dir, cfg.generation)?;
         // Make both copies equal to the active one; drop names with no active rules.
         let active = (cfg.active & 1) as usize;
-        let keys: Vec<RuleKey> = self.maps.rules.keys().collect::<Result<_, _>>()?;
-        for k in keys {
-            let v = match self.maps.rules.get(&k, 0) {
-                Ok(v) => v,
-                Err(_) => continue,
+        let mut gone = Vec::new();
+        let mut changed = Vec::new();
+        for k in self.maps.rules.keys()? {
+            let Some(v) = self.maps.rules.get(&k)? else {
+                continue;
             };
             let set = v.sets[active];
             if set.is_empty() {
-                self.maps.rules.remove(&k)?;
+                gone.push(k);
             } else if v.sets[1 - active] != set {
-                self.maps
-                    .rules
-                    .insert(k, RuleValue { sets: [set, set] }, 0)?;
+                changed.push((k, RuleValue { sets: [set, set] }));
             }
         }
+        self.maps.rules.update_batch(changed)?;
+        self.maps.rules.delete_batch(&gone)?;
         let state = self.dir.load()?;
         // Both copies of every order's metadata as the adopted state records it (a change
         // interrupted before its flip may have written the inactive copy; one interrupted
@@ -209,8 +209,7 @@ impl Controller {
             let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
             filter.admit(&mut cfg, &keys, keys.len() as u64, Vec::new);
         }
-        crate::kernel::rules_update_batch(
-            &self.maps.rules,
+        self.maps.rules.update_batch(
             diffs
                 .iter()
                 .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
@@ -553,7 +552,7 @@ impl Controller {
             .filter(|(_, _, new)| new.is_empty())
             .map(|(k, _, _)| *k)
             .collect();
-        crate::kernel::rules_delete_batch(&mut self.maps.rules, &gone)?;
+        self.maps.rules.delete_batch(&gone)?;
         cfg.depth_mask = new_mask;
         cfg.flags = (cfg.flags & !(CONFIG_SCOPED | CONFIG_WINDOWS)) | rule_set_flags(&self.state);
         self.maps.set_config(&cfg)?;
@@ -925,21 +924,17 @@ pub(crate) fn crash_point(phase: &str) {
 
 /// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
 /// two threads, each half on its own (the kernel's hash map takes concurrent updates).
-fn write_split<F>(
-    map: &aya::maps::HashMap<aya::maps::MapData, RuleKey, RuleValue>,
-    diffs: &[Diff],
-    f: F,
-) -> crate::kernel::Result<()>
+fn write_split<F>(map: &crate::kernel::RuleMap, diffs: &[Diff], f: F) -> crate::kernel::Result<()>
 where
     F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
 {
     if diffs.len() < 100_000 {
-        return crate::kernel::rules_update_batch(map, diffs.iter().filter_map(&f));
+        return map.update_batch(diffs.iter().filter_map(&f));
     }
     let (a, b) = diffs.split_at(diffs.len() / 2);
     std::thread::scope(|s| {
-        let second = s.spawn(|| crate::kernel::rules_update_batch(map, b.iter().filter_map(&f)));
-        let first = crate::kernel::rules_update_batch(map, a.iter().filter_map(&f));
+        let second = s.spawn(|| map.update_batch(b.iter().filter_map(&f)));
+        let first = map.update_batch(a.iter().filter_map(&f));
         let second = second
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

@@ -1,0 +1,134 @@
+//! A name held by more orders than its inline slots: its rules move to `BLK_RULES_WIDE` and
+//! every one of them still decides as the precedence says; when the name is no longer crowded
+//! they move back and the wide entry is gone.
+//!
+//! Oracles independent of blocker's code: verdicts and rcodes from the real program
+//! (BPF_PROG_TEST_RUN) on queries built with hickory, the expected winner from the orders'
+//! priorities and query types as this test sets them, and the pinned maps' entries counted
+//! raw (keys through aya, values as bytes).
+
+use std::os::fd::AsFd;
+
+use aya::maps::{HashMap, MapData};
+use blocker_tests::{
+    env::Blocker,
+    testrun::{test_run, XDP_DROP, XDP_PASS, XDP_TX},
+};
+use hickory_proto::rr::RecordType;
+
+/// Entries of a pinned hash map with 16-byte keys and `V`-byte values, read raw.
+fn entries<const V: usize>(b: &Blocker, map: &str) -> usize {
+    let data = MapData::from_pin(b.bpffs.join(map)).expect("pinned");
+    let m: HashMap<MapData, [u8; 16], [u8; V]> =
+        HashMap::try_from(aya::maps::Map::HashMap(data)).expect("a hash map");
+    m.keys().count()
+}
+
+/// (inline entries, wide entries).
+fn held(b: &Blocker) -> (usize, usize) {
+    (
+        entries::<{ 2 * 2 * 12 }>(b, "BLK_RULES"),
+        entries::<{ 2 * 6 * 12 }>(b, "BLK_RULES_WIDE"),
+    )
+}
+
+/// The real program's verdict and rcode for one query.
+fn ask(b: &Blocker, name: &str, qtype: RecordType) -> (u32, u16) {
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
+    let fd = prog.fd().expect("fd");
+    let q = blocker_tests::dns::query(7, name, qtype, None);
+    let frame = blocker_tests::packet::Frame::v4(q).bytes();
+    let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
+    let rcode = match out.retval {
+        XDP_TX => {
+            let p = blocker_tests::packet::parse(&out.data).expect("answer frame");
+            blocker_tests::dns::parse(&p.dns).rcode
+        }
+        _ => 0,
+    };
+    (out.retval, rcode)
+}
+
+const NAME: &str = "crowded.example";
+const NXDOMAIN: (u32, u16) = (XDP_TX, 3);
+const REFUSED: (u32, u16) = (XDP_TX, 5);
+const NODATA: (u32, u16) = (XDP_TX, 0);
+const DROPPED: (u32, u16) = (XDP_DROP, 0);
+const PASSED: (u32, u16) = (XDP_PASS, 0);
+
+fn add(b: &Blocker, order: &str, priority: &str, action: &str, extra: &[&str]) {
+    let mut args = vec![
+        "rules",
+        "add",
+        NAME,
+        "--order",
+        order,
+        "--priority",
+        priority,
+        "--action",
+        action,
+    ];
+    args.extend_from_slice(extra);
+    b.ok(&args);
+}
+
+#[test]
+fn a_name_of_four_orders_decides_by_precedence_from_the_wide_map() {
+    let b = Blocker::new();
+    // Four orders at one name, most preferred first: AAAA only, TXT only, every type, and a
+    // subtree rule. Each query type has its own winner.
+    add(&b, "First", "10", "nxdomain", &["--qtype", "AAAA"]);
+    add(&b, "Second", "20", "refused", &["--qtype", "TXT"]);
+    assert_eq!(held(&b), (1, 0), "two rules fit inline");
+    add(&b, "Third", "30", "nodata", &[]);
+    add(&b, "Fourth", "40", "drop", &["--subtree"]);
+    assert_eq!(held(&b), (1, 1), "four rules take a wide entry");
+    let expect = |b: &Blocker, a, aaaa, txt, mx, below| {
+        assert_eq!(ask(b, NAME, RecordType::A), a, "A");
+        assert_eq!(ask(b, NAME, RecordType::AAAA), aaaa, "AAAA");
+        assert_eq!(ask(b, NAME, RecordType::TXT), txt, "TXT");
+        assert_eq!(ask(b, NAME, RecordType::MX), mx, "MX");
+        assert_eq!(
+            ask(b, &format!("www.{NAME}"), RecordType::A),
+            below,
+            "below"
+        );
+    };
+    expect(&b, NODATA, NXDOMAIN, REFUSED, NODATA, DROPPED);
+
+    // Two rules left: back inline, the wide entry gone, the same precedence.
+    b.ok(&["rules", "remove", NAME, "--order", "Third"]);
+    assert_eq!(held(&b), (1, 1), "three rules still need it");
+    expect(&b, DROPPED, NXDOMAIN, REFUSED, DROPPED, DROPPED);
+    b.ok(&["rules", "remove", NAME, "--order", "Second"]);
+    assert_eq!(held(&b), (1, 0), "two rules fit inline again");
+    expect(&b, DROPPED, NXDOMAIN, DROPPED, DROPPED, DROPPED);
+
+    // Crowded again, then emptied: both maps end empty.
+    add(&b, "Third", "30", "nodata", &[]);
+    assert_eq!(held(&b), (1, 1));
+    expect(&b, NODATA, NXDOMAIN, NODATA, NODATA, DROPPED);
+    for order in ["First", "Third", "Fourth"] {
+        b.ok(&["orders", "remove", order]);
+    }
+    b.ok(&["orders", "remove", "Second"]);
+    assert_eq!(held(&b), (0, 0), "no rule, no entry");
+    expect(&b, PASSED, PASSED, PASSED, PASSED, PASSED);
+}
+
+/// A restore into fresh maps (a reboot) writes crowded names whole.
+#[test]
+fn crowded_names_come_back_after_a_restore() {
+    let b = Blocker::new();
+    add(&b, "First", "10", "nxdomain", &["--qtype", "AAAA"]);
+    add(&b, "Second", "20", "refused", &["--qtype", "TXT"]);
+    add(&b, "Third", "30", "nodata", &[]);
+    // A reboot empties the BPF filesystem; the state directory stays. The next change
+    // re-creates the maps and restores every rule.
+    std::fs::remove_dir_all(&b.bpffs).expect("remove the pinned directory");
+    b.ok(&["rules", "add", "other.example", "--order", "Fifth"]);
+    assert_eq!(held(&b), (2, 1));
+    assert_eq!(ask(&b, NAME, RecordType::A), NODATA);
+    assert_eq!(ask(&b, NAME, RecordType::AAAA), NXDOMAIN);
+    assert_eq!(ask(&b, NAME, RecordType::TXT), REFUSED);
+}
