@@ -67,13 +67,13 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
     put(msg, at + 1, b[1]);
 }
 
-/// Rewrites the query in `s.msg` (parsed as `q`, `query_len` bytes long in the packet) into
+/// Rewrites the query in `s.msg` (parsed as `q`) into
 /// the answer for `action` and returns the answer's length. `action` must be one that answers
 /// (not `Pass`, `Drop` or `None`). `order` supplies the EDE code and text; without it the
 /// answer carries `cfg.default_ede` and no text.
 ///
-/// The answer is at most `max_len` bytes (normally [`answer_room`]; `query_len` when the
-/// frame cannot grow; never more than [`MAX_ANSWER`]). To fit, the policy zone's SOA is left
+/// The answer is at most `max_len` bytes (normally [`answer_room`]; the query's length when
+/// the frame cannot grow; never more than [`MAX_ANSWER`]). To fit, the policy zone's SOA is left
 /// out, then the EDE text is shortened, then the EDE option dropped (the OPT record stays),
 /// then records are left out from the last. The header, the question and a bare OPT record
 /// (when the query had one) are always written: `max_len` 0 gives that minimal answer (the
@@ -91,7 +91,6 @@ fn put16(msg: &mut [u8; MSG_BUF], at: usize, v: u16) {
 pub fn write_answer(
     s: &mut Scratch,
     q: &Query,
-    query_len: usize,
     max_len: usize,
     action: Action,
     cfg: &Config,
@@ -101,7 +100,6 @@ pub fn write_answer(
     // Paths reach here with many exact values of these (the label depth a rule matched at,
     // the QNAME length); laundered, the answer code is verified once instead of per path.
     let action = Action::from_u8(launder(&mut s.opaque[12], action as u8 as u64) as u8);
-    let _ = launder(&mut s.opaque[13], query_len as u64);
     let max_len = launder(&mut s.opaque[18], max_len as u64) as usize & 0xffff;
     let max_len = if max_len > MAX_ANSWER {
         MAX_ANSWER
@@ -346,16 +344,7 @@ mod tests {
         let (mut s, n) = load(msg);
         assert!(n <= LOAD_MAX);
         let q = parse_query(&mut s, n, msg.len(), &test_secret()).expect("parses");
-        let len = write_answer(
-            &mut s,
-            &q,
-            msg.len(),
-            msg.len() + MAX_GROWTH,
-            action,
-            cfg,
-            order,
-            None,
-        );
+        let len = write_answer(&mut s, &q, msg.len() + MAX_GROWTH, action, cfg, order, None);
         s.msg[..len].to_vec()
     }
 
@@ -457,7 +446,6 @@ mod tests {
         let len = write_answer(
             &mut s,
             &q,
-            msg.len(),
             msg.len() + MAX_GROWTH,
             Action::Sinkhole,
             cfg,
@@ -557,7 +545,6 @@ mod tests {
             let len = write_answer(
                 &mut s,
                 &pq,
-                q.len(),
                 max,
                 Action::Sinkhole,
                 &cfg,
@@ -636,7 +623,6 @@ mod tests {
         let full = write_answer(
             &mut s,
             &pq,
-            q.len(),
             q.len() + MAX_GROWTH,
             Action::Nxdomain,
             &Config::default(),
@@ -648,7 +634,6 @@ mod tests {
         let small = write_answer(
             &mut s,
             &pq,
-            q.len(),
             q.len(),
             Action::Nxdomain,
             &Config::default(),
@@ -667,16 +652,7 @@ mod tests {
         let q = query(1, &wire("a.test"), 1, None);
         let (mut s, n) = load(&q);
         let pq = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
-        let len = write_answer(
-            &mut s,
-            &pq,
-            q.len(),
-            q.len(),
-            Action::Sinkhole,
-            &cfg,
-            None,
-            None,
-        );
+        let len = write_answer(&mut s, &pq, q.len(), Action::Sinkhole, &cfg, None, None);
         assert_eq!((len, s.msg[7]), (q.len(), 0));
     }
 
@@ -699,7 +675,6 @@ mod tests {
             let len = write_answer(
                 &mut s,
                 &pq,
-                q.len(),
                 0,
                 Action::Tc,
                 &Config::default(),

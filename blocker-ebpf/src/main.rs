@@ -839,7 +839,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             } else {
                 action
             };
-            let len = write_answer(s, &q, f.msg_len, max_len, action, cfg, order, local);
+            let len = write_answer(s, &q, max_len, action, cfg, order, local);
             #[cfg(feature = "debug-log")]
             aya_log_ebpf::debug!(ctx, "answering: action {} len {}", action as u8, len);
             // Paths arrive here with exact values of their own (the action, the query's
@@ -878,7 +878,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
                     let small = (v.max_len as usize).min(f.msg_len);
                     let order = ORDERS.get(v.order_at as u32);
                     let local = local_answer(v.local as u16, v.qtype as u16);
-                    let len = write_answer(s, &q, f.msg_len, small, action, cfg, order, local);
+                    let len = write_answer(s, &q, small, action, cfg, order, local);
                     rewrite::to_answer(ctx, &f, s, len)
                 }
                 r => r,

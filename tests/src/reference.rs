@@ -61,7 +61,6 @@ pub fn reference(
             let len = write_answer(
                 &mut s,
                 &q,
-                msg.len(),
                 answer_room(&cfg, msg.len(), tcp),
                 a,
                 &cfg,
