@@ -36,9 +36,14 @@ pub const EVENTS_BYTES: u32 = 1 << 20;
 /// Default largest TTL of a local data answer (BIND's max-policy-ttl default, 5 minutes).
 pub const DEFAULT_LOCAL_TTL_MAX: u32 = 300;
 
-/// Default capacity of the rule map and of the per-rule hit counters. Operators raise it with
-/// `blocker attach --capacity` when the program is first loaded.
-pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 22;
+/// Default capacity of the rule map and of the per-rule hit counters (rules, and so names).
+/// A change that needs more makes the controller re-create the maps twice as large (or
+/// more) and switch the program to them; `blocker attach --capacity` sets it up front. The
+/// maps allocate entries on demand, so capacity costs only their bucket arrays: 16 bytes
+/// per entry of the rule map and of the counters, 8 of the wide map (2.5 MiB by default).
+pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 16;
+/// Largest capacity the rule map grows to: 2^27 rules (its bucket arrays then take 5 GiB).
+pub const MAX_RULE_CAPACITY: u32 = 1 << 27;
 /// Number of orders (order ids are `0..MAX_ORDERS`).
 pub const MAX_ORDERS: u32 = 4096;
 /// Entries of `BLK_ORDERS`: two copies of every order's metadata, like the two copies of every
@@ -67,10 +72,12 @@ pub const SLOTS: usize = 6;
 /// Slots a name holds in `BLK_RULES` itself, per copy: one order's rule, or two orders' (or a
 /// rule and its exception) at the same name. Each costs 24 bytes per name (two copies).
 pub const INLINE_SLOTS: usize = 2;
-/// Entries of `BLK_RULES_WIDE` for a rule map of `capacity` names: a quarter of the names
-/// may be crowded (more than [`INLINE_SLOTS`] rules in a copy), at least 1024.
+/// Entries of `BLK_RULES_WIDE` for a rule map of `capacity` rules: a crowded name (more than
+/// [`INLINE_SLOTS`] rules in a copy) has three rules or more, and old and new rules coexist
+/// during a change, so at most 2/3 of `capacity` names are crowded at once; half is ample
+/// for any real list. At least 1024.
 pub const fn wide_capacity(capacity: u32) -> u32 {
-    let c = capacity / 4;
+    let c = capacity / 2;
     if c < 1024 {
         1024
     } else {

@@ -415,6 +415,14 @@ pub struct MapShape {
 }
 
 impl MapShape {
+    /// `self` and `new` differ only in their number of entries.
+    pub fn resized_to(&self, new: &MapShape) -> bool {
+        MapShape {
+            max_entries: new.max_entries,
+            ..*self
+        } == *new
+    }
+
     /// The layout of the map pinned at `path`.
     pub fn of_pinned(path: &Path) -> Result<MapShape> {
         let info = MapData::from_pin(path)
@@ -849,6 +857,24 @@ fn map_capacity<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> u32 {
 pub fn gates_zeroed() -> Box<blocker_common::Gates> {
     // SAFETY: Gates is Pod: all-zero bytes are a valid value.
     unsafe { Box::<blocker_common::Gates>::new_zeroed().assume_init() }
+}
+
+/// Copies every rule counter pinned in `from` into the rule-counter map pinned in `to` (of
+/// another capacity, same layout); returns how many rules had one.
+pub fn copy_rule_hits(from: &Pins, to: &Pins) -> Result<usize> {
+    type Hits = PerCpuHashMap<MapData, u32, blocker_common::RuleHits>;
+    let old = Hits::try_from(aya::maps::Map::PerCpuHashMap(open_map(
+        from,
+        MAP_RULE_HITS,
+    )?))?;
+    let mut new = Hits::try_from(aya::maps::Map::PerCpuHashMap(open_map(to, MAP_RULE_HITS)?))?;
+    let mut n = 0;
+    for entry in old.iter() {
+        let (id, values) = entry?;
+        new.insert(id, values, 0)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Typed handles to the pinned maps.

@@ -376,6 +376,40 @@ fn migrate(
     lock: crate::state::Lock,
     changes: Vec<String>,
 ) -> Result<Outcome> {
+    let capacity = kernel::pinned_capacity(pins)?;
+    let r = rebuild(pins, dir, lock, capacity)?;
+    Ok(Outcome::Migrated {
+        changes,
+        from: r.from,
+        to: r.to,
+        switched: r.switched,
+        shared: r.shared,
+        reset: r.reset,
+        rules: r.controller.state.orders.iter().map(|o| o.rules).sum(),
+        orders: r.controller.state.orders.len(),
+        generation: r.controller.state.generation,
+    })
+}
+
+/// What [`rebuild`] did.
+pub(crate) struct Rebuilt {
+    /// A controller of the new maps, holding the lock.
+    pub controller: Controller,
+    from: Prog,
+    to: Prog,
+    pub switched: Switched,
+    shared: Vec<&'static str>,
+    reset: Vec<&'static str>,
+}
+
+/// Steps 1 to 5 of a change of layout: this build's program with new maps of `capacity`
+/// rules, the record in them, every link switched, the new objects pinned in place.
+fn rebuild(
+    pins: &Pins,
+    dir: &StateDir,
+    lock: crate::state::Lock,
+    capacity: u32,
+) -> Result<Rebuilt> {
     // 1. The record must be what the running maps enforce.
     let generation = kernel::pinned_generation(pins)?;
     txn::settle_journal(dir, generation)?;
@@ -395,8 +429,8 @@ fn migrate(
 
     // 2. Staging: shared counters first, then the load, then the record.
     let staging = pins.staging();
-    let staged = stage(pins, &staging, dir, lock);
-    let (c, shared, reset) = match staged {
+    let staged = stage(pins, &staging, dir, lock, capacity);
+    let (controller, shared, reset) = match staged {
         Ok(s) => s,
         Err(e) => {
             // Nothing refers to a half-built staging directory.
@@ -414,48 +448,82 @@ fn migrate(
     };
     write_synced(&journal_path(dir), &serde_json::to_vec_pretty(&journal)?)?;
     let to = Prog::pinned(&staging.prog())?;
-    let switched = install_with(pins, &staging, dir, &c.state, &[old_noop])?;
-    Ok(Outcome::Migrated {
-        changes,
+    let switched = install_with(pins, &staging, dir, &controller.state, &[old_noop])?;
+    Ok(Rebuilt {
+        controller,
         from,
         to,
         switched,
         shared,
         reset,
-        rules: c.state.orders.iter().map(|o| o.rules).sum(),
-        orders: c.state.orders.len(),
-        generation: c.state.generation,
     })
 }
 
+/// Gives the data plane pinned in `pins.dir` room for `capacity` rules: the path of an
+/// upgrade to another layout (new maps with the record in them, every link switched with
+/// one BPF_LINK_UPDATE, so each interface goes from the old rule map to the new one, which
+/// hold the same rules, in one step), with this build and a larger rule map. The rule
+/// counters are copied into the new map just before the links switch. The caller holds the
+/// lock and has no change under way; it gets a controller of the new maps, holding the lock.
+pub(crate) fn grow(
+    pins: &Pins,
+    dir: &StateDir,
+    lock: crate::state::Lock,
+    capacity: u32,
+) -> Result<Rebuilt> {
+    let before = kernel::pinned_capacity(pins)?;
+    let r = rebuild(pins, dir, lock, capacity)?;
+    eprintln!(
+        "the rule map grew from {before} to {capacity} rules (new maps, {} link(s) switched \
+         in {:.1} ms)",
+        r.switched.links.len(),
+        r.switched.took.as_secs_f64() * 1e3
+    );
+    Ok(r)
+}
+
 /// Step 2: the staging directory holds this build's program and maps with the record in
-/// them, and the counter maps it shares with the running program.
+/// them, and the counter maps it shares with the running program. A counter map that
+/// differs only in its number of entries (the rule counters of a rule map of another
+/// capacity) is not shared but copied, just before the caller switches the links.
 #[allow(clippy::type_complexity)]
 fn stage(
     pins: &Pins,
     staging: &Pins,
     dir: &StateDir,
     lock: crate::state::Lock,
+    capacity: u32,
 ) -> Result<(Controller, Vec<&'static str>, Vec<&'static str>)> {
     if staging.dir.exists() {
         // Left by an upgrade that stopped before its switch: nothing runs from it.
         fs::remove_dir_all(&staging.dir).op(|| format!("removing {}", staging.dir.display()))?;
     }
     staging.ensure_dir()?;
-    let capacity = kernel::pinned_capacity(pins)?;
     let want = kernel::object_maps(capacity)?;
-    let (mut shared, mut reset) = (Vec::new(), Vec::new());
+    let (mut shared, mut reset, mut copied) = (Vec::new(), Vec::new(), Vec::new());
     for name in SHARED {
         let path = pins.map(name);
-        let same = path.exists() && want.get(name) == Some(&MapShape::of_pinned(&path)?);
-        if same {
-            kernel::repin(pins, staging, name)?;
-            shared.push(name);
-        } else {
-            reset.push(name);
+        let have = match path.exists() {
+            true => Some(MapShape::of_pinned(&path)?),
+            false => None,
+        };
+        match (have, want.get(name)) {
+            (Some(have), Some(want)) if have == *want => {
+                kernel::repin(pins, staging, name)?;
+                shared.push(name);
+            }
+            (Some(have), Some(want)) if name == MAP_RULE_HITS && have.resized_to(want) => {
+                copied.push(name)
+            }
+            _ => reset.push(name),
         }
     }
     let c = Controller::restore_into(staging, dir, lock, capacity)?;
+    if !copied.is_empty() {
+        let n = kernel::copy_rule_hits(pins, staging)?;
+        log::info!("copied the counters of {n} rules into the new counter map");
+        shared.extend(copied);
+    }
     Ok((c, shared, reset))
 }
 

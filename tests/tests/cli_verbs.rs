@@ -1,8 +1,8 @@
 //! The CLI surface the operator workflow test does not reach, through the real binary against
 //! the attached program in network namespaces, checked with real kdig answers: `top` and
 //! `stats --watch` (long-running, read while they run), `config show/set --port`, the
-//! `attach --mode auto` fallback to skb, `--capacity`, RPZ files with `--rpz-origin`, hosts
-//! files, and rules limited to query types.
+//! `attach --mode auto` fallback to skb, `--capacity` and the rule map's growth, RPZ files
+//! with `--rpz-origin`, hosts files, and rules limited to query types.
 
 use std::{
     io::{BufRead, BufReader},
@@ -359,7 +359,7 @@ fn auto_mode_falls_back_to_skb_where_native_xdp_is_refused() {
 }
 
 #[test]
-fn capacity_bounds_a_change_and_a_refused_one_changes_nothing() {
+fn a_change_beyond_the_capacity_grows_the_rule_map() {
     let mut t = Topology::new();
     let data: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
         .iter()
@@ -394,42 +394,40 @@ fn capacity_bounds_a_change_and_a_refused_one_changes_nothing() {
     b.ok(&["rules", "load", &l1, "--order", "Cap"]);
     blocked(&t, "a.example", "A", "Cap");
 
-    let refused = |file: &str, order: &str| {
-        let g = generation(&b);
-        let before = b.ok(&["rules", "list", "--json"]);
-        let orders = b.ok(&["orders", "list"]);
-        let err = b.fails(&["rules", "load", file, "--order", order]);
-        assert!(
-            err.contains("the rule map holds at most 4 rules")
-                && err.contains("--capacity")
-                && err.contains("nothing was changed"),
-            "{err}"
-        );
-        assert_eq!(b.ok(&["rules", "list", "--json"]), before);
-        assert_eq!(b.ok(&["orders", "list"]), orders);
-        assert_eq!(generation(&b), g);
-        for n in ["a.example", "b.example", "c.example"] {
-            blocked(&t, n, "A", "Cap");
-        }
-        for n in ["d.example", "e.example", "f.example", "g.example"] {
-            resolved(&t, n, "A");
-        }
-    };
-    // A list larger than the capacity, for a new order: refused, the order not created.
+    // Three rules in force and five new need eight at once: the maps grow to eight (twice
+    // the capacity, or the next power of two of the need), then the change is made.
     let big = lists.write(
         "big.txt",
         "d.example\ne.example\nf.example\ng.example\nh.example\n",
     );
-    refused(&big, "Big");
-    assert!(!b.ok(&["orders", "list"]).contains("Big"));
-    // Old and new rules coexist until the switch: replacing 3 rules by 3 others needs 6.
-    let other = lists.write("o1c.txt", "d.example\ne.example\nf.example\n");
-    refused(&other, "Cap");
-    // A replacement that keeps two rules and adds one needs 4: it fits.
-    let fits = lists.write("o1d.txt", "a.example\nb.example\nd.example\n");
-    b.ok(&["rules", "load", &fits, "--order", "Cap"]);
-    blocked(&t, "d.example", "A", "Cap");
-    resolved(&t, "c.example", "A");
+    let g = generation(&b);
+    let out = b.run(&["rules", "load", &big, "--order", "Big"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("the rule map grew from 4 to 8 rules"), "{err}");
+    assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 8);
+    assert_eq!(generation(&b), g + 1, "one change, the growth is none");
+    for n in ["a.example", "b.example", "c.example"] {
+        blocked(&t, n, "A", "Cap");
+    }
+    for n in ["d.example", "e.example", "f.example", "g.example"] {
+        blocked(&t, n, "A", "Big");
+    }
+    // Old and new rules coexist until the switch: replacing Cap's three rules by three
+    // others needs 3 + 5 + 3 = 11 at once: 8 → 16.
+    let other = lists.write("o1c.txt", "x.example\ny.example\nz.example\n");
+    let out = b.run(&["rules", "load", &other, "--order", "Cap"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grew from 8 to 16 rules"), "{err}");
+    resolved(&t, "a.example", "A");
+    // Room enough: no growth.
+    b.ok(&["orders", "remove", "Big"]);
+    let out = b.run(&["rules", "load", &l1, "--order", "Cap"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("grew"), "{err}");
+    assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 16);
+    blocked(&t, "a.example", "A", "Cap");
+    resolved(&t, "d.example", "A");
 }
 
 #[test]

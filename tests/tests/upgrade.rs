@@ -153,13 +153,36 @@ fn probes() -> Vec<(String, &'static str)> {
 /// prefix) and a setting, attached natively to the edge, in front of unbound, which answers
 /// every name under listed.test itself (a redirect zone): only blocker answers NXDOMAIN.
 fn setup() -> (Topology, Blocker, TempDir) {
+    setup_with(&[])
+}
+
+/// [`setup`], with `extra` arguments to the edge's `blocker attach`.
+fn setup_with(extra: &[&str]) -> (Topology, Blocker, TempDir) {
     let mut t = Topology::new();
     t.start_unbound(&[
         "local-zone: \"listed.test.\" redirect",
         "listed.test. 300 IN A 192.0.2.66",
     ]);
     let b = Blocker::new();
-    t.attach(&b, "native");
+    let mut args = vec![
+        "attach",
+        "--iface",
+        &t.edge_dev,
+        "--netns",
+        &t.edge.name,
+        "--mode",
+        "native",
+    ];
+    args.extend_from_slice(extra);
+    b.ok(&args);
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
     // One client address asks as fast as it is answered: no rate limit, every query answered.
     b.rrl_off();
     let dir = TempDir::new("blkt-upgrade");
@@ -722,4 +745,96 @@ fn an_interrupted_upgrade_keeps_blocking_and_the_next_one_finishes_it() {
     assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
     let again = b.ok(&["upgrade"]);
     assert!(again.contains("already this version"), "{again}");
+}
+
+/// max_entries of the pinned rule map.
+fn capacity(b: &Blocker) -> u32 {
+    aya::maps::MapData::from_pin(b.bpffs.join("BLK_RULES"))
+        .expect("BLK_RULES")
+        .info()
+        .expect("info")
+        .max_entries()
+}
+
+/// Hits of every rule of `order` that has some, by name, from `stats --json`.
+fn rule_hits(b: &Blocker, order: &str) -> BTreeMap<String, u64> {
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["stats", "--json", "--order", order, "--top", "1000"]))
+            .expect("json");
+    v["top_rules"]
+        .as_array()
+        .expect("top_rules")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name").to_string(),
+                r["hits"].as_u64().expect("hits"),
+            )
+        })
+        .collect()
+}
+
+/// A change that needs more rules than the rule map holds makes it grow: new maps with the
+/// same rules, every link switched, the change then made in them. Without traffic the rule
+/// counters come over exactly; under traffic no probe is answered by anyone but blocker.
+#[test]
+fn a_change_beyond_the_capacity_grows_the_maps_under_traffic() {
+    let (t, b, dir) = setup_with(&["--capacity", "1024"]);
+    assert_eq!(capacity(&b), 1024);
+    let warm = under_traffic(&t, || ());
+    assert!(warm.probes.len() > 1000, "{} probes", warm.probes.len());
+    let hits0 = rule_hits(&b, "Court-U1");
+    let orders0 = order_hits(&blocker_tests::env::blocker_bin(), &b);
+    assert!(hits0.len() == LISTED, "{hits0:?}");
+
+    // 2,000 names more than fit: 1024 → 4096 (twice the capacity, or the next power of two
+    // of what old and new rules need at once), no traffic meanwhile.
+    let list: String = (0..3000).map(|i| format!("g{i}.grown.test\n")).collect();
+    let list = dir.write("grown.txt", &list);
+    let out = b.run(&["rules", "load", &list, "--order", "Court-U3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the rule map grew from 1024 to 4096 rules"),
+        "the growth is said: {err}"
+    );
+    assert_eq!(capacity(&b), 4096);
+    assert_eq!(
+        rule_hits(&b, "Court-U1"),
+        hits0,
+        "rule counters copied exactly"
+    );
+    let mut orders1 = order_hits(&blocker_tests::env::blocker_bin(), &b);
+    assert_eq!(orders1.remove("Court-U3"), Some(0), "the new order");
+    assert_eq!(orders1, orders0, "order counters shared");
+    let status = |name: &str| kdig(&t.client, EDGE_V4, name, "A", &[]).status;
+    for i in [0, 1500, 2999] {
+        assert_eq!(
+            status(&format!("g{i}.grown.test")).as_deref(),
+            Some("NXDOMAIN"),
+            "g{i}.grown.test blocked by the new maps"
+        );
+    }
+
+    // Again under traffic: 3,025 rules in force and 6,000 new need 9,025 ids at once, so
+    // 4096 → 16384. Every probe is blocker's answer (under_traffic).
+    let list: String = (0..6000).map(|i| format!("h{i}.grown.test\n")).collect();
+    let list = dir.write("grown2.txt", &list);
+    let w = under_traffic(&t, || {
+        b.run(&["rules", "load", &list, "--order", "Court-U4"])
+    });
+    let err = String::from_utf8_lossy(&w.result.stderr);
+    assert!(w.result.status.success(), "{err}");
+    assert!(err.contains("grew from 4096 to 16384 rules"), "{err}");
+    assert!(w.during > 0, "probes were sent while the maps grew");
+    assert_eq!(capacity(&b), 16384);
+    for name in ["g2999.grown.test", "h5999.grown.test", "n3.listed.test"] {
+        assert_eq!(status(name).as_deref(), Some("NXDOMAIN"), "{name}");
+    }
+    // Nothing is left behind: no staging directory, no journal.
+    assert!(!b.bpffs.join("upgrade").exists(), "staging directory left");
+    assert!(
+        !b.state.join("upgrade.json").exists(),
+        "upgrade journal left"
+    );
 }

@@ -40,8 +40,9 @@ pub struct Args {
     /// the client end when testing on veths. Real NICs need nothing of the kind.
     #[arg(long)]
     pub noop: bool,
-    /// Number of names the rule map can hold. Fixed when blocker is first loaded; changing
-    /// it needs `blocker detach --purge`.
+    /// Number of rules (and so names) the rule map holds before it grows. Set when blocker is
+    /// first loaded; a change that needs more re-creates the maps at least twice as large
+    /// and switches the program to them, with the same rules.
     #[arg(long, default_value_t = DEFAULT_RULE_CAPACITY)]
     pub capacity: u32,
 }

@@ -190,6 +190,10 @@ impl Controller {
             );
             return Ok(None);
         }
+        // Room for the rules in force and every rule added at once (old and new coexist
+        // until the flip); the rules and their ids stay what the cache holds.
+        let in_use: usize = cache.orders.values().map(Vec::len).sum();
+        self.grow(in_use + added.len())?;
         let old_state = self.state.clone();
         if let Err(e) = crate::compliance::sample_hits(&self.dir, &old_state, &self.maps) {
             log::warn!("hits per day not sampled: {e}");

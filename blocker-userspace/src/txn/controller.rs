@@ -68,7 +68,9 @@ pub struct Controller {
     pub state: StateFile,
     /// The key secret every rule key is computed with (see [`crate::secret`]).
     pub secret: KeySecret,
-    _lock: Lock,
+    /// The state directory's lock, held as long as the controller (taken only to hand it to
+    /// the controller of grown maps, see [`Controller::grow`]).
+    lock: Option<Lock>,
 }
 
 impl Controller {
@@ -96,7 +98,7 @@ impl Controller {
             maps,
             state: StateFile::default(),
             secret: KeySecret::UNSET,
-            _lock: lock,
+            lock: Some(lock),
         };
         c.recover()?;
         c.state = c.dir.load()?;
@@ -139,7 +141,7 @@ impl Controller {
             maps,
             state: dir.load()?,
             secret: KeySecret::UNSET,
-            _lock: lock,
+            lock: Some(lock),
         };
         c.secret = crate::secret::establish(&mut c.maps, pins, dir, true)?;
         c.restore()?;
@@ -329,13 +331,35 @@ impl Controller {
             generation,
             ..Default::default()
         };
-        let Plan { freed, diffs } = plan(
+        let planned = plan(
             &self.secret,
             &old_rules,
             &mut replaced,
             capacity,
             &mut summary,
-        )?;
+        );
+        let Plan { freed, diffs } = match planned {
+            // Old and new rules need more ids than the rule map has: a larger one first (it
+            // holds what the record holds, which this plan started from), then the plan
+            // again, from scratch.
+            Err(TxnError::Capacity { .. }) => {
+                let old: usize = old_rules.values().map(Vec::len).sum();
+                let new: usize = replaced.values().map(Vec::len).sum();
+                self.grow(old + new)?;
+                summary = Summary {
+                    generation,
+                    ..Default::default()
+                };
+                plan(
+                    &self.secret,
+                    &old_rules,
+                    &mut replaced,
+                    self.maps.capacity,
+                    &mut summary,
+                )?
+            }
+            planned => planned?,
+        };
         summary.names_changed = diffs.len();
 
         // Nothing to do when the rules and the orders' settings are what they were: a
@@ -407,6 +431,32 @@ impl Controller {
         })?;
         retire((old_rules, replaced, diffs));
         Ok(summary)
+    }
+
+    /// Gives the rule map room for `rules` rules at once, when it has less: this build's
+    /// program with maps of at least twice the capacity (a power of two) holding the same
+    /// record, every link switched to it ([`crate::upgrade::grow`]); the controller then
+    /// works on the new maps. Call only between changes (the record is the truth).
+    pub(super) fn grow(&mut self, rules: usize) -> Result<()> {
+        let capacity = self.maps.capacity;
+        if rules <= capacity as usize {
+            return Ok(());
+        }
+        let want = rules
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .max(2 * capacity as usize);
+        let Some(to) = u32::try_from(want)
+            .ok()
+            .filter(|c| *c <= blocker_common::MAX_RULE_CAPACITY)
+        else {
+            return Err(TxnError::Capacity { capacity });
+        };
+        let lock = self.lock.take().ok_or(TxnError::Capacity { capacity })?;
+        let rebuilt = crate::upgrade::grow(&self.pins, &self.dir, lock, to)
+            .map_err(|e| TxnError::Grow(Box::new(e)))?;
+        *self = rebuilt.controller;
+        Ok(())
     }
 
     /// Makes a planned change (steps 2 to 5 of the module documentation).

@@ -66,13 +66,16 @@ pub enum TxnError {
         recorded: u32,
         bpffs: std::path::PathBuf,
     },
-    /// Old and new rules together need more rule ids than the rule map has.
+    /// Old and new rules together need more rule ids than the rule map can have.
     #[error(
         "the rule map holds at most {capacity} rules, and this change needs more \
-         at once (old and new rules coexist until the switch); re-create it with a \
-         larger `blocker attach --capacity` (nothing was changed)"
+         at once (old and new rules coexist until the switch) than it can grow to \
+         (nothing was changed)"
     )]
     Capacity { capacity: u32 },
+    /// Growing the rule map failed (see [`crate::upgrade::grow`]).
+    #[error("growing the rule map: {0}")]
+    Grow(Box<crate::upgrade::UpgradeError>),
     #[error("too many orders in one change")]
     TooManyOrders,
     /// More distinct local data sets than the kernel table holds.
@@ -192,8 +195,7 @@ mod tests {
         assert_eq!(
             TxnError::Capacity { capacity: 4 }.to_string(),
             "the rule map holds at most 4 rules, and this change needs more at once (old and new \
-             rules coexist until the switch); re-create it with a larger `blocker attach \
-             --capacity` (nothing was changed)"
+             rules coexist until the switch) than it can grow to (nothing was changed)"
         );
     }
 }

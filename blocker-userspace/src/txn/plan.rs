@@ -424,6 +424,6 @@ mod tests {
         let e = plan(&secret(), &old, &mut replaced, 1, &mut Summary::default())
             .err()
             .expect("refused");
-        assert!(e.to_string().contains("--capacity"), "{e}");
+        assert!(e.to_string().contains("holds at most 1 rules"), "{e}");
     }
 }

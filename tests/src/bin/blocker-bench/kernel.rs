@@ -266,10 +266,17 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
                 "Benchmark order 1/2026",
             ],
         );
-        // Both rule maps: names whose rules fit inline, and the crowded ones (empty here: one
-        // order), bucket arrays included.
-        let mem = memlock(&inst.bpffs.join(blocker_common::MAP_RULES))
-            + memlock(&inst.bpffs.join(blocker_common::MAP_RULES_WIDE));
+        // Every map sized by the rule capacity, bucket arrays included: the rule map, the
+        // wide map of crowded names (empty here: one order) and the rule counters (entries
+        // only for rules hit).
+        let mem = [
+            blocker_common::MAP_RULES,
+            blocker_common::MAP_RULES_WIDE,
+            blocker_common::MAP_RULE_HITS,
+        ]
+        .iter()
+        .map(|m| memlock(&inst.bpffs.join(m)))
+        .sum::<u64>();
         loads.push(json!({"rules": n, "seconds": secs, "rules_per_second": n as f64 / secs, "controller_peak_rss_bytes": rss, "rule_map_memlock_bytes": mem, "bytes_per_rule": mem as f64 / n as f64}));
         eprintln!(
             "loaded {n} rules in {secs:.2} s ({:.0} rules/s), rule maps memlock {} MiB",

@@ -83,7 +83,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
     }
     s.push_str("\nThe answer-everything floor is `blocker_floor`, a reference program in the same object (never attached by blocker): it answers every UDP query REFUSED in place — addresses and ports swapped, two flag bytes set, the UDP checksum updated for that one word — as NLnet Labs' dns-says-no does; the row *to the floor* gives blocker's blocked answer as a ratio to it (pairs of single runs, same frame).\n");
     s.push_str(&format!("\nRatios are to the no-op program measured the same way in the same run: `repeat {REPEAT}` for paths that leave the frame unchanged, the median of single runs for the rewriting path (a repeat would re-run on the already rewritten answer); this is a shared VM, so each ratio is the median of {PAIRS} back-to-back (no-op, blocker) pairs and each time the fastest round.\n\n"));
-    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule map memlock | bytes per rule | bytes per rule added | controller peak RSS |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule maps memlock | bytes per rule | bytes per rule added | controller peak RSS |\n|---|---|---|---|---|---|---|\n");
     let loads = r["list_load"].as_array().cloned().unwrap_or_default();
     // The map's bucket array is sized by its capacity (the largest list here) and counted in
     // memlock from the start: the marginal cost over the smallest list is what a rule adds.
@@ -111,7 +111,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
             f(&l["controller_peak_rss_bytes"]) / 1048576.0
         ));
     }
-    s.push_str("\nThe rule map is created with room for the largest list of the run; its bucket array (16 bytes per slot, rounded up to a power of two) is counted from the start, so *bytes per rule* is high for small lists in a big map, and *bytes per rule added* (over the smallest list) is what each rule costs.\n");
+    s.push_str("\n*Rule maps memlock* is every map sized by the rule capacity: `BLK_RULES` (two slots per name inline), `BLK_RULES_WIDE` (names of more orders: none here) and `BLK_RULE_HITS` (entries only for rules hit), bucket arrays included. The instance is created with room for the largest list of the run (no growth while timed); the bucket arrays (40 bytes per rule of capacity, rounded up to a power of two) are counted from the start, so *bytes per rule* is high for small lists in a big map and is the total for the largest, and *bytes per rule added* (over the smallest list) is what each rule costs.\n");
     s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups, a miss and a hit (syscall) |\n|---|---|---|---|---|\n");
     for c in r["structures"].as_array().cloned().unwrap_or_default() {
         s.push_str(&format!(
