@@ -428,6 +428,21 @@ fn a_change_beyond_the_capacity_grows_the_rule_map() {
     assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 16);
     blocked(&t, "a.example", "A", "Cap");
     resolved(&t, "d.example", "A");
+    // Room asked for up front, on the loaded blocker: it grows now; never shrinks.
+    let mut again = edge.to_vec();
+    again.pop();
+    again.push("100");
+    let out = b.ok(&again);
+    assert!(
+        out.contains("the rule map grew from 16 to 100 rules") && out.contains("already attached"),
+        "{out}"
+    );
+    assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 100);
+    blocked(&t, "a.example", "A", "Cap");
+    again.pop();
+    again.push("50");
+    assert!(b.ok(&again).contains("holds 100 rules already"));
+    assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 100);
 }
 
 #[test]

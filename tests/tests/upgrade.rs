@@ -837,4 +837,36 @@ fn a_change_beyond_the_capacity_grows_the_maps_under_traffic() {
         !b.state.join("upgrade.json").exists(),
         "upgrade journal left"
     );
+
+    // A reboot empties the BPF filesystem: the boot's attach, with the small capacity it
+    // was first given, creates maps with room for all 9,025 recorded rules.
+    b.ok(&["detach"]);
+    std::fs::remove_dir_all(&b.bpffs).expect("remove the pinned directory");
+    let out = b.ok(&[
+        "attach",
+        "--iface",
+        &t.edge_dev,
+        "--netns",
+        &t.edge.name,
+        "--mode",
+        "native",
+        "--capacity",
+        "1024",
+    ]);
+    assert!(out.contains("capacity 16384 names"), "{out}");
+    b.ok(&[
+        "attach",
+        "--iface",
+        &t.client_dev,
+        "--netns",
+        &t.client.name,
+        "--noop",
+    ]);
+    for name in ["g2999.grown.test", "h5999.grown.test", "n3.listed.test"] {
+        assert_eq!(
+            status(name).as_deref(),
+            Some("NXDOMAIN"),
+            "{name} after the reboot"
+        );
+    }
 }

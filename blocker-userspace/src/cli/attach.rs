@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use aya::programs::{links::FdLink, XdpMode};
-use blocker_common::DEFAULT_RULE_CAPACITY;
+use blocker_common::{DEFAULT_RULE_CAPACITY, MAX_RULE_CAPACITY};
 
 use super::Ctx;
 use crate::{
@@ -40,11 +40,12 @@ pub struct Args {
     /// the client end when testing on veths. Real NICs need nothing of the kind.
     #[arg(long)]
     pub noop: bool,
-    /// Number of rules (and so names) the rule map holds before it grows. Set when blocker is
-    /// first loaded; a change that needs more re-creates the maps at least twice as large
-    /// and switches the program to them, with the same rules.
-    #[arg(long, default_value_t = DEFAULT_RULE_CAPACITY)]
-    pub capacity: u32,
+    /// Number of rules (and so names) the rule map holds before it grows [default: 65536].
+    /// A change that needs more re-creates the maps at least twice as large and switches the
+    /// program to them, with the same rules; on a loaded blocker, a larger value does that
+    /// now (before a list known to be big arrives). The maps never shrink.
+    #[arg(long, value_name = "RULES")]
+    pub capacity: Option<u32>,
 }
 
 /// Moves this process into a named network namespace (only the network namespace: the BPF
@@ -70,11 +71,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         let _lock = ctx.dir.lock()?;
         crate::txn::refuse_interrupted_upgrade(&ctx.pins, &ctx.dir)?;
         if !ctx.pins.loaded() {
-            load_and_pin(&ctx.pins, args.capacity)?;
+            let capacity = args.capacity.unwrap_or(DEFAULT_RULE_CAPACITY);
+            if capacity == 0 || capacity > MAX_RULE_CAPACITY {
+                bail!("--capacity {capacity}: give 1 to {MAX_RULE_CAPACITY} rules");
+            }
+            // After a reboot: room for every recorded rule, whatever the maps had grown to.
+            let capacity = crate::txn::fresh_capacity(&ctx.dir, capacity)?;
+            load_and_pin(&ctx.pins, capacity)?;
             println!(
-                "loaded blocker into {} (capacity {} names)",
+                "loaded blocker into {} (capacity {capacity} names)",
                 ctx.pins.dir.display(),
-                args.capacity
             );
         } else {
             // Never attach a program pinned by another version to more interfaces than it has:
@@ -92,6 +98,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         }
     }
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    if let Some(want) = args.capacity {
+        let have = c.maps.capacity;
+        if want > have {
+            c.reserve(want)?;
+            println!("the rule map grew from {have} to {want} rules");
+        } else if want < have {
+            println!("the rule map holds {have} rules already (it never shrinks)");
+        }
+    }
+    // After a growth: the program now pinned.
     let mut prog = pinned_program(&ctx.pins, args.noop)?;
     if let Some(ns) = &args.netns {
         enter_netns(ns)?;

@@ -85,7 +85,8 @@ impl Controller {
         refuse_interrupted_upgrade(pins, dir)?;
         if !pins.loaded() {
             // Rules can be prepared before any interface is attached.
-            crate::kernel::load_and_pin(pins, blocker_common::DEFAULT_RULE_CAPACITY)?;
+            let capacity = fresh_capacity(dir, blocker_common::DEFAULT_RULE_CAPACITY)?;
+            crate::kernel::load_and_pin(pins, capacity)?;
             eprintln!(
                 "loaded blocker into {} (not attached to any interface yet)",
                 pins.dir.display()
@@ -446,14 +447,26 @@ impl Controller {
             .checked_next_power_of_two()
             .unwrap_or(usize::MAX)
             .max(2 * capacity as usize);
-        let Some(to) = u32::try_from(want)
-            .ok()
-            .filter(|c| *c <= blocker_common::MAX_RULE_CAPACITY)
-        else {
-            return Err(TxnError::Capacity { capacity });
-        };
-        let lock = self.lock.take().ok_or(TxnError::Capacity { capacity })?;
-        let rebuilt = crate::upgrade::grow(&self.pins, &self.dir, lock, to)
+        let to = u32::try_from(want).unwrap_or(u32::MAX);
+        self.reserve(to.min(blocker_common::MAX_RULE_CAPACITY))
+    }
+
+    /// Gives the rule map room for `capacity` rules: as [`Controller::grow`], to exactly that
+    /// capacity, if it is larger than the map's; refused above
+    /// [`blocker_common::MAX_RULE_CAPACITY`].
+    pub fn reserve(&mut self, capacity: u32) -> Result<()> {
+        let have = self.maps.capacity;
+        if capacity <= have {
+            return Ok(());
+        }
+        if capacity > blocker_common::MAX_RULE_CAPACITY {
+            return Err(TxnError::Capacity { capacity: have });
+        }
+        let lock = self
+            .lock
+            .take()
+            .ok_or(TxnError::Capacity { capacity: have })?;
+        let rebuilt = crate::upgrade::grow(&self.pins, &self.dir, lock, capacity)
             .map_err(|e| TxnError::Grow(Box::new(e)))?;
         *self = rebuilt.controller;
         Ok(())
@@ -627,6 +640,15 @@ impl Controller {
         phase("synchronised both copies");
         Ok(summary)
     }
+}
+
+/// The capacity of maps created empty to hold what `dir` records (after a reboot emptied the
+/// BPF filesystem): `requested`, or the next power of two of the recorded rules when that is
+/// more, so the restore fits whatever the maps had grown to.
+pub fn fresh_capacity(dir: &StateDir, requested: u32) -> Result<u32> {
+    let rules: usize = dir.load()?.orders.iter().map(|o| o.rules).sum();
+    let needed = u32::try_from(rules.next_power_of_two()).unwrap_or(u32::MAX);
+    Ok(requested.max(needed).min(blocker_common::MAX_RULE_CAPACITY))
 }
 
 /// The state-directory half of recovering an interrupted change (`txn.json`): the staged
