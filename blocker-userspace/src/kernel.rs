@@ -102,11 +102,12 @@ pub enum KernelError {
     /// The embedded object lacks a program (a broken build).
     #[error("the object has no `{0}` program")]
     NoProgram(String),
-    /// The rule map has no room for the rules.
+    /// A rule map has no room for the rules (or the kernel none for its elements).
     #[error(
-        "the rule map is full ({capacity} names): re-create it with a larger `blocker attach --capacity`"
+        "{map} is full ({capacity} entries) or the kernel has no memory left for it: give the \
+         rule map more room with `blocker attach --capacity N` (the change was not enforced)"
     )]
-    RulesFull { capacity: u32 },
+    RulesFull { map: String, capacity: u32 },
     /// An inline rule-map value points to a wide entry that is not there.
     #[error(
         "BLK_RULES marks the rules of key {0:?} as held in BLK_RULES_WIDE, which has no entry \
@@ -487,7 +488,8 @@ pub fn object_maps(capacity: u32) -> Result<std::collections::BTreeMap<String, M
     Ok(out)
 }
 
-/// max_entries of the pinned rule map (the capacity `blocker attach --capacity` chose).
+/// max_entries of the pinned rule map: its capacity in rules (set by `blocker attach
+/// --capacity` or by a growth).
 pub fn pinned_capacity(pins: &Pins) -> Result<u32> {
     Ok(open_map(pins, MAP_RULES)?.info()?.max_entries())
 }
@@ -673,8 +675,13 @@ fn update_batch<V: aya::Pod>(
                 Err(e) => {
                     let errno = e.error.raw_os_error();
                     if errno == Some(libc::E2BIG) || errno == Some(libc::ENOMEM) {
+                        let info = map_data(map).info().ok();
                         return Err(KernelError::RulesFull {
-                            capacity: map_capacity(map),
+                            map: info
+                                .as_ref()
+                                .and_then(|i| i.name_as_str().map(str::to_string))
+                                .unwrap_or_else(|| "the rule map".to_string()),
+                            capacity: info.map_or(0, |i| i.max_entries()),
                         });
                     }
                     return Err(OpError {
@@ -715,6 +722,17 @@ fn delete_batch<V: aya::Pod>(map: &HashMap<MapData, RuleKey, V>, keys: &[RuleKey
         }
     }
     Ok(())
+}
+
+/// What [`RuleMap::update_batch`] does with the wide entry of a name written inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// Removes it: no copy in force points to it (before a flip, the copy in force is
+    /// unchanged and was not wide, or the name would still need its entry).
+    Drop,
+    /// Leaves it for a later [`RuleMap::drop_wide`]: after a flip, a packet that read the
+    /// old `active` may still follow the old copy's marker.
+    Keep,
 }
 
 /// The rules at every name, as user space sees them: one [`RuleValue`] (both copies, every
@@ -787,10 +805,11 @@ impl RuleMap {
     }
 
     /// Writes `entries`, each replaced atomically for readers; a name that needs the wide map
-    /// gets its wide entry first, a name that no longer does loses it after.
+    /// gets its wide entry first; a name that no longer does loses it after ([`Stale`]).
     pub fn update_batch(
         &self,
         entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
+        stale: Stale,
     ) -> Result<()> {
         let mut entries = entries.into_iter().peekable();
         let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
@@ -816,23 +835,51 @@ impl RuleMap {
                 }
             }
             if !wide.is_empty() {
-                update_batch(&self.wide, &wide_keys, &wide)?;
+                // Recorded first: a batch that fails half-way leaves no entry unknown.
                 self.wide_keys().extend(wide_keys.iter().copied());
+                update_batch(&self.wide, &wide_keys, &wide)?;
             }
             update_batch(&self.inline, &keys, &inline)?;
-            self.drop_wide(&narrow)?;
+            if stale == Stale::Drop {
+                self.drop_wide(&narrow)?;
+            }
         }
         Ok(())
     }
 
-    /// Removes the names `keys` (absent ones are fine).
+    /// Removes the names `keys` (absent ones are fine); their wide entries are left for a
+    /// later [`RuleMap::drop_wide`] (see [`Stale::Keep`]).
     pub fn delete_batch(&self, keys: &[RuleKey]) -> Result<()> {
-        delete_batch(&self.inline, keys)?;
-        self.drop_wide(keys)
+        delete_batch(&self.inline, keys)
     }
 
-    /// Removes the wide entries of `keys` (their inline values no longer point to them).
-    fn drop_wide(&self, keys: &[RuleKey]) -> Result<()> {
+    /// Removes every wide entry no inline value points to (left by a change interrupted
+    /// between the two maps); returns how many. One lookup per wide entry: for recovery.
+    pub fn prune_wide(&self) -> Result<usize> {
+        let held: Vec<RuleKey> = self.wide.keys().collect::<std::result::Result<_, _>>()?;
+        let mut orphans = Vec::new();
+        for k in held {
+            let pointed = match self.inline.get(&k, 0) {
+                Ok(v) => v.is_wide(),
+                Err(aya::maps::MapError::KeyNotFound) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !pointed {
+                orphans.push(k);
+            }
+        }
+        {
+            let mut set = self.wide_keys();
+            for k in &orphans {
+                set.remove(k);
+            }
+        }
+        delete_batch(&self.wide, &orphans)?;
+        Ok(orphans.len())
+    }
+
+    /// Removes the wide entries of `keys`, whose inline values no longer point to them.
+    pub fn drop_wide(&self, keys: &[RuleKey]) -> Result<()> {
         let stale: Vec<RuleKey> = {
             let mut held = self.wide_keys();
             if held.is_empty() {
@@ -847,10 +894,6 @@ impl RuleMap {
 fn map_data<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> &MapData {
     use aya::maps::IterableMap;
     map.map()
-}
-
-fn map_capacity<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> u32 {
-    map_data(map).info().map(|i| i.max_entries()).unwrap_or(0)
 }
 
 /// A zeroed `Gates` on the heap (never on the stack: it is 256 KiB).
@@ -1140,9 +1183,13 @@ mod tests {
                  detach --purge` to start afresh)",
             ),
             (
-                KernelError::RulesFull { capacity: 4 },
-                "the rule map is full (4 names): re-create it with a larger `blocker attach \
-                 --capacity`",
+                KernelError::RulesFull {
+                    map: "BLK_RULES_WIDE".to_string(),
+                    capacity: 4,
+                },
+                "BLK_RULES_WIDE is full (4 entries) or the kernel has no memory left for it: \
+                 give the rule map more room with `blocker attach --capacity N` (the change was \
+                 not enforced)",
             ),
         ];
         for (e, want) in cases {

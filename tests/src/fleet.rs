@@ -265,12 +265,13 @@ impl Follow {
         let log = fs::File::create(dir.join("follow.log")).expect("follow log");
         let mut cmd = Command::new("nsenter");
         // With the capabilities of packaging/systemd/blocker-follow.service and no more
-        // (CAP_BPF; NOTIFY is answered above port 1024).
+        // (CAP_BPF; CAP_PERFMON and CAP_NET_ADMIN to grow the maps; NOTIFY is answered above
+        // port 1024).
         cmd.arg(format!("--net=/run/netns/{}", ns.name))
             .args([
                 "setpriv",
                 "--bounding-set",
-                "-all,+bpf",
+                "-all,+bpf,+perfmon,+net_admin",
                 "--inh-caps",
                 "-all",
             ])

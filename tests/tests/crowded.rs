@@ -132,3 +132,43 @@ fn crowded_names_come_back_after_a_restore() {
     assert_eq!(ask(&b, NAME, RecordType::AAAA), NXDOMAIN);
     assert_eq!(ask(&b, NAME, RecordType::TXT), REFUSED);
 }
+
+/// A change that leaves a name crowded no more, killed after its flip: the next command's
+/// recovery removes the wide entry nothing points to, and the name keeps its rules.
+#[test]
+fn a_crash_after_the_flip_leaves_no_orphaned_wide_entry() {
+    let b = Blocker::new();
+    add(&b, "First", "10", "nxdomain", &["--qtype", "AAAA"]);
+    add(&b, "Second", "20", "refused", &["--qtype", "TXT"]);
+    add(&b, "Third", "30", "nodata", &[]);
+    assert_eq!(held(&b), (1, 1));
+    for phase in ["flip", "commit"] {
+        let out = std::process::Command::new(&b.bin)
+            .args(["--bpffs", &b.bpffs.display().to_string()])
+            .args(["--state-dir", &b.state.display().to_string()])
+            .args(["rules", "remove", NAME, "--order", "Third"])
+            .env("BLOCKER_TEST_CRASH_AT", phase)
+            .output()
+            .expect("run blocker");
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("crash"),
+            "{out:?}"
+        );
+        // The next command recovers: the removal was flipped in, so it stands.
+        b.ok(&[
+            "rules",
+            "add",
+            &format!("{phase}.example"),
+            "--order",
+            "Other",
+        ]);
+        let names = if phase == "flip" { 2 } else { 3 };
+        assert_eq!(held(&b), (names, 0), "after a crash at {phase}");
+        assert_eq!(ask(&b, NAME, RecordType::A), PASSED);
+        assert_eq!(ask(&b, NAME, RecordType::AAAA), NXDOMAIN);
+        assert_eq!(ask(&b, NAME, RecordType::TXT), REFUSED);
+        // Crowded again for the next phase.
+        add(&b, "Third", "30", "nodata", &[]);
+        assert_eq!(held(&b), (names, 1));
+    }
+}

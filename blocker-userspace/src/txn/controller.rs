@@ -16,7 +16,7 @@ use super::{
     OrderChange, Result, Summary, TxnError,
 };
 use crate::{
-    kernel::{Maps, Pins},
+    kernel::{Maps, Pins, Stale},
     state::{now, Lock, Order, Rule, StateDir, StateFile},
 };
 
@@ -162,8 +162,14 @@ impl Controller {
         let mut gone = Vec::new();
         let mut changed = Vec::new();
         for k in self.maps.rules.keys()? {
-            let Some(v) = self.maps.rules.get(&k)? else {
-                continue;
+            let v = match self.maps.rules.get(&k) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                // Unreadable (a wide marker without its entry): left as it is.
+                Err(e) => {
+                    log::warn!("recovery: {e}");
+                    continue;
+                }
             };
             let set = v.sets[active];
             if set.is_empty() {
@@ -172,8 +178,10 @@ impl Controller {
                 changed.push((k, RuleValue { sets: [set, set] }));
             }
         }
-        self.maps.rules.update_batch(changed)?;
+        self.maps.rules.update_batch(changed, Stale::Drop)?;
         self.maps.rules.delete_batch(&gone)?;
+        // Wide entries nothing points to (a change interrupted between the two maps).
+        self.maps.rules.prune_wide()?;
         let state = self.dir.load()?;
         // Both copies of every order's metadata as the adopted state records it (a change
         // interrupted before its flip may have written the inactive copy; one interrupted
@@ -216,6 +224,7 @@ impl Controller {
             diffs
                 .iter()
                 .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
+            Stale::Drop,
         )?;
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
         for copy in [0, 1] {
@@ -435,13 +444,19 @@ impl Controller {
     }
 
     /// Gives the rule map room for `rules` rules at once, when it has less: this build's
-    /// program with maps of at least twice the capacity (a power of two) holding the same
-    /// record, every link switched to it ([`crate::upgrade::grow`]); the controller then
-    /// works on the new maps. Call only between changes (the record is the truth).
+    /// program with maps of twice the capacity, or the next power of two of `rules` when that
+    /// is more, holding the same record, every link switched to it
+    /// ([`crate::upgrade::grow`], as `blocker upgrade` does: the program is this binary's);
+    /// the controller then works on the new maps. Call only between changes (the record is
+    /// the truth).
     pub(super) fn grow(&mut self, rules: usize) -> Result<()> {
         let capacity = self.maps.capacity;
         if rules <= capacity as usize {
             return Ok(());
+        }
+        if rules > blocker_common::MAX_RULE_CAPACITY as usize {
+            // No map would do: refused before anything is built.
+            return Err(TxnError::Capacity { capacity });
         }
         let want = rules
             .checked_next_power_of_two()
@@ -462,14 +477,25 @@ impl Controller {
         if capacity > blocker_common::MAX_RULE_CAPACITY {
             return Err(TxnError::Capacity { capacity: have });
         }
-        let lock = self
-            .lock
-            .take()
-            .ok_or(TxnError::Capacity { capacity: have })?;
-        let rebuilt = crate::upgrade::grow(&self.pins, &self.dir, lock, capacity)
-            .map_err(|e| TxnError::Grow(Box::new(e)))?;
-        *self = rebuilt.controller;
-        Ok(())
+        let lock = match self.lock.take() {
+            Some(lock) => lock,
+            None => self.dir.lock()?,
+        };
+        let pins = self.pins.clone();
+        match crate::upgrade::grow(&pins, &self.dir, lock, capacity) {
+            Ok(rebuilt) => {
+                *self = rebuilt.controller;
+                // Built in the staging directory, now pinned in place.
+                self.pins = pins;
+                Ok(())
+            }
+            Err(e) => {
+                // The old maps are still the ones in force; take the lock back for them (a
+                // failed growth dropped it).
+                self.lock = self.dir.lock().ok();
+                Err(TxnError::Grow(Box::new(e)))
+            }
+        }
     }
 
     /// Makes a planned change (steps 2 to 5 of the module documentation).
@@ -562,7 +588,7 @@ impl Controller {
                 dir.stage(&new_state)?;
                 Ok(new_state)
             });
-            let written = write_split(&maps.rules, diffs, |(k, old, new)| {
+            let written = write_split(&maps.rules, diffs, Stale::Drop, |(k, old, new)| {
                 let mut v = RuleValue { sets: [*old, *old] };
                 v.sets[inactive] = *new;
                 Some((*k, v))
@@ -606,8 +632,10 @@ impl Controller {
         }
 
         phase("switched");
-        // Both copies equal again; names with no rules left are deleted.
-        write_split(&self.maps.rules, diffs, |(k, _, new)| {
+        // Both copies equal again; names with no rules left are deleted. Wide entries no copy
+        // points to any more stay a little longer (pruned below): a packet that read `active`
+        // just before the flip may still follow the old copy's marker.
+        write_split(&self.maps.rules, diffs, Stale::Keep, |(k, _, new)| {
             (!new.is_empty()).then_some((*k, RuleValue { sets: [*new, *new] }))
         })?;
         let gone: Vec<RuleKey> = diffs
@@ -635,6 +663,15 @@ impl Controller {
                 self.maps.reset_order_hits(id)?;
             }
         }
+        // Milliseconds after the flip (the commit's fsync, the counters): the wide
+        // entries of names now inline or gone. A packet runs for microseconds.
+        // Before the journal goes: a crash here leaves them to the recovery's prune.
+        let narrow: Vec<RuleKey> = diffs
+            .iter()
+            .filter(|(_, _, new)| new.fits_inline())
+            .map(|(k, _, _)| *k)
+            .collect();
+        self.maps.rules.drop_wide(&narrow)?;
         fs::remove_file(self.dir.txn_path())?;
         self.dir.gc(&self.state)?;
         phase("synchronised both copies");
@@ -996,17 +1033,22 @@ pub(crate) fn crash_point(phase: &str) {
 
 /// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
 /// two threads, each half on its own (the kernel's hash map takes concurrent updates).
-fn write_split<F>(map: &crate::kernel::RuleMap, diffs: &[Diff], f: F) -> crate::kernel::Result<()>
+fn write_split<F>(
+    map: &crate::kernel::RuleMap,
+    diffs: &[Diff],
+    stale: Stale,
+    f: F,
+) -> crate::kernel::Result<()>
 where
     F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
 {
     if diffs.len() < 100_000 {
-        return map.update_batch(diffs.iter().filter_map(&f));
+        return map.update_batch(diffs.iter().filter_map(&f), stale);
     }
     let (a, b) = diffs.split_at(diffs.len() / 2);
     std::thread::scope(|s| {
-        let second = s.spawn(|| map.update_batch(b.iter().filter_map(&f)));
-        let first = map.update_batch(a.iter().filter_map(&f));
+        let second = s.spawn(|| map.update_batch(b.iter().filter_map(&f), stale));
+        let first = map.update_batch(a.iter().filter_map(&f), stale);
         let second = second
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
