@@ -847,6 +847,15 @@ const NOTIFY_LISTEN: &str = "198.51.100.2:5353";
 /// Knot in `primary` (198.51.100.1) serving `entries` and notifying one edge at
 /// [`NOTIFY_LISTEN`], and that edge's blocker with a feed of the zone (not yet following).
 fn one_edge_notified(primary: &NetNs, entries: &[(String, &str)]) -> (Knot, Blocker) {
+    one_edge_notified_with(primary, entries, |_| ())
+}
+
+/// [`one_edge_notified`], with `first` run on the edge's blocker before its feed is added.
+fn one_edge_notified_with(
+    primary: &NetNs,
+    entries: &[(String, &str)],
+    first: impl FnOnce(&Blocker),
+) -> (Knot, Blocker) {
     let knot = Knot::start(
         primary,
         &KnotSetup {
@@ -859,6 +868,7 @@ fn one_edge_notified(primary: &NetNs, entries: &[(String, &str)]) -> (Knot, Bloc
         },
     );
     let b = Blocker::new();
+    first(&b);
     b.ok(&[
         "feed",
         "add",
@@ -1012,4 +1022,75 @@ fn a_long_run_of_ixfrs_is_recorded_whole_again_and_resumes() {
     });
     assert!(f.log().contains("already enforced"), "{}", f.log());
     assert_eq!(explain(&b, &format!("r{rounds}n0.example")), "drop");
+}
+
+/// A follower with only the unit's capabilities grows the maps when an IXFR needs more room
+/// than they have: the edge's program (attached to its loopback with a capacity of 1,024)
+/// is switched to maps of 2,048 and enforces the whole new serial, through the real program.
+#[test]
+fn a_follower_grows_the_maps_when_an_ixfr_needs_more_room() {
+    use std::os::fd::AsFd;
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let names = |more: usize| -> Vec<(String, &'static str)> {
+        (0..40)
+            .map(|i| (format!("stay{i}.example"), "."))
+            .chain((0..more).map(|i| (format!("more{i}.example"), ".")))
+            .collect()
+    };
+    let (knot, b) = one_edge_notified_with(&primary, &names(0), |b| {
+        b.ok(&[
+            "attach",
+            "--iface",
+            "lo",
+            "--netns",
+            &edge_ns.name,
+            "--mode",
+            "skb",
+            "--capacity",
+            "1024",
+        ]);
+    });
+    let capacity = || {
+        aya::maps::MapData::from_pin(b.bpffs.join("BLK_RULES"))
+            .expect("BLK_RULES")
+            .info()
+            .expect("info")
+            .max_entries()
+    };
+    let blocked = |name: &str| {
+        let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
+        let fd = prog.fd().expect("fd");
+        let q = blocker_tests::dns::query(9, name, hickory_proto::rr::RecordType::A, None);
+        let frame = blocker_tests::packet::Frame::v4(q).bytes();
+        let out = blocker_tests::testrun::test_run(fd.as_fd(), &frame, 1).expect("test run");
+        out.retval == blocker_tests::testrun::XDP_TX
+    };
+    let listen = Some(NOTIFY_LISTEN);
+    let f = Follow::start(&b, &edge_ns, listen);
+    let s0 = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s0, Instant::now(), &f);
+    assert_eq!(capacity(), 1024);
+    assert!(blocked("stay3.example") && !blocked("more7.example"));
+
+    // 40 rules in force and 1,100 new: 1,140 > 1,024.
+    knot.write_zone(&rpz_text(ZONE, &names(1100)));
+    knot.knotc(&["zone-reload", ZONE]);
+    let s1 = wait_for(20, "Knot serves the new serial", || match knot.serial() {
+        Some(s) if s != s0 => Ok(s),
+        other => Err(format!("serial {other:?}")),
+    });
+    wait_serial(&b, ORDER, s1, Instant::now(), &f);
+    let log = f.log();
+    assert!(
+        log.contains("the rule map grew from 1024 to 2048 rules"),
+        "{log}"
+    );
+    assert_eq!(capacity(), 2048);
+    for name in ["stay3.example", "more0.example", "more1099.example"] {
+        assert!(blocked(name), "{name} blocked by the grown maps");
+    }
+    assert_eq!(explain(&b, "more500.example"), "nxdomain");
+    assert_eq!(feed(&b, ORDER)["status"]["last_transfer"]["rules"], 1140);
 }
