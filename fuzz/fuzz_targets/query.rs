@@ -75,7 +75,6 @@ fuzz_target!(|data: &[u8]| {
     let len = write_answer(
         &mut s,
         &q,
-        data.len(),
         data.len() + MAX_GROWTH,
         Action::Nxdomain,
         &cfg,
