@@ -221,9 +221,14 @@ impl Controller {
             filter.admit(&mut cfg, &keys, keys.len() as u64, Vec::new);
         }
         self.maps.rules.update_batch(
-            diffs
-                .iter()
-                .map(|(k, _, set)| (*k, RuleValue { sets: [*set, *set] })),
+            diffs.iter().map(|(k, _, set)| {
+                (
+                    *k,
+                    RuleValue {
+                        sets: [set.set(), set.set()],
+                    },
+                )
+            }),
             Stale::Drop,
         )?;
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
@@ -589,8 +594,9 @@ impl Controller {
                 Ok(new_state)
             });
             let written = write_split(&maps.rules, diffs, Stale::Drop, |(k, old, new)| {
-                let mut v = RuleValue { sets: [*old, *old] };
-                v.sets[inactive] = *new;
+                let old = old.set();
+                let mut v = RuleValue { sets: [old, old] };
+                v.sets[inactive] = new.set();
                 Some((*k, v))
             });
             let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
@@ -636,7 +642,14 @@ impl Controller {
         // points to any more stay a little longer (pruned below): a packet that read `active`
         // just before the flip may still follow the old copy's marker.
         write_split(&self.maps.rules, diffs, Stale::Keep, |(k, _, new)| {
-            (!new.is_empty()).then_some((*k, RuleValue { sets: [*new, *new] }))
+            (!new.is_empty()).then(|| {
+                (
+                    *k,
+                    RuleValue {
+                        sets: [new.set(), new.set()],
+                    },
+                )
+            })
         })?;
         let gone: Vec<RuleKey> = diffs
             .iter()
