@@ -319,7 +319,12 @@ impl Topology {
     /// Attaches `b` to the edge veth (`mode`), and blocker's no-op program to the client end:
     /// native XDP_TX on a veth reaches the peer only if the peer runs XDP as well.
     pub fn attach(&self, b: &Blocker, mode: &str) -> String {
-        let out = b.ok(&[
+        self.attach_with(b, mode, &[])
+    }
+
+    /// [`Topology::attach`] with `extra` arguments to the edge's `blocker attach`.
+    pub fn attach_with(&self, b: &Blocker, mode: &str, extra: &[&str]) -> String {
+        let mut args = vec![
             "attach",
             "--iface",
             &self.edge_dev,
@@ -327,7 +332,9 @@ impl Topology {
             &self.edge.name,
             "--mode",
             mode,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = b.ok(&args);
         if mode != "skb" {
             b.ok(&[
                 "attach",

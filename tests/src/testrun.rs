@@ -65,10 +65,19 @@ pub fn pin_to_this_cpu() -> usize {
 /// The A query for `name`, run once through `b`'s pinned program: (verdict, rcode of the
 /// answer, 0 when there is none).
 pub fn query_once(b: &crate::env::Blocker, name: &str) -> (u32, u16) {
+    query_type_once(b, name, hickory_proto::rr::RecordType::A)
+}
+
+/// [`query_once`] for a query of type `qtype`.
+pub fn query_type_once(
+    b: &crate::env::Blocker,
+    name: &str,
+    qtype: hickory_proto::rr::RecordType,
+) -> (u32, u16) {
     use std::os::fd::AsFd;
     let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
     let fd = prog.fd().expect("fd");
-    let q = crate::dns::query(7, name, hickory_proto::rr::RecordType::A, None);
+    let q = crate::dns::query(7, name, qtype, None);
     let frame = crate::packet::Frame::v4(q).bytes();
     let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
     let rcode = match out.retval {

@@ -7,12 +7,10 @@
 //! priorities and query types as this test sets them, and the pinned maps' entries counted
 //! raw (keys through aya, values as bytes).
 
-use std::os::fd::AsFd;
-
 use aya::maps::{HashMap, MapData};
 use blocker_tests::{
     env::Blocker,
-    testrun::{test_run, XDP_DROP, XDP_PASS, XDP_TX},
+    testrun::{query_type_once, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use hickory_proto::rr::RecordType;
 
@@ -34,19 +32,7 @@ fn held(b: &Blocker) -> (usize, usize) {
 
 /// The real program's verdict and rcode for one query.
 fn ask(b: &Blocker, name: &str, qtype: RecordType) -> (u32, u16) {
-    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
-    let fd = prog.fd().expect("fd");
-    let q = blocker_tests::dns::query(7, name, qtype, None);
-    let frame = blocker_tests::packet::Frame::v4(q).bytes();
-    let out = test_run(fd.as_fd(), &frame, 1).expect("test run");
-    let rcode = match out.retval {
-        XDP_TX => {
-            let p = blocker_tests::packet::parse(&out.data).expect("answer frame");
-            blocker_tests::dns::parse(&p.dns).rcode
-        }
-        _ => 0,
-    };
-    (out.retval, rcode)
+    query_type_once(b, name, qtype)
 }
 
 const NAME: &str = "crowded.example";

@@ -1029,7 +1029,6 @@ fn a_long_run_of_ixfrs_is_recorded_whole_again_and_resumes() {
 /// is switched to maps of 2,048 and enforces the whole new serial, through the real program.
 #[test]
 fn a_follower_grows_the_maps_when_an_ixfr_needs_more_room() {
-    use std::os::fd::AsFd;
     let primary = NetNs::new("blkp");
     let edge_ns = NetNs::new("blke");
     link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
@@ -1060,12 +1059,7 @@ fn a_follower_grows_the_maps_when_an_ixfr_needs_more_room() {
             .max_entries()
     };
     let blocked = |name: &str| {
-        let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("pinned program");
-        let fd = prog.fd().expect("fd");
-        let q = blocker_tests::dns::query(9, name, hickory_proto::rr::RecordType::A, None);
-        let frame = blocker_tests::packet::Frame::v4(q).bytes();
-        let out = blocker_tests::testrun::test_run(fd.as_fd(), &frame, 1).expect("test run");
-        out.retval == blocker_tests::testrun::XDP_TX
+        blocker_tests::testrun::query_once(&b, name).0 == blocker_tests::testrun::XDP_TX
     };
     let listen = Some(NOTIFY_LISTEN);
     let f = Follow::start(&b, &edge_ns, listen);

@@ -164,25 +164,7 @@ fn setup_with(extra: &[&str]) -> (Topology, Blocker, TempDir) {
         "listed.test. 300 IN A 192.0.2.66",
     ]);
     let b = Blocker::new();
-    let mut args = vec![
-        "attach",
-        "--iface",
-        &t.edge_dev,
-        "--netns",
-        &t.edge.name,
-        "--mode",
-        "native",
-    ];
-    args.extend_from_slice(extra);
-    b.ok(&args);
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
+    t.attach_with(&b, "native", extra);
     // One client address asks as fast as it is answered: no rate limit, every query answered.
     b.rrl_off();
     let dir = TempDir::new("blkt-upgrade");
@@ -842,26 +824,8 @@ fn a_change_beyond_the_capacity_grows_the_maps_under_traffic() {
     // was first given, creates maps with room for all 9,025 recorded rules.
     b.ok(&["detach"]);
     std::fs::remove_dir_all(&b.bpffs).expect("remove the pinned directory");
-    let out = b.ok(&[
-        "attach",
-        "--iface",
-        &t.edge_dev,
-        "--netns",
-        &t.edge.name,
-        "--mode",
-        "native",
-        "--capacity",
-        "1024",
-    ]);
+    let out = t.attach_with(&b, "native", &["--capacity", "1024"]);
     assert!(out.contains("capacity 16384 names"), "{out}");
-    b.ok(&[
-        "attach",
-        "--iface",
-        &t.client_dev,
-        "--netns",
-        &t.client.name,
-        "--noop",
-    ]);
     for name in ["g2999.grown.test", "h5999.grown.test", "n3.listed.test"] {
         assert_eq!(
             status(name).as_deref(),
