@@ -148,21 +148,11 @@ pub fn rpz_zone(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Source;
     use blocker_lists::{Format, Name, Options};
     use std::path::Path;
 
     fn rule(name: &str, kind: Kind, action: Action) -> Rule {
-        Rule {
-            name: Name::from_presentation(name).expect("name"),
-            kind,
-            action,
-            qtypes: QTYPES_ALL,
-            id: 0,
-            source: Source::cli(),
-            local: None,
-            local_id: 0,
-        }
+        Rule::cli(Name::from_presentation(name).expect("name"), kind, action)
     }
 
     /// Written and read back by the RPZ reader of `rules load`: the same (name, match,

@@ -475,6 +475,23 @@ pub struct Rule {
     pub local_id: u16,
 }
 
+impl Rule {
+    /// A rule given on the command line: every query type, no id yet (the plan gives one),
+    /// no local data.
+    pub fn cli(name: Name, kind: Kind, action: Action) -> Rule {
+        Rule {
+            name,
+            kind,
+            action,
+            qtypes: blocker_common::QTYPES_ALL,
+            id: 0,
+            source: Source::cli(),
+            local: None,
+            local_id: 0,
+        }
+    }
+}
+
 /// What the precedence policy ([`blocker_common::policy`]) reads of a rule.
 impl blocker_common::policy::PolicyRule for Rule {
     fn id(&self) -> u32 {
@@ -1073,14 +1090,12 @@ mod tests {
         let d = StateDir::new(&dir);
         d.ensure().expect("dir");
         let r = |id: u32, name: &str| Rule {
-            name: Name::from_presentation(name).expect("name"),
-            kind: Kind::Exact,
-            action: Action::Nxdomain,
-            qtypes: blocker_common::QTYPES_ALL,
             id,
-            source: Source::cli(),
-            local: None,
-            local_id: 0,
+            ..Rule::cli(
+                Name::from_presentation(name).expect("name"),
+                Kind::Exact,
+                Action::Nxdomain,
+            )
         };
         let mut o = Order::named(3, "feed");
         o.rules_file = d

@@ -5,23 +5,18 @@
 //! contents, the same depth mask).
 
 use blocker::{
-    state::{Rule, Source},
+    state::Rule,
     txn::{Controller, OrderChange, RulesCache, MAX_DELTAS},
 };
-use blocker_common::{Action, Kind, RuleKey, RuleValue, QTYPES_ALL};
+use blocker_common::{Action, Kind, RuleKey, RuleValue};
 use blocker_tests::env::{Blocker, TempDir};
 
 fn rule(name: &str, kind: Kind, action: Action) -> Rule {
-    Rule {
-        name: blocker_lists::Name::from_presentation(name).expect("name"),
+    Rule::cli(
+        blocker_lists::Name::from_presentation(name).expect("name"),
         kind,
         action,
-        qtypes: QTYPES_ALL,
-        id: 0,
-        source: Source::cli(),
-        local: None,
-        local_id: 0,
-    }
+    )
 }
 
 /// The rule map, sorted.

@@ -468,14 +468,8 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let rule = Rule {
-        name: name.clone(),
-        kind,
-        action,
         qtypes,
-        id: 0,
-        source: Source::cli(),
-        local: None,
-        local_id: 0,
+        ..Rule::cli(name.clone(), kind, action)
     };
     let forced = check_guards(ctx, &a.guard, std::slice::from_ref(&rule))?;
     rules.retain(|r| !(r.name == name && r.kind == kind));

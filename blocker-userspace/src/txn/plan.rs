@@ -362,19 +362,13 @@ fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Result<Vec<Diff>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Source;
     use blocker_common::{Action, Kind, QTYPES_ALL};
 
     fn rule(name: &str, kind: Kind, action: Action, id: u32) -> Rule {
+        let name = blocker_lists::Name::from_presentation(name).expect("name");
         Rule {
-            name: blocker_lists::Name::from_presentation(name).expect("name"),
-            kind,
-            action,
-            qtypes: QTYPES_ALL,
             id,
-            source: Source::cli(),
-            local: None,
-            local_id: 0,
+            ..Rule::cli(name, kind, action)
         }
     }
 
