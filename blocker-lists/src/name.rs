@@ -49,7 +49,74 @@ pub enum NameError {
 /// case, no final root byte (at most 254 bytes). Never the root.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name {
-    wire: Vec<u8>,
+    wire: Wire,
+}
+
+/// Wire bytes a [`Name`] holds without an allocation: names of up to 29 characters, most of
+/// those in real lists.
+const INLINE: usize = 30;
+
+/// The bytes of a name: inline when short, else on the heap; 32 bytes either way. Ten
+/// million rules hold their names in 320 MB instead of 720 MB (a `Vec` and the allocator's
+/// 48-byte chunk of each name), and reading a list makes no allocation per name.
+#[derive(Clone)]
+enum Wire {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Wire {
+    fn new(b: &[u8]) -> Wire {
+        if b.len() > INLINE {
+            return Wire::Heap(b.into());
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..b.len()].copy_from_slice(b);
+        Wire::Inline {
+            len: b.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Wire::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Wire::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::Deref for Wire {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Wire {
+    fn eq(&self, other: &Wire) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Wire {}
+
+impl std::hash::Hash for Wire {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_slice().hash(h)
+    }
+}
+
+impl PartialOrd for Wire {
+    fn partial_cmp(&self, other: &Wire) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Wire {
+    fn cmp(&self, other: &Wire) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
 }
 
 /// Builds canonical wire bytes label by label, checking the limits.
@@ -114,7 +181,7 @@ impl WireBuf {
             return Err(NameError::TooLong(wire_len + 1));
         }
         Ok(Name {
-            wire: self.buf[..wire_len].to_vec(),
+            wire: Wire::new(&self.buf[..wire_len]),
         })
     }
 }
@@ -211,7 +278,9 @@ impl Name {
         if wire.is_empty() {
             return Err(NameError::Root);
         }
-        Ok(Name { wire })
+        Ok(Name {
+            wire: Wire::new(&wire),
+        })
     }
 
     /// The canonical wire bytes (hashed by `blocker_common::key::key_of_canonical`).
@@ -244,7 +313,7 @@ impl Name {
             return None;
         }
         Some(Name {
-            wire: rest.to_vec(),
+            wire: Wire::new(rest),
         })
     }
 
@@ -271,7 +340,7 @@ impl Name {
             return None;
         }
         Some(Name {
-            wire: self.wire[..cut].to_vec(),
+            wire: Wire::new(&self.wire[..cut]),
         })
     }
 
@@ -395,7 +464,9 @@ pub fn normalize_name(s: &str) -> Result<Name, NameError> {
     if b.len() > MAX_PRESENTATION {
         return Err(NameError::TooLong(b.len() + 2));
     }
-    let mut wire = Vec::with_capacity(b.len() + 1);
+    // Built on the stack: `b` has at most 253 bytes, so the wire form at most 254.
+    let mut wire = [0u8; MAX_PRESENTATION + 1];
+    let mut len = 0;
     for label in b.split(|&c| c == b'.') {
         if label.is_empty() {
             return Err(NameError::EmptyLabel);
@@ -403,10 +474,15 @@ pub fn normalize_name(s: &str) -> Result<Name, NameError> {
         if label.len() > MAX_LABEL {
             return Err(NameError::LabelTooLong(label.len()));
         }
-        wire.push(label.len() as u8);
-        wire.extend(label.iter().map(|&c| fold(c)));
+        wire[len] = label.len() as u8;
+        for (d, &c) in wire[len + 1..].iter_mut().zip(label) {
+            *d = fold(c);
+        }
+        len += 1 + label.len();
     }
-    Ok(Name { wire })
+    Ok(Name {
+        wire: Wire::new(&wire[..len]),
+    })
 }
 
 /// Bytes a host name label may hold (besides the `.` between labels): letters, digits, `-`,
@@ -560,5 +636,42 @@ mod tests {
         assert_eq!(n("com").parent(), None);
         assert!(n("*.x").is_wildcard() && !n("x.*").is_wildcard());
         assert_eq!(n("a.b.c").label_count(), 3);
+    }
+
+    /// Short names are held inline and long ones on the heap; both behave the same.
+    #[test]
+    fn short_and_long_names_are_held_alike() {
+        assert_eq!(std::mem::size_of::<Name>(), 32);
+        // 29 characters: 30 wire bytes, inline; 30 characters: 31 bytes, on the heap.
+        let short = n("abcdefghijklmnopqrstuvwx.yzzz");
+        let long = n("abcdefghijklmnopqrstuvwx.yzzzz");
+        assert!(matches!(short.wire, Wire::Inline { .. }));
+        assert!(matches!(long.wire, Wire::Heap(_)));
+        assert_eq!(short.canonical().len(), 30);
+        assert_eq!(long.canonical().len(), 31);
+        assert_eq!(&short.canonical()[..6], b"\x18abcde");
+        assert_eq!(short.to_string(), "abcdefghijklmnopqrstuvwx.yzzz");
+        assert_eq!(long.to_string(), "abcdefghijklmnopqrstuvwx.yzzzz");
+        assert!(short < long, "ordered by the wire bytes");
+        // The same bytes are the same name whichever way they were made.
+        let via_labels =
+            Name::from_labels([&b"ABCDEFGHIJKLMNOPQRSTUVWX"[..], b"yzzzz"]).expect("labels");
+        assert_eq!(via_labels, long);
+        let parent = n("x.abcdefghijklmnopqrstuvwx.yzzz")
+            .parent()
+            .expect("parent");
+        assert_eq!(parent, short);
+        let hash = |x: &Name| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(x)
+        };
+        assert_eq!(hash(&parent), hash(&short));
+        assert_eq!(
+            n("www.abcdefghijklmnopqrstuvwx.yzzzz")
+                .strip_suffix(&long)
+                .expect("stripped")
+                .to_string(),
+            "www"
+        );
     }
 }
