@@ -749,8 +749,8 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     };
     let mut rules = Vec::with_capacity(parsed.len());
     let mut sinkholes = 0;
-    // One shared copy of each file's name for its rules' sources.
-    let mut file: Option<(std::sync::Arc<std::path::Path>, std::sync::Arc<str>)> = None;
+    // Each file's name is interned once for its rules' sources.
+    let mut file: Option<(std::sync::Arc<std::path::Path>, Source)> = None;
     for (i, p) in parsed.into_iter().enumerate() {
         if repeated.get(i).copied().unwrap_or(false) {
             duplicates += 1;
@@ -761,10 +761,10 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             sinkholes += 1;
         }
         let shown = match &file {
-            Some((path, shown)) if std::sync::Arc::ptr_eq(path, &p.file) => shown.clone(),
+            Some((path, shown)) if std::sync::Arc::ptr_eq(path, &p.file) => *shown,
             _ => {
-                let shown: std::sync::Arc<str> = p.file.display().to_string().into();
-                file = Some((p.file.clone(), shown.clone()));
+                let shown = Source::at(&p.file.display().to_string(), 0);
+                file = Some((p.file.clone(), shown));
                 shown
             }
         };
@@ -774,7 +774,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             action,
             qtypes: p.qtypes,
             id: 0,
-            source: Source::at(shown, p.line),
+            source: shown.line(p.line),
             local: p.local,
             local_id: 0,
         });

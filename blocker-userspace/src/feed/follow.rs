@@ -332,6 +332,7 @@ struct Incremental {
 
 /// The rules of an RPZ reading, as the order records them.
 fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
+    let file = Source::at(file, 0);
     out.rules
         .into_iter()
         .map(|p| Rule {
@@ -340,7 +341,7 @@ fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
             action: p.action.unwrap_or(Action::Nxdomain),
             qtypes: p.qtypes,
             id: 0,
-            source: Source::at(file.clone(), p.line),
+            source: file.line(p.line),
             local: p.local,
             local_id: 0,
         })
