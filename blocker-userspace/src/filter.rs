@@ -137,7 +137,7 @@ impl<W: AsRef<[u64]>> KeyFilter<W> {
 }
 
 impl<W: AsRef<[u64]> + AsMut<[u64]>> KeyFilter<W> {
-    fn set(&mut self, f: u8, keys: &[RuleKey]) {
+    fn set<'a>(&mut self, f: u8, keys: impl IntoIterator<Item = &'a RuleKey>) {
         let words = self.0.as_mut();
         for k in keys {
             if let Some((w, bit)) = position(f, k) {
@@ -154,10 +154,10 @@ impl<W: AsRef<[u64]> + AsMut<[u64]>> KeyFilter<W> {
     /// (every key that can be in the rule map meanwhile) and `added`, and `cfg.filter`
     /// switches to it: the caller writes `cfg` before writing the rule map.
     /// Returns whether `cfg` changed.
-    pub fn admit(
+    pub fn admit<'a>(
         &mut self,
         cfg: &mut Config,
-        added: &[RuleKey],
+        added: impl IntoIterator<Item = &'a RuleKey>,
         names: u64,
         everything: impl FnOnce() -> Vec<RuleKey>,
     ) -> bool {

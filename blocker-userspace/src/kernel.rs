@@ -879,13 +879,16 @@ impl RuleMap {
     }
 
     /// Removes the wide entries of `keys`, whose inline values no longer point to them.
-    pub fn drop_wide(&self, keys: &[RuleKey]) -> Result<()> {
+    pub fn drop_wide<'a>(&self, keys: impl IntoIterator<Item = &'a RuleKey>) -> Result<()> {
         let stale: Vec<RuleKey> = {
             let mut held = self.wide_keys();
             if held.is_empty() {
                 return Ok(());
             }
-            keys.iter().filter(|k| held.remove(k)).copied().collect()
+            keys.into_iter()
+                .filter(|k| held.remove(k))
+                .copied()
+                .collect()
         };
         delete_batch(&self.wide, &stale)
     }

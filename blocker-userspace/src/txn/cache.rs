@@ -314,7 +314,7 @@ impl Controller {
                 orders: format!("#{id} and others"),
             })?;
             if old != new {
-                diffs.push((*k, old.into(), new.into()));
+                diffs.push(Diff::new(*k, old, new));
             }
         }
         let n_after = rules.len() - gone.len() + added.len();

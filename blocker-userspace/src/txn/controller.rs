@@ -217,17 +217,13 @@ impl Controller {
         let diffs = diffs_from_nothing(&self.secret, &rules)?;
         let mut cfg = Config::default();
         if let Some(filter) = self.maps.filter.as_mut() {
-            let keys: Vec<RuleKey> = diffs.iter().map(|(k, _, _)| *k).collect();
-            filter.admit(&mut cfg, &keys, keys.len() as u64, Vec::new);
+            let keys = diffs.iter().map(|d| &d.key);
+            filter.admit(&mut cfg, keys, diffs.len() as u64, Vec::new);
         }
         self.maps.rules.update_batch(
-            diffs.iter().map(|(k, _, set)| {
-                (
-                    *k,
-                    RuleValue {
-                        sets: [set.set(), set.set()],
-                    },
-                )
+            diffs.iter().map(|d| {
+                let set = d.after();
+                (d.key, RuleValue { sets: [set, set] })
             }),
             Stale::Drop,
         )?;
@@ -551,14 +547,10 @@ impl Controller {
         }
         // Names about to enter the rule map get their filter bits first.
         if let Some(filter) = self.maps.filter.as_mut() {
-            let added: Vec<RuleKey> = diffs
-                .iter()
-                .filter(|(_, _, new)| !new.is_empty())
-                .map(|(k, _, _)| *k)
-                .collect();
-            let new_names = diffs.iter().filter(|(_, old, _)| old.is_empty()).count();
+            let added = diffs.iter().filter(|d| !d.is_gone()).map(|d| &d.key);
+            let new_names = diffs.iter().filter(|d| d.is_new()).count();
             let names = names_before + new_names;
-            if filter.admit(&mut cfg, &added, names as u64, everything) {
+            if filter.admit(&mut cfg, added, names as u64, everything) {
                 self.maps.set_config(&cfg)?;
             }
             phase("key filter");
@@ -593,11 +585,11 @@ impl Controller {
                 dir.stage(&new_state)?;
                 Ok(new_state)
             });
-            let written = write_split(&maps.rules, diffs, Stale::Drop, |(k, old, new)| {
-                let old = old.set();
+            let written = write_split(&maps.rules, diffs, Stale::Drop, |d| {
+                let old = d.before();
                 let mut v = RuleValue { sets: [old, old] };
-                v.sets[inactive] = new.set();
-                Some((*k, v))
+                v.sets[inactive] = d.after();
+                Some((d.key, v))
             });
             let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
             (recorded, written)
@@ -641,20 +633,16 @@ impl Controller {
         // Both copies equal again; names with no rules left are deleted. Wide entries no copy
         // points to any more stay a little longer (pruned below): a packet that read `active`
         // just before the flip may still follow the old copy's marker.
-        write_split(&self.maps.rules, diffs, Stale::Keep, |(k, _, new)| {
-            (!new.is_empty()).then(|| {
-                (
-                    *k,
-                    RuleValue {
-                        sets: [new.set(), new.set()],
-                    },
-                )
+        write_split(&self.maps.rules, diffs, Stale::Keep, |d| {
+            (!d.is_gone()).then(|| {
+                let new = d.after();
+                (d.key, RuleValue { sets: [new, new] })
             })
         })?;
         let gone: Vec<RuleKey> = diffs
             .iter()
-            .filter(|(_, _, new)| new.is_empty())
-            .map(|(k, _, _)| *k)
+            .filter(|d| d.is_gone())
+            .map(|d| d.key)
             .collect();
         self.maps.rules.delete_batch(&gone)?;
         cfg.depth_mask = new_mask;
@@ -679,12 +667,8 @@ impl Controller {
         // Milliseconds after the flip (the commit's fsync, the counters): the wide
         // entries of names now inline or gone. A packet runs for microseconds.
         // Before the journal goes: a crash here leaves them to the recovery's prune.
-        let narrow: Vec<RuleKey> = diffs
-            .iter()
-            .filter(|(_, _, new)| new.fits_inline())
-            .map(|(k, _, _)| *k)
-            .collect();
-        self.maps.rules.drop_wide(&narrow)?;
+        let narrow = diffs.iter().filter(|d| d.fits_inline_after());
+        self.maps.rules.drop_wide(narrow.map(|d| &d.key))?;
         fs::remove_file(self.dir.txn_path())?;
         self.dir.gc(&self.state)?;
         phase("synchronised both copies");
