@@ -671,13 +671,38 @@ pub fn parse_file(
 ) -> Result<ParseOutcome, ListError> {
     let text = read_text(path)?;
     let format = format.unwrap_or_else(|| detect_format(path, &text));
-    Ok(parse_str(&text, path, format, opts))
+    let (mut out, rest) = read_str(&text, path, format, opts);
+    // The text goes before the parts are joined and repeats looked for: a list of ten
+    // million names is 300 MB of text.
+    drop(text);
+    if let Some(rest) = rest {
+        out.append(rest);
+    }
+    out.dedup();
+    Ok(out)
 }
 
 /// Parses list text that came from `file` (named in diagnostics; RPZ `$INCLUDE`s are read
 /// relative to its directory). A leading byte-order mark is skipped.
 pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> ParseOutcome {
+    let (mut out, rest) = read_str(text, file, format, opts);
+    if let Some(rest) = rest {
+        out.append(rest);
+    }
+    out.dedup();
+    out
+}
+
+/// What [`parse_str`] reads, before repeats are looked for: a large plain list in two parts
+/// (its halves, read on two threads), to be appended in order.
+fn read_str(
+    text: &str,
+    file: &Path,
+    format: Format,
+    opts: &Options,
+) -> (ParseOutcome, Option<ParseOutcome>) {
     let mut out = ParseOutcome::default();
+    let mut rest = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let file: Arc<Path> = Arc::from(file);
     match format {
@@ -705,15 +730,14 @@ pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> Par
                 second.map(|h| h.join())
             });
             match second {
-                Some(Ok(o)) => out.append(o),
+                Some(Ok(o)) => rest = Some(o),
                 Some(Err(panic)) => std::panic::resume_unwind(panic),
                 None => {}
             }
         }
         Format::Rpz => rpz::parse(text, &file, opts, &mut out),
     }
-    out.dedup();
-    out
+    (out, rest)
 }
 
 /// A DNS record as the RPZ reader takes it: what `domain`'s zone-file scanner yields, and
