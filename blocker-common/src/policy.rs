@@ -62,9 +62,30 @@ pub struct Overflow {
 /// (lower id). Which order decides is not settled here but per query, by the data plane
 /// ([`crate::dns::decide`]): it depends on the orders' precedence, windows and jurisdictions.
 pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overflow> {
+    // Most names hold a rule or two: their slots are sorted straight into the set.
+    let mut set = RuleSet::default();
+    let n = sorted_slots(cands, &mut set.slots);
+    if n <= SLOTS {
+        return Ok(set);
+    }
     // Every (order, kind) slot, sorted; more than CAP is an overflow whatever is merged.
     const CAP: usize = 4 * SLOTS;
     let mut all = [Slot::default(); CAP];
+    let n = sorted_slots(cands, &mut all);
+    if n > CAP {
+        return Err(Overflow { needed: n });
+    }
+    let n = fold_exact_and_below(&mut all, n);
+    if n > SLOTS {
+        return Err(Overflow { needed: n });
+    }
+    set.slots.copy_from_slice(&all[..SLOTS]);
+    Ok(set)
+}
+
+/// The slots of `cands`, one per (order, kind) (the lowest rule id of each), sorted by
+/// (order, kind), into `out` as far as it has room; returns how many there are in all.
+fn sorted_slots<R: PolicyRule>(cands: &[Candidate<'_, R>], out: &mut [Slot]) -> usize {
     let mut n = 0usize;
     // A fixed-size, no_std selection sort over (order, kind, rule id): names hold few rules.
     let mut last: Option<(u16, u8, u32)> = None;
@@ -80,8 +101,8 @@ pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overf
         if dup {
             continue;
         }
-        if n < CAP {
-            all[n] = Slot {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = Slot {
                 rule_id: id,
                 order_id: o,
                 action: c.rule.action() as u8,
@@ -92,18 +113,7 @@ pub fn merge<R: PolicyRule>(cands: &[Candidate<'_, R>]) -> Result<RuleSet, Overf
         }
         n += 1;
     }
-    if n > CAP {
-        return Err(Overflow { needed: n });
-    }
-    if n > SLOTS {
-        n = fold_exact_and_below(&mut all, n);
-    }
-    if n > SLOTS {
-        return Err(Overflow { needed: n });
-    }
-    let mut set = RuleSet::default();
-    set.slots.copy_from_slice(&all[..SLOTS]);
-    Ok(set)
+    n
 }
 
 /// When a name holds more slots than fit: an order's exact and below rules that do the same
