@@ -73,8 +73,11 @@ impl std::fmt::Display for PslSource {
 pub struct Guards {
     psl: publicsuffix::List,
     pub psl_source: PslSource,
-    /// Names (presentation form) with at least one listed suffix strictly below them.
-    above_suffix: HashSet<String>,
+    /// The names of the list's rules (`*.` and `!` taken off): only these, and the names
+    /// right below them, can be public suffixes.
+    listed: HashSet<Name>,
+    /// Names with at least one listed suffix strictly below them.
+    above_suffix: HashSet<Name>,
     pub protected: Vec<Name>,
 }
 
@@ -92,6 +95,7 @@ impl Guards {
             GuardError::Invalid(format!("{source}: not a public suffix list ({e:?})"))
         })?;
         let mut above_suffix = HashSet::new();
+        let mut listed = HashSet::new();
         for line in text.lines() {
             let Some(rule) = line.split_whitespace().next() else {
                 continue;
@@ -103,17 +107,16 @@ impl Guards {
             let Ok(mut name) = blocker_lists::normalize_name(rule) else {
                 continue;
             };
+            listed.insert(name.clone());
             while let Some(parent) = name.parent() {
-                if parent.label_count() == 0 {
-                    break;
-                }
-                above_suffix.insert(parent.to_string());
+                above_suffix.insert(parent.clone());
                 name = parent;
             }
         }
         Ok(Guards {
             psl: list,
             psl_source: source,
+            listed,
             above_suffix,
             protected: read_protected(dir)?,
         })
@@ -123,6 +126,13 @@ impl Guards {
     pub fn is_public_suffix(&self, name: &Name) -> bool {
         if name.label_count() <= 1 {
             return true;
+        }
+        // A name is its own suffix only if a rule names it, or a wildcard rule its parent
+        // (`*.ck`): the other names (nearly all a list holds) need no lookup.
+        let named =
+            self.listed.contains(name) || name.parent().is_some_and(|p| self.listed.contains(&p));
+        if !named {
+            return false;
         }
         let text = name.to_string();
         self.psl
@@ -143,7 +153,7 @@ impl Guards {
             ));
         }
         let reaches_below = matches!(kind, Kind::Subtree | Kind::Below);
-        if reaches_below && self.above_suffix.contains(&name.to_string()) {
+        if reaches_below && self.above_suffix.contains(name) {
             return Some(format!(
                 "{name} has public suffixes below it ({}): a {} rule blocks every name \
                  registered under them",
@@ -277,6 +287,18 @@ mod tests {
         assert!(g
             .refusal(&n("amazonaws.com"), Kind::Exact, Action::Drop)
             .is_none());
+        // Wildcard rules and their exceptions: `*.ck` and `!www.ck`.
+        assert!(g.is_public_suffix(&n("foo.ck")));
+        assert!(!g.is_public_suffix(&n("www.ck")));
+        assert!(!g.is_public_suffix(&n("a.foo.ck")));
+        assert!(g.is_public_suffix(&n("x.kawasaki.jp")));
+        assert!(!g.is_public_suffix(&n("city.kawasaki.jp")));
+        assert!(!g.is_public_suffix(&n("example.com")));
+        assert!(g.is_public_suffix(&n("com")) && g.is_public_suffix(&n("co.uk")));
+        // Above a wildcard: a subtree rule at `ck` or `kawasaki.jp` reaches suffixes.
+        assert!(g
+            .refusal(&n("kawasaki.jp"), Kind::Subtree, Action::Drop)
+            .is_some());
     }
 
     #[test]
