@@ -874,8 +874,9 @@ impl StateDir {
         let path = self.orders_dir().join(&name);
         let mut w =
             BufWriter::new(File::create(&path).op(|| format!("creating {}", path.display()))?);
+        let mut file = None;
         for r in rules {
-            write_rule_line(&mut w, r)?;
+            write_rule_line(&mut w, r, &mut file)?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -900,8 +901,9 @@ impl StateDir {
         for id in removed {
             writeln!(w, "-{id}")?;
         }
+        let mut file = None;
         for r in added {
-            write_rule_line(&mut w, r)?;
+            write_rule_line(&mut w, r, &mut file)?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -961,8 +963,17 @@ impl StateDir {
     }
 }
 
-/// One line of a rules file.
-fn write_rule_line(w: &mut impl Write, r: &Rule) -> std::io::Result<()> {
+/// One line of a rules file. `file` keeps the last source file written (the lines of a
+/// rules file come from a few files, in runs).
+fn write_rule_line(
+    w: &mut impl Write,
+    r: &Rule,
+    file: &mut Option<(u32, Arc<str>)>,
+) -> std::io::Result<()> {
+    let source = match file {
+        Some((i, f)) if *i == r.source.file => f,
+        _ => &mut file.insert((r.source.file, r.source.file())).1,
+    };
     write!(
         w,
         "{}\t{}\t{}\t{:04x}\t{}\t{}",
@@ -971,8 +982,11 @@ fn write_rule_line(w: &mut impl Write, r: &Rule) -> std::io::Result<()> {
         r.action.as_str(),
         r.qtypes,
         r.name,
-        r.source
+        source
     )?;
+    if r.source.line != 0 {
+        write!(w, ":{}", r.source.line)?;
+    }
     // Local data in a 7th column, only when there is some.
     match &r.local {
         Some(d) => writeln!(w, "\t{d}"),
