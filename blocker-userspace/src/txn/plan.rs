@@ -204,15 +204,39 @@ const AFTER: u8 = 2;
 /// A list of rules in a [`Plan`]: (order, side, rules).
 type List<'a> = (u16, u8, &'a [Rule]);
 
-/// One rule in the sorted index of a [`Plan`].
-#[derive(Clone, Copy)]
+/// One rule in the sorted index of a [`Plan`] — or, once the rules of its name are merged,
+/// the name's difference, written over the index as it is read ([`merge_groups`]): a plan
+/// holds 32 bytes a rule at its peak, not an index and the differences beside it.
+#[derive(Clone)]
 struct Entry {
     key: RuleKey,
+    body: Body,
+}
+
+#[derive(Clone)]
+enum Body {
+    Rule(At),
+    Merged(Sides),
+}
+
+/// Where an entry's rule is.
+#[derive(Clone, Copy)]
+struct At {
     /// Index of the rule in its list.
     idx: u32,
     /// Index of the list.
     list: u16,
     kind: u8,
+}
+
+impl Entry {
+    /// Where the rule is (None once merged).
+    fn at(&self) -> Option<At> {
+        match self.body {
+            Body::Rule(a) => Some(a),
+            Body::Merged(_) => None,
+        }
+    }
 }
 
 /// The lists of the orders whose rules are replaced: for each, its old rules (if any) and
@@ -231,15 +255,55 @@ fn changed_lists<'a>(
     lists
 }
 
+/// Appends to `entries` one entry for each of `rules` (list `list`), keyed under `secret`:
+/// the keys computed on two threads for large lists, each writing its half in place.
+fn push_entries(entries: &mut Vec<Entry>, secret: &KeySecret, list: usize, rules: &[Rule]) {
+    let start = entries.len();
+    let blank = Entry {
+        key: RuleKey::default(),
+        body: Body::Rule(At {
+            idx: 0,
+            list: 0,
+            kind: 0,
+        }),
+    };
+    entries.resize(start + rules.len(), blank);
+    let fill = |out: &mut [Entry], rules: &[Rule], first: usize| {
+        for (i, (e, r)) in out.iter_mut().zip(rules).enumerate() {
+            *e = Entry {
+                key: key_of_canonical(secret, r.name.canonical()),
+                body: Body::Rule(At {
+                    idx: (first + i) as u32,
+                    list: list as u16,
+                    kind: r.kind as u8,
+                }),
+            };
+        }
+    };
+    let out = &mut entries[start..];
+    if rules.len() < 100_000 {
+        return fill(out, rules, 0);
+    }
+    let half = rules.len() / 2;
+    let (oa, ob) = out.split_at_mut(half);
+    let (ra, rb) = rules.split_at(half);
+    std::thread::scope(|s| {
+        s.spawn(|| fill(ob, rb, half));
+        fill(oa, ra, 0);
+    });
+}
+
 fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<Item = Entry> + '_ {
     keys.into_iter()
         .zip(rules)
         .enumerate()
         .map(move |(idx, (key, r))| Entry {
             key,
-            idx: idx as u32,
-            list: list as u16,
-            kind: r.kind as u8,
+            body: Body::Rule(At {
+                idx: idx as u32,
+                list: list as u16,
+                kind: r.kind as u8,
+            }),
         })
 }
 
@@ -267,57 +331,68 @@ pub(super) fn plan(
     }
     let mut entries: Vec<Entry> = Vec::new();
     for (i, (_, _, rules)) in lists.iter().enumerate() {
-        entries.extend(entries_of(i, rules, keys_of(secret, rules)));
+        push_entries(&mut entries, secret, i, rules);
     }
     entries.sort_unstable_by_key(|e| e.key);
 
-    // 2. Ids kept, by list and index; freed old ids.
-    let mut ids: Vec<Vec<u32>> = lists
-        .iter()
-        .map(|(_, side, rules)| {
-            if *side == AFTER {
-                vec![FRESH; rules.len()]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-    let mut kept_by_list = vec![0usize; lists.len()];
+    // 2. Ids kept, written into the new rules (FRESH: none yet); freed old ids. The index
+    // refers to lists by number: (order, side, length) of each is all this step needs.
+    let meta: Vec<(u16, u8, usize)> = lists.iter().map(|(o, s, r)| (*o, *s, r.len())).collect();
+    drop(lists);
+    for r in replaced.values_mut().flatten() {
+        r.id = FRESH;
+    }
+    // A BEFORE list of an order holds its old rules.
+    let old_id = |order: u16, idx: u32| {
+        old.get(&order)
+            .and_then(|rs| rs.get(idx as usize))
+            .map(|r| r.id)
+    };
+    let mut kept_by_list = vec![0usize; meta.len()];
     let mut freed: Vec<u64> = Vec::new();
     let mut taken: Vec<bool> = Vec::new();
-    for group in entries.chunk_by(|a, b| a.key == b.key) {
+    let mut group: Vec<At> = Vec::new();
+    for same in entries.chunk_by(|a, b| a.key == b.key) {
+        group.clear();
+        group.extend(same.iter().filter_map(Entry::at));
         taken.clear();
         taken.resize(group.len(), false);
-        for e in group {
-            let (order, side, _) = lists[usize::from(e.list)];
+        for e in &group {
+            let (order, side, _) = meta[usize::from(e.list)];
             if side != AFTER {
                 continue;
             }
             let twin = group.iter().enumerate().position(|(m, o)| {
-                let (o_order, o_side, _) = lists[usize::from(o.list)];
+                let (o_order, o_side, _) = meta[usize::from(o.list)];
                 !taken[m] && o_side == BEFORE && o_order == order && o.kind == e.kind
             });
             if let Some(m) = twin {
                 taken[m] = true;
-                let o = group[m];
-                ids[usize::from(e.list)][e.idx as usize] =
-                    lists[usize::from(o.list)].2[o.idx as usize].id;
-                kept_by_list[usize::from(e.list)] += 1;
+                let kept = old_id(order, group[m].idx);
+                let new = replaced
+                    .get_mut(&order)
+                    .and_then(|rs| rs.get_mut(e.idx as usize));
+                if let (Some(id), Some(r)) = (kept, new) {
+                    r.id = id;
+                    kept_by_list[usize::from(e.list)] += 1;
+                }
             }
         }
         for (m, o) in group.iter().enumerate() {
-            let (_, side, rules) = lists[usize::from(o.list)];
+            let (order, side, _) = meta[usize::from(o.list)];
             if side == BEFORE && !taken[m] {
-                set_bit(&mut freed, rules[o.idx as usize].id);
+                if let Some(id) = old_id(order, o.idx) {
+                    set_bit(&mut freed, id);
+                }
             }
         }
     }
-    for (i, (id, side, rules)) in lists.iter().enumerate() {
+    for (i, (id, side, len)) in meta.iter().enumerate() {
         if *side == AFTER {
             let kept = kept_by_list[i];
             let before = old.get(id).map_or(0, Vec::len);
             summary.rules_kept += kept;
-            summary.rules_added += rules.len() - kept;
+            summary.rules_added += len - kept;
             summary.rules_removed += before - kept;
         }
     }
@@ -326,28 +401,18 @@ pub(super) fn plan(
         set_bit(&mut used, r.id);
     }
     let mut next_free = 0u32;
-    // One AFTER list per replaced order, in the same order.
-    let after_ids: Vec<Vec<u32>> = lists
-        .iter()
-        .zip(ids)
-        .filter(|((_, side, _), _)| *side == AFTER)
-        .map(|(_, ids)| ids)
-        .collect();
-    for (rules, ids) in replaced.values_mut().zip(after_ids) {
-        for (r, id) in rules.iter_mut().zip(ids) {
-            if id != FRESH {
-                r.id = id;
-                continue;
-            }
-            while bit(&used, next_free) {
-                next_free += 1;
-            }
-            if next_free >= capacity {
-                return Err(TxnError::Capacity { capacity });
-            }
-            r.id = next_free;
-            set_bit(&mut used, next_free);
+    for r in replaced.values_mut().flatten() {
+        if r.id != FRESH {
+            continue;
         }
+        while bit(&used, next_free) {
+            next_free += 1;
+        }
+        if next_free >= capacity {
+            return Err(TxnError::Capacity { capacity });
+        }
+        r.id = next_free;
+        set_bit(&mut used, next_free);
     }
 
     // 3.
@@ -373,7 +438,7 @@ pub(super) fn plan(
     }
     Ok(Plan {
         freed,
-        diffs: merge_groups(&lists, &entries)?,
+        diffs: merge_groups(&lists, entries)?,
     })
 }
 
@@ -389,21 +454,30 @@ pub(super) fn diffs_from_nothing(
         .map(|(id, rs)| (*id, AFTER, rs.as_slice()))
         .collect();
     for (i, (_, _, rs)) in lists.iter().enumerate() {
-        entries.extend(entries_of(i, rs, keys_of(secret, rs)));
+        push_entries(&mut entries, secret, i, rs);
     }
     entries.sort_unstable_by_key(|e| e.key);
-    merge_groups(&lists, &entries)
+    merge_groups(&lists, entries)
 }
 
-/// Merges the candidates of each key of the sorted `entries`, on both sides.
-fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Result<Vec<Diff>> {
-    let mut diffs = Vec::new();
+/// Merges the candidates of each key of the sorted `entries`, on both sides; returns the
+/// differences in the entries' own memory. A name's difference is written over the first
+/// entries, where every entry has been read already: a name yields at most one difference,
+/// from at least one entry.
+fn merge_groups(lists: &[List<'_>], mut entries: Vec<Entry>) -> Result<Vec<Diff>> {
     let mut before: Vec<Candidate<'_>> = Vec::new();
     let mut after: Vec<Candidate<'_>> = Vec::new();
-    for group in entries.chunk_by(|a, b| a.key == b.key) {
+    let mut written = 0;
+    let mut start = 0;
+    while start < entries.len() {
+        let key = entries[start].key;
+        let end = entries[start..]
+            .iter()
+            .position(|e| e.key != key)
+            .map_or(entries.len(), |n| start + n);
         before.clear();
         after.clear();
-        for e in group {
+        for e in entries[start..end].iter().filter_map(Entry::at) {
             let (order, side, rules) = lists[usize::from(e.list)];
             let c = Candidate {
                 order,
@@ -436,9 +510,26 @@ fn merge_groups(lists: &[List<'_>], entries: &[Entry]) -> Result<Vec<Diff>> {
             }
         })?;
         if o != n {
-            diffs.push(Diff::new(group[0].key, o, n));
+            // written <= start: this group's entries are read, the ones before it merged.
+            entries[written] = Entry {
+                key,
+                body: Body::Merged(Diff::new(key, o, n).sides),
+            };
+            written += 1;
         }
+        start = end;
     }
+    entries.truncate(written);
+    // Same size and alignment: collected in place, then the index's unused room returned (a
+    // re-load that changes a few names of millions).
+    let mut diffs: Vec<Diff> = entries
+        .into_iter()
+        .filter_map(|e| match e.body {
+            Body::Merged(sides) => Some(Diff { key: e.key, sides }),
+            Body::Rule(_) => None,
+        })
+        .collect();
+    diffs.shrink_to_fit();
     Ok(diffs)
 }
 
@@ -554,6 +645,8 @@ mod tests {
     #[test]
     fn a_difference_takes_32_bytes_and_keeps_every_set() {
         assert_eq!(std::mem::size_of::<Diff>(), 32);
+        // An index entry is a difference's size: the differences are written over the index.
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
         let mut wide = RuleSet::default();
         for (i, s) in wide.slots.iter_mut().enumerate() {
             s.rule_id = i as u32 + 1;
