@@ -52,7 +52,8 @@
 //!   `adblock $NAME`. Cosmetic rules (`##`, `#@#`, …) are counted as `adblock cosmetic`.
 //! - Hosts files: localhost-style names are skipped silently; a first field that is not an
 //!   address (`0` and `%zone` suffixes are accepted) is an error.
-//! - [`ParsedRule::file`] is an `Arc<Path>` (one allocation per file, not per rule), and the
+//! - [`ParsedRule::file`] is an `Arc<PathBuf>` (one allocation per file, not per rule; a thin
+//!   pointer, so a parsed rule takes 64 bytes and ten million 640 MB), and the
 //!   RPZ rule's local data ([`ParsedRule::local`]) holds several addresses per family and a
 //!   block page CNAME, since an owner often has both A and AAAA records.
 //! - Diagnostics about a file as a whole (an `rpz_origin` that is not a name) have line 0.
@@ -359,7 +360,7 @@ pub struct ParsedRule {
     /// answer carries.
     pub local: Option<Arc<LocalData>>,
     /// The file the rule came from (an `$INCLUDE`d file for RPZ rules read from one).
-    pub file: Arc<Path>,
+    pub file: Arc<PathBuf>,
     /// 1-based line of the entry (its first line, for an entry over several lines).
     pub line: usize,
 }
@@ -704,7 +705,7 @@ fn read_str(
     let mut out = ParseOutcome::default();
     let mut rest = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let file: Arc<Path> = Arc::from(file);
+    let file: Arc<PathBuf> = Arc::new(file.to_path_buf());
     match format {
         Format::Plain | Format::Hosts => {
             let hosts = format == Format::Hosts;
@@ -763,7 +764,7 @@ pub fn parse_rpz_records(
     opts: &Options,
 ) -> ParseOutcome {
     let mut out = ParseOutcome::default();
-    let file: Arc<Path> = Arc::from(file);
+    let file: Arc<PathBuf> = Arc::new(file.to_path_buf());
     rpz::parse_records(records, &file, opts, &mut out);
     out.dedup();
     out
@@ -783,6 +784,12 @@ const PARALLEL_BYTES: usize = 4 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What reading a list of ten million names holds: 64 bytes a rule.
+    #[test]
+    fn a_parsed_rule_takes_64_bytes() {
+        assert_eq!(std::mem::size_of::<ParsedRule>(), 64);
+    }
 
     #[test]
     fn diagnostics_display_file_and_line() {

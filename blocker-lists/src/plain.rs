@@ -1,6 +1,6 @@
 //! Plain lists (one name per line, adblock `||name^`, URLs) and hosts files.
 
-use std::{path::Path, str::FromStr, sync::Arc};
+use std::{path::PathBuf, str::FromStr, sync::Arc};
 
 use blocker_common::{qtype_bit, Action, Kind, QTYPES_ALL};
 
@@ -69,7 +69,7 @@ fn is_header(t: &str) -> bool {
 pub(crate) fn parse(
     text: &str,
     skipped: usize,
-    file: &Arc<Path>,
+    file: &Arc<PathBuf>,
     opts: &Options,
     hosts: bool,
     out: &mut ParseOutcome,
@@ -108,7 +108,7 @@ pub(crate) fn parse(
 }
 
 struct Parser<'a> {
-    file: &'a Arc<Path>,
+    file: &'a Arc<PathBuf>,
     opts: &'a Options,
     out: &'a mut ParseOutcome,
 }

@@ -90,7 +90,7 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 struct Owner {
     name: Name,
     below: bool,
-    file: Arc<Path>,
+    file: Arc<PathBuf>,
     /// Line of the record that set the policy (CNAME) or of the first local data.
     line: usize,
     action: Option<Action>,
@@ -263,7 +263,7 @@ fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
     }
 }
 
-pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut ParseOutcome) {
+pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut ParseOutcome) {
     let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
     scan.scan_text(text, file, Some(&origin), None, 0);
     scan.finish();
@@ -275,7 +275,7 @@ pub(crate) fn parse(text: &str, file: &Arc<Path>, opts: &Options, out: &mut Pars
 /// record per line, which is how blocker keeps a transferred zone).
 pub(crate) fn parse_records(
     records: impl IntoIterator<Item = (usize, crate::ZoneRecord)>,
-    file: &Arc<Path>,
+    file: &Arc<PathBuf>,
     opts: &Options,
     out: &mut ParseOutcome,
 ) {
@@ -291,7 +291,7 @@ impl<'a> Scan<'a> {
     /// A scan of `file` (for about `owners` owners) and the origin it starts with.
     fn start(
         out: &'a mut ParseOutcome,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         opts: &Options,
         owners: usize,
     ) -> (Scan<'a>, DName<Bytes>) {
@@ -568,7 +568,7 @@ impl Scan<'_> {
     fn scan_text(
         &mut self,
         text: &str,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         origin: Option<&DName<Bytes>>,
         lost: Option<&str>,
         depth: usize,
@@ -681,7 +681,7 @@ impl Scan<'_> {
         &mut self,
         zf: &Zonefile,
         shape: &Shape<'_>,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         entry_line: usize,
         line: usize,
         message: String,
@@ -731,7 +731,7 @@ impl Scan<'_> {
         entry: Entry,
         origin: Option<&DName<Bytes>>,
         lost: Option<&str>,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         line: usize,
         depth: usize,
     ) {
@@ -764,7 +764,7 @@ impl Scan<'_> {
         rec: &Record<N, ZoneRecordData<Bytes, N>>,
         origin: Option<&DName<Bytes>>,
         lost: Option<&str>,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         line: usize,
     ) {
         let data = rec.data();
@@ -831,7 +831,7 @@ impl Scan<'_> {
         owner: &Option<Name>,
         origin: Option<&DName<Bytes>>,
         lost: Option<&str>,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         line: usize,
     ) -> bool {
         match &self.apex {
@@ -878,7 +878,7 @@ impl Scan<'_> {
         path: &[u8],
         origin: Option<&DName<Bytes>>,
         lost: Option<&str>,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         line: usize,
         depth: usize,
     ) {
@@ -922,7 +922,7 @@ impl Scan<'_> {
 
     /// An owner that is a URL (`https://host/path`, `host:443`, which the scanner takes as
     /// labels): its host, with a warning, as plain lists do. None: refused (reported).
-    fn url_owner(&mut self, name: Name, file: &Arc<Path>, line: usize) -> Option<Name> {
+    fn url_owner(&mut self, name: Name, file: &Arc<PathBuf>, line: usize) -> Option<Name> {
         const URL_BYTES: &[u8] = b"/:?#@[";
         if !name
             .labels()
@@ -956,7 +956,7 @@ impl Scan<'_> {
         &mut self,
         rec: &Record<N, ZoneRecordData<Bytes, N>>,
         rel: Name,
-        file: &Arc<Path>,
+        file: &Arc<PathBuf>,
         line: usize,
     ) {
         // Unsupported trigger types sit under their special label, right below the apex.

@@ -755,10 +755,10 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     };
     let mut sinkholes = 0;
     // Each file's name is interned once for its rules' sources.
-    let mut file: Option<(std::sync::Arc<std::path::Path>, Source)> = None;
+    let mut file: Option<(std::sync::Arc<std::path::PathBuf>, Source)> = None;
     // Collected in the parsed rules' own memory (a `Rule` is no larger than a `ParsedRule`):
-    // ten million rules are not held twice.
-    let rules: Vec<Rule> = parsed
+    // ten million rules are not held twice. The room the smaller rules leave is returned.
+    let mut rules: Vec<Rule> = parsed
         .into_iter()
         .enumerate()
         .filter(|(i, _)| {
@@ -791,6 +791,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             }
         })
         .collect();
+    rules.shrink_to_fit();
     log::info!("rules built: {:.3} s", t0.elapsed().as_secs_f64());
     let forced = check_guards(ctx, &a.guard, &rules)?;
     log::info!("guards checked: {:.3} s", t0.elapsed().as_secs_f64());
