@@ -283,7 +283,20 @@ pub fn load_programs(pins: &Pins, capacity: u32) -> Result<Ebpf> {
             .map_err(|e| Message(verifier_message(&e)))
             .op(|| format!("the kernel refused the XDP program `{name}`"))?;
     }
+    release_free_memory();
     Ok(ebpf)
+}
+
+/// Gives the allocator's free memory back to the system. Loading the object parses the
+/// kernel's BTF into megabytes of small allocations, all freed by the end of the load but
+/// kept by glibc for reuse; a large change is built right after (a load that grows the maps
+/// loads the object twice), and its peak would stand on them.
+fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer; it only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Loads one of the object's reference programs (`blocker_floor`, `blocker_reflect`: the

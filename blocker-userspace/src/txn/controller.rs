@@ -337,6 +337,15 @@ impl Controller {
             new_state.assign_local_ids(rules.iter_mut());
         }
 
+        // More rules after the change than the rule map has ids: it must grow, whatever the
+        // plan keeps; grown before planning rather than after a plan that cannot fit.
+        let after: usize = old_rules
+            .iter()
+            .filter(|(id, _)| !replaced.contains_key(id))
+            .chain(&replaced)
+            .map(|(_, rules)| rules.len())
+            .sum();
+        self.grow(after)?;
         let capacity = self.maps.capacity;
         let mut summary = Summary {
             generation,
