@@ -74,8 +74,10 @@ pub struct Guards {
     psl: publicsuffix::List,
     pub psl_source: PslSource,
     /// The names of the list's rules (`*.` and `!` taken off): only these, and the names
-    /// right below them, can be public suffixes.
-    listed: HashSet<Name>,
+    /// right below them, can be public suffixes — for a list whose wildcards are all a
+    /// leading `*.` (the published list's are); None for another list: every name is
+    /// looked up.
+    listed: Option<HashSet<Name>>,
     /// Names with at least one listed suffix strictly below them.
     above_suffix: HashSet<Name>,
     pub protected: Vec<Name>,
@@ -95,7 +97,7 @@ impl Guards {
             GuardError::Invalid(format!("{source}: not a public suffix list ({e:?})"))
         })?;
         let mut above_suffix = HashSet::new();
-        let mut listed = HashSet::new();
+        let mut listed = Some(HashSet::new());
         for line in text.lines() {
             let Some(rule) = line.split_whitespace().next() else {
                 continue;
@@ -103,11 +105,17 @@ impl Guards {
             if rule.starts_with("//") {
                 continue;
             }
-            let rule = rule.trim_start_matches('!').trim_start_matches("*.");
+            let rule = rule.trim_start_matches('!');
+            let rule = rule.strip_prefix("*.").unwrap_or(rule);
             let Ok(mut name) = blocker_lists::normalize_name(rule) else {
+                // A wildcard inside the rule (`*.*.x`, `a.*.x`) or a rule that is not a
+                // host name: this list gets the lookup for every name.
+                listed = None;
                 continue;
             };
-            listed.insert(name.clone());
+            if let Some(l) = listed.as_mut() {
+                l.insert(name.clone());
+            }
             while let Some(parent) = name.parent() {
                 above_suffix.insert(parent.clone());
                 name = parent;
@@ -129,10 +137,11 @@ impl Guards {
         }
         // A name is its own suffix only if a rule names it, or a wildcard rule its parent
         // (`*.ck`): the other names (nearly all a list holds) need no lookup.
-        let named =
-            self.listed.contains(name) || name.parent().is_some_and(|p| self.listed.contains(&p));
-        if !named {
-            return false;
+        if let Some(listed) = &self.listed {
+            let named = listed.contains(name) || name.parent().is_some_and(|p| listed.contains(&p));
+            if !named {
+                return false;
+            }
         }
         let text = name.to_string();
         self.psl
@@ -299,6 +308,26 @@ mod tests {
         assert!(g
             .refusal(&n("kawasaki.jp"), Kind::Subtree, Action::Drop)
             .is_some());
+    }
+
+    /// The published list takes the shortcut; a list with a wildcard inside a rule gets the
+    /// lookup for every name, as the suffix list library reads it.
+    #[test]
+    fn a_list_with_inner_wildcards_is_looked_up_for_every_name() {
+        assert!(guards(&[]).listed.is_some(), "the built-in list");
+        let dir = std::env::temp_dir().join(format!("blk-psl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let psl = dir.join("psl.dat");
+        std::fs::write(
+            &psl,
+            "// ===BEGIN ICANN DOMAINS===\nx\n*.*.x\n// ===END ICANN DOMAINS===\n",
+        )
+        .expect("write");
+        let g = Guards::load(&StateDir::new(&dir), Some(&psl)).expect("a list");
+        assert!(g.listed.is_none());
+        let two_below = g.is_public_suffix(&n("a.b.x"));
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(two_below, "*.*.x makes a.b.x a suffix");
     }
 
     #[test]
