@@ -514,7 +514,7 @@ impl blocker_common::policy::PolicyRule for Rule {
 /// Where a rule came from: `FILE:LINE` of a list, or a word such as `cli`. The file name is
 /// held once per process ([`files`]) and a source names it by index: 8 bytes a rule, for a
 /// million rules from one list as for one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Source {
     /// Index in [`files`].
     file: u32,
@@ -604,6 +604,12 @@ impl Source {
             }
         };
         Source { file, line }
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({self})")
     }
 }
 

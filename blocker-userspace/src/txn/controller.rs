@@ -337,46 +337,34 @@ impl Controller {
             new_state.assign_local_ids(rules.iter_mut());
         }
 
-        // More rules after the change than the rule map has ids: it must grow, whatever the
-        // plan keeps; grown before planning rather than after a plan that cannot fit.
+        // The capacity the change is planned for: the rule map's, or the one it grows to when
+        // the rules after the change cannot fit it. Ids go to the lowest free first whatever
+        // the capacity, so this plan is the one a grown map would get; the map grows only
+        // once the change is known to be valid and to change something (below).
         let after: usize = old_rules
             .iter()
             .filter(|(id, _)| !replaced.contains_key(id))
             .chain(&replaced)
             .map(|(_, rules)| rules.len())
             .sum();
-        self.grow(after)?;
-        let capacity = self.maps.capacity;
+        let mut room = self.room_for(after)?;
         let mut summary = Summary {
             generation,
             ..Default::default()
         };
-        let planned = plan(
-            &self.secret,
-            &old_rules,
-            &mut replaced,
-            capacity,
-            &mut summary,
-        );
+        let planned = plan(&self.secret, &old_rules, &mut replaced, room, &mut summary);
         let Plan { freed, diffs } = match planned {
-            // Old and new rules need more ids than the rule map has: a larger one first (it
-            // holds what the record holds, which this plan started from), then the plan
-            // again, from scratch.
+            // Old and new rules need ids at once until the switch, more than that: room for
+            // both, and the plan again, from scratch.
             Err(TxnError::Capacity { .. }) => {
                 let old: usize = old_rules.values().map(Vec::len).sum();
                 let new: usize = replaced.values().map(Vec::len).sum();
-                self.grow(old + new)?;
+                room = self.room_for(old + new)?;
                 summary = Summary {
                     generation,
                     ..Default::default()
                 };
-                plan(
-                    &self.secret,
-                    &old_rules,
-                    &mut replaced,
-                    self.maps.capacity,
-                    &mut summary,
-                )?
+                plan(&self.secret, &old_rules, &mut replaced, room, &mut summary)?
             }
             planned => planned?,
         };
@@ -421,6 +409,9 @@ impl Controller {
             return Ok(summary);
         }
 
+        // A larger rule map first, if the plan needs one (it holds what the record holds,
+        // which this plan started from).
+        self.reserve(room)?;
         phase("computed changes");
         let names_before = old_rules.values().map(Vec::len).sum::<usize>();
         let new_mask = depth_mask_of(
@@ -460,9 +451,17 @@ impl Controller {
     /// the controller then works on the new maps. Call only between changes (the record is
     /// the truth).
     pub(super) fn grow(&mut self, rules: usize) -> Result<()> {
+        let to = self.room_for(rules)?;
+        self.reserve(to)
+    }
+
+    /// The capacity [`Controller::grow`] gives the rule map for `rules` rules at once: the
+    /// map's own when they fit, else twice it or the next power of two of `rules`, whichever
+    /// is more; refused above [`blocker_common::MAX_RULE_CAPACITY`].
+    pub(super) fn room_for(&self, rules: usize) -> Result<u32> {
         let capacity = self.maps.capacity;
         if rules <= capacity as usize {
-            return Ok(());
+            return Ok(capacity);
         }
         if rules > blocker_common::MAX_RULE_CAPACITY as usize {
             // No map would do: refused before anything is built.
@@ -473,7 +472,7 @@ impl Controller {
             .unwrap_or(usize::MAX)
             .max(2 * capacity as usize);
         let to = u32::try_from(want).unwrap_or(u32::MAX);
-        self.reserve(to.min(blocker_common::MAX_RULE_CAPACITY))
+        Ok(to.min(blocker_common::MAX_RULE_CAPACITY))
     }
 
     /// Gives the rule map room for `capacity` rules: as [`Controller::grow`], to exactly that

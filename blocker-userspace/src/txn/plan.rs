@@ -308,7 +308,8 @@ fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<
 }
 
 /// Plans a change: `replaced` holds the new rules of the orders whose rules change (empty
-/// for a removed order); the other orders keep their `old` rules.
+/// for a removed order); the other orders keep their `old` rules. The ids of `replaced` are
+/// the plan's on success and meaningless after an error (plan again, or drop them).
 ///
 /// 1. The rules of the changed orders, before and after, are indexed by key and sorted.
 /// 2. Each new rule takes the id of the same (name, match kind) among its order's old rules;
