@@ -445,6 +445,47 @@ fn a_change_beyond_the_capacity_grows_the_rule_map() {
     assert_eq!(json(&b.ok(&["status", "--json"]))["capacity"], 100);
 }
 
+/// The maps grow for a change that is made, never for one refused: a change that would put
+/// seven orders' rules at one name is refused whole, its need for a larger map included.
+#[test]
+fn a_refused_change_does_not_grow_the_maps() {
+    let b = Blocker::new();
+    let lists = TempDir::new("blkt-refgrow");
+    let one = lists.write("x.txt", "x.example\n");
+    for i in 0..6 {
+        b.ok(&["rules", "load", &one, "--order", &format!("O{i}")]);
+    }
+    let capacity = |b: &Blocker| {
+        json(&b.ok(&["status", "--json"]))["capacity"]
+            .as_u64()
+            .expect("capacity")
+    };
+    let cap = capacity(&b);
+    let names: String = (0..cap + 10).map(|i| format!("n{i}.example\n")).collect();
+    let crowded = lists.write("crowded.txt", &format!("x.example\n{names}"));
+    let g = generation(&b);
+    let out = b.run(&["rules", "load", &crowded, "--order", "O6"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at one name") && !err.contains("grew"),
+        "{err}"
+    );
+    assert_eq!((capacity(&b), generation(&b)), (cap, g), "nothing changed");
+    // Without the crowded name the change is made, the maps grown first.
+    let fine = lists.write("fine.txt", &names);
+    let out = b.run(&["rules", "load", &fine, "--order", "O6"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the rule map grew from {cap} to {} rules",
+            2 * cap
+        )),
+        "{err}"
+    );
+    assert_eq!((capacity(&b), generation(&b)), (2 * cap, g + 1));
+}
+
 #[test]
 fn rpz_origin_is_stripped_from_full_owners() {
     let mut t = Topology::new();
