@@ -487,6 +487,27 @@ fn a_refused_change_does_not_grow_the_maps() {
 }
 
 #[test]
+fn a_first_load_creates_maps_sized_for_its_list() {
+    // Nothing is loaded yet: the first `rules load` creates the maps, sized for the list
+    // (the next power of two above the default capacity), not small and then grown.
+    let b = Blocker::new();
+    let lists = TempDir::new("blkt-firstsize");
+    let n = 70_000;
+    let names: String = (0..n).map(|i| format!("f{i}.example\n")).collect();
+    let list = lists.write("big.txt", &names);
+    let out = b.run(&["rules", "load", &list, "--order", "Big"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("capacity 131072 names") && !err.contains("grew"),
+        "{err}"
+    );
+    let status = json(&b.ok(&["status", "--json"]));
+    assert_eq!(status["capacity"].as_u64(), Some(131_072), "{status}");
+    assert_eq!(rules_of(&b, "Big").len(), n);
+}
+
+#[test]
 fn rpz_origin_is_stripped_from_full_owners() {
     let mut t = Topology::new();
     t.start_unbound(&[

@@ -738,7 +738,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         );
     }
 
-    let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
+    let mut c = Controller::open_for(&ctx.pins, &ctx.dir, parsed.len())?;
     log::info!("opened the controller: {:.3} s", t0.elapsed().as_secs_f64());
     let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let default_action = order.default_action;

@@ -76,19 +76,44 @@ pub struct Controller {
 impl Controller {
     /// Locks the state directory, opens the pinned maps and finishes any interrupted change.
     pub fn open(pins: &Pins, dir: &StateDir) -> Result<Controller> {
+        Controller::open_for(pins, dir, 0)
+    }
+
+    /// [`Controller::open`] for a change that brings `incoming` rules: maps created now (none
+    /// pinned yet) are sized for them at once, rather than created small and grown by the
+    /// change (which would load the object a second time while the change is in memory).
+    pub fn open_for(pins: &Pins, dir: &StateDir, incoming: usize) -> Result<Controller> {
         let lock = dir.lock()?;
-        Controller::open_locked(pins, dir, lock)
+        Controller::open_locked_for(pins, dir, lock, incoming)
     }
 
     /// [`Controller::open`] for a caller that already holds the lock.
     pub fn open_locked(pins: &Pins, dir: &StateDir, lock: Lock) -> Result<Controller> {
+        Controller::open_locked_for(pins, dir, lock, 0)
+    }
+
+    fn open_locked_for(
+        pins: &Pins,
+        dir: &StateDir,
+        lock: Lock,
+        incoming: usize,
+    ) -> Result<Controller> {
         refuse_interrupted_upgrade(pins, dir)?;
         if !pins.loaded() {
             // Rules can be prepared before any interface is attached.
-            let capacity = fresh_capacity(dir, blocker_common::DEFAULT_RULE_CAPACITY)?;
+            let wanted = incoming
+                .checked_next_power_of_two()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(u32::MAX)
+                .clamp(
+                    blocker_common::DEFAULT_RULE_CAPACITY,
+                    blocker_common::MAX_RULE_CAPACITY,
+                );
+            let capacity = fresh_capacity(dir, wanted)?;
             crate::kernel::load_and_pin(pins, capacity)?;
             eprintln!(
-                "loaded blocker into {} (not attached to any interface yet)",
+                "loaded blocker into {} (capacity {capacity} names; not attached to any \
+                 interface yet)",
                 pins.dir.display()
             );
         }
