@@ -38,7 +38,8 @@ pub const DEFAULT_LOCAL_TTL_MAX: u32 = 300;
 
 /// Default capacity of the rule map and of the per-rule hit counters (rules, and so names).
 /// A change that needs more makes the controller re-create the maps twice as large (or
-/// more) and switch the program to them; `blocker attach --capacity` sets it up front. The
+/// more) and switch the program to them; `blocker attach --capacity` sets it up front, and
+/// a first `blocker rules load` creates the maps sized for its list. The
 /// maps allocate entries on demand, so capacity costs only their bucket arrays: 16 bytes
 /// per entry of the rule map and of the counters, 8 of the wide map (2.5 MiB by default).
 pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 16;

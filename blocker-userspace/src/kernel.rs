@@ -502,7 +502,7 @@ pub fn object_maps(capacity: u32) -> Result<std::collections::BTreeMap<String, M
 }
 
 /// max_entries of the pinned rule map: its capacity in rules (set by `blocker attach
-/// --capacity` or by a growth).
+/// --capacity`, by the first `blocker rules load` for its list, or by a growth).
 pub fn pinned_capacity(pins: &Pins) -> Result<u32> {
     Ok(open_map(pins, MAP_RULES)?.info()?.max_entries())
 }

@@ -488,22 +488,38 @@ fn a_refused_change_does_not_grow_the_maps() {
 
 #[test]
 fn a_first_load_creates_maps_sized_for_its_list() {
-    // Nothing is loaded yet: the first `rules load` creates the maps, sized for the list
-    // (the next power of two above the default capacity), not small and then grown.
-    let b = Blocker::new();
+    // Nothing is loaded yet: the first `rules load` creates the maps, sized for the rules it
+    // keeps (the next power of two, at least the default capacity), not small and then grown.
+    let capacity = |b: &Blocker| {
+        json(&b.ok(&["status", "--json"]))["capacity"]
+            .as_u64()
+            .expect("capacity")
+    };
     let lists = TempDir::new("blkt-firstsize");
+    let small = lists.write("small.txt", "s.example\n");
+    let b = Blocker::new();
+    let out = b.run(&["rules", "load", &small, "--order", "S"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("capacity 65536 names"),
+        "{err}"
+    );
+    assert_eq!(capacity(&b), 65_536);
+
+    // Two files of the same 70,000 names: 70,000 rules kept, 140,000 read.
     let n = 70_000;
     let names: String = (0..n).map(|i| format!("f{i}.example\n")).collect();
-    let list = lists.write("big.txt", &names);
-    let out = b.run(&["rules", "load", &list, "--order", "Big"]);
+    let one = lists.write("big.txt", &names);
+    let again = lists.write("big-again.txt", &names);
+    let b = Blocker::new();
+    let out = b.run(&["rules", "load", &one, &again, "--order", "Big"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains("capacity 131072 names") && !err.contains("grew"),
         "{err}"
     );
-    let status = json(&b.ok(&["status", "--json"]));
-    assert_eq!(status["capacity"].as_u64(), Some(131_072), "{status}");
+    assert_eq!(capacity(&b), 131_072);
     assert_eq!(rules_of(&b, "Big").len(), n);
 }
 

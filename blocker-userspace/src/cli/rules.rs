@@ -738,10 +738,6 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         );
     }
 
-    let mut c = Controller::open_for(&ctx.pins, &ctx.dir, parsed.len())?;
-    log::info!("opened the controller: {:.3} s", t0.elapsed().as_secs_f64());
-    let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
-    let default_action = order.default_action;
     // Each file has no repeated (name, kind) already; across files the first one is kept.
     let repeated: Vec<bool> = if a.files.len() > 1 {
         let mut seen: rustc_hash::FxHashSet<(&[u8], Kind)> = Default::default();
@@ -753,6 +749,12 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     } else {
         Vec::new()
     };
+    // Maps created by this command (none pinned yet) are sized for the rules it keeps.
+    let kept = parsed.len() - repeated.iter().filter(|r| **r).count();
+    let mut c = Controller::open_for(&ctx.pins, &ctx.dir, kept)?;
+    log::info!("opened the controller: {:.3} s", t0.elapsed().as_secs_f64());
+    let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
+    let default_action = order.default_action;
     let mut sinkholes = 0;
     // Each file's name is interned once for its rules' sources.
     let mut file: Option<(std::sync::Arc<std::path::PathBuf>, Source)> = None;

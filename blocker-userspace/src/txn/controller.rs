@@ -80,8 +80,11 @@ impl Controller {
     }
 
     /// [`Controller::open`] for a change that brings `incoming` rules: maps created now (none
-    /// pinned yet) are sized for them at once, rather than created small and grown by the
-    /// change (which would load the object a second time while the change is in memory).
+    /// pinned yet) are sized for them at once (the next power of two, at least the default),
+    /// rather than created small and grown by the change (which would load the object a
+    /// second time while the change is in memory). They are created before the change is
+    /// checked: a first change refused leaves them, empty, at that size. More rules than any
+    /// map holds get the default size (the change is refused before anything else is built).
     pub fn open_for(pins: &Pins, dir: &StateDir, incoming: usize) -> Result<Controller> {
         let lock = dir.lock()?;
         Controller::open_locked_for(pins, dir, lock, incoming)
@@ -104,11 +107,9 @@ impl Controller {
             let wanted = incoming
                 .checked_next_power_of_two()
                 .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(u32::MAX)
-                .clamp(
-                    blocker_common::DEFAULT_RULE_CAPACITY,
-                    blocker_common::MAX_RULE_CAPACITY,
-                );
+                .filter(|n| *n <= blocker_common::MAX_RULE_CAPACITY)
+                .unwrap_or(blocker_common::DEFAULT_RULE_CAPACITY)
+                .max(blocker_common::DEFAULT_RULE_CAPACITY);
             let capacity = fresh_capacity(dir, wanted)?;
             crate::kernel::load_and_pin(pins, capacity)?;
             eprintln!(
@@ -489,7 +490,8 @@ impl Controller {
             return Ok(capacity);
         }
         if rules > blocker_common::MAX_RULE_CAPACITY as usize {
-            // No map would do: refused before anything is built.
+            // No map would do: refused before anything is built (maps a first load
+            // creates are then of the default size, see `open_for`).
             return Err(TxnError::Capacity { capacity });
         }
         let want = rules
