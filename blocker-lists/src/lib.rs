@@ -672,21 +672,21 @@ pub fn parse_file(
 ) -> Result<ParseOutcome, ListError> {
     let text = read_text(path)?;
     let format = format.unwrap_or_else(|| detect_format(path, &text));
-    let (mut out, rest) = read_str(&text, path, format, opts);
+    let parts = read_str(&text, path, format, opts);
     // The text goes before the parts are joined and repeats looked for: a list of ten
     // million names is 300 MB of text.
     drop(text);
-    if let Some(rest) = rest {
-        out.append(rest);
-    }
-    out.dedup();
-    Ok(out)
+    Ok(joined(parts))
 }
 
 /// Parses list text that came from `file` (named in diagnostics; RPZ `$INCLUDE`s are read
 /// relative to its directory). A leading byte-order mark is skipped.
 pub fn parse_str(text: &str, file: &Path, format: Format, opts: &Options) -> ParseOutcome {
-    let (mut out, rest) = read_str(text, file, format, opts);
+    joined(read_str(text, file, format, opts))
+}
+
+/// The parts [`read_str`] returns as one outcome, repeats counted and dropped.
+fn joined((mut out, rest): (ParseOutcome, Option<ParseOutcome>)) -> ParseOutcome {
     if let Some(rest) = rest {
         out.append(rest);
     }

@@ -104,10 +104,7 @@ impl Controller {
         refuse_interrupted_upgrade(pins, dir)?;
         if !pins.loaded() {
             // Rules can be prepared before any interface is attached.
-            let wanted = incoming
-                .checked_next_power_of_two()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n <= blocker_common::MAX_RULE_CAPACITY)
+            let wanted = capacity_for(incoming)
                 .unwrap_or(blocker_common::DEFAULT_RULE_CAPACITY)
                 .max(blocker_common::DEFAULT_RULE_CAPACITY);
             let capacity = fresh_capacity(dir, wanted)?;
@@ -489,17 +486,12 @@ impl Controller {
         if rules <= capacity as usize {
             return Ok(capacity);
         }
-        if rules > blocker_common::MAX_RULE_CAPACITY as usize {
-            // No map would do: refused before anything is built (maps a first load
-            // creates are then of the default size, see `open_for`).
-            return Err(TxnError::Capacity { capacity });
-        }
-        let want = rules
-            .checked_next_power_of_two()
-            .unwrap_or(usize::MAX)
-            .max(2 * capacity as usize);
-        let to = u32::try_from(want).unwrap_or(u32::MAX);
-        Ok(to.min(blocker_common::MAX_RULE_CAPACITY))
+        // None: no map would do, refused before anything is built (maps a first load
+        // creates are then of the default size, see `open_for`).
+        let need = capacity_for(rules).ok_or(TxnError::Capacity { capacity })?;
+        Ok(need
+            .max(capacity.saturating_mul(2))
+            .min(blocker_common::MAX_RULE_CAPACITY))
     }
 
     /// Gives the rule map room for `capacity` rules: as [`Controller::grow`], to exactly that
@@ -716,8 +708,17 @@ impl Controller {
 /// more, so the restore fits whatever the maps had grown to.
 pub fn fresh_capacity(dir: &StateDir, requested: u32) -> Result<u32> {
     let rules: usize = dir.load()?.orders.iter().map(|o| o.rules).sum();
-    let needed = u32::try_from(rules.next_power_of_two()).unwrap_or(u32::MAX);
+    let needed = capacity_for(rules).unwrap_or(blocker_common::MAX_RULE_CAPACITY);
     Ok(requested.max(needed).min(blocker_common::MAX_RULE_CAPACITY))
+}
+
+/// The smallest rule map capacity, a power of two, that holds `rules` rules; None when no
+/// map can ([`blocker_common::MAX_RULE_CAPACITY`], itself a power of two, is too small).
+fn capacity_for(rules: usize) -> Option<u32> {
+    if rules > blocker_common::MAX_RULE_CAPACITY as usize {
+        return None;
+    }
+    u32::try_from(rules.next_power_of_two()).ok()
 }
 
 /// The state-directory half of recovering an interrupted change (`txn.json`): the staged
@@ -1123,4 +1124,22 @@ pub fn depth_mask_of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> [u64; 2] 
         m[d >> 6] |= 1 << (d & 63);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity_for;
+    use blocker_common::MAX_RULE_CAPACITY;
+
+    #[test]
+    fn capacities_are_powers_of_two_up_to_the_largest_map() {
+        assert_eq!(capacity_for(0), Some(1));
+        assert_eq!(capacity_for(70_000), Some(131_072));
+        assert_eq!(capacity_for(131_072), Some(131_072));
+        assert_eq!(capacity_for(131_073), Some(262_144));
+        let max = MAX_RULE_CAPACITY as usize;
+        assert_eq!(capacity_for(max), Some(MAX_RULE_CAPACITY));
+        assert_eq!(capacity_for(max + 1), None);
+        assert_eq!(capacity_for(usize::MAX), None);
+    }
 }

@@ -230,6 +230,18 @@ struct At {
 }
 
 impl Entry {
+    /// Rule `idx` of list `list`, keyed `key`.
+    fn rule(key: RuleKey, list: usize, idx: usize, r: &Rule) -> Entry {
+        Entry {
+            key,
+            body: Body::Rule(At {
+                idx: idx as u32,
+                list: list as u16,
+                kind: r.kind as u8,
+            }),
+        }
+    }
+
     /// Where the rule is (None once merged).
     fn at(&self) -> Option<At> {
         match self.body {
@@ -270,14 +282,8 @@ fn push_entries(entries: &mut Vec<Entry>, secret: &KeySecret, list: usize, rules
     entries.resize(start + rules.len(), blank);
     let fill = |out: &mut [Entry], rules: &[Rule], first: usize| {
         for (i, (e, r)) in out.iter_mut().zip(rules).enumerate() {
-            *e = Entry {
-                key: key_of_canonical(secret, r.name.canonical()),
-                body: Body::Rule(At {
-                    idx: (first + i) as u32,
-                    list: list as u16,
-                    kind: r.kind as u8,
-                }),
-            };
+            let key = key_of_canonical(secret, r.name.canonical());
+            *e = Entry::rule(key, list, first + i, r);
         }
     };
     let out = &mut entries[start..];
@@ -297,14 +303,7 @@ fn entries_of(list: usize, rules: &[Rule], keys: Vec<RuleKey>) -> impl Iterator<
     keys.into_iter()
         .zip(rules)
         .enumerate()
-        .map(move |(idx, (key, r))| Entry {
-            key,
-            body: Body::Rule(At {
-                idx: idx as u32,
-                list: list as u16,
-                kind: r.kind as u8,
-            }),
-        })
+        .map(move |(idx, (key, r))| Entry::rule(key, list, idx, r))
 }
 
 /// Plans a change: `replaced` holds the new rules of the orders whose rules change (empty
