@@ -83,7 +83,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
     }
     s.push_str("\nThe answer-everything floor is `blocker_floor`, a reference program in the same object (never attached by blocker): it answers every UDP query REFUSED in place — addresses and ports swapped, two flag bytes set, the UDP checksum updated for that one word — as NLnet Labs' dns-says-no does; the row *to the floor* gives blocker's blocked answer as a ratio to it (pairs of single runs, same frame). A single run costs more than a turn of a repeat loop (the timer's fixed cost, as the no-op program's two figures show, and caches cooled by the syscall between runs: compare the two allowed-query rows), so the row *to the allowed query (single runs)* gives what matching the rule and writing the answer add, both sides measured the same way.\n");
     s.push_str(&format!("\nRatios are to the no-op program measured the same way in the same run: `repeat {REPEAT}` for paths that leave the frame unchanged, the median of single runs for the rewriting path (a repeat would re-run on the already rewritten answer); this is a shared VM, so each ratio is the median of {PAIRS} back-to-back (no-op, blocker) pairs and each time the fastest round.\n\n"));
-    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | rules/s | rule maps memlock | bytes per rule | bytes per rule added | controller peak RSS |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("### List load through the CLI (`blocker rules load`, release build)\n\n| rules | wall time | enforced after | rules/s | rule maps memlock | bytes per rule | bytes per rule added | controller peak RSS |\n|---|---|---|---|---|---|---|---|\n");
     let loads = r["list_load"].as_array().cloned().unwrap_or_default();
     // The map's bucket array is sized by its capacity (the largest list here) and counted in
     // memlock from the start: the marginal cost over the smallest list is what a rule adds.
@@ -101,9 +101,12 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
             })
             .unwrap_or_else(|| "–".into());
         s.push_str(&format!(
-            "| {} | {:.2} s | {:.0} | {:.1} MiB | {:.0} | {} | {:.0} MiB |\n",
+            "| {} | {:.2} s | {} | {:.0} | {:.1} MiB | {:.0} | {} | {:.0} MiB |\n",
             l["rules"],
             f(&l["seconds"]),
+            l["enforced_seconds"]
+                .as_f64()
+                .map_or_else(|| "–".into(), |e| format!("{e:.2} s")),
             f(&l["rules_per_second"]),
             f(&l["rule_map_memlock_bytes"]) / 1048576.0,
             f(&l["bytes_per_rule"]),
@@ -111,6 +114,7 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
             f(&l["controller_peak_rss_bytes"]) / 1048576.0
         ));
     }
+    s.push_str("\n*Enforced after* is the time from the command's start to the switch that enforces the list, as the compliance report (`blocker report`) records it; the command then makes both copies of the rule map equal again (so the next change writes only its differences) and exits: *wall time*.\n");
     s.push_str("\n*Rule maps memlock* is every map sized by the rule capacity: `BLK_RULES` (two slots per name inline), `BLK_RULES_WIDE` (names of more orders: none here) and `BLK_RULE_HITS` (entries only for rules hit), bucket arrays included. The instance is created with room for the largest list of the run (no growth while timed); the bucket arrays (40 bytes per rule of capacity, rounded up to a power of two) are counted from the start, so *bytes per rule* is high for small lists in a big map and is the total for the largest, and *bytes per rule added* (over the smallest list) is what each rule costs.\n");
     s.push_str("\n### Matching structure: LPM trie over reversed names vs hashed suffix keys\n\n| entries | LPM bytes/entry | hash bytes/entry | LPM lookup (syscall) | 2 hash lookups, a miss and a hit (syscall) |\n|---|---|---|---|---|\n");
     for c in r["structures"].as_array().cloned().unwrap_or_default() {
