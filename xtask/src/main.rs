@@ -46,16 +46,22 @@ enum Cmd {
         #[arg(long, default_value_t = 0x5eed_b10c)]
         seed: u64,
     },
-    /// Measure: in-kernel cost per packet against the no-op program, list load time, kernel
-    /// memory per rule. Writes bench/results.json and the results section of BENCHMARKS.md.
+    /// Measure: in-kernel cost per packet against reference programs, list loads and kernel
+    /// memory per rule, blocker against resolver-side RPZ on a veth path, update latency, a
+    /// fleet following Knot DNS. Writes bench/results.json and the results section of
+    /// BENCHMARKS.md.
     Bench {
-        /// Stop at 1 million rules (under 5 minutes).
+        /// Stop at 1 million rules, shorter end-to-end runs (about 10 minutes on 2 vCPUs).
         #[arg(long)]
         quick: bool,
         /// Only these parts (comma-separated: kernel, structures, e2e, latency, fleet); the
         /// others keep their last results.
         #[arg(long)]
         parts: Option<String>,
+        /// Measure nothing: rewrite the results section of BENCHMARKS.md from
+        /// bench/results.json.
+        #[arg(long, conflicts_with_all = ["quick", "parts"])]
+        render: bool,
     },
     /// Build the Debian package (target/debian/blocker_VERSION_ARCH.deb): the release binary,
     /// systemd units, man pages, shell completions, Grafana dashboard and alert rules.
@@ -114,8 +120,34 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Package => package::run().map(|_| ()),
-        Cmd::Bench { quick, parts } => {
+        Cmd::Bench {
+            quick,
+            parts,
+            render,
+        } => {
+            // Both build the release binaries, which need the BPF toolchain setup installs.
             setup::run()?;
+            if render {
+                util::step("render BENCHMARKS.md from bench/results.json");
+                let root = util::root();
+                util::cargo(&[
+                    "run",
+                    "--release",
+                    "--locked",
+                    "-q",
+                    "-p",
+                    "blocker-tests",
+                    "--bin",
+                    "blocker-bench",
+                    "--",
+                    "--render",
+                    "--json",
+                    &root.join("bench/results.json").display().to_string(),
+                    "--markdown",
+                    &root.join("BENCHMARKS.md").display().to_string(),
+                ])?;
+                return Ok(());
+            }
             util::step("build (release)");
             util::cargo(&[
                 "build",
