@@ -125,29 +125,7 @@ fn main() -> Result<()> {
             parts,
             render,
         } => {
-            // Both build the release binaries, which need the BPF toolchain setup installs.
             setup::run()?;
-            if render {
-                util::step("render BENCHMARKS.md from bench/results.json");
-                let root = util::root();
-                util::cargo(&[
-                    "run",
-                    "--release",
-                    "--locked",
-                    "-q",
-                    "-p",
-                    "blocker-tests",
-                    "--bin",
-                    "blocker-bench",
-                    "--",
-                    "--render",
-                    "--json",
-                    &root.join("bench/results.json").display().to_string(),
-                    "--markdown",
-                    &root.join("BENCHMARKS.md").display().to_string(),
-                ])?;
-                return Ok(());
-            }
             util::step("build (release)");
             util::cargo(&[
                 "build",
@@ -159,7 +137,6 @@ fn main() -> Result<()> {
                 "blocker-tests",
                 "--bins",
             ])?;
-            util::step("measure");
             let root = util::root();
             let bench = root.join("target/release/blocker-bench");
             let blocker = root.join("target/release/blocker");
@@ -171,6 +148,12 @@ fn main() -> Result<()> {
                 "--markdown".to_string(),
                 root.join("BENCHMARKS.md").display().to_string(),
             ];
+            if render {
+                util::step("render BENCHMARKS.md from bench/results.json");
+                args.push("--render".into());
+            } else {
+                util::step("measure");
+            }
             if quick {
                 args.push("--quick".into());
             }
