@@ -2,7 +2,7 @@
 //! the same maps by their pinned names.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_ZERO_SEED},
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -17,13 +17,10 @@ use blocker_common::{
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::active`), inline
 /// when they fit (`blocker_common::RuleInline`). Allocated on demand (no prealloc): memory
-/// follows the number of rules, not the capacity. The kernel's hash seed is zero, so user
-/// space knows each key's bucket and writes a large change bucket by bucket (the keys are
-/// already secret-keyed hashes: nobody without the secret can aim a name at a bucket, which
-/// is what a random seed is for; SECURITY.md).
+/// follows the number of rules, not the capacity.
 #[map(name = "BLK_RULES")]
 pub static RULES: HashMap<RuleKey, RuleInline> =
-    HashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC | BPF_F_ZERO_SEED);
+    HashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Canonical-name key → every rule at a name whose inline copy is marked wide.
 #[map(name = "BLK_RULES_WIDE")]

@@ -737,120 +737,6 @@ fn delete_batch<V: aya::Pod>(map: &HashMap<MapData, RuleKey, V>, keys: &[RuleKey
     Ok(())
 }
 
-/// The hash the kernel gives a rule key in a hash map created with `BPF_F_ZERO_SEED`: Bob
-/// Jenkins' `jhash2` of the key's four 32-bit words with initial value 0, as `htab_map_hash`
-/// (kernel/bpf/hashtab.c) computes it for keys whose size is a multiple of 4. A map of
-/// `max_entries` has the next power of two of it in buckets, and a key's bucket is the
-/// hash's low bits. Checked against the kernel itself by `tests/tests/buckets.rs` (a map's
-/// iteration visits its buckets in order).
-pub fn htab_hash(key: &RuleKey) -> u32 {
-    let k = [
-        key.h1 as u32,
-        (key.h1 >> 32) as u32,
-        key.h2 as u32,
-        (key.h2 >> 32) as u32,
-    ];
-    // JHASH_INITVAL + length in bytes + initial value.
-    let init = 0xdead_beef_u32.wrapping_add(16);
-    let (mut a, mut b, mut c) = (
-        init.wrapping_add(k[0]),
-        init.wrapping_add(k[1]),
-        init.wrapping_add(k[2]),
-    );
-    // __jhash_mix
-    a = a.wrapping_sub(c) ^ c.rotate_left(4);
-    c = c.wrapping_add(b);
-    b = b.wrapping_sub(a) ^ a.rotate_left(6);
-    a = a.wrapping_add(c);
-    c = c.wrapping_sub(b) ^ b.rotate_left(8);
-    b = b.wrapping_add(a);
-    a = a.wrapping_sub(c) ^ c.rotate_left(16);
-    c = c.wrapping_add(b);
-    b = b.wrapping_sub(a) ^ a.rotate_left(19);
-    a = a.wrapping_add(c);
-    c = c.wrapping_sub(b) ^ b.rotate_left(4);
-    b = b.wrapping_add(a);
-    // The last word, then __jhash_final.
-    a = a.wrapping_add(k[3]);
-    c = (c ^ b).wrapping_sub(b.rotate_left(14));
-    a = (a ^ c).wrapping_sub(c.rotate_left(11));
-    b = (b ^ a).wrapping_sub(a.rotate_left(25));
-    c = (c ^ b).wrapping_sub(b.rotate_left(16));
-    a = (a ^ c).wrapping_sub(c.rotate_left(4));
-    b = (b ^ a).wrapping_sub(a.rotate_left(14));
-    (c ^ b).wrapping_sub(b.rotate_left(24))
-}
-
-/// Bits of the bucket index [`bucket_order`] sorts on, at most: 65,536 groups of adjacent
-/// buckets (16 buckets of 16 bytes each at 1 M entries, 256 at 16 M: a page).
-const ORDER_BITS: u32 = 16;
-
-/// Puts `items` in the order of their keys' buckets in a zero-seeded hash map of `n_buckets`
-/// (a power of two), as far as the top [`ORDER_BITS`] bits of the bucket index. In place,
-/// with the items' groups beside them (2 bytes an item, freed on return) and one hash per
-/// item: an American flag sort of two passes of 256 ways, the first over the whole slice,
-/// the second within each of its parts, so that each pass keeps 256 places in use at once
-/// (one pass of 65,536 ways makes every swap a cache and TLB miss: 2 s at 10 M items).
-/// Written in that order, a batch update walks the map's bucket array and its newly
-/// allocated elements front to back instead of touching a random cache line (and TLB
-/// entry) for each, which takes about a third off the kernel's time per element (measured:
-/// 1 M keys, two threads, new elements 0.40–0.44 s against 0.47–0.78 s, replaced ones
-/// 0.25–0.36 s against 0.40–0.51 s).
-pub fn bucket_order<T>(items: &mut [T], key: impl Fn(&T) -> &RuleKey, n_buckets: u32) {
-    let bits = n_buckets.max(1).ilog2();
-    let g = bits.min(ORDER_BITS);
-    if g == 0 || items.len() < 2 {
-        return;
-    }
-    let shift = bits - g;
-    let mask = n_buckets.wrapping_sub(1);
-    let mut groups: Vec<u16> = items
-        .iter()
-        .map(|t| ((htab_hash(key(t)) & mask) >> shift) as u16)
-        .collect();
-    flag_pass(items, &mut groups, g.saturating_sub(8), true);
-}
-
-/// One pass of [`bucket_order`]: sorts `items` (and `groups` alike) by bits `shift..shift +
-/// 8` of their groups; with `again`, then each part of equal such bits by the bits below.
-fn flag_pass<T>(items: &mut [T], groups: &mut [u16], shift: u32, again: bool) {
-    let digit = |x: u16| usize::from((x >> shift) as u8);
-    let mut end = [0usize; 256];
-    for &x in groups.iter() {
-        end[digit(x)] += 1;
-    }
-    let mut sum = 0;
-    for e in end.iter_mut() {
-        sum += *e;
-        *e = sum;
-    }
-    // next[i]: the first place of part i not yet holding one of its items.
-    let mut next = [0usize; 256];
-    next[1..].copy_from_slice(&end[..255]);
-    for i in 0..256 {
-        while next[i] < end[i] {
-            let j = digit(groups[next[i]]);
-            if j == i {
-                next[i] += 1;
-            } else {
-                // To where it belongs; what comes back is placed on the next turn.
-                items.swap(next[i], next[j]);
-                groups.swap(next[i], next[j]);
-                next[j] += 1;
-            }
-        }
-    }
-    if again && shift > 0 {
-        let mut start = 0;
-        for e in end {
-            if e - start > 1 {
-                flag_pass(&mut items[start..e], &mut groups[start..e], 0, false);
-            }
-            start = e;
-        }
-    }
-}
-
 /// What [`RuleMap::update_batch`] does with the wide entry of a name written inline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stale {
@@ -872,9 +758,6 @@ pub struct RuleMap {
     /// The keys `wide` holds (read when opened: crowded names are few), so a name that is no
     /// longer crowded leaves it without a delete per written name.
     wide_keys: std::sync::Mutex<std::collections::HashSet<RuleKey>>,
-    /// Buckets of `inline` when the kernel's hash of its keys is known (a map created with
-    /// `BPF_F_ZERO_SEED`, as this build's maps are; see [`htab_hash`]).
-    buckets: Option<u32>,
 }
 
 impl RuleMap {
@@ -882,31 +765,11 @@ impl RuleMap {
         let wide: HashMap<MapData, RuleKey, RuleValue> =
             HashMap::try_from(aya::maps::Map::HashMap(open_map(pins, MAP_RULES_WIDE)?))?;
         let wide_keys = wide.keys().collect::<std::result::Result<_, _>>()?;
-        let inline = open_map(pins, MAP_RULES)?;
-        let info = inline.info()?;
-        let buckets = (info.map_flags() & sys::BPF_F_ZERO_SEED != 0)
-            .then(|| info.max_entries().checked_next_power_of_two())
-            .flatten();
         Ok(RuleMap {
-            inline: HashMap::try_from(aya::maps::Map::HashMap(inline))?,
+            inline: HashMap::try_from(aya::maps::Map::HashMap(open_map(pins, MAP_RULES)?))?,
             wide,
             wide_keys: std::sync::Mutex::new(wide_keys),
-            buckets,
         })
-    }
-
-    /// Puts `items` (a large change's names) in the order of the rule map's buckets, the
-    /// order in which they are written fastest ([`bucket_order`]); leaves them as they are
-    /// when the map's hash is not known (a map pinned by an older build) or they are few.
-    /// Returns whether it ordered them.
-    pub fn order_for_writing<T>(&self, items: &mut [T], key: impl Fn(&T) -> &RuleKey) -> bool {
-        match self.buckets {
-            Some(n) if items.len() >= 10_000 => {
-                bucket_order(items, key, n);
-                true
-            }
-            _ => false,
-        }
     }
 
     fn wide_keys(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<RuleKey>> {
@@ -1347,52 +1210,6 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(e.to_string(), want);
-        }
-    }
-
-    /// `bucket_order` is a permutation, and leaves the items sorted by their bucket's top
-    /// bits (all of them for maps of up to 2^16 buckets), for bucket counts from 1 to 2^24.
-    /// (The hash itself is checked against the kernel in tests/tests/buckets.rs.)
-    #[test]
-    fn bucket_order_sorts_by_the_buckets_top_bits_and_keeps_every_item() {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for (n, buckets) in [
-            (0usize, 1024u32),
-            (1, 1024),
-            (5000, 1),
-            (5000, 2),
-            (20_000, 1 << 12),
-            (20_000, 1 << 20),
-            (20_000, 1 << 24),
-        ] {
-            let items: Vec<(RuleKey, usize)> = (0..n)
-                .map(|i| {
-                    (
-                        RuleKey {
-                            h1: next(),
-                            h2: next(),
-                        },
-                        i,
-                    )
-                })
-                .collect();
-            let mut sorted = items.clone();
-            bucket_order(&mut sorted, |t| &t.0, buckets);
-            let bits = buckets.ilog2();
-            let top = |k: &RuleKey| (htab_hash(k) & (buckets - 1)) >> bits.saturating_sub(16);
-            assert!(
-                sorted.windows(2).all(|w| top(&w[0].0) <= top(&w[1].0)),
-                "{n} items, {buckets} buckets: in order"
-            );
-            let mut back = sorted.clone();
-            back.sort_unstable_by_key(|t| t.1);
-            assert_eq!(back, items, "{n} items, {buckets} buckets: the same items");
         }
     }
 }

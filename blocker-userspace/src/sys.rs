@@ -15,7 +15,7 @@ use std::{
 
 use aya::maps::{HashMap, IterableMap, MapData};
 use aya_obj::generated::{bpf_attr, bpf_cmd};
-pub use aya_obj::generated::{bpf_map_type, BPF_F_NO_PREALLOC, BPF_F_ZERO_SEED};
+pub use aya_obj::generated::{bpf_map_type, BPF_F_NO_PREALLOC};
 
 /// A `bpf_attr` with every byte zero.
 fn zeroed_attr() -> bpf_attr {

@@ -371,7 +371,7 @@ impl Controller {
             t0,
             old_state,
             new_state,
-            diffs: &mut diffs,
+            diffs: &diffs,
             freed: &freed,
             removed_orders: Vec::new(),
             names_before: cache.names(),

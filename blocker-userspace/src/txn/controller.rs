@@ -33,8 +33,7 @@ pub(super) struct Change<'a> {
     pub(super) old_state: StateFile,
     /// The state after the change (its rules files are recorded by `execute`).
     pub(super) new_state: StateFile,
-    /// The names the change writes (put in the order they are written fastest).
-    pub(super) diffs: &'a mut [Diff],
+    pub(super) diffs: &'a [Diff],
     /// Rule ids the change frees.
     pub(super) freed: &'a [u64],
     pub(super) removed_orders: Vec<u16>,
@@ -238,8 +237,7 @@ impl Controller {
     fn restore(&mut self) -> Result<()> {
         let rules = self.all_rules(&self.state)?;
         // Everything is new: the difference from no rules at all.
-        let mut diffs = diffs_from_nothing(&self.secret, &rules)?;
-        let _ = self.maps.rules.order_for_writing(&mut diffs, |d| &d.key);
+        let diffs = diffs_from_nothing(&self.secret, &rules)?;
         let mut cfg = Config::default();
         if let Some(filter) = self.maps.filter.as_mut() {
             let keys = diffs.iter().map(|d| &d.key);
@@ -378,7 +376,7 @@ impl Controller {
             ..Default::default()
         };
         let planned = plan(&self.secret, &old_rules, &mut replaced, room, &mut summary);
-        let Plan { freed, mut diffs } = match planned {
+        let Plan { freed, diffs } = match planned {
             // Old and new rules need ids at once until the switch, more than that: room for
             // both, and the plan again, from scratch.
             Err(TxnError::Capacity { .. }) => {
@@ -456,7 +454,7 @@ impl Controller {
             t0,
             old_state,
             new_state,
-            diffs: &mut diffs,
+            diffs: &diffs,
             freed: &freed,
             removed_orders,
             names_before,
@@ -545,10 +543,6 @@ impl Controller {
         } = ch;
         let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
         let generation = summary.generation;
-        if self.maps.rules.order_for_writing(diffs, |d| &d.key) {
-            phase("ordered the names by bucket");
-        }
-        let diffs: &[Diff] = diffs;
         // The journal comes before anything the change writes: from here on, the next
         // command rolls an interrupted change back or forward.
         fs::write(
