@@ -235,21 +235,22 @@ impl Controller {
 
     /// Writes the whole recorded state into freshly created maps.
     fn restore(&mut self) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| log::info!("restore: {what}: {:.3} s", t0.elapsed().as_secs_f64());
         let rules = self.all_rules(&self.state)?;
+        phase("read recorded rules");
         // Everything is new: the difference from no rules at all.
         let diffs = diffs_from_nothing(&self.secret, &rules)?;
+        phase("computed the rule map");
         let mut cfg = Config::default();
         if let Some(filter) = self.maps.filter.as_mut() {
             let keys = diffs.iter().map(|d| &d.key);
             filter.admit(&mut cfg, keys, diffs.len() as u64, Vec::new);
         }
-        self.maps.rules.update_batch(
-            diffs.iter().map(|d| {
-                let set = d.after();
-                (d.key, RuleValue { sets: [set, set] })
-            }),
-            Stale::Drop,
-        )?;
+        write_split(&self.maps.rules, &diffs, Stale::Drop, |d| {
+            let set = d.after();
+            Some((d.key, RuleValue { sets: [set, set] }))
+        })?;
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
         for copy in [0, 1] {
             write_orders(&mut self.maps, copy, &self.state, &ids)?;
@@ -261,6 +262,7 @@ impl Controller {
         cfg.depth_mask = depth_mask_of(rules.values().flatten());
         cfg.flags |= rule_set_flags(&self.state);
         self.maps.set_config(&cfg)?;
+        phase("written");
         if !diffs.is_empty() {
             log::warn!(
                 "restored {} rules of {} orders from {} into empty maps",
@@ -360,37 +362,39 @@ impl Controller {
             new_state.assign_local_ids(rules.iter_mut());
         }
 
-        // The capacity the change is planned for: the rule map's, or the one it grows to when
-        // the rules after the change cannot fit it. Ids go to the lowest free first whatever
-        // the capacity, so this plan is the one a grown map would get; the map grows only
-        // once the change is known to be valid and to change something (below).
+        // The capacity the change is made with: the rule map's, or the one it grows to when
+        // the rules after the change cannot fit it; or, when old and new rules need ids at
+        // once until the switch, more than that, room for both. Ids go to the lowest free
+        // first whatever the capacity, so one plan, bounded by the larger room, says which
+        // (a plan bounded by the smaller one and made again when it does not fit would cost
+        // a whole plan more: 0.5-1 s a million rules). The map grows only once the change is
+        // known to be valid and to change something (below).
         let after: usize = old_rules
             .iter()
             .filter(|(id, _)| !replaced.contains_key(id))
             .chain(&replaced)
             .map(|(_, rules)| rules.len())
             .sum();
-        let mut room = self.room_for(after)?;
+        let room = self.room_for(after)?;
+        let both: usize = old_rules
+            .values()
+            .chain(replaced.values())
+            .map(Vec::len)
+            .sum();
+        let bound = match self.room_for(both) {
+            Ok(r) => r.max(room),
+            Err(_) => blocker_common::MAX_RULE_CAPACITY,
+        };
         let mut summary = Summary {
             generation,
             ..Default::default()
         };
-        let planned = plan(&self.secret, &old_rules, &mut replaced, room, &mut summary);
-        let Plan { freed, diffs } = match planned {
-            // Old and new rules need ids at once until the switch, more than that: room for
-            // both, and the plan again, from scratch.
-            Err(TxnError::Capacity { .. }) => {
-                let old: usize = old_rules.values().map(Vec::len).sum();
-                let new: usize = replaced.values().map(Vec::len).sum();
-                room = self.room_for(old + new)?;
-                summary = Summary {
-                    generation,
-                    ..Default::default()
-                };
-                plan(&self.secret, &old_rules, &mut replaced, room, &mut summary)?
-            }
-            planned => planned?,
-        };
+        let Plan {
+            freed,
+            diffs,
+            ids_needed,
+        } = plan(&self.secret, &old_rules, &mut replaced, bound, &mut summary)?;
+        let room = if ids_needed <= room { room } else { bound };
         summary.names_changed = diffs.len();
 
         // Nothing to do when the rules and the orders' settings are what they were: a

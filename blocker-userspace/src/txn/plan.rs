@@ -159,6 +159,9 @@ pub(super) struct Plan {
     pub(super) freed: Vec<u64>,
     /// (key, rules before, rules after) of every name whose merged rules change, by key.
     pub(super) diffs: Vec<Diff>,
+    /// One more than the highest id the plan gave a new rule (0: none): the capacity the
+    /// change needs, old rules' ids being below the map's capacity already.
+    pub(super) ids_needed: u32,
 }
 
 /// A set of ids, one bit each.
@@ -401,6 +404,7 @@ pub(super) fn plan(
         set_bit(&mut used, r.id);
     }
     let mut next_free = 0u32;
+    let mut ids_needed = 0u32;
     for r in replaced.values_mut().flatten() {
         if r.id != FRESH {
             continue;
@@ -413,6 +417,7 @@ pub(super) fn plan(
         }
         r.id = next_free;
         set_bit(&mut used, next_free);
+        ids_needed = next_free + 1;
     }
 
     // 3.
@@ -439,6 +444,7 @@ pub(super) fn plan(
     Ok(Plan {
         freed,
         diffs: merge_groups(&lists, entries)?,
+        ids_needed,
     })
 }
 
@@ -616,6 +622,8 @@ mod tests {
         // a keeps 0; d, c (another match kind) and e take the lowest ids free before and
         // after the change, in rule order.
         assert_eq!(ids, vec![4, 0, 5, 6]);
+        // Ids 0 to 6 in use at once until the switch: the capacity the change needs.
+        assert_eq!(p.ids_needed, 7);
         assert_eq!(
             (
                 summary.rules_added,
