@@ -507,6 +507,25 @@ fn merge_groups(lists: &[List<'_>], mut entries: Vec<Entry>) -> Result<Vec<Diff>
             .iter()
             .position(|e| e.key != key)
             .map_or(entries.len(), |n| start + n);
+        // The usual name of a re-loaded list: its rule before and the same rule after, in
+        // the same order, and nothing else: nothing changes, nothing to merge.
+        if end - start == 2 {
+            if let (Some(a), Some(b)) = (entries[start].at(), entries[start + 1].at()) {
+                let (oa, sa, ra) = lists[usize::from(a.list)];
+                let (ob, sb, rb) = lists[usize::from(b.list)];
+                let same = |x: &Rule, y: &Rule| {
+                    (x.id, x.kind, x.action, x.qtypes, x.local_id)
+                        == (y.id, y.kind, y.action, y.qtypes, y.local_id)
+                };
+                if oa == ob
+                    && matches!((sa, sb), (BEFORE, AFTER) | (AFTER, BEFORE))
+                    && same(&ra[a.idx as usize], &rb[b.idx as usize])
+                {
+                    start = end;
+                    continue;
+                }
+            }
+        }
         before.clear();
         after.clear();
         for e in entries[start..end].iter().filter_map(Entry::at) {
@@ -718,6 +737,46 @@ mod tests {
         ] {
             assert!(matches!(Diff::new(k, b, a).sides, Sides::Changed(_)));
         }
+    }
+
+    /// A re-load: names whose rule is the same before and after change nothing; a rule that
+    /// keeps its id but changes its action, query types or local data does change its name.
+    #[test]
+    fn a_reload_changes_only_the_names_whose_rules_differ() {
+        use Action::*;
+        use Kind::*;
+        let mut old = BTreeMap::new();
+        old.insert(
+            1u16,
+            vec![
+                rule("a.example", Exact, Nxdomain, 0),
+                rule("b.example", Exact, Nxdomain, 1),
+                rule("c.example", Exact, Nxdomain, 2),
+                rule("d.example", Exact, Nxdomain, 3),
+            ],
+        );
+        let mut qtypes = rule("c.example", Exact, Nxdomain, 99);
+        qtypes.qtypes = 1;
+        let mut local = rule("d.example", Exact, Nxdomain, 99);
+        local.local_id = 1;
+        let mut replaced = BTreeMap::new();
+        replaced.insert(
+            1u16,
+            vec![
+                rule("a.example", Exact, Nxdomain, 99),
+                rule("b.example", Exact, Refused, 99),
+                qtypes,
+                local,
+            ],
+        );
+        let p = plan(&secret(), &old, &mut replaced, 100, &mut Summary::default()).expect("plan");
+        let ids: Vec<u32> = replaced[&1].iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![0, 1, 2, 3], "every rule keeps its id");
+        let mut changed: Vec<RuleKey> = p.diffs.iter().map(|d| d.key).collect();
+        changed.sort_unstable();
+        let mut want = vec![key("b.example"), key("c.example"), key("d.example")];
+        want.sort_unstable();
+        assert_eq!(changed, want);
     }
 
     #[test]
