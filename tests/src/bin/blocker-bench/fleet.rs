@@ -129,11 +129,6 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 pub fn measure(bin: &Path, plan: &Plan) -> Value {
     assert!(
         plan.changes >= 5 && plan.changes * (plan.rounds + 1) <= plan.records,
@@ -330,9 +325,9 @@ pub fn measure(bin: &Path, plan: &Plan) -> Value {
         "axfr_one_edge": axfr,
         "axfr_other_edges_together": together,
         "ixfr_rounds": rounds,
-        "ixfr_notify_to_enforced_ms_median": median(notify_ms.clone()),
+        "ixfr_notify_to_enforced_ms_median": crate::median(&notify_ms).unwrap_or(0.0),
         "ixfr_notify_to_enforced_ms_max": max_notify,
-        "convergence_after_reload_seconds_median": median(converge),
-        "convergence_after_knot_serves_seconds_median": median(converge_knot),
+        "convergence_after_reload_seconds_median": crate::median(&converge).unwrap_or(0.0),
+        "convergence_after_knot_serves_seconds_median": crate::median(&converge_knot).unwrap_or(0.0),
     })
 }

@@ -275,10 +275,10 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         // A fresh order per size, loaded LOAD_RUNS times (each time after removing the
         // previous one): this shared VM's run-to-run spread is as large as the changes the
         // figure is meant to show, so the table gives the median and the spread.
-        let mut runs: Vec<(f64, Option<f64>, Option<u64>)> = Vec::new();
+        let (mut walls, mut enforced_runs, mut rss) = (Vec::new(), Vec::new(), None);
         for _ in 0..LOAD_RUNS {
             let _ = inst.run(&["orders", "remove", "bench"]);
-            let (_, rss, secs) = timed(
+            let (_, peak, secs) = timed(
                 &inst,
                 &[
                     "rules",
@@ -290,17 +290,12 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
                     "Benchmark order 1/2026",
                 ],
             );
-            runs.push((secs, time_to_enforcement(&inst), rss));
+            walls.push(secs);
+            enforced_runs.extend(time_to_enforcement(&inst));
+            rss = rss.max(peak);
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied()
-        };
-        let walls: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let enforced_runs: Vec<f64> = runs.iter().filter_map(|r| r.1).collect();
-        let secs = median(walls.clone()).expect("LOAD_RUNS > 0");
-        let enforced = median(enforced_runs.clone());
-        let rss = runs.iter().filter_map(|r| r.2).max();
+        let secs = crate::median(&walls).expect("LOAD_RUNS > 0");
+        let enforced = crate::median(&enforced_runs);
         // Every map sized by the rule capacity, bucket arrays included: the rule map, the
         // wide map of crowded names (empty here: one order) and the rule counters (entries
         // only for rules hit).

@@ -51,6 +51,13 @@ impl Drop for SysctlGuard {
     }
 }
 
+/// The median of `v` (the upper one of an even count); None when empty.
+pub fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 /// A blocker instance of its own (bpffs and state directories), removed on drop.
 pub fn instance(bin: &std::path::Path) -> Blocker {
     let id = unique("blkb");
