@@ -619,6 +619,7 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ListError> {
 /// decisive line winning: a `$ORIGIN`, `$TTL` or `$INCLUDE` directive, or a record (a field
 /// `SOA` or `CNAME`, or `IN` followed by a type) means RPZ; a line of two or more fields whose
 /// first is an address (`0.0.0.0`, `127.0.0.1`, `::`, `0`) means hosts. Plain otherwise.
+/// ([`parse_file`] reads a detected hosts file as plain, which takes hosts lines too.)
 pub fn detect_format(path: &Path, text: &str) -> Format {
     let ext = path
         .extension()
@@ -671,7 +672,13 @@ pub fn parse_file(
     opts: &Options,
 ) -> Result<ParseOutcome, ListError> {
     let text = read_text(path)?;
-    let format = format.unwrap_or_else(|| detect_format(path, &text));
+    // A plain list takes `ADDRESS name` lines too, so a detected hosts file is read as one:
+    // combined lists as published (hosts lines beside bare or adblock names) load whole, and
+    // only `--format hosts` refuses a line without an address.
+    let format = format.unwrap_or_else(|| match detect_format(path, &text) {
+        Format::Hosts => Format::Plain,
+        f => f,
+    });
     let parts = read_str(&text, path, format, opts);
     // The text goes before the parts are joined and repeats looked for: a list of ten
     // million names is 300 MB of text.
@@ -817,6 +824,37 @@ mod tests {
             "{msg}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_detected_hosts_file_also_takes_bare_and_adblock_names() {
+        // Combined lists are published so: hosts lines first (the detection sees a hosts
+        // file), names of other sources after them.
+        let dir = std::env::temp_dir().join(format!("blk-lib-mixed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("combined.txt");
+        let text = "# combined\r\n0.0.0.0 hosts.example\r\n127.0.0.1 localhost\r\n\
+                    bare.example\r\n||adblock.example^\r\n";
+        std::fs::write(&path, text).expect("write");
+        assert_eq!(detect_format(&path, text), Format::Hosts);
+        let out = parse_file(&path, None, &Options::default()).expect("readable");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let got: Vec<(String, usize)> = out
+            .rules
+            .iter()
+            .map(|r| (r.name.to_string(), r.line))
+            .collect();
+        let want = [
+            ("hosts.example", 2),
+            ("bare.example", 4),
+            ("adblock.example", 5),
+        ];
+        assert_eq!(got, want.map(|(n, l)| (n.to_string(), l)));
+        // Said to be a hosts file, a line without an address is refused.
+        let strict = parse_str(text, &path, Format::Hosts, &Options::default());
+        let lines: Vec<usize> = strict.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5], "{:?}", strict.errors);
     }
 
     #[test]

@@ -144,15 +144,27 @@ impl Parser<'_> {
 
     /// One entry of a plain list.
     fn plain_entry(&mut self, text: &str, line: usize) {
+        // AdGuard's DNS syntax: `/regex/` matches names by a regular expression, which no
+        // exact or suffix rule can express.
+        let bare = text.strip_prefix("@@").unwrap_or(text);
+        if bare.len() > 2 && bare.starts_with('/') && bare.ends_with('/') {
+            self.out.skip_unsupported(
+                "adblock regular expression",
+                self.file,
+                line,
+                format!("{text:?}: regular-expression rule is not supported; rule skipped"),
+            );
+            return;
+        }
         if let Some(rest) = text.strip_prefix("@@") {
-            match rest.strip_prefix("||") {
-                Some(rule) => self.adblock(text, rule, Some(Action::Pass), line),
-                None => self.error(line, text, "`@@` only goes with `@@||name^`"),
+            match adblock_anchor(rest) {
+                Some((rule, kind)) => self.adblock(text, rule, kind, Some(Action::Pass), line),
+                None => self.error(line, text, "`@@` only goes with `@@||name^` or `@@|name^`"),
             }
             return;
         }
-        if let Some(rule) = text.strip_prefix("||") {
-            self.adblock(text, rule, None, line);
+        if let Some((rule, kind)) = adblock_anchor(text) {
+            self.adblock(text, rule, kind, None, line);
             return;
         }
         if text.contains('#')
@@ -219,8 +231,9 @@ impl Parser<'_> {
         }
     }
 
-    /// `||name^[$modifiers]` after the `||` (and `@@`).
-    fn adblock(&mut self, text: &str, rule: &str, action: Option<Action>, line: usize) {
+    /// `||name^[$modifiers]` after the `||` (and `@@`), or `|name^` after the `|`: `kind` is
+    /// what the anchor makes of a name (see [`adblock_anchor`]).
+    fn adblock(&mut self, text: &str, rule: &str, kind: Kind, action: Option<Action>, line: usize) {
         let Some((host, tail)) = rule.split_once('^') else {
             let why = if rule.contains('/') {
                 "adblock rule with a path: not a domain rule"
@@ -269,14 +282,23 @@ impl Parser<'_> {
             return;
         }
         let (s, kind) = match host.strip_prefix("*.") {
-            Some(rest) => (rest, Kind::Below),
-            None => (host, Kind::Subtree),
+            Some(rest) if kind == Kind::Subtree => (rest, Kind::Below),
+            _ => (host, kind),
         };
         match normalize_name(s) {
             Ok(name) => self.push(name, kind, action, qtypes, line),
             Err(e) => self.error(line, text, e),
         }
     }
+}
+
+/// The rule after an adblock anchor, and what its name matches: `||name^` the name and every
+/// name below it; `|name^` (AdGuard's DNS syntax: the host starts there) the name alone.
+fn adblock_anchor(text: &str) -> Option<(&str, Kind)> {
+    if let Some(rule) = text.strip_prefix("||") {
+        return Some((rule, Kind::Subtree));
+    }
+    text.strip_prefix('|').map(|rule| (rule, Kind::Exact))
 }
 
 /// `$dnstype=A|AAAA` or `$dnstype=~A|~MX` as a qtype bit set.
@@ -523,7 +545,11 @@ mod tests {
              ||rw.example^$dnsrewrite=NOERROR;A;192.0.2.1\n\
              ||*.sub.example^\n\
              ||pipe.example^|\n\
-             example.com##.banner\n",
+             example.com##.banner\n\
+             |exact.example^\n\
+             @@|ok.exact.example^$important\n\
+             /^ads[0-9]+\\.example$/\n\
+             @@/^good.*/\n",
         );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
@@ -534,6 +560,8 @@ mod tests {
                 ("nota.example".into(), Kind::Subtree, None),
                 ("sub.example".into(), Kind::Below, None),
                 ("pipe.example".into(), Kind::Subtree, None),
+                ("exact.example".into(), Kind::Exact, None),
+                ("ok.exact.example".into(), Kind::Exact, Some(Action::Pass)),
             ]
         );
         assert_eq!(out.rules[1].qtypes, qtype_bit(28));
@@ -541,7 +569,8 @@ mod tests {
         assert_eq!(out.unsupported.get("adblock $third-party"), Some(&1));
         assert_eq!(out.unsupported.get("adblock $dnsrewrite"), Some(&1));
         assert_eq!(out.unsupported.get("adblock cosmetic"), Some(&1));
-        assert_eq!(out.warnings.len(), 3);
+        assert_eq!(out.unsupported.get("adblock regular expression"), Some(&2));
+        assert_eq!(out.warnings.len(), 5);
         assert!(out.warnings[0].to_string().starts_with("list.txt:4: "));
     }
 

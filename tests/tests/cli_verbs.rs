@@ -610,6 +610,7 @@ fn hosts_files_through_the_cli() {
         "www.ads.example. 300 IN A 192.0.2.10",
         "ads2.example. 300 IN A 192.0.2.10",
         "localhost.example. 300 IN A 192.0.2.10",
+        "lonely.example. 300 IN A 192.0.2.10",
     ]);
     let b = Blocker::new();
     t.attach(&b, "native");
@@ -643,17 +644,33 @@ fn hosts_files_through_the_cli() {
     resolved(&t, "ads2.example", "A");
     resolved(&t, "localhost.example", "A");
 
-    // Detected as a hosts file, a line without an address is an error there (a plain list
-    // would take it as a name): refused with file and line, nothing changed.
+    // Said to be a hosts file (--format hosts), a line without an address is an error: refused
+    // with file and line, nothing changed.
     let g = generation(&b);
     let mixed = lists.write("mixed-hosts", "0.0.0.0 x.example\nlonely.example\n");
-    let err = b.fails(&["rules", "load", &mixed, "--order", "Hosts"]);
+    let err = b.fails(&[
+        "rules", "load", &mixed, "--order", "Hosts", "--format", "hosts",
+    ]);
     assert!(
         err.contains(&format!("{mixed}:2: ")) && err.contains("not a hosts-file line"),
         "{err}"
     );
     assert_eq!(generation(&b), g);
     blocked(&t, "ads.example", "A", "Hosts");
+    resolved(&t, "lonely.example", "A");
+
+    // Detected (a hosts line first), the same file is a combined list as published: hosts
+    // lines and bare names both load.
+    b.ok(&["rules", "load", &mixed, "--order", "Mixed"]);
+    assert_eq!(
+        rules_of(&b, "Mixed"),
+        [
+            rule("lonely.example", "subtree", "nxdomain", "all"),
+            rule("x.example", "subtree", "nxdomain", "all"),
+        ]
+    );
+    blocked(&t, "lonely.example", "A", "Mixed");
+    b.ok(&["orders", "remove", "Mixed"]);
 
     // --format hosts --match exact: the names only.
     b.ok(&[

@@ -32,7 +32,9 @@ pub enum Command {
     /// Replace an order's rules with the contents of list files, atomically.
     ///
     /// Formats: plain (one name per line; `#` comments; adblock `||name^`), hosts
-    /// (`0.0.0.0 name`), RPZ zone files. In plain and hosts lists a bare name means the name
+    /// (`0.0.0.0 name`), RPZ zone files. `auto` tells RPZ from the rest; plain and hosts
+    /// lines may be mixed in one file (only `--format hosts` refuses a line without an
+    /// address). In plain and hosts lists a bare name means the name
     /// and all its subdomains (--match subtree, the usual meaning of a court order) and
     /// `*.example.com` means only names strictly below example.com (as in RPZ). RPZ files
     /// keep RPZ semantics: `name` is that name only, `*.name` the names below it.
