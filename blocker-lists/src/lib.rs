@@ -671,6 +671,18 @@ pub fn parse_file(
     format: Option<Format>,
     opts: &Options,
 ) -> Result<ParseOutcome, ListError> {
+    parse_file_and(path, format, opts, |_| ()).map(|(out, ())| out)
+}
+
+/// [`parse_file`], and `inspect` given the file's bytes — the very bytes parsed — on another
+/// thread while they are parsed. blocker hashes them for its compliance record: hashing the
+/// file in a read of its own could record one version of a list and load another.
+pub fn parse_file_and<T: Send>(
+    path: &Path,
+    format: Option<Format>,
+    opts: &Options,
+    inspect: impl FnOnce(&[u8]) -> T + Send,
+) -> Result<(ParseOutcome, T), ListError> {
     let text = read_text(path)?;
     // A plain list takes `ADDRESS name` lines too, so a detected hosts file is read as one:
     // combined lists as published (hosts lines beside bare or adblock names) load whole, and
@@ -679,11 +691,15 @@ pub fn parse_file(
         Format::Hosts => Format::Plain,
         f => f,
     });
-    let parts = read_str(&text, path, format, opts);
+    let (parts, seen) = std::thread::scope(|s| {
+        let seen = s.spawn(|| inspect(text.as_bytes()));
+        (read_str(&text, path, format, opts), seen.join())
+    });
+    let seen = seen.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     // The text goes before the parts are joined and repeats looked for: a list of ten
     // million names is 300 MB of text.
     drop(text);
-    Ok(joined(parts))
+    Ok((joined(parts), seen))
 }
 
 /// Parses list text that came from `file` (named in diagnostics; RPZ `$INCLUDE`s are read

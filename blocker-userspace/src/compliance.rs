@@ -15,7 +15,7 @@
 use std::{
     fs,
     io::{BufRead, Write},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use crate::error::{OpContext, OpError};
@@ -258,11 +258,12 @@ pub fn sample_hits(
     Ok(())
 }
 
-/// The SHA-256 of a file's contents, in hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).op(|| format!("reading {}", path.display()))?;
-    let digest = Sha256::digest(&bytes);
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -293,10 +294,7 @@ mod tests {
 
     #[test]
     fn sha256_of_a_known_input() {
-        let p = std::env::temp_dir().join(format!("blocker-sha-{}", std::process::id()));
-        fs::write(&p, b"abc").expect("write");
-        let h = sha256_file(&p).expect("hash");
-        let _ = fs::remove_file(&p);
+        let h = sha256_hex(b"abc");
         // FIPS 180-2, appendix B.1.
         assert_eq!(
             h,

@@ -270,11 +270,16 @@ impl Errors {
 /// Reads `path` as text. Invalid UTF-8 becomes U+FFFD, so it is reported on its line (or
 /// ignored in a comment) rather than failing the whole file without a line number.
 fn read_text(path: &Path) -> Result<String, JurisError> {
-    let bytes = std::fs::read(path).map_err(|source| JurisError::Io {
+    Ok(String::from_utf8_lossy(&read_bytes(path)?).into_owned())
+}
+
+/// A prefix or RIR file's bytes (for the `*_text` parsers, through
+/// `String::from_utf8_lossy`).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, JurisError> {
+    std::fs::read(path).map_err(|source| JurisError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    })
 }
 
 /// The lines of `text` with their 1-based numbers, a leading byte-order mark dropped.

@@ -88,14 +88,16 @@ fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
     // Everything is read and checked before anything is changed.
     let mut prefixes: Vec<Prefix> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
-    // The hash of each file as read, for the compliance record.
+    // The hash of each file for the compliance record: of the bytes parsed, read once.
     let mut hashes = Vec::new();
-    for f in a.files.iter().chain(&a.rir) {
+    let mut read = |f: &std::path::Path| -> Result<String> {
+        let bytes = juris::read_bytes(f)?;
         hashes.push(FileHash {
             path: f.display().to_string(),
-            sha256: compliance::sha256_file(f)?,
+            sha256: compliance::sha256_hex(&bytes),
         });
-    }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
     for p in &a.prefixes {
         prefixes.push(Prefix::parse(p).map_err(|e| anyhow::anyhow!("--prefix {e}"))?);
     }
@@ -103,7 +105,8 @@ fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
         sources.push("cli".into());
     }
     for f in &a.files {
-        prefixes.extend(juris::parse_prefix_file(f)?);
+        let text = read(f)?;
+        prefixes.extend(juris::parse_prefix_text(&f.display().to_string(), &text)?);
         sources.push(f.display().to_string());
     }
     if let Some(cc) = &a.country {
@@ -111,7 +114,8 @@ fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
             bail!("--country needs --rir FILE");
         }
         for f in &a.rir {
-            prefixes.extend(juris::parse_rir_file(f, cc)?);
+            let text = read(f)?;
+            prefixes.extend(juris::parse_rir_text(&f.display().to_string(), &text, cc)?);
             sources.push(format!("{} ({cc})", f.display()));
         }
     }

@@ -665,18 +665,16 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     let mut duplicates = 0;
     // The policy zone's SOA (the first zone's), sent with the order's answers when it fits.
     let mut soa: Option<Vec<u8>> = None;
-    // The hash of each file as it is when the load starts, for the compliance record.
+    // The hash of each file for the compliance record: of the bytes parsed, read once.
     let mut hashes = Vec::new();
     for f in &a.files {
+        progress.set_message(format!("parsing {}", f.display()));
+        let (out, sha256) = blocker_lists::parse_file_and(f, format, &opts, compliance::sha256_hex)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         hashes.push(FileHash {
             path: f.display().to_string(),
-            sha256: compliance::sha256_file(f)?,
+            sha256,
         });
-    }
-    for f in &a.files {
-        progress.set_message(format!("parsing {}", f.display()));
-        let out =
-            blocker_lists::parse_file(f, format, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
         if soa.is_none() {
             soa = out.soa.clone();
         }
