@@ -18,7 +18,6 @@
 //! Allow (`pass`) rules are never refused: they only let queries through.
 
 use std::{
-    collections::HashSet,
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -70,6 +69,13 @@ impl std::fmt::Display for PslSource {
     }
 }
 
+/// Names by their wire bytes (a rule's name and its parent are looked up without building
+/// a name).
+type NameSet = rustc_hash::FxHashSet<Box<[u8]>>;
+
+/// Rules checked in two halves on two threads from this many on.
+const PARALLEL_RULES: usize = 100_000;
+
 pub struct Guards {
     psl: publicsuffix::List,
     pub psl_source: PslSource,
@@ -77,9 +83,9 @@ pub struct Guards {
     /// right below them, can be public suffixes — for a list whose wildcards are all a
     /// leading `*.` (the published list's are); None for another list: every name is
     /// looked up.
-    listed: Option<HashSet<Name>>,
+    listed: Option<NameSet>,
     /// Names with at least one listed suffix strictly below them.
-    above_suffix: HashSet<Name>,
+    above_suffix: NameSet,
     pub protected: Vec<Name>,
 }
 
@@ -96,8 +102,8 @@ impl Guards {
         let list: publicsuffix::List = text.parse().map_err(|e| {
             GuardError::Invalid(format!("{source}: not a public suffix list ({e:?})"))
         })?;
-        let mut above_suffix = HashSet::new();
-        let mut listed = Some(HashSet::new());
+        let mut above_suffix = NameSet::default();
+        let mut listed = Some(NameSet::default());
         for line in text.lines() {
             let Some(rule) = line.split_whitespace().next() else {
                 continue;
@@ -114,10 +120,10 @@ impl Guards {
                 continue;
             };
             if let Some(l) = listed.as_mut() {
-                l.insert(name.clone());
+                l.insert(name.canonical().into());
             }
             while let Some(parent) = name.parent() {
-                above_suffix.insert(parent.clone());
+                above_suffix.insert(parent.canonical().into());
                 name = parent;
             }
         }
@@ -138,7 +144,10 @@ impl Guards {
         // A name is its own suffix only if a rule names it, or a wildcard rule its parent
         // (`*.ck`): the other names (nearly all a list holds) need no lookup.
         if let Some(listed) = &self.listed {
-            let named = listed.contains(name) || name.parent().is_some_and(|p| listed.contains(&p));
+            // Looked up by wire bytes: the parent's are the tail of the name's.
+            let wire = name.canonical();
+            let parent = wire.get(1 + usize::from(wire[0])..).unwrap_or_default();
+            let named = listed.contains(wire) || (!parent.is_empty() && listed.contains(parent));
             if !named {
                 return false;
             }
@@ -162,7 +171,7 @@ impl Guards {
             ));
         }
         let reaches_below = matches!(kind, Kind::Subtree | Kind::Below);
-        if reaches_below && self.above_suffix.contains(name) {
+        if reaches_below && self.above_suffix.contains(name.canonical()) {
             return Some(format!(
                 "{name} has public suffixes below it ({}): a {} rule blocks every name \
                  registered under them",
@@ -182,12 +191,28 @@ impl Guards {
         None
     }
 
-    /// Every rule of `rules` the guards refuse, with its source and the reason.
+    /// Every rule of `rules` the guards refuse, with its source and the reason, in order. A
+    /// large list is checked in two halves on two threads.
     pub fn refusals<'a>(&self, rules: &'a [Rule]) -> Vec<(&'a Rule, String)> {
-        rules
-            .iter()
-            .filter_map(|r| self.refusal(&r.name, r.kind, r.action).map(|why| (r, why)))
-            .collect()
+        let check = |rules: &'a [Rule]| -> Vec<(&'a Rule, String)> {
+            rules
+                .iter()
+                .filter_map(|r| self.refusal(&r.name, r.kind, r.action).map(|why| (r, why)))
+                .collect()
+        };
+        if rules.len() < PARALLEL_RULES {
+            return check(rules);
+        }
+        let (a, b) = rules.split_at(rules.len() / 2);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| check(b));
+            let mut out = check(a);
+            match second.join() {
+                Ok(rest) => out.extend(rest),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            out
+        })
     }
 }
 
@@ -268,6 +293,36 @@ mod tests {
         let mut g = Guards::load(&dir, None).expect("built-in list");
         g.protected = protected.iter().map(|p| n(p)).collect();
         g
+    }
+
+    #[test]
+    fn a_large_list_is_checked_whole_and_in_order() {
+        // Refused names in both halves (two threads), each half's first and last rule among
+        // them: every refusal is found, in the list's order.
+        let g = guards(&["portal.example.net"]);
+        let total = 2 * PARALLEL_RULES;
+        let refused_at = [0, 5, total / 2 - 1, total / 2, total / 2 + 7, total - 1];
+        let rules: Vec<Rule> = (0..total)
+            .map(|i| {
+                let name = match refused_at.iter().position(|&r| r == i) {
+                    Some(k) if k % 2 == 0 => n(&format!("x{k}.portal.example.net")),
+                    Some(_) => n("co.uk"),
+                    None => n(&format!("site{i}.example")),
+                };
+                Rule::cli(name, Kind::Subtree, Action::Nxdomain)
+            })
+            .collect();
+        let got: Vec<usize> = g
+            .refusals(&rules)
+            .iter()
+            .map(|(r, _)| {
+                rules
+                    .iter()
+                    .position(|x| std::ptr::eq(x, *r))
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        assert_eq!(got, refused_at);
     }
 
     #[test]
