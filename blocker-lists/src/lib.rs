@@ -588,6 +588,62 @@ pub enum ListError {
         /// 0-based byte offset in the file.
         offset: usize,
     },
+    /// The file is not UTF-8 and its first bytes say what it is instead: UTF-16 text, or a
+    /// compressed archive (a list downloaded without being unpacked).
+    #[error("{path}: {what}, not UTF-8 text: {fix}", path = path.display())]
+    Encoded {
+        /// The file.
+        path: PathBuf,
+        /// What its first bytes say it is.
+        what: &'static str,
+        /// How to make it a list.
+        fix: &'static str,
+    },
+}
+
+/// What a file that is not UTF-8 is, by its first bytes, and how to make it a list.
+fn encoding_of(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    const KNOWN: &[(&[u8], &str, &str)] = &[
+        (
+            b"\xff\xfe",
+            "UTF-16 text (little-endian byte-order mark)",
+            "convert it first (iconv -f UTF-16 -t UTF-8)",
+        ),
+        (
+            b"\xfe\xff",
+            "UTF-16 text (big-endian byte-order mark)",
+            "convert it first (iconv -f UTF-16 -t UTF-8)",
+        ),
+        (
+            b"\x1f\x8b",
+            "gzip-compressed data",
+            "decompress it first (gunzip)",
+        ),
+        (
+            b"\xfd7zXZ\x00",
+            "xz-compressed data",
+            "decompress it first (unxz)",
+        ),
+        (
+            b"\x28\xb5\x2f\xfd",
+            "zstd-compressed data",
+            "decompress it first (unzstd)",
+        ),
+        (
+            b"BZh",
+            "bzip2-compressed data",
+            "decompress it first (bunzip2)",
+        ),
+        (
+            b"PK\x03\x04",
+            "a zip archive",
+            "extract the list first (unzip)",
+        ),
+    ];
+    KNOWN
+        .iter()
+        .find(|(magic, _, _)| bytes.starts_with(magic))
+        .map(|&(_, what, fix)| (what, fix))
 }
 
 /// Reads a whole file as UTF-8 text.
@@ -597,6 +653,13 @@ pub(crate) fn read_text(path: &Path) -> Result<String, ListError> {
         source,
     })?;
     String::from_utf8(bytes).map_err(|e| {
+        if let Some((what, fix)) = encoding_of(e.as_bytes()) {
+            return ListError::Encoded {
+                path: path.to_path_buf(),
+                what,
+                fix,
+            };
+        }
         let offset = e.utf8_error().valid_up_to();
         let before = &e.as_bytes()[..offset];
         let line_start = before
@@ -839,6 +902,28 @@ mod tests {
             msg.contains("latin1.txt:2: not UTF-8") && msg.contains("byte 2 of the line"),
             "{msg}"
         );
+        // What operators download by mistake, said by name.
+        let mut utf16 = vec![0xff, 0xfe];
+        utf16.extend("a.example\n".encode_utf16().flat_map(u16::to_le_bytes));
+        let gzip = [0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03];
+        for (name, bytes, want) in [
+            ("u16.txt", &utf16[..], "UTF-16 text (little-endian"),
+            (
+                "list.gz",
+                &gzip[..],
+                "gzip-compressed data, not UTF-8 text: decompress",
+            ),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).expect("write");
+            let msg = parse_file(&p, None, &Options::default())
+                .expect_err(name)
+                .to_string();
+            assert!(
+                msg.starts_with(&format!("{}: ", p.display())) && msg.contains(want),
+                "{msg}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
