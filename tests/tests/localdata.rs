@@ -33,7 +33,7 @@ fn local_data_block_pages_ttl_cap_and_soa() {
     b.rrl_off();
     let dir = TempDir::new("blkt-local");
     let zone = dir.write("local.rpz", ZONE);
-    b.ok(&[
+    let load = b.run(&[
         "rules",
         "load",
         &zone,
@@ -44,6 +44,14 @@ fn local_data_block_pages_ttl_cap_and_soa() {
         "--ede-text",
         "L",
     ]);
+    let err = String::from_utf8_lossy(&load.stderr);
+    assert!(load.status.success(), "{err}");
+    // Local data answers with its own addresses: no warning about a missing sinkhole.
+    assert!(!err.contains("sinkhole"), "{err}");
+    // `explain` compares the recorded rules with the kernel's slots, local data ids included.
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "two.example", "--json"])).expect("json");
+    assert_eq!(e["kernel_agrees"], serde_json::Value::Bool(true), "{e}");
     let before = t.unbound_queries();
     let q = |server: &str, name: &str, qtype: &str| {
         kdig(

@@ -101,7 +101,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let state = ctx.state()?;
     let mut all: Vec<(String, Vec<Rule>, u16)> = Vec::new();
     for o in &state.orders {
-        all.push((o.name.clone(), ctx.dir.read_rules(o)?, o.id));
+        let mut rules = ctx.dir.read_rules(o)?;
+        // The ids the kernel's slots carry for local data (block pages, addresses).
+        state.assign_local_ids(rules.iter_mut());
+        all.push((o.name.clone(), rules, o.id));
     }
     let gates = crate::txn::order_gates(&state);
     let ranks = state.ranks();

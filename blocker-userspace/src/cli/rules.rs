@@ -770,7 +770,8 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         })
         .map(|(_, p)| {
             let action = p.action.unwrap_or(default_action);
-            if action == Action::Sinkhole {
+            // Local data (RPZ addresses, block pages) answers with its own records.
+            if action == Action::Sinkhole && p.local.is_none() {
                 sinkholes += 1;
             }
             let shown = match &file {
