@@ -2,6 +2,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = blocker::cli::Cli::parse();
+    if cli.command.only_prints() {
+        blocker::cli::quiet_on_closed_pipe();
+    }
     // The daemon reports what it does (transfers, NOTIFY); commands only warn.
     let level = match cli.command {
         // (`domain` logs each NOTIFY itself: `follow` says it once, with the decision; the

@@ -248,6 +248,42 @@ fn operator_workflow() {
 }
 
 #[test]
+fn a_listing_whose_reader_goes_away_ends_quietly() {
+    // `blocker rules list | head -1`, the reader gone before blocker writes: a listing ends
+    // by SIGPIPE as other tools do, not with a panic and a backtrace.
+    use std::os::unix::process::ExitStatusExt;
+    let b = Blocker::new();
+    b.ok(&["rules", "add", "a.example", "--order", "O"]);
+    b.ok(&["rules", "add", "b.example", "--order", "O"]);
+    for args in [
+        &["rules", "list"][..],
+        &["explain", "a.example"],
+        &["status"],
+    ] {
+        let mut child = Command::new(&b.bin)
+            .arg("--bpffs")
+            .arg(&b.bpffs)
+            .arg("--state-dir")
+            .arg(&b.state)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn blocker");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            (out.status.signal(), err.contains("panicked")),
+            (Some(libc::SIGPIPE), false),
+            "blocker {args:?}: {:?}\n{err}",
+            out.status
+        );
+    }
+}
+
+#[test]
 fn bad_input_is_refused_with_a_clear_message() {
     let b = Blocker::new();
     let lists = TempDir::new("blkt-cli");

@@ -111,6 +111,39 @@ pub enum Command {
     Upgrade(upgrade::Args),
 }
 
+impl Command {
+    /// Commands that change nothing and print: when their reader goes away (`| head`) they
+    /// end quietly, as other Unix tools do, instead of panicking on the closed pipe (see
+    /// [`quiet_on_closed_pipe`]). Never a command that changes state: it must not die
+    /// between two of its steps because nobody reads its output.
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Status(_)
+                | Command::Explain(_)
+                | Command::Report(_)
+                | Command::Stats(_)
+                | Command::Events(_)
+                | Command::Top(_)
+                | Command::Export(_)
+                | Command::Rules(rules::Command::List(_))
+                | Command::Orders(orders::Command::List(_))
+                | Command::Jurisdictions(jurisdictions::Command::List(_))
+                | Command::Protect(protect::Command::List)
+                | Command::Feed(feed::Command::List(_))
+                | Command::Config(config::Command::Show(_))
+        )
+    }
+}
+
+/// Lets a closed output pipe end the process (the default action of SIGPIPE, which the Rust
+/// runtime ignores so that writes fail instead). For [`Command::only_prints`] commands only:
+/// the daemons write to sockets and must live on when a peer goes away.
+pub fn quiet_on_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition, before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// Where things are.
 pub struct Ctx {
     pub pins: Pins,
