@@ -169,6 +169,9 @@ struct Scan<'a> {
     exact: HashMap<(Vec<u8>, bool), usize>,
     /// The files being read ($INCLUDE chain), canonicalized, for the loop guard.
     stack: Vec<PathBuf>,
+    /// Read from text without an RPZ origin given: an owner outside the zone may be a
+    /// relative name the file meant under the zone's name (say so).
+    hint_origin: bool,
 }
 
 /// Our name of a scanned name: None for the root. The scanner lets an empty label through
@@ -265,6 +268,7 @@ fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
 
 pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut ParseOutcome) {
     let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
+    scan.hint_origin = opts.rpz_origin.as_deref().is_none_or(str::is_empty);
     scan.scan_text(text, file, Some(&origin), None, 0);
     scan.finish();
 }
@@ -304,6 +308,7 @@ impl<'a> Scan<'a> {
             index: HashMap::with_capacity_and_hasher(owners, Default::default()),
             exact: HashMap::default(),
             stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
+            hint_origin: false,
         };
         let mut origin = DName::<Bytes>::root();
         if let Some(o) = opts.rpz_origin.as_deref().filter(|o| !o.is_empty()) {
@@ -812,8 +817,19 @@ impl Scan<'_> {
             Some(apex) => match full.strip_suffix(apex) {
                 Some(r) => r,
                 None => {
-                    self.out
-                        .error(file, line, format!("{full} is outside the zone {apex}"));
+                    let hint = if self.hint_origin {
+                        format!(
+                            " (a relative owner in a file without $ORIGIN is read from the \
+                             root: give the zone name as the RPZ origin, --rpz-origin {apex})"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    self.out.error(
+                        file,
+                        line,
+                        format!("{full} is outside the zone {apex}{hint}"),
+                    );
                     return;
                 }
             },
@@ -835,7 +851,20 @@ impl Scan<'_> {
         line: usize,
     ) -> bool {
         match &self.apex {
-            None if is_soa => self.apex = owner.clone(),
+            None if is_soa => {
+                self.apex = owner.clone();
+                if owner.is_none() {
+                    // `@ SOA …` without $ORIGIN: the zone's name is nowhere in the file.
+                    self.out.warn(
+                        file,
+                        line,
+                        "the SOA is at the root (`@` without $ORIGIN): the zone's name is \
+                         unknown and owners are taken as written; if they end in the zone's \
+                         name, give it as the RPZ origin (--rpz-origin)"
+                            .to_string(),
+                    );
+                }
+            }
             None => {
                 let why = match (&self.apex_lost, origin) {
                     (Some(why), _) => why.clone(),

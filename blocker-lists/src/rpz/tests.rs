@@ -1035,3 +1035,39 @@ fn a_chain_too_long_for_an_answer_is_cut_not_dropped_and_names_round_trip() {
     };
     assert_eq!(d.to_string().parse::<crate::LocalData>().as_ref(), Ok(&d));
 }
+
+#[test]
+fn a_zone_without_origin_says_how_to_name_it() {
+    // `@ SOA` without $ORIGIN: the zone's name is nowhere in the file; owners written in
+    // full keep their zone suffix (a name never queried), so it must be said.
+    let out = rpz("@ SOA ns. h. 1 1 1 1 1\nbad.com.rpz.example. CNAME .\n");
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let w = msgs(&out.warnings);
+    assert!(
+        w.len() == 1
+            && w[0].starts_with("z.rpz:1: the SOA is at the root")
+            && w[0].contains("--rpz-origin"),
+        "{w:?}"
+    );
+    // An SOA with its name, and a relative owner: read from the root, outside the zone.
+    let out = rpz("rpz.example. SOA ns. h. 1 1 1 1 1\ngood.com CNAME rpz-passthru.\n");
+    let e = msgs(&out.errors);
+    assert!(
+        e.len() == 1
+            && e[0].starts_with("z.rpz:2: good.com is outside the zone rpz.example")
+            && e[0].contains("--rpz-origin rpz.example"),
+        "{e:?}"
+    );
+    // Given the origin, the same file loads.
+    let opts = Options {
+        rpz_origin: Some("rpz.example".into()),
+        ..Options::default()
+    };
+    let text = "rpz.example. SOA ns. h. 1 1 1 1 1\ngood.com CNAME rpz-passthru.\n";
+    let out = parse_str(text, Path::new("z.rpz"), Format::Rpz, &opts);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        rules(&out),
+        vec![("good.com".into(), Kind::Exact, Action::Pass, 2)]
+    );
+}
