@@ -1059,6 +1059,7 @@ impl Scan<'_> {
                 i
             }
         };
+        let apex = self.apex.as_ref().map(Name::to_string);
         let out = &mut *self.out;
         let o = &mut self.owners[idx];
         // A record with another policy than the first policy record of its owner: the first
@@ -1136,17 +1137,31 @@ impl Scan<'_> {
                         o.line = line;
                         return;
                     }
-                    let hint = if special {
-                        format!(" (did you mean `{first}.`, with the final dot?)")
-                    } else {
-                        String::new()
-                    };
+                    // `rpz-drop` or `*` without the final dot: read under the zone's name,
+                    // it is no action, and skipping it would leave the name unblocked. An
+                    // invalid record (the load, or the transfer, is refused; FILE:LINE).
+                    let star = first == "*"
+                        && apex
+                            .as_deref()
+                            .is_some_and(|a| t.strip_prefix("*.") == Some(a));
+                    if special || star {
+                        out.error(
+                            file,
+                            line,
+                            format!(
+                                "{}: CNAME to {t}.: did you mean `{first}.`, with the final \
+                                 dot? (without it the target is read under the zone's name)",
+                                o.trigger()
+                            ),
+                        );
+                        return;
+                    }
                     out.skip_unsupported(
                         "cname-rewrite",
                         file,
                         line,
                         format!(
-                            "{}: CNAME to {t}. (a rewrite) is not supported; skipped{hint}",
+                            "{}: CNAME to {t}. (a rewrite) is not supported; skipped",
                             o.trigger()
                         ),
                     );

@@ -81,7 +81,7 @@ sink.example            A     192.0.2.1
 legacy.example          CNAME legacy.example.
 bad.example.rpz.isp.example. CNAME .
 walled.example          CNAME garden.isp.example.
-oops.example            CNAME rpz-drop
+; line 25: (a CNAME to `rpz-drop` without its dot: see a_policy_name_without_its_dot)
 txt.example             TXT   "court order 12345/2026"
 @                       TXT   "apex data is not a trigger"
 
@@ -165,19 +165,44 @@ fn a_court_order_zone() {
     assert_eq!(u.get("rpz-nsdname"), Some(&1));
     assert_eq!(u.get("rpz-nsip"), Some(&1));
     assert_eq!(u.get("rpz-client-ip"), Some(&1));
-    assert_eq!(u.get("cname-rewrite"), Some(&1));
+    assert_eq!(u.get("cname-rewrite"), None);
     assert_eq!(u.get("local-data TXT"), None);
     let w = msgs(&out.warnings);
-    assert_eq!(w.len(), 2, "{w:#?}");
+    assert_eq!(w.len(), 1, "{w:#?}");
     assert!(
-        w[0].contains("order.rpz:25: ") && w[0].contains("did you mean `rpz-drop.`"),
+        w[0].contains("order.rpz:27: ") && w[0].contains("apex"),
         "{}",
         w[0]
     );
-    assert!(
-        w[1].contains("order.rpz:27: ") && w[1].contains("apex"),
-        "{}",
-        w[1]
+}
+
+#[test]
+fn a_policy_name_without_its_dot_is_an_error() {
+    // Relative, `rpz-drop` and `*` are read under the zone's name: no action, and skipping
+    // them would leave the names unblocked. Each is an invalid record naming its line; a
+    // rewrite to another name stays an unsupported (skipped) entry.
+    let out = rpz("$ORIGIN rpz.example.\n@ SOA ns. h. 1 1 1 1 1\n\
+                   oops.example CNAME rpz-drop\n\
+                   star.example CNAME *\n\
+                   pass.example CNAME rpz-passthru\n\
+                   *.rw.example CNAME *.elsewhere.example.\n\
+                   ok.example CNAME rpz-drop.\n");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    for (err, (line, meant)) in e
+        .iter()
+        .zip([(3, "rpz-drop."), (4, "*."), (5, "rpz-passthru.")])
+    {
+        assert!(
+            err.starts_with(&format!("z.rpz:{line}: "))
+                && err.contains(&format!("did you mean `{meant}`")),
+            "{err}"
+        );
+    }
+    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    assert_eq!(
+        rules(&out),
+        vec![("ok.example".into(), Kind::Exact, Action::Drop, 7)]
     );
 }
 
