@@ -172,6 +172,10 @@ struct Scan<'a> {
     /// Read from text without an RPZ origin given: an owner outside the zone may be a
     /// relative name the file meant under the zone's name (say so).
     hint_origin: bool,
+    /// The apex NS records' names inside the zone (relative): addresses there are the name
+    /// server's glue (`@ NS ns1` + `ns1 A …`, as BIND-style zones write), not triggers for
+    /// the top-level name `ns1`.
+    glue: Vec<Name>,
 }
 
 /// Our name of a scanned name: None for the root. The scanner lets an empty label through
@@ -309,6 +313,7 @@ impl<'a> Scan<'a> {
             exact: HashMap::default(),
             stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
             hint_origin: false,
+            glue: Vec::new(),
         };
         let mut origin = DName::<Bytes>::root();
         if let Some(o) = opts.rpz_origin.as_deref().filter(|o| !o.is_empty()) {
@@ -382,6 +387,21 @@ impl<'a> Scan<'a> {
         }
         for o in std::mem::take(&mut self.owners) {
             if o.rewrite.is_some() {
+                continue;
+            }
+            let only_addresses = o.action.is_none()
+                && o.cname.is_none()
+                && o.other.is_empty()
+                && !(o.v4.is_empty() && o.v6.is_empty());
+            if !o.below && only_addresses && self.glue.contains(&o.name) {
+                self.out.warn(
+                    &o.file,
+                    o.line,
+                    format!(
+                        "{}: address of the zone's name server (glue), not a trigger; ignored",
+                        o.name
+                    ),
+                );
                 continue;
             }
             let action = if o.has_data() {
@@ -805,6 +825,15 @@ impl Scan<'_> {
         }
         let rel = match &self.apex {
             Some(apex) if full == *apex => {
+                if let ZoneRecordData::Ns(ns) = data {
+                    if let Some(inside) = to_name(ns.nsdname())
+                        .ok()
+                        .flatten()
+                        .and_then(|t| t.strip_suffix(apex))
+                    {
+                        self.glue.push(inside);
+                    }
+                }
                 if !is_ns {
                     self.out.warn(
                         file,

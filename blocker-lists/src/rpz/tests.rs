@@ -1096,3 +1096,28 @@ fn a_zone_without_origin_says_how_to_name_it() {
         vec![("good.com".into(), Kind::Exact, Action::Pass, 2)]
     );
 }
+
+#[test]
+fn the_name_servers_glue_is_not_a_trigger() {
+    // BIND-style: the zone's name server inside the zone, with its addresses. Servers take
+    // them as triggers for the top-level name `ns1`, which no one queries and the public
+    // suffix guard would refuse; blocker sets them aside, and only them.
+    let out = rpz(
+        "$ORIGIN rpz.example.\n@ SOA ns1 h 1 1 1 1 1\n@ NS ns1\n@ NS ns2.elsewhere.\n\
+                   ns1 A 192.0.2.53\nns1 AAAA 2001:db8::53\nns2 A 192.0.2.54\n\
+                   bad.example CNAME .\n",
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("ns2".into(), Kind::Exact, Action::Sinkhole, 7),
+            ("bad.example".into(), Kind::Exact, Action::Nxdomain, 8),
+        ]
+    );
+    let w = msgs(&out.warnings);
+    assert!(
+        w.len() == 1 && w[0].starts_with("z.rpz:5: ns1: address of the zone's name server"),
+        "{w:?}"
+    );
+}
