@@ -96,8 +96,7 @@ fn query_message(canonical: &[u8], qtype: u16) -> Vec<u8> {
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     let qtype = parse_qtype(&a.qtype)?;
-    let name =
-        blocker_lists::normalize_name(&a.name).map_err(|e| anyhow::anyhow!("{:?}: {e}", a.name))?;
+    let name = super::name_arg(&a.name)?;
     let state = ctx.state()?;
     let mut all: Vec<(String, Vec<Rule>, u16)> = Vec::new();
     for o in &state.orders {

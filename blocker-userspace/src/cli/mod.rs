@@ -144,6 +144,18 @@ pub fn quiet_on_closed_pipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// A name given on the command line: as a list line writes it (case, trailing dot, IDN,
+/// all normalized), or with presentation escapes (`\032`, `\.`) as `rules list` and
+/// `explain` show names that hold such bytes.
+pub fn name_arg(s: &str) -> Result<blocker_lists::Name> {
+    let name = if s.contains('\\') {
+        blocker_lists::Name::from_presentation(s)
+    } else {
+        blocker_lists::normalize_name(s)
+    };
+    name.map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
+}
+
 /// Where things are.
 pub struct Ctx {
     pub pins: Pins,
@@ -260,6 +272,25 @@ pub fn time_str(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_on_the_command_line_as_lists_write_them_or_as_blocker_shows_them() {
+        // What `rules list` prints for a name with a space in a label reads back as it.
+        let escaped = name_arg("has\\032space.tst").expect("escaped");
+        assert_eq!(escaped.to_string(), "has\\032space.tst");
+        assert_eq!(escaped.labels().next(), Some(&b"has space"[..]));
+        assert_eq!(
+            name_arg("a\\.b.tst").expect("dot").labels().next(),
+            Some(&b"a.b"[..])
+        );
+        // Plain names as ever: case, final dot, IDN.
+        assert_eq!(
+            name_arg("WWW.Bücher.example.").expect("plain").to_string(),
+            "www.xn--bcher-kva.example"
+        );
+        let e = name_arg("bad name.example").expect_err("space").to_string();
+        assert!(e.contains("cannot be in a host name"), "{e}");
+    }
 
     #[test]
     fn qtypes_parse() {

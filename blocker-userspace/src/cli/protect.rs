@@ -46,8 +46,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode> {
 
 fn change(ctx: &Ctx, a: NameArgs, add: bool) -> Result<ExitCode> {
     let started = jiff::Timestamp::now();
-    let name =
-        blocker_lists::normalize_name(&a.name).map_err(|e| anyhow::anyhow!("{:?}: {e}", a.name))?;
+    let name = super::name_arg(&a.name)?;
     let _lock = ctx.dir.lock()?;
     let mut names = read_protected(&ctx.dir)?;
     let present = names.contains(&name);

@@ -393,7 +393,7 @@ fn cli_name(s: &str, below_flag: bool, subtree_flag: bool) -> Result<(Name, Kind
         Some(rest) => (rest, true),
         None => (s, false),
     };
-    let name = blocker_lists::normalize_name(text).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
+    let name = super::name_arg(text)?;
     let kind = if star || below_flag {
         Kind::Below
     } else if subtree_flag {
