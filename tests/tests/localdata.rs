@@ -52,6 +52,17 @@ fn local_data_block_pages_ttl_cap_and_soa() {
     let e: serde_json::Value =
         serde_json::from_str(&b.ok(&["explain", "two.example", "--json"])).expect("json");
     assert_eq!(e["kernel_agrees"], serde_json::Value::Bool(true), "{e}");
+    // And says what the local data answers to each type (the zone above: two A records at
+    // two.example, none of type AAAA; a block page at bad.example).
+    let answer = |name: &str, qtype: &str| -> String {
+        let e: serde_json::Value =
+            serde_json::from_str(&b.ok(&["explain", name, "--qtype", qtype, "--json"]))
+                .expect("json");
+        e["answer"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(answer("two.example", "A"), "2 record(s) of local data");
+    assert!(answer("two.example", "AAAA").starts_with("NODATA"));
+    assert!(answer("bad.example", "A").contains("block page page.isp.example"));
     let before = t.unbound_queries();
     let q = |server: &str, name: &str, qtype: &str| {
         kdig(

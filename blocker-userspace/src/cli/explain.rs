@@ -61,6 +61,9 @@ struct Explanation {
     query: String,
     qtype: u16,
     verdict: &'static str,
+    /// What a sinkhole rule with local data (RPZ addresses, a block page) answers to this
+    /// query type, as the data plane picks it.
+    answer: Option<String>,
     /// The exit reason the data plane counts the query under when it passes.
     reason: Option<&'static str>,
     order: Option<String>,
@@ -92,6 +95,28 @@ fn query_message(canonical: &[u8], qtype: u16) -> Vec<u8> {
     m.extend_from_slice(&qtype.to_be_bytes());
     m.extend_from_slice(&1u16.to_be_bytes());
     m
+}
+
+/// What local data answers to `qtype`: its entry for the type, else its default entry (a
+/// block page's CNAMEs), else NODATA — the data plane's choice (`local_answer` there).
+fn local_answer(data: &blocker_lists::LocalData, qtype: u16) -> String {
+    let (entries, _) = data.answers();
+    let entry = entries
+        .iter()
+        .find(|(t, _)| *t == qtype)
+        .or_else(|| entries.iter().find(|(t, _)| *t == 0));
+    match (entry, &data.cname) {
+        (Some((_, a)), Some(page)) if a.count > 0 => {
+            format!(
+                "a CNAME to the block page {page} ({} records in all)",
+                a.count
+            )
+        }
+        (Some((_, a)), None) if a.count > 0 => {
+            format!("{} record(s) of local data", a.count)
+        }
+        _ => "NODATA: the local data has no records of this type".to_string(),
+    }
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
@@ -223,6 +248,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         Some((oname.clone(), format!("{} {}", r.kind.as_str(), r.name)))
     };
     let (mut verdict, mut order, mut rule, mut reason) = ("pass (no rule)", None, None, None);
+    let mut answer = None;
     let mut shadow = None;
     if !d.shadow.is_none() {
         shadow = mark(
@@ -248,6 +274,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         if let Some((o, r)) = mark(&d.hit, note) {
             order = Some(o);
             rule = Some(r);
+        }
+        if a == Action::Sinkhole && d.hit.local != 0 {
+            let data = all
+                .iter()
+                .find(|(_, _, oid)| *oid == d.hit.order_id)
+                .and_then(|(_, rules, _)| rules.iter().find(|r| r.id == d.hit.rule_id))
+                .and_then(|r| r.local.as_ref());
+            answer = data.map(|data| local_answer(data, qtype));
         }
         for m in matches.iter_mut() {
             if !m.decides && m.note == "applies" {
@@ -289,6 +323,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         query: name.to_string(),
         qtype,
         verdict,
+        answer,
         reason,
         order,
         rule,
@@ -316,6 +351,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     if let (Some(o), Some(r)) = (&e.order, &e.rule) {
         println!("  decided by {r} (order {o:?})");
+    }
+    if let Some(answer) = &e.answer {
+        println!("  answers {answer}");
     }
     if let Some(r) = e.reason {
         println!("  passed, counted as {r}");
