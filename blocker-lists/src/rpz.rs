@@ -1132,8 +1132,17 @@ impl Scan<'_> {
                             _ => None,
                         }
                     }
-                    // The legacy passthru: a CNAME to the trigger name itself.
+                    // The legacy passthru: a CNAME to the trigger name itself; for a
+                    // wildcard trigger (`*.x CNAME *.x.`), the rewrite that gives back the
+                    // query's own name.
                     Some(t) if *t == o.name && !below => Some(Action::Pass),
+                    Some(t)
+                        if below
+                            && t.labels().next() == Some(&b"*"[..])
+                            && t.parent().as_ref() == Some(&o.name) =>
+                    {
+                        Some(Action::Pass)
+                    }
                     Some(_) => None,
                 };
                 let Some(action) = action else {

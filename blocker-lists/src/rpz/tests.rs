@@ -186,7 +186,8 @@ fn a_policy_name_without_its_dot_is_an_error() {
                    star.example CNAME *\n\
                    pass.example CNAME rpz-passthru\n\
                    *.rw.example CNAME *.elsewhere.example.\n\
-                   ok.example CNAME rpz-drop.\n");
+                   ok.example CNAME rpz-drop.\n\
+                   *.lp.example CNAME *.lp.example.\n");
     let e = msgs(&out.errors);
     assert_eq!(e.len(), 3, "{e:#?}");
     for (err, (line, meant)) in e
@@ -200,9 +201,13 @@ fn a_policy_name_without_its_dot_is_an_error() {
         );
     }
     assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    // The wildcard's legacy passthru: the rewrite that gives back the query's own name.
     assert_eq!(
         rules(&out),
-        vec![("ok.example".into(), Kind::Exact, Action::Drop, 7)]
+        vec![
+            ("ok.example".into(), Kind::Exact, Action::Drop, 7),
+            ("lp.example".into(), Kind::Below, Action::Pass, 8),
+        ]
     );
 }
 
