@@ -194,24 +194,11 @@ impl Guards {
     /// Every rule of `rules` the guards refuse, with its source and the reason, in order. A
     /// large list is checked in two halves on two threads.
     pub fn refusals<'a>(&self, rules: &'a [Rule]) -> Vec<(&'a Rule, String)> {
-        let check = |rules: &'a [Rule]| -> Vec<(&'a Rule, String)> {
+        crate::in_two_halves(rules, PARALLEL_RULES, |rules: &'a [Rule]| {
             rules
                 .iter()
                 .filter_map(|r| self.refusal(&r.name, r.kind, r.action).map(|why| (r, why)))
                 .collect()
-        };
-        if rules.len() < PARALLEL_RULES {
-            return check(rules);
-        }
-        let (a, b) = rules.split_at(rules.len() / 2);
-        std::thread::scope(|s| {
-            let second = s.spawn(|| check(b));
-            let mut out = check(a);
-            match second.join() {
-                Ok(rest) => out.extend(rest),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            out
         })
     }
 }

@@ -16,3 +16,26 @@ pub mod state;
 pub mod sys;
 pub mod txn;
 pub mod upgrade;
+
+/// `f` over `items`, on two threads (each half on one, results in order) from `min` items on:
+/// for the per-rule passes over large lists (keys, guards). A panic on the second thread is
+/// the caller's panic.
+pub(crate) fn in_two_halves<'a, T: Sync, R: Send>(
+    items: &'a [T],
+    min: usize,
+    f: impl Fn(&'a [T]) -> Vec<R> + Sync,
+) -> Vec<R> {
+    if items.len() < min {
+        return f(items);
+    }
+    let (a, b) = items.split_at(items.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| f(b));
+        let mut out = f(a);
+        match second.join() {
+            Ok(rest) => out.extend(rest),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        out
+    })
+}

@@ -105,16 +105,20 @@ impl Blocker {
         blocker::state::StateDir::new(&self.state)
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .arg("--bpffs")
+    /// `blocker` with this instance's directories and `args`, standard input closed.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--bpffs")
             .arg(&self.bpffs)
             .arg("--state-dir")
             .arg(&self.state)
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run blocker")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run blocker")
     }
 
     /// Runs a command that must succeed; returns its stdout.

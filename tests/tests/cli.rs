@@ -260,13 +260,8 @@ fn a_listing_whose_reader_goes_away_ends_quietly() {
         &["explain", "a.example"],
         &["status"],
     ] {
-        let mut child = Command::new(&b.bin)
-            .arg("--bpffs")
-            .arg(&b.bpffs)
-            .arg("--state-dir")
-            .arg(&b.state)
-            .args(args)
-            .stdin(std::process::Stdio::null())
+        let mut child = b
+            .command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -6,7 +6,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::mpsc::{channel, Receiver},
     time::{Duration, Instant},
 };
@@ -95,13 +95,8 @@ struct Running {
 
 impl Running {
     fn start(b: &Blocker, args: &[&str]) -> Running {
-        let mut child = Command::new(&b.bin)
-            .arg("--bpffs")
-            .arg(&b.bpffs)
-            .arg("--state-dir")
-            .arg(&b.state)
-            .args(args)
-            .stdin(Stdio::null())
+        let mut child = b
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -180,23 +180,10 @@ fn set_bit(set: &mut Vec<u64>, id: u32) {
 
 /// The keys of `rules` under `secret` (computed on two threads for large sets).
 pub(super) fn keys_of(secret: &KeySecret, rules: &[Rule]) -> Vec<RuleKey> {
-    let keys = |rs: &[Rule]| -> Vec<RuleKey> {
+    crate::in_two_halves(rules, 100_000, |rs: &[Rule]| {
         rs.iter()
             .map(|r| key_of_canonical(secret, r.name.canonical()))
             .collect()
-    };
-    if rules.len() < 100_000 {
-        return keys(rules);
-    }
-    let (a, b) = rules.split_at(rules.len() / 2);
-    std::thread::scope(|s| {
-        let hb = s.spawn(|| keys(b));
-        let mut out = keys(a);
-        match hb.join() {
-            Ok(kb) => out.extend(kb),
-            Err(_) => out.extend(keys(b)),
-        }
-        out
     })
 }
 
