@@ -283,6 +283,22 @@ impl Name {
         })
     }
 
+    /// A name as an operator types it or blocker prints it: as a list line writes it
+    /// ([`normalize_name`]: case, final dot, IDN), or, when it holds a `\`, in presentation
+    /// form ([`Name::from_presentation`]), which is how blocker shows a name whose labels hold
+    /// bytes a host name cannot (an RPZ owner `has\032space.example`). A `*` label is
+    /// refused either way: it is a wildcard in every format, never part of a name.
+    pub fn from_text(s: &str) -> Result<Name, NameError> {
+        if !s.contains('\\') {
+            return normalize_name(s);
+        }
+        let name = Name::from_presentation(s)?;
+        if name.labels().any(|l| l == b"*") {
+            return Err(NameError::BadWildcard);
+        }
+        Ok(name)
+    }
+
     /// The canonical wire bytes (hashed by `blocker_common::key::key_of_canonical`).
     pub fn canonical(&self) -> &[u8] {
         &self.wire

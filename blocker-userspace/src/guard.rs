@@ -234,7 +234,8 @@ pub fn read_protected(dir: &StateDir) -> Result<Vec<Name>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match blocker_lists::normalize_name(line) {
+        // As `write_protected` writes them (escaped where a label holds such bytes).
+        match Name::from_text(line) {
             Ok(n) => out.push(n),
             Err(e) => {
                 return Err(GuardError::Invalid(format!(
@@ -280,6 +281,19 @@ mod tests {
         let mut g = Guards::load(&dir, None).expect("built-in list");
         g.protected = protected.iter().map(|p| n(p)).collect();
         g
+    }
+
+    #[test]
+    fn protected_names_read_back_as_written_escapes_included() {
+        let dir = StateDir::new(
+            std::env::temp_dir().join(format!("blocker-guard-protect-{}", std::process::id())),
+        );
+        let escaped = Name::from_text("has\\032space.example").expect("escaped");
+        let names = vec![escaped, n("portal.example.net")];
+        write_protected(&dir, &names).expect("write");
+        let back = read_protected(&dir);
+        let _ = fs::remove_dir_all(&dir.dir);
+        assert_eq!(back.expect("read back"), names);
     }
 
     #[test]

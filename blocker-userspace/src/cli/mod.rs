@@ -146,14 +146,9 @@ pub fn quiet_on_closed_pipe() {
 
 /// A name given on the command line: as a list line writes it (case, trailing dot, IDN,
 /// all normalized), or with presentation escapes (`\032`, `\.`) as `rules list` and
-/// `explain` show names that hold such bytes.
+/// `explain` show names that hold such bytes ([`blocker_lists::Name::from_text`]).
 pub fn name_arg(s: &str) -> Result<blocker_lists::Name> {
-    let name = if s.contains('\\') {
-        blocker_lists::Name::from_presentation(s)
-    } else {
-        blocker_lists::normalize_name(s)
-    };
-    name.map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
+    blocker_lists::Name::from_text(s).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
 }
 
 /// Where things are.
@@ -290,6 +285,9 @@ mod tests {
         );
         let e = name_arg("bad name.example").expect_err("space").to_string();
         assert!(e.contains("cannot be in a host name"), "{e}");
+        // An escaped `*` would make a literal `*` label that prints as a wildcard.
+        let e = name_arg("\\*.example.com").expect_err("star").to_string();
+        assert!(e.contains("`*`"), "{e}");
     }
 
     #[test]
