@@ -147,7 +147,12 @@ impl Parser<'_> {
         // AdGuard's DNS syntax: `/regex/` matches names by a regular expression, which no
         // exact or suffix rule can express.
         let bare = text.strip_prefix("@@").unwrap_or(text);
-        if bare.len() > 2 && bare.starts_with('/') && bare.ends_with('/') {
+        // (`/re/` or `/re/$modifiers`.)
+        let regex = bare.strip_prefix('/').is_some_and(|re| {
+            re.len() > 1
+                && (re.ends_with('/') || re.rsplit_once("/$").is_some_and(|(r, _)| !r.is_empty()))
+        });
+        if regex {
             self.out.skip_unsupported(
                 "adblock regular expression",
                 self.file,
@@ -549,7 +554,8 @@ mod tests {
              |exact.example^\n\
              @@|ok.exact.example^$important\n\
              /^ads[0-9]+\\.example$/\n\
-             @@/^good.*/\n",
+             @@/^good.*/\n\
+             /^track[0-9]+\\./$important,dnstype=A\n",
         );
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(
@@ -569,8 +575,8 @@ mod tests {
         assert_eq!(out.unsupported.get("adblock $third-party"), Some(&1));
         assert_eq!(out.unsupported.get("adblock $dnsrewrite"), Some(&1));
         assert_eq!(out.unsupported.get("adblock cosmetic"), Some(&1));
-        assert_eq!(out.unsupported.get("adblock regular expression"), Some(&2));
-        assert_eq!(out.warnings.len(), 5);
+        assert_eq!(out.unsupported.get("adblock regular expression"), Some(&3));
+        assert_eq!(out.warnings.len(), 6);
         assert!(out.warnings[0].to_string().starts_with("list.txt:4: "));
     }
 

@@ -272,7 +272,12 @@ fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
 
 pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut ParseOutcome) {
     let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
-    scan.hint_origin = opts.rpz_origin.as_deref().is_none_or(str::is_empty);
+    // (`$` is rare in a zone file outside its directives: a cheap look.)
+    let sets_origin = text.match_indices('$').any(|(i, _)| {
+        text.get(i..i + 7)
+            .is_some_and(|d| d.eq_ignore_ascii_case("$ORIGIN"))
+    });
+    scan.hint_origin = opts.rpz_origin.as_deref().is_none_or(str::is_empty) && !sets_origin;
     scan.scan_text(text, file, Some(&origin), None, 0);
     scan.finish();
 }
@@ -811,6 +816,13 @@ impl Scan<'_> {
             return;
         }
         let Some(full) = owner else {
+            // At a root apex (`@ SOA` without $ORIGIN) the name servers' names are absolute,
+            // as the owners are: their addresses are glue all the same.
+            if let ZoneRecordData::Ns(ns) = rec.data() {
+                if let Ok(Some(target)) = to_name(ns.nsdname()) {
+                    self.glue.push(target);
+                }
+            }
             if !is_soa && !is_ns {
                 self.out
                     .error(file, line, "a record at the root is not a trigger");
@@ -1088,7 +1100,7 @@ impl Scan<'_> {
                 i
             }
         };
-        let apex = self.apex.as_ref().map(Name::to_string);
+        let apex = self.apex.as_ref();
         let out = &mut *self.out;
         let o = &mut self.owners[idx];
         // A record with another policy than the first policy record of its owner: the first
@@ -1175,14 +1187,13 @@ impl Scan<'_> {
                         o.line = line;
                         return;
                     }
-                    // `rpz-drop` or `*` without the final dot: read under the zone's name,
-                    // it is no action, and skipping it would leave the name unblocked. An
-                    // invalid record (the load, or the transfer, is refused; FILE:LINE).
-                    let star = first == "*"
-                        && apex
-                            .as_deref()
-                            .is_some_and(|a| t.strip_prefix("*.") == Some(a));
-                    if special || star {
+                    // `rpz-drop` or `*` without the final dot: read under the origin, a
+                    // name inside the zone that is no action, and skipping it would leave
+                    // the name unblocked. An invalid record (the load, or the transfer, is
+                    // refused; FILE:LINE). The same label in a name outside the zone is a
+                    // rewrite like any other (skipped below).
+                    let in_zone = apex.is_some_and(|a| t.ends_with(&format!(".{a}")));
+                    if in_zone && (special || first == "*") {
                         out.error(
                             file,
                             line,

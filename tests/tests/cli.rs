@@ -269,9 +269,10 @@ fn a_listing_whose_reader_goes_away_ends_quietly() {
         drop(child.stdout.take());
         let out = child.wait_with_output().expect("wait");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            (out.status.signal(), err.contains("panicked")),
-            (Some(libc::SIGPIPE), false),
+        // Ended by the signal; or, had blocker written before the pipe closed, in success.
+        let quiet = out.status.signal() == Some(libc::SIGPIPE) || out.status.success();
+        assert!(
+            quiet && !err.contains("panicked"),
             "blocker {args:?}: {:?}\n{err}",
             out.status
         );

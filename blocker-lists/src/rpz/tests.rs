@@ -187,20 +187,26 @@ fn a_policy_name_without_its_dot_is_an_error() {
                    pass.example CNAME rpz-passthru\n\
                    *.rw.example CNAME *.elsewhere.example.\n\
                    ok.example CNAME rpz-drop.\n\
-                   *.lp.example CNAME *.lp.example.\n");
+                   *.lp.example CNAME *.lp.example.\n\
+                   out.example CNAME rpz-drop.isp.example.\n\
+                   $ORIGIN com.rpz.example.\n\
+                   bad CNAME *\n");
     let e = msgs(&out.errors);
-    assert_eq!(e.len(), 3, "{e:#?}");
-    for (err, (line, meant)) in e
-        .iter()
-        .zip([(3, "rpz-drop."), (4, "*."), (5, "rpz-passthru.")])
-    {
+    assert_eq!(e.len(), 4, "{e:#?}");
+    for (err, (line, meant)) in e.iter().zip([
+        (3, "rpz-drop."),
+        (4, "*."),
+        (5, "rpz-passthru."),
+        (11, "*."),
+    ]) {
         assert!(
             err.starts_with(&format!("z.rpz:{line}: "))
                 && err.contains(&format!("did you mean `{meant}`")),
             "{err}"
         );
     }
-    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&1));
+    // A rewrite to another name, and the same label in a name outside the zone.
+    assert_eq!(out.unsupported.get("cname-rewrite"), Some(&2));
     // The wildcard's legacy passthru: the rewrite that gives back the query's own name.
     assert_eq!(
         rules(&out),
@@ -1070,14 +1076,33 @@ fn a_chain_too_long_for_an_answer_is_cut_not_dropped_and_names_round_trip() {
 fn a_zone_without_origin_says_how_to_name_it() {
     // `@ SOA` without $ORIGIN: the zone's name is nowhere in the file; owners written in
     // full keep their zone suffix (a name never queried), so it must be said.
-    let out = rpz("@ SOA ns. h. 1 1 1 1 1\nbad.com.rpz.example. CNAME .\n");
+    // Its name server's glue is set aside there too.
+    let out = rpz("@ SOA ns. h. 1 1 1 1 1\n@ NS ns1\nns1 A 192.0.2.53\n\
+                   bad.com.rpz.example. CNAME .\n");
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     let w = msgs(&out.warnings);
     assert!(
-        w.len() == 1
+        w.len() == 2
             && w[0].starts_with("z.rpz:1: the SOA is at the root")
-            && w[0].contains("--rpz-origin"),
+            && w[0].contains("--rpz-origin")
+            && w[1].starts_with("z.rpz:3: ns1: address of the zone's name server"),
         "{w:?}"
+    );
+    assert_eq!(
+        rules(&out),
+        vec![(
+            "bad.com.rpz.example".into(),
+            Kind::Exact,
+            Action::Nxdomain,
+            4
+        )]
+    );
+    // With $ORIGIN in the file, an owner outside the zone gets no origin advice.
+    let out = rpz("$ORIGIN rpz.example.\n@ SOA ns. h. 1 1 1 1 1\nfoo.other. CNAME .\n");
+    let e = msgs(&out.errors);
+    assert!(
+        e.len() == 1 && e[0].ends_with("foo.other is outside the zone rpz.example"),
+        "{e:?}"
     );
     // An SOA with its name, and a relative owner: read from the root, outside the zone.
     let out = rpz("rpz.example. SOA ns. h. 1 1 1 1 1\ngood.com CNAME rpz-passthru.\n");

@@ -112,10 +112,12 @@ pub enum Command {
 }
 
 impl Command {
-    /// Commands that change nothing and print: when their reader goes away (`| head`) they
-    /// end quietly, as other Unix tools do, instead of panicking on the closed pipe (see
-    /// [`quiet_on_closed_pipe`]). Never a command that changes state: it must not die
-    /// between two of its steps because nobody reads its output.
+    /// Commands that print and change nothing the operator asked to change: when their
+    /// reader goes away (`| head`) they end quietly, as other Unix tools do, instead of
+    /// panicking on the closed pipe (see [`quiet_on_closed_pipe`]). What they may write
+    /// (a crash recovery before any output, `report`'s daily hit history by rename) is done
+    /// before they print or survives an interruption. Never a command that changes state:
+    /// it must not die between two of its steps because nobody reads its output.
     pub fn only_prints(&self) -> bool {
         matches!(
             self,
