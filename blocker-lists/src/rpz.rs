@@ -172,6 +172,8 @@ struct Scan<'a> {
     /// Read from text without an RPZ origin given: an owner outside the zone may be a
     /// relative name the file meant under the zone's name (say so).
     hint_origin: bool,
+    /// Owners found outside the zone (each an error).
+    outside: usize,
     /// The apex NS records' names inside the zone (relative): addresses there are the name
     /// server's glue (`@ NS ns1` + `ns1 A …`, as BIND-style zones write), not triggers for
     /// the top-level name `ns1`.
@@ -270,16 +272,60 @@ fn next_entry(zf: &mut Zonefile) -> Result<Option<Entry>, Option<String>> {
     }
 }
 
+/// Reads a zone file into `out` (a fresh outcome).
+///
+/// A file that sets no `$ORIGIN` and names its zone only in its SOA (`rpz.example. SOA …`,
+/// then relative owners) is written for a server that starts reading at the zone's name, as
+/// BIND and Unbound do with the name from their configuration: read from the root, its owners
+/// fall outside the zone. Such a file is read again from the SOA's name, as `--rpz-origin`
+/// would have it, and the second reading is kept when it places every owner (with a warning
+/// saying so).
 pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut ParseOutcome) {
-    let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
     // (`$` is rare in a zone file outside its directives: a cheap look.)
     let sets_origin = text.match_indices('$').any(|(i, _)| {
         text.get(i..i + 7)
             .is_some_and(|d| d.eq_ignore_ascii_case("$ORIGIN"))
     });
-    scan.hint_origin = opts.rpz_origin.as_deref().is_none_or(str::is_empty) && !sets_origin;
+    let given = opts.rpz_origin.as_deref().is_some_and(|o| !o.is_empty());
+    let (apex, outside) = scan_zone(text, file, opts, out, !given && !sets_origin);
+    let Some(apex) = apex.filter(|_| outside > 0 && !given && !sets_origin) else {
+        return;
+    };
+    let from_apex = Options {
+        rpz_origin: Some(apex.clone()),
+        ..opts.clone()
+    };
+    let mut again = ParseOutcome::default();
+    let (_, still_outside) = scan_zone(text, file, &from_apex, &mut again, false);
+    if still_outside == 0 && again.errors.len() < out.errors.len() {
+        again.warn(
+            file,
+            1,
+            format!(
+                "the file sets no $ORIGIN: owners read under the zone's name {apex} (its SOA's), \
+                 as a server serving {apex} reads them"
+            ),
+        );
+        *out = again;
+    }
+}
+
+/// One reading of a zone file into `out`; returns the apex it settled (the zone's name) and
+/// how many owners fell outside it.
+fn scan_zone(
+    text: &str,
+    file: &Arc<PathBuf>,
+    opts: &Options,
+    out: &mut ParseOutcome,
+    hint_origin: bool,
+) -> (Option<String>, usize) {
+    let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
+    scan.hint_origin = hint_origin;
     scan.scan_text(text, file, Some(&origin), None, 0);
+    let apex = scan.apex.as_ref().map(Name::to_string);
+    let outside = scan.outside;
     scan.finish();
+    (apex, outside)
 }
 
 /// The records of a zone (a transferred RPZ, say) read with exactly the semantics of a zone
@@ -318,6 +364,7 @@ impl<'a> Scan<'a> {
             exact: HashMap::default(),
             stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
             hint_origin: false,
+            outside: 0,
             glue: Vec::new(),
         };
         let mut origin = DName::<Bytes>::root();
@@ -858,6 +905,7 @@ impl Scan<'_> {
             Some(apex) => match full.strip_suffix(apex) {
                 Some(r) => r,
                 None => {
+                    self.outside += 1;
                     let hint = if self.hint_origin {
                         format!(
                             " (a relative owner in a file without $ORIGIN is read from the \

@@ -1104,27 +1104,45 @@ fn a_zone_without_origin_says_how_to_name_it() {
         e.len() == 1 && e[0].ends_with("foo.other is outside the zone rpz.example"),
         "{e:?}"
     );
-    // An SOA with its name, and a relative owner: read from the root, outside the zone.
-    let out = rpz("rpz.example. SOA ns. h. 1 1 1 1 1\ngood.com CNAME rpz-passthru.\n");
-    let e = msgs(&out.errors);
+    // An SOA with its name and relative owners, no $ORIGIN: written for a server that
+    // starts at the zone's name (BIND, Unbound). Read from the root every owner falls
+    // outside the zone; read again from the SOA's name, as --rpz-origin would, with a word.
+    let text = "rpz.example. SOA ns. h. 1 1 1 1 1\nrpz.example. NS ns.\n\
+                good.com CNAME rpz-passthru.\n*.bad.com CNAME .\n";
+    let out = rpz(text);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let want = vec![
+        ("good.com".into(), Kind::Exact, Action::Pass, 3),
+        ("bad.com".into(), Kind::Below, Action::Nxdomain, 4),
+    ];
+    assert_eq!(rules(&out), want);
+    let w = msgs(&out.warnings);
     assert!(
-        e.len() == 1
-            && e[0].starts_with("z.rpz:2: good.com is outside the zone rpz.example")
-            && e[0].contains("--rpz-origin rpz.example"),
-        "{e:?}"
+        w.len() == 1
+            && w[0].starts_with(
+                "z.rpz:1: the file sets no $ORIGIN: owners read under the zone's name rpz.example"
+            ),
+        "{w:?}"
     );
-    // Given the origin, the same file loads.
+    // Given the origin, the same file loads the same, without the word.
     let opts = Options {
         rpz_origin: Some("rpz.example".into()),
         ..Options::default()
     };
-    let text = "rpz.example. SOA ns. h. 1 1 1 1 1\ngood.com CNAME rpz-passthru.\n";
     let out = parse_str(text, Path::new("z.rpz"), Format::Rpz, &opts);
-    assert!(out.errors.is_empty(), "{:?}", out.errors);
-    assert_eq!(
-        rules(&out),
-        vec![("good.com".into(), Kind::Exact, Action::Pass, 2)]
+    assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
+    assert_eq!(rules(&out), want);
+    // An owner written in full outside the zone stays outside it: the first reading's
+    // error, with the advice, and nothing read again.
+    let out = rpz("rpz.example. SOA ns. h. 1 1 1 1 1\nother.example. CNAME .\n");
+    let e = msgs(&out.errors);
+    assert!(
+        e.len() == 1
+            && e[0].starts_with("z.rpz:2: other.example is outside the zone rpz.example")
+            && e[0].contains("--rpz-origin rpz.example"),
+        "{e:?}"
     );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
 }
 
 #[test]
