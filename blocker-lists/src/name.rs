@@ -323,14 +323,16 @@ impl Name {
 
     /// The name without its first label (None for a one-label name).
     pub fn parent(&self) -> Option<Name> {
-        let l = usize::from(*self.wire.first()?);
-        let rest = self.wire.get(1 + l..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        Some(Name {
+        self.parent_canonical().map(|rest| Name {
             wire: Wire::new(rest),
         })
+    }
+
+    /// The canonical wire bytes of [`Name::parent`] (the tail of this name's), without
+    /// building the name: what a set of names keyed by their wire bytes is looked up by.
+    pub fn parent_canonical(&self) -> Option<&[u8]> {
+        let l = usize::from(*self.wire.first()?);
+        self.wire.get(1 + l..).filter(|rest| !rest.is_empty())
     }
 
     /// Whether `self` is `other` or a name below it (on label boundaries).

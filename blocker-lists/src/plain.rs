@@ -144,15 +144,12 @@ impl Parser<'_> {
 
     /// One entry of a plain list.
     fn plain_entry(&mut self, text: &str, line: usize) {
-        // AdGuard's DNS syntax: `/regex/` matches names by a regular expression, which no
-        // exact or suffix rule can express.
-        let bare = text.strip_prefix("@@").unwrap_or(text);
-        // (`/re/` or `/re/$modifiers`.)
-        let regex = bare.strip_prefix('/').is_some_and(|re| {
-            re.len() > 1
-                && (re.ends_with('/') || re.rsplit_once("/$").is_some_and(|(r, _)| !r.is_empty()))
-        });
-        if regex {
+        // `@@` makes an adblock rule an exception (a pass rule).
+        let (bare, exception) = match text.strip_prefix("@@") {
+            Some(rest) => (rest, true),
+            None => (text, false),
+        };
+        if is_regex(bare) {
             self.out.skip_unsupported(
                 "adblock regular expression",
                 self.file,
@@ -161,15 +158,13 @@ impl Parser<'_> {
             );
             return;
         }
-        if let Some(rest) = text.strip_prefix("@@") {
-            match adblock_anchor(rest) {
-                Some((rule, kind)) => self.adblock(text, rule, kind, Some(Action::Pass), line),
-                None => self.error(line, text, "`@@` only goes with `@@||name^` or `@@|name^`"),
-            }
+        if let Some((rule, kind)) = adblock_anchor(bare) {
+            let action = exception.then_some(Action::Pass);
+            self.adblock(text, rule, kind, action, line);
             return;
         }
-        if let Some((rule, kind)) = adblock_anchor(text) {
-            self.adblock(text, rule, kind, None, line);
+        if exception {
+            self.error(line, text, "`@@` only goes with `@@||name^` or `@@|name^`");
             return;
         }
         if text.contains('#')
@@ -295,6 +290,15 @@ impl Parser<'_> {
             Err(e) => self.error(line, text, e),
         }
     }
+}
+
+/// AdGuard's DNS syntax for a regular expression over names, `/re/` or `/re/$modifiers`:
+/// no exact or suffix rule can express it.
+fn is_regex(s: &str) -> bool {
+    s.strip_prefix('/').is_some_and(|re| {
+        re.len() > 1
+            && (re.ends_with('/') || re.rsplit_once("/$").is_some_and(|(r, _)| !r.is_empty()))
+    })
 }
 
 /// The rule after an adblock anchor, and what its name matches: `||name^` the name and every

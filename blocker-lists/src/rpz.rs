@@ -169,9 +169,6 @@ struct Scan<'a> {
     exact: HashMap<(Vec<u8>, bool), usize>,
     /// The files being read ($INCLUDE chain), canonicalized, for the loop guard.
     stack: Vec<PathBuf>,
-    /// Read from text without an RPZ origin given: an owner outside the zone may be a
-    /// relative name the file meant under the zone's name (say so).
-    hint_origin: bool,
     /// Owners found outside the zone (each an error).
     outside: usize,
     /// The apex NS records' names inside the zone (relative): addresses there are the name
@@ -287,7 +284,7 @@ pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut P
             .is_some_and(|d| d.eq_ignore_ascii_case("$ORIGIN"))
     });
     let given = opts.rpz_origin.as_deref().is_some_and(|o| !o.is_empty());
-    let (apex, outside) = scan_zone(text, file, opts, out, !given && !sets_origin);
+    let (apex, outside) = scan_zone(text, file, opts, out);
     let Some(apex) = apex.filter(|_| outside > 0 && !given && !sets_origin) else {
         return;
     };
@@ -296,7 +293,7 @@ pub(crate) fn parse(text: &str, file: &Arc<PathBuf>, opts: &Options, out: &mut P
         ..opts.clone()
     };
     let mut again = ParseOutcome::default();
-    let (_, still_outside) = scan_zone(text, file, &from_apex, &mut again, false);
+    let (_, still_outside) = scan_zone(text, file, &from_apex, &mut again);
     if still_outside == 0 && again.errors.len() < out.errors.len() {
         again.warn(
             file,
@@ -317,10 +314,8 @@ fn scan_zone(
     file: &Arc<PathBuf>,
     opts: &Options,
     out: &mut ParseOutcome,
-    hint_origin: bool,
 ) -> (Option<String>, usize) {
     let (mut scan, origin) = Scan::start(out, file, opts, text.len() / 40);
-    scan.hint_origin = hint_origin;
     scan.scan_text(text, file, Some(&origin), None, 0);
     let apex = scan.apex.as_ref().map(Name::to_string);
     let outside = scan.outside;
@@ -363,7 +358,6 @@ impl<'a> Scan<'a> {
             index: HashMap::with_capacity_and_hasher(owners, Default::default()),
             exact: HashMap::default(),
             stack: vec![file.canonicalize().unwrap_or_else(|_| file.to_path_buf())],
-            hint_origin: false,
             outside: 0,
             glue: Vec::new(),
         };
@@ -863,13 +857,7 @@ impl Scan<'_> {
             return;
         }
         let Some(full) = owner else {
-            // At a root apex (`@ SOA` without $ORIGIN) the name servers' names are absolute,
-            // as the owners are: their addresses are glue all the same.
-            if let ZoneRecordData::Ns(ns) = rec.data() {
-                if let Ok(Some(target)) = to_name(ns.nsdname()) {
-                    self.glue.push(target);
-                }
-            }
+            self.note_glue(data);
             if !is_soa && !is_ns {
                 self.out
                     .error(file, line, "a record at the root is not a trigger");
@@ -882,17 +870,11 @@ impl Scan<'_> {
             }
             return;
         }
+        if self.apex.as_ref() == Some(&full) {
+            self.note_glue(data);
+        }
         let rel = match &self.apex {
             Some(apex) if full == *apex => {
-                if let ZoneRecordData::Ns(ns) = data {
-                    if let Some(inside) = to_name(ns.nsdname())
-                        .ok()
-                        .flatten()
-                        .and_then(|t| t.strip_suffix(apex))
-                    {
-                        self.glue.push(inside);
-                    }
-                }
                 if !is_ns {
                     self.out.warn(
                         file,
@@ -905,26 +887,34 @@ impl Scan<'_> {
             Some(apex) => match full.strip_suffix(apex) {
                 Some(r) => r,
                 None => {
+                    // (A file written relative to its SOA's name is read again from
+                    // there: see `parse`.)
                     self.outside += 1;
-                    let hint = if self.hint_origin {
-                        format!(
-                            " (a relative owner in a file without $ORIGIN is read from the \
-                             root: give the zone name as the RPZ origin, --rpz-origin {apex})"
-                        )
-                    } else {
-                        String::new()
-                    };
-                    self.out.error(
-                        file,
-                        line,
-                        format!("{full} is outside the zone {apex}{hint}"),
-                    );
+                    self.out
+                        .error(file, line, format!("{full} is outside the zone {apex}"));
                     return;
                 }
             },
             None => full,
         };
         self.record(rec, rel, file, line);
+    }
+
+    /// Notes the name server of an apex NS record when it is inside the zone: its addresses
+    /// are the zone's glue, not triggers. Relative to the apex; at a root apex (`@ SOA`
+    /// without $ORIGIN) as written, as the owners are.
+    fn note_glue<N: ToName>(&mut self, data: &ZoneRecordData<Bytes, N>) {
+        let ZoneRecordData::Ns(ns) = data else {
+            return;
+        };
+        let Ok(Some(server)) = to_name(ns.nsdname()) else {
+            return;
+        };
+        let inside = match &self.apex {
+            Some(apex) => server.strip_suffix(apex),
+            None => Some(server),
+        };
+        self.glue.extend(inside);
     }
 
     /// Settles the apex at the first record (`owner`: its owner; `origin`: the origin in

@@ -144,10 +144,8 @@ impl Guards {
         // A name is its own suffix only if a rule names it, or a wildcard rule its parent
         // (`*.ck`): the other names (nearly all a list holds) need no lookup.
         if let Some(listed) = &self.listed {
-            // Looked up by wire bytes: the parent's are the tail of the name's.
-            let wire = name.canonical();
-            let parent = wire.get(1 + usize::from(wire[0])..).unwrap_or_default();
-            let named = listed.contains(wire) || (!parent.is_empty() && listed.contains(parent));
+            let named = listed.contains(name.canonical())
+                || name.parent_canonical().is_some_and(|p| listed.contains(p));
             if !named {
                 return false;
             }

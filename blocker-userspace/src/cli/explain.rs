@@ -235,10 +235,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         |o| gates.get(&o).unwrap_or(&blocker_common::OrderGate::OPEN),
     );
 
+    // The recorded rule of a hit, with its order's name.
+    let rule_of = |hit: &blocker_common::dns::Hit| -> Option<(&String, &Rule)> {
+        let (oname, rules, _) = all.iter().find(|(_, _, oid)| *oid == hit.order_id)?;
+        Some((oname, rules.iter().find(|r| r.id == hit.rule_id)?))
+    };
     // The recorded rule of a hit, and the note of its match.
     let mut mark = |hit: &blocker_common::dns::Hit, note: &str| -> Option<(String, String)> {
-        let (oname, rules, _) = all.iter().find(|(_, _, oid)| *oid == hit.order_id)?;
-        let r = rules.iter().find(|r| r.id == hit.rule_id)?;
+        let (oname, r) = rule_of(hit)?;
         for m in matches.iter_mut() {
             if m.order == *oname && m.name == r.name.to_string() && m.kind == r.kind.as_str() {
                 m.decides = note.starts_with("decides");
@@ -276,12 +280,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             rule = Some(r);
         }
         if a == Action::Sinkhole && d.hit.local != 0 {
-            let data = all
-                .iter()
-                .find(|(_, _, oid)| *oid == d.hit.order_id)
-                .and_then(|(_, rules, _)| rules.iter().find(|r| r.id == d.hit.rule_id))
-                .and_then(|r| r.local.as_ref());
-            answer = data.map(|data| local_answer(data, qtype));
+            answer = rule_of(&d.hit)
+                .and_then(|(_, r)| r.local.as_ref())
+                .map(|data| local_answer(data, qtype));
         }
         for m in matches.iter_mut() {
             if !m.decides && m.note == "applies" {
