@@ -370,8 +370,8 @@ fn put(s: &mut Scratch, i: usize, v: u64) {
 /// window, and scoped to none of the client's jurisdictions or to one of them), that has a
 /// rule for the query; within that order, its most specific rule. An order in shadow mode is
 /// skipped (and reported in [`Decision::shadow`] if it would have decided). `lookup` returns
-/// the rules at a name (the active copy of its [`crate::RuleValue`]); `order` an order's
-/// gate (the active copy, see [`crate::Gates`]).
+/// the rules at a name (the copy of its [`crate::RuleValue`] in force); `order` an order's
+/// gate (the copy in force, see [`crate::Gates`]).
 ///
 /// Suffixes are tried from the whole name (most specific) to the last label, skipping depths
 /// at which no rule exists (`Config::depth_mask`). At the whole name the slots for the name
@@ -504,7 +504,7 @@ where
 }
 
 /// What each step of a walk needs besides the maps and the scratch memory: the query, the
-/// client, the copy in force and the key filter's probe. The XDP program keeps it in a
+/// client, the epoch and the key filter's probe. The XDP program keeps it in a
 /// per-CPU map value of its own across its `bpf_loop` (whose context would have to be on the
 /// small BPF stack).
 #[repr(C)]
@@ -512,7 +512,8 @@ where
 pub struct WalkState {
     pub q: Query,
     pub client: Client,
-    pub active: u64,
+    /// `Config::epoch` as the packet read it (once).
+    pub epoch: u64,
     pub probe: crate::filter::Probe,
     /// Where the layers of the frame start (the XDP program's own `Frame`, as integers).
     pub frame: [u64; 10],

@@ -49,14 +49,14 @@ pub const MAX_RULE_CAPACITY: u32 = 1 << 27;
 pub const MAX_ORDERS: u32 = 4096;
 /// Entries of `BLK_ORDERS`: two copies of every order's metadata, like the two copies of every
 /// rule-map value, so an order's EDE code and text change with its rules at the flip of
-/// `Config::active`, never before.
+/// `Config::epoch`, never before.
 pub const ORDER_ENTRIES: u32 = 2 * MAX_ORDERS;
 
-/// Index in `BLK_ORDERS` of order `id`'s metadata in copy `active` (0 or 1). The one place
-/// both sides compute it.
+/// Index in `BLK_ORDERS` of order `id`'s metadata in force at epoch `epoch` (copy
+/// `epoch & 1`). The one place both sides compute it.
 #[inline(always)]
-pub fn order_entry(active: u32, id: u16) -> u32 {
-    (active & 1) * MAX_ORDERS + (id as u32 & (MAX_ORDERS - 1))
+pub fn order_entry(epoch: u32, id: u16) -> u32 {
+    (epoch & 1) * MAX_ORDERS + (id as u32 & (MAX_ORDERS - 1))
 }
 
 /// Number of jurisdictions (ids `0..MAX_JURISDICTIONS`, one bit each in a `u64` mask).
@@ -367,13 +367,27 @@ impl LocalAnswer {
     }
 }
 
-/// Value of the rule map: two copies of the rules at one name. The data plane reads
-/// `sets[Config::active]`; user space writes the other copy, then flips `Config::active`, so a
-/// whole list replacement becomes visible at once.
+/// Value of the rule map: two copies of the rules at one name, and the epoch from which the
+/// newer copy is in force. A change from epoch `e` to `e + 1` writes the names it touches
+/// with their old rules in copy `e & 1` and their new rules in copy `(e + 1) & 1`, `since`
+/// being `e + 1`, then moves `Config::epoch` to `e + 1`: a whole list replacement becomes
+/// visible at once. A reader at epoch `r` reads copy [`copy_at`]`(since, r)`: the old one
+/// until the flip, the new one from it on, for as long as the name is not written again — so
+/// the names a change touched never need a second write to make their copies equal.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleValue {
     pub sets: [RuleSet; 2],
+    /// The epoch from which copy `since & 1` is in force (copy `(since - 1) & 1` before it).
+    pub since: u32,
+}
+
+/// The copy of a value written for epoch `since` that a reader at epoch `epoch` reads: the
+/// newer one (`since & 1`) from `since` on, the one in force before it (`epoch & 1`) until
+/// then. The one place both sides compute it.
+#[inline(always)]
+pub fn copy_at(since: u32, epoch: u32) -> usize {
+    (if epoch < since { epoch } else { since }) as usize & 1
 }
 
 /// One copy of a name's rules as `BLK_RULES` holds it: the rules themselves when they fit in
@@ -390,13 +404,17 @@ pub struct InlineSet {
 /// [`InlineSet::is_wide`] and [`InlineSet::widen`].
 ///
 /// Writers keep one rule: a copy marked wide has its rules in `BLK_RULES_WIDE` — the wide
-/// entry is written before the marker and removed after it. The copy in force never changes
-/// under a reader (user space writes the inactive copy, then flips), so a reader that finds
-/// the marker finds the rules it stands for.
+/// entry is written before the marker and removed after it, and each value carries its own
+/// `since`, so a reader that finds the marker (in the copy in force at its epoch) finds the
+/// rules it stands for in the wide entry's copy in force at the same epoch, whether that
+/// entry was written by the same change yet or not. A marker in a copy no longer in force
+/// may outlive its entry; no reader follows it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleInline {
     pub sets: [InlineSet; 2],
+    /// As [`RuleValue::since`].
+    pub since: u32,
 }
 
 impl InlineSet {
@@ -453,11 +471,32 @@ impl RuleSet {
 }
 
 impl RuleValue {
+    /// What a change to epoch `to` writes at a name whose rules go from `old` to `new`.
+    pub fn change(old: RuleSet, new: RuleSet, to: u32) -> RuleValue {
+        let mut sets = [old; 2];
+        sets[to as usize & 1] = new;
+        RuleValue { sets, since: to }
+    }
+
+    /// Both copies `set`: in force at every epoch.
+    pub fn settled(set: RuleSet) -> RuleValue {
+        RuleValue {
+            sets: [set; 2],
+            since: 0,
+        }
+    }
+
+    /// The rules in force at epoch `epoch`.
+    pub fn at(&self, epoch: u32) -> RuleSet {
+        self.sets[copy_at(self.since, epoch)]
+    }
+
     /// What `BLK_RULES` holds for these rules, and whether `BLK_RULES_WIDE` must hold them
     /// too (some copy does not fit inline).
     pub fn inline(&self) -> (RuleInline, bool) {
         let v = RuleInline {
             sets: [self.sets[0].inline(), self.sets[1].inline()],
+            since: self.since,
         };
         let wide = v.sets.iter().any(InlineSet::is_wide);
         (v, wide)
@@ -465,19 +504,22 @@ impl RuleValue {
 }
 
 impl RuleInline {
-    /// The rules `BLK_RULES`'s value stands for, `wide` being `BLK_RULES_WIDE`'s value at the
-    /// same key; None when a copy is marked wide and there is no wide value (a writer broke
-    /// the rule above).
-    pub fn join(&self, wide: Option<&RuleValue>) -> Option<RuleValue> {
-        let mut v = RuleValue::default();
-        for (i, s) in self.sets.iter().enumerate() {
-            v.sets[i] = match (s.is_wide(), wide) {
-                (false, _) => s.widen(),
-                (true, Some(w)) => w.sets[i],
-                (true, None) => return None,
-            };
+    /// The copy in force at epoch `epoch`: inline rules, or the wide marker.
+    #[inline(always)]
+    pub fn at(&self, epoch: u32) -> &InlineSet {
+        &self.sets[copy_at(self.since, epoch)]
+    }
+
+    /// The rules in force at epoch `epoch`, `wide` being `BLK_RULES_WIDE`'s value at the same
+    /// key; None when that copy is marked wide and there is no wide value (a writer broke the
+    /// rule above).
+    pub fn join_at(&self, epoch: u32, wide: Option<&RuleValue>) -> Option<RuleSet> {
+        let s = self.at(epoch);
+        match (s.is_wide(), wide) {
+            (false, _) => Some(s.widen()),
+            (true, Some(w)) => Some(w.at(epoch)),
+            (true, None) => None,
         }
-        Some(v)
     }
 
     /// Some copy is marked wide.
@@ -500,13 +542,15 @@ pub const CONFIG_WINDOWS: u32 = 1 << 3;
 /// Run-time settings, entry 0 of `BLK_CONFIG`. Written by user space, read by the XDP
 /// program once per packet.
 ///
-/// `active` and `generation` open the struct in every version, whatever else changes: `blocker
+/// `epoch` and `generation` open the struct in every version, whatever else changes: `blocker
 /// upgrade` reads the running generation from the `Config` of a build with another layout.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Which copy of every [`RuleValue`] is in force (0 or 1).
-    pub active: u32,
+    /// The epoch: moved on by one at every change's flip. Copy `epoch & 1` of the orders'
+    /// metadata, gates and jurisdictions is in force, and copy [`copy_at`]`(since, epoch)` of
+    /// every [`RuleValue`].
+    pub epoch: u32,
     /// List generation: bumped by every committed rule change.
     pub generation: u32,
     /// Bit `d` set: some rule's name has `d` labels. Suffixes of other depths are not looked
@@ -631,7 +675,7 @@ impl Default for Config {
         let mut ports = [0u16; MAX_PORTS];
         ports[0] = 53;
         Config {
-            active: 0,
+            epoch: 0,
             generation: 0,
             depth_mask: [0; 2],
             ports,
@@ -696,7 +740,7 @@ pub const MODE_ENFORCE: u8 = 0;
 pub const MODE_SHADOW: u8 = 1;
 
 /// One order's EDE (a court order, a regulator's list, an allow list): entry
-/// [`order_entry`]`(Config::active, order_id)` of `BLK_ORDERS`. Written by user space, read by
+/// [`order_entry`]`(Config::epoch, order_id)` of `BLK_ORDERS`. Written by user space, read by
 /// the XDP program when it answers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -769,7 +813,7 @@ impl Default for OrderGate {
     }
 }
 
-/// Entry 0 of `BLK_GATES`: every order's gate, two copies (`copies[Config::active]` is in
+/// Entry 0 of `BLK_GATES`: every order's gate, two copies (`copies[Config::epoch & 1]` is in
 /// force; user space writes the other before a flip, like every rule).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -782,10 +826,10 @@ impl Gates {
         copies: [[OrderGate::OPEN; MAX_ORDERS as usize]; 2],
     };
 
-    /// The gate of order `id` in copy `active`.
+    /// The gate of order `id` in force at epoch `epoch` (copy `epoch & 1`).
     #[inline(always)]
-    pub fn get(&self, active: usize, id: u16) -> &OrderGate {
-        &self.copies[active & 1][id as usize & (MAX_ORDERS as usize - 1)]
+    pub fn get(&self, epoch: u32, id: u16) -> &OrderGate {
+        &self.copies[epoch as usize & 1][id as usize & (MAX_ORDERS as usize - 1)]
     }
 }
 
@@ -804,7 +848,7 @@ pub fn juris_addr(addr: &[u8; 16], v6: bool) -> [u8; 16] {
 }
 
 /// Value of `BLK_JURIS`: the jurisdictions (bits) of a prefix, two copies like every rule
-/// (`masks[Config::active]` is in force). The trie answers with the longest matching prefix
+/// (`masks[Config::epoch & 1]` is in force). The trie answers with the longest matching prefix
 /// only, so the controller gives each prefix the bits of every jurisdiction that has it or a
 /// shorter prefix containing it.
 #[repr(C)]
@@ -1059,8 +1103,8 @@ mod tests {
     fn no_hidden_padding() {
         assert_eq!(size_of::<Slot>(), 12);
         assert_eq!(size_of::<RuleSet>(), 12 * SLOTS);
-        assert_eq!(size_of::<RuleValue>(), 24 * SLOTS);
-        assert_eq!(size_of::<RuleInline>(), 24 * INLINE_SLOTS);
+        assert_eq!(size_of::<RuleValue>(), 24 * SLOTS + 4);
+        assert_eq!(size_of::<RuleInline>(), 24 * INLINE_SLOTS + 4);
         assert_eq!(size_of::<crate::RuleKey>(), 16);
         assert_eq!(
             size_of::<crate::key::KeySecret>(),
@@ -1106,8 +1150,8 @@ mod tests {
 
     /// The prefix every version keeps (see `Config`).
     #[test]
-    fn config_opens_with_active_and_generation() {
-        assert_eq!(core::mem::offset_of!(Config, active), 0);
+    fn config_opens_with_epoch_and_generation() {
+        assert_eq!(core::mem::offset_of!(Config, epoch), 0);
         assert_eq!(core::mem::offset_of!(Config, generation), 4);
     }
 
@@ -1147,29 +1191,125 @@ mod tests {
         s
     }
 
-    /// Every shape of a name's two copies goes into the maps and comes back whole, and a copy
-    /// is wide exactly when its rules do not fit inline.
+    /// Every shape of a name's two copies goes into the maps and comes back whole at either
+    /// epoch, and a copy is wide exactly when its rules do not fit inline.
     #[test]
     fn rules_split_into_inline_and_wide_and_join_back() {
         for a in 0..=SLOTS {
             for b in 0..=SLOTS {
-                let v = RuleValue {
-                    sets: [set(a), set(b)],
-                };
+                let v = RuleValue::change(set(a), set(b), 7);
                 let (inline, wide) = v.inline();
                 assert_eq!(wide, a > INLINE_SLOTS || b > INLINE_SLOTS, "{a} {b}");
                 assert_eq!(inline.is_wide(), wide);
-                assert_eq!(inline.sets[0].is_wide(), a > INLINE_SLOTS);
-                assert_eq!(inline.sets[1].is_wide(), b > INLINE_SLOTS);
-                let back = inline.join(wide.then_some(&v));
-                assert_eq!(back, Some(v), "{a} {b}");
-                if wide {
-                    assert_eq!(inline.join(None), None, "a marker without its wide value");
-                } else {
-                    // Nothing is read from a wide value the inline copies do not point to.
-                    assert_eq!(inline.join(Some(&RuleValue::default())), Some(v));
+                assert_eq!(inline.at(6).is_wide(), a > INLINE_SLOTS);
+                assert_eq!(inline.at(7).is_wide(), b > INLINE_SLOTS);
+                for (epoch, want) in [(6, set(a)), (7, set(b)), (8, set(b)), (1000, set(b))] {
+                    let back = inline.join_at(epoch, wide.then_some(&v));
+                    assert_eq!(back, Some(want), "{a} {b} at {epoch}");
+                    if inline.at(epoch).is_wide() {
+                        assert_eq!(inline.join_at(epoch, None), None, "a marker alone");
+                    } else {
+                        // Nothing is read from a wide value the copy in force does not
+                        // point to.
+                        let other = RuleValue::default();
+                        assert_eq!(inline.join_at(epoch, Some(&other)), Some(want));
+                    }
                 }
             }
+        }
+    }
+
+    /// The copy a reader takes: the old one before the epoch a value was written for, the new
+    /// one from it on, at any distance; a settled value reads the same at every epoch.
+    #[test]
+    fn the_copy_in_force_follows_the_epoch() {
+        assert_eq!(copy_at(5, 4), 0);
+        assert_eq!(copy_at(5, 5), 1);
+        assert_eq!(copy_at(5, 6), 1);
+        assert_eq!(copy_at(5, u32::MAX), 1);
+        assert_eq!(copy_at(6, 5), 1);
+        assert_eq!(copy_at(6, 7), 0);
+        let v = RuleValue::change(set(1), set(2), 9);
+        assert_eq!(
+            (v.at(8), v.at(9), v.at(10), v.at(11)),
+            (set(1), set(2), set(2), set(2))
+        );
+        let s = RuleValue::settled(set(3));
+        assert!((0..5).chain([u32::MAX]).all(|e| s.at(e) == set(3)));
+    }
+
+    /// A model of the two rule maps through many changes, each touching some names and leaving
+    /// the others unwritten (no second pass makes their copies equal): a reader at the old
+    /// epoch sees the old rules of every name after each single write (the wide entry before
+    /// the inline value, as writers go), a reader at the new epoch sees the new ones once the
+    /// epoch moves, and a wide entry dropped after the flip is never needed.
+    #[test]
+    fn names_left_alone_keep_their_rules_through_any_number_of_changes() {
+        use std::collections::HashMap;
+        const NAMES: usize = 24;
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let mut inline: HashMap<usize, RuleInline> = HashMap::new();
+        let mut wide: HashMap<usize, RuleValue> = HashMap::new();
+        // Every name as a reader at `epoch` finds it, against what it must find.
+        let check = |inline: &HashMap<usize, RuleInline>,
+                     wide: &HashMap<usize, RuleValue>,
+                     epoch: u32,
+                     want: &[RuleSet]| {
+            for (name, want) in want.iter().enumerate() {
+                let got = match inline.get(&name) {
+                    None => RuleSet::default(),
+                    Some(v) if v.at(epoch).is_wide() => {
+                        wide.get(&name).expect("wide entry").at(epoch)
+                    }
+                    Some(v) => v.at(epoch).widen(),
+                };
+                assert_eq!(got, *want, "name {name} at epoch {epoch}");
+            }
+        };
+        let mut truth = vec![RuleSet::default(); NAMES];
+        for epoch in 0..200u32 {
+            let to = epoch + 1;
+            let mut after = truth.clone();
+            for a in after.iter_mut() {
+                if next(4) == 0 {
+                    *a = set(next(SLOTS + 1));
+                }
+            }
+            let touched: Vec<usize> = (0..NAMES).filter(|&n| after[n] != truth[n]).collect();
+            for &n in &touched {
+                let v = RuleValue::change(truth[n], after[n], to);
+                let (i, needs_wide) = v.inline();
+                if needs_wide {
+                    wide.insert(n, v);
+                    check(&inline, &wide, epoch, &truth);
+                }
+                inline.insert(n, i);
+                if !needs_wide {
+                    // Before the flip the copy in force was not wide (or the value would need
+                    // its entry): a stale entry may go at once.
+                    wide.remove(&n);
+                }
+                check(&inline, &wide, epoch, &truth);
+            }
+            // The flip, then what follows it: names without rules go, and so do the wide
+            // entries of names now inline.
+            check(&inline, &wide, to, &after);
+            for &n in &touched {
+                if after[n].is_empty() {
+                    inline.remove(&n);
+                }
+                if after[n].fits_inline() {
+                    wide.remove(&n);
+                }
+            }
+            check(&inline, &wide, to, &after);
+            truth = after;
         }
     }
 

@@ -330,7 +330,7 @@ fn client_jurisdictions(cfg: &Config, w: &blocker_common::dns::WalkState) -> u64
         {
             let key = LpmKey::new(128, w.client_addr);
             if let Some(v) = JURIS.get(&key) {
-                c[1] = v.masks[w.active as usize & 1];
+                c[1] = v.masks[w.epoch as usize & 1];
             }
         }
     }
@@ -675,7 +675,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     // rule, so an unset secret only ever meets an empty rule map.
     let secret = KEY.get(0).ok_or(Reason::Malformed)?;
     let q = parse_query(s, loaded, f.msg_len, secret)?;
-    let active = (cfg.active & 1) as usize;
+    let epoch = cfg.epoch;
     // The key filter: a clear bit means no rule at that name, and no rule-map lookup.
     let probe = Probe::of(cfg.filter);
     let probe = Probe {
@@ -714,7 +714,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     unsafe {
         (*w).q = q;
         (*w).client = client;
-        (*w).active = active as u64;
+        (*w).epoch = epoch as u64;
         (*w).probe = probe;
         (*w).client_addr = client_key;
         (*w).client_addr_ok = client_addr_ok;
@@ -766,7 +766,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let s = unsafe { &mut *s };
     let w = WALK.get(0).ok_or(Reason::Malformed)?;
     let q = w.q;
-    let active = w.active as usize & 1;
+    let epoch = w.epoch as u32;
     let f = Frame::from_walk(&w.frame)?;
     let d = decide_end(s);
     // An allowed query with more data behind it in the same TCP segment: what follows is not
@@ -829,7 +829,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             let max_len = answer_room(cfg, f.msg_len, tcp) * keep as usize;
             // The order's metadata in the same copy as the rules this packet was matched
             // against.
-            let order_at = blocker_common::order_entry(active as u32, slot.order_id);
+            let order_at = blocker_common::order_entry(epoch, slot.order_id);
             let order = ORDERS.get(order_at);
             let local = local_answer(slot.local, q.qtype);
             // Local data without an entry for this type nor a default one: NODATA (never the
@@ -919,7 +919,7 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(region) = FILTER.get_ptr(probe.region & 1) else {
         return 1;
     };
-    let active = w.active as usize & 1;
+    let epoch = w.epoch as u32;
     let mut may_hold = |key: &blocker_common::RuleKey| {
         let (word, mask) = probe.bit(key);
         // SAFETY: `region` points to a whole Region value; `word` < REGION_WORDS.
@@ -929,14 +929,14 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let mut lookup = |key: &blocker_common::RuleKey| {
         // SAFETY: BLK_RULES and BLK_RULES_WIDE are not preallocated, so an element is never
         // reused while we read it.
-        let set = unsafe { RULES.get(key) }?.sets[active & 1];
+        let set = unsafe { RULES.get(key) }?.at(epoch);
         if set.is_wide() {
-            unsafe { RULES_WIDE.get(key) }.map(|v| v.sets[active & 1])
+            unsafe { RULES_WIDE.get(key) }.map(|v| v.at(epoch))
         } else {
             Some(set.widen())
         }
     };
-    let mut order = |id: u16| gates.get(active, id);
+    let mut order = |id: u16| gates.get(epoch, id);
     let mut jurisdictions = || client_jurisdictions(cfg, w);
     decide_step(
         k,

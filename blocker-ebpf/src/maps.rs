@@ -15,7 +15,7 @@ use blocker_common::{
     JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
 };
 
-/// Canonical-name key → the rules at that name (two copies, see `Config::active`), inline
+/// Canonical-name key → the rules at that name (two copies, see `Config::epoch`), inline
 /// when they fit (`blocker_common::RuleInline`). Allocated on demand (no prealloc): memory
 /// follows the number of rules, not the capacity.
 #[map(name = "BLK_RULES")]

@@ -21,9 +21,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use blocker_common::{
-    key::KeySecret, wide_capacity, Config, OrderHits, OrderInfo, RuleInline, RuleKey, RuleValue,
-    Stats, MAP_CONFIG, MAP_FILTER, MAP_KEY, MAP_ORDERS, MAP_ORDER_HITS, MAP_RULES, MAP_RULES_WIDE,
-    MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
+    key::KeySecret, wide_capacity, Config, OrderHits, OrderInfo, RuleInline, RuleKey, RuleSet,
+    RuleValue, Stats, MAP_CONFIG, MAP_FILTER, MAP_KEY, MAP_ORDERS, MAP_ORDER_HITS, MAP_RULES,
+    MAP_RULES_WIDE, MAP_RULE_HITS, MAP_STATS, PROGRAM_NAME, PROGRAM_NOOP,
 };
 
 /// The XDP program, built by build.rs from blocker-ebpf.
@@ -780,14 +780,15 @@ impl RuleMap {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The rules at `key`, None when it has none.
-    pub fn get(&self, key: &RuleKey) -> Result<Option<RuleValue>> {
+    /// The rules at `key` a packet at epoch `epoch` reads (`Config::epoch`), with the epoch
+    /// from which they are in force; None when the map has no entry at `key`.
+    pub fn get(&self, key: &RuleKey, epoch: u32) -> Result<Option<(RuleSet, u32)>> {
         let inline = match self.inline.get(key, 0) {
             Ok(v) => v,
             Err(aya::maps::MapError::KeyNotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let wide = match inline.is_wide() {
+        let wide = match inline.at(epoch).is_wide() {
             true => match self.wide.get(key, 0) {
                 Ok(v) => Some(v),
                 Err(aya::maps::MapError::KeyNotFound) => None,
@@ -796,8 +797,8 @@ impl RuleMap {
             false => None,
         };
         inline
-            .join(wide.as_ref())
-            .map(Some)
+            .join_at(epoch, wide.as_ref())
+            .map(|set| Some((set, inline.since)))
             .ok_or(KernelError::WideMissing(*key))
     }
 
@@ -806,12 +807,12 @@ impl RuleMap {
         Ok(self.inline.keys().collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Every name's rules.
-    pub fn entries(&self) -> Result<Vec<(RuleKey, RuleValue)>> {
+    /// Every name's rules in force at epoch `epoch`.
+    pub fn entries(&self, epoch: u32) -> Result<Vec<(RuleKey, RuleSet)>> {
         let mut out = Vec::new();
         for k in self.keys()? {
-            if let Some(v) = self.get(&k)? {
-                out.push((k, v));
+            if let Some((set, _)) = self.get(&k, epoch)? {
+                out.push((k, set));
             }
         }
         Ok(out)
@@ -866,14 +867,16 @@ impl RuleMap {
         delete_batch(&self.inline, keys)
     }
 
-    /// Removes every wide entry no inline value points to (left by a change interrupted
-    /// between the two maps); returns how many. One lookup per wide entry: for recovery.
-    pub fn prune_wide(&self) -> Result<usize> {
+    /// Removes every wide entry the copy in force at `epoch` of no inline value points to
+    /// (left by a change interrupted between the two maps, or by a marker no longer in force);
+    /// returns how many. One lookup per wide entry: for recovery, when no packet reads an
+    /// older epoch.
+    pub fn prune_wide(&self, epoch: u32) -> Result<usize> {
         let held: Vec<RuleKey> = self.wide.keys().collect::<std::result::Result<_, _>>()?;
         let mut orphans = Vec::new();
         for k in held {
             let pointed = match self.inline.get(&k, 0) {
-                Ok(v) => v.is_wide(),
+                Ok(v) => v.at(epoch).is_wide(),
                 Err(aya::maps::MapError::KeyNotFound) => false,
                 Err(e) => return Err(e.into()),
             };

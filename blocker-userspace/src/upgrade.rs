@@ -571,7 +571,7 @@ fn install_with(
         }
     }
     // A change interrupted before the upgrade was settled in the record (step 1), which the
-    // new maps hold with both copies equal: its journal has nothing left to do.
+    // new maps hold settled: its journal has nothing left to do.
     if dir.txn_path().exists() {
         fs::remove_file(dir.txn_path())?;
         dir.gc(state)?;

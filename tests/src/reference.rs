@@ -19,7 +19,6 @@ pub fn reference(
         Action,
     };
     let cfg = maps.config().ok()?;
-    let active = (cfg.active & 1) as usize;
     let mut s = Box::new(Scratch::zeroed());
     let n = msg.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&msg[..n]);
@@ -32,8 +31,14 @@ pub fn reference(
         &mut s,
         &q,
         &Client::default(),
-        |k| maps.rules.get(k).ok().flatten().map(|v| v.sets[active]),
-        |o| gates.get(active, o),
+        |k| {
+            maps.rules
+                .get(k, cfg.epoch)
+                .ok()
+                .flatten()
+                .map(|(set, _)| set)
+        },
+        |o| gates.get(cfg.epoch, o),
     );
     let slot = d.hit;
     match Action::from_u8(slot.action) {
@@ -41,7 +46,7 @@ pub fn reference(
         Action::Tc if tcp => None,
         Action::Drop => Some(None),
         a => {
-            let at = blocker_common::order_entry(cfg.active, slot.order_id);
+            let at = blocker_common::order_entry(cfg.epoch, slot.order_id);
             let order = maps.orders.get(&at, 0).ok();
             // The entry for the query's type, else the set's default; neither: NODATA.
             let get = |t| {

@@ -120,6 +120,15 @@ fn crash_at(phase: &str, after_flip: bool) {
         status["kernel_generation"], status["generation"],
         "{phase}: kernel and record agree: {status}"
     );
+    // A change that touches none of these names leaves what they enforce as it is: the
+    // interrupted change's writes are gone, not waiting for the next flip.
+    b.ok(&["rules", "add", "elsewhere.test", "--order", "other"]);
+    for n in on.iter().chain(&shared) {
+        assert_eq!(probe(&prog, n).as_deref(), Some(text), "{phase}, next: {n}");
+    }
+    for n in off {
+        assert_eq!(probe(&prog, n), None, "{phase}, next: {n} must pass");
+    }
     // And the next change works from there.
     b.ok(&[
         "rules",

@@ -8,7 +8,7 @@ use blocker::{
     state::Rule,
     txn::{Controller, OrderChange, RulesCache, MAX_DELTAS},
 };
-use blocker_common::{Action, Kind, RuleKey, RuleValue};
+use blocker_common::{Action, Kind, RuleKey, RuleSet};
 use blocker_tests::env::{Blocker, TempDir};
 
 fn rule(name: &str, kind: Kind, action: Action) -> Rule {
@@ -19,12 +19,13 @@ fn rule(name: &str, kind: Kind, action: Action) -> Rule {
     )
 }
 
-/// The rule map, sorted.
-fn dump(b: &Blocker) -> (Vec<(RuleKey, RuleValue)>, [u64; 2]) {
+/// The rules in force at every name of the rule map, sorted.
+fn dump(b: &Blocker) -> (Vec<(RuleKey, RuleSet)>, [u64; 2]) {
     let maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
-    let mut v: Vec<(RuleKey, RuleValue)> = maps.rules.entries().expect("rule map");
+    let cfg = maps.config().expect("config");
+    let mut v: Vec<(RuleKey, RuleSet)> = maps.rules.entries(cfg.epoch).expect("rule map");
     v.sort_by_key(|(k, _)| *k);
-    (v, maps.config().expect("config").depth_mask)
+    (v, cfg.depth_mask)
 }
 
 /// A tiny deterministic generator (xorshift).

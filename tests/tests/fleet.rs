@@ -882,7 +882,7 @@ fn one_edge_notified_with(
 }
 
 /// `blocker follow` killed at each step of an IXFR applied as an edit (journal written,
-/// inactive copies written, flipped, committed): the edge enforces either the old serial or
+/// changed names written, flipped, committed): the edge enforces either the old serial or
 /// the new one, whole — never a part of the difference — and the follower started again
 /// brings it to the new serial, with the state directory and the kernel in agreement.
 #[test]

@@ -296,14 +296,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if ctx.pins.loaded() {
         let maps = crate::kernel::Maps::open(&ctx.pins)?;
         let kcfg = maps.config()?;
-        let active = (kcfg.active & 1) as usize;
         let mut agree = true;
         for suffix in &suffixes {
             let key = key_of_canonical(&secret, suffix);
             let kernel = maps
                 .rules
-                .get(&key)?
-                .map(|v| v.sets[active])
+                .get(&key, kcfg.epoch)?
+                .map(|(set, _)| set)
                 .unwrap_or_default();
             if kernel != sets.get(&key).copied().unwrap_or_default() {
                 agree = false;

@@ -180,12 +180,13 @@ impl Controller {
         }
         let cfg = self.maps.config()?;
         settle_journal(&self.dir, cfg.generation)?;
-        // Make both copies equal to the active one; drop names with no active rules.
-        let active = (cfg.active & 1) as usize;
+        // Names written for an epoch never reached (a change interrupted before its flip)
+        // keep only the rules in force; names with no rules in force go.
+        let epoch = cfg.epoch;
         let mut gone = Vec::new();
         let mut changed = Vec::new();
         for k in self.maps.rules.keys()? {
-            let v = match self.maps.rules.get(&k) {
+            let (set, since) = match self.maps.rules.get(&k, epoch) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
                 // Unreadable (a wide marker without its entry): left as it is.
@@ -194,17 +195,17 @@ impl Controller {
                     continue;
                 }
             };
-            let set = v.sets[active];
             if set.is_empty() {
                 gone.push(k);
-            } else if v.sets[1 - active] != set {
-                changed.push((k, RuleValue { sets: [set, set] }));
+            } else if since > epoch {
+                changed.push((k, RuleValue::settled(set)));
             }
         }
         self.maps.rules.update_batch(changed, Stale::Drop)?;
         self.maps.rules.delete_batch(&gone)?;
-        // Wide entries nothing points to (a change interrupted between the two maps).
-        self.maps.rules.prune_wide()?;
+        // Wide entries the copies in force do not point to (a change interrupted between the
+        // two maps, a name no longer crowded).
+        self.maps.rules.prune_wide(epoch)?;
         let state = self.dir.load()?;
         // Both copies of every order's metadata as the adopted state records it (a change
         // interrupted before its flip may have written the inactive copy; one interrupted
@@ -248,8 +249,7 @@ impl Controller {
             filter.admit(&mut cfg, keys, diffs.len() as u64, Vec::new);
         }
         write_split(&self.maps.rules, &diffs, Stale::Drop, |d| {
-            let set = d.after();
-            Some((d.key, RuleValue { sets: [set, set] }))
+            Some((d.key, RuleValue::settled(d.after())))
         })?;
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
         for copy in [0, 1] {
@@ -547,6 +547,13 @@ impl Controller {
         } = ch;
         let phase = |what: &str| log::info!("{what}: {:.3} s", t0.elapsed().as_secs_f64());
         let generation = summary.generation;
+        let mut cfg: Config = self.maps.config()?;
+        let epoch = cfg.epoch;
+        let next = epoch
+            .checked_add(1)
+            .ok_or(TxnError::EpochExhausted(epoch))?;
+        let active = (epoch & 1) as usize;
+        let inactive = 1 - active;
         // The journal comes before anything the change writes: from here on, the next
         // command rolls an interrupted change back or forward.
         fs::write(
@@ -554,9 +561,6 @@ impl Controller {
             serde_json::to_vec(&Journal { generation })?,
         )?;
         crash_point("journal");
-        let mut cfg: Config = self.maps.config()?;
-        let active = (cfg.active & 1) as usize;
-        let inactive = 1 - active;
         // Orders' metadata (EDE, precedence, mode, override, jurisdictions, window) in the
         // inactive copy: enforced with the rules at the flip, not before. Every order's: a
         // change of one order's priority moves the ranks of others.
@@ -586,7 +590,8 @@ impl Controller {
             }
             phase("key filter");
         }
-        // Record the new state (on a second thread) while writing the inactive copies.
+        // Record the new state (on a second thread) while writing the names this change
+        // touches: old rules in force until the flip, new ones from it on (`RuleValue`).
         new_state.generation = generation;
         new_state.updated = now();
         let dir = &self.dir;
@@ -617,17 +622,14 @@ impl Controller {
                 Ok(new_state)
             });
             let written = write_split(&maps.rules, diffs, Stale::Drop, |d| {
-                let old = d.before();
-                let mut v = RuleValue { sets: [old, old] };
-                v.sets[inactive] = d.after();
-                Some((d.key, v))
+                Some((d.key, RuleValue::change(d.before(), d.after(), next)))
             });
             let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
             (recorded, written)
         });
         let new_state = recorded?;
         written?;
-        phase("recorded the new state and wrote the inactive copies");
+        phase("recorded the new state and wrote the changed names");
         crash_point("inactive");
         // Look up the depths of both sets until the old one is gone.
         let old_mask = cfg.depth_mask;
@@ -637,7 +639,7 @@ impl Controller {
         self.maps.set_config(&cfg)?;
 
         // The flip.
-        cfg.active = inactive as u32;
+        cfg.epoch = next;
         cfg.generation = generation;
         self.maps.set_config(&cfg)?;
         summary.enforced = Some(std::time::SystemTime::now());
@@ -661,15 +663,10 @@ impl Controller {
         }
 
         phase("switched");
-        // Both copies equal again; names with no rules left are deleted. Wide entries no copy
-        // points to any more stay a little longer (pruned below): a packet that read `active`
-        // just before the flip may still follow the old copy's marker.
-        write_split(&self.maps.rules, diffs, Stale::Keep, |d| {
-            (!d.is_gone()).then(|| {
-                let new = d.after();
-                (d.key, RuleValue { sets: [new, new] })
-            })
-        })?;
+        // Names with no rules left are deleted; the others stay as written, their new copy
+        // in force from now on. Wide entries no copy in force points to any more stay a
+        // little longer (dropped below): a packet that read the epoch just before the flip
+        // may still follow the old copy's marker.
         let gone: Vec<RuleKey> = diffs
             .iter()
             .filter(|d| d.is_gone())
@@ -702,7 +699,7 @@ impl Controller {
         self.maps.rules.drop_wide(narrow.map(|d| &d.key))?;
         fs::remove_file(self.dir.txn_path())?;
         self.dir.gc(&self.state)?;
-        phase("synchronised both copies");
+        phase("removed what the old rules alone used");
         Ok(summary)
     }
 }
@@ -727,8 +724,8 @@ fn capacity_for(rules: usize) -> Option<u32> {
 
 /// The state-directory half of recovering an interrupted change (`txn.json`): the staged
 /// state becomes the record when the kernel enforces its generation (`kernel_generation`:
-/// the flip happened), else it is dropped. The journal stays: the kernel half (both copies
-/// made equal) is the caller's. Does nothing without a journal; doing it twice is doing it
+/// the flip happened), else it is dropped. The journal stays: the kernel half (names written
+/// for an epoch never reached) is the caller's. Does nothing without a journal; doing it twice is doing it
 /// once.
 pub(crate) fn settle_journal(dir: &StateDir, kernel_generation: u32) -> Result<()> {
     let jpath = dir.txn_path();
@@ -1059,8 +1056,9 @@ pub fn order_gates(state: &StateFile) -> BTreeMap<u16, OrderGate> {
 
 /// For tests of crash recovery: `BLOCKER_TEST_CRASH_AT=PHASE` aborts the process (as a
 /// SIGKILL would) at that point of a change — `journal` (journal written, nothing else),
-/// `inactive` (inactive copies and the staged state written), `flip` (the data plane switched,
-/// the state not committed), `commit` (committed, the copies not yet equal again).
+/// `inactive` (the changed names and the staged state written), `flip` (the data plane
+/// switched, the state not committed), `commit` (committed, names without rules not yet
+/// deleted, the orders' other copy not yet caught up).
 pub(crate) fn crash_point(phase: &str) {
     if std::env::var("BLOCKER_TEST_CRASH_AT").is_ok_and(|p| p == phase) {
         eprintln!("blocker: crash injected at `{phase}` (BLOCKER_TEST_CRASH_AT)");

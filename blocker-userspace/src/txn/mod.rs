@@ -1,7 +1,8 @@
 //! Changing the rule set atomically.
 //!
-//! Every value of the rule map holds two copies of the rules at its name, and
-//! `Config::active` says which copy the data plane reads. A change:
+//! Every value of the rule map holds two copies of the rules at its name and the epoch from
+//! which the newer one is in force; `Config::epoch` says which epoch the data plane is at (see
+//! [`blocker_common::RuleValue`]). A change from epoch `e`:
 //!
 //! 1. computes, for every name whose rules change, the merged rules before and after (see
 //!    `plan::plan`: one index of the changed orders' rules sorted by key; for an edit of an
@@ -10,16 +11,17 @@
 //! 2. writes a journal (`txn.json`);
 //! 3. records the new state (`state.json.new`, new rules files — for an edit, a delta file
 //!    the order's rules are read back with) and, at the same time on
-//!    another thread, writes the *inactive* copy of each changed name (new names get an empty
-//!    active copy);
-//! 4. flips `Config::active` and bumps the generation in one write: from this instant the
-//!    data plane sees the whole new set, never a part of it;
-//! 5. commits the state, makes both copies equal again, deletes names with no rules left.
+//!    another thread, writes each changed name once: its old rules in force until epoch
+//!    `e + 1`, its new rules from then on (new names get no rules before it);
+//! 4. moves `Config::epoch` to `e + 1` and bumps the generation in one write: from this
+//!    instant the data plane sees the whole new set, never a part of it;
+//! 5. commits the state, deletes names with no rules left. The other names are not written
+//!    again: their new rules stay in force at every later epoch until a change writes them.
 //!
 //! A controller killed at any point leaves the data plane on either the whole old set (before
 //! 4) or the whole new set (after 4). The next command finds the journal and recovers
 //! ([`Controller::open`]): it adopts the state that matches the kernel's generation and
-//! re-synchronises both copies.
+//! rewrites the names written for an epoch the data plane never reached.
 //!
 //! The module is in four parts: the controller ([`Controller`]: open, recover, restore,
 //! apply), edits of large orders (`cache`: [`RulesCache`], [`Controller::apply_edit`]), the
@@ -80,6 +82,13 @@ pub enum TxnError {
     Grow(Box<crate::upgrade::UpgradeError>),
     #[error("too many orders in one change")]
     TooManyOrders,
+    /// `Config::epoch` cannot move on (one step per change since the maps were created).
+    #[error(
+        "the data plane has counted {0} changes since its maps were created, as many as its \
+         epoch holds; nothing was changed (maps created again from the record, as after a \
+         reboot, start from 0)"
+    )]
+    EpochExhausted(u32),
     /// More distinct local data sets than the kernel table holds.
     #[error(
         "the rules would use more than {max} distinct local data sets (addresses, block pages); \

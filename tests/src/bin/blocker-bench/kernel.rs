@@ -69,7 +69,7 @@ fn timed(b: &Blocker, args: &[&str]) -> (String, Option<u64>, f64) {
 
 /// Seconds from the start of the last `rules load` of the benchmark's order to the switch
 /// that enforced it, as the compliance report records it (the command goes on after the
-/// switch: it makes both copies of the rule map equal again and exits).
+/// switch: it deletes names left without rules, catches the orders' other copy up and exits).
 fn time_to_enforcement(b: &Blocker) -> Option<f64> {
     let out = b.ok(&["report", "--format", "json", "--order", "bench"]);
     let v: Value = serde_json::from_str(&out).ok()?;
