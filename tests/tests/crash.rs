@@ -153,7 +153,7 @@ fn crash_after_the_journal_rolls_back() {
 }
 
 #[test]
-fn crash_after_the_inactive_copies_rolls_back() {
+fn crash_after_the_changed_names_are_written_rolls_back() {
     crash_at("inactive", false);
 }
 
