@@ -3,7 +3,7 @@
 //! directory and fsync'd before the command reports success. `blocker report` reads it.
 //!
 //! Each record says when the command started and when the data plane began enforcing the
-//! change (the instant the controller's flip of the active copy returned, see
+//! change (the instant the controller's move of the data plane's epoch returned, see
 //! [`crate::txn::Summary::enforced`]; none for a change that changed nothing in the kernel or
 //! does not touch it, such as protecting a name), with the generation, the order, the rules
 //! added and removed, the SHA-256 of every list file loaded, and the operator's ticket and

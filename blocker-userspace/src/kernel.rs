@@ -533,7 +533,7 @@ pub fn layout_changes(pins: &Pins) -> Result<Vec<String>> {
 }
 
 /// `Config::generation` of the configuration pinned in `pins.dir`, whatever the rest of its
-/// layout: `active` and `generation` open `Config` in every version (see
+/// layout: `epoch` (`active` before it) and `generation` open `Config` in every version (see
 /// [`blocker_common::Config`]), so a build can read the generation of any other's.
 pub fn pinned_generation(pins: &Pins) -> Result<u32> {
     let path = pins.map(MAP_CONFIG);
@@ -737,17 +737,6 @@ fn delete_batch<V: aya::Pod>(map: &HashMap<MapData, RuleKey, V>, keys: &[RuleKey
     Ok(())
 }
 
-/// What [`RuleMap::update_batch`] does with the wide entry of a name written inline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stale {
-    /// Removes it: no copy in force points to it (before a flip, the copy in force is
-    /// unchanged and was not wide, or the name would still need its entry).
-    Drop,
-    /// Leaves it for a later [`RuleMap::drop_wide`]: after a flip, a packet that read the
-    /// old `active` may still follow the old copy's marker.
-    Keep,
-}
-
 /// The rules at every name, as user space sees them: one [`RuleValue`] (both copies, every
 /// slot) per name, kept in `BLK_RULES` inline and, for a name too crowded for that, in
 /// `BLK_RULES_WIDE` as well (see [`blocker_common::RuleInline`]: the wide entry is written
@@ -780,8 +769,10 @@ impl RuleMap {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The rules at `key` a packet at epoch `epoch` reads (`Config::epoch`), with the epoch
-    /// from which they are in force; None when the map has no entry at `key`.
+    /// The rules at `key` a packet at epoch `epoch` reads (`Config::epoch`), and the latest
+    /// epoch the values read were written for (the inline value's, or the wide entry's when
+    /// the copy in force points to it: a change interrupted between the two maps leaves a
+    /// wide entry newer than its inline value); None when the map has no entry at `key`.
     pub fn get(&self, key: &RuleKey, epoch: u32) -> Result<Option<(RuleSet, u32)>> {
         let inline = match self.inline.get(key, 0) {
             Ok(v) => v,
@@ -796,9 +787,10 @@ impl RuleMap {
             },
             false => None,
         };
+        let since = wide.map_or(inline.since, |w| w.since.max(inline.since));
         inline
             .join_at(epoch, wide.as_ref())
-            .map(|set| Some((set, inline.since)))
+            .map(|set| Some((set, since)))
             .ok_or(KernelError::WideMissing(*key))
     }
 
@@ -819,11 +811,12 @@ impl RuleMap {
     }
 
     /// Writes `entries`, each replaced atomically for readers; a name that needs the wide map
-    /// gets its wide entry first; a name that no longer does loses it after ([`Stale`]).
+    /// gets its wide entry first; a name that no longer does loses it after its inline value
+    /// is written: neither of its copies is wide, so the copy in force at any epoch a packet
+    /// can be at (the one before the flip, or after it) points to no wide entry.
     pub fn update_batch(
         &self,
         entries: impl IntoIterator<Item = (RuleKey, RuleValue)>,
-        stale: Stale,
     ) -> Result<()> {
         let mut entries = entries.into_iter().peekable();
         let mut keys: Vec<RuleKey> = Vec::with_capacity(BATCH);
@@ -852,17 +845,17 @@ impl RuleMap {
                 // Recorded first: a batch that fails half-way leaves no entry unknown.
                 self.wide_keys().extend(wide_keys.iter().copied());
                 update_batch(&self.wide, &wide_keys, &wide)?;
+                crate::txn::crash_point("wide");
             }
             update_batch(&self.inline, &keys, &inline)?;
-            if stale == Stale::Drop {
-                self.drop_wide(&narrow)?;
-            }
+            self.drop_wide(&narrow)?;
         }
         Ok(())
     }
 
     /// Removes the names `keys` (absent ones are fine); their wide entries are left for a
-    /// later [`RuleMap::drop_wide`] (see [`Stale::Keep`]).
+    /// later [`RuleMap::drop_wide`] (a packet that read the epoch before the flip may still
+    /// follow the old copy's marker).
     pub fn delete_batch(&self, keys: &[RuleKey]) -> Result<()> {
         delete_batch(&self.inline, keys)
     }

@@ -158,3 +158,71 @@ fn a_crash_after_the_flip_leaves_no_orphaned_wide_entry() {
         assert_eq!(held(&b), (names, 1));
     }
 }
+
+/// A change to a crowded name killed between its wide entry and its inline value: the wide
+/// entry already holds the change's rules for the next epoch. The next command's recovery must
+/// take them out, or the next flip — of a change that does not touch the name — would
+/// enforce a change that was rolled back.
+#[test]
+fn a_crash_between_the_two_maps_rolls_the_crowded_name_back() {
+    let b = Blocker::new();
+    add(&b, "First", "10", "nxdomain", &["--qtype", "AAAA"]);
+    add(&b, "Second", "20", "refused", &["--qtype", "TXT"]);
+    add(&b, "Third", "30", "nodata", &[]);
+    assert_eq!(held(&b), (1, 1));
+    let out = std::process::Command::new(&b.bin)
+        .args(["--bpffs", &b.bpffs.display().to_string()])
+        .args(["--state-dir", &b.state.display().to_string()])
+        .args([
+            "rules",
+            "add",
+            NAME,
+            "--order",
+            "Zeroth",
+            "--priority",
+            "5",
+            "--action",
+            "drop",
+        ])
+        .env("BLOCKER_TEST_CRASH_AT", "wide")
+        .output()
+        .expect("run blocker");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("crash"),
+        "{out:?}"
+    );
+    // Not flipped: the old rules.
+    assert_eq!(ask(&b, NAME, RecordType::A), NODATA);
+    // The next command recovers, then makes a change elsewhere and flips. Its new order
+    // takes the id the aborted one had, and comes first: a slot of the aborted change left
+    // at the name would now decide as this order's.
+    b.ok(&[
+        "rules",
+        "add",
+        "elsewhere.example",
+        "--order",
+        "Other",
+        "--priority",
+        "1",
+    ]);
+    assert_eq!(
+        ask(&b, NAME, RecordType::A),
+        NODATA,
+        "the aborted drop rule"
+    );
+    assert_eq!(ask(&b, NAME, RecordType::AAAA), NXDOMAIN);
+    assert_eq!(ask(&b, NAME, RecordType::TXT), REFUSED);
+    // And the change itself, made again, is enforced.
+    b.ok(&[
+        "rules",
+        "add",
+        NAME,
+        "--order",
+        "Zeroth",
+        "--priority",
+        "5",
+        "--action",
+        "drop",
+    ]);
+    assert_eq!(ask(&b, NAME, RecordType::A), DROPPED);
+}

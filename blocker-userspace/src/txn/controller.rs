@@ -16,7 +16,7 @@ use super::{
     OrderChange, Result, Summary, TxnError,
 };
 use crate::{
-    kernel::{Maps, Pins, Stale},
+    kernel::{Maps, Pins},
     state::{now, Lock, Order, Rule, StateDir, StateFile},
 };
 
@@ -201,7 +201,7 @@ impl Controller {
                 changed.push((k, RuleValue::settled(set)));
             }
         }
-        self.maps.rules.update_batch(changed, Stale::Drop)?;
+        self.maps.rules.update_batch(changed)?;
         self.maps.rules.delete_batch(&gone)?;
         // Wide entries the copies in force do not point to (a change interrupted between the
         // two maps, a name no longer crowded).
@@ -248,7 +248,7 @@ impl Controller {
             let keys = diffs.iter().map(|d| &d.key);
             filter.admit(&mut cfg, keys, diffs.len() as u64, Vec::new);
         }
-        write_split(&self.maps.rules, &diffs, Stale::Drop, |d| {
+        write_split(&self.maps.rules, &diffs, |d| {
             Some((d.key, RuleValue::settled(d.after())))
         })?;
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
@@ -621,7 +621,7 @@ impl Controller {
                 dir.stage(&new_state)?;
                 Ok(new_state)
             });
-            let written = write_split(&maps.rules, diffs, Stale::Drop, |d| {
+            let written = write_split(&maps.rules, diffs, |d| {
                 Some((d.key, RuleValue::change(d.before(), d.after(), next)))
             });
             let recorded = recorder.join().unwrap_or_else(|_| Err(TxnError::Panicked));
@@ -1056,7 +1056,8 @@ pub fn order_gates(state: &StateFile) -> BTreeMap<u16, OrderGate> {
 
 /// For tests of crash recovery: `BLOCKER_TEST_CRASH_AT=PHASE` aborts the process (as a
 /// SIGKILL would) at that point of a change — `journal` (journal written, nothing else),
-/// `inactive` (the changed names and the staged state written), `flip` (the data plane
+/// `wide` (a batch of wide entries written, its inline values not yet), `inactive` (the
+/// changed names and the staged state written), `flip` (the data plane
 /// switched, the state not committed), `commit` (committed, names without rules not yet
 /// deleted, the orders' other copy not yet caught up).
 pub(crate) fn crash_point(phase: &str) {
@@ -1068,22 +1069,17 @@ pub(crate) fn crash_point(phase: &str) {
 
 /// Writes what `f` makes of each of `diffs` into the rule map; a large change is written by
 /// two threads, each half on its own (the kernel's hash map takes concurrent updates).
-fn write_split<F>(
-    map: &crate::kernel::RuleMap,
-    diffs: &[Diff],
-    stale: Stale,
-    f: F,
-) -> crate::kernel::Result<()>
+fn write_split<F>(map: &crate::kernel::RuleMap, diffs: &[Diff], f: F) -> crate::kernel::Result<()>
 where
     F: Fn(&Diff) -> Option<(RuleKey, RuleValue)> + Sync,
 {
     if diffs.len() < 100_000 {
-        return map.update_batch(diffs.iter().filter_map(&f), stale);
+        return map.update_batch(diffs.iter().filter_map(&f));
     }
     let (a, b) = diffs.split_at(diffs.len() / 2);
     std::thread::scope(|s| {
-        let second = s.spawn(|| map.update_batch(b.iter().filter_map(&f), stale));
-        let first = map.update_batch(a.iter().filter_map(&f), stale);
+        let second = s.spawn(|| map.update_batch(b.iter().filter_map(&f)));
+        let first = map.update_batch(a.iter().filter_map(&f));
         let second = second
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

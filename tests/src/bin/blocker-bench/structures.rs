@@ -64,14 +64,16 @@ pub fn compare_structures(n: usize) -> Value {
             .flat_map(|l| l.iter().copied())
             .collect()
     };
+    // Values the size of blocker's inline rule-map value.
+    const V: usize = std::mem::size_of::<blocker_common::RuleInline>();
     let lpm = raw_map(
         bpf_map_type::BPF_MAP_TYPE_LPM_TRIE,
         4 + 255,
-        48,
+        V as u32,
         n as u32 + 16,
     );
-    let hash = raw_map(bpf_map_type::BPF_MAP_TYPE_HASH, 16, 48, n as u32 + 16);
-    let value = [0u8; 48];
+    let hash = raw_map(bpf_map_type::BPF_MAP_TYPE_HASH, 16, V as u32, n as u32 + 16);
+    let value = [0u8; V];
     for w in &names {
         let r = reversed(w);
         let mut k = vec![0u8; 259];
@@ -85,7 +87,7 @@ pub fn compare_structures(n: usize) -> Value {
         hash.update(&hk, &value).expect("BPF_MAP_UPDATE_ELEM");
     }
     let probes = 200_000.min(n * 4);
-    let mut out = [0u8; 48];
+    let mut out = [0u8; V];
     let t = Instant::now();
     for i in 0..probes {
         let w = &names[(i * 7919) % n];
