@@ -702,6 +702,13 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
         if looked > 200 {
             break;
         }
+        // unbound.conf, whose `local-data:` records would look like zone-file lines.
+        if ["server:", "local-zone:", "local-data:"]
+            .iter()
+            .any(|k| l.starts_with(k))
+        {
+            return Format::Plain;
+        }
         let l = l.split_once(" #").map_or(l, |(a, _)| a);
         let l = l.split_once(';').map_or(l, |(a, _)| a);
         let upper = l.to_ascii_uppercase();

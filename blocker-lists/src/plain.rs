@@ -25,6 +25,10 @@ const LOCAL_NAMES: &[&str] = &[
     "0.0.0.0",
 ];
 
+/// The unbound.conf lines a block list in unbound's format is made of (`server:` opens the
+/// section the others belong to).
+const UNBOUND_KEYWORDS: &[&str] = &["server:", "local-zone:", "local-data:", "local-data-ptr:"];
+
 /// Whether the first field of a hosts line is an address (some lists write `0`; link-local
 /// addresses may carry a `%zone`).
 pub fn is_hosts_address(s: &str) -> bool {
@@ -83,6 +87,10 @@ pub(crate) fn parse(
         };
         let mut fields = content.split_whitespace();
         let first = fields.next().unwrap_or_default();
+        if !hosts && UNBOUND_KEYWORDS.contains(&first) {
+            p.unbound(first, content, fields.collect(), line);
+            continue;
+        }
         let second = fields.next();
         if hosts || second.is_some() {
             if !is_hosts_address(first) {
@@ -142,8 +150,112 @@ impl Parser<'_> {
         }
     }
 
+    /// A line of a block list in unbound.conf's syntax: `server:`, then `local-zone: "name."
+    /// TYPE` (the zone and every name below it; TYPE the answer) and `local-data:` records.
+    fn unbound(&mut self, keyword: &str, text: &str, args: Vec<&str>, line: usize) {
+        match keyword {
+            "server:" if args.is_empty() => {}
+            "server:" => self.error(line, text, "`server:` opens a section; nothing follows it"),
+            "local-zone:" => {
+                let [zone, kind] = args[..] else {
+                    self.error(line, text, "`local-zone: \"name.\" TYPE` expected");
+                    return;
+                };
+                // The type's answer: the order's action for the types that block with
+                // addresses of their own (as `0.0.0.0 name` in a hosts file).
+                let action = match kind.to_ascii_lowercase().as_str() {
+                    "always_nxdomain" | "static" => Some(Action::Nxdomain),
+                    "refuse" | "always_refuse" => Some(Action::Refused),
+                    "deny" | "inform_deny" => Some(Action::Drop),
+                    "always_nodata" => Some(Action::Nodata),
+                    "redirect" | "always_null" => None,
+                    "transparent" | "typetransparent" | "always_transparent" | "inform" => {
+                        Some(Action::Pass)
+                    }
+                    other => {
+                        self.error(
+                            line,
+                            text,
+                            format_args!("local-zone type {other:?} is not one a block list uses"),
+                        );
+                        return;
+                    }
+                };
+                let name = zone
+                    .strip_prefix('"')
+                    .and_then(|z| z.strip_suffix('"'))
+                    .unwrap_or(zone);
+                match normalize_name(name) {
+                    Ok(name) => self.push(name, Kind::Subtree, action, QTYPES_ALL, line),
+                    Err(e) => self.error(line, text, e),
+                }
+            }
+            _ => self.out.skip_unsupported(
+                "unbound local-data",
+                self.file,
+                line,
+                format!(
+                    "{text:?}: local data is read from RPZ files only; the zone's rule answers \
+                     with its action"
+                ),
+            ),
+        }
+    }
+
+    /// A dnsmasq line, `address=/name/…/[ADDRESS|#]`, `local=/name/…/` or
+    /// `server=/name/…/`: each name and every name below it (`*.name`: only below it)
+    /// answered locally — blocked, with the order's action. `server=` with a server forwards
+    /// instead: skipped and counted.
+    fn dnsmasq(&mut self, text: &str, key: &str, rest: &str, line: usize) {
+        let Some((names, value)) = rest.rsplit_once('/') else {
+            self.error(line, text, format_args!("`{key}=/name/…/` expected"));
+            return;
+        };
+        let blocks = match key {
+            "address" => value.is_empty() || value == "#" || is_address(value),
+            _ => value.is_empty(),
+        };
+        if !blocks {
+            if key == "server" {
+                self.out.skip_unsupported(
+                    "dnsmasq server forwarding",
+                    self.file,
+                    line,
+                    format!("{text:?}: forwards the names to another server; not a block"),
+                );
+            } else {
+                self.error(line, text, format_args!("{value:?} is not an address"));
+            }
+            return;
+        }
+        for n in names.split('/') {
+            let (s, kind) = match n.strip_prefix("*.") {
+                Some(rest) => (rest, Kind::Below),
+                None => (n, Kind::Subtree),
+            };
+            if s == "#" {
+                self.error(
+                    line,
+                    text,
+                    "`#` stands for every name: not a block-list entry",
+                );
+                continue;
+            }
+            match normalize_name(s) {
+                Ok(name) => self.push(name, kind, None, QTYPES_ALL, line),
+                Err(e) => self.error(line, text, format_args!("{n:?}: {e}")),
+            }
+        }
+    }
+
     /// One entry of a plain list.
     fn plain_entry(&mut self, text: &str, line: usize) {
+        if let Some((key, rest)) = text.split_once("=/") {
+            if matches!(key, "address" | "local" | "server") {
+                self.dnsmasq(text, key, rest, line);
+                return;
+            }
+        }
         // `@@` makes an adblock rule an exception (a pass rule).
         let (bare, exception) = match text.strip_prefix("@@") {
             Some(rest) => (rest, true),
@@ -650,6 +762,103 @@ mod tests {
         // Same name, another kind: two rules.
         let out = plain("a.example\n*.a.example\n");
         assert_eq!(out.rules.len(), 2);
+    }
+
+    /// dnsmasq's block-list lines as oisd and hagezi publish them: every name is blocked with
+    /// the order's action, with its subdomains; forwarding lines are not blocks.
+    #[test]
+    fn dnsmasq_lines() {
+        let out = plain(
+            "local=/a.example/\n\
+             address=/b.example/\n\
+             address=/c.example/#\n\
+             address=/d.example/0.0.0.0\n\
+             address=/e.example/::\n\
+             address=/F.example/g.example/127.0.0.1 # two names\n\
+             server=/h.example/\n\
+             address=/*.i.example/\n\
+             server=/fwd.example/192.0.2.53\n\
+             server=/def.example/#\n",
+        );
+        assert_eq!(messages(&out.errors), Vec::<String>::new());
+        let sub = |n: &str| (n.to_string(), Kind::Subtree, None);
+        assert_eq!(
+            names(&out),
+            vec![
+                sub("a.example"),
+                sub("b.example"),
+                sub("c.example"),
+                sub("d.example"),
+                sub("e.example"),
+                sub("f.example"),
+                sub("g.example"),
+                sub("h.example"),
+                ("i.example".to_string(), Kind::Below, None),
+            ]
+        );
+        assert_eq!(out.unsupported.get("dnsmasq server forwarding"), Some(&2));
+        // Every name, a bad address, a bad name: errors naming the line.
+        let out = plain("address=/#/\naddress=/x.example/not-an-ip\nlocal=/bad name/\nlocal=/\n");
+        let e = messages(&out.errors);
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].contains("list.txt:1") && e[0].contains("every name"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].contains("list.txt:2") && e[1].contains("not an address"),
+            "{e:?}"
+        );
+        assert!(e[2].contains("list.txt:3"), "{e:?}");
+        assert!(
+            e[3].contains("list.txt:4") && e[3].contains("expected"),
+            "{e:?}"
+        );
+        assert!(out.rules.is_empty());
+    }
+
+    /// unbound's block-list format: `server:`, `local-zone:` lines whose type is the answer,
+    /// `local-data:` set aside and counted.
+    #[test]
+    fn unbound_lines() {
+        let text = "server:\n\
+            local-zone: \"a.example.\" always_nxdomain\n\
+            local-zone: b.example refuse\n\
+            local-zone: \"c.example\" deny\n\
+            local-zone: \"d.example.\" always_nodata\n\
+            local-zone: \"e.example.\" redirect\n\
+            local-data: \"e.example. IN A 0.0.0.0\"\n\
+            local-zone: \"ok.a.example.\" always_transparent\n\
+            local-zone: \"f.example.\" static\n";
+        let path = Path::new("blocklist.conf");
+        assert_eq!(crate::detect_format(path, text), Format::Plain);
+        let out = parse_str(text, path, Format::Plain, &Options::default());
+        assert_eq!(messages(&out.errors), Vec::<String>::new());
+        let r = |n: &str, a| (n.to_string(), Kind::Subtree, a);
+        assert_eq!(
+            names(&out),
+            vec![
+                r("a.example", Some(Action::Nxdomain)),
+                r("b.example", Some(Action::Refused)),
+                r("c.example", Some(Action::Drop)),
+                r("d.example", Some(Action::Nodata)),
+                r("e.example", None),
+                r("ok.a.example", Some(Action::Pass)),
+                r("f.example", Some(Action::Nxdomain)),
+            ]
+        );
+        assert_eq!(out.unsupported.get("unbound local-data"), Some(&1));
+        let out = plain(
+            "local-zone: \".\" always_nxdomain\nlocal-zone: \"x.example\" nodefault\n\
+             local-zone: \"y.example\"\nserver: verbosity\n",
+        );
+        let e = messages(&out.errors);
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[1].contains("\"nodefault\""), "{e:?}");
+        assert!(out.rules.is_empty());
+        // `--format hosts` stays strict.
+        let out = parse_str(text, path, Format::Hosts, &Options::default());
+        assert!(!out.errors.is_empty());
     }
 
     #[test]

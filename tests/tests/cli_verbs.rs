@@ -675,6 +675,53 @@ fn hosts_files_through_the_cli() {
     resolved(&t, "www.ads.example", "A");
 }
 
+/// Block lists in dnsmasq's and unbound's own syntax, as list projects publish them: answered
+/// by the real program as those servers would (rcodes from kdig), forwarding lines and local
+/// data set aside.
+#[test]
+fn dnsmasq_and_unbound_lists_through_the_cli() {
+    let mut t = Topology::new();
+    t.start_unbound(&[
+        "fwd.example. 300 IN A 192.0.2.10",
+        "ok.ub.example. 300 IN A 192.0.2.10",
+        "other.example. 300 IN A 192.0.2.10",
+    ]);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    let lists = TempDir::new("blkt-dnsmasq");
+    let dnsmasq = lists.write(
+        "dnsmasq.conf",
+        "# dnsmasq format\nlocal=/dm.example/\naddress=/dm2.example/0.0.0.0\n\
+         server=/fwd.example/192.0.2.53\n",
+    );
+    let out = b.ok(&["rules", "load", &dnsmasq, "--order", "Dnsmasq"]);
+    assert!(out.contains("2 rules added"), "{out}");
+    for n in ["dm.example", "www.dm.example", "dm2.example"] {
+        blocked(&t, n, "A", "Dnsmasq");
+    }
+    resolved(&t, "fwd.example", "A");
+    b.ok(&["orders", "remove", "Dnsmasq"]);
+
+    let unbound = lists.write(
+        "blocklist.conf",
+        "server:\n  local-zone: \"ub.example.\" refuse\n\
+         local-zone: \"ok.ub.example.\" always_transparent\n\
+         local-zone: \"ub2.example.\" always_nxdomain\n\
+         local-zone: \"ub3.example.\" redirect\n\
+         local-data: \"ub3.example. IN A 0.0.0.0\"\n",
+    );
+    let out = b.ok(&["rules", "load", &unbound, "--order", "Unbound"]);
+    assert!(out.contains("4 rules added"), "{out}");
+    let r = query(&t, "www.ub.example", "A");
+    assert_eq!(r.status.as_deref(), Some("REFUSED"), "{}", r.raw);
+    assert_eq!(r.ede, Some((16, "Unbound".to_string())), "{}", r.raw);
+    resolved(&t, "ok.ub.example", "A");
+    blocked(&t, "ub2.example", "A", "Unbound");
+    // `redirect` to 0.0.0.0: blocked with the order's action; the local data is counted.
+    blocked(&t, "ub3.example", "A", "Unbound");
+    resolved(&t, "other.example", "A");
+}
+
 #[test]
 fn a_rule_limited_to_aaaa_blocks_aaaa_only() {
     let mut t = Topology::new();

@@ -32,7 +32,8 @@ pub enum Command {
     /// Replace an order's rules with the contents of list files, atomically.
     ///
     /// Formats: plain (one name per line; `#` comments; adblock `||name^`, `|name^` for the
-    /// name alone), hosts
+    /// name alone; dnsmasq `local=/name/` and `address=/name/`; unbound `local-zone: "name."
+    /// TYPE`, TYPE giving the action), hosts
     /// (`0.0.0.0 name`), RPZ zone files. `auto` tells RPZ from the rest; plain and hosts
     /// lines may be mixed in one file (only `--format hosts` refuses a line without an
     /// address). In plain and hosts lists a bare name means the name
