@@ -27,7 +27,13 @@ const LOCAL_NAMES: &[&str] = &[
 
 /// The unbound.conf lines a block list in unbound's format is made of (`server:` opens the
 /// section the others belong to).
-const UNBOUND_KEYWORDS: &[&str] = &["server:", "local-zone:", "local-data:", "local-data-ptr:"];
+const UNBOUND_KEYWORDS: &[&str] = &[
+    "server:",
+    "local-zone:",
+    "local-data:",
+    "local-data-ptr:",
+    "include:",
+];
 
 /// Whether the first field of a hosts line is an address (some lists write `0`; link-local
 /// addresses may carry a `%zone`).
@@ -88,7 +94,10 @@ pub(crate) fn parse(
         let mut fields = content.split_whitespace();
         let first = fields.next().unwrap_or_default();
         if !hosts && UNBOUND_KEYWORDS.contains(&first) {
-            p.unbound(first, content, fields.collect(), line);
+            // unbound.conf: `#` starts a comment anywhere.
+            let content = content.split('#').next().unwrap_or_default().trim_end();
+            let args = content.split_whitespace().skip(1).collect();
+            p.unbound(first, content, args, line);
             continue;
         }
         let second = fields.next();
@@ -161,35 +170,68 @@ impl Parser<'_> {
                     self.error(line, text, "`local-zone: \"name.\" TYPE` expected");
                     return;
                 };
-                // The type's answer: the order's action for the types that block with
-                // addresses of their own (as `0.0.0.0 name` in a hosts file).
-                let action = match kind.to_ascii_lowercase().as_str() {
-                    "always_nxdomain" | "static" => Some(Action::Nxdomain),
-                    "refuse" | "always_refuse" => Some(Action::Refused),
-                    "deny" | "inform_deny" => Some(Action::Drop),
-                    "always_nodata" => Some(Action::Nodata),
-                    "redirect" | "always_null" => None,
+                // The type's answer for a zone without local data (unbound's
+                // local_zones_zone_answer): the order's action for `always_null`, which
+                // answers 0.0.0.0 and :: (as `0.0.0.0 name` in a hosts file).
+                let (action, qtypes) = match kind.to_ascii_lowercase().as_str() {
+                    "always_nxdomain" | "static" => (Some(Action::Nxdomain), QTYPES_ALL),
+                    "refuse" | "always_refuse" => (Some(Action::Refused), QTYPES_ALL),
+                    "deny" | "inform_deny" | "always_deny" => (Some(Action::Drop), QTYPES_ALL),
+                    "always_nodata" => (Some(Action::Nodata), QTYPES_ALL),
+                    "block_a" => (Some(Action::Nodata), qtype_bit(1)),
+                    "block_aaaa" => (Some(Action::Nodata), qtype_bit(28)),
+                    "truncate" => (Some(Action::Tc), QTYPES_ALL),
+                    "always_null" => (None, QTYPES_ALL),
                     "transparent" | "typetransparent" | "always_transparent" | "inform" => {
-                        Some(Action::Pass)
+                        (Some(Action::Pass), QTYPES_ALL)
+                    }
+                    // What these answer is the local data that goes with them: a block
+                    // page, or a safe-search CNAME that must not turn into a block.
+                    t @ ("redirect" | "inform_redirect") => {
+                        self.out.skip_unsupported(
+                            "unbound redirect zone",
+                            self.file,
+                            line,
+                            format!(
+                                "{text:?}: a {t} zone answers with its local data, which is \
+                                 read from RPZ files only; skipped"
+                            ),
+                        );
+                        return;
+                    }
+                    t @ ("nodefault" | "ipset") => {
+                        self.out.skip_unsupported(
+                            "unbound local-zone that does not block",
+                            self.file,
+                            line,
+                            format!("{text:?}: a {t} zone does not block; skipped"),
+                        );
+                        return;
                     }
                     other => {
                         self.error(
                             line,
                             text,
-                            format_args!("local-zone type {other:?} is not one a block list uses"),
+                            format_args!("unknown local-zone type {other:?}"),
                         );
                         return;
                     }
                 };
-                let name = zone
-                    .strip_prefix('"')
-                    .and_then(|z| z.strip_suffix('"'))
+                let name = ['"', '\'']
+                    .iter()
+                    .find_map(|q| zone.strip_prefix(*q).and_then(|z| z.strip_suffix(*q)))
                     .unwrap_or(zone);
                 match normalize_name(name) {
-                    Ok(name) => self.push(name, Kind::Subtree, action, QTYPES_ALL, line),
+                    Ok(name) => self.push(name, Kind::Subtree, action, qtypes, line),
                     Err(e) => self.error(line, text, e),
                 }
             }
+            "include:" => self.out.skip_unsupported(
+                "unbound include",
+                self.file,
+                line,
+                format!("{text:?}: not followed; give the included file to the same load"),
+            ),
             _ => self.out.skip_unsupported(
                 "unbound local-data",
                 self.file,
@@ -204,34 +246,39 @@ impl Parser<'_> {
 
     /// A dnsmasq line, `address=/name/…/[ADDRESS|#]`, `local=/name/…/` or
     /// `server=/name/…/`: each name and every name below it (`*.name`: only below it)
-    /// answered locally — blocked, with the order's action. `server=` with a server forwards
-    /// instead: skipped and counted.
+    /// answered locally — blocked, with the order's action (for every query type: dnsmasq
+    /// 2.86 and later answer `address=/name/0.0.0.0` for A only and forward the rest).
+    /// `server=`/`local=` with `#` send the names back to the usual servers, an exception
+    /// to a block of a name above (a pass rule); with a server, they forward: skipped and
+    /// counted.
     fn dnsmasq(&mut self, text: &str, key: &str, rest: &str, line: usize) {
         let Some((names, value)) = rest.rsplit_once('/') else {
             self.error(line, text, format_args!("`{key}=/name/…/` expected"));
             return;
         };
-        let blocks = match key {
-            "address" => value.is_empty() || value == "#" || is_address(value),
-            _ => value.is_empty(),
-        };
-        if !blocks {
-            if key == "server" {
+        let action = match (key, value) {
+            (_, "") => None,
+            ("address", v) if v == "#" || is_address(v) => None,
+            ("address", v) => {
+                self.error(line, text, format_args!("{v:?} is not an address"));
+                return;
+            }
+            (_, "#") => Some(Action::Pass),
+            _ => {
                 self.out.skip_unsupported(
                     "dnsmasq server forwarding",
                     self.file,
                     line,
                     format!("{text:?}: forwards the names to another server; not a block"),
                 );
-            } else {
-                self.error(line, text, format_args!("{value:?} is not an address"));
+                return;
             }
-            return;
-        }
+        };
         for n in names.split('/') {
             let (s, kind) = match n.strip_prefix("*.") {
                 Some(rest) => (rest, Kind::Below),
-                None => (n, Kind::Subtree),
+                // dnsmasq reads `.name` as `name`.
+                None => (n.trim_start_matches('.'), Kind::Subtree),
             };
             if s == "#" {
                 self.error(
@@ -242,7 +289,7 @@ impl Parser<'_> {
                 continue;
             }
             match normalize_name(s) {
-                Ok(name) => self.push(name, kind, None, QTYPES_ALL, line),
+                Ok(name) => self.push(name, kind, action, QTYPES_ALL, line),
                 Err(e) => self.error(line, text, format_args!("{n:?}: {e}")),
             }
         }
@@ -778,7 +825,9 @@ mod tests {
              server=/h.example/\n\
              address=/*.i.example/\n\
              server=/fwd.example/192.0.2.53\n\
-             server=/def.example/#\n",
+             local=/fwd2.example/192.0.2.53#5353\n\
+             server=/ok.a.example/#\n\
+             address=/.j.example/\n",
         );
         assert_eq!(messages(&out.errors), Vec::<String>::new());
         let sub = |n: &str| (n.to_string(), Kind::Subtree, None);
@@ -794,6 +843,12 @@ mod tests {
                 sub("g.example"),
                 sub("h.example"),
                 ("i.example".to_string(), Kind::Below, None),
+                (
+                    "ok.a.example".to_string(),
+                    Kind::Subtree,
+                    Some(Action::Pass)
+                ),
+                sub("j.example"),
             ]
         );
         assert_eq!(out.unsupported.get("dnsmasq server forwarding"), Some(&2));
@@ -829,7 +884,13 @@ mod tests {
             local-zone: \"e.example.\" redirect\n\
             local-data: \"e.example. IN A 0.0.0.0\"\n\
             local-zone: \"ok.a.example.\" always_transparent\n\
-            local-zone: \"f.example.\" static\n";
+            local-zone: \"f.example.\" static\n\
+            local-zone: 'g.example.' always_null#comment\n\
+            local-zone: \"h.example.\" always_deny\n\
+            local-zone: \"i.example.\" block_a\n\
+            local-zone: \"j.example.\" truncate\n\
+            local-zone: \"k.example.\" nodefault\n\
+            include: \"more.conf\"\n";
         let path = Path::new("blocklist.conf");
         assert_eq!(crate::detect_format(path, text), Format::Plain);
         let out = parse_str(text, path, Format::Plain, &Options::default());
@@ -842,19 +903,34 @@ mod tests {
                 r("b.example", Some(Action::Refused)),
                 r("c.example", Some(Action::Drop)),
                 r("d.example", Some(Action::Nodata)),
-                r("e.example", None),
                 r("ok.a.example", Some(Action::Pass)),
                 r("f.example", Some(Action::Nxdomain)),
+                r("g.example", None),
+                r("h.example", Some(Action::Drop)),
+                r("i.example", Some(Action::Nodata)),
+                r("j.example", Some(Action::Tc)),
             ]
         );
-        assert_eq!(out.unsupported.get("unbound local-data"), Some(&1));
+        let a_only = out.rules.iter().find(|r| r.name.to_string() == "i.example");
+        assert_eq!(a_only.map(|r| r.qtypes), Some(qtype_bit(1)));
+        for kind in [
+            "unbound local-data",
+            "unbound redirect zone",
+            "unbound local-zone that does not block",
+            "unbound include",
+        ] {
+            assert_eq!(out.unsupported.get(kind), Some(&1), "{kind}");
+        }
         let out = plain(
-            "local-zone: \".\" always_nxdomain\nlocal-zone: \"x.example\" nodefault\n\
+            "local-zone: \".\" always_nxdomain\nlocal-zone: \"x.example\" blocked\n\
              local-zone: \"y.example\"\nserver: verbosity\n",
         );
         let e = messages(&out.errors);
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(e[1].contains("\"nodefault\""), "{e:?}");
+        assert!(
+            e[1].contains("unknown local-zone type \"blocked\""),
+            "{e:?}"
+        );
         assert!(out.rules.is_empty());
         // `--format hosts` stays strict.
         let out = parse_str(text, path, Format::Hosts, &Options::default());

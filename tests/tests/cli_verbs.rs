@@ -683,6 +683,7 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
     let mut t = Topology::new();
     t.start_unbound(&[
         "fwd.example. 300 IN A 192.0.2.10",
+        "ok.dm.example. 300 IN A 192.0.2.10",
         "ok.ub.example. 300 IN A 192.0.2.10",
         "other.example. 300 IN A 192.0.2.10",
     ]);
@@ -692,14 +693,16 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
     let dnsmasq = lists.write(
         "dnsmasq.conf",
         "# dnsmasq format\nlocal=/dm.example/\naddress=/dm2.example/0.0.0.0\n\
-         server=/fwd.example/192.0.2.53\n",
+         server=/fwd.example/192.0.2.53\nserver=/ok.dm.example/#\n",
     );
     let out = b.ok(&["rules", "load", &dnsmasq, "--order", "Dnsmasq"]);
-    assert!(out.contains("2 rules added"), "{out}");
+    assert!(out.contains("3 rules added"), "{out}");
     for n in ["dm.example", "www.dm.example", "dm2.example"] {
         blocked(&t, n, "A", "Dnsmasq");
     }
     resolved(&t, "fwd.example", "A");
+    // `#`: back to the usual servers, an exception to the block above it.
+    resolved(&t, "ok.dm.example", "A");
     b.ok(&["orders", "remove", "Dnsmasq"]);
 
     let unbound = lists.write(
@@ -707,8 +710,7 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
         "server:\n  local-zone: \"ub.example.\" refuse\n\
          local-zone: \"ok.ub.example.\" always_transparent\n\
          local-zone: \"ub2.example.\" always_nxdomain\n\
-         local-zone: \"ub3.example.\" redirect\n\
-         local-data: \"ub3.example. IN A 0.0.0.0\"\n",
+         local-zone: \"ub3.example.\" always_null\n",
     );
     let out = b.ok(&["rules", "load", &unbound, "--order", "Unbound"]);
     assert!(out.contains("4 rules added"), "{out}");
@@ -717,7 +719,7 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
     assert_eq!(r.ede, Some((16, "Unbound".to_string())), "{}", r.raw);
     resolved(&t, "ok.ub.example", "A");
     blocked(&t, "ub2.example", "A", "Unbound");
-    // `redirect` to 0.0.0.0: blocked with the order's action; the local data is counted.
+    // `always_null` (0.0.0.0 and ::): blocked with the order's action.
     blocked(&t, "ub3.example", "A", "Unbound");
     resolved(&t, "other.example", "A");
 }
