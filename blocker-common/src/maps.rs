@@ -498,7 +498,7 @@ impl RuleValue {
             sets: [self.sets[0].inline(), self.sets[1].inline()],
             since: self.since,
         };
-        let wide = v.sets.iter().any(InlineSet::is_wide);
+        let wide = v.is_wide();
         (v, wide)
     }
 }

@@ -703,10 +703,7 @@ pub fn detect_format(path: &Path, text: &str) -> Format {
             break;
         }
         // unbound.conf, whose `local-data:` records would look like zone-file lines.
-        if ["server:", "local-zone:", "local-data:"]
-            .iter()
-            .any(|k| l.starts_with(k))
-        {
+        if plain::UNBOUND_KEYWORDS.iter().any(|k| l.starts_with(k)) {
             return Format::Plain;
         }
         let l = l.split_once(" #").map_or(l, |(a, _)| a);

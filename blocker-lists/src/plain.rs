@@ -27,7 +27,7 @@ const LOCAL_NAMES: &[&str] = &[
 
 /// The unbound.conf lines a block list in unbound's format is made of (`server:` opens the
 /// section the others belong to).
-const UNBOUND_KEYWORDS: &[&str] = &[
+pub(crate) const UNBOUND_KEYWORDS: &[&str] = &[
     "server:",
     "local-zone:",
     "local-data:",
@@ -297,11 +297,13 @@ impl Parser<'_> {
 
     /// One entry of a plain list.
     fn plain_entry(&mut self, text: &str, line: usize) {
-        if let Some((key, rest)) = text.split_once("=/") {
-            if matches!(key, "address" | "local" | "server") {
-                self.dnsmasq(text, key, rest, line);
-                return;
-            }
+        // Prefixes only: no search through every name of a plain list.
+        let dnsmasq = ["address", "local", "server"]
+            .into_iter()
+            .find_map(|k| Some((k, text.strip_prefix(k)?.strip_prefix("=/")?)));
+        if let Some((key, rest)) = dnsmasq {
+            self.dnsmasq(text, key, rest, line);
+            return;
         }
         // `@@` makes an adblock rule an exception (a pass rule).
         let (bare, exception) = match text.strip_prefix("@@") {

@@ -121,6 +121,22 @@ impl Blocker {
         self.command(args).output().expect("run blocker")
     }
 
+    /// Runs a command whose controller is made to abort at `phase` of a change
+    /// (`BLOCKER_TEST_CRASH_AT`); asserts that it did.
+    pub fn crashes_at(&self, phase: &str, args: &[&str]) {
+        let out = self
+            .command(args)
+            .env("BLOCKER_TEST_CRASH_AT", phase)
+            .output()
+            .expect("run blocker");
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr)
+                    .contains(&format!("crash injected at `{phase}`")),
+            "the controller must die at `{phase}`: {out:?}"
+        );
+    }
+
     /// Runs a command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

@@ -62,10 +62,9 @@ fn crash_at(phase: &str, after_flip: bool) {
     // Hundreds of probes from one address: no response rate limiting.
     b.ok(&["config", "set", "--rrl-rate", "0"]);
 
-    let out = std::process::Command::new(&b.bin)
-        .args(["--bpffs", &b.bpffs.display().to_string()])
-        .args(["--state-dir", &b.state.display().to_string()])
-        .args([
+    b.crashes_at(
+        phase,
+        &[
             "rules",
             "load",
             &new_list,
@@ -73,13 +72,7 @@ fn crash_at(phase: &str, after_flip: bool) {
             "court",
             "--ede-text",
             NEW_TEXT,
-        ])
-        .env("BLOCKER_TEST_CRASH_AT", phase)
-        .output()
-        .expect("run blocker");
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("crash injected"),
-        "the controller must die at `{phase}`: {out:?}"
+        ],
     );
 
     // The next command recovers.

@@ -35,21 +35,6 @@ fn ask(b: &Blocker, name: &str, qtype: RecordType) -> (u32, u16) {
     query_type_once(b, name, qtype)
 }
 
-/// Runs `args` with the controller made to abort at `phase` (`BLOCKER_TEST_CRASH_AT`).
-fn crash_at(b: &Blocker, phase: &str, args: &[&str]) {
-    let out = std::process::Command::new(&b.bin)
-        .args(["--bpffs", &b.bpffs.display().to_string()])
-        .args(["--state-dir", &b.state.display().to_string()])
-        .args(args)
-        .env("BLOCKER_TEST_CRASH_AT", phase)
-        .output()
-        .expect("run blocker");
-    assert!(
-        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("crash"),
-        "the controller must die at `{phase}`: {out:?}"
-    );
-}
-
 const NAME: &str = "crowded.example";
 const NXDOMAIN: (u32, u16) = (XDP_TX, 3);
 const REFUSED: (u32, u16) = (XDP_TX, 5);
@@ -144,7 +129,7 @@ fn a_crash_after_the_flip_leaves_no_orphaned_wide_entry() {
     add(&b, "Third", "30", "nodata", &[]);
     assert_eq!(held(&b), (1, 1));
     for phase in ["flip", "commit"] {
-        crash_at(&b, phase, &["rules", "remove", NAME, "--order", "Third"]);
+        b.crashes_at(phase, &["rules", "remove", NAME, "--order", "Third"]);
         // The next command recovers: the removal was flipped in, so it stands.
         b.ok(&[
             "rules",
@@ -175,21 +160,18 @@ fn a_crash_between_the_two_maps_rolls_the_crowded_name_back() {
     add(&b, "Second", "20", "refused", &["--qtype", "TXT"]);
     add(&b, "Third", "30", "nodata", &[]);
     assert_eq!(held(&b), (1, 1));
-    crash_at(
-        &b,
-        "wide",
-        &[
-            "rules",
-            "add",
-            NAME,
-            "--order",
-            "Zeroth",
-            "--priority",
-            "5",
-            "--action",
-            "drop",
-        ],
-    );
+    let zeroth = [
+        "rules",
+        "add",
+        NAME,
+        "--order",
+        "Zeroth",
+        "--priority",
+        "5",
+        "--action",
+        "drop",
+    ];
+    b.crashes_at("wide", &zeroth);
     // Not flipped: the old rules.
     assert_eq!(ask(&b, NAME, RecordType::A), NODATA);
     // The next command recovers, then makes a change elsewhere and flips. Its new order
@@ -212,16 +194,6 @@ fn a_crash_between_the_two_maps_rolls_the_crowded_name_back() {
     assert_eq!(ask(&b, NAME, RecordType::AAAA), NXDOMAIN);
     assert_eq!(ask(&b, NAME, RecordType::TXT), REFUSED);
     // And the change itself, made again, is enforced.
-    b.ok(&[
-        "rules",
-        "add",
-        NAME,
-        "--order",
-        "Zeroth",
-        "--priority",
-        "5",
-        "--action",
-        "drop",
-    ]);
+    b.ok(&zeroth);
     assert_eq!(ask(&b, NAME, RecordType::A), DROPPED);
 }
