@@ -147,6 +147,19 @@ impl Parser<'_> {
         self.out.error(self.file, line, format!("{text:?}: {why}"));
     }
 
+    /// An address (or prefix, or URL with an address for host) alone on a line: court and
+    /// regulator lists (AGCOM's Piracy Shield tickets among them) name addresses beside
+    /// names, to be blocked in the network. Nothing for DNS to match: skipped and counted,
+    /// so the names of the list load.
+    fn address(&mut self, text: &str, line: usize) {
+        self.out.skip_unsupported(
+            "IP address",
+            self.file,
+            line,
+            format!("{text:?}: IP address, not a domain name (block it in the network); skipped"),
+        );
+    }
+
     /// A name of a hosts line: `name` or `*.name`.
     fn host_entry(&mut self, text: &str, line: usize) {
         let (s, kind) = match text.strip_prefix("*.") {
@@ -359,13 +372,14 @@ impl Parser<'_> {
         {
             match normalize_name(s) {
                 Ok(name) => self.push(name, kind, None, QTYPES_ALL, line),
+                Err(NameError::Address) if kind == self.opts.bare_kind => self.address(text, line),
                 Err(e) => self.error(line, text, e),
             }
             return;
         }
         if is_address(s) || is_address(s.split_once('/').map_or(s, |(a, _)| a)) {
             // Also `192.0.2.0/24` and `[2001:db8::1]`.
-            self.error(line, text, NameError::Address);
+            self.address(text, line);
             return;
         }
         let host = match url_host(s) {
@@ -376,7 +390,7 @@ impl Parser<'_> {
             }
         };
         if is_address(host) {
-            self.error(line, text, NameError::Address);
+            self.address(text, line);
             return;
         }
         match normalize_name(host) {
@@ -647,12 +661,7 @@ mod tests {
             ("bad..example".into(), "empty label"),
             ("has space.example x".into(), "one name per line"),
             ("user@example.com".into(), "`@`"),
-            ("192.0.2.1".into(), "IP address, not a domain name"),
-            ("2001:db8::1".into(), "IP address"),
-            ("[2001:db8::1]".into(), "IP address"),
-            ("http://[2001:db8::1]:80/x".into(), "IP address"),
-            ("192.0.2.0/24".into(), "IP address"),
-            ("https://192.0.2.1/path".into(), "IP address"),
+            ("*.192.0.2.1".into(), "IP address"),
             ("a.*.example".into(), "`*`"),
             ("*bad.example".into(), "`*`"),
             ("*.*.example".into(), "`*`"),
@@ -693,6 +702,32 @@ mod tests {
             );
         }
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    /// Regulators' lists name addresses beside names (AGCOM's Piracy Shield tickets carry
+    /// FQDNs and IPv4 addresses): the names load, the addresses are skipped and counted.
+    #[test]
+    fn addresses_in_a_list_are_skipped_and_counted() {
+        let text = "a.example\n192.0.2.1\n2001:db8::1\n[2001:db8::1]\n192.0.2.0/24\n\
+                    http://[2001:db8::1]:80/x\nhttps://192.0.2.1/path\nb.example\n";
+        let out = plain(text);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            names(&out),
+            vec![
+                ("a.example".into(), Kind::Subtree, None),
+                ("b.example".into(), Kind::Subtree, None)
+            ]
+        );
+        assert_eq!(out.unsupported.get("IP address"), Some(&6));
+        let msgs = messages(&out.warnings);
+        assert_eq!(msgs.len(), 6, "{msgs:#?}");
+        for (i, m) in msgs.iter().enumerate() {
+            assert!(
+                m.starts_with(&format!("list.txt:{}: ", i + 2)) && m.contains("IP address"),
+                "{m}"
+            );
+        }
     }
 
     #[test]
