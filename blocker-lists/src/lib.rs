@@ -493,66 +493,78 @@ impl ParseOutcome {
     /// Keeps the first of repeated (name, kind) entries; a repeat with another action is an
     /// error naming both lines.
     fn dedup(&mut self) {
-        use std::hash::BuildHasher;
-        // A 64-bit hash of (name, kind) → index of its first rule: 16 bytes a slot, so a
-        // million rules stay cheap. Equal hashes are confirmed by comparing the rules; two
-        // different (name, kind) with the same hash (about 1 in 10^7 for 10^6 rules) go to
-        // the exact map.
-        let hasher = rustc_hash::FxBuildHasher;
-        let n = self.rules.len();
-        let mut seen: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(n, hasher);
-        let mut exact: HashMap<(&[u8], Kind), usize> = HashMap::default();
-        let mut drop = vec![false; n];
-        let mut any = false;
-        for (i, r) in self.rules.iter().enumerate() {
-            let h = hasher.hash_one((r.name.canonical(), r.kind as u8));
-            let first = match seen.get(&h) {
-                None => {
-                    seen.insert(h, i);
-                    continue;
-                }
-                Some(&j) if self.rules[j].name == r.name && self.rules[j].kind == r.kind => j,
-                Some(_) => match exact.get(&(r.name.canonical(), r.kind)) {
-                    Some(&j) => j,
-                    None => {
-                        exact.insert((r.name.canonical(), r.kind), i);
-                        continue;
-                    }
-                },
-            };
-            drop[i] = true;
-            any = true;
-            let first = &self.rules[first];
-            if first.action == r.action && first.qtypes == r.qtypes && first.local == r.local {
-                self.duplicates += 1;
+        self.duplicates += dedup(&mut self.rules, &mut self.errors);
+    }
+}
+
+/// Keeps the first of repeated (name, kind) entries of `rules`, in place, and returns how
+/// many exact repeats it dropped; a repeat with another action, query types or local data
+/// is dropped with an error in `errors` naming both places (`line N` within a file,
+/// `FILE:N` across files). What one file's parse does, and what a load of several files
+/// does across them: a block list and an allow list that disagree about a name are a
+/// conflict, not a silent choice by file order.
+pub fn dedup(rules: &mut Vec<ParsedRule>, errors: &mut Vec<Diagnostic>) -> usize {
+    use std::hash::BuildHasher;
+    // A 64-bit hash of (name, kind) → index of its first rule: 16 bytes a slot, so a
+    // million rules stay cheap. Equal hashes are confirmed by comparing the rules; two
+    // different (name, kind) with the same hash (about 1 in 10^7 for 10^6 rules) go to
+    // the exact map.
+    let hasher = rustc_hash::FxBuildHasher;
+    let n = rules.len();
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity_and_hasher(n, hasher);
+    let mut exact: HashMap<(&[u8], Kind), usize> = HashMap::default();
+    let mut drop = vec![false; n];
+    let mut any = false;
+    let mut duplicates = 0;
+    for (i, r) in rules.iter().enumerate() {
+        let h = hasher.hash_one((r.name.canonical(), r.kind as u8));
+        let first = match seen.get(&h) {
+            None => {
+                seen.insert(h, i);
                 continue;
             }
-            let at = if first.file == r.file {
-                format!("line {}", first.line)
-            } else {
-                format!("{}:{}", first.file.display(), first.line)
-            };
-            let message = format!(
-                "{} {} ({}) conflicts with {at} ({})",
-                r.kind.as_str(),
-                r.name,
-                describe(r),
-                describe(first),
-            );
-            self.errors.push(Diagnostic {
-                file: r.file.to_path_buf(),
-                line: r.line,
-                message,
-            });
+            Some(&j) if rules[j].name == r.name && rules[j].kind == r.kind => j,
+            Some(_) => match exact.get(&(r.name.canonical(), r.kind)) {
+                Some(&j) => j,
+                None => {
+                    exact.insert((r.name.canonical(), r.kind), i);
+                    continue;
+                }
+            },
+        };
+        drop[i] = true;
+        any = true;
+        let first = &rules[first];
+        if first.action == r.action && first.qtypes == r.qtypes && first.local == r.local {
+            duplicates += 1;
+            continue;
         }
-        if any {
-            let mut i = 0;
-            self.rules.retain(|_| {
-                i += 1;
-                !drop[i - 1]
-            });
-        }
+        let at = if first.file == r.file {
+            format!("line {}", first.line)
+        } else {
+            format!("{}:{}", first.file.display(), first.line)
+        };
+        let message = format!(
+            "{} {} ({}) conflicts with {at} ({})",
+            r.kind.as_str(),
+            r.name,
+            describe(r),
+            describe(first),
+        );
+        errors.push(Diagnostic {
+            file: r.file.to_path_buf(),
+            line: r.line,
+            message,
+        });
     }
+    if any {
+        let mut i = 0;
+        rules.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+    }
+    duplicates
 }
 
 /// A rule's action (and query types, if restricted) for messages.

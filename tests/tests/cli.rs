@@ -290,6 +290,22 @@ fn bad_input_is_refused_with_a_clear_message() {
     std::fs::write(p, b"ok.example\n\xff\xfe\n").expect("write");
     let err = b.fails(&["rules", "load", &bin, "--order", "X"]);
     assert!(err.contains(":2: not UTF-8"), "{err}");
+    // A block list and an allow list that disagree about a name: a conflict naming both
+    // places, whichever file comes first, and nothing loaded.
+    let block = lists.write("block.txt", "||both.example^\nonly.example\n");
+    let allow = lists.write("allow.txt", "@@||both.example^\n");
+    for files in [[&block, &allow], [&allow, &block]] {
+        let err = b.fails(&["rules", "load", files[0], files[1], "--order", "X"]);
+        assert!(
+            err.contains(&format!("{}:1: subtree both.example", files[1]))
+                && err.contains(&format!("conflicts with {}:1", files[0])),
+            "{err}"
+        );
+    }
+    let out = b.ok(&["rules", "list"]);
+    assert!(!out.contains("example"), "{out}");
+    let out = b.ok(&["rules", "load", &block, &block, "--order", "X"]);
+    assert!(out.contains("2 rules (2 duplicates ignored)"), "{out}");
     let err = b.fails(&["rules", "add", "bad name.example"]);
     assert!(err.contains("cannot be in a host name"), "{err}");
     let err = b.fails(&["rules", "add", "x.example", "--ede-text", &"x".repeat(65)]);

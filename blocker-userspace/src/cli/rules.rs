@@ -698,6 +698,12 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             at.extend(places.into_iter().take(room));
         }
     }
+    // Each file has no repeated (name, kind) already; across files the first one is kept,
+    // and one that disagrees with it (a block list and an allow list naming one name) is a
+    // conflict, as within a file.
+    if a.files.len() > 1 {
+        duplicates += blocker_lists::dedup(&mut parsed, &mut errors);
+    }
     progress.finish_and_clear();
     log::info!(
         "parsed {} entries: {:.3} s",
@@ -740,20 +746,8 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         );
     }
 
-    // Each file has no repeated (name, kind) already; across files the first one is kept.
-    let repeated: Vec<bool> = if a.files.len() > 1 {
-        let mut seen: rustc_hash::FxHashSet<(&[u8], Kind)> = Default::default();
-        seen.reserve(parsed.len());
-        parsed
-            .iter()
-            .map(|p| !seen.insert((p.name.canonical(), p.kind)))
-            .collect()
-    } else {
-        Vec::new()
-    };
     // Maps created by this command (none pinned yet) are sized for the rules it keeps.
-    let kept = parsed.len() - repeated.iter().filter(|r| **r).count();
-    let mut c = Controller::open_for(&ctx.pins, &ctx.dir, kept)?;
+    let mut c = Controller::open_for(&ctx.pins, &ctx.dir, parsed.len())?;
     log::info!("opened the controller: {:.3} s", t0.elapsed().as_secs_f64());
     let mut order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let default_action = order.default_action;
@@ -764,13 +758,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
     // ten million rules are not held twice. The room the smaller rules leave is returned.
     let mut rules: Vec<Rule> = parsed
         .into_iter()
-        .enumerate()
-        .filter(|(i, _)| {
-            let repeat = repeated.get(*i).copied().unwrap_or(false);
-            duplicates += usize::from(repeat);
-            !repeat
-        })
-        .map(|(_, p)| {
+        .map(|p| {
             let action = p.action.unwrap_or(default_action);
             // Local data (RPZ addresses, block pages) answers with its own records.
             if action == Action::Sinkhole && p.local.is_none() {
