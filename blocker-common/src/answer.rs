@@ -290,6 +290,23 @@ pub fn write_answer(
         if tl > budget {
             tl = budget;
         }
+        // EXTRA-TEXT is UTF-8 (RFC 8914 §2) and court texts are not ASCII ("Autorità"): a
+        // cut ends before the character it would split, i.e. the first byte left out is not
+        // a continuation byte (10xxxxxx; a character has at most three). Branch-free, so
+        // the verifier walks the rest of the answer once: the text is valid UTF-8 and
+        // zero-padded (the controller writes it), so byte 0 and the bytes after the text
+        // are never continuation bytes, and nothing is taken from a whole text.
+        if let Some(o) = order {
+            let cont = |i: usize| {
+                let b = o.ede_text[i & (MAX_EDE_TEXT - 1)] as u64;
+                ((b & 0xc0) ^ 0x80).wrapping_sub(1) >> 63
+            };
+            let c0 = cont(tl);
+            let c1 = c0 & cont(tl.wrapping_sub(1));
+            let c2 = c1 & cont(tl.wrapping_sub(2));
+            tl -= (c0 + c1 + c2) as usize;
+        }
+        let tl = launder(&mut s.opaque[57], tl as u64) as usize & (MAX_EDE_TEXT * 2 - 1);
         put(msg, at, 0); // root owner
         put16(msg, at + 1, 41);
         put16(msg, at + 3, ANSWER_UDP_SIZE);
@@ -408,6 +425,55 @@ mod tests {
             q.len() + 6,
             "EDE header is 6 bytes longer than the padding option header"
         );
+    }
+
+    /// A text cut to fit is cut between characters: every cut of a text of two- and
+    /// three-byte characters is valid UTF-8, and the longest prefix that fits.
+    #[test]
+    fn a_cut_ede_text_stays_utf8() {
+        let text = "Autorità — décision n° 17/2026 «blocage» €€ ok, Trib";
+        assert!(text.len() <= MAX_EDE_TEXT, "{}", text.len());
+        let o = order(text);
+        let q = query(1, &wire("a.test"), 1, Some((false, &[])));
+        let full = {
+            let (mut s, n) = load(&q);
+            let qp = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
+            write_answer(
+                &mut s,
+                &qp,
+                4096,
+                Action::Nxdomain,
+                &Config::default(),
+                Some(&o),
+                None,
+            )
+        };
+        let mut cuts = 0;
+        for max_len in (full - text.len())..=full {
+            let (mut s, n) = load(&q);
+            let qp = parse_query(&mut s, n, q.len(), &test_secret()).expect("parses");
+            let len = write_answer(
+                &mut s,
+                &qp,
+                max_len,
+                Action::Nxdomain,
+                &Config::default(),
+                Some(&o),
+                None,
+            );
+            let opt = &s.msg[12 + wire("a.test").len() + 5..len];
+            let tl = u16::from_be_bytes([opt[13], opt[14]]) as usize - 2;
+            let got = core::str::from_utf8(&opt[17..17 + tl])
+                .unwrap_or_else(|e| panic!("max_len {max_len}: {e}"));
+            let room = max_len - (len - tl);
+            let want = (0..=room.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            assert_eq!(got, &text[..want], "max_len {max_len}");
+            cuts += usize::from(want < text.len() && !text.is_char_boundary(room.min(text.len())));
+        }
+        assert!(cuts >= 5, "the sweep cut inside characters {cuts} times");
     }
 
     #[test]
