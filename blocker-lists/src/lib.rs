@@ -40,11 +40,20 @@
 //! - Names with an empty label (`a..b`) are errors in every format.
 //!
 //! # Choices the brief left open
-//! - IP addresses in plain lists and as hosts-file names are errors ("IP address, not a
-//!   domain name"): a court list that carries addresses needs an IP block, not DNS, and the
-//!   operator should hear of it.
-//! - URL entries are reduced to their host with a warning; `user@` is only taken out of a URL
-//!   with a scheme (`user@example.com` alone is an error: an e-mail address, not a host).
+//! - IP addresses alone on a plain-list line are skipped and counted ("IP address"):
+//!   regulators' lists (AGCOM's Piracy Shield tickets) carry addresses beside names, to be
+//!   blocked in the network, and the names must still load; the summary tells the operator.
+//!   An address as a hosts-file *name* stays an error.
+//! - Hosts lines block only with the unspecified or a loopback address; any other address is
+//!   a redirection (SafeSearch lists send www.google.com to forcesafesearch), skipped and
+//!   counted, never turned into a block of the name.
+//! - A URL naming only its host (`https://host/`, `host:443`) is reduced to it with a
+//!   warning; one with a path, query or fragment is skipped and counted: DNS cannot block one
+//!   page, and blocking a shared host (docs.google.com) would block all of it. `user@` is only
+//!   taken out of a URL with a scheme (`user@example.com` alone is an error: an e-mail
+//!   address, not a host).
+//! - AdGuard patterns no name rule expresses (`*` inside a name, `||name` without `^`,
+//!   unanchored `name^`) are skipped and counted, as regular expressions are.
 //! - Adblock modifiers: `$important` is accepted and `$dnstype=A|AAAA` restricts the rule's
 //!   query types (as in AdGuard's DNS syntax); a rule with any other modifier
 //!   (`$third-party`, `$client=…`, `$dnsrewrite=…`, `$badfilter`, …) means something blocker
@@ -80,8 +89,8 @@ pub use name::{normalize_name, Name, NameError};
 /// A list format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// One name per line (also adblock `||name^` lines, URLs reduced to their host, and
-    /// hosts-style lines).
+    /// One name per line (also adblock `||name^` lines, URLs naming a host, and hosts-style
+    /// lines).
     Plain,
     /// `0.0.0.0 name …` lines.
     Hosts,

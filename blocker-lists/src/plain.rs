@@ -41,9 +41,33 @@ pub fn is_hosts_address(s: &str) -> bool {
     s == "0" || is_address(s)
 }
 
+/// Whether the address of a hosts line makes its names blocks: the unspecified address (`0`,
+/// `0.0.0.0`, `::` in any spelling) or a loopback one (127.0.0.0/8, `::1`), the addresses
+/// hosts block lists send names to so that they reach nothing. Any other address sends the names somewhere (SafeSearch lists map www.google.com
+/// to forcesafesearch.google.com's address, others pin github.com to one of its own): a
+/// redirection, which a block rule would turn into the opposite of what the list asks.
+fn is_block_address(s: &str) -> bool {
+    if s == "0" {
+        return true;
+    }
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    let s = s.split_once('%').map_or(s, |(a, _)| a);
+    s.parse::<std::net::IpAddr>().is_ok_and(|a| {
+        // `::ffff:127.0.0.1` is 127.0.0.1.
+        let a = a.to_canonical();
+        a.is_unspecified() || a.is_loopback()
+    })
+}
+
 /// The entry part of a line: None for blank and comment lines (`#`, `!`, adblock
-/// `[Adblock Plus 2.0]` headers); a `#` after white space starts a trailing comment.
+/// `[Adblock Plus 2.0]` headers); a `#` after white space starts a trailing comment. A
+/// byte-order mark opening the line is dropped: lists joined with `cat` carry their files'
+/// marks in the middle, where the detector (which strips the file's first) does not look.
 fn content(line: &str) -> Option<&str> {
+    let line = line.trim_start_matches('\u{feff}');
     let t = if line.is_ascii() {
         line.trim_ascii()
     } else {
@@ -111,17 +135,30 @@ pub(crate) fn parse(
                 p.out.error(file, line, format!("{content:?}: {why}"));
                 continue;
             }
-            for name in second.into_iter().chain(fields) {
-                let bare = name.strip_suffix('.').unwrap_or(name);
-                if LOCAL_NAMES.iter().any(|l| l.eq_ignore_ascii_case(bare)) {
-                    continue;
+            let names = second
+                .into_iter()
+                .chain(fields)
+                .filter(|name| !is_local_name(name));
+            if is_block_address(first) {
+                for name in names {
+                    p.host_entry(name, line);
                 }
-                p.host_entry(name, line);
+            } else if names.count() > 0 {
+                // Localhost names stay ignored whatever their address (`fe80::1%lo0
+                // localhost`, `ff02::1 ip6-allnodes` in hosts headers).
+                p.hosts_redirect(first, content, line);
             }
         } else {
             p.plain_entry(first, line);
         }
     }
+}
+
+/// Whether a name of a hosts line is one of the local names hosts files define for
+/// themselves ([`LOCAL_NAMES`]), never a rule.
+fn is_local_name(name: &str) -> bool {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    LOCAL_NAMES.iter().any(|l| l.eq_ignore_ascii_case(bare))
 }
 
 struct Parser<'a> {
@@ -157,6 +194,20 @@ impl Parser<'_> {
             self.file,
             line,
             format!("{text:?}: IP address, not a domain name (block it in the network); skipped"),
+        );
+    }
+
+    /// A hosts line whose address is not a null or loopback one ([`is_block_address`]): its
+    /// names are sent to that address, not blocked. Every name of the line is skipped, the
+    /// line counted once (as a dnsmasq forwarding line is).
+    fn hosts_redirect(&mut self, address: &str, text: &str, line: usize) {
+        self.out.skip_unsupported(
+            "hosts redirect to an address",
+            self.file,
+            line,
+            format!(
+                "{text:?}: hosts entry answering {address}, a redirection, not a block; skipped"
+            ),
         );
     }
 
@@ -323,25 +374,23 @@ impl Parser<'_> {
             Some(rest) => (rest, true),
             None => (text, false),
         };
+        let action = exception.then_some(Action::Pass);
         if is_regex(bare) {
-            self.out.skip_unsupported(
+            self.skip_adblock(
                 "adblock regular expression",
-                self.file,
+                text,
+                "regular-expression rule is not supported",
+                action,
                 line,
-                format!("{text:?}: regular-expression rule is not supported; rule skipped"),
             );
             return;
         }
         if let Some((rule, kind)) = adblock_anchor(bare) {
-            let action = exception.then_some(Action::Pass);
-            self.adblock(text, rule, kind, action, line);
+            self.adblock(text, rule, Some(kind), action, line);
             return;
         }
-        if exception {
-            self.error(line, text, "`@@` only goes with `@@||name^` or `@@|name^`");
-            return;
-        }
-        if text.contains('#')
+        if !exception
+            && text.contains('#')
             && ["##", "#@#", "#?#", "#$#", "#%#"]
                 .iter()
                 .any(|m| text.contains(m))
@@ -352,6 +401,16 @@ impl Parser<'_> {
                 line,
                 format!("{text:?}: adblock cosmetic rule (page content, not DNS); skipped"),
             );
+            return;
+        }
+        // `name^`, `@@name^` without an anchor (AdGuard's DNS filter has them); a URL whose
+        // path or query holds a `^` stays a URL.
+        if bare.contains('^') && !bare.contains("://") {
+            self.adblock(text, bare, None, action, line);
+            return;
+        }
+        if exception {
+            self.error(line, text, "`@@` only goes with `@@||name^` or `@@|name^`");
             return;
         }
         let (s, kind) = if let Some(rest) = text.strip_prefix("*.") {
@@ -394,6 +453,17 @@ impl Parser<'_> {
             return;
         }
         match normalize_name(host) {
+            // A page of a host others share (a form on docs.google.com, a video on a
+            // streaming site): the host's rule would block every page of it.
+            Ok(name) if url_has_path(s) => self.out.skip_unsupported(
+                "URL with a path",
+                self.file,
+                line,
+                format!(
+                    "{text:?}: a URL with a path: DNS cannot block one page, and blocking the \
+                     host {name} would block all of it; skipped (list the host to block it)"
+                ),
+            ),
             Ok(name) => {
                 self.out.warn(
                     self.file,
@@ -406,16 +476,58 @@ impl Parser<'_> {
         }
     }
 
-    /// `||name^[$modifiers]` after the `||` (and `@@`), or `|name^` after the `|`: `kind` is
-    /// what the anchor makes of a name (see [`adblock_anchor`]).
-    fn adblock(&mut self, text: &str, rule: &str, kind: Kind, action: Option<Action>, line: usize) {
+    /// An adblock rule that means something no name rule can (a regular expression, a
+    /// pattern, a modifier): skipped and counted as `what`. An exception skipped lets
+    /// nothing through: the warning says so.
+    fn skip_adblock(
+        &mut self,
+        what: &str,
+        text: &str,
+        why: impl std::fmt::Display,
+        action: Option<Action>,
+        line: usize,
+    ) {
+        let skipped = if action == Some(Action::Pass) {
+            "an exception skipped: names it would let through stay blocked"
+        } else {
+            "rule skipped"
+        };
+        self.out
+            .skip_unsupported(what, self.file, line, format!("{text:?}: {why}; {skipped}"));
+    }
+
+    /// `||name^[$modifiers]` after the `||` (and `@@`), `|name^` after the `|`, or `name^`
+    /// without an anchor: `anchor` is what the anchor makes of a name (see
+    /// [`adblock_anchor`]), None without one. AdGuard matches host names against the rule
+    /// as a pattern, so a `*` inside the name, a rule without `^` (a prefix of host names)
+    /// or without an anchor (a suffix of them, `-ads.example^` matching
+    /// `my-ads.example`) is more than a name and the names below it: skipped and counted,
+    /// if its name part is made of what names are made of (else invalid).
+    fn adblock(
+        &mut self,
+        text: &str,
+        rule: &str,
+        anchor: Option<Kind>,
+        action: Option<Action>,
+        line: usize,
+    ) {
         let Some((host, tail)) = rule.split_once('^') else {
-            let why = if rule.contains('/') {
-                "adblock rule with a path: not a domain rule"
-            } else {
-                "adblock rule without `^` (`||name` alone also matches other names that start with it); write `||name^`"
-            };
-            self.error(line, text, why);
+            if rule.contains('/') {
+                self.error(line, text, "adblock rule with a path: not a domain rule");
+                return;
+            }
+            let pattern = rule.split_once('$').map_or(rule, |(p, _)| p);
+            match check_pattern(pattern) {
+                Ok(()) => self.skip_adblock(
+                    "adblock rule without ^",
+                    text,
+                    "without `^` AdGuard matches every host name that starts with the rule, \
+                     which a name rule cannot express (`||name^` blocks the name)",
+                    action,
+                    line,
+                ),
+                Err(e) => self.error(line, text, e),
+            }
             return;
         };
         let modifiers = match tail.strip_prefix('|').unwrap_or(tail) {
@@ -441,12 +553,12 @@ impl Parser<'_> {
                     }
                 },
                 other => {
-                    let what = format!("adblock ${other}");
-                    self.out.skip_unsupported(
-                        &what,
-                        self.file,
+                    self.skip_adblock(
+                        &format!("adblock ${other}"),
+                        text,
+                        format_args!("modifier `${other}` is not supported"),
+                        action,
                         line,
-                        format!("{text:?}: modifier `${other}` is not supported; rule skipped"),
                     );
                     return;
                 }
@@ -456,15 +568,55 @@ impl Parser<'_> {
             self.error(line, text, "adblock rule with a path: not a domain rule");
             return;
         }
+        if is_address(host) {
+            self.address(text, line);
+            return;
+        }
+        let Some(kind) = anchor else {
+            match check_pattern(host) {
+                Ok(()) => self.skip_adblock(
+                    "adblock unanchored rule",
+                    text,
+                    "without `||` AdGuard matches every host name that ends with the rule \
+                     (`ads.example^` also `badads.example`), which a name rule cannot express",
+                    action,
+                    line,
+                ),
+                Err(e) => self.error(line, text, e),
+            }
+            return;
+        };
         let (s, kind) = match host.strip_prefix("*.") {
             Some(rest) if kind == Kind::Subtree => (rest, Kind::Below),
             _ => (host, kind),
         };
+        if s.contains('*') {
+            match check_pattern(s) {
+                Ok(()) => self.skip_adblock(
+                    "adblock wildcard",
+                    text,
+                    "a `*` inside a name matches any text there, which a name rule cannot \
+                     express",
+                    action,
+                    line,
+                ),
+                Err(e) => self.error(line, text, e),
+            }
+            return;
+        }
         match normalize_name(s) {
             Ok(name) => self.push(name, kind, action, qtypes, line),
             Err(e) => self.error(line, text, e),
         }
     }
+}
+
+/// Whether the name part of an adblock rule that is a pattern (with `*`s, or a piece of
+/// host names: `-ads.example`, `.example`) is made of what names are made of, so that
+/// garbage stays invalid while patterns are skipped.
+fn check_pattern(p: &str) -> Result<(), NameError> {
+    let p = p.strip_prefix('.').unwrap_or(p);
+    normalize_name(&p.replace('*', "a")).map(drop)
 }
 
 /// AdGuard's DNS syntax for a regular expression over names, `/re/` or `/re/$modifiers`:
@@ -542,6 +694,14 @@ pub(crate) fn url_host(s: &str) -> Result<&str, &'static str> {
     Ok(host)
 }
 
+/// Whether a URL-like entry names more than its host: a path other than `/`, a query or a
+/// fragment (`https://host/` and `host:443` name the host alone).
+pub(crate) fn url_has_path(s: &str) -> bool {
+    let rest = s.split_once("://").map_or(s, |(_, rest)| rest);
+    rest.find(['/', '?', '#'])
+        .is_some_and(|i| &rest[i..] != "/")
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -606,8 +766,6 @@ mod tests {
                     Some(Action::Pass)
                 ),
                 ("wild.example".into(), Kind::Below, None),
-                ("www.football.example".into(), Kind::Subtree, None),
-                ("example.net".into(), Kind::Subtree, None),
                 ("example.org".into(), Kind::Subtree, None),
                 ("xn--bcher-kva.example".into(), Kind::Subtree, None),
                 ("xn--4ca0bs.example".into(), Kind::Subtree, None),
@@ -618,12 +776,13 @@ mod tests {
         );
         assert_eq!(out.duplicates, 2);
         let w = messages(&out.warnings);
-        assert_eq!(w.len(), 4, "four URLs reduced: {w:#?}");
+        assert_eq!(w.len(), 4, "two URLs skipped, two reduced: {w:#?}");
         assert!(
-            w[0].starts_with("list.txt:8: ") && w[0].contains("www.football.example"),
+            w[0].starts_with("list.txt:8: ") && w[0].contains("host www.football.example"),
             "{}",
             w[0]
         );
+        assert_eq!(out.unsupported.get("URL with a path"), Some(&2));
         assert_eq!(out.rules[1].line, 4);
         assert_eq!(out.rules[0].line, 2);
         assert!(out.rules.iter().all(|r| r.qtypes == QTYPES_ALL));
@@ -670,7 +829,9 @@ mod tests {
             ("a,b.example".into(), "','"),
             ("ctl\u{7}.example".into(), "'\\u{7}'"),
             ("semi;colon.example".into(), "';'"),
-            ("||nocaret.example".into(), "without `^`"),
+            ("||no,caret.example".into(), "','"),
+            ("||a,b*.example^".into(), "','"),
+            ("semi;unanchored^".into(), "';'"),
             ("||x.example/ads/^".into(), "path"),
             ("@@bare.example".into(), "`@@`"),
             ("||x.example^junk".into(), "after `^`"),
@@ -728,6 +889,171 @@ mod tests {
                 "{m}"
             );
         }
+    }
+
+    /// A hosts line answering another address than a null or loopback one redirects its
+    /// names (SafeSearch lists, pinned addresses): skipped and counted, not blocked.
+    #[test]
+    fn hosts_redirects_are_skipped_and_counted() {
+        let text = "0.0.0.0 a.example\n\
+            216.239.38.120 www.google.com forcesafesearch.google.com\n\
+            140.82.112.3 github.com\n\
+            127.0.0.53 b.example\n\
+            ::1 c.example\n\
+            0:0:0:0:0:0:0:0 d.example\n\
+            0 e.example\n\
+            ::ffff:127.0.0.1 f.example\n\
+            2001:db8::1 v6.example # a comment\n\
+            fe80::1%lo0 localhost\n\
+            192.0.2.1 localhost broadcasthost\n\
+            fe80::1%lo0 zoned.example\n";
+        for (path, format) in [("list.txt", Format::Plain), ("hosts", Format::Hosts)] {
+            let out = parse_str(text, Path::new(path), format, &Options::default());
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            let sub = |n: &str| (n.to_string(), Kind::Subtree, None);
+            assert_eq!(
+                names(&out),
+                ["a", "b", "c", "d", "e", "f"]
+                    .map(|n| sub(&format!("{n}.example")))
+                    .to_vec()
+            );
+            assert_eq!(
+                out.unsupported.get("hosts redirect to an address"),
+                Some(&4)
+            );
+            let w = messages(&out.warnings);
+            assert_eq!(
+                w[0],
+                format!(
+                    "{path}:2: \"216.239.38.120 www.google.com forcesafesearch.google.com\": \
+                     hosts entry answering 216.239.38.120, a redirection, not a block; skipped"
+                )
+            );
+            let lines: Vec<&str> = w
+                .iter()
+                .map(|m| m.split(": ").next().unwrap_or_default())
+                .collect();
+            let want = [2, 3, 9, 12].map(|l| format!("{path}:{l}"));
+            assert_eq!(lines, want, "{w:#?}");
+            assert!(w[2].contains("answering 2001:db8::1,"), "{}", w[2]);
+        }
+    }
+
+    /// A URL names a page: reduced to its host only when it names nothing more (`/` at
+    /// most), else skipped and counted (blocking a shared host would block all of it).
+    #[test]
+    fn urls_with_a_path_are_skipped_and_counted() {
+        let out = plain(
+            "https://docs.google.com/forms/x\n\
+             https://a.example/\n\
+             http://b.example\n\
+             c.example:8443/\n\
+             https://d.example/?q=1\n\
+             https://e.example/#top\n\
+             f.example/page.html\n\
+             https://g.example?q\n\
+             https://h.example/search?q=^ads\n\
+             https://bad..example/x\n",
+        );
+        assert_eq!(
+            names(&out),
+            ["a", "b", "c"]
+                .map(|n| (format!("{n}.example"), Kind::Subtree, None))
+                .to_vec()
+        );
+        assert_eq!(out.unsupported.get("URL with a path"), Some(&6));
+        let w = messages(&out.warnings);
+        assert_eq!(w.len(), 9, "{w:#?}");
+        assert_eq!(
+            w[0],
+            "list.txt:1: \"https://docs.google.com/forms/x\": a URL with a path: DNS cannot \
+             block one page, and blocking the host docs.google.com would block all of it; \
+             skipped (list the host to block it)"
+        );
+        for (i, m) in w.iter().enumerate() {
+            let want = if (1..4).contains(&i) {
+                "URL reduced to its host"
+            } else {
+                "a URL with a path"
+            };
+            assert!(
+                m.starts_with(&format!("list.txt:{}: ", i + 1)) && m.contains(want),
+                "{m}"
+            );
+        }
+        // An invalid host stays invalid, path or not.
+        let e = messages(&out.errors);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("list.txt:10: ") && e[0].contains("empty label"));
+    }
+
+    /// AdGuard's DNS filter holds patterns no name rule expresses (a `*` inside a name, no
+    /// `^`, no anchor) and addresses: skipped and counted, so the filter loads.
+    #[test]
+    fn adguard_patterns_are_skipped_and_counted() {
+        let out = plain(
+            "||ad-host-backup-*.aliyuncs.com^\n\
+             ||counter*.stat.ovh^\n\
+             ||direct-specific.com\n\
+             ||107.148.45.21^\n\
+             @@-ds.metric.gstatic.com^|\n\
+             ads.example^\n\
+             @@good.example^$important\n\
+             @@||email.*.skyeng.ru^|\n\
+             |*.exact.example^\n\
+             ||*.sub.example^\n\
+             ||ok.example^\n",
+        );
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            names(&out),
+            vec![
+                ("sub.example".into(), Kind::Below, None),
+                ("ok.example".into(), Kind::Subtree, None),
+            ]
+        );
+        for (kind, n) in [
+            ("adblock wildcard", 4),
+            ("adblock rule without ^", 1),
+            ("adblock unanchored rule", 3),
+            ("IP address", 1),
+        ] {
+            assert_eq!(out.unsupported.get(kind), Some(&n), "{kind}");
+        }
+        let w = messages(&out.warnings);
+        assert_eq!(w.len(), 9, "{w:#?}");
+        for (i, m) in w.iter().enumerate() {
+            assert!(m.starts_with(&format!("list.txt:{}: ", i + 1)), "{m}");
+            let exception = [5, 7, 8].contains(&(i + 1));
+            assert_eq!(
+                m.ends_with("; an exception skipped: names it would let through stay blocked"),
+                exception,
+                "{m}"
+            );
+        }
+    }
+
+    /// Lists joined with `cat` carry a byte-order mark where each file began.
+    #[test]
+    fn a_byte_order_mark_opens_any_line() {
+        let text = "\u{feff}a.example\n\u{feff}b.example\n\u{feff}# comment\n\
+                    \u{feff}0.0.0.0 c.example\n\u{feff}||d.example^\n\u{feff}\n";
+        let out = plain(text);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            names(&out),
+            ["a", "b", "c", "d"]
+                .map(|n| (format!("{n}.example"), Kind::Subtree, None))
+                .to_vec()
+        );
+        let out = parse_str(
+            "0.0.0.0 a.example\n\u{feff}0.0.0.0 b.example\n",
+            Path::new("hosts"),
+            Format::Hosts,
+            &Options::default(),
+        );
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.rules.len(), 2);
     }
 
     #[test]

@@ -36,8 +36,8 @@
 //!   after it are errors (not names under the previous origin) until the next `$ORIGIN`.
 //! - Names with an empty label (`a..b`, which the scanner lets through) are errors.
 //! - Owner `name` is a [`Kind::Exact`] rule, `*.name` a [`Kind::Below`] rule. An owner that
-//!   is a URL (`https://host/path`, `host:443`) is reduced to its host with a warning, as in
-//!   plain lists.
+//!   is a URL (`https://host/`, `host:443`) is reduced to its host with a warning, as in
+//!   plain lists; one with a path, a query or a fragment is skipped and counted.
 //! - `CNAME .` nxdomain, `CNAME *.` nodata, `CNAME rpz-passthru.` (or the legacy CNAME to the
 //!   trigger name itself) pass, `CNAME rpz-drop.` drop, `CNAME rpz-tcp-only.` tc; A/AAAA local
 //!   data sinkhole (one rule per owner, first address of each family kept, a warning when a
@@ -73,7 +73,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::{
     name::{is_address, normalize_name, Name, NameError},
-    plain::url_host,
+    plain::{url_has_path, url_host},
     read_text, LocalData, Options, ParseOutcome, ParsedRule,
 };
 
@@ -1028,8 +1028,9 @@ impl Scan<'_> {
         self.stack.pop();
     }
 
-    /// An owner that is a URL (`https://host/path`, `host:443`, which the scanner takes as
-    /// labels): its host, with a warning, as plain lists do. None: refused (reported).
+    /// An owner that is a URL (`https://host/`, `host:443`, which the scanner takes as
+    /// labels): its host, with a warning, as plain lists do; with a path, a query or a
+    /// fragment, skipped and counted. None: refused or skipped (reported).
     fn url_owner(&mut self, name: Name, file: &Arc<PathBuf>, line: usize) -> Option<Name> {
         const URL_BYTES: &[u8] = b"/:?#@[";
         if !name
@@ -1047,6 +1048,20 @@ impl Scan<'_> {
             Err(why) => why.to_string(),
             Ok(host) if is_address(host) => NameError::Address.to_string(),
             Ok(host) => match normalize_name(host) {
+                // As in plain lists: the host's rule would block every page of it.
+                Ok(n) if url_has_path(&text) => {
+                    self.out.skip_unsupported(
+                        "URL with a path",
+                        file,
+                        line,
+                        format!(
+                            "{text:?}: a URL with a path: DNS cannot block one page, and \
+                             blocking the host {n} would block all of it; skipped (list the \
+                             host to block it)"
+                        ),
+                    );
+                    return None;
+                }
                 Ok(n) => {
                     self.out
                         .warn(file, line, format!("{text:?}: URL reduced to its host {n}"));

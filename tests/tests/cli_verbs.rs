@@ -606,6 +606,7 @@ fn hosts_files_through_the_cli() {
         "ads2.example. 300 IN A 192.0.2.10",
         "localhost.example. 300 IN A 192.0.2.10",
         "lonely.example. 300 IN A 192.0.2.10",
+        "www.safe.example. 300 IN A 192.0.2.10",
     ]);
     let b = Blocker::new();
     t.attach(&b, "native");
@@ -614,7 +615,9 @@ fn hosts_files_through_the_cli() {
         "hosts",
         "# a hosts-file block list\n127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n\
          0.0.0.0 ads.example tracker.example # two names on a line\n\
-         0.0.0.0 cdn.ads2.example\n",
+         0.0.0.0 cdn.ads2.example\n\
+         # a SafeSearch-style redirection: not a block\n\
+         216.239.38.120 www.safe.example\n",
     );
 
     // Detected as hosts; localhost entries ignored; bare names are subtrees.
@@ -638,6 +641,7 @@ fn hosts_files_through_the_cli() {
     }
     resolved(&t, "ads2.example", "A");
     resolved(&t, "localhost.example", "A");
+    resolved(&t, "www.safe.example", "A");
 
     // Said to be a hosts file (--format hosts), a line without an address is an error: refused
     // with file and line, nothing changed.

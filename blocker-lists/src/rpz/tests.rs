@@ -767,7 +767,7 @@ fn empty_labels_are_refused_in_every_format() {
 #[test]
 fn url_owners_are_reduced_to_their_host_with_a_warning() {
     let out = rpz("$ORIGIN rpz.example.\n\
-        https://Www.Bad.example/watch?v=1 CNAME .\n\
+        https://Www.Bad.example/ CNAME .\n\
         *.bad2.example:8443 CNAME rpz-drop.\n\
         http://192.0.2.1/x CNAME .\n\
         user@bad3.example CNAME .\n\
@@ -783,7 +783,7 @@ fn url_owners_are_reduced_to_their_host_with_a_warning() {
     assert_eq!(
         msgs(&out.warnings),
         [
-            "z.rpz:2: \"https://www.bad.example/watch?v=1\": URL reduced to its host www.bad.example",
+            "z.rpz:2: \"https://www.bad.example/\": URL reduced to its host www.bad.example",
             "z.rpz:3: \"bad2.example:8443\": URL reduced to its host bad2.example",
         ]
     );
@@ -799,6 +799,16 @@ fn url_owners_are_reduced_to_their_host_with_a_warning() {
         "{}",
         e[1]
     );
+    // A page: its host's rule would block all of it, so skipped and counted.
+    let out = rpz("$ORIGIN rpz.example.\n\
+        https://docs.example/forms/x CNAME .\n\
+        ok.example CNAME .\n");
+    assert_eq!(
+        rules(&out),
+        vec![("ok.example".into(), Kind::Exact, Action::Nxdomain, 3)]
+    );
+    assert_eq!(out.unsupported.get("URL with a path"), Some(&1));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
 }
 
 #[test]

@@ -33,8 +33,10 @@ pub enum Command {
     ///
     /// Formats: plain (one name per line; `#` comments; adblock `||name^`, `|name^` for the
     /// name alone; dnsmasq `local=/name/` and `address=/name/`; unbound `local-zone: "name."
-    /// TYPE`, TYPE giving the action; an IP address alone on a line is skipped and counted:
-    /// addresses are blocked in the network), hosts (`0.0.0.0 name`), RPZ zone files. `auto` tells RPZ from the rest; plain and hosts
+    /// TYPE`, TYPE giving the action), hosts (`0.0.0.0 name`), RPZ zone files. Entries no
+    /// name rule expresses are skipped and counted: IP addresses, URLs with a path, hosts
+    /// lines answering an address other than 0.0.0.0/::/loopback (redirections), adblock
+    /// patterns, modifiers and regular expressions. `auto` tells RPZ from the rest; plain and hosts
     /// lines may be mixed in one file (only `--format hosts` refuses a line without an
     /// address). In plain and hosts lists a bare name means the name
     /// and all its subdomains (--match subtree, the usual meaning of a court order) and
