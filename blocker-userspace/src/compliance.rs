@@ -73,6 +73,9 @@ pub struct Record {
     pub generation: u32,
     pub rules_added: usize,
     pub rules_removed: usize,
+    /// Rules whose action, query types or local data changed (same name and match kind).
+    #[serde(default)]
+    pub rules_changed: usize,
     /// The rule or protected name a single-name change was about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -104,6 +107,7 @@ impl Record {
             generation: summary.map_or(0, |s| s.generation),
             rules_added: summary.map_or(0, |s| s.rules_added),
             rules_removed: summary.map_or(0, |s| s.rules_removed),
+            rules_changed: summary.map_or(0, |s| s.rules_changed),
             name: None,
             files: Vec::new(),
             ticket: audit.ticket.clone(),

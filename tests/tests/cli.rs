@@ -106,7 +106,7 @@ fn operator_workflow() {
     let l1b = lists.write("o1b.txt", "b.example\nc.example\n");
     let out = b.ok(&["rules", "load", &l1b, "--order", "O1"]);
     assert!(
-        out.contains("1 rules added, 1 removed, 1 unchanged"),
+        out.contains("1 rules added, 1 removed, 0 changed, 1 unchanged"),
         "{out}"
     );
     resolved(&t, "a.example");
@@ -121,6 +121,29 @@ fn operator_workflow() {
     let g = generation(&b);
     b.ok(&["rules", "load", &l1b, "--order", "O1"]);
     assert_eq!(generation(&b), g);
+
+    // A reload that only changes a rule's action says so, and the report records it: an
+    // operator must be able to show when b.example went from blocked to allowed and back.
+    let l1c = lists.write("o1c.txt", "@@||b.example^\nc.example\n");
+    let out = b.ok(&["rules", "load", &l1c, "--order", "O1"]);
+    assert!(
+        out.contains("0 rules added, 0 removed, 1 changed, 1 unchanged"),
+        "{out}"
+    );
+    resolved(&t, "b.example");
+    let out = b.ok(&["rules", "load", &l1b, "--order", "O1"]);
+    assert!(out.contains("1 changed, 1 unchanged"), "{out}");
+    blocked_by(&t, "b.example", "Order one");
+    assert_eq!(rule_id(&b, "b.example"), id_b);
+    let report: serde_json::Value =
+        serde_json::from_str(&b.ok(&["report", "--order", "O1", "--format", "json"]))
+            .expect("json");
+    let changes = report["orders"][0]["changes"].as_array().expect("changes");
+    let changed: Vec<u64> = changes
+        .iter()
+        .filter_map(|c| c["rules_changed"].as_u64())
+        .collect();
+    assert_eq!(changed[changed.len() - 2..], [1, 1], "{report}");
 
     // An allow order exempts a name below a blocked subtree once it ranks before the block
     // order, as a passthru zone listed first does in RPZ; ranked after it, it decides nothing.
@@ -221,9 +244,11 @@ fn operator_workflow() {
             .cloned()
             .expect("order")
     };
-    // O1: a.example, www.b.example, c.example, b.example twice, and allow.b.example while the
-    // allow order ranked after it.
-    assert_eq!(order("O1")["hits"].as_u64(), Some(6), "{s}");
+    // O1: a.example, www.b.example, c.example, b.example four times (blocked, allowed while
+    // its rule was a pass rule, blocked again, blocked), and allow.b.example while the allow
+    // order ranked after it.
+    assert_eq!(order("O1")["hits"].as_u64(), Some(8), "{s}");
+    assert_eq!(order("O1")["by_action"]["pass"].as_u64(), Some(1), "{s}");
     assert_eq!(
         order("allow-critical")["by_action"]["pass"].as_u64(),
         Some(1)
@@ -235,8 +260,8 @@ fn operator_workflow() {
         .expect("b.example counted");
     assert_eq!(
         hb["hits"].as_u64(),
-        Some(4),
-        "www.b.example, allow.b.example and b.example twice, across the reload"
+        Some(6),
+        "www.b.example, allow.b.example and b.example four times, across the reloads"
     );
 
     // Removing an order lifts its blocks at once.

@@ -40,6 +40,8 @@ struct Change {
     generation: u32,
     rules_added: usize,
     rules_removed: usize,
+    /// Rules whose action, query types or local data changed.
+    rules_changed: usize,
     name: Option<String>,
     files: Vec<FileHash>,
     ticket: Option<String>,
@@ -57,6 +59,7 @@ impl From<&Record> for Change {
             generation: r.generation,
             rules_added: r.rules_added,
             rules_removed: r.rules_removed,
+            rules_changed: r.rules_changed,
             name: r.name.clone(),
             files: r.files.clone(),
             ticket: r.ticket.clone(),
@@ -236,6 +239,7 @@ fn csv_out(r: &Report) -> Result<()> {
         "generation",
         "rules_added",
         "rules_removed",
+        "rules_changed",
         "name",
         "files_sha256",
         "ticket",
@@ -262,6 +266,7 @@ fn csv_out(r: &Report) -> Result<()> {
                 c.generation.to_string(),
                 c.rules_added.to_string(),
                 c.rules_removed.to_string(),
+                c.rules_changed.to_string(),
                 opt(&c.name),
                 c.files
                     .iter()
@@ -272,7 +277,7 @@ fn csv_out(r: &Report) -> Result<()> {
                 opt(&c.operator),
                 c.forced.to_string(),
             ]),
-            None => v.extend(std::iter::repeat_n(String::new(), 12)),
+            None => v.extend(std::iter::repeat_n(String::new(), 13)),
         }
         v
     };
@@ -294,7 +299,7 @@ fn csv_out(r: &Report) -> Result<()> {
 fn table_out(r: &Report) {
     let header = || {
         println!(
-            "  {:<14} {:<27} {:<27} {:>10} {:>6} {:>8} {:>8}  {:<16} {:<12} NAME/FILES",
+            "  {:<14} {:<27} {:<27} {:>10} {:>6} {:>8} {:>8} {:>8}  {:<16} {:<12} NAME/FILES",
             "COMMAND",
             "STARTED",
             "ENFORCED",
@@ -302,6 +307,7 @@ fn table_out(r: &Report) {
             "GEN",
             "+RULES",
             "-RULES",
+            "~RULES",
             "TICKET",
             "OPERATOR"
         )
@@ -317,7 +323,7 @@ fn table_out(r: &Report) {
                 .join(", "),
         };
         println!(
-            "  {:<14} {:<27} {:<27} {:>10} {:>6} {:>8} {:>8}  {:<16} {:<12} {}{}",
+            "  {:<14} {:<27} {:<27} {:>10} {:>6} {:>8} {:>8} {:>8}  {:<16} {:<12} {}{}",
             c.command,
             c.started.to_string(),
             c.enforced.map_or("-".into(), |t| t.to_string()),
@@ -326,6 +332,7 @@ fn table_out(r: &Report) {
             c.generation,
             c.rules_added,
             c.rules_removed,
+            c.rules_changed,
             c.ticket.as_deref().unwrap_or("-"),
             c.operator.as_deref().unwrap_or("-"),
             what,

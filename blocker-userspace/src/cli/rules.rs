@@ -421,8 +421,8 @@ fn spinner() -> indicatif::ProgressBar {
 
 fn print_summary(s: &Summary) {
     println!(
-        "generation {}: {} rules added, {} removed, {} unchanged ({} names changed in the kernel)",
-        s.generation, s.rules_added, s.rules_removed, s.rules_kept, s.names_changed
+        "generation {}: {} rules added, {} removed, {} changed, {} unchanged ({} names changed in the kernel)",
+        s.generation, s.rules_added, s.rules_removed, s.rules_changed, s.rules_kept, s.names_changed
     );
 }
 

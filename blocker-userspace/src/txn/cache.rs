@@ -242,6 +242,7 @@ impl Controller {
                 .push(g);
         }
         let mut next_free = 0u32;
+        let mut changed_twins = 0;
         for (a, r) in added.iter_mut().enumerate() {
             let twin = untaken
                 .get_mut(&(r.name.canonical(), r.kind as u8))
@@ -250,7 +251,11 @@ impl Controller {
             if let Some(g) = twin {
                 twinned[g] = true;
                 twin_of[a] = Some(g);
-                r.id = rules[gone[g].0 as usize].id;
+                let was = &rules[gone[g].0 as usize];
+                r.id = was.id;
+                if (was.action, was.qtypes, &was.local) != (r.action, r.qtypes, &r.local) {
+                    changed_twins += 1;
+                }
                 continue;
             }
             // (The ids of the rules removed stay in `used`: old and new rules coexist
@@ -323,7 +328,8 @@ impl Controller {
             names_changed: diffs.len(),
             rules_added: added.len() - kept_twins,
             rules_removed: gone.len() - kept_twins,
-            rules_kept: rules.len() - gone.len() + kept_twins,
+            rules_changed: changed_twins,
+            rules_kept: rules.len() - gone.len() + kept_twins - changed_twins,
             enforced: None,
         };
         order.rules = n_after;

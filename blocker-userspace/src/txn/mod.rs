@@ -178,6 +178,10 @@ pub struct Summary {
     pub names_changed: usize,
     pub rules_added: usize,
     pub rules_removed: usize,
+    /// Rules kept (same order, name and match kind: same id and hit counter) whose action,
+    /// query types or local data changed.
+    pub rules_changed: usize,
+    /// Rules kept as they were.
     pub rules_kept: usize,
     /// When the flip that made the change enforced returned (None: nothing was flipped).
     #[serde(skip)]

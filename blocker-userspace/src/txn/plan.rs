@@ -339,6 +339,7 @@ pub(super) fn plan(
             .map(|r| r.id)
     };
     let mut kept_by_list = vec![0usize; meta.len()];
+    let mut changed_by_list = vec![0usize; meta.len()];
     let mut freed: Vec<u64> = Vec::new();
     let mut taken: Vec<bool> = Vec::new();
     let mut group: Vec<At> = Vec::new();
@@ -358,13 +359,16 @@ pub(super) fn plan(
             });
             if let Some(m) = twin {
                 taken[m] = true;
-                let kept = old_id(order, group[m].idx);
+                let was = old.get(&order).and_then(|rs| rs.get(group[m].idx as usize));
                 let new = replaced
                     .get_mut(&order)
                     .and_then(|rs| rs.get_mut(e.idx as usize));
-                if let (Some(id), Some(r)) = (kept, new) {
-                    r.id = id;
+                if let (Some(was), Some(r)) = (was, new) {
+                    r.id = was.id;
                     kept_by_list[usize::from(e.list)] += 1;
+                    if (was.action, was.qtypes, &was.local) != (r.action, r.qtypes, &r.local) {
+                        changed_by_list[usize::from(e.list)] += 1;
+                    }
                 }
             }
         }
@@ -381,7 +385,8 @@ pub(super) fn plan(
         if *side == AFTER {
             let kept = kept_by_list[i];
             let before = old.get(id).map_or(0, Vec::len);
-            summary.rules_kept += kept;
+            summary.rules_kept += kept - changed_by_list[i];
+            summary.rules_changed += changed_by_list[i];
             summary.rules_added += len - kept;
             summary.rules_removed += before - kept;
         }
