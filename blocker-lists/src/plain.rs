@@ -249,20 +249,11 @@ impl Parser<'_> {
                     "transparent" | "typetransparent" | "always_transparent" | "inform" => {
                         (Some(Action::Pass), QTYPES_ALL)
                     }
-                    // What these answer is the local data that goes with them: a block
-                    // page, or a safe-search CNAME that must not turn into a block.
-                    t @ ("redirect" | "inform_redirect") => {
-                        self.out.skip_unsupported(
-                            "unbound redirect zone",
-                            self.file,
-                            line,
-                            format!(
-                                "{text:?}: a {t} zone answers with its local data, which is \
-                                 read from RPZ files only; skipped"
-                            ),
-                        );
-                        return;
-                    }
+                    // What these answer is the local data that goes with them (the
+                    // `local-data:` lines decide): 0.0.0.0 in block lists (Energized,
+                    // hagezi), a block page or a safe-search address that must not turn
+                    // into a block.
+                    "redirect" | "inform_redirect" => return,
                     t @ ("nodefault" | "ipset") => {
                         self.out.skip_unsupported(
                             "unbound local-zone that does not block",
@@ -296,15 +287,51 @@ impl Parser<'_> {
                 line,
                 format!("{text:?}: not followed; give the included file to the same load"),
             ),
-            _ => self.out.skip_unsupported(
+            _ => self.unbound_local_data(text, line),
+        }
+    }
+
+    /// `local-data: "NAME [TTL] [CLASS] A|AAAA ADDRESS"` with the unspecified or a loopback
+    /// address: how block lists in unbound's format (a `redirect` zone and this record)
+    /// block NAME — with the order's action, for NAME and every name below it, as
+    /// `always_null` zones and `0.0.0.0 NAME` hosts lines. Any other local data answers
+    /// with something (a block page, a safe-search address): skipped and counted.
+    fn unbound_local_data(&mut self, text: &str, line: usize) {
+        let record = text
+            .split_once(':')
+            .map_or("", |(_, r)| r)
+            .trim()
+            .trim_matches(['"', '\''])
+            .trim();
+        let fields: Vec<&str> = record.split_whitespace().collect();
+        let null = match fields[..] {
+            [name, ref middle @ .., rtype, address]
+                if middle.len() <= 2
+                    && middle.iter().all(|f| {
+                        f.eq_ignore_ascii_case("IN") || f.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    && (rtype.eq_ignore_ascii_case("A") || rtype.eq_ignore_ascii_case("AAAA"))
+                    && is_block_address(address) =>
+            {
+                Some(name)
+            }
+            _ => None,
+        };
+        let Some(name) = null else {
+            self.out.skip_unsupported(
                 "unbound local-data",
                 self.file,
                 line,
                 format!(
-                    "{text:?}: local data is read from RPZ files only; the zone's rule answers \
-                     with its action"
+                    "{text:?}: local data answering other than 0.0.0.0, :: or loopback (a \
+                     redirection, a block page) is read from RPZ files only; skipped"
                 ),
-            ),
+            );
+            return;
+        };
+        match normalize_name(name) {
+            Ok(name) => self.push(name, self.opts.bare_kind, None, QTYPES_ALL, line),
+            Err(e) => self.error(line, text, e),
         }
     }
 
@@ -1236,7 +1263,8 @@ mod tests {
     }
 
     /// unbound's block-list format: `server:`, `local-zone:` lines whose type is the answer,
-    /// `local-data:` set aside and counted.
+    /// `redirect` zones whose `local-data:` answers 0.0.0.0 or :: (Energized, hagezi) blocks,
+    /// other local data (a safe-search address) set aside and counted.
     #[test]
     fn unbound_lines() {
         let text = "server:\n\
@@ -1246,6 +1274,11 @@ mod tests {
             local-zone: \"d.example.\" always_nodata\n\
             local-zone: \"e.example.\" redirect\n\
             local-data: \"e.example. IN A 0.0.0.0\"\n\
+            local-data: \"e.example. 3600 IN AAAA ::\"\n\
+            local-zone: \"www.google.com\" redirect\n\
+            local-data: \"www.google.com A 216.239.38.120\"\n\
+            local-data: 'l.example A 127.0.0.1'\n\
+            local-data: \"m.example TXT 0.0.0.0\"\n\
             local-zone: \"ok.a.example.\" always_transparent\n\
             local-zone: \"f.example.\" static\n\
             local-zone: 'g.example.' always_null#comment\n\
@@ -1266,6 +1299,8 @@ mod tests {
                 r("b.example", Some(Action::Refused)),
                 r("c.example", Some(Action::Drop)),
                 r("d.example", Some(Action::Nodata)),
+                r("e.example", None),
+                r("l.example", None),
                 r("ok.a.example", Some(Action::Pass)),
                 r("f.example", Some(Action::Nxdomain)),
                 r("g.example", None),
@@ -1276,14 +1311,13 @@ mod tests {
         );
         let a_only = out.rules.iter().find(|r| r.name.to_string() == "i.example");
         assert_eq!(a_only.map(|r| r.qtypes), Some(qtype_bit(1)));
-        for kind in [
-            "unbound local-data",
-            "unbound redirect zone",
-            "unbound local-zone that does not block",
-            "unbound include",
-        ] {
+        // e.example's AAAA :: is the same rule again.
+        assert_eq!(out.duplicates, 1);
+        assert_eq!(out.unsupported.get("unbound local-data"), Some(&2));
+        for kind in ["unbound local-zone that does not block", "unbound include"] {
             assert_eq!(out.unsupported.get(kind), Some(&1), "{kind}");
         }
+        assert_eq!(out.unsupported.len(), 3, "{:?}", out.unsupported);
         let out = plain(
             "local-zone: \".\" always_nxdomain\nlocal-zone: \"x.example\" blocked\n\
              local-zone: \"y.example\"\nserver: verbosity\n",

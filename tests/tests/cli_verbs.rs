@@ -690,6 +690,7 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
         "ok.dm.example. 300 IN A 192.0.2.10",
         "ok.ub.example. 300 IN A 192.0.2.10",
         "other.example. 300 IN A 192.0.2.10",
+        "www.safe.example. 300 IN A 192.0.2.10",
     ]);
     let b = Blocker::new();
     t.attach(&b, "native");
@@ -714,10 +715,14 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
         "server:\n  local-zone: \"ub.example.\" refuse\n\
          local-zone: \"ok.ub.example.\" always_transparent\n\
          local-zone: \"ub2.example.\" always_nxdomain\n\
-         local-zone: \"ub3.example.\" always_null\n",
+         local-zone: \"ub3.example.\" always_null\n\
+         local-zone: \"ub4.example.\" redirect\n\
+         local-data: \"ub4.example. A 0.0.0.0\"\n\
+         local-zone: \"www.safe.example.\" redirect\n\
+         local-data: \"www.safe.example. A 198.51.100.7\"\n",
     );
     let out = b.ok(&["rules", "load", &unbound, "--order", "Unbound"]);
-    assert!(out.contains("4 rules added"), "{out}");
+    assert!(out.contains("5 rules added"), "{out}");
     let r = query(&t, "www.ub.example", "A");
     assert_eq!(r.status.as_deref(), Some("REFUSED"), "{}", r.raw);
     assert_eq!(r.ede, Some((16, "Unbound".to_string())), "{}", r.raw);
@@ -725,6 +730,10 @@ fn dnsmasq_and_unbound_lists_through_the_cli() {
     blocked(&t, "ub2.example", "A", "Unbound");
     // `always_null` (0.0.0.0 and ::): blocked with the order's action.
     blocked(&t, "ub3.example", "A", "Unbound");
+    // A redirect zone answering 0.0.0.0 (Energized, hagezi): blocked, names below included.
+    blocked(&t, "www.ub4.example", "AAAA", "Unbound");
+    // One answering a real address (safe search) is not a block.
+    resolved(&t, "www.safe.example", "A");
     resolved(&t, "other.example", "A");
 }
 
