@@ -16,6 +16,7 @@ pub mod state;
 pub mod sys;
 pub mod txn;
 pub mod upgrade;
+pub mod vlan;
 
 /// `f` over `items`, on two threads (each half on one, results in order) from `min` items on:
 /// for the per-rule passes over large lists (keys, guards). A panic on the second thread is

@@ -270,8 +270,9 @@ impl Topology {
         );
         for (ns, dev) in [(&client, &client_dev), (&edge, &edge_dev)] {
             ns.must("ip", &["link", "set", dev, "up"]);
-            // A real NIC delivers complete checksums and in-band VLAN tags; a veth would
-            // carry partial checksums and tags as metadata.
+            // Complete checksums and in-band VLAN tags, as on a wire: a veth would carry
+            // partial checksums, and the client's tags as metadata the program never sees
+            // (`blocker attach` turns the edge's stripping off itself, as on a real NIC).
             let _ = ns.exec("ethtool", &["-K", dev, "tx", "off"]);
             for f in [
                 "txvlan",

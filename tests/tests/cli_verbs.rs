@@ -353,6 +353,64 @@ fn auto_mode_falls_back_to_skb_where_native_xdp_is_refused() {
     blocked(&t, "bad.example", "AAAA", "Fallback");
 }
 
+/// The edge interface's VLAN tag stripping as ethtool shows it (`rx-vlan-offload`,
+/// `rx-vlan-stag-hw-parse`).
+fn vlan_stripping(t: &Topology) -> Vec<String> {
+    t.edge
+        .must("ethtool", &["-k", &t.edge_dev])
+        .lines()
+        .filter(|l| l.starts_with("rx-vlan-offload:") || l.starts_with("rx-vlan-stag-hw-parse:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A NIC that strips VLAN tags before XDP would make the answers to tagged queries leave
+/// untagged: attach turns stripping off, unless --keep-vlan-offload (veth strips nothing
+/// itself, so this checks the interface's features, as ethtool reads them).
+#[test]
+fn attach_turns_vlan_tag_stripping_off() {
+    let t = Topology::new();
+    let on = |t: &Topology| {
+        for f in ["rxvlan", "rx-vlan-stag-hw-parse"] {
+            t.edge.must("ethtool", &["-K", &t.edge_dev, f, "on"]);
+        }
+    };
+    on(&t);
+    assert_eq!(
+        vlan_stripping(&t),
+        ["rx-vlan-offload: on", "rx-vlan-stag-hw-parse: on"]
+    );
+    let b = Blocker::new();
+    let out = t.attach(&b, "native");
+    assert!(
+        out.contains("VLAN tag stripping turned off (rx-vlan-hw-parse, rx-vlan-stag-hw-parse)"),
+        "{out}"
+    );
+    assert_eq!(
+        vlan_stripping(&t),
+        ["rx-vlan-offload: off", "rx-vlan-stag-hw-parse: off"]
+    );
+    b.ok(&[
+        "detach",
+        "--iface",
+        &format!("{}@{}", t.edge_dev, t.edge.name),
+    ]);
+    on(&t);
+    let out = b.ok(&[
+        "attach",
+        "--iface",
+        &t.edge_dev,
+        "--netns",
+        &t.edge.name,
+        "--keep-vlan-offload",
+    ]);
+    assert!(!out.contains("VLAN"), "{out}");
+    assert_eq!(
+        vlan_stripping(&t),
+        ["rx-vlan-offload: on", "rx-vlan-stag-hw-parse: on"]
+    );
+}
+
 #[test]
 fn a_change_beyond_the_capacity_grows_the_rule_map() {
     let mut t = Topology::new();

@@ -46,6 +46,12 @@ pub struct Args {
     /// now (before a list known to be big arrives). The maps never shrink.
     #[arg(long, value_name = "RULES")]
     pub capacity: Option<u32>,
+    /// Leave the interfaces' VLAN tag stripping (rx-vlan-offload) on. By default attach turns
+    /// it off: a NIC that strips 802.1Q/802.1ad tags before XDP makes the answers to tagged
+    /// queries leave untagged, and they never reach the client (the stack untags in software
+    /// instead).
+    #[arg(long)]
+    pub keep_vlan_offload: bool,
 }
 
 /// Moves this process into a named network namespace (only the network namespace: the BPF
@@ -64,6 +70,30 @@ fn enter_netns(name: &str) -> Result<()> {
             .with_context(|| format!("entering network namespace {name}"));
     }
     Ok(())
+}
+
+/// Turns off VLAN tag stripping on `ifname` (see [`crate::vlan`]), saying what it did; a
+/// NIC that cannot be told, or an interface without ethtool support, gets a warning.
+fn keep_vlan_tags(ifname: &str, iface: &str) {
+    match crate::vlan::keep_tags(ifname) {
+        Ok(o) => {
+            if !o.turned_off.is_empty() {
+                println!(
+                    "{iface}: VLAN tag stripping turned off ({}), so answers to tagged queries \
+                     keep their tags (--keep-vlan-offload leaves it on)",
+                    o.turned_off.join(", ")
+                );
+            }
+            if !o.stuck.is_empty() {
+                eprintln!(
+                    "warning: {iface}: the driver strips VLAN tags ({}) and refuses to stop: \
+                     answers to tagged queries would leave untagged",
+                    o.stuck.join(", ")
+                );
+            }
+        }
+        Err(e) => log::warn!("{iface}: VLAN tag stripping not checked: {e}"),
+    }
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
@@ -127,6 +157,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
                 .unwrap_or("?");
             println!("{iface}: already attached ({mode})");
             continue;
+        }
+        if !args.noop && !args.keep_vlan_offload {
+            keep_vlan_tags(ifname, iface);
         }
         let tries: &[(XdpMode, &str)] = match args.mode {
             Mode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
