@@ -80,6 +80,13 @@ pub fn qtype_bit_name(i: u8) -> &'static str {
         .map_or("other", |t| t.name)
 }
 
+/// The names of the bits set in a qtype set, lowest bit first (see [`qtype_bit_name`]).
+pub fn qtype_bit_names(mask: u16) -> impl Iterator<Item = &'static str> {
+    (0..16u8)
+        .filter(move |i| mask & (1 << i) != 0)
+        .map(qtype_bit_name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

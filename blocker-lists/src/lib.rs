@@ -507,8 +507,10 @@ impl ParseOutcome {
 }
 
 /// Keeps the first of repeated (name, kind) entries of `rules`, in place, and returns how
-/// many exact repeats it dropped; a repeat with another action, query types or local data
-/// is dropped with an error in `errors` naming both places (`line N` within a file,
+/// many repeats it dropped: exact ones, and ones that differ only in their query types,
+/// which the first then takes too (`||a^$dnstype=A` and `||a^$dnstype=AAAA` block both);
+/// a repeat with another action or local data is dropped with an error in `errors` naming
+/// both places (`line N` within a file,
 /// `FILE:N` across files). What one file's parse does, and what a load of several files
 /// does across them: a block list and an allow list that disagree about a name are a
 /// conflict, not a silent choice by file order.
@@ -525,6 +527,8 @@ pub fn dedup(rules: &mut Vec<ParsedRule>, errors: &mut Vec<Diagnostic>) -> usize
     let mut drop = vec![false; n];
     let mut any = false;
     let mut duplicates = 0;
+    // (first, query types it takes from a repeat)
+    let mut merged: Vec<(usize, u16)> = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let h = hasher.hash_one((r.name.canonical(), r.kind as u8));
         let first = match seen.get(&h) {
@@ -543,8 +547,12 @@ pub fn dedup(rules: &mut Vec<ParsedRule>, errors: &mut Vec<Diagnostic>) -> usize
         };
         drop[i] = true;
         any = true;
+        let at = first;
         let first = &rules[first];
-        if first.action == r.action && first.qtypes == r.qtypes && first.local == r.local {
+        if first.action == r.action && first.local == r.local {
+            if first.qtypes != r.qtypes {
+                merged.push((at, r.qtypes));
+            }
             duplicates += 1;
             continue;
         }
@@ -566,6 +574,9 @@ pub fn dedup(rules: &mut Vec<ParsedRule>, errors: &mut Vec<Diagnostic>) -> usize
             message,
         });
     }
+    for (at, qtypes) in merged {
+        rules[at].qtypes |= qtypes;
+    }
     if any {
         let mut i = 0;
         rules.retain(|_| {
@@ -582,7 +593,8 @@ fn describe(r: &ParsedRule) -> String {
     if r.qtypes == blocker_common::QTYPES_ALL {
         a.to_string()
     } else {
-        format!("{a}, qtype bits {:#06x}", r.qtypes)
+        let types: Vec<&str> = blocker_common::qtype::qtype_bit_names(r.qtypes).collect();
+        format!("{a} for {}", types.join(","))
     }
 }
 

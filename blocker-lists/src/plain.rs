@@ -154,6 +154,21 @@ pub(crate) fn parse(
     }
 }
 
+/// A dash other than `-` in an internationalised name (`pirate–site.example`, with the en
+/// dash a word processor puts in a court order's text): a real name almost never has one.
+fn typographic_dash(name: &Name) -> Option<char> {
+    if !name.canonical().windows(4).any(|w| w == b"xn--") {
+        return None;
+    }
+    let (unicode, _) = idna::domain_to_unicode(&name.to_string());
+    unicode.chars().find(|c| {
+        matches!(
+            c,
+            '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{fe58}' | '\u{fe63}'
+        )
+    })
+}
+
 /// Whether a name of a hosts line is one of the local names hosts files define for
 /// themselves ([`LOCAL_NAMES`]), never a rule.
 fn is_local_name(name: &str) -> bool {
@@ -169,6 +184,17 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn push(&mut self, name: Name, kind: Kind, action: Option<Action>, qtypes: u16, line: usize) {
+        if let Some(dash) = typographic_dash(&name) {
+            self.out.warn(
+                self.file,
+                line,
+                format!(
+                    "{name}: the name holds a typographic dash (U+{:04X}), so it is an \
+                     internationalised name, not the one with `-` (text copied from a document?)",
+                    dash as u32
+                ),
+            );
+        }
         self.out.rules.push(ParsedRule {
             name,
             kind,
@@ -1183,6 +1209,39 @@ mod tests {
         assert!(msgs[0].starts_with("hosts:23: ") && msgs[0].contains("address"));
         assert!(msgs[1].starts_with("hosts:24: ") && msgs[1].contains("empty label"));
         assert!(msgs[2].starts_with("hosts:25: ") && msgs[2].contains("IP address"));
+    }
+
+    /// One name blocked for A on one line and AAAA on another is blocked for both; with
+    /// another action it is a conflict, named with its types.
+    #[test]
+    fn repeats_that_differ_in_query_types_merge() {
+        let out = plain(
+            "||a.example^$dnstype=A\n||a.example^$dnstype=AAAA\n\
+             @@||b.example^$dnstype=A\n||b.example^\n",
+        );
+        assert_eq!(out.rules.len(), 2, "{:?}", out.errors);
+        assert_eq!(out.rules[0].qtypes, qtype_bit(1) | qtype_bit(28));
+        assert_eq!(out.duplicates, 1);
+        let e = messages(&out.errors);
+        assert_eq!(
+            e,
+            ["list.txt:4: subtree b.example (the order's action) conflicts with line 3 (pass for A)"]
+        );
+    }
+
+    /// An en dash copied from a document makes another name than the hyphen would: loaded
+    /// as written (it is a valid name), with a warning.
+    #[test]
+    fn a_typographic_dash_is_warned_about() {
+        let out = plain("pirate\u{2013}site.example\nb\u{fc}cher.example\nok-site.example\n");
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.rules.len(), 3);
+        let w = messages(&out.warnings);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("list.txt:1: xn--") && w[0].contains("U+2013"),
+            "{w:?}"
+        );
     }
 
     #[test]

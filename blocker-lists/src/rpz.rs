@@ -709,10 +709,24 @@ impl Scan<'_> {
                                 let msg = parts.nth(1).map_or(s.as_str(), str::trim);
                                 let line = (first + rel.saturating_sub(1))
                                     .clamp(chunk.line, chunk.line + chunk.lines - 1);
+                                let raw = chunk
+                                    .text
+                                    .lines()
+                                    .nth(line.saturating_sub(chunk.line))
+                                    .unwrap_or_default();
                                 let why = match (msg, &lost) {
                                     ("missing origin", Some(l)) => {
                                         format!("relative name, but there is no origin: {l}")
                                     }
+                                    ("bad symbol", _) if !raw.is_ascii() => {
+                                        "characters outside ASCII: a zone file writes an \
+                                         internationalised name in punycode (xn--…)"
+                                            .to_string()
+                                    }
+                                    ("bad name", _) => "bad name: a label longer than 63 \
+                                                        bytes, or a name longer than 255 \
+                                                        bytes with the origin"
+                                        .to_string(),
                                     _ => explain(msg),
                                 };
                                 (
@@ -815,14 +829,12 @@ impl Scan<'_> {
                     Some(o) => (Some(o), None),
                     None => (origin.cloned(), lost),
                 };
-                self.include(
-                    path.as_slice(),
-                    inc_origin.as_ref(),
-                    lost,
-                    file,
-                    line,
-                    depth,
-                );
+                // `$INCLUDE "file"` (BIND accepts a quoted file name): the scanner keeps
+                // the closing quote.
+                let path = path.as_slice();
+                let path = path.strip_prefix(b"\"").unwrap_or(path);
+                let path = path.strip_suffix(b"\"").unwrap_or(path);
+                self.include(path, inc_origin.as_ref(), lost, file, line, depth);
             }
             Entry::Record(rec) => self.zone_record(&rec, origin, lost, file, line),
         }

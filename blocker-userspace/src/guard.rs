@@ -162,9 +162,18 @@ impl Guards {
             return None;
         }
         if self.is_public_suffix(name) {
+            let what = match kind {
+                Kind::Exact => {
+                    "an exact block rule there is more likely a list's mistake than an order \
+                     (it blocks the suffix's own name; the same entry read as a subtree would \
+                     block every name registered under it)"
+                }
+                Kind::Subtree | Kind::Below => {
+                    "a block rule there blocks every name registered under it"
+                }
+            };
             return Some(format!(
-                "{name} is a public suffix ({}): a block rule there blocks every name \
-                 registered under it",
+                "{name} is a public suffix ({}): {what}",
                 self.psl_source
             ));
         }

@@ -92,7 +92,7 @@ ns.bad.example.rpz-nsdname CNAME .
 32.53.2.0.192.rpz-nsip  CNAME .
 32.1.2.0.10.rpz-client-ip CNAME rpz-drop.
 
-$INCLUDE more/extra.rpz
+$INCLUDE "more/extra.rpz"
 $INCLUDE more/other-zone.rpz sub.rpz.isp.example.
 after-include.example   CNAME .
 "#;
@@ -1178,5 +1178,27 @@ fn the_name_servers_glue_is_not_a_trigger() {
     assert!(
         w.len() == 1 && w[0].starts_with("z.rpz:5: ns1: address of the zone's name server"),
         "{w:?}"
+    );
+}
+
+/// The scanner's terse "bad symbol" and "bad name" say what is wrong with the name.
+#[test]
+fn scanner_errors_on_names_say_why() {
+    let long = "a".repeat(64);
+    let out = rpz("$ORIGIN rpz.example.\n@ SOA ns. h. 1 1h 1h 1w 1h\nbücher.example CNAME .\n");
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("z.rpz:3: ") && e[0].contains("punycode"),
+        "{e:?}"
+    );
+    let out = rpz(&format!(
+        "$ORIGIN rpz.example.\n@ SOA ns. h. 1 1h 1h 1w 1h\n{long}.example CNAME .\n"
+    ));
+    let e = msgs(&out.errors);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("z.rpz:3: ") && e[0].contains("longer than 63 bytes"),
+        "{e:?}"
     );
 }

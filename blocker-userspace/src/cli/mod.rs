@@ -233,9 +233,7 @@ pub fn qtypes_display(mask: u16) -> String {
     if mask == blocker_common::QTYPES_ALL {
         return "all".into();
     }
-    (0..16u8)
-        .filter(|i| mask & (1 << i) != 0)
-        .map(blocker_common::qtype::qtype_bit_name)
+    blocker_common::qtype::qtype_bit_names(mask)
         .collect::<Vec<_>>()
         .join(",")
 }
