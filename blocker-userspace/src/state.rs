@@ -640,10 +640,12 @@ impl StateFile {
             .ok_or(StateError::OrdersFull)
     }
 
-    /// The orders in precedence: by priority, then the older (lower id) first.
+    /// The orders in precedence: by priority, then the older first (by creation time: ids are
+    /// reused, so a new order can have a lower id than an older one; the id only breaks ties
+    /// within one second).
     pub fn precedence(&self) -> Vec<&Order> {
         let mut v: Vec<&Order> = self.orders.iter().collect();
-        v.sort_by_key(|o| (o.priority, o.id));
+        v.sort_by_key(|o| (o.priority, o.created, o.id));
         v
     }
 
@@ -1081,6 +1083,22 @@ pub fn check_ede_text(text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal priorities: the older order first, even when a newer one reuses a lower id.
+    #[test]
+    fn ties_go_to_the_older_order_whatever_its_id() {
+        let order = |id, name, created| Order {
+            created,
+            ..Order::named(id, name)
+        };
+        let mut s = StateFile::default();
+        s.orders = vec![order(1, "B", 200), order(0, "C", 300), order(2, "D", 100)];
+        let names: Vec<&str> = s.precedence().iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["D", "B", "C"]);
+        s.orders[1].priority = 10;
+        let names: Vec<&str> = s.precedence().iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["C", "D", "B"]);
+    }
 
     /// The typed errors print what the anyhow messages they replaced printed, cause included
     /// (`blocker: {e:#}`); the expected texts are written out in full.
