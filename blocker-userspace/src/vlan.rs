@@ -31,10 +31,12 @@ struct IfReq {
     _pad: [u8; 16],
 }
 
-/// An AF_INET datagram socket to issue the ioctl on (in this process's network namespace).
+/// A socket to issue the ioctl on (in this process's network namespace). AF_UNIX: the kernel
+/// hands interface ioctls of any socket to the device layer, and the systemd units allow
+/// only AF_UNIX and AF_NETLINK.
 fn socket() -> io::Result<std::os::fd::OwnedFd> {
     // SAFETY: plain socket(2); the descriptor is owned right after.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
