@@ -322,3 +322,70 @@ fn jurisdictions_windows_shadow_and_precedence_in_the_data_plane() {
     let err = b.fails(&["jurisdictions", "remove", "IT"]);
     assert!(err.contains("Milan") && err.contains("IT-allow"), "{err}");
 }
+
+/// The gates hold windows in the kernel's TAI clock, converted with the TAI offset of the
+/// moment they are written; NTP setting the offset later (0 at boot, 37 s once chrony reads
+/// its leap-second table) would move every window. Here the kernel's gate is moved as such a
+/// change moves it: the window opens early, `status` says by how much, and the next command
+/// that opens the controller puts it back.
+#[test]
+fn windows_follow_a_change_of_the_kernels_tai_offset() {
+    let mut t = Topology::new();
+    t.start_unbound(LOCAL_DATA);
+    let b = Blocker::new();
+    t.attach(&b, "native");
+    let from = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600);
+    b.ok(&[
+        "rules",
+        "add",
+        "soon.test",
+        "--order",
+        "Later",
+        "--valid-from",
+        &from.to_string(),
+    ]);
+    b.ok(&["rules", "add", "other.test", "--order", "Other"]);
+    let client = blocker_tests::env::CLIENT_V4;
+    let r = ask(&t, client, "soon.test");
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "not yet: {}", r.raw);
+
+    // The offset "changes" by 37 minutes' worth of leap seconds, the window 37 min early.
+    let shift = 37 * 60 * 1_000_000_000u64;
+    let mut maps = blocker::kernel::Maps::open(&b.pins()).expect("maps");
+    let mut gates = maps.gates().expect("gates");
+    let mut moved = 0;
+    for copy in gates.copies.iter_mut() {
+        for g in copy.iter_mut() {
+            if g.valid_from != 0 {
+                g.valid_from -= shift;
+                moved += 1;
+            }
+        }
+    }
+    assert_eq!(moved, 2, "the order's gate in both copies");
+    maps.set_gates(&gates).expect("set gates");
+    drop(maps);
+    let r = ask(&t, client, "soon.test");
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NXDOMAIN"),
+        "opened early: {}",
+        r.raw
+    );
+    let st: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    assert_eq!(st["windows_off_by_s"].as_i64(), Some(-37 * 60), "{st}");
+
+    // Any command that opens the controller rewrites the windows, even one that changes
+    // nothing (a change rewrites every gate anyway).
+    let out = b.ok(&["rules", "add", "other.test", "--order", "Other"]);
+    assert!(out.contains("0 names changed"), "{out}");
+    let st: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    assert!(st.get("windows_off_by_s").is_none(), "{st}");
+    let r = ask(&t, client, "soon.test");
+    assert_eq!(
+        r.status.as_deref(),
+        Some("NOERROR"),
+        "back in place: {}",
+        r.raw
+    );
+}

@@ -45,6 +45,11 @@ struct Status {
     key_filter: Option<crate::filter::Usage>,
     /// Orders that follow RPZ zones (`blocker feed`), with what `blocker follow` recorded.
     feeds: Vec<super::feed::Listed>,
+    /// Seconds the validity windows in force are off the wall clock (the kernel's TAI offset
+    /// changed since they were written); corrected by the next command that changes
+    /// anything, or by `blocker follow` within a minute. Absent when they agree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    windows_off_by_s: Option<i64>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
@@ -57,6 +62,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let (mut program_id, mut verified, mut capacity, mut kgen) = (None, None, None, None);
     let mut program_tag = None;
     let mut key_filter = None;
+    let mut windows_off_by_s = None;
     if loaded {
         let info = pinned_program(&ctx.pins, false)?.info()?;
         program_id = Some(info.id());
@@ -66,6 +72,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         capacity = Some(maps.capacity);
         kgen = Some(maps.config()?.generation);
         key_filter = maps.filter_usage()?;
+        windows_off_by_s = crate::txn::windows_shift_s(&maps, &state)?;
     }
     let mut names: Vec<String> = ctx.pins.attached()?;
     for n in state.interfaces.keys() {
@@ -102,6 +109,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         updated: state.updated,
         key_filter,
         feeds: super::feed::listed(ctx)?,
+        windows_off_by_s,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -153,6 +161,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
             100.0 * f.set as f64 / f.bits as f64
         ),
         None => println!("filter     off (every candidate name is looked up)"),
+    }
+    if let Some(d) = s.windows_off_by_s {
+        println!(
+            "windows    {d} s off the wall clock: the kernel's TAI offset changed since they \
+             were written (NTP sets it after boot); the next change, or `blocker follow` within \
+             a minute, rewrites them"
+        );
     }
     let t = crate::state::now();
     for (i, l) in s.feeds.iter().enumerate() {

@@ -156,10 +156,19 @@ pub async fn run(
         log::warn!("no feeds configured yet (`blocker feed add`); watching the feed list");
     }
     tokio::pin!(shutdown);
+    let mut clock_checked = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(opts.poll) => {}
+        }
+        if clock_checked.elapsed() >= Duration::from_secs(60) {
+            clock_checked = std::time::Instant::now();
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || follow_the_clock(&s)).await {
+                Ok(Err(e)) => log::error!("validity windows not checked: {e}"),
+                Ok(Ok(())) | Err(_) => {}
+            }
         }
         match load_feeds(&shared.dir) {
             Ok(f) if f != current => {
@@ -175,6 +184,22 @@ pub async fn run(
         let _ = r.stop.send(true);
         // A change being applied finishes (it is atomic either way); then the task ends.
         let _ = tokio::time::timeout(Duration::from_secs(60), r.task).await;
+    }
+    Ok(())
+}
+
+/// Rewrites the orders' validity windows if the kernel's TAI offset moved since they were
+/// written (NTP sets it after boot): a look without the lock first, the controller (whose
+/// opening rewrites them) only when they are off.
+fn follow_the_clock(shared: &Shared) -> anyhow::Result<()> {
+    if !shared.pins.loaded() {
+        return Ok(());
+    }
+    let maps = crate::kernel::Maps::open(&shared.pins)?;
+    let state = shared.dir.load()?;
+    if crate::txn::windows_shift_s(&maps, &state)?.is_some() {
+        drop(maps);
+        Controller::open(&shared.pins, &shared.dir)?;
     }
     Ok(())
 }

@@ -142,8 +142,29 @@ impl Controller {
         if fresh {
             // Enforce what the state directory records.
             c.restore()?;
+        } else {
+            c.follow_the_clock()?;
         }
         Ok(c)
+    }
+
+    /// Rewrites the orders' validity windows when the kernel's TAI offset has changed since
+    /// they were written (see [`windows_shift_s`]); returns the shift corrected, in seconds.
+    /// Both copies at once, as recovery writes them: only the windows' instants change, and
+    /// each is one aligned 64-bit word a reader sees whole.
+    pub fn follow_the_clock(&mut self) -> Result<Option<i64>> {
+        let Some(shift) = windows_shift_s(&self.maps, &self.state)? else {
+            return Ok(None);
+        };
+        let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
+        for copy in [0, 1] {
+            write_orders(&mut self.maps, copy, &self.state, &ids)?;
+        }
+        log::warn!(
+            "the orders' validity windows were {shift} s off the wall clock (the kernel's TAI \
+             offset changed since they were written, as when NTP sets it after boot): rewritten"
+        );
+        Ok(Some(shift))
     }
 
     /// For `blocker upgrade`: loads this build's program with new maps pinned in `pins.dir`
@@ -1030,6 +1051,33 @@ pub fn tai_offset_ns() -> i128 {
 /// An instant as the data plane's clock reads it (TAI nanoseconds), clamped to `u64`.
 pub fn tai_ns(t: jiff::Timestamp, offset: i128) -> u64 {
     (t.as_nanosecond() + offset).clamp(0, i128::from(u64::MAX)) as u64
+}
+
+/// How far (in seconds, the kernel's gates minus what they should be now) the validity
+/// windows in force are from the wall clock, if they are: the gates are written in TAI
+/// nanoseconds with the TAI offset of the moment, and the kernel's offset changes when NTP
+/// sets it (0 at boot, 37 s once chrony reads its leap-second table) or at a leap second.
+/// None when no window differs.
+pub fn windows_shift_s(maps: &Maps, state: &StateFile) -> Result<Option<i64>> {
+    let epoch = maps.config()?.epoch;
+    let gates = maps.gates()?;
+    let want = order_gates(state);
+    let mut shift = None;
+    for o in &state.orders {
+        let (Some(w), have) = (want.get(&o.id), gates.get(epoch, o.id)) else {
+            continue;
+        };
+        for (h, w) in [
+            (have.valid_from, w.valid_from),
+            (have.valid_until, w.valid_until),
+        ] {
+            if h != w && w != 0 && w != u64::MAX {
+                let d = (i128::from(h) - i128::from(w)) / 1_000_000_000;
+                shift = Some(d as i64);
+            }
+        }
+    }
+    Ok(shift)
 }
 
 /// The gate of every order of `state`, by id (see [`blocker_common::OrderGate`]).

@@ -46,7 +46,8 @@ use crate::{
 pub use blocker_common::policy::merge;
 pub use cache::{Edit, RulesCache, MAX_DELTAS};
 pub use controller::{
-    depth_mask_of, fresh_capacity, order_gates, order_info, tai_ns, tai_offset_ns, Controller,
+    depth_mask_of, fresh_capacity, order_gates, order_info, tai_ns, tai_offset_ns, windows_shift_s,
+    Controller,
 };
 
 /// A rule candidate at one name (see [`blocker_common::policy::Candidate`]).
