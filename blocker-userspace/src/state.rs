@@ -1091,8 +1091,10 @@ mod tests {
             created,
             ..Order::named(id, name)
         };
-        let mut s = StateFile::default();
-        s.orders = vec![order(1, "B", 200), order(0, "C", 300), order(2, "D", 100)];
+        let mut s = StateFile {
+            orders: vec![order(1, "B", 200), order(0, "C", 300), order(2, "D", 100)],
+            ..Default::default()
+        };
         let names: Vec<&str> = s.precedence().iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["D", "B", "C"]);
         s.orders[1].priority = 10;

@@ -165,9 +165,8 @@ pub async fn run(
         if clock_checked.elapsed() >= Duration::from_secs(60) {
             clock_checked = std::time::Instant::now();
             let s = shared.clone();
-            match tokio::task::spawn_blocking(move || follow_the_clock(&s)).await {
-                Ok(Err(e)) => log::error!("validity windows not checked: {e}"),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || follow_the_clock(&s)).await {
+                log::error!("validity windows not checked: {e}");
             }
         }
         match load_feeds(&shared.dir) {
