@@ -277,10 +277,49 @@ impl TsigKey {
 ///   `secret: BASE64`
 /// - one line `[ALG:]NAME:BASE64` (kdig's `-y`; the algorithm defaults to hmac-sha256).
 ///
-/// `#`, `;` and `//` comments are ignored. One key per file.
+/// `#` and `//` comments are ignored (`//` only at the start of a line or after white space:
+/// base64 secrets hold `/`), and so is what follows a `;` that ends no statement (zone-file
+/// style comments). BIND's clause may be on one line. One key per file.
 pub fn load_key(path: &Path) -> Result<TsigKey, FeedError> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
     parse_key(&text, path)
+}
+
+/// The statements of a key file's line: comments (`#`, and `//` at the start or after white
+/// space: base64 holds `/`, so a `//` inside a secret is not one) dropped, then split at
+/// BIND's `;`, `{` and `}` outside quotes (a whole `key "n" { algorithm A; secret "S"; };`
+/// on one line is three statements).
+fn statements(line: &str) -> Vec<&str> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let (mut quoted, mut start) = (false, 0);
+    let mut end = b.len();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'"' => quoted = !quoted,
+            b'#' if !quoted => {
+                end = i;
+                break;
+            }
+            b'/' if !quoted
+                && b.get(i + 1) == Some(&b'/')
+                && (i == 0 || b[i - 1].is_ascii_whitespace()) =>
+            {
+                end = i;
+                break;
+            }
+            b';' | b'{' | b'}' if !quoted => {
+                out.push(line[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < end {
+        out.push(line[start..end].trim());
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 fn parse_key(text: &str, path: &Path) -> Result<TsigKey, FeedError> {
@@ -296,67 +335,53 @@ fn parse_key(text: &str, path: &Path) -> Result<TsigKey, FeedError> {
     let mut words = 0;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let l = raw
-            .split("//")
-            .next()
-            .unwrap_or("")
-            .split(['#', ';'])
-            .next()
-            .unwrap_or("")
-            .trim();
-        // `;` ends BIND statements as well as starting zone-file comments: keep what is
-        // before it (the statement), which the split above does.
-        if l.is_empty() {
-            continue;
-        }
-        if first_line == 0 {
-            first_line = line;
-        }
-        words += 1;
-        let unq = |s: &str| {
-            s.trim()
-                .trim_end_matches(['{', ';'])
-                .trim()
-                .trim_matches('"')
-                .to_string()
-        };
-        let lower = l.to_ascii_lowercase();
-        if let Some(rest) = lower
-            .strip_prefix("key ")
-            .or_else(|| lower.strip_prefix("key\t"))
-        {
-            let start = l.len() - rest.len();
-            name = Some((line, unq(&l[start..])));
-        } else if let Some(rest) = l
-            .trim_start_matches("- ")
-            .strip_prefix("id:")
-            .map(str::trim)
-        {
-            name = Some((line, unq(rest)));
-        } else if lower.starts_with("algorithm") {
-            let rest = l["algorithm".len()..].trim_start_matches(':');
-            alg = Some((line, unq(rest).to_ascii_lowercase()));
-        } else if lower.starts_with("secret") {
-            let rest = l["secret".len()..].trim_start_matches(':');
-            secret = Some((line, unq(rest)));
-        } else if l == "key:" || l == "};" || l == "}" {
-            continue;
-        } else if l.matches(':').count() >= 1 && !l.contains(' ') {
-            // [ALG:]NAME:SECRET
-            let parts: Vec<&str> = l.split(':').collect();
-            let (a, n, s) = match parts.as_slice() {
-                [n, s] => ("hmac-sha256", *n, *s),
-                [a, n, s] => (*a, *n, *s),
-                _ => return Err(err(line, "expected [ALGORITHM:]NAME:SECRET".into())),
-            };
-            name = Some((line, n.to_string()));
-            alg = Some((line, a.to_ascii_lowercase()));
-            secret = Some((line, s.to_string()));
-        } else {
-            return Err(err(
-                line,
-                format!("{l:?}: not part of a TSIG key (expected BIND's `key` clause, Knot's keymgr output or [ALGORITHM:]NAME:SECRET)"),
-            ));
+        for (n, l) in statements(raw).into_iter().enumerate() {
+            if first_line == 0 {
+                first_line = line;
+            }
+            words += 1;
+            let unq = |s: &str| s.trim().trim_matches('"').to_string();
+            let lower = l.to_ascii_lowercase();
+            if let Some(rest) = lower
+                .strip_prefix("key ")
+                .or_else(|| lower.strip_prefix("key\t"))
+            {
+                let start = l.len() - rest.len();
+                name = Some((line, unq(&l[start..])));
+            } else if let Some(rest) = l
+                .trim_start_matches("- ")
+                .strip_prefix("id:")
+                .map(str::trim)
+            {
+                name = Some((line, unq(rest)));
+            } else if lower.starts_with("algorithm") {
+                let rest = l["algorithm".len()..].trim_start_matches(':');
+                alg = Some((line, unq(rest).to_ascii_lowercase()));
+            } else if lower.starts_with("secret") {
+                let rest = l["secret".len()..].trim_start_matches(':');
+                secret = Some((line, unq(rest)));
+            } else if l == "key:" {
+                continue;
+            } else if l.matches(':').count() >= 1 && !l.contains(' ') {
+                // [ALG:]NAME:SECRET
+                let parts: Vec<&str> = l.split(':').collect();
+                let (a, n, s) = match parts.as_slice() {
+                    [n, s] => ("hmac-sha256", *n, *s),
+                    [a, n, s] => (*a, *n, *s),
+                    _ => return Err(err(line, "expected [ALGORITHM:]NAME:SECRET".into())),
+                };
+                name = Some((line, n.to_string()));
+                alg = Some((line, a.to_ascii_lowercase()));
+                secret = Some((line, s.to_string()));
+            } else if n > 0 {
+                // After a `;` on the same line: a zone-file style comment.
+                break;
+            } else {
+                return Err(err(
+                    line,
+                    format!("{l:?}: not part of a TSIG key (expected BIND's `key` clause, Knot's keymgr output or [ALGORITHM:]NAME:SECRET)"),
+                ));
+            }
         }
     }
     if words == 0 {
@@ -560,5 +585,41 @@ mod tests {
         );
         let e = parse_key("hello world\n", p).expect_err("junk");
         assert!(e.to_string().starts_with("k.key:1: \"hello world\""), "{e}");
+    }
+
+    /// A secret with `//` in it (base64 holds `/`: about one hmac-sha256 secret in a hundred)
+    /// and BIND's clause on one line, as `feed add --help` shows it, read whole: the key
+    /// signs as the same secret given in kdig's one-line form.
+    #[test]
+    fn key_files_with_slashes_and_on_one_line() {
+        let p = Path::new("k.key");
+        let secret = "VEBESGd2Zs31rq60uz6//Jgs4hg3k//VUdu7kg2onRQ=";
+        // The message a key signs, at a fixed time: equal for equal keys.
+        let signed = |k: &TsigKey| {
+            let mut msg = domain::base::MessageBuilder::new_vec().additional();
+            domain::tsig::ClientTransaction::request(
+                k.key.clone(),
+                &mut msg,
+                domain::rdata::tsig::Time48::from_u64(1_800_000_000),
+            )
+            .expect("sign");
+            msg.finish()
+        };
+        let want =
+            signed(&parse_key(&format!("hmac-sha256:edge-xfr:{secret}\n"), p).expect("line"));
+        let same = |k: &TsigKey| signed(k) == want;
+        for text in [
+            format!("key \"edge-xfr\" {{\n algorithm hmac-sha256;\n secret \"{secret}\";\n}};\n"),
+            format!("key \"edge-xfr\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"),
+            format!(
+                "// a BIND comment\nkey \"edge-xfr\" {{ secret \"{secret}\"; }}; // trailing\n"
+            ),
+            format!("key:\n  - id: edge-xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+            format!("key \"edge-xfr\" {{\n secret \"{secret}\"; ; zone-file comment\n}};\n"),
+        ] {
+            let k = parse_key(&text, p).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(k.name(), "edge-xfr", "{text}");
+            assert!(same(&k), "{text}: another secret");
+        }
     }
 }

@@ -94,6 +94,9 @@ impl Notifiable for Registry {
         source: IpAddr,
     ) -> Pin<Box<dyn Future<Output = Result<(), NotifyError>> + Sync + Send + '_>> {
         let zone = zone_key(apex_name);
+        // On a dual-stack socket (`--listen [::]:53`) an IPv4 primary's NOTIFY comes from
+        // `::ffff:a.b.c.d`: the primary's address is the IPv4 one.
+        let source = source.to_canonical();
         let result = match self.get(&zone) {
             _ if class != Class::IN => Err(NotifyError::NotAuthForZone),
             None => {
