@@ -1091,3 +1091,81 @@ fn a_follower_grows_the_maps_when_an_ixfr_needs_more_room() {
     assert_eq!(explain(&b, "more500.example"), "nxdomain");
     assert_eq!(feed(&b, ORDER)["status"]["last_transfer"]["rules"], 1140);
 }
+
+/// A serial that would block a public suffix is refused as `rules load` refuses it without
+/// --force (nobody is there to force a transfer): the edge keeps its copy and says why; the
+/// next serial without it is enforced. Every serial enforced is in the compliance record,
+/// with the copy's SHA-256.
+#[test]
+fn a_serial_the_guards_refuse_is_not_applied_and_transfers_are_recorded() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let v1: Vec<(String, &str)> = vec![("a.example".into(), "."), ("b.example".into(), ".")];
+    let (knot, b) = one_edge_notified(&primary, &v1);
+    let f = Follow::start(&b, &edge_ns, Some(NOTIFY_LISTEN));
+    let s1 = knot.serial().expect("serial");
+    wait_serial(&b, ORDER, s1, Instant::now(), &f);
+
+    let mut v2 = v1.clone();
+    v2.extend([("co.uk".to_string(), "."), ("c.example".to_string(), ".")]);
+    let s2 = knot.set_zone(&rpz_text(ZONE, &v2));
+    let err = wait_for(30, "the guards refuse the serial", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains(&format!("serial {s2}")) => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(
+        err.contains("refused by the guards") && err.contains("co.uk is a public suffix"),
+        "{err}"
+    );
+    assert_eq!(
+        feed(&b, ORDER)["status"]["serial"],
+        s1,
+        "the copy before it"
+    );
+    assert_eq!(explain(&b, "c.example"), "pass (no rule)");
+    assert_eq!(explain(&b, "www.co.uk"), "pass (no rule)");
+
+    let mut v3 = v1.clone();
+    v3.push(("c.example".to_string(), "."));
+    let s3 = knot.set_zone(&rpz_text(ZONE, &v3));
+    wait_serial(&b, ORDER, s3, Instant::now(), &f);
+    assert_eq!(explain(&b, "c.example"), "nxdomain");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&b.ok(&["report", "--order", ORDER, "--format", "json"]))
+            .expect("json");
+    let changes = report["orders"][0]["changes"]
+        .as_array()
+        .expect("changes")
+        .clone();
+    let follows: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|c| {
+            c["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("follow "))
+        })
+        .collect();
+    assert_eq!(follows.len(), 2, "{report}");
+    for (c, s) in follows.iter().zip([s1, s3]) {
+        assert_eq!(
+            c["ticket"].as_str(),
+            Some(format!("rpz {ZONE} serial {s}").as_str()),
+            "{c}"
+        );
+        assert!(c["enforced"].is_string(), "{c}");
+        let sha = c["files"][0]["sha256"].as_str().unwrap_or_default();
+        assert_eq!(sha.len(), 64, "{c}");
+    }
+    assert!(
+        follows[1]["command"]
+            .as_str()
+            .is_some_and(|c| c.contains(&format!("{s1}→{s3}")) || c.contains("AXFR")),
+        "{}",
+        follows[1]
+    );
+}

@@ -372,6 +372,73 @@ fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
         .collect()
 }
 
+/// Refuses a serial whose new rules the guards refuse (a public suffix, a name above one, a
+/// protected name), as `rules load` refuses them without --force: nobody is there to force
+/// a transfer, so the serial is not applied and the edge keeps the copy it enforces; the
+/// error stays in the feed's status until a serial without them arrives.
+fn check_guards(shared: &Shared, serial: u32, rules: &[Rule]) -> Result<(), String> {
+    let guards = crate::guard::Guards::load(&shared.dir, None).map_err(|e| e.to_string())?;
+    let refused = guards.refusals(rules);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 3;
+    let first: Vec<String> = refused
+        .iter()
+        .take(SHOWN)
+        .map(|(r, why)| format!("{}: {why}", r.source))
+        .collect();
+    Err(format!(
+        "serial {serial}: {} block rule{} refused by the guards ({}{}); nothing applied, the \
+         last good copy stays enforced",
+        refused.len(),
+        if refused.len() == 1 { "" } else { "s" },
+        first.join("; "),
+        if refused.len() > SHOWN { "; …" } else { "" }
+    ))
+}
+
+/// Appends the compliance record of a serial enforced (`blocker report`), if the change
+/// changed anything: the command is the transfer (`follow IXFR 7→8 from 192.0.2.53`), the
+/// file the copy (or the IXFR's journal entry) with its SHA-256, the ticket the serial, the
+/// operator the follower.
+fn record(
+    feed: &Feed,
+    how: &str,
+    serial: u32,
+    started: jiff::Timestamp,
+    file: &std::path::Path,
+    s: &crate::txn::Summary,
+    dir: &StateDir,
+) {
+    if s.enforced.is_none() {
+        return;
+    }
+    let audit = crate::compliance::Audit {
+        ticket: Some(format!("rpz {} serial {serial}", feed.zone)),
+        operator: Some("blocker follow".into()),
+    };
+    let mut rec = crate::compliance::Record::new(
+        &format!("follow {how}"),
+        started,
+        Some(&feed.order),
+        Some(s),
+        &audit,
+    );
+    if let Ok(bytes) = fs::read(file) {
+        rec.files = vec![crate::compliance::FileHash {
+            path: file.display().to_string(),
+            sha256: crate::compliance::sha256_hex(&bytes),
+        }];
+    }
+    if let Err(e) = crate::compliance::append(dir, &rec) {
+        log::error!(
+            "{}: serial {serial} enforced, but not recorded: {e}",
+            feed.zone
+        );
+    }
+}
+
 /// What an order's `sources` say when it holds serial `serial` of the feed's zone.
 fn source_words(feed: &Feed, serial: u32) -> String {
     format!("rpz {} serial {serial}", feed.zone)
@@ -385,6 +452,7 @@ fn enforce_edit(
     shared: &Shared,
     feed: &Feed,
     zone: &Zone,
+    source: &str,
     inc: &Incremental,
 ) -> Result<Option<Applied>, String> {
     let t0 = Instant::now();
@@ -420,6 +488,8 @@ fn enforce_edit(
         // but unsupported entries).
         return Ok(None);
     }
+    check_guards(shared, serial, &added)?;
+    let started = jiff::Timestamp::now();
     // The journal first: a copy that is ahead of the order is enforced whole at the next
     // start; one behind it would not be.
     let jdir = Zone::journal_dir(&path);
@@ -454,6 +524,7 @@ fn enforce_edit(
     })();
     match r {
         Ok(Some((summary, n))) => {
+            record(feed, source, serial, started, &jfile, &summary, &shared.dir);
             let ms = t0.elapsed().as_millis() as u64;
             if Zone::journal_len(&path) >= super::zone::MAX_JOURNAL {
                 // The copy written whole again (the change is enforced already).
@@ -496,7 +567,7 @@ fn enforce_blocking(
     inc: Option<&Incremental>,
 ) -> Result<Applied, String> {
     if let Some(inc) = inc {
-        match enforce_edit(shared, feed, zone, inc)? {
+        match enforce_edit(shared, feed, zone, source, inc)? {
             Some(a) => return Ok(a),
             None => log::info!(
                 "{}: serial {} applied whole (the order is not serial {} as followed)",
@@ -566,6 +637,8 @@ fn enforce_blocking(
     let file: Arc<str> = path.display().to_string().into();
     let soa = out.soa.clone();
     let rules = rules_of(out, &file);
+    check_guards(shared, serial, &rules)?;
+    let started = jiff::Timestamp::now();
     let n = rules.len();
     // The copy is written next to the old one and takes its place once enforced: the rule
     // sources point at its lines.
@@ -605,6 +678,7 @@ fn enforce_blocking(
     if let Err(e) = fs::rename(&staged, &path) {
         log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
     }
+    record(feed, source, serial, started, &path, &summary, &shared.dir);
     Ok(Applied::of(&summary, n, ms))
 }
 
