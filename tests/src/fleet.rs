@@ -401,6 +401,9 @@ pub fn explain(b: &Blocker, name: &str) -> String {
 /// bytes came back from the target (usize::MAX: never).
 pub struct CutProxy {
     pub limit: Arc<AtomicUsize>,
+    /// Takes the TSIG record out of every DNS message after a connection's first, as someone
+    /// on the path who replaces the rest of a signed transfer would.
+    pub strip_tsig: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Connections cut so far.
@@ -412,7 +415,13 @@ impl CutProxy {
         let limit = Arc::new(AtomicUsize::new(usize::MAX));
         let stop = Arc::new(AtomicBool::new(false));
         let cuts = Arc::new(AtomicUsize::new(0));
-        let (l2, s2, c2) = (limit.clone(), stop.clone(), cuts.clone());
+        let strip_tsig = Arc::new(AtomicBool::new(false));
+        let (l2, s2, c2, t2) = (
+            limit.clone(),
+            stop.clone(),
+            cuts.clone(),
+            strip_tsig.clone(),
+        );
         let (ns_name, listen, target) = (ns.name.clone(), listen.to_string(), target.to_string());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -435,17 +444,109 @@ impl CutProxy {
                 };
                 let limit = l2.load(Ordering::Relaxed);
                 let cuts = c2.clone();
-                std::thread::spawn(move || pipe(client, server, limit, cuts));
+                if t2.load(Ordering::Relaxed) {
+                    std::thread::spawn(move || pipe_stripped(client, server));
+                } else {
+                    std::thread::spawn(move || pipe(client, server, limit, cuts));
+                }
             }
         });
         let _ = ready_rx.recv_timeout(Duration::from_secs(5));
         CutProxy {
             limit,
             stop,
+            strip_tsig,
             thread: Some(thread),
             cuts,
         }
     }
+}
+
+/// The offset of the last resource record of a DNS message and its type, walking the
+/// sections by hand (names: labels or a compression pointer).
+fn last_rr(m: &[u8]) -> Option<(usize, u16)> {
+    let count = |i: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *m.get(i)?,
+            *m.get(i + 1)?,
+        ])))
+    };
+    let skip_name = |mut i: usize| -> Option<usize> {
+        loop {
+            let l = *m.get(i)?;
+            match l {
+                0 => return Some(i + 1),
+                l if l & 0xc0 == 0xc0 => return Some(i + 2),
+                l => i += 1 + usize::from(l),
+            }
+        }
+    };
+    let (qd, rrs) = (count(4)?, count(6)? + count(8)? + count(10)?);
+    let mut i = 12;
+    for _ in 0..qd {
+        i = skip_name(i)? + 4;
+    }
+    let mut last = None;
+    for _ in 0..rrs {
+        let start = i;
+        i = skip_name(i)?;
+        let rtype = u16::from_be_bytes([*m.get(i)?, *m.get(i + 1)?]);
+        i += 10 + count(i + 8)?;
+        last = Some((start, rtype));
+    }
+    last
+}
+
+/// [`pipe`] that takes the TSIG record (type 250, the last one) out of every message the
+/// server sends after the first.
+fn pipe_stripped(client: TcpStream, server: TcpStream) {
+    let _ = client.set_nonblocking(false);
+    let (mut c_in, mut s_out) = (
+        client.try_clone().expect("clone"),
+        server.try_clone().expect("clone"),
+    );
+    let up = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c_in.read(&mut buf) {
+            if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut s_in, mut c_out) = (server, client);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    let mut buf = [0u8; 4096];
+    'read: while let Ok(n) = s_in.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while pending.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            if pending.len() < 2 + len {
+                break;
+            }
+            let mut m: Vec<u8> = pending[2..2 + len].to_vec();
+            pending.drain(..2 + len);
+            if seen > 0 {
+                if let Some((at, 250)) = last_rr(&m) {
+                    m.truncate(at);
+                    let ar = u16::from_be_bytes([m[10], m[11]]) - 1;
+                    m[10..12].copy_from_slice(&ar.to_be_bytes());
+                }
+            }
+            seen += 1;
+            let mut out = (m.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&m);
+            if c_out.write_all(&out).is_err() {
+                break 'read;
+            }
+        }
+    }
+    let _ = c_out.shutdown(Shutdown::Both);
+    let _ = s_in.shutdown(Shutdown::Both);
+    let _ = up.join();
 }
 
 fn pipe(client: TcpStream, server: TcpStream, limit: usize, cuts: Arc<AtomicUsize>) {

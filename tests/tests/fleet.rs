@@ -1169,3 +1169,77 @@ fn a_serial_the_guards_refuse_is_not_applied_and_transfers_are_recorded() {
         follows[1]
     );
 }
+
+/// RFC 8945 lets a primary sign only every hundredth message of a transfer, so a transfer is
+/// authenticated only at its end, when the last message is found signed. Someone on the path
+/// who takes the signatures off every message after the first (and could have replaced
+/// them) gets nothing applied; the same transfer with its signatures is enforced.
+#[test]
+fn a_transfer_whose_end_is_unsigned_is_refused() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let key = TsigKey {
+        name: "edge-xfr".into(),
+        algorithm: "hmac-sha256".into(),
+        secret: "Zm9sbG93LXRoZS1yZWd1bGF0b3Itc2VjcmV0LWtleQ==".into(),
+    };
+    // Many messages.
+    let v1 = entries((0..3000).map(|i| (format!("s{i}.example"), ".")));
+    let knot = Knot::start(
+        &primary,
+        &KnotSetup {
+            zone: ZONE,
+            text: &rpz_text(ZONE, &v1),
+            listen: &["198.51.100.1"],
+            notify: &[],
+            allow: &["198.51.100.0/24"],
+            key: Some(&key),
+        },
+    );
+    let s1 = knot.serial().expect("serial");
+    let proxy = CutProxy::start(&primary, "198.51.100.1:5300", "198.51.100.1:53");
+    proxy
+        .strip_tsig
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let b = Blocker::new();
+    let keys = blocker_tests::env::TempDir::new("blkt-keys");
+    let right = keys.write(
+        "right.key",
+        &format!("{}:{}:{}\n", key.algorithm, key.name, key.secret),
+    );
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1:5300",
+        "--tsig-key",
+        &right,
+        "--refresh",
+        "1",
+    ]);
+    let f = Follow::start(&b, &edge_ns, None);
+    let err = wait_for(30, "the unsigned end is reported", || {
+        let st = feed(&b, ORDER);
+        match (st["status"]["last_error"].as_str(), &st["status"]["serial"]) {
+            (Some(e), serde_json::Value::Null) if e.contains("AXFR") => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    println!("signatures taken off: {err}");
+    assert!(err.contains("TSIG"), "{err}");
+    assert_eq!(
+        explain(&b, "s0.example"),
+        "pass (no rule)",
+        "nothing applied"
+    );
+
+    proxy
+        .strip_tsig
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    wait_serial(&b, ORDER, s1, Instant::now(), &f);
+    assert_eq!(explain(&b, "s2999.example"), "nxdomain");
+}

@@ -294,6 +294,42 @@ impl Primary {
         ))
     }
 
+    /// The end of a transfer whose final SOA has arrived: the transport's end of stream, which
+    /// the TSIG layer turns into the check that the last message was signed (RFC 8945 §5.3.1
+    /// lets a primary sign every hundredth message only; the ones in between are covered by
+    /// the next signature, so a transfer is authenticated only once its end is). Without it
+    /// unsigned messages after the last signed one, closing SOA included, would be taken.
+    async fn end(
+        &self,
+        what: &'static str,
+        resp: &mut Box<dyn GetResponseMulti + Send + Sync>,
+        messages: usize,
+        records: usize,
+    ) -> Result<(), XfrError> {
+        match tokio::time::timeout(self.timeout, resp.get_response()).await {
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(_))) => Err(self.malformed(what, "a message after the final SOA".into())),
+            Ok(Err(e @ ReqError::Authentication(_))) => Err(self.fail(what, e)),
+            Ok(Err(e)) => Err(XfrError::Cut {
+                addr: self.addr,
+                what,
+                messages,
+                records,
+                why: format!("after the final SOA: {e}"),
+            }),
+            Err(_) => Err(XfrError::Cut {
+                addr: self.addr,
+                what,
+                messages,
+                records,
+                why: format!(
+                    "no end of the transfer after its final SOA for {} s",
+                    self.timeout.as_secs()
+                ),
+            }),
+        }
+    }
+
     fn malformed(&self, what: &'static str, why: String) -> XfrError {
         XfrError::Malformed {
             addr: self.addr,
@@ -472,6 +508,7 @@ impl Primary {
             msg = self.next(what, resp, messages, records).await?;
             messages += 1;
         }
+        self.end(what, resp, messages, records).await?;
         let soa = end.ok_or_else(|| self.malformed(what, "no final SOA".into()))?;
         if soa_of(&soa).is_none() {
             return Err(self.malformed(what, "the transfer does not end with a SOA".into()));
