@@ -86,6 +86,37 @@ pub struct Record {
     /// The guards were overridden with --force.
     #[serde(default)]
     pub forced: bool,
+    /// The order's settings after the change (filled in by [`append`] from the state), so
+    /// the report can tell when its window opened and closed and whom it bound at each
+    /// moment, however they were changed since. None in records written before 2026-12-07,
+    /// and for changes of no order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+}
+
+/// What an order was, besides its rules, after a change.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Settings {
+    pub priority: u32,
+    /// enforce or shadow.
+    pub mode: String,
+    pub jurisdictions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<Timestamp>,
+}
+
+impl Settings {
+    pub fn of(o: &crate::state::Order) -> Settings {
+        Settings {
+            priority: o.priority,
+            mode: if o.shadow { "shadow" } else { "enforce" }.into(),
+            jurisdictions: o.jurisdictions.clone(),
+            valid_from: o.valid_from,
+            valid_until: o.valid_until,
+        }
+    }
 }
 
 impl Record {
@@ -113,6 +144,7 @@ impl Record {
             ticket: audit.ticket.clone(),
             operator: audit.operator.clone(),
             forced: false,
+            settings: None,
         }
     }
 
@@ -127,9 +159,19 @@ pub fn path(dir: &StateDir) -> PathBuf {
     dir.dir.join(FILE)
 }
 
-/// Appends `r` and fsyncs it.
+/// Appends `r` and fsyncs it, with its order's settings as the state records them now (just
+/// after the change).
 pub fn append(dir: &StateDir, r: &Record) -> Result<()> {
     dir.ensure()?;
+    let mut with;
+    let r = match (&r.order, &r.settings) {
+        (Some(name), None) => {
+            with = r.clone();
+            with.settings = dir.load()?.order(name).map(Settings::of);
+            &with
+        }
+        _ => r,
+    };
     let p = path(dir);
     let mut line = serde_json::to_vec(r).op(|| "encoding a compliance record".to_string())?;
     line.push(b'\n');

@@ -368,3 +368,106 @@ fn the_report_shows_every_change_with_its_times_generation_hashes_and_hits() {
         .collect();
     assert_eq!(gen_col, gens, "{table}");
 }
+
+/// The report tells when an order was in force, not only when commands ran: its validity
+/// window opening and closing (no command at those instants) are rows of its changes and
+/// set "first enforced"; a change of a jurisdiction it is scoped to is listed under it;
+/// an `orders move` that renumbers it is recorded for it too.
+#[test]
+fn the_report_shows_window_openings_jurisdiction_changes_and_renumbering() {
+    let b = Blocker::new();
+    let now = jiff::Timestamp::now();
+    // Room for the commands below (the first loads the program) before the window opens.
+    let from = now + jiff::SignedDuration::from_secs(6);
+    let until = now + jiff::SignedDuration::from_secs(8);
+    b.ok(&["jurisdictions", "set", "LAB", "--prefix", "192.0.2.0/24"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "w.example",
+        "--order",
+        "Windowed",
+        "--valid-from",
+        &from.to_string(),
+        "--valid-until",
+        &until.to_string(),
+    ]);
+    b.ok(&[
+        "orders",
+        "set",
+        "--order",
+        "Windowed",
+        "--jurisdiction",
+        "LAB",
+    ]);
+    b.ok(&["jurisdictions", "set", "LAB", "--prefix", "198.51.100.0/24"]);
+    b.ok(&[
+        "rules",
+        "add",
+        "first.example",
+        "--order",
+        "First",
+        "--priority",
+        "5",
+    ]);
+    b.ok(&["orders", "move", "First", "--after", "Windowed"]);
+    while jiff::Timestamp::now() < until + jiff::SignedDuration::from_millis(300) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&b.ok(&["report", "--order", "Windowed", "--format", "json"]))
+            .expect("json");
+    let o = &report["orders"][0];
+    let ts = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    assert_eq!(ts(&o["first_enforced"]), Some(from), "{report}");
+    let changes = o["changes"].as_array().expect("changes");
+    // The commands in their order; the window's rows wherever the clock put them (a slow
+    // machine may open the window before the last command), all in time order.
+    let is_window = |c: &&serde_json::Value| {
+        c["command"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("window"))
+    };
+    let commands: Vec<&str> = changes
+        .iter()
+        .filter(|c| !is_window(c))
+        .filter_map(|c| c["command"].as_str())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "rules add",
+            "orders set",
+            "jurisdictions set",
+            "orders renumbered"
+        ],
+        "{report}"
+    );
+    let times: Vec<jiff::Timestamp> = changes.iter().filter_map(|c| ts(&c["enforced"])).collect();
+    assert_eq!(times.len(), 6, "{report}");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "in time order: {report}"
+    );
+    let changes: Vec<&serde_json::Value> = changes.iter().filter(|c| !is_window(c)).collect();
+    let all = o["changes"].as_array().expect("changes");
+    let at = |what: &str| {
+        all.iter()
+            .find(|c| c["command"] == what)
+            .and_then(|c| ts(&c["enforced"]))
+    };
+    assert_eq!(at("window opens"), Some(from));
+    assert_eq!(at("window closes"), Some(until));
+    assert_eq!(changes[2]["name"], "LAB", "{report}");
+    assert_eq!(changes[3]["name"], "First", "{report}");
+    assert_eq!(
+        changes[1]["settings"]["jurisdictions"][0], "LAB",
+        "{report}"
+    );
+    // The table names the rows as well.
+    let table = b.ok(&["report", "--order", "Windowed"]);
+    assert!(
+        table.contains("window opens") && table.contains("the data plane's clock"),
+        "{table}"
+    );
+}

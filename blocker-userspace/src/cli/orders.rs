@@ -240,12 +240,16 @@ fn move_order(ctx: &Ctx, a: MoveArgs) -> Result<ExitCode> {
     let at = seq.iter().position(|n| *n == other).unwrap_or(0) + usize::from(after);
     seq.insert(at, a.order.clone());
     let mut changes = Vec::new();
+    let mut renumbered = Vec::new();
     for (i, name) in seq.iter().enumerate() {
         if let Some(o) = c.state.order(name) {
             let priority = 10 * (i as u32 + 1);
             if o.priority != priority {
                 let mut o = o.clone();
                 o.priority = priority;
+                if o.name != a.order {
+                    renumbered.push(o.name.clone());
+                }
                 changes.push(OrderChange::Put {
                     order: o,
                     rules: None,
@@ -256,6 +260,22 @@ fn move_order(ctx: &Ctx, a: MoveArgs) -> Result<ExitCode> {
     let s = c.apply(changes)?;
     let rec = Record::new("orders move", started, Some(&a.order), Some(&s), &a.audit);
     compliance::append(&ctx.dir, &rec)?;
+    // The other orders renumbered by the same change: their records say so, with the
+    // order moved.
+    for name in renumbered {
+        let mut rec = Record::new(
+            "orders renumbered",
+            started,
+            Some(&name),
+            Some(&s),
+            &a.audit,
+        );
+        rec.name = Some(a.order.clone());
+        rec.rules_added = 0;
+        rec.rules_removed = 0;
+        rec.rules_changed = 0;
+        compliance::append(&ctx.dir, &rec)?;
+    }
     println!(
         "order {:?} now {} {:?}; precedence: {}",
         a.order,

@@ -47,6 +47,73 @@ struct Change {
     ticket: Option<String>,
     operator: Option<String>,
     forced: bool,
+    /// The order's settings after the change (priority, mode, jurisdictions, window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<compliance::Settings>,
+}
+
+impl Change {
+    /// A row for an instant no command made: the order's validity window opening or closing
+    /// (`what`), which the data plane enforced at that instant by its own clock.
+    fn window(what: &str, at: Timestamp, generation: u32) -> Change {
+        Change {
+            command: what.into(),
+            started: at,
+            enforced: Some(at),
+            time_to_enforcement_s: Some(0.0),
+            generation,
+            rules_added: 0,
+            rules_removed: 0,
+            rules_changed: 0,
+            name: None,
+            files: Vec::new(),
+            ticket: None,
+            operator: Some("the data plane's clock".into()),
+            forced: false,
+            settings: None,
+        }
+    }
+}
+
+/// What the record says of one order over time: when it was first enforced (rules in force,
+/// in enforce mode, inside its window) and the instants its window opened or closed between
+/// the changes (each change's settings hold from its enforcement to the next change's).
+/// Records without settings (written before they were kept) count as in force from their
+/// enforcement, as the report always read them.
+fn timeline(records: &[&Record], now: Timestamp) -> (Option<Timestamp>, Vec<Change>) {
+    let mut first = None;
+    let mut rows = Vec::new();
+    let mut rules: i64 = 0;
+    let enforced: Vec<&Record> = records
+        .iter()
+        .copied()
+        .filter(|r| r.enforced.is_some())
+        .collect();
+    for (i, r) in enforced.iter().enumerate() {
+        let Some(start) = r.enforced else { continue };
+        rules += r.rules_added as i64 - r.rules_removed as i64;
+        let end = enforced.get(i + 1).and_then(|n| n.enforced).unwrap_or(now);
+        let Some(s) = &r.settings else {
+            if first.is_none() && rules > 0 {
+                first = Some(start);
+            }
+            continue;
+        };
+        for (bound, what) in [
+            (s.valid_from, "window opens"),
+            (s.valid_until, "window closes"),
+        ] {
+            if let Some(t) = bound.filter(|t| *t > start && *t <= end) {
+                rows.push(Change::window(what, t, r.generation));
+            }
+        }
+        let from = s.valid_from.map_or(start, |f| f.max(start));
+        let until = s.valid_until.map_or(end, |u| u.min(end));
+        if first.is_none() && rules > 0 && s.mode == "enforce" && from < until {
+            first = Some(from);
+        }
+    }
+    (first, rows)
 }
 
 impl From<&Record> for Change {
@@ -65,6 +132,7 @@ impl From<&Record> for Change {
             ticket: r.ticket.clone(),
             operator: r.operator.clone(),
             forced: r.forced,
+            settings: r.settings.clone(),
         }
     }
 }
@@ -79,7 +147,8 @@ struct OrderReport {
     /// Hits of its rules since the program was loaded (the kernel's counters now); None when
     /// blocker is not loaded.
     hits: Option<u64>,
-    /// The first time a change of this order was enforced (in the whole record).
+    /// The first instant the data plane enforced this order (in the whole record): its rules
+    /// loaded, in enforce mode, inside its validity window.
     first_enforced: Option<Timestamp>,
     /// Jurisdictions whose clients it binds (empty: every client).
     jurisdictions: Vec<String>,
@@ -101,7 +170,8 @@ struct Report {
     generated: Timestamp,
     since: Option<Timestamp>,
     orders: Vec<OrderReport>,
-    /// Changes of no order (protected names).
+    /// Changes of no order (protected names, jurisdictions; a jurisdiction's change is also
+    /// listed under each order it bound at that moment).
     other_changes: Vec<Change>,
 }
 
@@ -164,13 +234,19 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         );
     }
     let mut other_changes = Vec::new();
+    let mut by_order: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
     for r in &records {
-        let Some(name) = &r.order else {
-            if since.is_none_or(|s| r.started >= s) {
-                other_changes.push(Change::from(r));
+        match &r.order {
+            Some(name) => by_order.entry(name.clone()).or_default().push(r),
+            None => {
+                if since.is_none_or(|s| r.started >= s) {
+                    other_changes.push(Change::from(r));
+                }
             }
-            continue;
-        };
+        }
+    }
+    let now = Timestamp::now();
+    for (name, recs) in &by_order {
         let o = orders.entry(name.clone()).or_insert_with(|| OrderReport {
             order: name.clone(),
             current: false,
@@ -186,12 +262,37 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             hits_per_day: per_day.of(name),
             changes: Vec::new(),
         });
-        if o.first_enforced.is_none() {
-            o.first_enforced = r.enforced;
+        let (first, windows) = timeline(recs, now);
+        o.first_enforced = first;
+        o.changes.extend(
+            recs.iter()
+                .filter(|r| since.is_none_or(|s| r.started >= s))
+                .map(|r| Change::from(*r)),
+        );
+        o.changes.extend(
+            windows
+                .into_iter()
+                .filter(|c| since.is_none_or(|s| c.started >= s)),
+        );
+        // A jurisdiction's change changes whom the orders scoped to it bind.
+        for r in &records {
+            let (None, Some(j), Some(at)) = (&r.order, &r.name, r.enforced) else {
+                continue;
+            };
+            if !r.command.starts_with("jurisdictions") || since.is_some_and(|s| r.started < s) {
+                continue;
+            }
+            let scoped = recs
+                .iter()
+                .filter(|o| o.enforced.is_some_and(|e| e <= at))
+                .filter_map(|o| o.settings.as_ref())
+                .next_back()
+                .is_some_and(|s| s.jurisdictions.contains(j));
+            if scoped {
+                o.changes.push(Change::from(r));
+            }
         }
-        if since.is_none_or(|s| r.started >= s) {
-            o.changes.push(Change::from(r));
-        }
+        o.changes.sort_by_key(|c| c.enforced.unwrap_or(c.started));
     }
     let report = Report {
         generated: Timestamp::now(),
@@ -378,7 +479,7 @@ fn table_out(r: &Report) {
         }
     }
     if !r.other_changes.is_empty() {
-        println!("PROTECTED NAMES");
+        println!("OTHER CHANGES (protected names, jurisdictions)");
         header();
         r.other_changes.iter().for_each(line);
     }
