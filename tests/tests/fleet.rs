@@ -1243,3 +1243,57 @@ fn a_transfer_whose_end_is_unsigned_is_refused() {
     wait_serial(&b, ORDER, s1, Instant::now(), &f);
     assert_eq!(explain(&b, "s2999.example"), "nxdomain");
 }
+
+/// Two primaries, the first one behind: the edge asks the next one when the first has
+/// nothing newer, as BIND does, and follows the newer serial. A primary rebuilt with a lower
+/// serial is not transferred from, and the status says so instead of "current".
+#[test]
+fn a_primary_behind_does_not_hold_the_edge_back() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let a = blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, 4);
+    let bp = blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:5301", ZONE, 4);
+    a.set(10, &["one.example"]);
+    bp.set(10, &["one.example"]);
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+        "--primary",
+        "198.51.100.1:5301",
+        "--refresh",
+        "1",
+    ]);
+    let t0 = Instant::now();
+    let f = Follow::start(&b, &edge_ns, None);
+    wait_serial(&b, ORDER, 10, t0, &f);
+
+    // Only the second primary has serial 11.
+    bp.set(11, &["one.example", "two.example"]);
+    wait_serial(&b, ORDER, 11, Instant::now(), &f);
+    assert_eq!(explain(&b, "two.example"), "nxdomain");
+    let st = feed(&b, ORDER);
+    assert_eq!(
+        st["status"]["last_transfer"]["primary"], "198.51.100.1:5301",
+        "{st}"
+    );
+
+    // The first primary rebuilt at serial 5: kept at 11, and said.
+    a.set(5, &["other.example"]);
+    let err = wait_for(20, "the older primary is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("serves serial 5") => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(err.contains("older than the enforced 11"), "{err}");
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], 11);
+    assert_eq!(explain(&b, "other.example"), "pass (no rule)");
+}

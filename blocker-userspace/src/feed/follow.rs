@@ -887,6 +887,11 @@ impl Follower {
     /// answered and the copy is current.
     async fn refresh(&mut self) -> bool {
         let mut errors = Vec::new();
+        // Primaries that answered with a serial not newer than the copy's: the next one is
+        // asked then (as BIND does: one that fell behind must not hold the edge back); the
+        // first of them makes the copy current when none is newer.
+        let mut not_newer: Option<(usize, Primary, u32)> = None;
+        let mut older: Vec<String> = Vec::new();
         let n = self.primaries.len();
         for i in 0..n {
             let idx = (self.first + i) % n;
@@ -901,30 +906,26 @@ impl Follower {
                 }
             };
             let theirs = serial_of(&soa);
-            self.st.primary_serial = Some(theirs);
-            self.st.primary = Some(p.addr.to_string());
-            match self.sync(&p, theirs).await {
-                Ok(()) => {
-                    self.first = idx;
-                    self.st.last_success = now();
-                    self.st.failures = 0;
-                    self.st.last_error = None;
-                    let expire = self.zone.as_ref().map_or(0, |z| z.timers().2);
-                    self.st.expires_at = now() + u64::from(expire);
-                    if self.st.expired {
-                        log::warn!(
-                            "{}: contact with {} again: no longer expired",
-                            self.zone_name(),
-                            p.addr
-                        );
-                        self.st.expired = false;
+            if let Some(ours) = self.zone.as_ref().map(Zone::serial) {
+                if !serial_newer(theirs, ours) {
+                    if theirs != ours {
+                        older.push(format!("{} serves serial {theirs}", p.addr));
                     }
-                    return true;
+                    if not_newer.is_none() {
+                        not_newer = Some((idx, p, theirs));
+                    }
+                    continue;
                 }
-                Err(e) => {
-                    log::error!("{}: {e}", self.zone_name());
-                    errors.push(e);
-                }
+            }
+            match self.synced(idx, &p, theirs, &older).await {
+                Ok(()) => return true,
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some((idx, p, theirs)) = not_newer {
+            match self.synced(idx, &p, theirs, &older).await {
+                Ok(()) => return true,
+                Err(e) => errors.push(e),
             }
         }
         self.st.failures += 1;
@@ -932,6 +933,55 @@ impl Follower {
         self.st.last_error = Some(errors.join("; "));
         self.st.last_error_at = now();
         false
+    }
+
+    /// [`Follower::sync`] with primary `p` (index `idx`) at serial `theirs`, and on success
+    /// the status of a refresh that reached a primary: `older` are the primaries that serve
+    /// a serial older than the copy's, said in the status (not a failure: the copy is as new
+    /// as any primary has; but a primary rebuilt with a lower serial is never transferred
+    /// from until its serial passes the copy's).
+    async fn synced(
+        &mut self,
+        idx: usize,
+        p: &Primary,
+        theirs: u32,
+        older: &[String],
+    ) -> Result<(), String> {
+        self.st.primary_serial = Some(theirs);
+        self.st.primary = Some(p.addr.to_string());
+        if let Err(e) = self.sync(p, theirs).await {
+            log::error!("{}: {e}", self.zone_name());
+            return Err(e);
+        }
+        self.first = idx;
+        self.st.last_success = now();
+        self.st.failures = 0;
+        self.st.last_error = None;
+        if let Some(ours) = self.zone.as_ref().map(Zone::serial) {
+            let mut older = older.to_vec();
+            if serial_newer(ours, theirs) {
+                older.push(format!("{} serves serial {theirs}", p.addr));
+            }
+            if !older.is_empty() {
+                self.st.last_error = Some(format!(
+                    "{}, older than the enforced {ours}: not transferred (a primary rebuilt \
+                     with a lower serial? raise its serial past {ours})",
+                    older.join(", ")
+                ));
+                self.st.last_error_at = now();
+            }
+        }
+        let expire = self.zone.as_ref().map_or(0, |z| z.timers().2);
+        self.st.expires_at = now() + u64::from(expire);
+        if self.st.expired {
+            log::warn!(
+                "{}: contact with {} again: no longer expired",
+                self.zone_name(),
+                p.addr
+            );
+            self.st.expired = false;
+        }
+        Ok(())
     }
 
     /// Brings the copy to the primary's serial `theirs` (after its SOA said so).
@@ -1070,6 +1120,24 @@ impl Follower {
         let records = f.records.len() + 1;
         let messages = f.messages;
         let zone = Zone::new(self.apex.clone(), f.soa, f.records);
+        // The SOA query, the IXFR and the AXFR are three connections: behind an anycast or
+        // balanced address they may reach servers at different serials. A whole zone older
+        // than (or as old as) the copy enforced never replaces it.
+        if let Some(ours) = self
+            .zone
+            .as_ref()
+            .map(Zone::serial)
+            .filter(|_| self.enforced)
+        {
+            if !serial_newer(zone.serial(), ours) {
+                return Err(format!(
+                    "{}: the whole zone came with serial {}, not newer than the enforced \
+                     {ours} (another server behind the address?): not applied",
+                    p.addr,
+                    zone.serial()
+                ));
+            }
+        }
         let report = TransferReport {
             kind: "axfr".into(),
             fallback,
