@@ -41,7 +41,8 @@ pub struct AddArgs {
     /// The RPZ zone's name.
     #[arg(long)]
     pub zone: String,
-    /// A primary, ADDRESS or ADDRESS:PORT ([IPv6]:PORT); repeat for several, tried in order.
+    /// A primary, ADDRESS or ADDRESS:PORT ([IPv6]:PORT); repeat for several: asked in order
+    /// (from the last one that answered), the next one too when one has nothing newer.
     /// NOTIFY is accepted from these addresses only.
     #[arg(long = "primary", required = true, value_name = "ADDR[:PORT]")]
     pub primaries: Vec<String>,
