@@ -280,7 +280,8 @@ async fn follow_feed(shared: Arc<Shared>, feed: Feed, mut stop: watch::Receiver<
         },
     );
     f.restore().await;
-    loop {
+    'feed: loop {
+        let started = Instant::now();
         let ok = tokio::select! {
             r = f.refresh() => r,
             _ = stop.changed() => break,
@@ -290,17 +291,37 @@ async fn follow_feed(shared: Arc<Shared>, feed: Feed, mut stop: watch::Receiver<
         if let Err(e) = save_status(&f.shared.dir, &f.st) {
             log::error!("{}: {e}", f.feed.zone);
         }
-        let wait = f.wait(ok);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            n = notices.recv() => {
-                if let Some(n) = n {
-                    f.noticed(n);
+        // Until the timer, or a NOTIFY that may announce something new: one whose serial is
+        // not newer than the copy's is noted, not acted on (a flood of them, spoofed or
+        // repeated, costs no SOA query).
+        let deadline = tokio::time::Instant::now() + f.wait(ok);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                n = notices.recv() => {
+                    let Some(n) = n else { break };
+                    let ours = f.zone.as_ref().map(Zone::serial);
+                    let mut news = !matches!((n.serial, ours), (Some(s), Some(o)) if !serial_newer(s, o));
+                    if news {
+                        f.noticed(n);
+                    } else {
+                        f.st.last_notify = now();
+                    }
                     while let Ok(n) = notices.try_recv() {
+                        news |= !matches!((n.serial, ours), (Some(s), Some(o)) if !serial_newer(s, o));
                         f.noticed(n);
                     }
+                    if news {
+                        break;
+                    }
                 }
+                _ = stop.changed() => break 'feed,
             }
+        }
+        // At most one refresh a second, NOTIFY or not.
+        let rest = Duration::from_secs(1).saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(rest) => {}
             _ = stop.changed() => break,
         }
     }
