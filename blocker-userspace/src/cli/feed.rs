@@ -145,6 +145,29 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         ),
         Some(_) => {}
     }
+    // NOTIFY's TSIG check finds a key by name and algorithm: two feeds whose keys share both
+    // but not the secret cannot both be told apart.
+    if let Some((k, _)) = &key {
+        for other in feeds.feeds.iter().filter(|f| f.order != a.order) {
+            let Some(theirs) = other.tsig_key.as_deref().and_then(|p| load_key(p).ok()) else {
+                continue;
+            };
+            if theirs.name() == k.name()
+                && theirs.key.algorithm() == k.key.algorithm()
+                && theirs.fingerprint() != k.fingerprint()
+            {
+                eprintln!(
+                    "warning: feed {:?} has a TSIG key of the same name ({}) and algorithm with \
+                     another secret: a NOTIFY signed with either is checked against one of \
+                     them, so the other feed's NOTIFY is refused (BADSIG) and it follows its \
+                     SOA timers only; transfers are not affected. Ask one primary for a key of \
+                     another name.",
+                    other.order,
+                    k.name()
+                );
+            }
+        }
+    }
     let replaced = feeds.by_order(&a.order).is_some();
     feeds.feeds.retain(|f| f.order != a.order);
     feeds.feeds.push(feed.clone());

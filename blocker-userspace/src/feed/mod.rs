@@ -269,6 +269,18 @@ impl TsigKey {
     pub fn name(&self) -> String {
         self.key.name().to_string()
     }
+
+    /// An empty message signed with the key at a fixed time: equal for keys of the same
+    /// name, algorithm and secret (the secret itself is not readable from a `Key`).
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut msg = domain::base::MessageBuilder::new_vec().additional();
+        let _ = domain::tsig::ClientTransaction::request(
+            self.key.clone(),
+            &mut msg,
+            domain::rdata::tsig::Time48::from_u64(1_800_000_000),
+        );
+        msg.finish()
+    }
 }
 
 /// Reads a TSIG key file, in any of the forms DNS operators hand keys around in:
@@ -594,20 +606,16 @@ mod tests {
     fn key_files_with_slashes_and_on_one_line() {
         let p = Path::new("k.key");
         let secret = "VEBESGd2Zs31rq60uz6//Jgs4hg3k//VUdu7kg2onRQ=";
-        // The message a key signs, at a fixed time: equal for equal keys.
-        let signed = |k: &TsigKey| {
-            let mut msg = domain::base::MessageBuilder::new_vec().additional();
-            domain::tsig::ClientTransaction::request(
-                k.key.clone(),
-                &mut msg,
-                domain::rdata::tsig::Time48::from_u64(1_800_000_000),
-            )
-            .expect("sign");
-            msg.finish()
-        };
-        let want =
-            signed(&parse_key(&format!("hmac-sha256:edge-xfr:{secret}\n"), p).expect("line"));
-        let same = |k: &TsigKey| signed(k) == want;
+        let want = parse_key(&format!("hmac-sha256:edge-xfr:{secret}\n"), p)
+            .expect("line")
+            .fingerprint();
+        let other = parse_key("hmac-sha256:edge-xfr:c2VjcmV0c2VjcmV0c2VjcmV0\n", p).expect("other");
+        assert_ne!(
+            other.fingerprint(),
+            want,
+            "another secret, another fingerprint"
+        );
+        let same = |k: &TsigKey| k.fingerprint() == want;
         for text in [
             format!("key \"edge-xfr\" {{\n algorithm hmac-sha256;\n secret \"{secret}\";\n}};\n"),
             format!("key \"edge-xfr\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"),
