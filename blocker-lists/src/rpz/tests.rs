@@ -1202,3 +1202,26 @@ fn scanner_errors_on_names_say_why() {
         "{e:?}"
     );
 }
+
+/// A signed policy zone carries RRSIG and NSEC at every owner: the policies load, the
+/// DNSSEC records are counted, without a warning each.
+#[test]
+fn a_signed_zone_loads_its_policies_quietly() {
+    let out = rpz("$ORIGIN rpz.example.\n@ SOA ns. h. 1 1h 1h 1w 1h\n\
+         @ DNSKEY 257 3 13 AAAA\n\
+         a.example CNAME .\n\
+         a.example RRSIG CNAME 13 3 3600 20270101000000 20260101000000 12345 rpz.example. AAAA\n\
+         a.example NSEC b.example.rpz.example. CNAME RRSIG NSEC\n\
+         b.example CNAME rpz-drop.\n\
+         b.example RRSIG CNAME 13 3 3600 20270101000000 20260101000000 12345 rpz.example. AAAA\n");
+    assert!(out.errors.is_empty(), "{:?}", msgs(&out.errors));
+    assert_eq!(
+        rules(&out),
+        vec![
+            ("a.example".into(), Kind::Exact, Action::Nxdomain, 4),
+            ("b.example".into(), Kind::Exact, Action::Drop, 7),
+        ]
+    );
+    assert_eq!(out.unsupported.get("DNSSEC records of a signed zone"), Some(&3));
+    assert!(out.warnings.is_empty(), "{:?}", msgs(&out.warnings));
+}
