@@ -1222,6 +1222,9 @@ fn a_signed_zone_loads_its_policies_quietly() {
             ("b.example".into(), Kind::Exact, Action::Drop, 7),
         ]
     );
-    assert_eq!(out.unsupported.get("DNSSEC records of a signed zone"), Some(&3));
+    assert_eq!(
+        out.unsupported.get("DNSSEC records of a signed zone"),
+        Some(&3)
+    );
     assert!(out.warnings.is_empty(), "{:?}", msgs(&out.warnings));
 }

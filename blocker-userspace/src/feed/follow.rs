@@ -1294,7 +1294,7 @@ impl Follower {
         self.st.expired = true;
         match self.feed.on_expire {
             OnExpire::Keep => log::error!(
-                "{}: EXPIRED: no primary reached for the SOA expire time; the last good copy (serial {serial}) stays enforced (--on-expire keep)",
+                "{}: EXPIRED: no successful refresh for the SOA expire time (no primary reached, or what they sent was refused: see the last error); the last good copy (serial {serial}) stays enforced (--on-expire keep)",
                 self.zone_name()
             ),
             OnExpire::Stop if self.enforced => {
@@ -1303,7 +1303,7 @@ impl Follower {
                 match tokio::task::spawn_blocking(move || withdraw_blocking(&shared, &feed, serial)).await {
                     Ok(Ok(g)) => {
                         log::error!(
-                            "{}: EXPIRED: no primary reached for the SOA expire time; the rules of order {:?} are withdrawn (generation {g}, --on-expire stop) until the next transfer",
+                            "{}: EXPIRED: no successful refresh for the SOA expire time (no primary reached, or what they sent was refused: see the last error); the rules of order {:?} are withdrawn (generation {g}, --on-expire stop) until the next transfer",
                             self.zone_name(),
                             self.feed.order
                         );
