@@ -781,6 +781,21 @@ fn expiry_keeps_or_withdraws_the_rules() {
         err.contains("feed remove"),
         "a followed order is not removed: {err}"
     );
+    // Restarted while the primary is still away: the expired copy is not enforced again.
+    {
+        let stop = &mut edges[1];
+        assert!(stop.1.stop().success());
+        stop.1 = Follow::start(&stop.0, &stop_ns, None);
+        wait_for(10, "restarted: the expired copy stays withdrawn", || {
+            let log = stop.1.log();
+            if log.contains("not enforced until a primary answers") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        });
+        assert_eq!(explain(&stop.0, "gone.example"), "pass (no rule)");
+    }
 
     knot.spawn();
     for (b, f) in &edges {

@@ -786,6 +786,30 @@ impl Follower {
             }
         };
         let serial = z.serial();
+        if matches!(self.feed.on_expire, OnExpire::Stop)
+            && self.st.expires_at != 0
+            && now() >= self.st.expires_at
+        {
+            // Expired while no follower ran (or withdrawn before it stopped): the copy is
+            // not enforced again until a primary answers.
+            let (shared, feed) = (self.shared.clone(), self.feed.clone());
+            let r = tokio::task::spawn_blocking(move || withdraw_blocking(&shared, &feed, serial))
+                .await;
+            if let Ok(Err(e)) = &r {
+                self.failed(format!("withdrawing the expired copy: {e}"));
+            }
+            log::error!(
+                "{}: the saved copy (serial {serial}) expired at {}: not enforced until a \
+                 primary answers (--on-expire stop)",
+                self.zone_name(),
+                crate::cli::time_str(self.st.expires_at)
+            );
+            self.zone = Some(z);
+            self.enforced = false;
+            self.st.expired = true;
+            self.st.serial = None;
+            return;
+        }
         match self.enforce(z, "the saved copy".to_string(), None).await {
             Ok((z, a)) => {
                 log::info!(
