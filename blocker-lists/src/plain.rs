@@ -279,7 +279,16 @@ impl Parser<'_> {
                     // `local-data:` lines decide): 0.0.0.0 in block lists (Energized,
                     // hagezi), a block page or a safe-search address that must not turn
                     // into a block.
-                    "redirect" | "inform_redirect" => return,
+                    "redirect" | "inform_redirect" => {
+                        // Counted (a file of nothing else must not load as an empty
+                        // order unnoticed), without a warning each.
+                        self.out.count_unsupported(
+                            "unbound redirect zone (its local-data lines decide)",
+                            self.file,
+                            line,
+                        );
+                        return;
+                    }
                     t @ ("nodefault" | "ipset") => {
                         self.out.skip_unsupported(
                             "unbound local-zone that does not block",
@@ -1376,7 +1385,12 @@ mod tests {
         for kind in ["unbound local-zone that does not block", "unbound include"] {
             assert_eq!(out.unsupported.get(kind), Some(&1), "{kind}");
         }
-        assert_eq!(out.unsupported.len(), 3, "{:?}", out.unsupported);
+        assert_eq!(
+            out.unsupported
+                .get("unbound redirect zone (its local-data lines decide)"),
+            Some(&2)
+        );
+        assert_eq!(out.unsupported.len(), 4, "{:?}", out.unsupported);
         let out = plain(
             "local-zone: \".\" always_nxdomain\nlocal-zone: \"x.example\" blocked\n\
              local-zone: \"y.example\"\nserver: verbosity\n",

@@ -1311,4 +1311,27 @@ fn a_primary_behind_does_not_hold_the_edge_back() {
     assert!(err.contains("older than the enforced 11"), "{err}");
     assert_eq!(feed(&b, ORDER)["status"]["serial"], 11);
     assert_eq!(explain(&b, "other.example"), "pass (no rule)");
+
+    // The second primary's next serial is refused (a public suffix): the first primary
+    // answering with nothing newer does not make the edge look current.
+    bp.set(12, &["one.example", "two.example", "co.uk"]);
+    let st = wait_for(20, "the refused serial stays in the status", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("refused by the guards") => Ok(st),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert_eq!(st["status"]["serial"], 11, "{st}");
+    assert_eq!(st["status"]["primary_serial"], 12, "{st}");
+    assert!(st["status"]["failures"].as_u64() >= Some(1), "{st}");
+    assert!(st["lag"].as_u64().is_some(), "{st}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let st = feed(&b, ORDER);
+    assert!(
+        st["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused by the guards")),
+        "still said after more refreshes: {st}"
+    );
 }

@@ -158,9 +158,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
             println!("{iface}: already attached ({mode})");
             continue;
         }
-        if !args.noop && !args.keep_vlan_offload {
-            keep_vlan_tags(ifname, iface);
-        }
         let tries: &[(XdpMode, &str)] = match args.mode {
             Mode::Auto => &[(XdpMode::Driver, "native"), (XdpMode::Skb, "skb")],
             Mode::Native => &[(XdpMode::Driver, "native")],
@@ -188,6 +185,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
                 .unwrap_or_else(|| anyhow::anyhow!("no mode tried"));
             return Err(e.context(format!("attaching to {iface}")));
         };
+        // Once attached (a refused attachment leaves the interface as it was).
+        if !args.noop && !args.keep_vlan_offload {
+            keep_vlan_tags(ifname, iface);
+        }
         let label = match (args.noop, label) {
             (true, "native") => "native, no-op",
             (true, _) => "skb, no-op",

@@ -282,11 +282,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             if !r.command.starts_with("jurisdictions") || since.is_some_and(|s| r.started < s) {
                 continue;
             }
+            // The order as its latest change before then left it (none: removed, or
+            // recorded before settings were kept).
             let scoped = recs
                 .iter()
                 .filter(|o| o.enforced.is_some_and(|e| e <= at))
-                .filter_map(|o| o.settings.as_ref())
                 .next_back()
+                .and_then(|o| o.settings.as_ref())
                 .is_some_and(|s| s.jurisdictions.contains(j));
             if scoped {
                 o.changes.push(Change::from(r));

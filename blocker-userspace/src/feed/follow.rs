@@ -308,8 +308,12 @@ async fn follow_feed(shared: Arc<Shared>, feed: Feed, mut stop: watch::Receiver<
                         f.st.last_notify = now();
                     }
                     while let Ok(n) = notices.try_recv() {
-                        news |= !matches!((n.serial, ours), (Some(s), Some(o)) if !serial_newer(s, o));
-                        f.noticed(n);
+                        if matches!((n.serial, ours), (Some(s), Some(o)) if !serial_newer(s, o)) {
+                            f.st.last_notify = now();
+                        } else {
+                            news = true;
+                            f.noticed(n);
+                        }
                     }
                     if news {
                         break;
@@ -713,10 +717,26 @@ fn withdraw_blocking(shared: &Shared, feed: &Feed, serial: u32) -> anyhow::Resul
         "rpz {} serial {serial} EXPIRED: rules withdrawn (--on-expire stop)",
         feed.zone
     )];
+    let started = jiff::Timestamp::now();
     let s = c.apply(vec![OrderChange::Put {
         order,
         rules: Some(Vec::new()),
     }])?;
+    // In the compliance record: the order was not enforced from then on.
+    let audit = crate::compliance::Audit {
+        ticket: Some(format!("rpz {} serial {serial}", feed.zone)),
+        operator: Some("blocker follow".into()),
+    };
+    let rec = crate::compliance::Record::new(
+        "follow: expired, rules withdrawn (--on-expire stop)",
+        started,
+        Some(&feed.order),
+        Some(&s),
+        &audit,
+    );
+    if let Err(e) = crate::compliance::append(&shared.dir, &rec) {
+        log::error!("{}: rules withdrawn, but not recorded: {e}", feed.zone);
+    }
     Ok(s.generation)
 }
 
@@ -795,19 +815,23 @@ impl Follower {
             let (shared, feed) = (self.shared.clone(), self.feed.clone());
             let r = tokio::task::spawn_blocking(move || withdraw_blocking(&shared, &feed, serial))
                 .await;
-            if let Ok(Err(e)) = &r {
-                self.failed(format!("withdrawing the expired copy: {e}"));
-            }
-            log::error!(
-                "{}: the saved copy (serial {serial}) expired at {}: not enforced until a \
-                 primary answers (--on-expire stop)",
-                self.zone_name(),
-                crate::cli::time_str(self.st.expires_at)
-            );
             self.zone = Some(z);
-            self.enforced = false;
             self.st.expired = true;
-            self.st.serial = None;
+            match r {
+                Ok(Ok(_)) => {
+                    log::error!(
+                        "{}: the saved copy (serial {serial}) expired at {}: not enforced until \
+                         a primary answers (--on-expire stop)",
+                        self.zone_name(),
+                        crate::cli::time_str(self.st.expires_at)
+                    );
+                    self.enforced = false;
+                    self.st.serial = None;
+                }
+                // Still enforced: the expiry check withdraws it at the next attempt.
+                Ok(Err(e)) => self.failed(format!("withdrawing the expired copy: {e:#}")),
+                Err(e) => self.failed(format!("withdrawing the expired copy: {e}")),
+            }
             return;
         }
         match self.enforce(z, "the saved copy".to_string(), None).await {
@@ -937,6 +961,8 @@ impl Follower {
         // first of them makes the copy current when none is newer.
         let mut not_newer: Option<(usize, Primary, u32)> = None;
         let mut older: Vec<String> = Vec::new();
+        // The newest serial a primary had whose transfer failed.
+        let mut newer_failed: Option<u32> = None;
         let n = self.primaries.len();
         for i in 0..n {
             let idx = (self.first + i) % n;
@@ -964,11 +990,22 @@ impl Follower {
             }
             match self.synced(idx, &p, theirs, &older).await {
                 Ok(()) => return true,
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    newer_failed = newer_failed.max(Some(theirs));
+                }
             }
         }
         if let Some((idx, p, theirs)) = not_newer {
+            let behind = self.st.behind_since;
             match self.synced(idx, &p, theirs, &older).await {
+                // A primary had something newer and it failed (refused by the guards, a bad
+                // signature…): the copy is as new as the other primaries, but the edge is
+                // behind, and its status says so (a failure, retried at the retry interval).
+                Ok(()) if newer_failed.is_some() => {
+                    self.st.primary_serial = newer_failed;
+                    self.st.behind_since = if behind != 0 { behind } else { now() };
+                }
                 Ok(()) => return true,
                 Err(e) => errors.push(e),
             }
@@ -1004,8 +1041,9 @@ impl Follower {
         self.st.last_error = None;
         if let Some(ours) = self.zone.as_ref().map(Zone::serial) {
             let mut older = older.to_vec();
-            if serial_newer(ours, theirs) {
-                older.push(format!("{} serves serial {theirs}", p.addr));
+            let said = format!("{} serves serial {theirs}", p.addr);
+            if serial_newer(ours, theirs) && !older.contains(&said) {
+                older.push(said);
             }
             if !older.is_empty() {
                 self.st.last_error = Some(format!(

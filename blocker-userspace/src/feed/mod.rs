@@ -301,10 +301,12 @@ pub fn load_key(path: &Path) -> Result<TsigKey, FeedError> {
 /// space: base64 holds `/`, so a `//` inside a secret is not one) dropped, then split at
 /// BIND's `;`, `{` and `}` outside quotes (a whole `key "n" { algorithm A; secret "S"; };`
 /// on one line is three statements).
-fn statements(line: &str) -> Vec<&str> {
+/// Each statement comes with whether a `;` precedes it on the line (what follows a `;` may
+/// be a zone-file style comment).
+fn statements(line: &str) -> Vec<(bool, &str)> {
     let b = line.as_bytes();
     let mut out = Vec::new();
-    let (mut quoted, mut start) = (false, 0);
+    let (mut quoted, mut start, mut after_semicolon) = (false, 0, false);
     let mut end = b.len();
     for (i, &c) in b.iter().enumerate() {
         match c {
@@ -321,16 +323,17 @@ fn statements(line: &str) -> Vec<&str> {
                 break;
             }
             b';' | b'{' | b'}' if !quoted => {
-                out.push(line[start..i].trim());
+                out.push((after_semicolon, line[start..i].trim()));
+                after_semicolon |= c == b';';
                 start = i + 1;
             }
             _ => {}
         }
     }
     if start < end {
-        out.push(line[start..end].trim());
+        out.push((after_semicolon, line[start..end].trim()));
     }
-    out.retain(|s| !s.is_empty());
+    out.retain(|(_, s)| !s.is_empty());
     out
 }
 
@@ -347,13 +350,29 @@ fn parse_key(text: &str, path: &Path) -> Result<TsigKey, FeedError> {
     let mut words = 0;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        for (n, l) in statements(raw).into_iter().enumerate() {
+        for (after_semicolon, l) in statements(raw) {
+            let lower = l.to_ascii_lowercase();
+            // After a `;`, prose is a comment (`; secret for the edge`): a statement's value
+            // is one word.
+            let one_value = |keyword: &str| {
+                l[keyword.len()..]
+                    .trim_start_matches(':')
+                    .split_whitespace()
+                    .count()
+                    == 1
+            };
+            if after_semicolon
+                && !["key", "secret", "algorithm"]
+                    .iter()
+                    .any(|k| lower.starts_with(k) && one_value(k))
+            {
+                break;
+            }
             if first_line == 0 {
                 first_line = line;
             }
             words += 1;
             let unq = |s: &str| s.trim().trim_matches('"').to_string();
-            let lower = l.to_ascii_lowercase();
             if let Some(rest) = lower
                 .strip_prefix("key ")
                 .or_else(|| lower.strip_prefix("key\t"))
@@ -385,9 +404,6 @@ fn parse_key(text: &str, path: &Path) -> Result<TsigKey, FeedError> {
                 name = Some((line, n.to_string()));
                 alg = Some((line, a.to_ascii_lowercase()));
                 secret = Some((line, s.to_string()));
-            } else if n > 0 {
-                // After a `;` on the same line: a zone-file style comment.
-                break;
             } else {
                 return Err(err(
                     line,
@@ -624,6 +640,7 @@ mod tests {
             ),
             format!("key:\n  - id: edge-xfr\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
             format!("key \"edge-xfr\" {{\n secret \"{secret}\"; ; zone-file comment\n}};\n"),
+            format!("; TSIG key for the edge\nkey \"edge-xfr\" {{\n secret \"{secret}\"; ; secret rotated monthly\n}};\n"),
         ] {
             let k = parse_key(&text, p).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(k.name(), "edge-xfr", "{text}");

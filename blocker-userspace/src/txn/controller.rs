@@ -153,18 +153,36 @@ impl Controller {
     /// Both copies at once, as recovery writes them: only the windows' instants change, and
     /// each is one aligned 64-bit word a reader sees whole.
     pub fn follow_the_clock(&mut self) -> Result<Option<i64>> {
-        let Some(shift) = windows_shift_s(&self.maps, &self.state)? else {
-            return Ok(None);
+        let shift = windows_shift_s(&self.maps, &self.state)?;
+        // Any other difference between the gates in force and the state (the precedence of
+        // equal priorities after an upgrade changed how ties are broken, say) is put right
+        // the same way.
+        let stale = shift.is_some() || {
+            let epoch = self.maps.config()?.epoch;
+            let gates = self.maps.gates()?;
+            order_gates(&self.state)
+                .iter()
+                .any(|(id, want)| gates.get(epoch, *id) != want)
         };
+        if !stale {
+            return Ok(None);
+        }
         let ids: Vec<u16> = self.state.orders.iter().map(|o| o.id).collect();
         for copy in [0, 1] {
             write_orders(&mut self.maps, copy, &self.state, &ids)?;
         }
-        log::warn!(
-            "the orders' validity windows were {shift} s off the wall clock (the kernel's TAI \
-             offset changed since they were written, as when NTP sets it after boot): rewritten"
-        );
-        Ok(Some(shift))
+        match shift {
+            Some(shift) => log::warn!(
+                "the orders' validity windows were {shift} s off the wall clock (the kernel's \
+                 TAI offset changed since they were written, as when NTP sets it after boot): \
+                 rewritten"
+            ),
+            None => log::warn!(
+                "the orders' gates in the kernel differed from the state (precedence, scope or \
+                 mode): rewritten"
+            ),
+        }
+        Ok(shift)
     }
 
     /// For `blocker upgrade`: loads this build's program with new maps pinned in `pins.dir`
