@@ -286,8 +286,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             // recorded before settings were kept).
             let scoped = recs
                 .iter()
-                .filter(|o| o.enforced.is_some_and(|e| e <= at))
-                .next_back()
+                .rfind(|o| o.enforced.is_some_and(|e| e <= at))
                 .and_then(|o| o.settings.as_ref())
                 .is_some_and(|s| s.jurisdictions.contains(j));
             if scoped {
