@@ -115,6 +115,10 @@ pub struct Options {
     /// What a bare name in a plain or hosts list matches (court orders mean the domain and its
     /// subdomains: [`Kind::Subtree`], the default).
     pub bare_kind: Kind,
+    /// What `*.name` in a plain or hosts list matches: [`Kind::Below`] (the names under name,
+    /// as in RPZ; the default) or [`Kind::Subtree`] (name too, as lists written for
+    /// resolvers that read the star that way mean it).
+    pub star_kind: Kind,
     /// The RPZ zone's name (e.g. `rpz.isp.example`): the initial origin of the file, and the
     /// apex stripped from owners, whatever the SOA says. None: the SOA owner, else the
     /// `$ORIGIN` in force at the first record, else owners are taken as they are.
@@ -125,6 +129,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             bare_kind: Kind::Subtree,
+            star_kind: Kind::Below,
             rpz_origin: None,
         }
     }
@@ -412,6 +417,8 @@ pub struct ParseOutcome {
     /// uncompressed), its TTL the smaller of the record's and the SOA MINIMUM (RFC 2308, as
     /// BIND's add-soa sends it). None for other formats or a zone without one.
     pub soa: Option<Vec<u8>>,
+    /// Plain and hosts lists: entries written `*.name` (read as [`Options::star_kind`] says).
+    pub stars: usize,
 }
 
 /// How many places of skipped entries [`ParseOutcome::unsupported_at`] keeps a kind.
@@ -497,6 +504,7 @@ impl ParseOutcome {
             at.extend(places.into_iter().take(room));
         }
         self.duplicates += next.duplicates;
+        self.stars += next.stars;
     }
 
     /// Keeps the first of repeated (name, kind) entries; a repeat with another action is an

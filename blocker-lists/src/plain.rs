@@ -240,7 +240,10 @@ impl Parser<'_> {
     /// A name of a hosts line: `name` or `*.name`.
     fn host_entry(&mut self, text: &str, line: usize) {
         let (s, kind) = match text.strip_prefix("*.") {
-            Some(rest) => (rest, Kind::Below),
+            Some(rest) => {
+                self.out.stars += 1;
+                (rest, self.opts.star_kind)
+            }
             None => (text, self.opts.bare_kind),
         };
         match normalize_name(s) {
@@ -476,7 +479,8 @@ impl Parser<'_> {
             return;
         }
         let (s, kind) = if let Some(rest) = text.strip_prefix("*.") {
-            (rest, Kind::Below)
+            self.out.stars += 1;
+            (rest, self.opts.star_kind)
         } else if let Some(rest) = text
             .strip_prefix('.')
             .filter(|r| !r.is_empty() && !r.starts_with('.'))
@@ -1250,6 +1254,36 @@ mod tests {
         assert!(
             w[0].starts_with("list.txt:1: xn--") && w[0].contains("U+2013"),
             "{w:?}"
+        );
+    }
+
+    /// `*.name` is below name by default (as in RPZ), the name too with `star_kind`
+    /// subtree; either way the entries are counted, for the load's note.
+    #[test]
+    fn star_entries_follow_the_star_option() {
+        let text = "*.a.example\n0.0.0.0 *.b.example\nc.example\n";
+        let out = plain(text);
+        assert_eq!(out.stars, 2);
+        assert_eq!(
+            names(&out),
+            vec![
+                ("a.example".into(), Kind::Below, None),
+                ("b.example".into(), Kind::Below, None),
+                ("c.example".into(), Kind::Subtree, None),
+            ]
+        );
+        let opts = Options {
+            star_kind: Kind::Subtree,
+            ..Options::default()
+        };
+        let out = parse_str(text, Path::new("list.txt"), Format::Plain, &opts);
+        assert_eq!(
+            names(&out),
+            vec![
+                ("a.example".into(), Kind::Subtree, None),
+                ("b.example".into(), Kind::Subtree, None),
+                ("c.example".into(), Kind::Subtree, None),
+            ]
         );
     }
 

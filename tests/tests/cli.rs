@@ -915,3 +915,35 @@ fn block_events_with_sampling_and_privacy() {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0]["first_hit"], true);
 }
+
+/// `*.name` in a plain list: the names below name (as in RPZ), and with `--star subtree`
+/// name too; a list made mostly of them says which reading was used.
+#[test]
+fn star_entries_as_the_operator_reads_them() {
+    let b = Blocker::new();
+    let lists = TempDir::new("blkt-star");
+    let text: String = (0..12).map(|i| format!("*.w{i}.example\n")).collect();
+    let wild = lists.write("wildcards.txt", &text);
+    let verdict = |name: &str| -> String {
+        let e: serde_json::Value =
+            serde_json::from_str(&b.ok(&["explain", name, "--json"])).expect("json");
+        assert_eq!(e["kernel_agrees"], true, "{e}");
+        e["verdict"].as_str().unwrap_or_default().to_string()
+    };
+    let stderr = |args: &[&str]| {
+        let out = b.run(args);
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = stderr(&["rules", "load", &wild, "--order", "W"]);
+    assert!(
+        err.contains("12 of 12 entries are `*.name`") && err.contains("--star subtree"),
+        "{err}"
+    );
+    assert_eq!(verdict("w3.example"), "pass (no rule)");
+    assert_eq!(verdict("www.w3.example"), "nxdomain");
+    let err = stderr(&["rules", "load", &wild, "--order", "W", "--star", "subtree"]);
+    assert!(!err.contains("entries are `*.name`"), "{err}");
+    assert_eq!(verdict("w3.example"), "nxdomain");
+    assert_eq!(verdict("www.w3.example"), "nxdomain");
+}

@@ -40,7 +40,8 @@ pub enum Command {
     /// lines may be mixed in one file (only `--format hosts` refuses a line without an
     /// address). In plain and hosts lists a bare name means the name
     /// and all its subdomains (--match subtree, the usual meaning of a court order) and
-    /// `*.example.com` means only names strictly below example.com (as in RPZ). RPZ files
+    /// `*.example.com` means only names strictly below example.com (as in RPZ; --star subtree
+    /// for lists that mean example.com too). RPZ files
     /// keep RPZ semantics: `name` is that name only, `*.name` the names below it.
     ///
     /// RPZ zone files are read as DNS servers read them: `$ORIGIN`, `$TTL`, `$INCLUDE`,
@@ -264,6 +265,15 @@ pub enum CliMatch {
     Exact,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CliStar {
+    /// `*.name` blocks the names below name, not name itself (as in RPZ).
+    Below,
+    /// `*.name` blocks name and the names below it (as lists written for resolvers that
+    /// read the star that way mean it, e.g. "wildcard" list formats).
+    Subtree,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
     /// List files (several files make one rule set).
@@ -275,6 +285,9 @@ pub struct LoadArgs {
     /// What a bare name in a plain or hosts list matches.
     #[arg(long = "match", value_enum, default_value_t = CliMatch::Subtree)]
     pub matching: CliMatch,
+    /// What `*.name` in a plain or hosts list matches (RPZ files keep RPZ's meaning: below).
+    #[arg(long, value_enum, default_value_t = CliStar::Below)]
+    pub star: CliStar,
     /// Action of entries that do not carry one (RPZ entries do); default: the order's
     /// default action (nxdomain for a new order). Also becomes the order's default action.
     #[arg(long, value_enum)]
@@ -647,6 +660,10 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
             CliMatch::Subtree => Kind::Subtree,
             CliMatch::Exact => Kind::Exact,
         },
+        star_kind: match a.star {
+            CliStar::Below => Kind::Below,
+            CliStar::Subtree => Kind::Subtree,
+        },
         rpz_origin: a.rpz_origin.clone(),
     };
     let format = match a.format {
@@ -681,6 +698,18 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         });
         if soa.is_none() {
             soa = out.soa.clone();
+        }
+        // A list made mostly of `*.name` may mean the star as "name and below" (wildcard
+        // list formats); blocker reads it as RPZ does unless told.
+        if a.star == CliStar::Below && out.stars >= 10 && out.stars * 2 >= out.rules.len() {
+            eprintln!(
+                "note: {}: {} of {} entries are `*.name`, which blocks the names below name, \
+                 not name itself (as in RPZ); if the list means name too, load it with \
+                 --star subtree",
+                f.display(),
+                out.stars,
+                out.rules.len()
+            );
         }
         // The first file's rules are moved, not copied: a list of ten million is 640 MB.
         if parsed.is_empty() {
