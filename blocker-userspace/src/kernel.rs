@@ -354,6 +354,12 @@ pub fn pin_link(pins: &Pins, iface: &str, link: FdLink) -> Result<PinnedLink> {
         .map_err(Into::into)
 }
 
+/// Whether the link pinned for `iface` is still attached to an interface (false: defunct,
+/// its interface went away and the kernel detached it; or no pin).
+pub fn link_attached(pins: &Pins, iface: &str) -> bool {
+    crate::sys::xdp_link_ifindex_at(&pins.link(iface)).is_ok_and(|i| i != 0)
+}
+
 /// The id of the program the link pinned for `iface` runs.
 pub fn link_program_id(pins: &Pins, iface: &str) -> Result<u32> {
     let path = pins.link(iface);

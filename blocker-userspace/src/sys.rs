@@ -163,6 +163,46 @@ pub fn prog_test_run(
     })
 }
 
+/// The interface index an XDP link is attached to (BPF_OBJ_GET_INFO_BY_FD), 0 when the link
+/// is defunct: its interface went away (a bond or VLAN re-created, a driver reloaded) and
+/// the kernel detached it, while its pin stays.
+pub fn xdp_link_ifindex_at(pin: &Path) -> io::Result<u32> {
+    let path = CString::new(pin.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = zeroed_attr();
+    // SAFETY: writing the pinning member of a zeroed union: all-zero integers are valid.
+    let o = unsafe { &mut attr.__bindgen_anon_4 };
+    o.pathname = path.as_ptr() as u64;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let fd = unsafe { bpf(bpf_cmd::BPF_OBJ_GET, &mut attr) }?;
+    // SAFETY: a descriptor the kernel just opened for us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    xdp_link_ifindex(fd.as_fd())
+}
+
+/// [`xdp_link_ifindex_at`] for an open link.
+pub fn xdp_link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: bpf_link_info is a C struct of integers and unions of integers: all-zero bytes
+    // is a valid value.
+    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
+    // SAFETY: writing the info member of a zeroed union: all-zero integers are valid.
+    let i = unsafe { &mut attr.info };
+    i.bpf_fd = link.as_raw_fd() as u32;
+    i.info_len = size_of::<aya_obj::generated::bpf_link_info>() as u32;
+    i.info = &mut info as *mut _ as u64;
+    // SAFETY: `info` is as large as info_len says and outlives the call.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    if info.type_ != aya_obj::generated::bpf_link_type::BPF_LINK_TYPE_XDP as u32 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an XDP link",
+        ));
+    }
+    // SAFETY: the kernel filled the xdp member of an XDP link's info.
+    Ok(unsafe { info.__bindgen_anon_1.xdp.ifindex })
+}
+
 /// BPF_MAP_LOOKUP_ELEM on any map fd into a caller's buffer (for values too large for the
 /// stack, which aya's typed maps return by value). The slices must be the map's key and value
 /// sizes: the kernel reads and writes that many bytes.

@@ -877,6 +877,7 @@ fn block_events_with_sampling_and_privacy() {
         assert_eq!(e["client"], "192.0.2.0", "truncated to /24");
     }
     assert!(ev.iter().any(|e| e["first_hit"] == true));
+    assert!(ev.iter().all(|e| e["shadow"] == false), "{ev:?}");
 
     // Sparse sampling without addresses: only first hits (one per CPU at most) are sent.
     std::fs::remove_file(&file).expect("reset");
@@ -914,6 +915,22 @@ fn block_events_with_sampling_and_privacy() {
     let ev = read(1);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0]["first_hit"], true);
+    assert_eq!(ev[0]["shadow"], false);
+
+    // An order in shadow mode: its events say so (the query was not answered by it).
+    std::fs::remove_file(&file).expect("reset");
+    b.ok(&["orders", "set", "--order", "Court-9", "--mode", "shadow"]);
+    kdig(&t.client, EDGE_V4, "quiet.example", "A", Q);
+    let ev = read(1);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (&ev[0]["rule"], &ev[0]["shadow"]),
+        (
+            &serde_json::json!("quiet.example"),
+            &serde_json::json!(true)
+        ),
+        "{ev:?}"
+    );
 }
 
 /// `*.name` in a plain list: the names below name (as in RPZ), and with `--star subtree`

@@ -411,6 +411,64 @@ fn attach_turns_vlan_tag_stripping_off() {
     );
 }
 
+/// An interface that goes away and comes back (a bond or VLAN re-created, a driver reloaded)
+/// leaves its link pinned but detached by the kernel: `status` and the metrics say so, and
+/// `attach` (what the restore unit runs) attaches it again instead of saying "already".
+#[test]
+fn a_recreated_interface_is_seen_detached_and_attached_again() {
+    let ns = blocker_tests::env::NetNs::new("blkv");
+    let up = |ns: &blocker_tests::env::NetNs| {
+        ns.must(
+            "ip",
+            &["link", "add", "vx0", "type", "veth", "peer", "name", "vx1"],
+        );
+        ns.must("ip", &["link", "set", "vx0", "up"]);
+        ns.must("ip", &["link", "set", "vx1", "up"]);
+    };
+    up(&ns);
+    let b = Blocker::new();
+    let iface = format!("vx0@{}", ns.name);
+    b.ok(&[
+        "attach", "--iface", "vx0", "--netns", &ns.name, "--mode", "skb",
+    ]);
+    let attached = |b: &Blocker| -> (bool, bool) {
+        let st: serde_json::Value =
+            serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+        let i = st["interfaces"]
+            .as_array()
+            .and_then(|v| v.iter().find(|i| i["name"] == iface.as_str()).cloned())
+            .unwrap_or_else(|| panic!("{st}"));
+        (i["attached"] == true, i["defunct"] == true)
+    };
+    assert_eq!(attached(&b), (true, false));
+    ns.must("ip", &["link", "del", "vx0"]);
+    up(&ns);
+    assert_eq!(
+        attached(&b),
+        (false, true),
+        "the link outlived its interface"
+    );
+    let out = b.ok(&[
+        "attach", "--iface", "vx0", "--netns", &ns.name, "--mode", "skb",
+    ]);
+    assert!(
+        out.contains("defunct") && out.contains("attached (skb)"),
+        "{out}"
+    );
+    assert_eq!(attached(&b), (true, false));
+    let xdp = ns.must("ip", &["-d", "link", "show", "vx0"]);
+    assert!(xdp.contains("xdpgeneric"), "{xdp}");
+
+    // Recorded without a link (as after a reboot whose restore unit does not list it):
+    // `detach --iface` forgets it, so the not-attached alert can be put right.
+    std::fs::remove_file(b.bpffs.join("links").join(&iface)).expect("remove the pin");
+    assert_eq!(attached(&b), (false, false));
+    let out = b.ok(&["detach", "--iface", &iface]);
+    assert!(out.contains("forgotten"), "{out}");
+    let st: serde_json::Value = serde_json::from_str(&b.ok(&["status", "--json"])).expect("json");
+    assert_eq!(st["interfaces"], serde_json::json!([]), "{st}");
+}
+
 #[test]
 fn a_change_beyond_the_capacity_grows_the_rule_map() {
     let mut t = Topology::new();

@@ -159,6 +159,11 @@ pub fn run() -> Result<()> {
             let _ = ok("ip", &["netns", "del", ns]);
         }
     }
+    // What a demo interrupted before its cleanup (Ctrl-C) left pinned: its state directory
+    // was another, so its pins would not match this run's.
+    if Path::new(BPFFS).exists() {
+        let _ = fs::remove_dir_all(BPFFS);
+    }
     let mut demo = Demo {
         dir: dir.clone(),
         blocker,

@@ -60,7 +60,7 @@ const PACKAGES: &[(&str, &str)] = &[
 /// it right after installing the package: tests and the benchmark run their own instances
 /// (inside namespaces, or on a free loopback port), and a machine that had the package before
 /// keeps its service as it was.
-const SERVICES: &[&str] = &["pdns-recursor", "prometheus", "knot"];
+const SERVICES: &[&str] = &["pdns-recursor", "prometheus", "knot", "unbound"];
 
 /// The packages that building blocker-userspace needs (its build script compiles the eBPF
 /// object it embeds): Debian's rust toolchain and library source, and the LLVM bpf-linker

@@ -148,6 +148,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
             None => ifname.clone(),
         };
         let iface = &key;
+        if ctx.pins.link(iface).exists() && !crate::kernel::link_attached(&ctx.pins, iface) {
+            // The interface went away and came back (a bond or VLAN re-created, a driver
+            // reloaded): the kernel detached the link, whose pin stayed. Attach anew.
+            println!("{iface}: the previous attachment is defunct (interface re-created): attaching again");
+            std::fs::remove_file(ctx.pins.link(iface))
+                .with_context(|| format!("removing the defunct link pin of {iface}"))?;
+        }
         if ctx.pins.link(iface).exists() {
             let mode = c
                 .state

@@ -20,14 +20,25 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     let _lock = ctx.dir.lock()?;
     let all = ctx.pins.attached()?;
+    let recorded = ctx.dir.load()?.interfaces;
     let targets = if args.ifaces.is_empty() {
-        all.clone()
+        // Those attached, and those recorded without a link (after a reboot, an interface
+        // the restore unit does not list): forgotten too.
+        let mut t = all.clone();
+        t.extend(recorded.keys().filter(|i| !all.contains(i)).cloned());
+        t
     } else {
         args.ifaces.clone()
     };
     for iface in &targets {
         let path = ctx.pins.link(iface);
         if !path.exists() {
+            if recorded.contains_key(iface) {
+                // Recorded but not pinned: nothing to detach, only the record to drop (the
+                // BlockerNotAttached alert stops).
+                println!("{iface}: forgotten (it was recorded, but not attached)");
+                continue;
+            }
             if args.ifaces.is_empty() {
                 continue;
             }

@@ -51,6 +51,9 @@ struct Line<'a> {
     qtype: String,
     client: Option<String>,
     first_hit: bool,
+    /// The order is in shadow mode: `action` is what it would have done; the query was not
+    /// answered by it.
+    shadow: bool,
 }
 
 /// Rule id → (order, name, match) of one generation.
@@ -167,6 +170,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
                 qtype: parse_qtype_name(ev.qtype),
                 client,
                 first_hit: ev.first == 1,
+                shadow: ev.shadow == 1,
             };
             writeln!(out, "{}", serde_json::to_string(&line)?)?;
             seen += 1;

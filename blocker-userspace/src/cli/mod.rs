@@ -170,6 +170,14 @@ impl Ctx {
         }
         Ok(self.dir.load()?)
     }
+
+    /// The state as last committed, without finishing an interrupted change: for `serve`,
+    /// whose scrapes must neither wait for a change in progress (its lock) nor write (its
+    /// unit keeps the state directory read-only but for the hits-per-day samples). During a
+    /// change its figures are those of the state before it.
+    pub fn state_committed(&self) -> Result<crate::state::StateFile> {
+        Ok(self.dir.load()?)
+    }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {

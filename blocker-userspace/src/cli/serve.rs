@@ -119,7 +119,7 @@ pub fn to_text_format(openmetrics: &str) -> String {
 /// The whole exposition (OpenMetrics), read fresh from the maps.
 pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
     let report = collect(ctx, None, top)?;
-    let state = ctx.state()?;
+    let state = ctx.state_committed()?;
     // Each scrape samples the orders' hits for the compliance report's hits per day.
     if let Ok(maps) = crate::kernel::Maps::open(&ctx.pins) {
         if let Err(e) = crate::compliance::sample_hits(&ctx.dir, &state, &maps) {
@@ -132,7 +132,7 @@ pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
         .map(|(name, i)| Attached {
             name: name.clone(),
             mode: i.mode.clone(),
-            up: ctx.pins.link(name).exists(),
+            up: crate::kernel::link_attached(&ctx.pins, name),
         })
         .collect();
     exposition(&report, state.updated, &interfaces, Some(ctx))

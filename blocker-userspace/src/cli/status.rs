@@ -20,8 +20,10 @@ struct IfaceStatus {
     name: String,
     mode: String,
     since: u64,
-    /// The pinned link exists.
+    /// The pinned link exists and is attached to an interface.
     attached: bool,
+    /// The link is pinned but detached: its interface went away (re-created, driver reloaded).
+    defunct: bool,
 }
 
 #[derive(Serialize)]
@@ -86,7 +88,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         .map(|n| {
             let rec = state.interfaces.get(&n);
             IfaceStatus {
-                attached: ctx.pins.link(&n).exists(),
+                attached: crate::kernel::link_attached(&ctx.pins, &n),
+                defunct: ctx.pins.link(&n).exists() && !crate::kernel::link_attached(&ctx.pins, &n),
                 mode: rec.map(|r| r.mode.clone()).unwrap_or_else(|| "?".into()),
                 since: rec.map(|r| r.since).unwrap_or(0),
                 name: n,
@@ -134,6 +137,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
     for i in &s.interfaces {
         let what = if i.attached {
             "attached"
+        } else if i.defunct {
+            "NOT attached (its interface went away or was re-created: `blocker attach` attaches \
+             it again)"
         } else {
             "NOT attached (link pin missing)"
         };
