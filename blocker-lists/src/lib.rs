@@ -85,6 +85,7 @@ use blocker_common::{Action, Kind};
 use rustc_hash::FxHashMap as HashMap;
 
 pub use name::{normalize_name, Name, NameError};
+pub use rpz::is_dnssec;
 
 /// A list format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -232,6 +232,23 @@ fn dotted(n: &impl ToName) -> String {
     }
 }
 
+/// A DNSSEC record (signatures, denial of existence, keys, digests): what a signed zone
+/// adds at its owners and apex, which no RPZ policy reads.
+pub fn is_dnssec<O, N>(d: &ZoneRecordData<O, N>) -> bool {
+    matches!(
+        d,
+        ZoneRecordData::Rrsig(_)
+            | ZoneRecordData::Nsec(_)
+            | ZoneRecordData::Nsec3(_)
+            | ZoneRecordData::Nsec3param(_)
+            | ZoneRecordData::Dnskey(_)
+            | ZoneRecordData::Ds(_)
+            | ZoneRecordData::Cds(_)
+            | ZoneRecordData::Cdnskey(_)
+            | ZoneRecordData::Zonemd(_)
+    )
+}
+
 /// The special label (`rpz-ip`, …) `label` is, if any.
 fn special(label: &[u8]) -> Option<&'static str> {
     SPECIAL
@@ -888,18 +905,7 @@ impl Scan<'_> {
         let rel = match &self.apex {
             Some(apex) if full == *apex => {
                 // (A signed zone's keys and signatures at the apex go without a word.)
-                let dnssec = matches!(
-                    data,
-                    ZoneRecordData::Rrsig(_)
-                        | ZoneRecordData::Nsec(_)
-                        | ZoneRecordData::Nsec3(_)
-                        | ZoneRecordData::Nsec3param(_)
-                        | ZoneRecordData::Dnskey(_)
-                        | ZoneRecordData::Cds(_)
-                        | ZoneRecordData::Cdnskey(_)
-                        | ZoneRecordData::Zonemd(_)
-                );
-                if !is_ns && !dnssec {
+                if !is_ns && !is_dnssec(data) {
                     self.out.warn(
                         file,
                         line,
@@ -1306,17 +1312,7 @@ impl Scan<'_> {
                     o.line = line;
                 }
             }
-            ZoneRecordData::Ns(_)
-            | ZoneRecordData::Soa(_)
-            | ZoneRecordData::Rrsig(_)
-            | ZoneRecordData::Nsec(_)
-            | ZoneRecordData::Nsec3(_)
-            | ZoneRecordData::Nsec3param(_)
-            | ZoneRecordData::Dnskey(_)
-            | ZoneRecordData::Ds(_)
-            | ZoneRecordData::Cds(_)
-            | ZoneRecordData::Cdnskey(_)
-            | ZoneRecordData::Zonemd(_) => {
+            d if matches!(d, ZoneRecordData::Ns(_) | ZoneRecordData::Soa(_)) || is_dnssec(d) => {
                 // Delegations, the zone's own SOA below the apex and DNSSEC records are not
                 // answers a policy gives.
                 let t = rec.rtype().to_string();

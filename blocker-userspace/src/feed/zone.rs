@@ -75,23 +75,6 @@ pub struct Zone {
 }
 
 /// The SOA data of a record known to be a SOA.
-/// A DNSSEC record (signatures, denial of existence, keys): what a signed zone adds at its
-/// owners, which no RPZ policy reads.
-fn is_dnssec<O, N>(d: &ZoneRecordData<O, N>) -> bool {
-    matches!(
-        d,
-        ZoneRecordData::Rrsig(_)
-            | ZoneRecordData::Nsec(_)
-            | ZoneRecordData::Nsec3(_)
-            | ZoneRecordData::Nsec3param(_)
-            | ZoneRecordData::Dnskey(_)
-            | ZoneRecordData::Ds(_)
-            | ZoneRecordData::Cds(_)
-            | ZoneRecordData::Cdnskey(_)
-            | ZoneRecordData::Zonemd(_)
-    )
-}
-
 pub fn soa_of(r: &ZoneRecord) -> Option<&Soa<DName<Bytes>>> {
     match r.data() {
         ZoneRecordData::Soa(s) => Some(s),
@@ -275,7 +258,7 @@ impl Zone {
             .flat_map(|b| b.deletes.iter().chain(&b.adds))
             // (A signed zone re-signs its apex SOA at every serial: its RRSIG is no owner's
             // policy.)
-            .filter(|r| soa_of(r).is_none() && !is_dnssec(r.data()))
+            .filter(|r| soa_of(r).is_none() && !blocker_lists::is_dnssec(r.data()))
             .map(owner_key)
             .collect();
         v.sort_unstable();
@@ -302,7 +285,7 @@ impl Zone {
                 .take_while(|(k, _)| k.starts_with(o))
             {
                 // A signed zone's records at every owner: no policy reads them.
-                if is_dnssec(r.data()) {
+                if blocker_lists::is_dnssec(r.data()) {
                     continue;
                 }
                 let ZoneRecordData::Cname(c) = r.data() else {
