@@ -87,9 +87,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode> {
         .into_iter()
         .map(|n| {
             let rec = state.interfaces.get(&n);
+            let linked = crate::kernel::link_attached(&ctx.pins, &n);
             IfaceStatus {
-                attached: crate::kernel::link_attached(&ctx.pins, &n),
-                defunct: ctx.pins.link(&n).exists() && !crate::kernel::link_attached(&ctx.pins, &n),
+                attached: linked,
+                defunct: !linked && ctx.pins.link(&n).exists(),
                 mode: rec.map(|r| r.mode.clone()).unwrap_or_else(|| "?".into()),
                 since: rec.map(|r| r.since).unwrap_or(0),
                 name: n,

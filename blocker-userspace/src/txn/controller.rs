@@ -153,17 +153,10 @@ impl Controller {
     /// Both copies at once, as recovery writes them: only the windows' instants change, and
     /// each is one aligned 64-bit word a reader sees whole.
     pub fn follow_the_clock(&mut self) -> Result<Option<i64>> {
-        let shift = windows_shift_s(&self.maps, &self.state)?;
         // Any other difference between the gates in force and the state (the precedence of
         // equal priorities after an upgrade changed how ties are broken, say) is put right
         // the same way.
-        let stale = shift.is_some() || {
-            let epoch = self.maps.config()?.epoch;
-            let gates = self.maps.gates()?;
-            order_gates(&self.state)
-                .iter()
-                .any(|(id, want)| gates.get(epoch, *id) != want)
-        };
+        let (shift, stale) = gates_vs_state(&self.maps, &self.state)?;
         if !stale {
             return Ok(None);
         }
@@ -1077,10 +1070,17 @@ pub fn tai_ns(t: jiff::Timestamp, offset: i128) -> u64 {
 /// sets it (0 at boot, 37 s once chrony reads its leap-second table) or at a leap second.
 /// None when no window differs.
 pub fn windows_shift_s(maps: &Maps, state: &StateFile) -> Result<Option<i64>> {
+    Ok(gates_vs_state(maps, state)?.0)
+}
+
+/// [`windows_shift_s`], and whether any gate in force differs from the state at all, from
+/// one read of the gates.
+fn gates_vs_state(maps: &Maps, state: &StateFile) -> Result<(Option<i64>, bool)> {
     let epoch = maps.config()?.epoch;
     let gates = maps.gates()?;
     let want = order_gates(state);
     let mut shift = None;
+    let stale = want.iter().any(|(id, w)| gates.get(epoch, *id) != w);
     for o in &state.orders {
         let (Some(w), have) = (want.get(&o.id), gates.get(epoch, o.id)) else {
             continue;
@@ -1095,7 +1095,7 @@ pub fn windows_shift_s(maps: &Maps, state: &StateFile) -> Result<Option<i64>> {
             }
         }
     }
-    Ok(shift)
+    Ok((shift, stale))
 }
 
 /// The gate of every order of `state`, by id (see [`blocker_common::OrderGate`]).
