@@ -8,6 +8,11 @@
 //! through [`blocker`], which counts exactly one reason.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the BPF target's `core` has atomic loads and stores but no `fetch_add`, while
+// the kernel has the instruction (BPF_ATOMIC | BPF_FETCH | BPF_ADD). The toolchain is the
+// bootstrap one already (-Z build-std), so the intrinsic costs no further switch.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod maps;
 mod rewrite;
@@ -15,7 +20,7 @@ mod rewrite;
 use aya_ebpf::{
     bindings::{
         xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
-        BPF_ANY, BPF_NOEXIST,
+        BPF_ANY,
     },
     helpers::generated as r#gen,
     macros::xdp,
@@ -27,10 +32,13 @@ use blocker_common::{
     filter::Probe,
     juris_addr,
     rrl::{self, Limit},
-    Action, BlockEvent, Config, LocalAnswer, Reason, RrlBucket, RuleHits, ACTION_COUNT,
-    CONFIG_SCOPED, CONFIG_WINDOWS, PRIVACY_NONE, PRIVACY_TRUNCATED, SHADOW_HITS,
+    rule_hit_step, rule_hits_count, Action, BlockEvent, Config, LocalAnswer, Reason, RrlBucket,
+    ACTION_COUNT, CONFIG_SCOPED, CONFIG_WINDOWS, PRIVACY_NONE, PRIVACY_TRUNCATED, SHADOW_HITS,
 };
-use core::mem::size_of;
+use core::{
+    intrinsics::{atomic_xadd, AtomicOrdering},
+    mem::size_of,
+};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 
 use aya_ebpf::maps::lpm_trie::Key as LpmKey;
@@ -193,30 +201,26 @@ fn index_of(reason: Reason) -> usize {
     unsafe { core::ptr::read_volatile(&r) as usize }
 }
 
-/// Counts a rule's hit (on its order under its action, or as a shadow hit); returns this
-/// CPU's count for the rule and whether this is the rule's first hit on this CPU since the
-/// list last changed.
+/// Counts a rule's hit (on its order under its action, or as a shadow hit); returns the
+/// rule's count and whether this is its first hit since the list last changed.
 #[inline(always)]
 fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
     let r = match RULE_HITS.get_ptr_mut(hit.rule_id) {
-        // SAFETY: a per-CPU value, written only by this CPU.
-        Some(h) => unsafe {
-            (*h).hits += 1;
-            let first = (*h).generation != generation;
-            (*h).generation = generation;
-            ((*h).hits, first)
-        },
-        None => {
-            // First hit of this rule on any CPU. Losing a race with another CPU (EEXIST) loses
-            // this one count at most.
-            let v = RuleHits {
-                hits: 1,
-                generation,
-                _reserved: 0,
-            };
-            let _ = RULE_HITS.insert(hit.rule_id, v, BPF_NOEXIST as u64);
-            (1, true)
+        Some(p) => {
+            // SAFETY: an aligned u64 in an array map's value, for the life of the program;
+            // every CPU and user space change it only atomically, and an aligned 64-bit load
+            // is one instruction (the BPF backend selects no atomic load at this CPU level).
+            let c = unsafe { core::ptr::read_volatile(p) };
+            let (add, first) = rule_hit_step(c, generation);
+            // An atomic add whose old value is not used: BPF_XADD, at every CPU level (the
+            // fetching form needs v3). The count returned is the one read plus this hit: a
+            // hit on another CPU between the two may be counted in both (event sampling only).
+            // SAFETY: as above.
+            unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, add) };
+            (rule_hits_count(c.wrapping_add(add)), first)
         }
+        // A rule id at or past the array's end: none is (ids stay below the capacity).
+        None => (0, false),
     };
     if let Some(o) = ORDER_HITS.get_ptr_mut(hit.order_id as u32) {
         // SAFETY: a per-CPU value, written only by this CPU.
@@ -232,7 +236,7 @@ fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
 }
 
 /// Sends a block event when sampling asks for one: the first hit of a rule after each list
-/// change, then every `event_every`th hit (per CPU). A full ring buffer loses the event, never
+/// change, then every `event_every`th hit of the rule. A full ring buffer loses the event, never
 /// the verdict.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]

@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use blocker_common::{
     dns::{Scratch, WalkState},
@@ -60,11 +60,11 @@ pub static GATES: Array<Gates> = Array::pinned(1, 0);
 #[map(name = "BLK_ORDER_HITS")]
 pub static ORDER_HITS: PerCpuArray<OrderHits> = PerCpuArray::pinned(MAX_ORDERS, 0);
 
-/// Rule id → hits, per CPU. An entry exists only once its rule has been hit, so a list of
-/// ten million rules costs counter memory only for the rules that match traffic.
+/// Rule id → its counter (`blocker_common::RuleHits`: hits and the generation of the last
+/// one), shared by every CPU and changed by atomic adds. Memory-mapped by user space, which
+/// reads every counter and zeroes freed ids' without a syscall each.
 #[map(name = "BLK_RULE_HITS")]
-pub static RULE_HITS: PerCpuHashMap<u32, RuleHits> =
-    PerCpuHashMap::pinned(DEFAULT_RULE_CAPACITY, BPF_F_NO_PREALLOC);
+pub static RULE_HITS: Array<RuleHits> = Array::pinned(DEFAULT_RULE_CAPACITY, BPF_F_MMAPABLE);
 
 /// Entry 0: packets by exit reason, per CPU.
 #[map(name = "BLK_STATS")]

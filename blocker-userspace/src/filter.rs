@@ -2,85 +2,27 @@
 //! `BLK_FILTER` array mapped into this process, and the one rule for keeping it right —
 //! a key's bit is set before the key enters the rule map.
 
-use std::os::fd::{AsFd, AsRawFd};
-
-use crate::{
-    error::OpError,
-    kernel::{KernelError, Result},
-};
+use crate::kernel::{KernelError, Result};
 use aya::maps::MapData;
 use blocker_common::{
     filter::{parts, position, setting, shift_for, MIN_SHIFT, REGION_WORDS},
     Config, RuleKey,
 };
 
-/// Both regions, as words.
-const WORDS: usize = 2 * REGION_WORDS;
-const BYTES: usize = WORDS * 8;
-
 /// The pinned `BLK_FILTER` array, memory-mapped read-write (both regions as one slice).
-pub struct Mapping(*mut u64);
+pub type Mapping = crate::mmap::Words;
 
-// SAFETY: the mapping is owned by this value and only reached through `&self`/`&mut self`.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `&self` only reads.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Maps the pinned filter array (the mapping keeps the map alive after `map` is closed).
-    pub fn new(map: &MapData) -> Result<Mapping> {
-        let info = map.info()?;
-        if !(info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8) {
-            return Err(KernelError::FilterLayout {
-                entries: info.max_entries(),
-                value_size: info.value_size(),
-                want_size: REGION_WORDS * 8,
-            });
-        }
-        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of exactly BYTES bytes; it lives
-        // until Drop unmaps it.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                BYTES,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(OpError {
-                context: "mapping the key filter".to_string(),
-                source: Box::new(std::io::Error::last_os_error()),
-            }
-            .into());
-        }
-        Ok(Mapping(p.cast()))
+/// Maps the pinned filter array, refusing one of another layout.
+pub fn mapping(map: &MapData) -> Result<Mapping> {
+    let info = map.info()?;
+    if !(info.max_entries() == 2 && info.value_size() as usize == REGION_WORDS * 8) {
+        return Err(KernelError::FilterLayout {
+            entries: info.max_entries(),
+            value_size: info.value_size(),
+            want_size: REGION_WORDS * 8,
+        });
     }
-}
-
-impl AsRef<[u64]> for Mapping {
-    fn as_ref(&self) -> &[u64] {
-        // SAFETY: BYTES bytes mapped at the pointer (page aligned) for the life of `self`.
-        unsafe { std::slice::from_raw_parts(self.0, WORDS) }
-    }
-}
-
-impl AsMut<[u64]> for Mapping {
-    fn as_mut(&mut self) -> &mut [u64] {
-        // SAFETY: as in `as_ref`, and `&mut self` makes this the only view in this process.
-        unsafe { std::slice::from_raw_parts_mut(self.0, WORDS) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped.
-        unsafe {
-            libc::munmap(self.0.cast(), BYTES);
-        }
-    }
+    Mapping::new(map, "the key filter")
 }
 
 /// Size and fill of a key filter (`blocker status`, `stats --json`, `serve`).
@@ -205,7 +147,7 @@ mod tests {
 
     #[test]
     fn every_admitted_key_is_held_through_growth_and_rebuilds() {
-        let mut kf = KeyFilter(vec![0u64; WORDS]);
+        let mut kf = KeyFilter(vec![0u64; 2 * REGION_WORDS]);
         let mut cfg = Config::default();
         let mut held: Vec<RuleKey> = Vec::new();
         // Off at first: everything "may" be there.
@@ -232,7 +174,7 @@ mod tests {
 
     #[test]
     fn absent_names_are_mostly_filtered_out() {
-        let mut kf = KeyFilter(vec![0u64; WORDS]);
+        let mut kf = KeyFilter(vec![0u64; 2 * REGION_WORDS]);
         let mut cfg = Config::default();
         let present = keys(0..10_000);
         kf.admit(&mut cfg, &present, 10_000, nothing);
@@ -248,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_filter_clogged_by_removed_names_is_rebuilt_from_what_is_left() {
-        let mut kf = KeyFilter(vec![0u64; WORDS]);
+        let mut kf = KeyFilter(vec![0u64; 2 * REGION_WORDS]);
         let mut cfg = Config::default();
         // A dynamic list: each change replaces 10 000 names by 10 000 others.
         let mut live = keys(0..10_000);
@@ -275,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_list_that_shrinks_gets_a_smaller_filter_once_the_old_names_are_gone() {
-        let mut kf = KeyFilter(vec![0u64; WORDS]);
+        let mut kf = KeyFilter(vec![0u64; 2 * REGION_WORDS]);
         let mut cfg = Config::default();
         let big = keys(0..100_000);
         kf.admit(&mut cfg, &big, 100_000, nothing);
@@ -301,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_largest_filter_fits_the_map() {
-        let mut kf = KeyFilter(vec![0u64; WORDS]);
+        let mut kf = KeyFilter(vec![0u64; 2 * REGION_WORDS]);
         let mut cfg = Config {
             filter: blocker_common::filter::setting(1, MAX_SHIFT),
             ..Config::default()

@@ -920,20 +920,43 @@ pub fn gates_zeroed() -> Box<blocker_common::Gates> {
     unsafe { Box::<blocker_common::Gates>::new_zeroed().assume_init() }
 }
 
-/// Copies every rule counter pinned in `from` into the rule-counter map pinned in `to` (of
-/// another capacity, same layout); returns how many rules had one.
+/// Copies every rule counter pinned in `from` into the rule-counter array pinned in `to` (of
+/// another capacity; or, from a build before the counters became one array, a per-CPU hash
+/// map, summed over CPUs); returns how many rules had hits.
 pub fn copy_rule_hits(from: &Pins, to: &Pins) -> Result<usize> {
-    type Hits = PerCpuHashMap<MapData, u32, blocker_common::RuleHits>;
-    let old = Hits::try_from(aya::maps::Map::PerCpuHashMap(open_map(
-        from,
-        MAP_RULE_HITS,
-    )?))?;
-    let mut new = Hits::try_from(aya::maps::Map::PerCpuHashMap(open_map(to, MAP_RULE_HITS)?))?;
+    let old = open_map(from, MAP_RULE_HITS)?;
+    let new = crate::mmap::Words::new(&open_map(to, MAP_RULE_HITS)?, "the new rule counters")?;
+    let new = new.atomics();
     let mut n = 0;
-    for entry in old.iter() {
-        let (id, values) = entry?;
-        new.insert(id, values, 0)?;
-        n += 1;
+    let mut put = |id: u32, c: u64| {
+        if let Some(w) = new.get(id as usize) {
+            w.store(c, std::sync::atomic::Ordering::Relaxed);
+            n += usize::from(blocker_common::rule_hits_count(c) > 0);
+        }
+    };
+    if old.info()?.map_type()? == aya::maps::MapType::PerCpuHash {
+        // Hits then, and the generation of this CPU's last hit: the generation is left out
+        // (the next hit counts as a first one, and makes its event).
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Before {
+            hits: u64,
+            generation: u32,
+            _reserved: u32,
+        }
+        // SAFETY: plain integers; any bytes are a valid value.
+        unsafe impl aya::Pod for Before {}
+        let old = PerCpuHashMap::<_, u32, Before>::try_from(aya::maps::Map::PerCpuHashMap(old))?;
+        for entry in old.iter() {
+            let (id, values) = entry?;
+            let hits: u64 = values.iter().map(|v| v.hits).sum();
+            put(id, blocker_common::rule_hits_count(hits));
+        }
+    } else {
+        let old = crate::mmap::Words::new(&old, "the rule counters")?;
+        for (id, w) in old.atomics().iter().enumerate() {
+            put(id as u32, w.load(std::sync::atomic::Ordering::Relaxed));
+        }
     }
     Ok(n)
 }
@@ -944,7 +967,8 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     pub orders: Array<MapData, OrderInfo>,
     pub order_hits: PerCpuArray<MapData, OrderHits>,
-    pub rule_hits: PerCpuHashMap<MapData, u32, blocker_common::RuleHits>,
+    /// The rule counters (`BLK_RULE_HITS`), indexed by rule id.
+    pub rule_hits: crate::mmap::Words,
     pub stats: PerCpuArray<MapData, Stats>,
     /// The key secret (one entry; all zero until the controller writes it).
     pub key: Array<MapData, KeySecret>,
@@ -974,14 +998,14 @@ impl Maps {
                 pins,
                 MAP_ORDER_HITS,
             )?))?,
-            rule_hits: PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(open_map(
-                pins,
-                MAP_RULE_HITS,
-            )?))?,
+            rule_hits: crate::mmap::Words::new(
+                &open_map(pins, MAP_RULE_HITS)?,
+                "the rule counters",
+            )?,
             stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
             key: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_KEY)?))?,
             filter: match pins.map(MAP_FILTER).exists() {
-                true => Some(crate::filter::KeyFilter(crate::filter::Mapping::new(
+                true => Some(crate::filter::KeyFilter(crate::filter::mapping(
                     &open_map(pins, MAP_FILTER)?,
                 )?)),
                 false => None,
@@ -1085,14 +1109,19 @@ impl Maps {
         Ok(total)
     }
 
-    /// Hits of every rule that has been hit, summed over CPUs.
+    /// Hits of every rule that has been hit.
     pub fn rule_hits(&self) -> Result<std::collections::HashMap<u32, u64>> {
-        let mut out = std::collections::HashMap::new();
-        for item in self.rule_hits.iter() {
-            let (id, per_cpu) = item?;
-            out.insert(id, per_cpu.iter().map(|h| h.hits).sum());
-        }
-        Ok(out)
+        Ok(self
+            .rule_hits
+            .atomics()
+            .iter()
+            .enumerate()
+            .filter_map(|(id, c)| {
+                let hits =
+                    blocker_common::rule_hits_count(c.load(std::sync::atomic::Ordering::Relaxed));
+                (hits > 0).then_some((id as u32, hits))
+            })
+            .collect())
     }
 
     /// Zeroes an order's counters on every CPU.
@@ -1106,17 +1135,10 @@ impl Maps {
         Ok(())
     }
 
-    /// Forgets a rule's counter (its id is free or about to be reused).
-    pub fn reset_rule_hits(&mut self, id: u32) -> Result<()> {
-        match self.rule_hits.remove(&id) {
-            Ok(()) => Ok(()),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+    /// Zeroes a rule's counter (its id is free or about to be reused).
+    pub fn reset_rule_hits(&self, id: u32) {
+        if let Some(c) = self.rule_hits.atomics().get(id as usize) {
+            c.store(0, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod filter;
 pub mod guard;
 pub mod juris;
 pub mod kernel;
+pub mod mmap;
 pub mod secret;
 pub mod state;
 pub mod sys;

@@ -512,7 +512,13 @@ fn stage(
                 kernel::repin(pins, staging, name)?;
                 shared.push(name);
             }
-            (Some(have), Some(want)) if name == MAP_RULE_HITS && have.resized_to(want) => {
+            // The counters of another capacity, or the per-CPU hash map of the builds before
+            // they became one array: copied by rule id.
+            (Some(have), Some(want))
+                if name == MAP_RULE_HITS
+                    && (have.resized_to(want)
+                        || have.map_type == aya::maps::MapType::PerCpuHash as u32) =>
+            {
                 copied.push(name)
             }
             _ => reset.push(name),

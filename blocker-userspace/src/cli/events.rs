@@ -2,8 +2,9 @@
 //! the audit trail of what was blocked, when, under which order.
 //!
 //! Sampling and privacy are data-plane settings (`blocker config set --events-every N
-//! --events-privacy full|truncated|none`): the first hit of each rule, then every Nth hit per
-//! CPU; client addresses in full, truncated to /24 and /48, or withheld.
+//! --events-privacy full|truncated|none`): the first hit of each rule after each list change,
+//! then every Nth hit of the rule; client addresses in full, truncated to /24 and /48, or
+//! withheld.
 
 use std::{
     collections::HashMap,

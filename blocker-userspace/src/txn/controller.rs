@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    plan::{bit, diffs_from_nothing, keys_of, plan, rules_after, Diff, Plan},
+    plan::{diffs_from_nothing, keys_of, plan, rules_after, Diff, Plan},
     OrderChange, Result, Summary, TxnError,
 };
 use crate::{
@@ -710,13 +710,12 @@ impl Controller {
         self.maps.set_config(&cfg)?;
 
         // Counters of rules and orders that are gone start from zero if their ids return.
-        // Only rules that were hit have a counter: look at those.
-        if freed.iter().any(|w| *w != 0) {
-            let hit: Vec<u32> = self.maps.rule_hits.keys().collect::<Result<_, _>>()?;
-            for id in hit {
-                if bit(freed, id) {
-                    self.maps.reset_rule_hits(id)?;
-                }
+        for (i, w) in freed.iter().enumerate() {
+            let mut w = *w;
+            while w != 0 {
+                self.maps
+                    .reset_rule_hits(i as u32 * 64 + w.trailing_zeros());
+                w &= w - 1;
             }
         }
         for id in removed_orders {
