@@ -696,6 +696,34 @@ fn prometheus_metrics_after_real_queries() {
         "{}",
         r.body
     );
+
+    // serve keeps the names of the top rules from one scrape to the next; a change of the
+    // rules must not leave a new rule under the old one's name (the new rule takes the id
+    // the old one freed).
+    let b = &s._b;
+    b.ok(&[
+        "rules",
+        "remove",
+        "bad.example",
+        "--subtree",
+        "--order",
+        "Court-7",
+    ]);
+    b.ok(&["rules", "add", "worse.example", "--order", "Court-7"]);
+    for _ in 0..2 {
+        let r = kdig(&t.client, EDGE_V4, "worse.example", "A", Q);
+        assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+    }
+    let body = http_get(port, "/metrics", None).expect("scrape").body;
+    assert_eq!(
+        metric(
+            &body,
+            r#"blocker_rule_hits_total{order="Court-7",name="worse.example",match="exact",action="nxdomain"} "#
+        ),
+        Some(2.0),
+        "{body}"
+    );
+    assert!(!body.contains(r#"name="bad.example""#), "{body}");
 }
 
 /// What Prometheus's HTTP API answers (`data`), once `status` is success.

@@ -212,7 +212,7 @@ fn three_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
         pins: e2.b.pins(),
         dir: e2.b.state_dir(),
     };
-    let metrics = blocker::cli::serve::render(&ctx, 5).expect("metrics");
+    let metrics = blocker::cli::serve::render(&ctx, 5, &Default::default()).expect("metrics");
     let labels = format!("order=\"{ORDER}\",zone=\"{ZONE}\"");
     for want in [
         format!("blocker_feed_serial{{{labels}}} {s2}\n"),

@@ -12,7 +12,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     process::ExitCode,
-    sync::{atomic::AtomicU64, Arc},
+    sync::{atomic::AtomicU64, Arc, Mutex},
 };
 
 use anyhow::{Context, Result};
@@ -26,7 +26,7 @@ use prometheus_client::{
 };
 
 use super::{
-    stats::{collect, Report},
+    stats::{collect, Report, RuleNames},
     Ctx,
 };
 
@@ -116,9 +116,13 @@ pub fn to_text_format(openmetrics: &str) -> String {
     out
 }
 
-/// The whole exposition (OpenMetrics), read fresh from the maps.
-pub fn render(ctx: &Ctx, top: usize) -> Result<String> {
-    let report = collect(ctx, None, top)?;
+/// The whole exposition (OpenMetrics), read fresh from the maps (the top rules' names kept in
+/// `names` from one scrape to the next while the rules stay the same).
+pub fn render(ctx: &Ctx, top: usize, names: &Mutex<RuleNames>) -> Result<String> {
+    let report = {
+        let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+        collect(ctx, None, top, &mut names)?
+    };
     let state = ctx.state_committed()?;
     // Each scrape samples the orders' hits for the compliance report's hits per day.
     if let Ok(maps) = crate::kernel::Maps::open(&ctx.pins) {
@@ -270,15 +274,16 @@ pub fn exposition(
 
 pub fn run(ctx: Ctx, a: Args) -> Result<ExitCode> {
     // Fail now, not at the first scrape, when blocker is not loaded.
-    render(&ctx, a.top)?;
+    let names = Arc::new(Mutex::new(RuleNames::default()));
+    render(&ctx, a.top, &names)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(Arc::new(ctx), a))?;
+    rt.block_on(serve(Arc::new(ctx), a, names))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(ctx: Arc<Ctx>, a: Args) -> Result<()> {
+async fn serve(ctx: Arc<Ctx>, a: Args, names: Arc<Mutex<RuleNames>>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(a.metrics)
         .await
         .with_context(|| format!("binding {}", a.metrics))?;
@@ -289,10 +294,12 @@ async fn serve(ctx: Arc<Ctx>, a: Args) -> Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let ctx = ctx.clone();
+        let names = names.clone();
         let top = a.top;
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let ctx = ctx.clone();
+                let names = names.clone();
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
                         let om = wants_openmetrics(
@@ -300,7 +307,7 @@ async fn serve(ctx: Arc<Ctx>, a: Args) -> Result<()> {
                                 .get(hyper::header::ACCEPT)
                                 .and_then(|v| v.to_str().ok()),
                         );
-                        match render(&ctx, top) {
+                        match render(&ctx, top, &names) {
                             Ok(body) => Response::builder()
                                 .header("content-type", if om { OPENMETRICS } else { TEXT_FORMAT })
                                 .header("vary", "accept")

@@ -61,8 +61,14 @@ pub struct Report {
     pub key_filter: Option<crate::filter::Usage>,
 }
 
-/// Reads every counter and names them from the state.
-pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
+/// Reads every counter and names the most hit rules from the state (through `names`, which
+/// a caller that collects again and again keeps: see [`RuleNames`]).
+pub fn collect(
+    ctx: &Ctx,
+    order: Option<&str>,
+    top: usize,
+    names: &mut RuleNames,
+) -> Result<Report> {
     let state = ctx.state()?;
     if let Some(o) = order {
         if state.order(o).is_none() {
@@ -99,38 +105,120 @@ pub fn collect(ctx: &Ctx, order: Option<&str>, top: usize) -> Result<Report> {
         });
     }
     let key_filter = maps.filter_usage()?;
-    let hits = maps.rule_hits()?;
-    let mut top_rules = Vec::new();
-    if !hits.is_empty() && top > 0 {
-        // Name the hit rules (only those) from the state.
-        let mut wanted: HashMap<u32, u64> = hits;
-        for o in &state.orders {
-            if order.is_some_and(|n| n != o.name) {
-                continue;
-            }
-            for r in ctx.dir.read_rules(o)? {
-                if let Some(h) = wanted.remove(&r.id) {
-                    top_rules.push(RuleReport {
-                        id: r.id,
-                        name: r.name.to_string(),
-                        kind: r.kind.as_str(),
-                        action: r.action.as_str(),
-                        order: o.name.clone(),
-                        hits: h,
-                    });
-                }
-            }
-        }
-        top_rules.sort_by(|a, b| b.hits.cmp(&a.hits).then(a.name.cmp(&b.name)));
-        top_rules.truncate(top);
-    }
+    let generation = maps.config()?.generation;
+    let top_rules = names.top(ctx, &state, &maps, generation, order, top)?;
     Ok(Report {
-        generation: maps.config()?.generation,
+        generation,
         reasons,
         orders,
         top_rules,
         key_filter,
     })
+}
+
+/// Names of hit rules, by rule id, for one generation of the rules: naming a rule means
+/// reading its order's rules file, which for a list of millions takes seconds and hundreds of
+/// megabytes, so `serve`, `stats --watch` and `top` keep what they read while the generation
+/// stays and read the files again only when a rule they have not named rises into the top.
+#[derive(Default)]
+pub struct RuleNames {
+    generation: Option<u32>,
+    /// `None`: an id with hits that no rule holds (a rule removed in the instant before its
+    /// counter was zeroed).
+    known: HashMap<u32, Option<Named>>,
+}
+
+#[derive(Clone)]
+struct Named {
+    name: String,
+    kind: &'static str,
+    action: &'static str,
+    order: String,
+}
+
+impl RuleNames {
+    /// The `top` most hit rules (of `order` only, when given), most first.
+    fn top(
+        &mut self,
+        ctx: &Ctx,
+        state: &crate::state::StateFile,
+        maps: &Maps,
+        generation: u32,
+        order: Option<&str>,
+        top: usize,
+    ) -> Result<Vec<RuleReport>> {
+        if top == 0 {
+            return Ok(Vec::new());
+        }
+        if self.generation != Some(generation) {
+            self.known.clear();
+            self.generation = Some(generation);
+        }
+        let mut ranked: Vec<(u32, u64)> = maps.rule_hits()?.into_iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        // The ids that decide the answer: every id, for one order (its rules may rank
+        // anywhere); else the first ids until `top` of them are rules, with room for a few
+        // more so that the next refreshes find theirs named too.
+        let wanted: Vec<u32> = match order {
+            Some(_) => ranked.iter().map(|r| r.0).collect(),
+            None => {
+                let mut named = 0;
+                ranked
+                    .iter()
+                    .map(|r| r.0)
+                    .take_while(|id| {
+                        named += usize::from(!matches!(self.known.get(id), Some(None)));
+                        named <= top * 2 + 16
+                    })
+                    .collect()
+            }
+        };
+        if wanted.iter().any(|id| !self.known.contains_key(id)) {
+            let mut want: std::collections::HashSet<u32> = wanted.iter().copied().collect();
+            for o in &state.orders {
+                if order.is_some_and(|n| n != o.name) {
+                    continue;
+                }
+                for r in ctx.dir.read_rules(o)? {
+                    if want.remove(&r.id) {
+                        self.known.insert(
+                            r.id,
+                            Some(Named {
+                                name: r.name.to_string(),
+                                kind: r.kind.as_str(),
+                                action: r.action.as_str(),
+                                order: o.name.clone(),
+                            }),
+                        );
+                    }
+                }
+            }
+            for id in want {
+                self.known.insert(id, None);
+            }
+            // A change between reading the generation and the files: keep nothing of it.
+            if maps.config()?.generation != generation {
+                self.generation = None;
+            }
+        }
+        let mut out: Vec<RuleReport> = ranked
+            .iter()
+            .filter_map(|&(id, hits)| {
+                let n = self.known.get(&id)?.as_ref()?;
+                order.is_none_or(|o| o == n.order).then(|| RuleReport {
+                    id,
+                    name: n.name.clone(),
+                    kind: n.kind,
+                    action: n.action,
+                    order: n.order.clone(),
+                    hits,
+                })
+            })
+            .take(top)
+            .collect();
+        out.sort_by(|a, b| b.hits.cmp(&a.hits).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
 }
 
 fn rate(now: u64, before: Option<u64>, secs: f64) -> String {
@@ -193,8 +281,9 @@ pub fn print_table(r: &Report, prev: Option<(&Report, f64)>) {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
+    let mut names = RuleNames::default();
     let Some(every) = a.watch else {
-        let r = collect(ctx, a.order.as_deref(), a.top)?;
+        let r = collect(ctx, a.order.as_deref(), a.top, &mut names)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
         } else {
@@ -207,7 +296,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     }
     let mut prev: Option<(Report, Instant)> = None;
     loop {
-        let r = collect(ctx, a.order.as_deref(), a.top)?;
+        let r = collect(ctx, a.order.as_deref(), a.top, &mut names)?;
         let now = Instant::now();
         if a.json {
             println!("{}", serde_json::to_string(&r)?);

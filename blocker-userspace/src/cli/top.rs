@@ -34,9 +34,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     type Previous = (Instant, HashMap<String, u64>, HashMap<String, u64>, u64);
     let mut prev: Option<Previous> = None;
     let mut n = 0u64;
+    let mut names = super::stats::RuleNames::default();
     loop {
         // Collect more rules than shown, so rates can reorder them.
-        let r = collect(ctx, None, a.rules * 4 + 16)?;
+        let r = collect(ctx, None, a.rules * 4 + 16, &mut names)?;
         let now = Instant::now();
         let rules: HashMap<String, u64> = r
             .top_rules
