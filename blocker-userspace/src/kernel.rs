@@ -257,11 +257,11 @@ pub fn load_and_pin(pins: &Pins, capacity: u32) -> Result<Ebpf> {
     }
     for (name, pin) in [(PROGRAM_NAME, pins.prog()), (PROGRAM_NOOP, pins.noop())] {
         let prog = program_mut(&mut ebpf, name)?;
-        if pin.exists() {
-            fs::remove_file(&pin).op(|| format!("replacing {}", pin.display()))?;
-        }
-        prog.pin(&pin)
-            .op(|| format!("pinning the program at {}", pin.display()))?;
+        pin_in_place(&pin, |tmp| {
+            prog.pin(tmp)
+                .op(|| format!("pinning the program at {}", tmp.display()))?;
+            Ok(())
+        })?;
     }
     Ok(ebpf)
 }
@@ -407,20 +407,40 @@ pub fn update_link(pins: &Pins, iface: &str, prog: &mut Xdp) -> Result<bool> {
 /// `to` had there: a program for the two program names, a map for every other name.
 pub fn repin(from: &Pins, to: &Pins, name: &str) -> Result<()> {
     let (src, dst) = (from.dir.join(name), to.dir.join(name));
-    if dst.exists() {
-        fs::remove_file(&dst).op(|| format!("replacing {}", dst.display()))?;
-    }
     if name == PROG_PIN || name == NOOP_PIN {
         let mut p = Xdp::from_pin(&src, aya_obj::programs::XdpAttachType::Interface)
             .op(|| format!("opening the program {}", src.display()))?;
-        p.pin(&dst)
-            .op(|| format!("pinning the program at {}", dst.display()))?;
+        pin_in_place(&dst, |tmp| {
+            p.pin(tmp)
+                .op(|| format!("pinning the program at {}", tmp.display()))?;
+            Ok(())
+        })
     } else {
-        MapData::from_pin(&src)
-            .op(|| format!("opening {}", src.display()))?
-            .pin(&dst)
-            .op(|| format!("pinning the map at {}", dst.display()))?;
+        let m = MapData::from_pin(&src).op(|| format!("opening {}", src.display()))?;
+        pin_in_place(&dst, |tmp| {
+            m.pin(tmp)
+                .op(|| format!("pinning the map at {}", tmp.display()))?;
+            Ok(())
+        })
     }
+}
+
+/// Pins an object at `dst`, replacing what is pinned there in one step: `pin` pins it under a
+/// name beside `dst` (`NAME_replacing`: bpffs refuses dots in names), which is then renamed
+/// over it (bpffs renames like any filesystem). There is no moment without a pin at `dst` for
+/// another command (the restore unit, `status`, `serve`) to find empty, nor after a crash; a
+/// name left by a crash between the two steps is replaced by the next pin of that object.
+pub fn pin_in_place(dst: &Path, pin: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dst.with_file_name(format!("{name}_replacing"));
+    if tmp.exists() {
+        fs::remove_file(&tmp).op(|| format!("removing {}", tmp.display()))?;
+    }
+    pin(&tmp)?;
+    fs::rename(&tmp, dst).op(|| format!("pinning at {}", dst.display()))?;
     Ok(())
 }
 

@@ -361,10 +361,12 @@ fn swap_program(pins: &Pins, dir: &StateDir, lock: crate::state::Lock) -> Result
     })?;
     txn::crash_point("upgrade-linked");
     for (name, pin) in [(PROGRAM_NAME, pins.prog()), (PROGRAM_NOOP, pins.noop())] {
-        fs::remove_file(&pin).op(|| format!("replacing {}", pin.display()))?;
-        kernel::program_mut(&mut ebpf, name)?
-            .pin(&pin)
-            .op(|| format!("pinning the program at {}", pin.display()))?;
+        let prog = kernel::program_mut(&mut ebpf, name)?;
+        kernel::pin_in_place(&pin, |tmp| {
+            prog.pin(tmp)
+                .op(|| format!("pinning the program at {}", tmp.display()))?;
+            Ok(())
+        })?;
     }
     Ok(Outcome::Program { from, to, switched })
 }

@@ -546,6 +546,62 @@ fn a_build_with_another_map_layout_takes_over_under_traffic() {
     assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
 }
 
+/// Names removed from a directory while this watch lives (inotify IN_DELETE: bpffs reports
+/// unlinks like any filesystem; a name renamed over is not removed).
+struct Deletes(std::os::fd::OwnedFd);
+
+impl Deletes {
+    fn watch(dir: &std::path::Path) -> Deletes {
+        use std::os::{fd::FromRawFd, unix::ffi::OsStrExt};
+        // SAFETY: plain syscalls; the fd is owned by the returned value.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            fd >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("path");
+        // SAFETY: a valid fd and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                path.as_ptr(),
+                libc::IN_DELETE,
+            )
+        };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch: {}",
+            std::io::Error::last_os_error()
+        );
+        Deletes(fd)
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        // SAFETY: reads into a buffer of the length given.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        // struct inotify_event: wd, mask, cookie, len (4 bytes each), then `len` bytes of name.
+        while n > 0 && at + 16 <= n as usize {
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().expect("4")) as usize;
+            let name = &buf[at + 16..at + 16 + len];
+            let end = name.iter().position(|&c| c == 0).unwrap_or(len);
+            out.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            at += 16 + len;
+        }
+        out
+    }
+}
+
 #[test]
 fn a_program_of_the_same_layout_is_replaced_and_the_maps_kept() {
     let (t, b, _dir) = setup();
@@ -587,8 +643,16 @@ fn a_program_of_the_same_layout_is_replaced_and_the_maps_kept() {
         r.raw
     );
 
+    // The pins are replaced in one step each (renamed over): never removed, so no other
+    // command finds the directory without a program in between.
+    let deletes = Deletes::watch(&b.bpffs);
     let out = b.ok(&["upgrade"]);
     println!("{out}");
+    assert_eq!(
+        deletes.names(),
+        Vec::<String>::new(),
+        "pins removed on the way"
+    );
     assert!(out.contains("same map layout, another program"), "{out}");
     assert!(out.contains(&format!("{edge}: switched")), "{out}");
     let w = under_traffic(&t, || ());
