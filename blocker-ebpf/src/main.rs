@@ -783,9 +783,8 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
             Ok((XDP_PASS, reason))
         }
     };
-    // Side channels: a counter that cannot be made and an event that does not fit are lost,
-    // and nothing they return reaches the verdict (prog_test_run fills the event ring buffer
-    // and the rule-counter map to check it).
+    // Side channels: an event that does not fit is lost, and nothing the counters or events
+    // return reaches the verdict (prog_test_run fills the event ring buffer to check it).
     if !d.shadow.is_none() {
         let hits = count_hit(&d.shadow, true, cfg.generation);
         emit(ctx, &f, cfg, &d.shadow, true, q.qtype, hits, s);
