@@ -8,9 +8,9 @@
 //! through [`blocker`], which counts exactly one reason.
 #![no_std]
 #![no_main]
-// `atomic_xadd`: the BPF target's `core` has atomic loads and stores but no `fetch_add`, while
-// the kernel has the instruction (BPF_ATOMIC | BPF_FETCH | BPF_ADD). The toolchain is the
-// bootstrap one already (-Z build-std), so the intrinsic costs no further switch.
+// `atomic_xadd`: the BPF target's `core` has no `fetch_add`, while BPF has an atomic add
+// (BPF_XADD; its result unused, so no BPF_FETCH, which this CPU level lacks). The toolchain is
+// the bootstrap one already (-Z build-std), so the intrinsic costs no further switch.
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
@@ -219,8 +219,10 @@ fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
             unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, add) };
             (rule_hits_count(c.wrapping_add(add)), first)
         }
-        // A rule id at or past the array's end: none is (ids stay below the capacity).
-        None => (0, false),
+        // A rule id at or past the array's end: none is (the capacity is kept above every
+        // id). Were one, it would go uncounted and make no event (1 is no multiple of the
+        // sampling rate, 0 would be).
+        None => (1, false),
     };
     if let Some(o) = ORDER_HITS.get_ptr_mut(hit.order_id as u32) {
         // SAFETY: a per-CPU value, written only by this CPU.

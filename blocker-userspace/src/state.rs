@@ -849,6 +849,30 @@ impl StateDir {
         Ok(rules)
     }
 
+    /// One more than the largest rule id `order`'s files record (0 for none), from the first
+    /// field of each line only: what an array indexed by rule id must hold. An upper bound
+    /// (a delta's removals are not subtracted).
+    pub fn rule_id_bound(&self, order: &Order) -> Result<u32> {
+        let mut bound = 0u32;
+        for name in std::iter::once(&order.rules_file).chain(&order.rules_deltas) {
+            let path = self.orders_dir().join(name);
+            let text = fs::read_to_string(&path).op(|| format!("reading {}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                if line.starts_with('-') || line.is_empty() {
+                    continue;
+                }
+                let id = line.split('\t').next().unwrap_or_default();
+                let id = id.parse::<u32>().map_err(|e| StateError::CorruptRule {
+                    path: path.clone(),
+                    line: i + 1,
+                    source: e.into(),
+                })?;
+                bound = bound.max(id.saturating_add(1));
+            }
+        }
+        Ok(bound)
+    }
+
     /// Reads one rules file of `orders/` (a large file is parsed by two threads).
     fn read_rules_file(&self, name: &str) -> Result<Vec<Rule>> {
         let path = self.orders_dir().join(name);

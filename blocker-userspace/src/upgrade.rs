@@ -29,10 +29,10 @@
 //!      attached with `--noop`) with one BPF_LINK_UPDATE each: the kernel swaps an
 //!      interface's program in one step, and until then the old program keeps enforcing the
 //!      same rules from its own maps;
-//!   5. the staged program and maps are pinned under the final names (each old pin is removed
-//!      just before; links hold their program themselves, so the data plane never depends on
-//!      a pin), pins this build does not have are removed, then the journal and the staging
-//!      directory.
+//!   5. the staged program and maps are pinned under the final names (each renamed over the
+//!      old pin, so a name is never missing; links hold their program themselves, so the data
+//!      plane never depends on a pin), pins this build does not have are removed, then the
+//!      journal and the staging directory.
 //!
 //! A crash before 3 leaves the old program enforcing and a staging directory that the next
 //! `upgrade` deletes and builds again. From 3 on, the journal makes every other command refuse
@@ -378,7 +378,9 @@ fn migrate(
     lock: crate::state::Lock,
     changes: Vec<String>,
 ) -> Result<Outcome> {
-    let capacity = kernel::pinned_capacity(pins)?;
+    // The maps' capacity, or more when a recorded rule id lies beyond it (maps restored by a
+    // build that sized them by the number of rules only).
+    let capacity = txn::fresh_capacity(dir, kernel::pinned_capacity(pins)?)?;
     let r = rebuild(pins, dir, lock, capacity)?;
     Ok(Outcome::Migrated {
         changes,

@@ -159,3 +159,37 @@ fn crash_after_the_flip_rolls_forward() {
 fn crash_after_the_commit_rolls_forward() {
     crash_at("commit", true);
 }
+
+/// A rule removed by a change that crashes after its commit, before the removed rules'
+/// counters are zeroed: the next rule given the freed id starts from zero hits all the same
+/// (the oracle: the queries this test sent for each name).
+#[test]
+fn a_new_rule_on_a_freed_id_starts_from_zero_after_a_crash() {
+    let b = Blocker::new();
+    b.ok(&["rules", "add", "gone.test", "--order", "court"]);
+    b.ok(&["config", "set", "--rrl-rate", "0"]);
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
+    for _ in 0..3 {
+        assert!(probe(&prog, "gone.test").is_some());
+    }
+    b.crashes_at(
+        "commit",
+        &["rules", "remove", "gone.test", "--order", "court"],
+    );
+    b.ok(&["status"]);
+    b.ok(&["rules", "add", "new.test", "--order", "court"]);
+    assert!(probe(&prog, "new.test").is_some());
+    let s = b.stats();
+    let hits: Vec<(String, u64)> = s["top_rules"]
+        .as_array()
+        .expect("top_rules")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name").to_string(),
+                r["hits"].as_u64().expect("hits"),
+            )
+        })
+        .collect();
+    assert_eq!(hits, vec![("new.test".to_string(), 1)]);
+}

@@ -1312,6 +1312,11 @@ fn rule_counters_by_id_count_exactly_and_restart_when_an_id_is_reused() {
     for (i, name) in names.iter().enumerate() {
         send(name, i + 1);
     }
+    assert_eq!(
+        blocker::kernel::pinned_capacity(&b.pins()).expect("capacity"),
+        CAPACITY,
+        "the last id is the array's last entry"
+    );
     let want: BTreeMap<String, u64> = names
         .iter()
         .enumerate()
@@ -1345,6 +1350,62 @@ fn rule_counters_by_id_count_exactly_and_restart_when_an_id_is_reused() {
         Some((1..=8).sum::<u64>() + 2),
         "{order}"
     );
+}
+
+/// Rule ids spread above the number of rules (a list replaced by another takes new ids while
+/// the old ones are in force), and a restore keeps them: after a reboot the maps must be sized
+/// by the largest recorded id, not by the number of rules, or the rules above it have no
+/// counter. 40,000 names replaced by 40,000 others hold ids 40,000 to 79,999; a restore sized
+/// by the count would make 65,536.
+#[test]
+fn a_restore_sizes_the_maps_above_every_recorded_rule_id() {
+    let b = Blocker::new();
+    let tmp = blocker_tests::env::TempDir::new("blkt-ids");
+    for (file, prefix) in [("a.txt", "a"), ("b.txt", "b")] {
+        let text: String = (0..40_000).map(|i| format!("{prefix}{i}.test\n")).collect();
+        std::fs::write(tmp.join(file), text).expect("list");
+    }
+    for file in ["a.txt", "b.txt"] {
+        b.ok(&[
+            "rules",
+            "load",
+            &tmp.join(file).display().to_string(),
+            "--order",
+            "Court-A",
+            "--ede-text",
+            ORDER_TEXT,
+        ]);
+    }
+    // A reboot empties the BPF filesystem; the state directory stays. The next command
+    // restores the record into new maps.
+    std::fs::remove_dir_all(&b.bpffs).expect("remove the pinned directory");
+    b.ok(&["rules", "add", "extra.test", "--order", "Court-B"]);
+    let capacity = blocker::kernel::pinned_capacity(&b.pins()).expect("capacity");
+    assert!(capacity >= 80_000, "restored with capacity {capacity}");
+    let prog = blocker::kernel::pinned_program(&b.pins(), false).expect("program");
+    let fd = prog.fd().expect("fd");
+    for name in ["b0.test", "b39999.test"] {
+        assert_answer(
+            fd.as_fd(),
+            &q4e(&format!("{name}."), RecordType::A),
+            3,
+            false,
+            name,
+        );
+    }
+    let s = b.stats();
+    let hits: BTreeMap<&str, u64> = s["top_rules"]
+        .as_array()
+        .expect("top_rules")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name"),
+                r["hits"].as_u64().expect("hits"),
+            )
+        })
+        .collect();
+    assert_eq!(hits, BTreeMap::from([("b0.test", 1), ("b39999.test", 1)]));
 }
 
 /// The benchmarks' references (`blocker_floor`, `blocker_reflect`) must answer what they claim,

@@ -593,6 +593,14 @@ impl Controller {
             serde_json::to_vec(&Journal { generation })?,
         )?;
         crash_point("journal");
+        // New rules start from zero hits, whatever their ids counted before (freed ids are
+        // zeroed after the switch too, but a crash can come between): no rule in force holds
+        // these ids, so nothing counts on them until the switch.
+        for d in diffs {
+            for id in d.new_ids() {
+                self.maps.reset_rule_hits(id);
+            }
+        }
         // Orders' metadata (EDE, precedence, mode, override, jurisdictions, window) in the
         // inactive copy: enforced with the rules at the flip, not before. Every order's: a
         // change of one order's priority moves the ranks of others.
@@ -736,11 +744,18 @@ impl Controller {
 }
 
 /// The capacity of maps created empty to hold what `dir` records (after a reboot emptied the
-/// BPF filesystem): `requested`, or the next power of two of the recorded rules when that is
-/// more, so the restore fits whatever the maps had grown to.
+/// BPF filesystem, or for `blocker upgrade`'s new maps): `requested`, or the next power of two
+/// of the recorded rules, or of the largest recorded rule id, when that is more. The restore
+/// keeps each rule's id, and ids spread above the number of rules (old and new rules hold
+/// ids side by side until a switch), while the rule counters are an array indexed by id.
 pub fn fresh_capacity(dir: &StateDir, requested: u32) -> Result<u32> {
-    let rules: usize = dir.load()?.orders.iter().map(|o| o.rules).sum();
-    let needed = capacity_for(rules).unwrap_or(blocker_common::MAX_RULE_CAPACITY);
+    let state = dir.load()?;
+    let rules: usize = state.orders.iter().map(|o| o.rules).sum();
+    let mut ids = 0u32;
+    for o in &state.orders {
+        ids = ids.max(dir.rule_id_bound(o)?);
+    }
+    let needed = capacity_for(rules.max(ids as usize)).unwrap_or(blocker_common::MAX_RULE_CAPACITY);
     Ok(requested.max(needed).min(blocker_common::MAX_RULE_CAPACITY))
 }
 

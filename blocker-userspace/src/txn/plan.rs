@@ -74,6 +74,24 @@ impl Diff {
         }
     }
 
+    /// Ids of the rules after the change that no rule at the name had before: the ids the
+    /// plan gave new rules (a rule that stays keeps its id at its name).
+    pub(super) fn new_ids(&self) -> Vec<u32> {
+        let (before, after) = (self.before(), self.after());
+        let had = |id: u32| {
+            before
+                .slots
+                .iter()
+                .any(|b| !b.is_empty() && b.rule_id == id)
+        };
+        after
+            .slots
+            .iter()
+            .filter(|a| !a.is_empty() && !had(a.rule_id))
+            .map(|a| a.rule_id)
+            .collect()
+    }
+
     /// The name had no rule before the change.
     pub(super) fn is_new(&self) -> bool {
         match &self.sides {
