@@ -247,7 +247,7 @@ pub use crate::qtype::qtype_bit;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Slot {
-    /// Index of the rule's hit counter (key of `BLK_RULE_HITS`).
+    /// The rule's id: the index of its counter in the array `BLK_RULE_HITS`.
     pub rule_id: u32,
     /// Index of the rule's order in `BLK_ORDERS` and `BLK_ORDER_HITS`.
     pub order_id: u16,

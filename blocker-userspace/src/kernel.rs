@@ -184,8 +184,11 @@ impl Pins {
         let mut v = Vec::new();
         for e in fs::read_dir(&self.dir).op(|| format!("reading {}", self.dir.display()))? {
             let e = e?;
-            if !e.file_type()?.is_dir() {
-                v.push(e.file_name().to_string_lossy().into_owned());
+            let name = e.file_name().to_string_lossy().into_owned();
+            // A pin half made by `pin_in_place` when a crash stopped it: the next pin of that
+            // object replaces it.
+            if !e.file_type()?.is_dir() && !name.ends_with(REPLACING) {
+                v.push(name);
             }
         }
         v.sort();
@@ -425,6 +428,9 @@ pub fn repin(from: &Pins, to: &Pins, name: &str) -> Result<()> {
     }
 }
 
+/// The suffix of a pin `pin_in_place` is making.
+const REPLACING: &str = "_replacing";
+
 /// Pins an object at `dst`, replacing what is pinned there in one step: `pin` pins it under a
 /// name beside `dst` (`NAME_replacing`: bpffs refuses dots in names), which is then renamed
 /// over it (bpffs renames like any filesystem). There is no moment without a pin at `dst` for
@@ -435,7 +441,7 @@ pub fn pin_in_place(dst: &Path, pin: impl FnOnce(&Path) -> Result<()>) -> Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dst.with_file_name(format!("{name}_replacing"));
+    let tmp = dst.with_file_name(format!("{name}{REPLACING}"));
     if tmp.exists() {
         fs::remove_file(&tmp).op(|| format!("removing {}", tmp.display()))?;
     }
@@ -945,8 +951,8 @@ pub fn gates_zeroed() -> Box<blocker_common::Gates> {
 /// map, summed over CPUs); returns how many rules had hits.
 pub fn copy_rule_hits(from: &Pins, to: &Pins) -> Result<usize> {
     let old = open_map(from, MAP_RULE_HITS)?;
-    let new = crate::mmap::Words::new(&open_map(to, MAP_RULE_HITS)?, "the new rule counters")?;
-    let new = new.atomics();
+    let new = crate::mmap::Counters::new(&open_map(to, MAP_RULE_HITS)?)?;
+    let new = new.all();
     let mut n = 0;
     let mut put = |id: u32, c: u64| {
         if let Some(w) = new.get(id as usize) {
@@ -973,8 +979,8 @@ pub fn copy_rule_hits(from: &Pins, to: &Pins) -> Result<usize> {
             put(id, blocker_common::rule_hits_count(hits));
         }
     } else {
-        let old = crate::mmap::Words::new(&old, "the rule counters")?;
-        for (id, w) in old.atomics().iter().enumerate() {
+        let old = crate::mmap::Counters::new(&old)?;
+        for (id, w) in old.all().iter().enumerate() {
             put(id as u32, w.load(std::sync::atomic::Ordering::Relaxed));
         }
     }
@@ -988,7 +994,7 @@ pub struct Maps {
     pub orders: Array<MapData, OrderInfo>,
     pub order_hits: PerCpuArray<MapData, OrderHits>,
     /// The rule counters (`BLK_RULE_HITS`), indexed by rule id.
-    pub rule_hits: crate::mmap::Words,
+    pub rule_hits: crate::mmap::Counters,
     pub stats: PerCpuArray<MapData, Stats>,
     /// The key secret (one entry; all zero until the controller writes it).
     pub key: Array<MapData, KeySecret>,
@@ -1018,10 +1024,7 @@ impl Maps {
                 pins,
                 MAP_ORDER_HITS,
             )?))?,
-            rule_hits: crate::mmap::Words::new(
-                &open_map(pins, MAP_RULE_HITS)?,
-                "the rule counters",
-            )?,
+            rule_hits: crate::mmap::Counters::new(&open_map(pins, MAP_RULE_HITS)?)?,
             stats: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(open_map(pins, MAP_STATS)?))?,
             key: Array::try_from(aya::maps::Map::Array(open_map(pins, MAP_KEY)?))?,
             filter: match pins.map(MAP_FILTER).exists() {
@@ -1133,7 +1136,7 @@ impl Maps {
     pub fn rule_hits(&self) -> Result<std::collections::HashMap<u32, u64>> {
         Ok(self
             .rule_hits
-            .atomics()
+            .all()
             .iter()
             .enumerate()
             .filter_map(|(id, c)| {
@@ -1157,7 +1160,7 @@ impl Maps {
 
     /// Zeroes a rule's counter (its id is free or about to be reused).
     pub fn reset_rule_hits(&self, id: u32) {
-        if let Some(c) = self.rule_hits.atomics().get(id as usize) {
+        if let Some(c) = self.rule_hits.all().get(id as usize) {
             c.store(0, std::sync::atomic::Ordering::Relaxed);
         }
     }

@@ -28,7 +28,9 @@ impl Words {
     pub fn new(map: &MapData, what: &str) -> Result<Words> {
         let info = map.info()?;
         let bytes = info.max_entries() as usize * info.value_size() as usize;
-        if bytes == 0 || !bytes.is_multiple_of(8) {
+        // The kernel rounds each value up to 8 bytes: a whole number of words per value keeps
+        // the two layouts the same.
+        if bytes == 0 || !(info.value_size() as usize).is_multiple_of(8) {
             return Err(OpError {
                 context: format!("mapping {what}"),
                 source: format!(
@@ -66,10 +68,46 @@ impl Words {
     }
 
     /// The words as atomics: for memory the XDP program changes at the same time.
-    pub fn atomics(&self) -> &[AtomicU64] {
+    fn atomics(&self) -> &[AtomicU64] {
         // SAFETY: `len` aligned words mapped at the pointer for the life of `self`;
         // AtomicU64 has the layout of u64.
         unsafe { std::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), self.len) }
+    }
+}
+
+/// The rule counters (`BLK_RULE_HITS`, see `blocker_common::RuleHits`), mapped: every XDP
+/// program that runs adds to them while they are read or zeroed here, so they are reached only
+/// as atomics, never as plain words.
+pub struct Counters {
+    words: Words,
+    map_id: u32,
+}
+
+impl Counters {
+    pub fn new(map: &MapData) -> Result<Counters> {
+        let info = map.info()?;
+        if info.value_size() != 8 {
+            return Err(OpError {
+                context: "mapping the rule counters".to_string(),
+                source: format!("values of {} bytes, not 8", info.value_size()).into(),
+            }
+            .into());
+        }
+        Ok(Counters {
+            words: Words::new(map, "the rule counters")?,
+            map_id: info.id(),
+        })
+    }
+
+    /// Rule id → its counter.
+    pub fn all(&self) -> &[AtomicU64] {
+        self.words.atomics()
+    }
+
+    /// The kernel's id of the counter map: another after the maps are made again (a purge, a
+    /// growth, an upgrade), when rule ids may name other rules.
+    pub fn map_id(&self) -> u32 {
+        self.map_id
     }
 }
 

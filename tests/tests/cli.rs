@@ -907,7 +907,7 @@ fn block_events_with_sampling_and_privacy() {
     assert!(ev.iter().any(|e| e["first_hit"] == true));
     assert!(ev.iter().all(|e| e["shadow"] == false), "{ev:?}");
 
-    // Sparse sampling without addresses: only first hits (one per CPU at most) are sent.
+    // Sparse sampling without addresses: only first hits are sent.
     std::fs::remove_file(&file).expect("reset");
     b.ok(&[
         "config",

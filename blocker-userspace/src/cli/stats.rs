@@ -122,7 +122,8 @@ pub fn collect(
 /// stays and read the files again only when a rule they have not named rises into the top.
 #[derive(Default)]
 pub struct RuleNames {
-    generation: Option<u32>,
+    /// The kernel's generation and counter map the names hold for.
+    generation: Option<(u32, u32)>,
     /// `None`: an id with hits that no rule holds (a rule removed in the instant before its
     /// counter was zeroed).
     known: HashMap<u32, Option<Named>>,
@@ -150,10 +151,15 @@ impl RuleNames {
         if top == 0 {
             return Ok(Vec::new());
         }
-        if self.generation != Some(generation) {
+        // The names belong to the rules of one generation of one set of maps (a purge starts
+        // the generations again). Read with a record of another generation (a change came
+        // between reading the state and the kernel), they serve this report only.
+        let key = (generation, maps.rule_hits.map_id());
+        if self.generation != Some(key) {
             self.known.clear();
-            self.generation = Some(generation);
+            self.generation = Some(key);
         }
+        let keep = state.generation == generation;
         let mut ranked: Vec<(u32, u64)> = maps.rule_hits()?.into_iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         // The ids that decide the answer: every id, for one order (its rules may rank
@@ -197,7 +203,7 @@ impl RuleNames {
                 self.known.insert(id, None);
             }
             // A change between reading the generation and the files: keep nothing of it.
-            if maps.config()?.generation != generation {
+            if !keep || maps.config()?.generation != generation {
                 self.generation = None;
             }
         }
@@ -214,9 +220,11 @@ impl RuleNames {
                     hits,
                 })
             })
-            .take(top)
             .collect();
+        // Equal hits at the cut go by name, as they always did (the named rules above are
+        // more than `top`, with the rules tied at the cut among them).
         out.sort_by(|a, b| b.hits.cmp(&a.hits).then(a.name.cmp(&b.name)));
+        out.truncate(top);
         Ok(out)
     }
 }

@@ -297,8 +297,8 @@ pub fn kernel_part(bin: &std::path::Path, counts: &[usize]) -> (Vec<Value>, Vec<
         let secs = crate::median(&walls).expect("LOAD_RUNS > 0");
         let enforced = crate::median(&enforced_runs);
         // Every map sized by the rule capacity, bucket arrays included: the rule map, the
-        // wide map of crowded names (empty here: one order) and the rule counters (entries
-        // only for rules hit).
+        // wide map of crowded names (empty here: one order) and the rule counters (an array:
+        // one word per rule id of the capacity).
         let mem = [
             blocker_common::MAP_RULES,
             blocker_common::MAP_RULES_WIDE,
