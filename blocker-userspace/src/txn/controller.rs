@@ -597,9 +597,7 @@ impl Controller {
         // zeroed after the switch too, but a crash can come between): no rule in force holds
         // these ids, so nothing counts on them until the switch.
         for d in diffs {
-            for id in d.new_ids() {
-                self.maps.reset_rule_hits(id);
-            }
+            d.new_ids(|id| self.maps.reset_rule_hits(id));
         }
         // Orders' metadata (EDE, precedence, mode, override, jurisdictions, window) in the
         // inactive copy: enforced with the rules at the flip, not before. Every order's: a

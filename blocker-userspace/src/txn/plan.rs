@@ -74,22 +74,29 @@ impl Diff {
         }
     }
 
-    /// Ids of the rules after the change that no rule at the name had before: the ids the
-    /// plan gave new rules (a rule that stays keeps its id at its name).
-    pub(super) fn new_ids(&self) -> Vec<u32> {
-        let (before, after) = (self.before(), self.after());
-        let had = |id: u32| {
-            before
-                .slots
-                .iter()
-                .any(|b| !b.is_empty() && b.rule_id == id)
-        };
-        after
-            .slots
-            .iter()
-            .filter(|a| !a.is_empty() && !had(a.rule_id))
-            .map(|a| a.rule_id)
-            .collect()
+    /// Calls `f` with each id of the rules after the change that no rule at the name had
+    /// before: the ids the plan gave new rules (a rule that stays keeps its id at its name).
+    pub(super) fn new_ids(&self, mut f: impl FnMut(u32)) {
+        match &self.sides {
+            Sides::Added(s) => f(s.rule_id),
+            Sides::Removed(_) => {}
+            Sides::Changed(s) => {
+                let (before, after) = (s[0].set(), s[1].set());
+                let had = |id: u32| {
+                    before
+                        .slots
+                        .iter()
+                        .any(|b| !b.is_empty() && b.rule_id == id)
+                };
+                for a in after
+                    .slots
+                    .iter()
+                    .filter(|a| !a.is_empty() && !had(a.rule_id))
+                {
+                    f(a.rule_id);
+                }
+            }
+        }
     }
 
     /// The name had no rule before the change.
