@@ -468,6 +468,12 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
     );
     a["load_seconds"] = json!(load_s);
     setups.push(a);
+    // An A/B of two builds on the real path (BENCHMARKS.md says when it was used): blocker's
+    // own setup only, the references left out, so runs of two builds can alternate quickly.
+    if std::env::var_os("BLOCKER_BENCH_E2E_BLOCKER_ONLY").is_some() {
+        blocker.ok(&["detach"]);
+        return json!({"rules": plan.rules, "seconds_per_run": plan.seconds, "setups": setups});
+    }
     // The same with the key filter off: what the filter saves on a real receive path.
     setups.push(crate::with_filter_off(&blocker.pins(), || {
         sweep(
