@@ -167,6 +167,21 @@ impl Blocker {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
     }
 
+    /// Hits of the most hit rules (up to 100), by rule name, as `blocker stats` names them.
+    pub fn rule_hits(&self) -> std::collections::BTreeMap<String, u64> {
+        self.stats()["top_rules"]
+            .as_array()
+            .expect("top_rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().expect("name").to_string(),
+                    r["hits"].as_u64().expect("hits"),
+                )
+            })
+            .collect()
+    }
+
     /// Turns response rate limiting off, for tests and benchmarks whose load comes from one
     /// client address on purpose (a limit per client prefix would answer only part of it).
     pub fn rrl_off(&self) {
