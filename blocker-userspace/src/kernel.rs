@@ -195,6 +195,18 @@ impl Pins {
         Ok(v)
     }
 
+    /// Removes the pins a crash left half made by [`pin_in_place`] (each holds an object
+    /// alive that nothing uses).
+    pub fn remove_half_made(&self) -> Result<()> {
+        for e in fs::read_dir(&self.dir).op(|| format!("reading {}", self.dir.display()))? {
+            let e = e?;
+            if e.file_name().to_string_lossy().ends_with(REPLACING) {
+                fs::remove_file(e.path()).op(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the program has been loaded and pinned.
     pub fn loaded(&self) -> bool {
         self.prog().exists() && self.map(MAP_RULES).exists()

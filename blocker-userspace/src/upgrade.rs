@@ -378,9 +378,7 @@ fn migrate(
     lock: crate::state::Lock,
     changes: Vec<String>,
 ) -> Result<Outcome> {
-    // The maps' capacity, or more when a recorded rule id lies beyond it (maps restored by a
-    // build that sized them by the number of rules only).
-    let capacity = txn::fresh_capacity(dir, kernel::pinned_capacity(pins)?)?;
+    let capacity = kernel::pinned_capacity(pins)?;
     let r = rebuild(pins, dir, lock, capacity)?;
     Ok(Outcome::Migrated {
         changes,
@@ -427,6 +425,9 @@ fn rebuild(
         }
         .into());
     }
+    // The capacity asked for, or more when a recorded rule id lies beyond it (maps restored
+    // by a build that sized them by the number of rules only): every id indexes the counters.
+    let capacity = txn::fresh_capacity(dir, capacity)?;
     crate::secret::carry_over(pins, dir)?;
     let from = Prog::pinned(&pins.prog())?;
     let old_noop = Prog::pinned(&pins.noop()).ok();
@@ -574,6 +575,7 @@ fn install_with(
             txn::crash_point("upgrade-installing");
         }
     }
+    pins.remove_half_made()?;
     for name in pins.objects()? {
         if !objects.contains(&name) {
             let p = pins.dir.join(&name);

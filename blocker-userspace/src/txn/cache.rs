@@ -242,6 +242,7 @@ impl Controller {
                 .push(g);
         }
         let mut next_free = 0u32;
+        let mut assigned = Vec::new();
         let mut changed_twins = 0;
         for (a, r) in added.iter_mut().enumerate() {
             let twin = untaken
@@ -267,6 +268,7 @@ impl Controller {
                 return Err(TxnError::Capacity { capacity });
             }
             r.id = next_free;
+            assigned.push(next_free);
             next_free += 1;
         }
         let kept_twins = twinned.iter().filter(|t| **t).count();
@@ -379,6 +381,7 @@ impl Controller {
             new_state,
             diffs: &diffs,
             freed: &freed,
+            assigned: &assigned,
             removed_orders: Vec::new(),
             names_before: cache.names(),
             everything: &everything,

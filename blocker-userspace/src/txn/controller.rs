@@ -36,6 +36,8 @@ pub(super) struct Change<'a> {
     pub(super) diffs: &'a [Diff],
     /// Rule ids the change frees.
     pub(super) freed: &'a [u64],
+    /// Rule ids the change gives new rules.
+    pub(super) assigned: &'a [u32],
     pub(super) removed_orders: Vec<u16>,
     /// Names in the rule map before the change (for the key filter's sizing).
     pub(super) names_before: usize,
@@ -407,7 +409,15 @@ impl Controller {
             .chain(&replaced)
             .map(|(_, rules)| rules.len())
             .sum();
-        let room = self.room_for(after)?;
+        // Every id in force indexes the rule counters: maps restored by an older build, sized
+        // by the number of rules, grow here to the largest id (they never need to otherwise).
+        let ids_in_use = old_rules
+            .values()
+            .flatten()
+            .map(|r| r.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let room = self.room_for(after.max(ids_in_use))?;
         let both: usize = old_rules
             .values()
             .chain(replaced.values())
@@ -425,6 +435,7 @@ impl Controller {
             freed,
             diffs,
             ids_needed,
+            assigned,
         } = plan(&self.secret, &old_rules, &mut replaced, bound, &mut summary)?;
         let room = if ids_needed <= room { room } else { bound };
         summary.names_changed = diffs.len();
@@ -492,6 +503,7 @@ impl Controller {
             new_state,
             diffs: &diffs,
             freed: &freed,
+            assigned: &assigned,
             removed_orders,
             names_before,
             everything: &everything,
@@ -570,6 +582,7 @@ impl Controller {
             mut new_state,
             diffs,
             freed,
+            assigned,
             removed_orders,
             names_before,
             everything,
@@ -594,10 +607,10 @@ impl Controller {
         )?;
         crash_point("journal");
         // New rules start from zero hits, whatever their ids counted before (freed ids are
-        // zeroed after the switch too, but a crash can come between): no rule in force holds
-        // these ids, so nothing counts on them until the switch.
-        for d in diffs {
-            d.new_ids(|id| self.maps.reset_rule_hits(id));
+        // zeroed after the switch too, but a crash can come between): the plan gave them ids
+        // no rule held before the change, so nothing counts on them until the switch.
+        for id in assigned {
+            self.maps.reset_rule_hits(*id);
         }
         // Orders' metadata (EDE, precedence, mode, override, jurisdictions, window) in the
         // inactive copy: enforced with the rules at the flip, not before. Every order's: a

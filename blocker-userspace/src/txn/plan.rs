@@ -74,31 +74,6 @@ impl Diff {
         }
     }
 
-    /// Calls `f` with each id of the rules after the change that no rule at the name had
-    /// before: the ids the plan gave new rules (a rule that stays keeps its id at its name).
-    pub(super) fn new_ids(&self, mut f: impl FnMut(u32)) {
-        match &self.sides {
-            Sides::Added(s) => f(s.rule_id),
-            Sides::Removed(_) => {}
-            Sides::Changed(s) => {
-                let (before, after) = (s[0].set(), s[1].set());
-                let had = |id: u32| {
-                    before
-                        .slots
-                        .iter()
-                        .any(|b| !b.is_empty() && b.rule_id == id)
-                };
-                for a in after
-                    .slots
-                    .iter()
-                    .filter(|a| !a.is_empty() && !had(a.rule_id))
-                {
-                    f(a.rule_id);
-                }
-            }
-        }
-    }
-
     /// The name had no rule before the change.
     pub(super) fn is_new(&self) -> bool {
         match &self.sides {
@@ -187,6 +162,8 @@ pub(super) struct Plan {
     /// One more than the highest id the plan gave a new rule (0: none): the capacity the
     /// change needs, old rules' ids being below the map's capacity already.
     pub(super) ids_needed: u32,
+    /// The ids the plan gave new rules (none of them held by a rule before the change).
+    pub(super) assigned: Vec<u32>,
 }
 
 /// A set of ids, one bit each.
@@ -422,6 +399,7 @@ pub(super) fn plan(
     }
     let mut next_free = 0u32;
     let mut ids_needed = 0u32;
+    let mut assigned = Vec::new();
     for r in replaced.values_mut().flatten() {
         if r.id != FRESH {
             continue;
@@ -434,6 +412,7 @@ pub(super) fn plan(
         }
         r.id = next_free;
         set_bit(&mut used, next_free);
+        assigned.push(next_free);
         ids_needed = next_free + 1;
     }
 
@@ -462,6 +441,7 @@ pub(super) fn plan(
         freed,
         diffs: merge_groups(&lists, entries)?,
         ids_needed,
+        assigned,
     })
 }
 
