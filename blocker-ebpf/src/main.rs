@@ -220,8 +220,8 @@ fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
             (rule_hits_count(c.wrapping_add(add)), first)
         }
         // A rule id at or past the array's end: none is (the capacity is kept above every
-        // id). Were one, it would go uncounted and make no event (1 is no multiple of the
-        // sampling rate, 0 would be).
+        // id). Were one, it would go uncounted, and make events only when every hit makes
+        // one (1 is a multiple of no sampling rate but 1; 0 is a multiple of every rate).
         None => (1, false),
     };
     if let Some(o) = ORDER_HITS.get_ptr_mut(hit.order_id as u32) {

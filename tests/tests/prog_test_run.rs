@@ -1325,6 +1325,20 @@ fn rule_counters_by_id_count_exactly_and_restart_when_an_id_is_reused() {
     send("new.test", 2);
     want.insert("new.test".to_string(), 2);
     assert_eq!(rule_hits(), want);
+    // Equal hits at the --top cut go by name (new.test and r1.test both have 2; by rule id
+    // r1.test would come first).
+    let top6: serde_json::Value =
+        serde_json::from_str(&b.ok(&["stats", "--json", "--top", "6"])).expect("json");
+    let names: Vec<&str> = top6["top_rules"]
+        .as_array()
+        .expect("top_rules")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["r7.test", "r6.test", "r5.test", "r4.test", "r2.test", "new.test"]
+    );
     let s = b.stats();
     let order = s["orders"]
         .as_array()

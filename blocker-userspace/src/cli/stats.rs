@@ -168,15 +168,23 @@ impl RuleNames {
         let wanted: Vec<u32> = match order {
             Some(_) => ranked.iter().map(|r| r.0).collect(),
             None => {
-                let mut named = 0;
-                ranked
-                    .iter()
-                    .map(|r| r.0)
-                    .take_while(|id| {
-                        named += usize::from(!matches!(self.known.get(id), Some(None)));
-                        named <= top * 2 + 16
-                    })
-                    .collect()
+                // The ids up to the one that makes the room full, and the ids with as many
+                // hits as that one: equal hits at the cut go by name among them. Bounded, so
+                // a list whose rules all have one hit is not named whole at every refresh.
+                let room = top * 2 + 16;
+                let (mut named, mut cut) = (0, None);
+                let mut wanted = Vec::new();
+                for &(id, hits) in &ranked {
+                    if cut.is_some_and(|c| hits != c) || wanted.len() >= room * 8 {
+                        break;
+                    }
+                    named += usize::from(!matches!(self.known.get(&id), Some(None)));
+                    wanted.push(id);
+                    if named == room {
+                        cut = Some(hits);
+                    }
+                }
+                wanted
             }
         };
         if wanted.iter().any(|id| !self.known.contains_key(id)) {
