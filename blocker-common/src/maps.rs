@@ -939,7 +939,9 @@ pub enum Reason {
     /// Answered with TC set.
     Tc = 17,
     /// Rewriting the packet failed (a helper refused): a UDP query is passed; a TCP segment
-    /// is dropped (its query must not reach the resolver, and the connection has no way back).
+    /// is dropped (its query must not reach the resolver, and the connection has no way back),
+    /// as is a segment with more behind its first message that cannot be cut (a first message
+    /// over 506 bytes).
     RewriteFailed = 18,
     /// A TCP segment to a DNS port that carries no DNS message (handshake, pure ACK, FIN, RST,
     /// data on a SYN): passed.
@@ -947,8 +949,10 @@ pub enum Reason {
     /// A TCP segment whose data is not one whole DNS message from its first byte (a query split
     /// across segments, or the rest of one): passed.
     TcpPartial = 20,
-    /// An allowed (or unmatched) query followed by more data in the same TCP segment: passed;
-    /// what follows it is not inspected.
+    /// A TCP segment that passes with more data behind its first DNS message (an allowed or
+    /// unmatched query, or no query at all): passed cut after that message, so the resolver
+    /// acknowledges only it and the client's TCP sends the rest again, where each message is
+    /// judged in turn. A segment that cannot be cut is dropped, as [`Reason::RewriteFailed`].
     TcpPipelined = 21,
     /// Not an exit: every whole DNS query seen in a TCP segment (it also counts under the
     /// reason it exits by), like [`Reason::Packets`].

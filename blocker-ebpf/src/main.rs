@@ -4,8 +4,10 @@
 //! configured DNS port → the DNS query, parsed and matched by blocker-common → pass, drop, or
 //! the query rewritten in place into an answer and sent back with XDP_TX.
 //!
-//! Fail open: anything not understood is passed and counted by reason. Every exit goes
-//! through [`blocker`], which counts exactly one reason.
+//! Fail open: anything not understood is passed and counted by reason — but a TCP segment
+//! passes only up to the end of its first message, so a query written behind it is judged
+//! when the client sends it again (see [`pipelined`]). Every exit goes through [`blocker`],
+//! which counts exactly one reason.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target's `core` has no `fetch_add`, while BPF has an atomic add
@@ -95,7 +97,7 @@ pub struct Frame {
     /// made by a comparison is a branch, and the verifier would walk everything after it once
     /// per value. Compared only where it is used.
     pub tcp: u64,
-    /// TCP: 1 when more data follows the first message in the segment.
+    /// TCP: 1 when more data follows the first message in the segment (see [`pipelined`]).
     pub more: u64,
 }
 
@@ -155,8 +157,57 @@ pub fn blocker(ctx: XdpContext) -> u32 {
         Ok(v) => v,
         Err(reason) => (XDP_PASS, reason),
     };
+    // A TCP segment about to pass with more data behind its first message: only that message
+    // may reach the resolver (see `pipelined`).
+    let (verdict, reason) = if verdict == XDP_PASS {
+        match pipelined(&ctx) {
+            PIPELINED_NONE => (verdict, reason),
+            PIPELINED_CUT => (XDP_PASS, Reason::TcpPipelined),
+            _ => (XDP_DROP, Reason::RewriteFailed),
+        }
+    } else {
+        (verdict, reason)
+    };
     count(reason, tcp_query);
     verdict
+}
+
+/// `pipelined`'s results: nothing behind the first message (or not TCP), the segment cut, or
+/// a segment that could not be cut (to be dropped).
+const PIPELINED_NONE: u32 = 0;
+const PIPELINED_CUT: u32 = 1;
+const PIPELINED_FAILED: u32 = 2;
+
+/// A TCP segment that passes and holds more data after its first message (the first one
+/// allowed, unmatched or not a query at all) is cut to that message before it passes: the
+/// resolver acknowledges only those bytes, and the client's TCP sends the rest again, now
+/// starting at the next message, where this program judges it like any other query. Without
+/// the cut, a blocked query written behind an allowed one in the same segment (one `send` by
+/// any client; glibc's A and AAAA over TCP) would reach the resolver unjudged. The cost is the
+/// client's retransmission delay for each message after the first (see SECURITY.md). A
+/// segment that cannot be cut (a first message longer than the checksum buffer, or a helper
+/// that refuses) is dropped: its data is never passed unjudged.
+#[inline(never)]
+fn pipelined(ctx: &XdpContext) -> u32 {
+    let Some(w) = WALK.get(0) else {
+        return PIPELINED_NONE;
+    };
+    // SAFETY: a valid, aligned reference into a map value.
+    if unsafe { core::ptr::read_volatile(&w.frame[8]) } & 1 == 0 {
+        return PIPELINED_NONE;
+    }
+    let Ok(f) = Frame::from_walk(&w.frame) else {
+        return PIPELINED_FAILED;
+    };
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return PIPELINED_FAILED;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let s = unsafe { &mut *s };
+    match rewrite::cut_after_first(ctx, &f, s) {
+        Ok(()) => PIPELINED_CUT,
+        Err(_) => PIPELINED_FAILED,
+    }
 }
 
 /// Counts the packet, its exit reason and, when it carried a whole query over TCP, that too
@@ -618,6 +669,10 @@ fn prepare(ctx: &XdpContext, tcp_query: &mut u64) -> u64 {
 #[inline(always)]
 fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     let cfg = CONFIG.get(0).ok_or(Reason::Malformed)?;
+    let w = WALK.get_ptr_mut(0).ok_or(Reason::Malformed)?;
+    // No frame yet: nothing for `pipelined` to cut if this packet passes before one is parsed.
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    unsafe { (*w).frame[8] = 0 };
     let f = parse_frame(ctx, cfg)?;
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::Malformed)?;
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
@@ -644,6 +699,22 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         || f.seg_len > 0xffff
     {
         return Err(Reason::Malformed);
+    }
+    // The frame, for the walk and `finish`, and for `pipelined` whatever this packet's exit.
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    unsafe {
+        (*w).frame = [
+            f.l3 as u64,
+            f.ihl as u64,
+            f.l4 as u64,
+            f.dns as u64,
+            f.msg_len as u64,
+            f.l4_len as u64,
+            f.seg_len as u64,
+            f.tcp,
+            f.more,
+            f.v6,
+        ];
     }
     if f.msg_len < blocker_common::dns::HEADER_LEN {
         return Err(Reason::Malformed);
@@ -715,7 +786,6 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     // the step once, not once per possible label (see `walk_step`). Its inputs wait in
     // scratch memory (the loop's context would have to be on the 512-byte stack).
     decide_start(s);
-    let w = WALK.get_ptr_mut(0).ok_or(Reason::Malformed)?;
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
     unsafe {
         (*w).q = q;
@@ -724,18 +794,6 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         (*w).probe = probe;
         (*w).client_addr = client_key;
         (*w).client_addr_ok = client_addr_ok;
-        (*w).frame = [
-            f.l3 as u64,
-            f.ihl as u64,
-            f.l4 as u64,
-            f.dns as u64,
-            f.msg_len as u64,
-            f.l4_len as u64,
-            f.seg_len as u64,
-            f.tcp,
-            f.more,
-            f.v6,
-        ];
     }
     // The labels whose suffix depth holds rules, in order: the walk's steps. The count goes
     // through scratch memory, so each label is verified once whatever came before it.
@@ -775,16 +833,9 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let epoch = w.epoch as u32;
     let f = Frame::from_walk(&w.frame)?;
     let d = decide_end(s);
-    // An allowed query with more data behind it in the same TCP segment: what follows is not
-    // inspected (a program without per-connection state cannot find the next message's start
-    // in later segments either); counted apart so an operator sees it.
-    let pass = |reason: Reason| {
-        if f.more != 0 {
-            Ok((XDP_PASS, Reason::TcpPipelined))
-        } else {
-            Ok((XDP_PASS, reason))
-        }
-    };
+    // A passed query with more data behind it in its TCP segment is cut to itself afterwards
+    // (see `pipelined`).
+    let pass = |reason: Reason| Ok((XDP_PASS, reason));
     // Side channels: an event that does not fit is lost, and nothing the counters or events
     // return reaches the verdict (prog_test_run fills the event ring buffer to check it).
     if !d.shadow.is_none() {

@@ -350,3 +350,99 @@ fn tcp_header(
     store(ctx, f.l4, s.l4.as_ptr(), doff)?;
     store(ctx, f.dns - 2, prefix.as_ptr(), 2)
 }
+
+/// Cuts a TCP segment that passes to its first message (the two-byte length and the message):
+/// the frame ends there, FIN is cleared (the client's FIN, if any, comes after the data cut
+/// off), and the IP length and the IPv4 and TCP checksums are written anew, from scratch (see
+/// the module documentation). Nothing else changes: the resolver acknowledges the message,
+/// and the client's TCP sends what was cut again, starting at the next message.
+#[inline(always)]
+pub fn cut_after_first(ctx: &XdpContext, f: &Frame, s: &mut Scratch) -> Result<(), Failed> {
+    let keep = f.msg_len + 2;
+    let doff = f.l4_len;
+    // The data is summed from scratch memory; the bounds are also what the verifier needs.
+    if f.tcp == 0 || keep > MSG_BUF - 4 || !(20..=60).contains(&doff) || f.dns < 2 {
+        return Err(Failed::Untouched);
+    }
+    let load = |off: usize, dst: *mut u8, len: usize| -> Result<(), Failed> {
+        // SAFETY: callers bound `len` by the buffer behind `dst`; the helper checks the
+        // packet bounds.
+        let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, off as u32, dst.cast(), len as u32) };
+        if r != 0 {
+            return Err(Failed::Untouched);
+        }
+        Ok(())
+    };
+    let csum = |src: *mut u8, len: usize| -> Result<u64, Failed> {
+        // SAFETY: `src` points to at least `len` (a multiple of 4, at most MSG_BUF) readable
+        // bytes of scratch memory.
+        let r =
+            unsafe { r#gen::bpf_csum_diff(core::ptr::null_mut(), 0, src.cast(), len as u32, 0) };
+        if r < 0 {
+            return Err(Failed::Untouched);
+        }
+        Ok(r as u64)
+    };
+    load(f.dns - 2, s.msg.as_mut_ptr(), keep)?;
+    for i in 0..3 {
+        s.msg[(keep + i) & (MSG_BUF - 1)] = 0;
+    }
+    let padded = (keep + 3) & !3usize;
+    load(f.l4, s.l4.as_mut_ptr(), doff)?;
+    s.l4[13] &= !TCP_FIN;
+    s.l4[16] = 0;
+    s.l4[17] = 0;
+    let tcp_len = (doff + keep) as u16;
+    let tl = tcp_len.to_be_bytes();
+    let mut sum = csum(s.msg.as_mut_ptr(), padded)?
+        + csum(s.l4.as_mut_ptr(), doff)?
+        + word(0, IPPROTO_TCP)
+        + word(tl[0], tl[1]);
+    let hlen = if f.v6 != 0 {
+        load(f.l3, s.l3.as_mut_ptr(), 40)?;
+        // The payload length covers the extension headers before TCP.
+        let plen = ((f.l4 - f.l3 - 40) as u16)
+            .wrapping_add(tcp_len)
+            .to_be_bytes();
+        s.l3[4] = plen[0];
+        s.l3[5] = plen[1];
+        for i in 0..16 {
+            sum += word(s.l3[8 + 2 * i], s.l3[9 + 2 * i]);
+        }
+        40
+    } else {
+        let ihl = f.ihl;
+        // Redundant for correctness (parse_frame checked it), needed by the verifier.
+        if !(20..=60).contains(&ihl) {
+            return Err(Failed::Untouched);
+        }
+        load(f.l3, s.l3.as_mut_ptr(), ihl)?;
+        let tot = (ihl as u16).wrapping_add(tcp_len).to_be_bytes();
+        s.l3[2] = tot[0];
+        s.l3[3] = tot[1];
+        s.l3[10] = 0;
+        s.l3[11] = 0;
+        let check = (!fold(csum(s.l3.as_mut_ptr(), ihl)?)).to_ne_bytes();
+        s.l3[10] = check[0];
+        s.l3[11] = check[1];
+        for i in 0..4 {
+            sum += word(s.l3[12 + 2 * i], s.l3[13 + 2 * i]);
+        }
+        ihl
+    };
+    let c = (!fold(sum)).to_ne_bytes();
+    s.l4[16] = c[0];
+    s.l4[17] = c[1];
+    // From here on the frame is changed.
+    let frame_len = ctx.data_end() - ctx.data();
+    let new_len = f.dns + f.msg_len;
+    if new_len >= frame_len {
+        return Err(Failed::Untouched);
+    }
+    // SAFETY: plain helper call on our own context.
+    if unsafe { r#gen::bpf_xdp_adjust_tail(ctx.ctx, new_len as i32 - frame_len as i32) } != 0 {
+        return Err(Failed::Untouched);
+    }
+    store(ctx, f.l3, s.l3.as_ptr(), hlen)?;
+    store(ctx, f.l4, s.l4.as_ptr(), doff)
+}

@@ -257,6 +257,37 @@ impl Frame {
     }
 }
 
+/// Longest first message (its length prefix included) the program cuts a segment to; a
+/// segment whose first message is longer is dropped (README, "DNS over TCP").
+pub const CUT_MAX: usize = 508;
+
+/// What a passing TCP segment with more data behind its first DNS message becomes, from RFC
+/// 791/793/8200 alone: the frame ends after that message (`keep_end`), FIN is cleared, and the
+/// IP length, the IPv4 header checksum and the TCP checksum are written anew. `l3` and `l4`
+/// are the offsets of the IP and TCP headers.
+pub fn cut_segment(f: &[u8], l3: usize, l4: usize, keep_end: usize) -> Vec<u8> {
+    let mut out = f[..keep_end].to_vec();
+    let pseudo = if out[l3] >> 4 == 4 {
+        let ihl = ((out[l3] & 0xf) as usize) * 4;
+        let tot = ((keep_end - l3) as u16).to_be_bytes();
+        out[l3 + 2..l3 + 4].copy_from_slice(&tot);
+        out[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+        let c = !fold(sum16(&out[l3..l3 + ihl], 0));
+        out[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        sum16(&out[l3 + 12..l3 + 20], 0)
+    } else {
+        let plen = ((keep_end - l3 - 40) as u16).to_be_bytes();
+        out[l3 + 4..l3 + 6].copy_from_slice(&plen);
+        sum16(&out[l3 + 8..l3 + 40], 0)
+    };
+    out[l4 + 13] &= !0x01;
+    out[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+    let len = keep_end - l4;
+    let c = !fold(sum16(&out[l4..], pseudo + 6 + len as u32));
+    out[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    out
+}
+
 /// An answer frame taken apart, checksums verified.
 #[derive(Debug)]
 pub struct Parsed {

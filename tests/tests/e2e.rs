@@ -456,6 +456,139 @@ fn tcp_pipelined_on_one_connection() {
     assert_eq!(b.reason("nxdomain"), 1);
 }
 
+/// Sends `queries` in one `send` on one TCP connection from the client namespace (one segment,
+/// as glibc's A and AAAA over TCP) and reads every answer the connection brings within
+/// `wait` seconds: (seconds after the send, the message).
+fn one_segment(t: &Topology, queries: &[Vec<u8>], wait: u32) -> Vec<(f64, Vec<u8>)> {
+    let mut data = Vec::new();
+    for q in queries {
+        data.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        data.extend_from_slice(q);
+    }
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        r#"import socket, time
+s = socket.create_connection(("{EDGE_V4}", 53), timeout={wait})
+t = time.monotonic()
+s.sendall(bytes.fromhex("{hex}"))
+buf = b""
+try:
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+        while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+            n = int.from_bytes(buf[:2], "big")
+            print("%.4f %s" % (time.monotonic() - t, buf[2:2 + n].hex()))
+            buf = buf[2 + n:]
+except socket.timeout:
+    pass
+"#
+    );
+    let out = t.client.must("python3", &["-c", &script]);
+    out.lines()
+        .map(|l| {
+            let (at, hex) = l.split_once(' ').expect("time and message");
+            let m = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            (at.parse().expect("seconds"), m)
+        })
+        .collect()
+}
+
+/// Two queries in one TCP segment, the blocked one behind an allowed one: blocker passes the
+/// segment cut after the allowed query, so unbound sees only that one and answers it; the
+/// client's TCP sends the rest again, where blocker answers the blocked query (NXDOMAIN + the
+/// order's EDE) on the same connection, after unbound's answer. Without the cut the blocked
+/// query would reach unbound inside the first segment.
+#[test]
+fn tcp_two_queries_in_one_segment_are_each_judged() {
+    two_queries_in_one_segment("native");
+}
+
+#[test]
+fn tcp_two_queries_in_one_segment_are_each_judged_skb_mode() {
+    two_queries_in_one_segment("skb");
+}
+
+fn two_queries_in_one_segment(mode: &str) {
+    let (t, b) = setup(mode);
+    let unbound_before = t.unbound_queries();
+    let pipelined = b.reason("tcp_pipelined");
+    let answers = one_segment(
+        &t,
+        &[
+            dns::query(0x0a01, "allowed.test.", RecordType::A, None),
+            dns::query(
+                0x0a02,
+                "blocked.test.",
+                RecordType::A,
+                Some((false, vec![])),
+            ),
+        ],
+        3,
+    );
+    assert_eq!(
+        answers.len(),
+        2,
+        "two answers on the connection: {answers:02x?}"
+    );
+    let (first, second) = (dns::parse(&answers[0].1), dns::parse(&answers[1].1));
+    assert_eq!(
+        (first.id, first.rcode),
+        (0x0a01, 0),
+        "unbound's answer first"
+    );
+    assert_eq!(
+        first.answers,
+        vec![(RecordType::A, "192.0.2.10".to_string(), 300)]
+    );
+    assert_eq!((second.id, second.rcode), (0x0a02, 3), "blocker's NXDOMAIN");
+    assert_eq!(second.ede, vec![(16, TEXT.to_string())], "the order's EDE");
+    assert_eq!(
+        t.unbound_queries() - unbound_before,
+        1,
+        "the blocked query never reached unbound"
+    );
+    assert_eq!(b.reason("tcp_pipelined") - pipelined, 1, "one segment cut");
+    println!(
+        "answers after {:.1} ms and {:.1} ms",
+        answers[0].0 * 1000.0,
+        answers[1].0 * 1000.0
+    );
+
+    // glibc's pair for an allowed name: both reach unbound, one segment each.
+    let unbound_before = t.unbound_queries();
+    let answers = one_segment(
+        &t,
+        &[
+            dns::query(0x0b01, "allowed.test.", RecordType::A, None),
+            dns::query(0x0b02, "allowed.test.", RecordType::AAAA, None),
+        ],
+        2,
+    );
+    let got: Vec<(u16, u16)> = answers
+        .iter()
+        .map(|(_, m)| {
+            let a = dns::parse(m);
+            (a.id, a.rcode)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![(0x0b01, 0), (0x0b02, 0)],
+        "both answered by unbound"
+    );
+    assert_eq!(t.unbound_queries() - unbound_before, 2);
+    println!(
+        "allowed pair: answers after {:.1} ms and {:.1} ms",
+        answers[0].0 * 1000.0,
+        answers[1].0 * 1000.0
+    );
+}
+
 /// A query written one byte per segment (TCP_NODELAY): no segment holds a whole message, so the
 /// program passes them all and counts them (tcp_partial); the resolver answers. This is the
 /// documented limit of a program that keeps no per-connection state (SECURITY.md).

@@ -26,6 +26,9 @@ enum Expect {
     Pass(&'static str),
     /// XDP_DROP under this reason.
     Drop(&'static str),
+    /// XDP_PASS of a TCP segment cut after its first message: exactly this frame, counted as
+    /// `tcp_pipelined`.
+    Cut(Vec<u8>),
     /// XDP_TX: an answer with this rcode (and checks below), counted under this reason.
     Answer {
         rcode: u16,
@@ -392,21 +395,85 @@ fn cases() -> Vec<Case> {
             .bytes(),
         Expect::Pass("tcp_partial"),
     );
-    let mut two = Vec::new();
-    for (id, name) in [(50, "news.example."), (51, "blocked.test.")] {
-        let m = dns::query(id, name, A, None);
-        two.extend_from_slice(&(m.len() as u16).to_be_bytes());
-        two.extend_from_slice(&m);
-    }
+    // Several messages in one segment: what passes is cut after the first message (built
+    // here by the test's own frame builder from that message alone, FIN cleared), so the
+    // blocked query behind it never reaches the resolver in this segment.
+    let framed = |msgs: &[Vec<u8>]| {
+        let mut v = Vec::new();
+        for m in msgs {
+            v.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            v.extend_from_slice(m);
+        }
+        v
+    };
+    let allowed = dns::query(50, "news.example.", A, None);
+    let behind = dns::query(51, "blocked.test.", A, None);
+    let raw = |flags: u8, options: Vec<u8>| Tcp {
+        raw_payload: true,
+        flags,
+        options,
+        ..t()
+    };
     add(
         "TCP allowed query with a blocked one behind it in the segment",
-        Frame::v4(two)
-            .over_tcp(Tcp {
-                raw_payload: true,
-                ..t()
-            })
+        Frame::v4(framed(&[allowed.clone(), behind.clone()]))
+            .over_tcp(raw(0x18, vec![]))
             .bytes(),
-        Expect::Pass("tcp_pipelined"),
+        Expect::Cut(
+            Frame::v4(framed(std::slice::from_ref(&allowed)))
+                .over_tcp(raw(0x18, vec![]))
+                .bytes(),
+        ),
+    );
+    let ts = packet::ts_option(7, 9);
+    let v6 = |msgs: &[Vec<u8>], flags: u8| {
+        let mut f = Frame::v6(framed(msgs)).over_tcp(raw(flags, ts.clone()));
+        f.vlans = vec![(0x8100, 12)];
+        f.bytes()
+    };
+    add(
+        "TCP v6 in a VLAN, FIN: an allowed AAAA query with two behind it",
+        v6(
+            &[
+                dns::query(52, "news.example.", AAAA, Some((false, vec![]))),
+                behind.clone(),
+                dns::query(53, "blocked.test.", AAAA, None),
+            ],
+            0x19,
+        ),
+        Expect::Cut(v6(
+            &[dns::query(52, "news.example.", AAAA, Some((false, vec![])))],
+            0x18,
+        )),
+    );
+    // A first message that is no query at all (a response) decides nothing either.
+    let mut response = dns::query(54, "news.example.", A, None);
+    response[2] |= 0x80;
+    add(
+        "TCP response with a blocked query behind it",
+        Frame::v4(framed(&[response.clone(), behind.clone()]))
+            .over_tcp(raw(0x18, vec![]))
+            .bytes(),
+        Expect::Cut(
+            Frame::v4(framed(&[response]))
+                .over_tcp(raw(0x18, vec![]))
+                .bytes(),
+        ),
+    );
+    // Longer than the program can cut: dropped, never passed whole.
+    let long = dns::query(
+        55,
+        "news.example.",
+        A,
+        Some((false, vec![EdnsOption::Unknown(12, vec![0; 480])])),
+    );
+    assert!(long.len() + 2 > packet::CUT_MAX);
+    add(
+        "TCP allowed query too long to cut, with a blocked one behind it",
+        Frame::v4(framed(&[long, behind.clone()]))
+            .over_tcp(raw(0x18, vec![]))
+            .bytes(),
+        Expect::Drop("rewrite_failed"),
     );
     let mut f = Frame::v4(dns::query(52, "blocked.test.", A, None));
     f.dport = 853;
@@ -619,6 +686,22 @@ fn fixture_table() {
                         return Err("a passed frame was modified".into());
                     }
                     Ok(reason)
+                }
+                Expect::Cut(want) => {
+                    if out.retval != XDP_PASS {
+                        return Err(format!(
+                            "expected XDP_PASS, got {}",
+                            action_name(out.retval)
+                        ));
+                    }
+                    if out.data != *want {
+                        return Err(format!(
+                            "not cut after the first message:\n got  {:02x?}\n want {want:02x?}",
+                            out.data
+                        ));
+                    }
+                    packet::parse(&out.data)?;
+                    Ok("tcp_pipelined")
                 }
                 Expect::Drop(reason) => {
                     if out.retval != XDP_DROP {
