@@ -133,7 +133,8 @@ impl Frame {
 
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
-    // 1 once the packet is known to carry a whole DNS query over TCP.
+    // Bit 0 once the packet is known to carry a whole DNS query over TCP; bit 1 once its TCP
+    // data is known to hold more after its first message (see `pipelined`).
     let mut tcp_query = 0u64;
     // Three parts, so the walk's `bpf_loop` runs from this small frame: BPF allows 512 bytes
     // of stack for a whole chain of calls, and the parts before and after the walk need most
@@ -159,7 +160,7 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     };
     // A TCP segment about to pass with more data behind its first message: only that message
     // may reach the resolver (see `pipelined`).
-    let (verdict, reason) = if verdict == XDP_PASS {
+    let (verdict, reason) = if verdict == XDP_PASS && tcp_query & 2 != 0 {
         match pipelined(&ctx) {
             PIPELINED_NONE => (verdict, reason),
             PIPELINED_CUT => (XDP_PASS, Reason::TcpPipelined),
@@ -172,8 +173,8 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     verdict
 }
 
-/// `pipelined`'s results: nothing behind the first message (or not TCP), the segment cut, or
-/// a segment that could not be cut (to be dropped).
+/// `pipelined`'s results: nothing behind the first message, the segment cut, or a segment
+/// that could not be cut (to be dropped).
 const PIPELINED_NONE: u32 = 0;
 const PIPELINED_CUT: u32 = 1;
 const PIPELINED_FAILED: u32 = 2;
@@ -189,16 +190,16 @@ const PIPELINED_FAILED: u32 = 2;
 /// that refuses) is dropped: its data is never passed unjudged.
 #[inline(never)]
 fn pipelined(ctx: &XdpContext) -> u32 {
+    // The frame `prepare` stored for this packet (it sets `tcp_query`'s bit 1 only after).
     let Some(w) = WALK.get(0) else {
-        return PIPELINED_NONE;
+        return PIPELINED_FAILED;
     };
-    // SAFETY: a valid, aligned reference into a map value.
-    if unsafe { core::ptr::read_volatile(&w.frame[8]) } & 1 == 0 {
-        return PIPELINED_NONE;
-    }
     let Ok(f) = Frame::from_walk(&w.frame) else {
         return PIPELINED_FAILED;
     };
+    if f.more == 0 {
+        return PIPELINED_NONE;
+    }
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return PIPELINED_FAILED;
     };
@@ -670,9 +671,6 @@ fn prepare(ctx: &XdpContext, tcp_query: &mut u64) -> u64 {
 fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     let cfg = CONFIG.get(0).ok_or(Reason::Malformed)?;
     let w = WALK.get_ptr_mut(0).ok_or(Reason::Malformed)?;
-    // No frame yet: nothing for `pipelined` to cut if this packet passes before one is parsed.
-    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
-    unsafe { (*w).frame[8] = 0 };
     let f = parse_frame(ctx, cfg)?;
     let s = SCRATCH.get_ptr_mut(0).ok_or(Reason::Malformed)?;
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
@@ -716,6 +714,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
             f.v6,
         ];
     }
+    *tcp_query = f.more << 1;
     if f.msg_len < blocker_common::dns::HEADER_LEN {
         return Err(Reason::Malformed);
     }
@@ -747,7 +746,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
 
     // Counted at the exit with the reason. Branch-free: a branch on `tcp` would make the
     // verifier walk everything below twice (once knowing it is 0, once knowing it is not).
-    *tcp_query = f.tcp;
+    *tcp_query = f.tcp | f.more << 1;
     // The key secret: all zero until the controller writes it, and it writes it before any
     // rule, so an unset secret only ever meets an empty rule map.
     let secret = KEY.get(0).ok_or(Reason::Malformed)?;
