@@ -352,6 +352,17 @@ const BEST: usize = 32;
 const SKIPPED: usize = 36;
 /// The best rules' local data ids, enforced then shadow.
 const LOCAL: usize = 42;
+/// The lowest rank a shadow order may have to compete in this walk: 0 in the first walk, the
+/// rank after the last recorded shadow order's in the next ones (see [`decide_next_shadow`]).
+const SHADOW_FROM: usize = 30;
+/// The first walk's shadow hit (rank, hit, local data id), which [`decide_end`] reports once
+/// further walks have looked past it.
+const FIRST_SHADOW: usize = 24;
+
+/// Most shadow orders one query records: the first ones by precedence ahead of the deciding
+/// order (each after the first costs the XDP program one more walk of the name, and shadow
+/// orders are trials, few at a time).
+pub const SHADOW_MAX: usize = 4;
 
 #[inline(always)]
 fn get(s: &Scratch, i: usize) -> u64 {
@@ -446,11 +457,18 @@ fn consider<'o, O, J>(
     let keep = 1 - nonzero(s, override_action);
     let action = override_action | (slot.action as u64 * keep);
     // Enforced orders compete at BEST, shadow orders at BEST + 2.
-    let at = BEST + 2 * (o.mode & MODE_SHADOW) as usize;
+    let shadow = (o.mode & MODE_SHADOW) as u64;
+    let at = BEST + 2 * shadow as usize;
     let rank = o.rank as u64;
     let best = get(s, at);
+    // A shadow order ranked before SHADOW_FROM was recorded by an earlier walk: absent now.
+    // (Enforced orders are held to it too, which changes nothing: the enforced best, kept
+    // from the first walk, ranks before every enforced rule a later walk could take.)
+    // Ranks and SHADOW_FROM are far below 2^63: the sign of the difference is the comparison,
+    // without a branch (nor `below`'s laundering, which this runs for every slot).
+    let present = 1 ^ (rank.wrapping_sub(get(s, SHADOW_FROM)) >> 63);
     // Strictly lower: the first (most specific) rule of an order keeps its place.
-    let take = matches & in_window & in_scope & below(s, rank, best);
+    let take = matches & in_window & in_scope & present & below(s, rank, best);
     let mask = take.wrapping_neg();
     let hit = Hit::pack(slot.rule_id, slot.order_id, action as u8);
     put(s, at, (rank & mask) | (best & !mask));
@@ -503,6 +521,55 @@ where
     decide_end(s)
 }
 
+/// [`decide`], and the hit of every order in shadow mode ahead of the deciding one, in
+/// precedence order (at most [`SHADOW_MAX`]; the rest none): what the XDP program records for
+/// the query, one walk of the name per shadow order.
+pub fn decide_with_shadows<'o, F, O>(
+    cfg: &Config,
+    secret: &KeySecret,
+    s: &mut Scratch,
+    q: &Query,
+    client: &Client,
+    mut lookup: F,
+    mut order: O,
+) -> (Decision, [Hit; SHADOW_MAX])
+where
+    F: FnMut(&RuleKey) -> Option<RuleSet>,
+    O: FnMut(u16) -> &'o OrderGate,
+{
+    let mut jurisdictions = || client.jurisdictions;
+    let mut all = |_: &RuleKey| true;
+    let mut shadows = [Hit::default(); SHADOW_MAX];
+    decide_start(s);
+    for round in 0..=SHADOW_MAX {
+        if round > 0 {
+            let h = decide_next_shadow(s);
+            if h.is_none() {
+                break;
+            }
+            shadows[round - 1] = h;
+            if round == SHADOW_MAX {
+                break;
+            }
+        }
+        for k in 0..q.labels.min(MAX_LABELS) {
+            decide_step(
+                k,
+                cfg,
+                secret,
+                s,
+                q,
+                client,
+                &mut all,
+                &mut lookup,
+                &mut order,
+                &mut jurisdictions,
+            );
+        }
+    }
+    (decide_end(s), shadows)
+}
+
 /// What each step of a walk needs besides the maps and the scratch memory: the query, the
 /// client, the epoch and the key filter's probe. The XDP program keeps it in a
 /// per-CPU map value of its own across its `bpf_loop` (whose context would have to be on the
@@ -537,6 +604,32 @@ pub fn decide_start(s: &mut Scratch) {
     put(s, SKIPPED, 0);
     put(s, LOCAL, 0);
     put(s, LOCAL + 1, 0);
+    put(s, SHADOW_FROM, 0);
+}
+
+/// After a walk: the shadow order's hit it found ahead of the deciding order (none: no
+/// further shadow order to record), and the walk made ready to run again as if that order
+/// were absent — only shadow orders ranked after it compete; the enforced decision, already
+/// the best, stays. A shadow order records what it would have done and the search goes on:
+/// walking again until this returns none (or [`SHADOW_MAX`] hits) records every shadow order
+/// ahead of the decider.
+#[inline(always)]
+pub fn decide_next_shadow(s: &mut Scratch) -> Hit {
+    let rank = get(s, BEST + 2);
+    if rank >= get(s, BEST) {
+        return Hit::default();
+    }
+    let hit = Hit::unpack(get(s, BEST + 3), get(s, LOCAL + 1));
+    if get(s, SHADOW_FROM) == 0 {
+        put(s, FIRST_SHADOW, rank);
+        put(s, FIRST_SHADOW + 1, get(s, BEST + 3));
+        put(s, FIRST_SHADOW + 2, get(s, LOCAL + 1));
+    }
+    put(s, SHADOW_FROM, rank + 1);
+    put(s, BEST + 2, u64::MAX);
+    put(s, BEST + 3, 0);
+    put(s, LOCAL + 1, 0);
+    hit
 }
 
 /// One step of the walk: the suffix that starts at label `k` (0: the whole name), most
@@ -597,10 +690,13 @@ pub fn decide_step<'o, F, G, O, J>(
     }
 }
 
-/// What the walk found.
+/// What the walk found (its shadow hit: the first walk's, once [`decide_next_shadow`] has
+/// moved past it).
 #[inline(always)]
 pub fn decide_end(s: &mut Scratch) -> Decision {
-    let shadow = if get(s, BEST + 2) < get(s, BEST) {
+    let shadow = if get(s, SHADOW_FROM) != 0 {
+        Hit::unpack(get(s, FIRST_SHADOW + 1), get(s, FIRST_SHADOW + 2))
+    } else if get(s, BEST + 2) < get(s, BEST) {
         Hit::unpack(get(s, BEST + 3), get(s, LOCAL + 1))
     } else {
         Hit::default()
@@ -1080,6 +1176,91 @@ pub(crate) mod tests {
         // The override replaces the rule's action.
         r.orders[0].override_action = Action::Drop as u8;
         assert_eq!(d(&r).hit.action, Action::Drop as u8);
+    }
+
+    #[test]
+    fn every_shadow_order_ahead_of_the_decider_is_recorded_as_if_the_others_were_absent() {
+        // Six orders on one name (every slot), rules at two depths; orders 1, 2, 4 and 5 in
+        // shadow mode.
+        let mut r = Rules::new();
+        for o in 0..6u16 {
+            r.put(
+                "example.com",
+                oslot(o, 100 + o as u32, Action::Nxdomain, HB),
+            );
+            r.put(
+                "www.example.com",
+                oslot(o, 200 + o as u32, Action::Refused, HB),
+            );
+        }
+        let shadow = [1usize, 2, 4, 5];
+        for o in shadow {
+            r.orders[o].mode = MODE_SHADOW;
+        }
+        let run = |r: &Rules, name: &str| {
+            let msg = query(7, &wire(name), 1, None);
+            let (mut s, n) = load(&msg);
+            let k = test_secret();
+            let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
+            decide_with_shadows(
+                &r.cfg,
+                &k,
+                &mut s,
+                &q,
+                &r.client,
+                |k| r.map.get(k).copied(),
+                |o| &r.orders[o as usize],
+            )
+        };
+        // The model: the shadow orders ranked before the first enforced order with a rule,
+        // in rank order, each with its most specific rule; at most SHADOW_MAX.
+        let model = |r: &Rules, deep: bool| -> Vec<(u16, u32)> {
+            let mut by_rank: Vec<usize> = (0..6).collect();
+            by_rank.sort_by_key(|&o| r.orders[o].rank);
+            by_rank
+                .into_iter()
+                .take_while(|&o| r.orders[o].mode & MODE_SHADOW != 0)
+                .map(|o| (o as u16, if deep { 200 } else { 100 } + o as u32))
+                .take(SHADOW_MAX)
+                .collect()
+        };
+        let got = |d: &[Hit; SHADOW_MAX]| -> Vec<(u16, u32)> {
+            d.iter()
+                .take_while(|h| !h.is_none())
+                .map(|h| (h.order_id, h.rule_id))
+                .collect()
+        };
+        // Order 0 (rank 0) enforced decides first: no shadow order ahead of it.
+        let (d, sh) = run(&r, "www.example.com");
+        assert_eq!((d.hit.order_id, d.hit.rule_id), (0, 200));
+        assert_eq!(got(&sh), model(&r, true));
+        assert!(got(&sh).is_empty());
+        // Rank order 0 last: shadow orders 1 and 2 are ahead of order 3, which decides.
+        r.orders[0].rank = 9;
+        let (d, sh) = run(&r, "x.www.example.com");
+        assert_eq!((d.hit.order_id, d.hit.rule_id), (3, 203));
+        assert_eq!(got(&sh), vec![(1, 201), (2, 202)]);
+        assert_eq!(got(&sh), model(&r, true));
+        assert_eq!((d.shadow.order_id, d.pass_reason()), (1, Reason::Shadowed));
+        // Order 3 in shadow mode too: five shadow orders ahead of order 0, SHADOW_MAX recorded.
+        r.orders[3].mode = MODE_SHADOW;
+        let (d, sh) = run(&r, "example.com");
+        assert_eq!((d.hit.order_id, d.hit.rule_id), (0, 100));
+        assert_eq!(got(&sh), vec![(1, 101), (2, 102), (3, 103), (4, 104)]);
+        assert_eq!(got(&sh), model(&r, false));
+        // Every order in shadow mode: nothing decides, the first SHADOW_MAX are recorded.
+        r.orders[0].mode = MODE_SHADOW;
+        let (d, sh) = run(&r, "www.example.com");
+        assert!(d.hit.is_none());
+        assert_eq!(d.pass_reason(), Reason::Shadowed);
+        assert_eq!(got(&sh).len(), SHADOW_MAX);
+        // A shadow order out of its window is skipped, not recorded; the next one is.
+        r.orders[2].valid_until = 1;
+        r.client.now = 5;
+        let (_, sh) = run(&r, "www.example.com");
+        assert_eq!(got(&sh), vec![(1, 201), (3, 203), (4, 204), (5, 205)]);
+        // decide() (one walk) reports the first of them, as before.
+        assert_eq!(r.decision(&wire("www.example.com"), 1).shadow.order_id, 1);
     }
 
     #[test]

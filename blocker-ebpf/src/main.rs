@@ -30,7 +30,10 @@ use aya_ebpf::{
 };
 use blocker_common::{
     answer::{answer_room, write_answer},
-    dns::{decide_end, decide_start, decide_step, launder, parse_query, Client, Hit, LOAD_MAX},
+    dns::{
+        decide_end, decide_next_shadow, decide_start, decide_step, launder, parse_query, Client,
+        Hit, LOAD_MAX, SHADOW_MAX,
+    },
     filter::Probe,
     juris_addr,
     rrl::{self, Limit},
@@ -141,12 +144,26 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     // of it each (but never at the same time).
     let r = match unpack_prepared(prepare(&ctx, &mut tcp_query)) {
         Ok(labels) => {
-            // SAFETY: `walk_step` is a valid bpf_loop callback; it takes no context.
+            // One walk of the labels, then up to SHADOW_MAX more, one per shadow order ahead
+            // of the decider, each after a step that records it (see `walk_step`); the loop
+            // stops at the first walk with no shadow order ahead.
+            let labels = labels & (blocker_common::dns::MAX_LABELS as u32 - 1);
+            let steps = if labels == 0 {
+                0
+            } else {
+                labels * SHADOW_MAX as u32 + 1
+            };
+            let mut walk = Walk {
+                xdp: ctx.ctx,
+                labels: labels as u64,
+            };
+            // SAFETY: `walk_step` is a valid bpf_loop callback; its context is `walk`, which
+            // lives on this frame until the loop returns.
             unsafe {
                 r#gen::bpf_loop(
-                    labels & (blocker_common::dns::MAX_LABELS as u32 - 1),
+                    steps,
                     walk_step as *mut core::ffi::c_void,
-                    core::ptr::null_mut(),
+                    (&mut walk as *mut Walk).cast(),
                     0,
                 )
             };
@@ -296,7 +313,7 @@ fn count_hit(hit: &Hit, shadow: bool, generation: u32) -> (u64, bool) {
 #[allow(clippy::too_many_arguments)]
 fn emit(
     ctx: &XdpContext,
-    f: &Frame,
+    l3: usize,
     cfg: &Config,
     hit: &Hit,
     shadow: bool,
@@ -308,50 +325,70 @@ fn emit(
     if every == 0 || (!first && hits % every != 0) {
         return;
     }
-    let mut ev = BlockEvent {
-        // SAFETY: plain helper call.
-        time_ns: unsafe { r#gen::bpf_ktime_get_ns() },
-        rule_id: hit.rule_id,
-        order_id: hit.order_id,
-        action: hit.action,
-        qtype,
-        first: first as u8,
-        shadow: shadow as u8,
-        generation: cfg.generation,
-        ..BlockEvent::default()
+    // Written in place in the ring buffer (no copy on the stack: shadow hits are recorded
+    // from inside the walk, whose stack frame is large).
+    let Some(mut entry) = EVENTS.reserve::<BlockEvent>(0) else {
+        return;
     };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points to a reserved, writable BlockEvent in the ring buffer.
+    unsafe {
+        (*ev).time_ns = r#gen::bpf_ktime_get_ns();
+        (*ev).rule_id = hit.rule_id;
+        (*ev).order_id = hit.order_id;
+        (*ev).action = hit.action;
+        (*ev).family = 0;
+        (*ev).qtype = qtype;
+        (*ev).first = first as u8;
+        (*ev).shadow = shadow as u8;
+        (*ev).generation = cfg.generation;
+        (*ev).client = [0; 16];
+    }
     if cfg.event_privacy != PRIVACY_NONE {
         // The IP version from scratch memory, by arithmetic: see `client_addr`.
         // SAFETY: a valid, aligned reference into scratch memory.
         let v6 = (unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1) as usize;
-        if let Some(a) = client_addr(ctx, f, s) {
-            ev.client = a;
-            ev.family = 4 + 2 * v6 as u8;
+        // IPv6: 16 bytes of the source address; IPv4: 4 (the rest stays zero).
+        let len = 4 + 12 * v6;
+        // SAFETY: at most 16 bytes into the event's 16-byte address; the helper checks the
+        // packet bounds.
+        let r = unsafe {
+            r#gen::bpf_xdp_load_bytes(
+                ctx.ctx,
+                (l3 + 12 - 4 * v6) as u32,
+                (*ev).client.as_mut_ptr().cast(),
+                len as u32,
+            )
+        };
+        if r == 0 {
+            // SAFETY: as above.
+            unsafe { (*ev).family = 4 + 2 * v6 as u8 };
         }
         if cfg.event_privacy == PRIVACY_TRUNCATED {
             // /24 for IPv4, /48 for IPv6.
             let keep = 3 + 3 * v6;
             for i in 0..16 {
                 if i >= keep {
-                    ev.client[i] = 0;
+                    // SAFETY: as above.
+                    unsafe { (*ev).client[i] = 0 };
                 }
             }
         }
     }
-    let _ = EVENTS.output::<BlockEvent>(&ev, 0);
+    entry.submit(0);
 }
 
 /// The client's address (IPv4 in the first four bytes), or None if it cannot be read. The IP
 /// version is read back from where `inspect` laundered it, not from `f` (see `rate_limit`).
 #[inline(always)]
-fn client_addr(ctx: &XdpContext, f: &Frame, s: &blocker_common::dns::Scratch) -> Option<[u8; 16]> {
+fn client_addr(ctx: &XdpContext, l3: usize, s: &blocker_common::dns::Scratch) -> Option<[u8; 16]> {
     let mut addr = [0u8; 16];
     // SAFETY: a valid, aligned reference into scratch memory.
     let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
     if v6 != 0 {
-        addr = load::<16>(ctx, f.l3 + 8).ok()?;
+        addr = load::<16>(ctx, l3 + 8).ok()?;
     } else {
-        addr[..4].copy_from_slice(&load::<4>(ctx, f.l3 + 12).ok()?);
+        addr[..4].copy_from_slice(&load::<4>(ctx, l3 + 12).ok()?);
     }
     Some(addr)
 }
@@ -414,7 +451,7 @@ fn rate_limit(
     if cfg.rrl_rate == 0 || tcp != 0 {
         return Limit::Answer;
     }
-    let Some(addr) = client_addr(ctx, f, s) else {
+    let Some(addr) = client_addr(ctx, f.l3, s) else {
         return Limit::Answer;
     };
     // SAFETY: a valid, aligned reference into scratch memory.
@@ -769,7 +806,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     let mut client_addr_ok = 0u64;
     let mut client_key = [0u8; 16];
     if cfg.flags & CONFIG_SCOPED != 0 {
-        if let Some(a) = client_addr(ctx, &f, s) {
+        if let Some(a) = client_addr(ctx, f.l3, s) {
             // SAFETY: a valid, aligned reference into scratch memory.
             let v6 = unsafe { core::ptr::read_volatile(&s.opaque[31]) } & 1;
             client_key = juris_addr(&a, v6 != 0);
@@ -808,7 +845,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         }
         n = launder(&mut s.opaque[61], n);
     }
-    Ok(n as u32 & (blocker_common::dns::MAX_LABELS as u32 - 1))
+    Ok(n as u32 & 127)
 }
 
 /// The last part: the walk's decision becomes a verdict, counted, and for a block an answer
@@ -837,17 +874,14 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let pass = |reason: Reason| Ok((XDP_PASS, reason));
     // Side channels: an event that does not fit is lost, and nothing the counters or events
     // return reaches the verdict (prog_test_run fills the event ring buffer to check it).
-    if !d.shadow.is_none() {
-        let hits = count_hit(&d.shadow, true, cfg.generation);
-        emit(ctx, &f, cfg, &d.shadow, true, q.qtype, hits, s);
-    }
+    // Shadow hits were recorded by `shadows`.
     let slot = d.hit;
     if slot.is_none() {
         return pass(d.pass_reason());
     }
     let action = Action::from_u8(slot.action);
     let hits = count_hit(&slot, false, cfg.generation);
-    emit(ctx, &f, cfg, &slot, false, q.qtype, hits, s);
+    emit(ctx, f.l3, cfg, &slot, false, q.qtype, hits, s);
     match action {
         Action::None => pass(Reason::NoMatch),
         Action::Pass => pass(Reason::Allowed),
@@ -953,23 +987,56 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     }
 }
 
-/// One step of the walk: the suffix that starts at label `i` (see
+/// The walks' context, on `blocker`'s stack: the program's context (for block events) and
+/// the number of steps in one walk.
+#[repr(C)]
+struct Walk {
+    xdp: *mut aya_ebpf::bindings::xdp_md,
+    labels: u64,
+}
+
+/// Scratch slots of the walks: the next step's place in the current walk, and the shadow
+/// hits recorded so far.
+const WALK_POS: usize = 27;
+const SHADOW_ROUNDS: usize = 28;
+
+/// One step of the walk: the suffix that starts at the walk's next label (see
 /// `blocker_common::dns::decide_step`). A `bpf_loop` callback, verified once for every label;
-/// its inputs come from scratch memory and the maps. Returns 1 (stop) only if a map is
-/// missing, which never happens once the program is loaded.
+/// its inputs come from scratch memory and the maps. At the end of a walk, the step first
+/// records the shadow order the walk found ahead of the decider, if any (else it stops the
+/// loop), and starts the next walk, where that order is absent (see [`record_shadow`]).
+/// Returns 1 (stop) then, or if a map is missing, which never happens once the program is
+/// loaded.
 #[inline(never)]
-extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+extern "C" fn walk_step(i: u64, walk: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `blocker` passes a pointer to a `Walk` on its stack as the loop's context.
+    let walk = unsafe { &*(walk as *const Walk) };
     let (Some(cfg), Some(w)) = (CONFIG.get(0), WALK.get(0)) else {
         return 1;
     };
-    // The step's label: one whose suffix depth holds rules (see `prepare`).
-    let k = w.steps[i as usize & (blocker_common::dns::MAX_LABELS - 1)] as usize;
     let (Some(secret), Some(s), Some(gates)) = (KEY.get(0), SCRATCH.get_ptr_mut(0), GATES.get(0))
     else {
         return 1;
     };
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
     let s = unsafe { &mut *s };
+    if i == 0 {
+        s.opaque[WALK_POS] = 0;
+        s.opaque[SHADOW_ROUNDS] = 0;
+    }
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let mut pos = unsafe { core::ptr::read_volatile(&s.opaque[WALK_POS]) };
+    if pos >= walk.labels {
+        if record_shadow(walk.xdp, cfg, w, s) != 0 {
+            return 1;
+        }
+        pos = 0;
+    }
+    // Laundered: both ways here continue as one path for the verifier.
+    let pos = launder(&mut s.opaque[WALK_POS], pos);
+    s.opaque[WALK_POS] = pos + 1;
+    // The step's label: one whose suffix depth holds rules (see `prepare`).
+    let k = w.steps[pos as usize & (blocker_common::dns::MAX_LABELS - 1)] as usize;
     let probe = w.probe;
     let Some(region) = FILTER.get_ptr(probe.region & 1) else {
         return 1;
@@ -1006,6 +1073,37 @@ extern "C" fn walk_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         &mut jurisdictions,
     );
     0
+}
+
+/// At the end of a walk: records the hit of the shadow order it found ahead of the decider
+/// (its counters and, when sampled, a block event) and readies the next walk, where that
+/// order is absent (`decide_next_shadow`): a shadow order records what it would have done and
+/// the search goes on as if it were absent. Returns 1 when there is nothing to record or
+/// SHADOW_MAX hits are recorded (the walks are over).
+#[inline(never)]
+fn record_shadow(
+    xdp: *mut aya_ebpf::bindings::xdp_md,
+    cfg: &Config,
+    w: &blocker_common::dns::WalkState,
+    s: &mut blocker_common::dns::Scratch,
+) -> i64 {
+    let hit = decide_next_shadow(s);
+    if hit.is_none() {
+        return 1;
+    }
+    // The IP header's offset, re-bounded for the verifier (see `Frame::from_walk`).
+    // SAFETY: a valid, aligned reference into a map value.
+    let l3 = unsafe { core::ptr::read_volatile(&w.frame[0]) } as usize;
+    if l3 > MAX_L4_OFFSET {
+        return 1;
+    }
+    let ctx = XdpContext::new(xdp);
+    let hits = count_hit(&hit, true, cfg.generation);
+    emit(&ctx, l3, cfg, &hit, true, w.q.qtype, hits, s);
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let rounds = unsafe { core::ptr::read_volatile(&s.opaque[SHADOW_ROUNDS]) } + 1;
+    s.opaque[SHADOW_ROUNDS] = rounds;
+    (rounds >= SHADOW_MAX as u64) as i64
 }
 
 /// What the answer path needs after the rewrite, kept in scratch memory across it (see the

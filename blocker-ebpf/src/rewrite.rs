@@ -167,7 +167,13 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
             for i in 0..40 {
                 s.l3[i] = 1;
             }
-            store(ctx, f.l3 + 20, s.l3.as_ptr(), ihl - 20)?;
+            // Laundered and bounded again: the compiler may test the bound above on another
+            // copy of `ihl`, which leaves this one unbounded for the verifier.
+            let opt = launder(&mut s.opaque[29], (ihl - 20) as u64) as usize;
+            if opt == 0 || opt > 40 {
+                return Err(Failed::Changed);
+            }
+            store(ctx, f.l3 + 20, s.l3.as_ptr(), opt)?;
         }
         let ip: *mut [u8; 20] = ptr_at(ctx, f.l3).map_err(|_| Failed::Changed)?;
         // SAFETY: ptr_at checked the 20 bytes are in the packet.

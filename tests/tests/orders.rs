@@ -471,3 +471,92 @@ fn the_report_shows_window_openings_jurisdiction_changes_and_renumbering() {
         "{table}"
     );
 }
+
+/// `orders list --json`: each order's (hits, shadow hits).
+fn order_counts(b: &Blocker) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&b.ok(&["orders", "list", "--json"])).expect("json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().expect("name").to_string(),
+                (
+                    o["hits"].as_u64().expect("hits"),
+                    o["shadow_hits"].as_u64().expect("shadow_hits"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A shadow order records what it would have done and the search goes on as if it were
+/// absent: every shadow order ranked ahead of the deciding one records its hit (its most
+/// specific rule), not only the first; one ranked after the decider records nothing. At most
+/// four are recorded per query (README, "Shadow mode"). Verdicts from the real program, counts
+/// from the kernel's counters.
+#[test]
+fn every_shadow_order_ahead_of_the_decider_records_its_hit() {
+    let b = Blocker::new();
+    // Precedence is the order of creation: Trial-A, Trial-B, Court, Trial-C.
+    for (name, order, extra) in [
+        (
+            "example.test",
+            "Trial-A",
+            vec!["--subtree", "--mode", "shadow"],
+        ),
+        ("www.example.test", "Trial-B", vec!["--mode", "shadow"]),
+        ("example.test", "Court", vec!["--subtree"]),
+        ("www.example.test", "Trial-C", vec!["--mode", "shadow"]),
+    ] {
+        let mut args = vec!["rules", "add", name, "--order", order];
+        args.extend(extra);
+        b.ok(&args);
+    }
+    let shadowed = b.reason("shadowed");
+    assert_eq!(query_once(&b, "www.example.test"), BLOCKED);
+    let c = order_counts(&b);
+    assert_eq!(c["Court"], (1, 0), "Court decides: {c:?}");
+    assert_eq!(c["Trial-A"], (0, 1), "ahead of Court: {c:?}");
+    assert_eq!(c["Trial-B"], (0, 1), "ahead of Court too: {c:?}");
+    assert_eq!(c["Trial-C"], (0, 0), "after Court: {c:?}");
+    // `explain` names both, from the same shared code on the host.
+    let e: serde_json::Value =
+        serde_json::from_str(&b.ok(&["explain", "www.example.test", "--json"])).expect("json");
+    assert_eq!(
+        e["shadows"],
+        serde_json::json!([
+            "subtree example.test (order \"Trial-A\")",
+            "exact www.example.test (order \"Trial-B\")"
+        ]),
+        "{e}"
+    );
+    // A name only Trial-A and Court have a rule for.
+    assert_eq!(query_once(&b, "cdn.example.test"), BLOCKED);
+    let c = order_counts(&b);
+    assert_eq!(
+        (c["Court"], c["Trial-A"], c["Trial-B"]),
+        ((2, 0), (0, 2), (0, 1)),
+        "{c:?}"
+    );
+    assert_eq!(b.reason("shadowed"), shadowed, "Court decided both");
+
+    // Five shadow orders and nothing enforced: the first four record, the query passes.
+    for i in 1..=5 {
+        b.ok(&[
+            "rules",
+            "add",
+            "many.test",
+            "--order",
+            &format!("Trial-{i}"),
+            "--mode",
+            "shadow",
+        ]);
+    }
+    assert_eq!(query_once(&b, "many.test"), PASSED);
+    let c = order_counts(&b);
+    let got: Vec<u64> = (1..=5).map(|i| c[&format!("Trial-{i}")].1).collect();
+    assert_eq!(got, vec![1, 1, 1, 1, 0], "{c:?}");
+    assert_eq!(b.reason("shadowed") - shadowed, 1);
+}

@@ -4,7 +4,7 @@ use std::{collections::HashMap, process::ExitCode};
 
 use anyhow::Result;
 use blocker_common::{
-    dns::{decide, parse_query, Client, Scratch, LOAD_MAX},
+    dns::{decide_with_shadows, parse_query, Client, Scratch, LOAD_MAX},
     key::key_of_canonical,
     qtype_bit, Action, Config, Kind, RuleKey, RuleSet,
 };
@@ -70,6 +70,9 @@ struct Explanation {
     rule: Option<String>,
     /// The shadow order's rule that would have decided, had its order been enforced.
     shadow: Option<String>,
+    /// Every shadow order's rule that records a hit for this query, in precedence order
+    /// (`shadow` first; at most four, as the data plane records).
+    shadows: Vec<String>,
     /// The client's jurisdictions.
     jurisdictions: Vec<String>,
     matches: Vec<Match>,
@@ -225,7 +228,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
             r.as_str()
         )
     })?;
-    let d = decide(
+    let (d, shadow_hits) = decide_with_shadows(
         &cfg,
         &secret,
         &mut s,
@@ -253,14 +256,22 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     };
     let (mut verdict, mut order, mut rule, mut reason) = ("pass (no rule)", None, None, None);
     let mut answer = None;
-    let mut shadow = None;
-    if !d.shadow.is_none() {
-        shadow = mark(
-            &d.shadow,
-            "shadow order: would decide if enforced (counted, not applied)",
-        )
-        .map(|(o, r)| format!("{r} (order {o:?})"));
-    }
+    // Every shadow order ahead of the decider records its hit (the data plane walks the name
+    // again for each, as if the ones before were absent).
+    let shadows: Vec<String> = shadow_hits
+        .iter()
+        .take_while(|h| !h.is_none())
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let note = if i == 0 {
+                "shadow order: would decide if enforced (counted, not applied)"
+            } else {
+                "shadow order: would decide if enforced and the shadow orders before it absent (counted, not applied)"
+            };
+            mark(h, note).map(|(o, r)| format!("{r} (order {o:?})"))
+        })
+        .collect();
+    let shadow = shadows.first().cloned();
     if d.hit.is_none() {
         reason = Some(d.pass_reason().as_str());
     } else {
@@ -328,6 +339,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
         order,
         rule,
         shadow,
+        shadows,
         jurisdictions: client_juris.iter().map(|j| j.name.clone()).collect(),
         matches,
         kernel_agrees,
@@ -358,8 +370,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<ExitCode> {
     if let Some(r) = e.reason {
         println!("  passed, counted as {r}");
     }
-    if let Some(sh) = &e.shadow {
-        println!("  shadow: {sh} would have decided");
+    for (i, sh) in e.shadows.iter().enumerate() {
+        match i {
+            0 => println!("  shadow: {sh} would have decided"),
+            _ => println!("  shadow: {sh} records a hit too (it is next once those before it go)"),
+        }
     }
     for m in &e.matches {
         let mark = if m.decides { "*" } else { " " };
