@@ -589,6 +589,64 @@ fn two_queries_in_one_segment(mode: &str) {
     );
 }
 
+/// glibc's stub resolver over TCP (`options use-vc`: its A and AAAA queries in one segment),
+/// through `getent ahosts` in the client namespace (`ip netns exec` reads
+/// /etc/netns/NAME/resolv.conf): an allowed name gets both addresses from unbound (the AAAA
+/// query after the client's retransmission); a blocked name resolves to nothing, and unbound
+/// never sees it.
+#[test]
+fn glibc_over_tcp_gets_an_allowed_name_and_not_a_blocked_one() {
+    let (t, _b) = setup("native");
+    let dir = std::path::PathBuf::from(format!("/etc/netns/{}", t.client.name));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+            // /etc/netns too, when this test made it (it is then empty).
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
+    }
+    std::fs::create_dir_all(&dir).expect("netns dir");
+    let _guard = Remove(dir.clone());
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {EDGE_V4}\noptions use-vc timeout:2 attempts:1\n"),
+    )
+    .expect("resolv.conf");
+    let started = std::time::Instant::now();
+    let out = t.client.exec("getent", &["ahosts", "allowed.test"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!(
+        "getent ahosts allowed.test: {:.0} ms\n{text}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    assert!(
+        text.contains("192.0.2.10") && text.contains("2001:db8::10"),
+        "both addresses: {text}"
+    );
+    let before = t.unbound_queries();
+    let started = std::time::Instant::now();
+    let out = t.client.exec("getent", &["ahosts", "blocked.test"]);
+    println!(
+        "getent ahosts blocked.test: {:.0} ms, exit {:?}, {}",
+        started.elapsed().as_secs_f64() * 1000.0,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!out.status.success(), "no address for a blocked name");
+    assert!(out.stdout.is_empty());
+    // How getaddrinfo fails: the error code glibc returns.
+    let code = t.client.must(
+        "python3",
+        &[
+            "-c",
+            "import socket\ntry:\n    socket.getaddrinfo('blocked.test', 80)\n    print('resolved')\nexcept socket.gaierror as e:\n    print(e.errno)",
+        ],
+    );
+    println!("getaddrinfo(blocked.test): {code}");
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
+}
+
 /// A query written one byte per segment (TCP_NODELAY): no segment holds a whole message, so the
 /// program passes them all and counts them (tcp_partial); the resolver answers. This is the
 /// documented limit of a program that keeps no per-connection state (SECURITY.md).
