@@ -63,7 +63,7 @@ const VLAN_MAX_DEPTH: usize = 2;
 const IPV6_EXT_MAX: usize = 6;
 /// Largest offset of the UDP header we handle: Ethernet, two tags and an IPv6 header with
 /// extension headers fit easily; anything longer is passed.
-const MAX_L4_OFFSET: usize = 1024;
+pub const MAX_L4_OFFSET: usize = 1024;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_TCP: u8 = 6;
 /// TCP header flags.
@@ -107,7 +107,7 @@ pub struct Frame {
 impl Frame {
     /// The frame as `prepare` left it in `BLK_WALK`, re-bounded for the verifier.
     #[inline(always)]
-    fn from_walk(w: &[u64; 10]) -> Result<Frame, Reason> {
+    pub fn from_walk(w: &[u64; 10]) -> Result<Frame, Reason> {
         // SAFETY: valid, aligned references into a map value.
         let r = |i: usize| unsafe { core::ptr::read_volatile(&w[i]) };
         let f = Frame {
@@ -869,6 +869,10 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let epoch = w.epoch as u32;
     let f = Frame::from_walk(&w.frame)?;
     let d = decide_end(s);
+    // glibc's A and AAAA queries in one TCP segment: when the next message asks the same
+    // name, an answer leaves it and the connection open (see `rewrite::same_name_next`).
+    // Here, before the paths of the actions part: compared once, not once per action.
+    rewrite::same_name_next(ctx);
     // A passed query with more data behind it in its TCP segment is cut to itself afterwards
     // (see `pipelined`).
     let pass = |reason: Reason| Ok((XDP_PASS, reason));

@@ -7,7 +7,9 @@
 //! the server (the query's acknowledgement number), the acknowledgement covers the query's data,
 //! and FIN is set. The FIN matters: the resolver never saw the query's bytes, so the connection
 //! cannot carry anything after them; the client closes it and opens a new one for its next query
-//! (RFC 7766 clients must expect a server to close at any time). TCP options keep their length
+//! (RFC 7766 clients must expect a server to close at any time). The exception: a segment whose
+//! next message asks the same name (glibc's A and AAAA), answered one message at a time on an
+//! open connection (see [`same_name_next`]). TCP options keep their length
 //! (the data offset does not change): a timestamp option is answered as the server would
 //! (TSval = the client's TSecr, so the client's PAWS check passes; TSecr = the client's TSval),
 //! every other option becomes NOPs.
@@ -230,6 +232,116 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     Ok(())
 }
 
+/// Scratch slot: 1 when the answer acknowledges only the first message of its segment and
+/// keeps the connection open (see [`same_name_next`]).
+const SAME_NEXT: usize = 58;
+
+/// Whether the message after the first in a TCP segment asks the same name (its QNAME the
+/// same bytes as the first's, in `s.msg` at 12..`q_end` − 4, where an answer echoes it too): glibc's
+/// stub writes its A and AAAA queries for one name in one segment. Then the answer to the
+/// first acknowledges that message only and does not close the connection: the client's TCP
+/// sends the second again, in a segment of its own, where it is judged — for a blocked name
+/// answered in turn on the same connection, so getaddrinfo gets two block answers (not
+/// found) instead of a connection closed under its second query (a temporary failure).
+/// Left in scratch memory for [`tcp_header`]. Any other second message: the answer covers
+/// the whole segment and closes (a message behind a blocked one cannot reach the resolver:
+/// the resolver never saw the bytes before it).
+///
+/// Its inputs come from the maps, not from the caller (whose frame values would otherwise
+/// stay live, exact per path, through the rest of the verification).
+#[inline(never)]
+pub fn same_name_next(ctx: &XdpContext) {
+    let (Some(w), Some(s)) = (
+        crate::maps::WALK.get(0),
+        crate::maps::SCRATCH.get_ptr_mut(0),
+    ) else {
+        return;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let s = unsafe { &mut *s };
+    s.opaque[SAME_NEXT] = 0;
+    let Ok(f) = Frame::from_walk(&w.frame) else {
+        return;
+    };
+    let q_end = w.q.q_end;
+    if f.tcp == 0 || f.more == 0 || q_end < 12 + 4 + 1 {
+        return;
+    }
+    let name_len = q_end - 12 - 4;
+    // The second message's name must lie within the segment's data.
+    let seg_end = f.l4 + f.l4_len + f.seg_len;
+    if name_len > 255 || f.dns + f.msg_len + 2 + 12 + name_len > seg_end {
+        return;
+    }
+    // The second message's QNAME: after the first message, its two-byte length and its
+    // 12-byte header.
+    // SAFETY: at most 255 bytes into the 256-byte `s.hdr`; the helper checks the packet
+    // bounds (a second message too short to hold the name fails here).
+    let r = unsafe {
+        r#gen::bpf_xdp_load_bytes(
+            ctx.ctx,
+            (f.dns + f.msg_len + 2 + 12) as u32,
+            s.hdr.as_mut_ptr().cast(),
+            name_len as u32,
+        )
+    };
+    if r != 0 {
+        return;
+    }
+    // Compared eight bytes per step of a `bpf_loop` (verified once, not once per chunk).
+    s.opaque[NAME_LEN] = name_len as u64;
+    s.opaque[NAME_DIFF] = 0;
+    // SAFETY: `name_chunk` is a valid bpf_loop callback; it takes no context.
+    unsafe {
+        r#gen::bpf_loop(
+            name_len.div_ceil(8) as u32,
+            name_chunk as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let diff = unsafe { core::ptr::read_volatile(&s.opaque[NAME_DIFF]) };
+    s.opaque[SAME_NEXT] = (diff == 0) as u64;
+}
+
+/// Scratch slots of [`name_chunk`]: the name's length, and the bits that differed so far.
+const NAME_LEN: usize = 62;
+const NAME_DIFF: usize = 63;
+
+/// Step `i` of [`same_name_next`]'s comparison: bytes 8i..8i+8 of the second message's QNAME
+/// (in `s.hdr`) against the first's (echoed in `s.msg` from offset 12), those past the name
+/// masked off.
+#[inline(never)]
+extern "C" fn name_chunk(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = crate::maps::SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let s = unsafe { &mut *s };
+    let at = (i as usize & 31) * 8;
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let name_len = unsafe { core::ptr::read_volatile(&s.opaque[NAME_LEN]) } as usize;
+    if at >= name_len {
+        return 1;
+    }
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    for k in 0..8 {
+        a[k] = s.hdr[at + k];
+        b[k] = s.msg[12 + at + k];
+    }
+    let left = name_len - at;
+    let mask = if left >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * left)) - 1
+    };
+    let d = (u64::from_le_bytes(a) ^ u64::from_le_bytes(b)) & mask;
+    s.opaque[NAME_DIFF] |= d;
+    0
+}
+
 /// Longest run of TCP options (a 60-byte header).
 const TCP_OPTIONS_MAX: usize = 40;
 /// TCP option kinds.
@@ -262,14 +374,17 @@ fn tcp_header(
     if r != 0 {
         return Err(Failed::Changed);
     }
+    // The whole segment (and its FIN) acknowledged, and the connection closed; or, before a
+    // second query for the same name, the first message only, and the connection kept open.
+    // SAFETY: a valid, aligned reference into scratch memory.
+    let same_next = unsafe { core::ptr::read_volatile(&s.opaque[SAME_NEXT]) } & 1;
     let h = &mut s.l4;
     let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
     let ack = [h[8], h[9], h[10], h[11]];
     let fin = (h[13] & TCP_FIN) as u32;
-    let next = seq
-        .wrapping_add(f.seg_len as u32)
-        .wrapping_add(fin)
-        .to_be_bytes();
+    let covered = (f.seg_len as u32 + fin) * (1 - same_next as u32)
+        + (f.msg_len as u32 + 2) * same_next as u32;
+    let next = seq.wrapping_add(covered).to_be_bytes();
     for i in 0..2 {
         let p = h[i];
         h[i] = h[2 + i];
@@ -280,7 +395,7 @@ fn tcp_header(
         h[8 + i] = next[i];
     }
     h[12] &= 0xf0;
-    h[13] = TCP_ACK | TCP_PSH | TCP_FIN;
+    h[13] = TCP_ACK | TCP_PSH | TCP_FIN * (1 - same_next as u8);
     h[16] = 0;
     h[17] = 0;
     h[18] = 0;

@@ -437,7 +437,16 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
 /// answer continues the server's side of the stream where the client expects it, acknowledges
 /// every byte (and a FIN) of the query, closes with FIN, and answers a timestamp option as the
 /// server would; every other option is blanked with NOPs.
-pub fn check_tcp_answer(q: &TcpParsed, a: &TcpParsed) -> Result<(), String> {
+///
+/// `first_only`: the query's segment holds a second query for the same name behind the first
+/// (glibc's A and AAAA), and this many bytes are the first (its length prefix included): then
+/// the answer acknowledges those bytes only and keeps the connection open (PSH|ACK, no FIN),
+/// so the client sends the second query again.
+pub fn check_tcp_answer(
+    q: &TcpParsed,
+    a: &TcpParsed,
+    first_only: Option<usize>,
+) -> Result<(), String> {
     if a.seq != q.ack {
         return Err(format!(
             "TCP seq {:#x}, expected the query's ack {:#x}",
@@ -445,12 +454,21 @@ pub fn check_tcp_answer(q: &TcpParsed, a: &TcpParsed) -> Result<(), String> {
         ));
     }
     let fin = (q.flags & 1) as u32;
-    let want_ack = q.seq.wrapping_add(q.data_len as u32).wrapping_add(fin);
+    let (want_ack, want_flags) = match first_only {
+        Some(n) => (q.seq.wrapping_add(n as u32), 0x18),
+        None => (
+            q.seq.wrapping_add(q.data_len as u32).wrapping_add(fin),
+            0x19,
+        ),
+    };
     if a.ack != want_ack {
         return Err(format!("TCP ack {:#x}, expected {want_ack:#x}", a.ack));
     }
-    if a.flags != 0x19 {
-        return Err(format!("TCP flags {:#04x}, expected FIN|PSH|ACK", a.flags));
+    if a.flags != want_flags {
+        return Err(format!(
+            "TCP flags {:#04x}, expected {want_flags:#04x}",
+            a.flags
+        ));
     }
     if a.urgent != 0 {
         return Err("urgent pointer set".into());

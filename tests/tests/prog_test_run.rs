@@ -750,7 +750,7 @@ fn fixture_table() {
                     }
                     if let Some(qt) = &qin.tcp {
                         let at = a.tcp.as_ref().ok_or("a TCP query answered without TCP")?;
-                        packet::check_tcp_answer(qt, at)?;
+                        packet::check_tcp_answer(qt, at, None)?;
                     }
                     let d = dns::parse(&a.dns);
                     let qe = dns::question_end(&qin.dns);
@@ -1530,4 +1530,104 @@ fn the_benchmark_references_answer_correctly() {
         let r = test_run(fd.as_fd(), &f.bytes(), 1).expect("test run");
         assert_eq!(action_name(r.retval), "XDP_PASS");
     }
+}
+
+/// glibc's A and AAAA queries for a blocked name in one TCP segment: the A query is answered
+/// with an acknowledgement of its bytes only and the connection left open (PSH|ACK, no FIN);
+/// the AAAA query, sent again by the client's TCP in a segment of its own, is answered next in
+/// the same stream and closes it. A different name behind the blocked one: the whole segment
+/// is acknowledged and the connection closed (RFC 793 arithmetic checked by the tests' own
+/// packet code).
+#[test]
+fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() {
+    let (_b, prog) = setup();
+    let fd = prog.fd().expect("fd");
+    let framed = |msgs: &[&Vec<u8>]| {
+        let mut v = Vec::new();
+        for m in msgs {
+            v.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            v.extend_from_slice(m);
+        }
+        v
+    };
+    let a = dns::query(
+        0x0a0a,
+        "www.blocked.test.",
+        RecordType::A,
+        Some((false, vec![])),
+    );
+    let aaaa = dns::query(
+        0x0b0b,
+        "www.blocked.test.",
+        RecordType::AAAA,
+        Some((false, vec![])),
+    );
+    let tcp = |seq: u32, ack: u32| Tcp {
+        seq,
+        ack,
+        raw_payload: true,
+        options: packet::ts_option(11, 22),
+        ..Tcp::default()
+    };
+    let frame = Frame::v4(framed(&[&a, &aaaa]))
+        .over_tcp(tcp(1000, 5000))
+        .bytes();
+    let out = test_run(fd.as_fd(), &frame, 1).expect("test_run");
+    assert_eq!(out.retval, XDP_TX, "{}", action_name(out.retval));
+    let q = packet::parse(&strip_padding(
+        &Frame::v4(a.clone())
+            .over_tcp(Tcp {
+                raw_payload: false,
+                ..tcp(1000, 5000)
+            })
+            .bytes(),
+    ))
+    .expect("the first query alone");
+    let ans = packet::parse(&out.data).expect("answer frame");
+    let at = ans.tcp.as_ref().expect("TCP");
+    packet::check_tcp_answer(q.tcp.as_ref().expect("TCP"), at, Some(2 + a.len()))
+        .expect("first answer: the A query only, connection open");
+    let d = dns::parse(&ans.dns);
+    assert_eq!((d.id, d.rcode), (0x0a0a, 3));
+    // The client's retransmission of the AAAA query: the next bytes of its stream, and an
+    // acknowledgement of the first answer.
+    let next_ack = 5000 + 2 + ans.dns.len() as u32;
+    let retx = Frame::v4(aaaa.clone())
+        .over_tcp(Tcp {
+            raw_payload: false,
+            ..tcp(1000 + 2 + a.len() as u32, next_ack)
+        })
+        .bytes();
+    let out2 = test_run(fd.as_fd(), &retx, 1).expect("test_run");
+    assert_eq!(out2.retval, XDP_TX);
+    let q2 = packet::parse(&strip_padding(&retx)).expect("retransmission");
+    let ans2 = packet::parse(&out2.data).expect("second answer");
+    packet::check_tcp_answer(
+        q2.tcp.as_ref().expect("TCP"),
+        ans2.tcp.as_ref().expect("TCP"),
+        None,
+    )
+    .expect("second answer: the rest acknowledged, FIN");
+    assert_eq!(
+        ans2.tcp.as_ref().expect("TCP").seq,
+        at.seq + 2 + ans.dns.len() as u32,
+        "the second answer follows the first in the server's stream"
+    );
+    let d2 = dns::parse(&ans2.dns);
+    assert_eq!((d2.id, d2.rcode), (0x0b0b, 3));
+
+    // Another name behind it (same length, one byte apart): the whole segment, closed.
+    let other = dns::query(0x0c0c, "www.blocked.tesu.", RecordType::AAAA, None);
+    let frame = Frame::v4(framed(&[&a, &other]))
+        .over_tcp(tcp(1000, 5000))
+        .bytes();
+    let out = test_run(fd.as_fd(), &frame, 1).expect("test_run");
+    assert_eq!(out.retval, XDP_TX);
+    let ans = packet::parse(&out.data).expect("answer frame");
+    let whole = packet::TcpParsed {
+        data_len: 4 + a.len() + other.len(),
+        ..q.tcp.clone().expect("TCP")
+    };
+    packet::check_tcp_answer(&whole, ans.tcp.as_ref().expect("TCP"), None)
+        .expect("a different name behind: all acknowledged, FIN");
 }
