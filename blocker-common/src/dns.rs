@@ -355,8 +355,8 @@ const LOCAL: usize = 42;
 /// The lowest rank a shadow order may have to compete in this walk: 0 in the first walk, the
 /// rank after the last recorded shadow order's in the next ones (see [`decide_next_shadow`]).
 const SHADOW_FROM: usize = 30;
-/// The first walk's shadow hit (rank, hit, local data id), which [`decide_end`] reports once
-/// further walks have looked past it.
+/// The first walk's shadow hit (hit, local data id), which [`decide_end`] reports once further
+/// walks have looked past it.
 const FIRST_SHADOW: usize = 24;
 
 /// Most shadow orders one query records: the first ones by precedence ahead of the deciding
@@ -621,9 +621,8 @@ pub fn decide_next_shadow(s: &mut Scratch) -> Hit {
     }
     let hit = Hit::unpack(get(s, BEST + 3), get(s, LOCAL + 1));
     if get(s, SHADOW_FROM) == 0 {
-        put(s, FIRST_SHADOW, rank);
-        put(s, FIRST_SHADOW + 1, get(s, BEST + 3));
-        put(s, FIRST_SHADOW + 2, get(s, LOCAL + 1));
+        put(s, FIRST_SHADOW, get(s, BEST + 3));
+        put(s, FIRST_SHADOW + 1, get(s, LOCAL + 1));
     }
     put(s, SHADOW_FROM, rank + 1);
     put(s, BEST + 2, u64::MAX);
@@ -695,7 +694,7 @@ pub fn decide_step<'o, F, G, O, J>(
 #[inline(always)]
 pub fn decide_end(s: &mut Scratch) -> Decision {
     let shadow = if get(s, SHADOW_FROM) != 0 {
-        Hit::unpack(get(s, FIRST_SHADOW + 1), get(s, FIRST_SHADOW + 2))
+        Hit::unpack(get(s, FIRST_SHADOW), get(s, FIRST_SHADOW + 1))
     } else if get(s, BEST + 2) < get(s, BEST) {
         Hit::unpack(get(s, BEST + 3), get(s, LOCAL + 1))
     } else {

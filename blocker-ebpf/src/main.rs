@@ -144,9 +144,10 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     // of it each (but never at the same time).
     let r = match unpack_prepared(prepare(&ctx, &mut tcp_query)) {
         Ok(labels) => {
-            // One walk of the labels, then up to SHADOW_MAX more, one per shadow order ahead
-            // of the decider, each after a step that records it (see `walk_step`); the loop
-            // stops at the first walk with no shadow order ahead.
+            // One walk of the labels, then up to SHADOW_MAX − 1 more, one per shadow order
+            // ahead of the decider, each after a step that records it (see `walk_step`); the
+            // loop stops at the first walk with no shadow order ahead, or at the SHADOW_MAX-th
+            // record.
             let labels = labels & (blocker_common::dns::MAX_LABELS as u32 - 1);
             let steps = if labels == 0 {
                 0
@@ -878,7 +879,7 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let pass = |reason: Reason| Ok((XDP_PASS, reason));
     // Side channels: an event that does not fit is lost, and nothing the counters or events
     // return reaches the verdict (prog_test_run fills the event ring buffer to check it).
-    // Shadow hits were recorded by `shadows`.
+    // Shadow hits were recorded by the walk (`walk_step`, `record_shadow`).
     let slot = d.hit;
     if slot.is_none() {
         return pass(d.pass_reason());

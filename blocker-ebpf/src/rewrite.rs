@@ -20,7 +20,7 @@
 
 use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
 use blocker_common::answer::GROW_MAX;
-use blocker_common::dns::{launder, Scratch, HDR_MAX, MSG_BUF};
+use blocker_common::dns::{launder, Scratch, HDR_MAX, LOAD_MAX, MSG_BUF, MSG_MASK};
 use network_types::{eth::EthHdr, udp::UdpHdr};
 
 use crate::{ptr_at, Frame, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH};
@@ -236,8 +236,8 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
 /// keeps the connection open (see [`same_name_next`]).
 const SAME_NEXT: usize = 58;
 
-/// Whether the message after the first in a TCP segment asks the same name (its QNAME the
-/// same bytes as the first's, in `s.msg` at 12..`q_end` − 4, where an answer echoes it too): glibc's
+/// Whether the message after the first in a TCP segment asks the same name — its QNAME, its
+/// QCLASS and its header but the ID the same bytes as the first's (in `s.msg`): glibc's
 /// stub writes its A and AAAA queries for one name in one segment. Then the answer to the
 /// first acknowledges that message only and does not close the connection: the client's TCP
 /// sends the second again, in a segment of its own, where it is judged — for a blocked name
@@ -251,26 +251,43 @@ const SAME_NEXT: usize = 58;
 /// stay live, exact per path, through the rest of the verification).
 #[inline(never)]
 pub fn same_name_next(ctx: &XdpContext) {
-    let (Some(w), Some(s)) = (
-        crate::maps::WALK.get(0),
-        crate::maps::SCRATCH.get_ptr_mut(0),
-    ) else {
+    let Some(s) = crate::maps::SCRATCH.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
     let s = unsafe { &mut *s };
     s.opaque[SAME_NEXT] = 0;
+    let Some(w) = crate::maps::WALK.get(0) else {
+        return;
+    };
     let Ok(f) = Frame::from_walk(&w.frame) else {
         return;
     };
     let q_end = w.q.q_end;
-    if f.tcp == 0 || f.more == 0 || q_end < 12 + 4 + 1 {
+    if f.tcp == 0 || f.more == 0 || q_end < 12 + 4 + 1 || q_end > LOAD_MAX {
         return;
     }
     let name_len = q_end - 12 - 4;
-    // The second message's name must lie within the segment's data.
+    // The second message's question must lie within the segment's data.
+    let second = f.dns + f.msg_len + 2;
     let seg_end = f.l4 + f.l4_len + f.seg_len;
-    if name_len > 255 || f.dns + f.msg_len + 2 + 12 + name_len > seg_end {
+    if name_len > 255 || second + q_end > seg_end {
+        return;
+    }
+    // Its header but the ID (flags and counts: a plain query like the first, as glibc's pair
+    // is) and its QCLASS the same as the first's, still the query in `s.msg` here.
+    let (Ok(h), Ok(c)) = (
+        crate::load::<12>(ctx, second),
+        crate::load::<2>(ctx, second + q_end - 2),
+    ) else {
+        return;
+    };
+    let mut d = 0u8;
+    for i in 2..12 {
+        d |= h[i] ^ s.msg[i];
+    }
+    d |= (c[0] ^ s.msg[(q_end - 2) & MSG_MASK]) | (c[1] ^ s.msg[(q_end - 1) & MSG_MASK]);
+    if d != 0 {
         return;
     }
     // The second message's QNAME: after the first message, its two-byte length and its
@@ -350,9 +367,11 @@ const TCPOPT_NOP: u8 = 1;
 const TCPOPT_TIMESTAMP: u8 = 8;
 
 /// Writes the TCP header of the answer (and its length prefix) over the query's: ports swapped,
-/// SEQ = the query's ACK, ACK = the query's SEQ + its data (+ 1 for a FIN), ACK|PSH|FIN, the
-/// same data offset and window, options as the module documentation says, and the checksum
-/// over the pseudo-header (`sum` holds it and the answer's bytes), the header, the prefix.
+/// SEQ = the query's ACK, ACK = the query's SEQ + its data (+ 1 for a FIN), ACK|PSH|FIN — or,
+/// before a second query for the same name ([`same_name_next`]), ACK = the query's SEQ + its
+/// first message and ACK|PSH — the same data offset and window, options as the module
+/// documentation says, and the checksum over the pseudo-header (`sum` holds it and the
+/// answer's bytes), the header, the prefix.
 #[inline(always)]
 fn tcp_header(
     ctx: &XdpContext,

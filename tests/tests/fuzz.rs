@@ -585,13 +585,16 @@ fn differential_fuzz() {
                     (None, None) => {}
                     (Some((qt, cut, data)), Some(at)) => {
                         tx_tcp += 1;
-                        // A second query for the same name behind the first (its QNAME the
-                        // same bytes, within the segment): only the first is acknowledged.
+                        // A second query for the same name behind the first (its header but
+                        // the ID, QNAME and QCLASS the same bytes, its question within the
+                        // segment): only the first is acknowledged.
                         let first_only = cut.as_ref().and_then(|_| {
                             let first = 2 + q.len();
-                            let name = 12..blocker_tests::dns::question_end(q) - 4;
-                            let at = first + 2 + name.start;
-                            (data.get(at..at + name.len())? == &q[name.clone()]).then_some(first)
+                            let qe = blocker_tests::dns::question_end(q);
+                            let second = data.get(first + 2..first + 2 + qe)?;
+                            let same = second[2..qe - 4] == q[2..qe - 4]
+                                && second[qe - 2..qe] == q[qe - 2..qe];
+                            same.then_some(first)
                         });
                         if first_only.is_some() {
                             same_name += 1;

@@ -446,6 +446,36 @@ fn cases() -> Vec<Case> {
             0x18,
         )),
     );
+    // IPv4 options and IPv6 extension headers stay; the lengths cover them.
+    let with_options = |msgs: &[Vec<u8>]| {
+        let mut f = Frame::v4(framed(msgs)).over_tcp(raw(0x18, vec![]));
+        f.ip = Ip::V4 {
+            src: [192, 0, 2, 1],
+            dst: [192, 0, 2, 53],
+            options: vec![0x07, 0x07, 0x04, 0x00, 0, 0, 0, 0],
+            frag: 0x4000,
+            tot_len: None,
+        };
+        f.bytes()
+    };
+    add(
+        "TCP over IPv4 with options: an allowed query with a blocked one behind it",
+        with_options(&[allowed.clone(), behind.clone()]),
+        Expect::Cut(with_options(std::slice::from_ref(&allowed))),
+    );
+    let with_ext = |msgs: &[Vec<u8>]| {
+        let mut f = Frame::v6(framed(msgs)).over_tcp(raw(0x18, vec![]));
+        if let Ip::V6 { ext, .. } = &mut f.ip {
+            ext.push((0, vec![0, 0, 1, 4, 0, 0, 0, 0]));
+            ext.push((60, vec![0, 0, 1, 4, 0, 0, 0, 0]));
+        }
+        f.bytes()
+    };
+    add(
+        "TCP over IPv6 with extension headers: an allowed query with a blocked one behind it",
+        with_ext(&[allowed.clone(), behind.clone()]),
+        Expect::Cut(with_ext(std::slice::from_ref(&allowed))),
+    );
     // A first message that is no query at all (a response) decides nothing either.
     let mut response = dns::query(54, "news.example.", A, None);
     response[2] |= 0x80;
