@@ -560,3 +560,92 @@ fn every_shadow_order_ahead_of_the_decider_records_its_hit() {
     assert_eq!(got, vec![1, 1, 1, 1, 0], "{c:?}");
     assert_eq!(b.reason("shadowed") - shadowed, 1);
 }
+
+/// Shadow recording on the real program against a model written here from the README's
+/// words: orders in ascending priority; those with a rule matching the query; each in shadow
+/// mode before the first enforced one records a hit (at most four); the first enforced one
+/// decides. Random priorities, modes and rules (an exact rule at a.r.test, or a subtree rule
+/// at r.test or a.r.test) over six orders, several rounds, two query names each.
+#[test]
+fn shadow_records_follow_a_model_over_random_orders() {
+    let mut seed: u64 = 0x5eed_0bad;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..6 {
+        let b = Blocker::new();
+        // (name, priority, shadow, rule name, subtree)
+        let mut orders = Vec::new();
+        let mut priorities: Vec<u64> = (1..=6).map(|p| p * 10).collect();
+        for i in 0..6 {
+            let p = priorities.remove(next(priorities.len() as u64) as usize);
+            let shadow = next(3) != 0;
+            let (rule, subtree) = match next(3) {
+                0 => ("a.r.test", false),
+                1 => ("a.r.test", true),
+                _ => ("r.test", true),
+            };
+            let name = format!("O{i}");
+            let prio = p.to_string();
+            let mut args = vec!["rules", "add", rule, "--order", &name, "--priority", &prio];
+            if subtree {
+                args.push("--subtree");
+            }
+            if shadow {
+                args.extend(["--mode", "shadow"]);
+            }
+            b.ok(&args);
+            orders.push((name, p, shadow, rule, subtree));
+        }
+        orders.sort_by_key(|o| o.1);
+        for query in ["a.r.test", "x.a.r.test"] {
+            let before = order_counts(&b);
+            let verdict = query_once(&b, query);
+            let after = order_counts(&b);
+            // The model.
+            let mut want_shadow = Vec::new();
+            let mut decider = None;
+            for (name, _, shadow, rule, subtree) in &orders {
+                let matches = query == *rule || (*subtree && query.ends_with(&format!(".{rule}")));
+                if !matches {
+                    continue;
+                }
+                if *shadow {
+                    if want_shadow.len() < 4 {
+                        want_shadow.push(name.clone());
+                    }
+                } else {
+                    decider = Some(name.clone());
+                    break;
+                }
+            }
+            let got_shadow: Vec<String> = orders
+                .iter()
+                .filter(|o| after[&o.0].1 > before[&o.0].1)
+                .map(|o| o.0.clone())
+                .collect();
+            let got_decider: Vec<&String> = orders
+                .iter()
+                .filter(|o| after[&o.0].0 > before[&o.0].0)
+                .map(|o| &o.0)
+                .collect();
+            assert_eq!(
+                got_shadow, want_shadow,
+                "round {round}, {query}: shadow hits; orders {orders:?}"
+            );
+            assert_eq!(
+                got_decider,
+                decider.iter().collect::<Vec<_>>(),
+                "round {round}, {query}: decider; orders {orders:?}"
+            );
+            assert_eq!(
+                verdict,
+                if decider.is_some() { BLOCKED } else { PASSED },
+                "round {round}, {query}"
+            );
+        }
+    }
+}
