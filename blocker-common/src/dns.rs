@@ -503,6 +503,37 @@ where
     O: FnMut(u16) -> &'o OrderGate,
 {
     decide_start(s);
+    walk(
+        cfg,
+        secret,
+        s,
+        q,
+        client,
+        &mut may_hold,
+        &mut lookup,
+        &mut order,
+    );
+    decide_end(s)
+}
+
+/// One walk: [`decide_step`] for each label from the first (on the host; the XDP program
+/// runs the steps as a `bpf_loop`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn walk<'o, F, G, O>(
+    cfg: &Config,
+    secret: &KeySecret,
+    s: &mut Scratch,
+    q: &Query,
+    client: &Client,
+    may_hold: &mut G,
+    lookup: &mut F,
+    order: &mut O,
+) where
+    F: FnMut(&RuleKey) -> Option<RuleSet>,
+    G: FnMut(&RuleKey) -> bool,
+    O: FnMut(u16) -> &'o OrderGate,
+{
     let mut jurisdictions = || client.jurisdictions;
     for k in 0..q.labels.min(MAX_LABELS) {
         decide_step(
@@ -512,13 +543,12 @@ where
             s,
             q,
             client,
-            &mut may_hold,
-            &mut lookup,
-            &mut order,
+            may_hold,
+            lookup,
+            order,
             &mut jurisdictions,
         );
     }
-    decide_end(s)
 }
 
 /// [`decide`], and the hit of every order in shadow mode ahead of the deciding one, in
@@ -537,35 +567,17 @@ where
     F: FnMut(&RuleKey) -> Option<RuleSet>,
     O: FnMut(u16) -> &'o OrderGate,
 {
-    let mut jurisdictions = || client.jurisdictions;
     let mut all = |_: &RuleKey| true;
     let mut shadows = [Hit::default(); SHADOW_MAX];
     decide_start(s);
-    for round in 0..=SHADOW_MAX {
-        if round > 0 {
-            let h = decide_next_shadow(s);
-            if h.is_none() {
-                break;
-            }
-            shadows[round - 1] = h;
-            if round == SHADOW_MAX {
-                break;
-            }
+    walk(cfg, secret, s, q, client, &mut all, &mut lookup, &mut order);
+    for slot in shadows.iter_mut() {
+        let h = decide_next_shadow(s);
+        if h.is_none() {
+            break;
         }
-        for k in 0..q.labels.min(MAX_LABELS) {
-            decide_step(
-                k,
-                cfg,
-                secret,
-                s,
-                q,
-                client,
-                &mut all,
-                &mut lookup,
-                &mut order,
-                &mut jurisdictions,
-            );
-        }
+        *slot = h;
+        walk(cfg, secret, s, q, client, &mut all, &mut lookup, &mut order);
     }
     (decide_end(s), shadows)
 }
@@ -818,19 +830,27 @@ pub(crate) mod tests {
             }
         }
         fn decision(&self, qname: &[u8], qtype: u16) -> Decision {
+            self.decision_with_shadows(qname, qtype, false).0
+        }
+        /// `decide` (one walk), or `decide_with_shadows` when `shadows`.
+        fn decision_with_shadows(
+            &self,
+            qname: &[u8],
+            qtype: u16,
+            shadows: bool,
+        ) -> (Decision, [Hit; SHADOW_MAX]) {
             let msg = query(7, qname, qtype, None);
             let (mut s, n) = load(&msg);
             let k = test_secret();
             let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
-            decide(
-                &self.cfg,
-                &k,
-                &mut s,
-                &q,
-                &self.client,
-                |k| self.map.get(k).copied(),
-                |o| &self.orders[o as usize],
-            )
+            let lookup = |k: &RuleKey| self.map.get(k).copied();
+            let order = |o: u16| &self.orders[o as usize];
+            if shadows {
+                decide_with_shadows(&self.cfg, &k, &mut s, &q, &self.client, lookup, order)
+            } else {
+                let d = decide(&self.cfg, &k, &mut s, &q, &self.client, lookup, order);
+                (d, [Hit::default(); SHADOW_MAX])
+            }
         }
         fn decide(&self, qname: &[u8], qtype: u16) -> Option<Hit> {
             let d = self.decision(qname, qtype);
@@ -1196,21 +1216,7 @@ pub(crate) mod tests {
         for o in shadow {
             r.orders[o].mode = MODE_SHADOW;
         }
-        let run = |r: &Rules, name: &str| {
-            let msg = query(7, &wire(name), 1, None);
-            let (mut s, n) = load(&msg);
-            let k = test_secret();
-            let q = parse_query(&mut s, n, msg.len(), &k).expect("query parses");
-            decide_with_shadows(
-                &r.cfg,
-                &k,
-                &mut s,
-                &q,
-                &r.client,
-                |k| r.map.get(k).copied(),
-                |o| &r.orders[o as usize],
-            )
-        };
+        let run = |r: &Rules, name: &str| r.decision_with_shadows(&wire(name), 1, true);
         // The model: the shadow orders ranked before the first enforced order with a rule,
         // in rank order, each with its most specific rule; at most SHADOW_MAX.
         let model = |r: &Rules, deep: bool| -> Vec<(u16, u32)> {

@@ -53,6 +53,26 @@ fn word(hi: u8, lo: u8) -> u64 {
     u16::from_ne_bytes([hi, lo]) as u64
 }
 
+/// Copies `len` bytes of the frame at `off` into scratch memory at `dst`; None if the frame
+/// is shorter.
+#[inline(always)]
+fn load_into(ctx: &XdpContext, off: usize, dst: *mut u8, len: usize) -> Option<()> {
+    // SAFETY: `dst` points to at least `len` writable bytes of scratch memory (callers bound
+    // `len` by the buffer); the helper checks the packet bounds.
+    let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, off as u32, dst.cast(), len as u32) };
+    (r == 0).then_some(())
+}
+
+/// The one's-complement sum (unfolded) of `len` bytes of scratch memory at `src`: a
+/// multiple of four, at most 512 (the helper's limits).
+#[inline(always)]
+fn sum_of(src: *mut u8, len: usize) -> Option<u64> {
+    // SAFETY: `src` points to at least `len` readable bytes of scratch memory (callers bound
+    // `len` by the buffer).
+    let r = unsafe { r#gen::bpf_csum_diff(core::ptr::null_mut(), 0, src.cast(), len as u32, 0) };
+    (r >= 0).then_some(r as u64)
+}
+
 #[inline(always)]
 fn store(ctx: &XdpContext, off: usize, src: *const u8, len: usize) -> Result<(), Failed> {
     // SAFETY: `src` points to at least `len` readable bytes of scratch memory (callers bound
@@ -76,12 +96,8 @@ fn grow_at_head(ctx: &XdpContext, f: &Frame, s: &mut Scratch, delta: usize) -> R
     if hlen == 0 || hlen > HDR_MAX || delta > GROW_MAX {
         return Err(Failed::NoRoom);
     }
-    // SAFETY: at most HDR_MAX bytes into `s.hdr`.
-    let r =
-        unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, 0, s.hdr.as_mut_ptr().cast(), hlen as u32) };
-    if r != 0 {
-        return Err(Failed::NoRoom);
-    }
+    // At most HDR_MAX bytes into `s.hdr`.
+    load_into(ctx, 0, s.hdr.as_mut_ptr(), hlen).ok_or(Failed::NoRoom)?;
     // SAFETY: plain helper call on our own context.
     if unsafe { r#gen::bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) } != 0 {
         return Err(Failed::NoRoom);
@@ -114,19 +130,8 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
 
     // Sum of the DNS message. write_answer zeroed the bytes up to the next multiple of four.
     let padded = (len + 3) & !3usize;
-    // SAFETY: `padded` ≤ MSG_BUF bytes of `s.msg` are read.
-    let payload = unsafe {
-        r#gen::bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            s.msg.as_mut_ptr().cast(),
-            padded as u32,
-            0,
-        )
-    };
-    if payload < 0 {
-        return Err(Failed::Changed);
-    }
+    // `padded` ≤ MSG_BUF bytes of `s.msg`.
+    let payload = sum_of(s.msg.as_mut_ptr(), padded).ok_or(Failed::Changed)?;
     // Length of the transport segment: the UDP header or the TCP header and the two-byte
     // length prefix, then the answer. `f.dns - f.l4` is 8 for UDP and the data offset + 2 for
     // TCP; both are bounded (parse_frame).
@@ -135,7 +140,7 @@ pub fn to_answer(ctx: &XdpContext, f: &Frame, s: &mut Scratch, len: usize) -> Re
     let ulen_be = ulen.to_be_bytes();
     let proto = if f.tcp != 0 { IPPROTO_TCP } else { IPPROTO_UDP };
     // Pseudo-header: protocol and segment length (the addresses are added below).
-    let mut sum = payload as u64 + word(0, proto) + word(ulen_be[0], ulen_be[1]);
+    let mut sum = payload + word(0, proto) + word(ulen_be[0], ulen_be[1]);
 
     // The IP header is rewritten in place (direct packet access: no helper call), its
     // checksum computed anew over the header as sent.
@@ -292,17 +297,8 @@ pub fn same_name_next(ctx: &XdpContext) {
     }
     // The second message's QNAME: after the first message, its two-byte length and its
     // 12-byte header.
-    // SAFETY: at most 255 bytes into the 256-byte `s.hdr`; the helper checks the packet
-    // bounds (a second message too short to hold the name fails here).
-    let r = unsafe {
-        r#gen::bpf_xdp_load_bytes(
-            ctx.ctx,
-            (f.dns + f.msg_len + 2 + 12) as u32,
-            s.hdr.as_mut_ptr().cast(),
-            name_len as u32,
-        )
-    };
-    if r != 0 {
+    // At most 255 bytes into the 256-byte `s.hdr`.
+    if load_into(ctx, second + 12, s.hdr.as_mut_ptr(), name_len).is_none() {
         return;
     }
     // Compared eight bytes per step of a `bpf_loop` (verified once, not once per chunk).
@@ -386,13 +382,8 @@ fn tcp_header(
     if !(20..=60).contains(&doff) {
         return Err(Failed::Changed);
     }
-    // SAFETY: at most 60 bytes into the 64-byte `s.l4`.
-    let r = unsafe {
-        r#gen::bpf_xdp_load_bytes(ctx.ctx, f.l4 as u32, s.l4.as_mut_ptr().cast(), doff as u32)
-    };
-    if r != 0 {
-        return Err(Failed::Changed);
-    }
+    // At most 60 bytes into the 64-byte `s.l4`.
+    load_into(ctx, f.l4, s.l4.as_mut_ptr(), doff).ok_or(Failed::Changed)?;
     // The whole segment (and its FIN) acknowledged, and the connection closed; or, before a
     // second query for the same name, the first message only, and the connection kept open.
     // SAFETY: a valid, aligned reference into scratch memory.
@@ -469,21 +460,10 @@ fn tcp_header(
         }
     }
 
-    // SAFETY: `doff` ≤ 60 bytes of the 64-byte `s.l4` (a multiple of 4, as the helper wants).
-    let hsum = unsafe {
-        r#gen::bpf_csum_diff(
-            core::ptr::null_mut(),
-            0,
-            s.l4.as_mut_ptr().cast(),
-            doff as u32,
-            0,
-        )
-    };
-    if hsum < 0 {
-        return Err(Failed::Changed);
-    }
+    // `doff` ≤ 60 bytes of the 64-byte `s.l4` (a multiple of 4, as the helper wants).
+    let hsum = sum_of(s.l4.as_mut_ptr(), doff).ok_or(Failed::Changed)?;
     let prefix = (len as u16).to_be_bytes();
-    sum += hsum as u64 + word(prefix[0], prefix[1]);
+    sum += hsum + word(prefix[0], prefix[1]);
     let c = (!fold(sum)).to_ne_bytes();
     s.l4[16] = c[0];
     s.l4[17] = c[1];
@@ -504,25 +484,11 @@ pub fn cut_after_first(ctx: &XdpContext, f: &Frame, s: &mut Scratch) -> Result<(
     if f.tcp == 0 || keep > MSG_BUF - 4 || !(20..=60).contains(&doff) || f.dns < 2 {
         return Err(Failed::Untouched);
     }
-    let load = |off: usize, dst: *mut u8, len: usize| -> Result<(), Failed> {
-        // SAFETY: callers bound `len` by the buffer behind `dst`; the helper checks the
-        // packet bounds.
-        let r = unsafe { r#gen::bpf_xdp_load_bytes(ctx.ctx, off as u32, dst.cast(), len as u32) };
-        if r != 0 {
-            return Err(Failed::Untouched);
-        }
-        Ok(())
+    // Nothing is changed before the frame is cut: any failure up to there leaves it whole.
+    let load = |off: usize, dst: *mut u8, len: usize| {
+        load_into(ctx, off, dst, len).ok_or(Failed::Untouched)
     };
-    let csum = |src: *mut u8, len: usize| -> Result<u64, Failed> {
-        // SAFETY: `src` points to at least `len` (a multiple of 4, at most MSG_BUF) readable
-        // bytes of scratch memory.
-        let r =
-            unsafe { r#gen::bpf_csum_diff(core::ptr::null_mut(), 0, src.cast(), len as u32, 0) };
-        if r < 0 {
-            return Err(Failed::Untouched);
-        }
-        Ok(r as u64)
-    };
+    let csum = |src: *mut u8, len: usize| sum_of(src, len).ok_or(Failed::Untouched);
     load(f.dns - 2, s.msg.as_mut_ptr(), keep)?;
     for i in 0..3 {
         s.msg[(keep + i) & (MSG_BUF - 1)] = 0;

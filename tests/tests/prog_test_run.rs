@@ -91,15 +91,11 @@ fn cases() -> Vec<Case> {
         Frame::v4(dns::query(7, "x.blocked.test.", A, Some((false, opts)))).bytes(),
         nx(true),
     );
-    let mut f = Frame::v4(dns::query(8, "a.blocked.test.", A, None));
-    f.ip = Ip::V4 {
-        src: [192, 0, 2, 1],
-        dst: [192, 0, 2, 53],
-        options: vec![0x07, 0x07, 0x04, 0x00, 0, 0, 0, 0],
-        frag: 0x4000,
-        tot_len: None,
-    };
-    add("IPv4 with options (record route)", f.bytes(), nx(false));
+    add(
+        "IPv4 with options (record route)",
+        with_record_route(Frame::v4(dns::query(8, "a.blocked.test.", A, None))).bytes(),
+        nx(false),
+    );
     add(
         "IPv6",
         Frame::v6(dns::query(9, "blocked.test.", AAAA, Some((false, vec![])))).bytes(),
@@ -448,15 +444,7 @@ fn cases() -> Vec<Case> {
     );
     // IPv4 options and IPv6 extension headers stay; the lengths cover them.
     let with_options = |msgs: &[Vec<u8>]| {
-        let mut f = Frame::v4(framed(msgs)).over_tcp(raw(0x18, vec![]));
-        f.ip = Ip::V4 {
-            src: [192, 0, 2, 1],
-            dst: [192, 0, 2, 53],
-            options: vec![0x07, 0x07, 0x04, 0x00, 0, 0, 0, 0],
-            frag: 0x4000,
-            tot_len: None,
-        };
-        f.bytes()
+        with_record_route(Frame::v4(framed(msgs)).over_tcp(raw(0x18, vec![]))).bytes()
     };
     add(
         "TCP over IPv4 with options: an allowed query with a blocked one behind it",
@@ -892,6 +880,18 @@ fn fixture_table() {
 }
 
 /// The query frame without link padding (what the answer is compared with).
+/// `f` over IPv4 with a record-route option (8 bytes of options), DF set.
+fn with_record_route(mut f: Frame) -> Frame {
+    f.ip = Ip::V4 {
+        src: [192, 0, 2, 1],
+        dst: [192, 0, 2, 53],
+        options: vec![0x07, 0x07, 0x04, 0x00, 0, 0, 0, 0],
+        frag: 0x4000,
+        tot_len: None,
+    };
+    f
+}
+
 fn strip_padding(frame: &[u8]) -> Vec<u8> {
     let mut off = 12;
     let mut et = u16::from_be_bytes([frame[off], frame[off + 1]]);
