@@ -846,7 +846,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         }
         n = launder(&mut s.opaque[61], n);
     }
-    Ok(n as u32 & 127)
+    Ok(n as u32 & (blocker_common::dns::MAX_LABELS as u32 - 1))
 }
 
 /// The last part: the walk's decision becomes a verdict, counted, and for a block an answer
@@ -872,7 +872,10 @@ fn finish_parts(ctx: &XdpContext) -> Result<(u32, Reason), Reason> {
     let d = decide_end(s);
     // glibc's A and AAAA queries in one TCP segment: when the next message asks the same
     // name, an answer leaves it and the connection open (see `rewrite::same_name_next`).
-    // Here, before the paths of the actions part: compared once, not once per action.
+    // Here, before the paths of the actions part: compared once, not once per action. Called
+    // for every query (it returns at once unless TCP data follows the first message): calling
+    // it only for those from `blocker`, on `tcp_query`, made the verifier walk `finish` once
+    // per value (943,112 verified instructions instead of 775,913).
     rewrite::same_name_next(ctx);
     // A passed query with more data behind it in its TCP segment is cut to itself afterwards
     // (see `pipelined`).
