@@ -944,10 +944,14 @@ pub enum Reason {
     /// over 506 bytes).
     RewriteFailed = 18,
     /// A TCP segment to a DNS port that carries no DNS message (handshake, pure ACK, FIN, RST,
-    /// data on a SYN): passed.
+    /// data without ACK, which no TCP accepts): passed.
     TcpNoQuery = 19,
     /// A TCP segment whose data is not one whole DNS message from its first byte (a query split
-    /// across segments, or the rest of one): passed.
+    /// across segments, or the rest of one): **dropped**, as nothing in it can be judged. The
+    /// client's TCP sends the data again, joined into whole segments (Linux merges the small
+    /// segments it retransmits; BSD-derived stacks resend from their buffer), where the query is
+    /// judged; passing the pieces would let a query written in pieces reach the resolver
+    /// unjudged.
     TcpPartial = 20,
     /// A TCP segment that passes with more data behind its first DNS message (an allowed or
     /// unmatched query, or no query at all): passed cut after that message, so the resolver
@@ -974,9 +978,14 @@ pub enum Reason {
     /// Passed: a query over TCP that a tcp-only rule decided (RPZ's `rpz-tcp-only` answers
     /// TC=1 over UDP only; over TCP the query is resolved as if no rule matched).
     TcOverTcp = 28,
+    /// A SYN carrying data to a DNS port (TCP Fast Open, RFC 7413): **dropped**. A resolver
+    /// with Fast Open on would take the query with the handshake, before any segment this
+    /// program judges; the client sends its SYN again without data and the query after the
+    /// handshake, where it is judged.
+    TcpFastOpen = 29,
 }
 
-pub const REASON_COUNT: usize = 29;
+pub const REASON_COUNT: usize = 30;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -1009,6 +1018,7 @@ impl Reason {
         Reason::NotInForce,
         Reason::OutOfScope,
         Reason::TcOverTcp,
+        Reason::TcpFastOpen,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -1043,6 +1053,7 @@ impl Reason {
             Reason::NotInForce => "not_in_force",
             Reason::OutOfScope => "out_of_scope",
             Reason::TcOverTcp => "tc_over_tcp",
+            Reason::TcpFastOpen => "tcp_fast_open",
         }
     }
 
@@ -1054,6 +1065,15 @@ impl Reason {
             Some(r) => *r,
             None => Reason::Malformed,
         }
+    }
+
+    /// Whether the program drops a packet that exits by this reason before any rule is
+    /// looked up: TCP data it cannot judge, which a resolver would otherwise take unjudged
+    /// ([`Reason::TcpPartial`], [`Reason::TcpFastOpen`]). Every other reason that is not a
+    /// rule's or a failed rewrite's passes the packet (fail open).
+    #[inline(always)]
+    pub fn drops_unjudged(self) -> bool {
+        matches!(self, Reason::TcpPartial | Reason::TcpFastOpen)
     }
 
     /// Whether this exit is a query a blocking rule decided (answered, slipped or dropped).
@@ -1199,6 +1219,21 @@ mod tests {
             assert_eq!(Reason::from_u32(i as u32), *r);
         }
         assert_eq!(Reason::from_u32(REASON_COUNT as u32), Reason::Malformed);
+    }
+
+    /// Fail open, but for TCP data that cannot be judged: only those two reasons drop before
+    /// a rule is looked up, and no rule's reason is among them.
+    #[test]
+    fn only_unjudgeable_tcp_data_is_dropped_before_the_rules() {
+        let dropped: Vec<&str> = Reason::ALL
+            .iter()
+            .filter(|r| r.drops_unjudged())
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(dropped, ["tcp_partial", "tcp_fast_open"]);
+        assert!(!Reason::ALL
+            .iter()
+            .any(|r| r.drops_unjudged() && r.is_block()));
     }
 
     fn slot(order_id: u16, flags: u8) -> Slot {

@@ -4,10 +4,11 @@
 //! configured DNS port → the DNS query, parsed and matched by blocker-common → pass, drop, or
 //! the query rewritten in place into an answer and sent back with XDP_TX.
 //!
-//! Fail open: anything not understood is passed and counted by reason — but a TCP segment
-//! passes only up to the end of its first message, so a query written behind it is judged
-//! when the client sends it again (see [`pipelined`]). Every exit goes through [`blocker`],
-//! which counts exactly one reason.
+//! Fail open: anything not understood is passed and counted by reason — but not TCP data that
+//! cannot be judged (a query in pieces, data on a SYN: dropped, see [`parse_tcp`]), and a TCP
+//! segment passes only up to the end of its first message, so a query written behind it is
+//! judged when the client sends it again (see [`pipelined`]). Every exit goes through
+//! [`blocker`], which counts exactly one reason.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target's `core` has no `fetch_add`, while BPF has an atomic add
@@ -174,6 +175,8 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     };
     let (verdict, reason) = match r {
         Ok(v) => v,
+        // Fail open, but for TCP data that cannot be judged (see `parse_tcp`).
+        Err(reason) if reason.drops_unjudged() => (XDP_DROP, reason),
         Err(reason) => (XDP_PASS, reason),
     };
     // A TCP segment about to pass with more data behind its first message: only that message
@@ -617,10 +620,14 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
 /// DNS message (RFC 7766: a two-byte length, then the message). That is how a client's query
 /// arrives — normally the first data segment after the handshake, or a further query pipelined
 /// on the connection — and the only case a program that keeps no per-connection state can
-/// judge. Everything else passes, counted: segments without data (handshake, ACKs, FIN, RST)
-/// and SYNs carrying data (TCP Fast Open) as [`Reason::TcpNoQuery`]; data that is not a whole
-/// message from its first byte (a query split over several segments, or the rest of one) as
-/// [`Reason::TcpPartial`].
+/// judge. Segments without data (handshake, ACKs, FIN, RST) pass, counted as
+/// [`Reason::TcpNoQuery`]. Data that cannot be judged is dropped, never passed, since the
+/// resolver would take it unjudged: data on a SYN (TCP Fast Open) as [`Reason::TcpFastOpen`],
+/// and data that is not a whole message from its first byte (a query written in pieces, or
+/// the rest of one) as [`Reason::TcpPartial`]. The client's TCP sends either again — the query
+/// after the handshake, the pieces joined into whole segments — where it is judged. So the
+/// resolver's stream only ever moves past the start of a message in a segment that starts
+/// there and holds the whole message: one this program judged.
 #[inline(always)]
 fn parse_tcp(
     ctx: &XdpContext,
@@ -642,7 +649,13 @@ fn parse_tcp(
     }
     let flags = th[13];
     let data = l3_end - (l4 + doff);
-    if data == 0 || flags & (TCP_SYN | TCP_RST) != 0 || flags & TCP_ACK == 0 {
+    if data == 0 || flags & TCP_RST != 0 {
+        return Err(Reason::TcpNoQuery);
+    }
+    if flags & TCP_SYN != 0 {
+        return Err(Reason::TcpFastOpen);
+    }
+    if flags & TCP_ACK == 0 {
         return Err(Reason::TcpNoQuery);
     }
     if data < 2 {

@@ -649,44 +649,147 @@ fn glibc_over_tcp_gets_an_allowed_name_and_not_a_blocked_one() {
     assert_eq!(t.unbound_queries(), before, "unbound never saw it");
 }
 
-/// A query written one byte per segment (TCP_NODELAY): no segment holds a whole message, so the
-/// program passes them all and counts them (tcp_partial); the resolver answers. This is the
-/// documented limit of a program that keeps no per-connection state (SECURITY.md).
+/// TCP Fast Open (RFC 7413): a client holding the resolver's cookie carries its query in the
+/// SYN (kdig +fastopen), and a resolver with TFO on (unbound is built with it; the edge's
+/// `net.ipv4.tcp_fastopen` = 3) takes it with the handshake. blocker drops a SYN that carries
+/// data (tcp_fast_open): the client sends its SYN again without data and the query after the
+/// handshake, where it is judged like any other. So a blocked name gets blocker's answer and
+/// never reaches unbound, and an allowed one still resolves.
 #[test]
-fn tcp_query_split_into_one_byte_segments_passes_and_is_counted() {
+fn tcp_fast_open_cannot_carry_a_query_past_blocker() {
     let (t, b) = setup("native");
-    let q = dns::query(0x5151, "blocked.test.", RecordType::A, None);
+    t.edge.must("sysctl", &["-qw", "net.ipv4.tcp_fastopen=3"]);
+    let tfo: &[&str] = &["+tcp", "+fastopen", "+edns", "+retry=0", "+timeout=4"];
+    // The first connection asks for the cookie (a SYN without data).
+    let r = kdig(&t.client, EDGE_V4, "allowed.test", "A", tfo);
+    assert_eq!(r.status.as_deref(), Some("NOERROR"), "{}", r.raw);
+    let before = t.unbound_queries();
+    let syn_data = b.reason("tcp_fast_open");
+    let started = std::time::Instant::now();
+    let r = kdig(&t.client, EDGE_V4, "blocked.test", "A", tfo);
+    println!(
+        "blocked.test over TFO: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+    assert_eq!(r.ede, Some((16, TEXT.to_string())), "{}", r.raw);
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
+    assert!(
+        b.reason("tcp_fast_open") > syn_data,
+        "the query came in a SYN (kdig used TFO): {}",
+        r.raw
+    );
+    let r = kdig(&t.client, EDGE_V4, "allowed.test", "A", tfo);
+    assert_eq!(
+        r.answers,
+        vec![("A".to_string(), "192.0.2.10".to_string())],
+        "{}",
+        r.raw
+    );
+}
+
+/// Writes `q` over TCP from the client namespace in the pieces `cuts` marks (offsets into
+/// the two-byte length and the message), one `send` each, with Nagle off (`nodelay`) or on;
+/// returns the answer's bytes (None when none came within `wait` seconds) and how long it
+/// took.
+fn send_in_pieces(
+    t: &Topology,
+    q: &[u8],
+    cuts: &[usize],
+    nodelay: bool,
+    wait: u32,
+) -> (Option<Vec<u8>>, f64) {
     let mut msg = (q.len() as u16).to_be_bytes().to_vec();
-    msg.extend_from_slice(&q);
+    msg.extend_from_slice(q);
     let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    let cuts: Vec<String> = cuts.iter().map(|c| c.to_string()).collect();
     let script = format!(
         "import socket,time,sys\n\
-s=socket.create_connection(('{EDGE_V4}',53),timeout=3)\n\
-s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,1)\n\
-for b in bytes.fromhex('{hex}'):\n    s.send(bytes([b])); time.sleep(0.01)\n\
-n=int.from_bytes(s.recv(2),'big'); d=b''\n\
-while len(d)<n: d+=s.recv(n-len(d))\n\
-sys.stdout.write(d.hex())\n"
+m=bytes.fromhex('{hex}')\n\
+cuts=[0,{cuts}]+[len(m)]\n\
+s=socket.create_connection(('{EDGE_V4}',53),timeout={wait})\n\
+s.setsockopt(socket.IPPROTO_TCP,socket.TCP_NODELAY,{nd})\n\
+t=time.monotonic()\n\
+for a,b in zip(cuts,cuts[1:]):\n    s.send(m[a:b]); time.sleep(0.01)\n\
+try:\n    n=int.from_bytes(s.recv(2),'big'); d=b''\n    while len(d)<n: d+=s.recv(n-len(d))\n\
+except TimeoutError:\n    d=None\n\
+sys.stdout.write('%.1f %s' % ((time.monotonic()-t)*1000, 'none' if d is None else d.hex()))\n",
+        cuts = cuts.join(","),
+        nd = nodelay as u8,
     );
-    let before = b.reason("tcp_partial");
-    let unbound_before = t.unbound_queries();
     let out = t.client.must("python3", &["-c", &script]);
-    let answer: Vec<u8> = (0..out.len() / 2)
-        .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect();
-    let d = dns::parse(&answer);
-    assert_eq!((d.id, d.rcode), (0x5151, 0), "unbound's NOERROR answer");
+    let (ms, hex) = out.trim().split_once(' ').expect("time and answer");
+    let answer = (hex != "none").then(|| {
+        (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    });
+    (answer, ms.parse().expect("milliseconds"))
+}
+
+/// A query written in pieces holds no segment with a whole message to judge. blocker drops
+/// every piece (tcp_partial). The client's TCP sends the data again joined into one segment
+/// (Linux merges the segments it retransmits), which is judged like any other query: a
+/// blocked name gets blocker's answer and never reaches unbound, an allowed one gets
+/// unbound's, one retransmission later — for the length alone then the message (Nagle on),
+/// and for three pieces with Nagle off. A client that writes more pieces than its congestion
+/// window lets it send before an acknowledgement (ten at the start of a Linux connection)
+/// never has them joined: it gets no answer, and unbound never sees the query either. Before
+/// blocker dropped the pieces, they all passed and unbound answered the blocked name.
+#[test]
+fn tcp_query_written_in_pieces_is_judged_when_the_client_sends_it_again() {
+    let (t, b) = setup("native");
+    let blocked = dns::query(
+        0x5151,
+        "blocked.test.",
+        RecordType::A,
+        Some((false, vec![])),
+    );
+    let allowed = dns::query(0x5252, "allowed.test.", RecordType::A, None);
+    let partial = b.reason("tcp_partial");
+    let unbound = t.unbound_queries();
+    for (how, cuts, nodelay) in [
+        ("the length alone, then the message", vec![2], false),
+        ("three pieces, Nagle off", vec![2, 14], true),
+    ] {
+        let before = t.unbound_queries();
+        let (a, ms) = send_in_pieces(&t, &blocked, &cuts, nodelay, 5);
+        println!("blocked.test, {how}: {ms} ms");
+        let d = dns::parse(&a.unwrap_or_else(|| panic!("{how}: no answer")));
+        assert_eq!((d.id, d.rcode), (0x5151, 3), "{how}: blocker's NXDOMAIN");
+        assert_eq!(
+            d.ede,
+            vec![(16, TEXT.to_string())],
+            "{how}: the order's EDE"
+        );
+        assert_eq!(t.unbound_queries(), before, "{how}: unbound never saw it");
+
+        let (a, ms) = send_in_pieces(&t, &allowed, &cuts, nodelay, 5);
+        println!("allowed.test, {how}: {ms} ms");
+        let d = dns::parse(&a.unwrap_or_else(|| panic!("{how}: no answer")));
+        assert_eq!((d.id, d.rcode), (0x5252, 0), "{how}: unbound's answer");
+        assert_eq!(d.answers.len(), 1, "{how}: {:?}", d.answers);
+        assert_eq!(d.answers[0].1, "192.0.2.10");
+    }
     assert_eq!(
-        t.unbound_queries() - unbound_before,
-        1,
-        "the query reached unbound"
+        t.unbound_queries() - unbound,
+        2,
+        "unbound saw the allowed queries only"
     );
-    let partial = b.reason("tcp_partial") - before;
     assert!(
-        partial >= msg.len() as u64,
-        "every one-byte segment counted as tcp_partial ({partial} for {} bytes)",
-        msg.len()
+        b.reason("tcp_partial") >= partial + 8,
+        "the pieces were dropped and counted as tcp_partial"
     );
+    // One byte per segment: more pieces than the window.
+    let unbound = t.unbound_queries();
+    let bytes: Vec<usize> = (1..blocked.len() + 2).collect();
+    let (a, ms) = send_in_pieces(&t, &blocked, &bytes, true, 2);
+    println!(
+        "blocked.test, one byte per segment: {ms} ms, answered: {}",
+        a.is_some()
+    );
+    assert!(a.is_none(), "no answer");
+    assert_eq!(t.unbound_queries(), unbound, "unbound never saw it");
 }
 
 /// Response rate limiting on the wire: a flood of queries for a blocked name from spoofed

@@ -364,6 +364,27 @@ fn cases() -> Vec<Case> {
         Frame::v4(dns::query(48, "blocked.test.", A, None))
             .over_tcp(Tcp { flags: 0x02, ..t() })
             .bytes(),
+        Expect::Drop("tcp_fast_open"),
+    );
+    add(
+        "TCP data on a SYN with ECN bits (Fast Open)",
+        Frame::v4(dns::query(48, "allowed.test.", A, None))
+            .over_tcp(Tcp { flags: 0xc2, ..t() })
+            .bytes(),
+        Expect::Drop("tcp_fast_open"),
+    );
+    add(
+        "TCP data without ACK",
+        Frame::v4(dns::query(48, "blocked.test.", A, None))
+            .over_tcp(Tcp { flags: 0x08, ..t() })
+            .bytes(),
+        Expect::Pass("tcp_no_query"),
+    );
+    add(
+        "TCP data on a RST",
+        Frame::v4(dns::query(48, "blocked.test.", A, None))
+            .over_tcp(Tcp { flags: 0x14, ..t() })
+            .bytes(),
         Expect::Pass("tcp_no_query"),
     );
     let whole = dns::query(49, "blocked.test.", A, None);
@@ -377,7 +398,7 @@ fn cases() -> Vec<Case> {
                 ..t()
             })
             .bytes(),
-        Expect::Pass("tcp_partial"),
+        Expect::Drop("tcp_partial"),
     );
     let mut half = (whole.len() as u16).to_be_bytes().to_vec();
     half.extend_from_slice(&whole[..whole.len() / 2]);
@@ -389,7 +410,19 @@ fn cases() -> Vec<Case> {
                 ..t()
             })
             .bytes(),
-        Expect::Pass("tcp_partial"),
+        Expect::Drop("tcp_partial"),
+    );
+    let mut rest = whole[whole.len() / 2..].to_vec();
+    rest.extend_from_slice(&[0; 4]);
+    add(
+        "TCP query split: the rest of a query",
+        Frame::v6(rest)
+            .over_tcp(Tcp {
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
+        Expect::Drop("tcp_partial"),
     );
     // Several messages in one segment: what passes is cut after the first message (built
     // here by the test's own frame builder from that message alone, FIN cleared), so the
