@@ -910,7 +910,8 @@ pub enum Reason {
     NotUdp = 2,
     /// UDP or TCP to a port that is not a DNS port.
     OtherPort = 3,
-    /// An IP fragment.
+    /// An IP fragment that is not the first of a datagram to a DNS port (a later fragment,
+    /// useless without the first, or the first of a datagram to another port): passed.
     Fragment = 4,
     /// A truncated header or a length field that disagrees with the frame.
     Malformed = 5,
@@ -983,9 +984,20 @@ pub enum Reason {
     /// program judges; the client sends its SYN again without data and the query after the
     /// handshake, where it is judged.
     TcpFastOpen = 29,
+    /// The first fragment of a UDP or TCP datagram to a DNS port, or an IPv6 atomic fragment
+    /// to one: **dropped**. The kernel would rebuild the datagram for the resolver, while no
+    /// fragment holds the whole query to judge: a query padded past the MTU (`kdig
+    /// +padding=2000`) reached the resolver that way. Without its first fragment a datagram
+    /// is never rebuilt; the later fragments pass as [`Reason::Fragment`], and expire.
+    DnsFragment = 30,
+    /// An IPv6 packet whose extension headers go past what the program walks — more than six,
+    /// or a transport header more than 1 KB into the frame — when it is to a DNS port or its
+    /// port cannot be seen: **dropped**. Past that point the program could not judge a query
+    /// the resolver's kernel would still deliver.
+    DeepHeaders = 31,
 }
 
-pub const REASON_COUNT: usize = 30;
+pub const REASON_COUNT: usize = 32;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -1019,6 +1031,8 @@ impl Reason {
         Reason::OutOfScope,
         Reason::TcOverTcp,
         Reason::TcpFastOpen,
+        Reason::DnsFragment,
+        Reason::DeepHeaders,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -1054,6 +1068,8 @@ impl Reason {
             Reason::OutOfScope => "out_of_scope",
             Reason::TcOverTcp => "tc_over_tcp",
             Reason::TcpFastOpen => "tcp_fast_open",
+            Reason::DnsFragment => "dns_fragment",
+            Reason::DeepHeaders => "deep_headers",
         }
     }
 
@@ -1068,12 +1084,17 @@ impl Reason {
     }
 
     /// Whether the program drops a packet that exits by this reason before any rule is
-    /// looked up: TCP data it cannot judge, which a resolver would otherwise take unjudged
-    /// ([`Reason::TcpPartial`], [`Reason::TcpFastOpen`]). Every other reason that is not a
+    /// looked up: a query it cannot judge that the resolver would still be handed — TCP data
+    /// not whole in one segment ([`Reason::TcpPartial`]) or on a SYN
+    /// ([`Reason::TcpFastOpen`]), a datagram in fragments ([`Reason::DnsFragment`]), IPv6
+    /// headers past its walk ([`Reason::DeepHeaders`]). Every other reason that is not a
     /// rule's or a failed rewrite's passes the packet (fail open).
     #[inline(always)]
     pub fn drops_unjudged(self) -> bool {
-        matches!(self, Reason::TcpPartial | Reason::TcpFastOpen)
+        matches!(
+            self,
+            Reason::TcpPartial | Reason::TcpFastOpen | Reason::DnsFragment | Reason::DeepHeaders
+        )
     }
 
     /// Whether this exit is a query a blocking rule decided (answered, slipped or dropped).
@@ -1221,8 +1242,8 @@ mod tests {
         assert_eq!(Reason::from_u32(REASON_COUNT as u32), Reason::Malformed);
     }
 
-    /// Fail open, but for TCP data that cannot be judged: only those two reasons drop before
-    /// a rule is looked up, and no rule's reason is among them.
+    /// Fail open, but for queries that cannot be judged and would still reach the resolver:
+    /// only those reasons drop before a rule is looked up, and no rule's reason is among them.
     #[test]
     fn only_unjudgeable_tcp_data_is_dropped_before_the_rules() {
         let dropped: Vec<&str> = Reason::ALL
@@ -1230,7 +1251,15 @@ mod tests {
             .filter(|r| r.drops_unjudged())
             .map(|r| r.as_str())
             .collect();
-        assert_eq!(dropped, ["tcp_partial", "tcp_fast_open"]);
+        assert_eq!(
+            dropped,
+            [
+                "tcp_partial",
+                "tcp_fast_open",
+                "dns_fragment",
+                "deep_headers"
+            ]
+        );
         assert!(!Reason::ALL
             .iter()
             .any(|r| r.drops_unjudged() && r.is_block()));

@@ -4,11 +4,12 @@
 //! configured DNS port → the DNS query, parsed and matched by blocker-common → pass, drop, or
 //! the query rewritten in place into an answer and sent back with XDP_TX.
 //!
-//! Fail open: anything not understood is passed and counted by reason — but not TCP data that
-//! cannot be judged (a query in pieces, data on a SYN: dropped, see [`parse_tcp`]), and a TCP
-//! segment passes only up to the end of its first message, so a query written behind it is
-//! judged when the client sends it again (see [`pipelined`]). Every exit goes through
-//! [`blocker`], which counts exactly one reason.
+//! Fail open: anything not understood is passed and counted by reason — but not a query that
+//! cannot be judged while the resolver's kernel would still deliver it (the first fragment of
+//! a datagram to a DNS port, IPv6 headers past the walk, TCP data in pieces or on a SYN:
+//! dropped, see `Reason::drops_unjudged`), and a TCP segment passes only up to the end of its
+//! first message, so a query written behind it is judged when the client sends it again (see
+//! [`pipelined`]). Every exit goes through [`blocker`], which counts exactly one reason.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the BPF target's `core` has no `fetch_add`, while BPF has an atomic add
@@ -175,7 +176,7 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     };
     let (verdict, reason) = match r {
         Ok(v) => v,
-        // Fail open, but for TCP data that cannot be judged (see `parse_tcp`).
+        // Fail open, but for queries that cannot be judged (see `Reason::drops_unjudged`).
         Err(reason) if reason.drops_unjudged() => (XDP_DROP, reason),
         Err(reason) => (XDP_PASS, reason),
     };
@@ -527,6 +528,8 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
     }
 
     let l3 = off;
+    // 1 for the first fragment of a datagram (or an IPv6 atomic fragment).
+    let mut first_fragment = 0u64;
     let (ihl, l4, l3_end, v6, tcp) = match proto {
         ETH_P_IPV4 => {
             let ip: *const Ipv4Hdr = ptr_at(ctx, l3)?;
@@ -540,10 +543,14 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
             if tot_len < ihl || l3 + tot_len > frame_len {
                 return Err(Reason::Malformed);
             }
-            // MF set or a fragment offset: not the whole datagram.
-            if u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
+            // A fragment offset: not the start of a datagram (without its first fragment,
+            // which holds the transport header, the kernel never rebuilds it). MF alone: the
+            // first fragment, looked at below.
+            let frags = u16::from_be_bytes(ip.frags);
+            if frags & 0x1fff != 0 {
                 return Err(Reason::Fragment);
             }
+            first_fragment = (frags & 0x2000 != 0) as u64;
             if ip.proto != IPPROTO_UDP && ip.proto != IPPROTO_TCP {
                 return Err(Reason::NotUdp);
             }
@@ -575,12 +582,32 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
                             return Err(Reason::Malformed);
                         }
                     }
+                    IPV6_FRAGMENT => {
+                        // Next header, reserved, offset (13 bits) and M, identification.
+                        let h: [u8; 4] = load(ctx, l4)?;
+                        if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                            return Err(Reason::Fragment);
+                        }
+                        // Offset 0: the first fragment (M set), or an atomic fragment (M
+                        // clear: a whole datagram, RFC 6946). Either holds the transport
+                        // header (RFC 8200 §4.5; Linux drops a first fragment that does not).
+                        first_fragment = 1;
+                        next = h[0];
+                        l4 += 8;
+                        if l4 > l3_end {
+                            return Err(Reason::Malformed);
+                        }
+                    }
                     _ => break,
                 }
             }
             match next {
                 IPPROTO_UDP | IPPROTO_TCP => {}
-                IPV6_FRAGMENT => return Err(Reason::Fragment),
+                // A chain longer than we walk: where it ends, and whether a DNS query is
+                // behind it, is unknown (see `Reason::DeepHeaders`).
+                IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_FRAGMENT => {
+                    return Err(Reason::DeepHeaders)
+                }
                 _ => return Err(Reason::NotUdp),
             }
             (0, l4, l3_end, true, next == IPPROTO_TCP)
@@ -588,8 +615,25 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
         _ => return Err(Reason::NotIp),
     };
 
+    // The destination port (UDP and TCP alike), through the helper: `l4` may lie past what
+    // the rest of the program bounds.
+    let ports: [u8; 4] = load(ctx, l4)?;
+    let watched = cfg.watches_port(u16::from_be_bytes([ports[2], ports[3]]));
+    if first_fragment != 0 {
+        // A datagram to a DNS port in fragments: the kernel rebuilds it for the resolver,
+        // but no fragment holds the whole query to judge (see `Reason::DnsFragment`).
+        return Err(if watched {
+            Reason::DnsFragment
+        } else {
+            Reason::Fragment
+        });
+    }
     if l4 > MAX_L4_OFFSET {
-        return Err(Reason::NotUdp);
+        return Err(if watched {
+            Reason::DeepHeaders
+        } else {
+            Reason::OtherPort
+        });
     }
     if tcp {
         return parse_tcp(ctx, cfg, l3, ihl, l4, l3_end, v6 as u64);

@@ -688,6 +688,109 @@ fn tcp_fast_open_cannot_carry_a_query_past_blocker() {
     );
 }
 
+/// A query padded past the MTU (`kdig +padding=2000`, one flag) leaves the client in IP
+/// fragments, which the resolver's kernel puts back together. No fragment holds the whole
+/// query, so before blocker dropped the first fragment of a datagram to a DNS port, unbound
+/// resolved the blocked name. Now the datagram is never rebuilt (dns_fragment, for IPv4 and
+/// IPv6): no answer, and unbound never sees the query; a query that fits is judged as usual.
+#[test]
+fn fragmented_queries_cannot_carry_a_name_past_blocker() {
+    let (t, b) = setup("native");
+    let before = t.unbound_queries();
+    let dropped = b.reason("dns_fragment");
+    for server in [EDGE_V4, EDGE_V6] {
+        let r = kdig(
+            &t.client,
+            server,
+            "blocked.test",
+            "A",
+            &[Q[0], Q[1], "+padding=2000"],
+        );
+        assert_eq!(r.status, None, "{server}: no answer: {}", r.raw);
+        let r = kdig(
+            &t.client,
+            server,
+            "blocked.test",
+            "A",
+            &[Q[0], Q[1], "+padding=1200"],
+        );
+        assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{server}: {}", r.raw);
+        assert_eq!(r.ede, Some((16, TEXT.to_string())), "{server}: {}", r.raw);
+    }
+    assert_eq!(t.unbound_queries(), before, "unbound never saw the queries");
+    assert!(
+        b.reason("dns_fragment") >= dropped + 2,
+        "the first fragments were counted"
+    );
+}
+
+/// A UDP query over IPv6 behind a destination options header (`IPV6_DSTOPTS` on an ordinary
+/// socket) of `opts` bytes of options the resolver's kernel skips; the answer's bytes, or None
+/// when none came within two seconds.
+fn query_behind_dstopts(
+    t: &Topology,
+    q: &[u8],
+    option_len: usize,
+    options: usize,
+) -> Option<Vec<u8>> {
+    let hex: String = q.iter().map(|b| format!("{b:02x}")).collect();
+    // Unknown options of type 0x1e (the two top bits 00: skip it), then PadN to a multiple
+    // of eight bytes (Linux refuses PadN longer than 7).
+    let script = format!(
+        "import socket,sys\n\
+body=b''.join(bytes([0x1e,{option_len}])+bytes({option_len}) for _ in range({options}))\n\
+pad=(8-(2+len(body))%8)%8\n\
+if pad==1: body+=b'\\x00'\n\
+elif pad>1: body+=bytes([1,pad-2])+bytes(pad-2)\n\
+h=bytes([0,(2+len(body))//8-1])+body\n\
+s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_DSTOPTS,h)\n\
+s.settimeout(2)\n\
+s.sendto(bytes.fromhex('{hex}'),('{EDGE_V6}',53))\n\
+try:\n    sys.stdout.write(s.recv(4096).hex())\n\
+except TimeoutError:\n    sys.stdout.write('none')\n"
+    );
+    let out = t.client.must("python3", &["-c", &script]);
+    let hex = out.trim();
+    (hex != "none").then(|| {
+        (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    })
+}
+
+/// IPv6 extension headers the program does not walk: a query behind 1.1 KB of destination
+/// options (five skippable options of 220 bytes, set on an ordinary socket) reached unbound
+/// unjudged before blocker dropped it (deep_headers). Behind a short header it is judged and
+/// answered as usual.
+#[test]
+fn a_query_behind_long_ipv6_extension_headers_cannot_pass_unjudged() {
+    let (t, b) = setup("native");
+    // A header this long needs a link MTU above 1500 (Linux refuses to send options longer
+    // than about half the MTU); 3000 is within what XDP on a veth accepts.
+    for (ns, dev) in [(&t.client, &t.client_dev), (&t.edge, &t.edge_dev)] {
+        ns.must("ip", &["link", "set", "dev", dev, "mtu", "3000"]);
+    }
+    let q = dns::query(0x6161, "blocked.test.", RecordType::A, None);
+    let before = t.unbound_queries();
+    let deep = b.reason("deep_headers");
+    let a = query_behind_dstopts(&t, &q, 220, 5);
+    assert!(
+        a.is_none(),
+        "no answer: {:?}",
+        a.map(|a| dns::parse(&a).answers)
+    );
+    assert_eq!(
+        b.reason("deep_headers"),
+        deep + 1,
+        "counted as deep_headers"
+    );
+    let a = query_behind_dstopts(&t, &q, 10, 1).expect("an answer");
+    let d = dns::parse(&a);
+    assert_eq!((d.id, d.rcode), (0x6161, 3), "blocker's NXDOMAIN");
+    assert_eq!(t.unbound_queries(), before, "unbound never saw the queries");
+}
+
 /// Writes `q` over TCP from the client namespace in the pieces `cuts` marks (offsets into
 /// the two-byte length and the message), one `send` each, with Nagle off (`nodelay`) or on;
 /// returns the answer's bytes (None when none came within `wait` seconds) and how long it

@@ -264,7 +264,7 @@ type TcpQuery = (packet::TcpParsed, Option<Vec<u8>>, Vec<u8>);
 /// whole message — which must pass untouched). For TCP, also the TCP header as sent, and
 /// the frame cut after the message when more data follows it.
 fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
-    let (off, l4, end, proto) = transport(f)?;
+    let (off, l4, end, proto) = transport(f).ok()?;
     if proto == 6 {
         // RFC 7766 framing in one segment: ACK set, no SYN or RST, a two-byte length, then at
         // least that many bytes.
@@ -307,7 +307,7 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
 /// drop (SECURITY.md): data on a SYN (without RST), or data with ACK (no SYN, no RST) that is
 /// not a whole message from its first byte.
 fn tcp_unjudged(f: &[u8]) -> bool {
-    let Some((_, l4, end, 6)) = transport(f) else {
+    let Ok((_, l4, end, 6)) = transport(f) else {
         return false;
     };
     let (Some(&d2), Some(&d3), Some(&o), Some(&flags)) =
@@ -332,67 +332,91 @@ fn tcp_unjudged(f: &[u8]) -> bool {
 
 /// Where the transport header of a whole, unfragmented IPv4 or IPv6 packet (after up to two
 /// VLAN tags and IPv6 extension headers) starts: (IP header, transport header, IP end,
-/// protocol), for UDP and TCP only.
-fn transport(f: &[u8]) -> Option<(usize, usize, usize, u8)> {
+/// protocol), for UDP and TCP only, and within 1 KB of the frame's start. Otherwise whether
+/// the program must drop the packet (`Err(true)`: the first fragment of a datagram to port 53,
+/// or an IPv6 atomic fragment to it; IPv6 extension headers past six, or past 1 KB to port 53)
+/// or pass it (`Err(false)`).
+fn transport(f: &[u8]) -> Result<(usize, usize, usize, u8), bool> {
+    let get = |i: usize| f.get(i).copied().ok_or(false);
     let mut off = 14;
-    let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let mut et = u16::from_be_bytes([get(12)?, get(13)?]);
     let mut tags = 0;
     while et == 0x8100 || et == 0x88a8 {
         tags += 1;
         if tags > 2 {
-            return None;
+            return Err(false);
         }
-        et = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]);
+        et = u16::from_be_bytes([get(off + 2)?, get(off + 3)?]);
         off += 4;
     }
+    let mut first_fragment = false;
     let (l4, end, proto) = match et {
         0x0800 => {
-            let v = *f.get(off)?;
+            let v = get(off)?;
             let ihl = ((v & 0xf) as usize) * 4;
-            let tot = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]) as usize;
-            let frag = u16::from_be_bytes([*f.get(off + 6)?, *f.get(off + 7)?]);
+            let tot = u16::from_be_bytes([get(off + 2)?, get(off + 3)?]) as usize;
+            let frag = u16::from_be_bytes([get(off + 6)?, get(off + 7)?]);
             if v >> 4 != 4
                 || ihl < 20
                 || tot < ihl
                 || off + tot > f.len()
-                || frag & 0x3fff != 0
-                || !matches!(*f.get(off + 9)?, 6 | 17)
+                || frag & 0x1fff != 0
+                || !matches!(get(off + 9)?, 6 | 17)
+                || get(off + 19).is_err()
             {
-                return None;
+                return Err(false);
             }
-            (off + ihl, off + tot, *f.get(off + 9)?)
+            first_fragment = frag & 0x2000 != 0;
+            (off + ihl, off + tot, get(off + 9)?)
         }
         0x86dd => {
-            if *f.get(off)? >> 4 != 6 {
-                return None;
+            if get(off)? >> 4 != 6 || get(off + 39).is_err() {
+                return Err(false);
             }
-            let plen = u16::from_be_bytes([*f.get(off + 4)?, *f.get(off + 5)?]) as usize;
+            let plen = u16::from_be_bytes([get(off + 4)?, get(off + 5)?]) as usize;
             let end = off + 40 + plen;
             if plen == 0 || end > f.len() {
-                return None;
+                return Err(false);
             }
-            let mut next = *f.get(off + 6)?;
+            let mut next = get(off + 6)?;
             let mut l4 = off + 40;
             for _ in 0..6 {
-                if matches!(next, 0 | 43 | 60) {
-                    let n = *f.get(l4)?;
-                    l4 += (*f.get(l4 + 1)? as usize + 1) * 8;
-                    next = n;
-                    if l4 > end {
-                        return None;
+                match next {
+                    0 | 43 | 60 => {
+                        let n = get(l4)?;
+                        l4 += (get(l4 + 1)? as usize + 1) * 8;
+                        next = n;
                     }
-                } else {
-                    break;
+                    44 => {
+                        let n = get(l4)?;
+                        let o = u16::from_be_bytes([get(l4 + 2)?, get(l4 + 3)?]);
+                        if o & 0xfff8 != 0 {
+                            return Err(false);
+                        }
+                        first_fragment = true;
+                        l4 += 8;
+                        next = n;
+                    }
+                    _ => break,
+                }
+                if l4 > end {
+                    return Err(false);
                 }
             }
-            if next != 17 && next != 6 {
-                return None;
+            match next {
+                6 | 17 => {}
+                0 | 43 | 60 | 44 => return Err(true),
+                _ => return Err(false),
             }
             (l4, end, next)
         }
-        _ => return None,
+        _ => return Err(false),
     };
-    Some((off, l4, end, proto))
+    let to_53 = u16::from_be_bytes([get(l4 + 2)?, get(l4 + 3)?]) == 53;
+    if first_fragment || l4 > 1024 {
+        return Err(to_53);
+    }
+    Ok((off, l4, end, proto))
 }
 
 /// The message with its OPT record's options removed (RDLENGTH 0), when it has one.
@@ -544,7 +568,7 @@ fn differential_fuzz() {
         // when that message is too long to cut.
         let cut = tcp.as_ref().and_then(|(_, c, _)| c.as_ref());
         let too_long = cut.is_some() && dns.map_or(0, |m| m.len()) + 2 > packet::CUT_MAX;
-        let unjudged = tcp_unjudged(&f);
+        let unjudged = transport(&f) == Err(true) || tcp_unjudged(&f);
         unjudged_frames += unjudged as u64;
         let want_retval = match want {
             _ if unjudged => XDP_DROP,
@@ -666,7 +690,7 @@ fn differential_fuzz() {
         }
     }
     println!(
-        "{n} frames (seed {seed}): {tx} answered ({tx_tcp} over TCP), {drop} dropped, {pass} passed ({cut_frames} cut after their first message), {same_name} answered before a query for the same name, {unjudged_frames} TCP data that cannot be judged (dropped)"
+        "{n} frames (seed {seed}): {tx} answered ({tx_tcp} over TCP), {drop} dropped, {pass} passed ({cut_frames} cut after their first message), {same_name} answered before a query for the same name, {unjudged_frames} that cannot be judged (dropped)"
     );
     assert!(
         tx > n / 20

@@ -580,12 +580,93 @@ fn cases() -> Vec<Case> {
         frag: 0x2000,
         tot_len: None,
     };
-    add("IPv4 fragment (MF)", f.bytes(), Expect::Pass("fragment"));
-    let mut f = Frame::v6(dns::query(26, "frag.blocked.test.", A, None));
-    if let Ip::V6 { ext, .. } = &mut f.ip {
-        ext.push((44, vec![0, 0, 0, 1, 0, 0, 0, 1]));
-    }
-    add("IPv6 fragment header", f.bytes(), Expect::Pass("fragment"));
+    add(
+        "IPv4 first fragment (MF) to port 53",
+        f.bytes(),
+        Expect::Drop("dns_fragment"),
+    );
+    f.dport = 80;
+    add(
+        "IPv4 first fragment (MF) to port 80",
+        f.bytes(),
+        Expect::Pass("fragment"),
+    );
+    let mut f = Frame::v4(dns::query(25, "frag.blocked.test.", A, None));
+    f.ip = Ip::V4 {
+        src: [192, 0, 2, 1],
+        dst: [192, 0, 2, 53],
+        options: vec![],
+        frag: 0x2003,
+        tot_len: None,
+    };
+    add(
+        "IPv4 later fragment (offset 24 bytes)",
+        f.bytes(),
+        Expect::Pass("fragment"),
+    );
+    let v6_frag = |ext_header: Vec<u8>, dport: u16| {
+        let mut f = Frame::v6(dns::query(26, "frag.blocked.test.", A, None));
+        f.dport = dport;
+        if let Ip::V6 { ext, .. } = &mut f.ip {
+            ext.push((44, ext_header));
+        }
+        f.bytes()
+    };
+    add(
+        "IPv6 first fragment (M) to port 53",
+        v6_frag(vec![0, 0, 0, 1, 0, 0, 0, 1], 53),
+        Expect::Drop("dns_fragment"),
+    );
+    add(
+        "IPv6 atomic fragment (offset 0, no M) to port 53",
+        v6_frag(vec![0, 0, 0, 0, 0, 0, 0, 1], 53),
+        Expect::Drop("dns_fragment"),
+    );
+    add(
+        "IPv6 first fragment to port 80",
+        v6_frag(vec![0, 0, 0, 1, 0, 0, 0, 1], 80),
+        Expect::Pass("fragment"),
+    );
+    add(
+        "IPv6 later fragment (offset 8 bytes)",
+        v6_frag(vec![0, 0, 0, 9, 0, 0, 0, 1], 53),
+        Expect::Pass("fragment"),
+    );
+    let dstopts = |n: usize, len8: u8, dport: u16| {
+        let mut f = Frame::v6(dns::query(29, "deep.blocked.test.", A, None));
+        f.dport = dport;
+        if let Ip::V6 { ext, .. } = &mut f.ip {
+            for _ in 0..n {
+                // Next header (filled in by the builder), length in 8-byte units beyond the
+                // first, then PadN over the rest.
+                let total = (len8 as usize + 1) * 8;
+                let mut h = vec![0, len8, 1, (total - 4) as u8];
+                h.resize(total, 0);
+                ext.push((60, h));
+            }
+        }
+        f.bytes()
+    };
+    add(
+        "IPv6: six destination options headers",
+        dstopts(6, 0, 53),
+        nx(false),
+    );
+    add(
+        "IPv6: seven destination options headers",
+        dstopts(7, 0, 53),
+        Expect::Drop("deep_headers"),
+    );
+    add(
+        "IPv6: 1.1 KB of destination options before port 53",
+        dstopts(4, 33, 53),
+        Expect::Drop("deep_headers"),
+    );
+    add(
+        "IPv6: 1.1 KB of destination options before port 80",
+        dstopts(4, 33, 80),
+        Expect::Pass("other_port"),
+    );
     let mut f = Frame::v4(dns::query(27, "lie.blocked.test.", A, None));
     f.udp_len = Some(200);
     add(
