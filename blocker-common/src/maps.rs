@@ -995,9 +995,15 @@ pub enum Reason {
     /// port cannot be seen: **dropped**. Past that point the program could not judge a query
     /// the resolver's kernel would still deliver.
     DeepHeaders = 31,
+    /// A TCP segment to a DNS port with URG set: **dropped**. The resolver's TCP takes the
+    /// urgent byte out of the stream it hands the resolver, so what it reads is not what the
+    /// segment shows: a byte marked urgent inside a blocked name (`MSG_OOB` and `TCP_CORK` on
+    /// an ordinary socket) made the name unreadable here and whole for the resolver. No DNS
+    /// client sends urgent data.
+    TcpUrgent = 32,
 }
 
-pub const REASON_COUNT: usize = 32;
+pub const REASON_COUNT: usize = 33;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -1033,6 +1039,7 @@ impl Reason {
         Reason::TcpFastOpen,
         Reason::DnsFragment,
         Reason::DeepHeaders,
+        Reason::TcpUrgent,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -1070,6 +1077,7 @@ impl Reason {
             Reason::TcpFastOpen => "tcp_fast_open",
             Reason::DnsFragment => "dns_fragment",
             Reason::DeepHeaders => "deep_headers",
+            Reason::TcpUrgent => "tcp_urgent",
         }
     }
 
@@ -1085,15 +1093,19 @@ impl Reason {
 
     /// Whether the program drops a packet that exits by this reason before any rule is
     /// looked up: a query it cannot judge that the resolver would still be handed — TCP data
-    /// not whole in one segment ([`Reason::TcpPartial`]) or on a SYN
-    /// ([`Reason::TcpFastOpen`]), a datagram in fragments ([`Reason::DnsFragment`]), IPv6
-    /// headers past its walk ([`Reason::DeepHeaders`]). Every other reason that is not a
+    /// not whole in one segment ([`Reason::TcpPartial`]), on a SYN ([`Reason::TcpFastOpen`])
+    /// or read otherwise by the resolver ([`Reason::TcpUrgent`]), a datagram in fragments
+    /// ([`Reason::DnsFragment`]), IPv6 headers past its walk ([`Reason::DeepHeaders`]). Every other reason that is not a
     /// rule's or a failed rewrite's passes the packet (fail open).
     #[inline(always)]
     pub fn drops_unjudged(self) -> bool {
         matches!(
             self,
-            Reason::TcpPartial | Reason::TcpFastOpen | Reason::DnsFragment | Reason::DeepHeaders
+            Reason::TcpPartial
+                | Reason::TcpFastOpen
+                | Reason::TcpUrgent
+                | Reason::DnsFragment
+                | Reason::DeepHeaders
         )
     }
 
@@ -1257,7 +1269,8 @@ mod tests {
                 "tcp_partial",
                 "tcp_fast_open",
                 "dns_fragment",
-                "deep_headers"
+                "deep_headers",
+                "tcp_urgent"
             ]
         );
         assert!(!Reason::ALL

@@ -74,6 +74,7 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
+const TCP_URG: u8 = 0x20;
 const IPV6_HOPOPTS: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;
@@ -666,7 +667,9 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
 /// on the connection — and the only case a program that keeps no per-connection state can
 /// judge. Segments without data (handshake, ACKs, FIN, RST) pass, counted as
 /// [`Reason::TcpNoQuery`]. Data that cannot be judged is dropped, never passed, since the
-/// resolver would take it unjudged: data on a SYN (TCP Fast Open) as [`Reason::TcpFastOpen`],
+/// resolver would take it unjudged: any segment with URG (the resolver reads its stream
+/// without the urgent byte) as [`Reason::TcpUrgent`], data on a SYN (TCP Fast Open) as
+/// [`Reason::TcpFastOpen`],
 /// and data that is not a whole message from its first byte (a query written in pieces, or
 /// the rest of one) as [`Reason::TcpPartial`]. The client's TCP sends either again — the query
 /// after the handshake, the pieces joined into whole segments — where it is judged. So the
@@ -692,6 +695,11 @@ fn parse_tcp(
         return Err(Reason::Malformed);
     }
     let flags = th[13];
+    // Urgent data leaves the stream the resolver reads (see `Reason::TcpUrgent`); so does the
+    // byte a pure ACK with URG announces, in a later segment.
+    if flags & TCP_URG != 0 {
+        return Err(Reason::TcpUrgent);
+    }
     let data = l3_end - (l4 + doff);
     if data == 0 || flags & TCP_RST != 0 {
         return Err(Reason::TcpNoQuery);

@@ -11,7 +11,7 @@ use blocker_tests::{
     packet::{self, Frame},
     raw,
 };
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{rdata::opt::EdnsOption, RecordType};
 
 const ORDER: &str = "Tribunale-Milano-RG-12345-2026";
 const TEXT: &str = "Court of Milan, RG 12345/2026";
@@ -789,6 +789,56 @@ fn a_query_behind_long_ipv6_extension_headers_cannot_pass_unjudged() {
     let d = dns::parse(&a);
     assert_eq!((d.id, d.rcode), (0x6161, 3), "blocker's NXDOMAIN");
     assert_eq!(t.unbound_queries(), before, "unbound never saw the queries");
+}
+
+/// TCP urgent data with an ordinary socket: a blocked query written with its last byte
+/// replaced by one byte sent with `MSG_OOB`, which the resolver's TCP takes out of the stream
+/// it hands unbound. The segment shows a whole query of class 2 (no rule's business: passed
+/// as `other_class` before); unbound reads the blocked query short of one byte, and takes
+/// that byte from the next message: an allowed query padded to a length whose first byte is
+/// 1, which blocker passes. So unbound resolved `blocked.test`. Now the segment with URG is
+/// dropped (tcp_urgent): no answer, and unbound never sees the name.
+#[test]
+fn tcp_urgent_data_cannot_hide_a_name_from_blocker() {
+    let (t, b) = setup("native");
+    let q = dns::query(0x7171, "blocked.test.", RecordType::A, None);
+    // QCLASS IN is the last two bytes, 0 and 1; the urgent byte 2 stands in for the 1.
+    assert_eq!(q[q.len() - 2..], [0, 1]);
+    let mut first = (q.len() as u16).to_be_bytes().to_vec();
+    first.extend_from_slice(&q[..q.len() - 1]);
+    first.push(2);
+    let allowed = dns::query(
+        0x7272,
+        "allowed.test.",
+        RecordType::A,
+        Some((false, vec![EdnsOption::Unknown(12, vec![0; 260])])),
+    );
+    assert_eq!(allowed.len() >> 8, 1, "its length's first byte is 1");
+    let mut framed = (allowed.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&allowed);
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let script = format!(
+        "import socket,sys,time\n\
+s=socket.create_connection(('{EDGE_V4}',53),timeout=3)\n\
+s.send(bytes.fromhex('{}'),socket.MSG_OOB)\n\
+time.sleep(0.05)\n\
+s.send(bytes.fromhex('{}'))\n\
+try:\n    n=int.from_bytes(s.recv(2),'big'); d=b''\n    while len(d)<n: d+=s.recv(n-len(d))\n    sys.stdout.write(d.hex())\n\
+except TimeoutError:\n    sys.stdout.write('none')\n",
+        hex(&first),
+        hex(&framed),
+    );
+    let before = t.unbound_queries();
+    let urgent = b.reason("tcp_urgent");
+    let out = t.client.must("python3", &["-c", &script]);
+    if out.trim() != "none" {
+        let a: Vec<u8> = (0..out.trim().len() / 2)
+            .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect();
+        panic!("answered: {:?}", dns::parse(&a).answers);
+    }
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
+    assert!(b.reason("tcp_urgent") > urgent, "counted as tcp_urgent");
 }
 
 /// Writes `q` over TCP from the client namespace in the pieces `cuts` marks (offsets into

@@ -185,7 +185,7 @@ fn frame(r: &mut Rng) -> Vec<u8> {
         let mut t = Tcp {
             seq: r.next() as u32,
             ack: r.next() as u32,
-            flags: [0x18, 0x18, 0x10, 0x19, 0x02, 0x14, 0x11, 0x08][r.below(8)],
+            flags: [0x18, 0x18, 0x10, 0x19, 0x02, 0x14, 0x11, 0x08, 0x38][r.below(9)],
             ..Tcp::default()
         };
         t.options = match r.below(5) {
@@ -275,7 +275,7 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
             return None;
         }
         let data = &f[l4 + doff..end];
-        if data.len() < 2 || flags & 0x06 != 0 || flags & 0x10 == 0 {
+        if data.len() < 2 || flags & 0x26 != 0 || flags & 0x10 == 0 {
             return None;
         }
         let len = u16::from_be_bytes([data[0], data[1]]) as usize;
@@ -303,9 +303,9 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
     Some((&f[l4 + 8..l4 + ulen], None))
 }
 
-/// Whether the frame is TCP data to port 53 that cannot be judged, which the program must
-/// drop (SECURITY.md): data on a SYN (without RST), or data with ACK (no SYN, no RST) that is
-/// not a whole message from its first byte.
+/// Whether the frame is TCP to port 53 that cannot be judged, which the program must drop
+/// (SECURITY.md): any segment with URG, data on a SYN (without RST), or data with ACK (no SYN,
+/// no RST) that is not a whole message from its first byte.
 fn tcp_unjudged(f: &[u8]) -> bool {
     let Ok((_, l4, end, 6)) = transport(f) else {
         return false;
@@ -318,6 +318,10 @@ fn tcp_unjudged(f: &[u8]) -> bool {
     let doff = (o >> 4) as usize * 4;
     if u16::from_be_bytes([d2, d3]) != 53 || l4 > 1024 || doff < 20 || l4 + doff > end {
         return false;
+    }
+    // URG: dropped whatever else the segment holds.
+    if flags & 0x20 != 0 {
+        return true;
     }
     let data = &f[l4 + doff..end];
     if data.is_empty() || flags & 0x04 != 0 {

@@ -374,6 +374,24 @@ fn cases() -> Vec<Case> {
         Expect::Drop("tcp_fast_open"),
     );
     add(
+        "TCP query with URG (urgent data)",
+        Frame::v4(dns::query(48, "allowed.test.", A, None))
+            .over_tcp(Tcp { flags: 0x38, ..t() })
+            .bytes(),
+        Expect::Drop("tcp_urgent"),
+    );
+    add(
+        "TCP pure ACK with URG",
+        Frame::v4(vec![])
+            .over_tcp(Tcp {
+                flags: 0x30,
+                raw_payload: true,
+                ..t()
+            })
+            .bytes(),
+        Expect::Drop("tcp_urgent"),
+    );
+    add(
         "TCP data without ACK",
         Frame::v4(dns::query(48, "blocked.test.", A, None))
             .over_tcp(Tcp { flags: 0x08, ..t() })
