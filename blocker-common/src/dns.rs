@@ -133,9 +133,14 @@ fn qname_word(msg: &[u8; MSG_BUF], j: usize) -> u64 {
 /// [`LOAD_MAX`]); the whole message (the UDP payload) is `msg_len` bytes long. Records each
 /// label's start and running hash (under `secret`) in `s` for [`find_rule`].
 ///
-/// Accepts only what the data plane can answer correctly: QR=0, opcode QUERY, QDCOUNT=1,
-/// ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1 with that one record an EDNS(0) OPT of version 0,
+/// Accepts what names one question the data plane can judge: QR=0, opcode QUERY, QDCOUNT=1,
 /// class IN, and a QNAME of uncompressed labels. Anything else is the [`Reason`] to pass it.
+/// What follows the question does not decide: the query's EDNS is a lone EDNS(0) OPT record
+/// of version 0 right after it (no answer or authority records, ARCOUNT 1), and anything
+/// else there — other records, other counts, another EDNS version, an OPT that runs past the
+/// message — is ignored, the query judged without EDNS. Resolvers differ on such queries
+/// (unbound refuses them; others resolve the question and ignore the rest), so passing them
+/// would let a blocked name through wherever the resolver is lenient.
 #[inline(always)]
 pub fn parse_query(
     s: &mut Scratch,
@@ -155,7 +160,7 @@ pub fn parse_query(
     let an = be16(m, 6);
     let ns = be16(m, 8);
     let ar = be16(m, 10);
-    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+    if qd != 1 {
         return Err(Reason::NotQuery);
     }
 
@@ -233,19 +238,18 @@ pub fn parse_query(
 
     let mut edns = false;
     let mut dnssec_ok = false;
-    if ar == 1 {
-        let o = q_end;
-        if o + OPT_FIXED_LEN > msg_len || o + OPT_FIXED_LEN > loaded {
-            return Err(Reason::Malformed);
-        }
-        // Owner must be the root, TYPE must be OPT (41), version 0.
-        if m[o & MSG_MASK] != 0 || be16(m, o + 1) != 41 || m[(o + 6) & MSG_MASK] != 0 {
-            return Err(Reason::BadEdns);
-        }
-        let rdlen = be16(m, o + 9) as usize;
-        if o + OPT_FIXED_LEN + rdlen > msg_len {
-            return Err(Reason::Malformed);
-        }
+    let o = q_end;
+    // The OPT record: owner the root, TYPE OPT (41), version 0, its RDATA in the message.
+    if an == 0
+        && ns == 0
+        && ar == 1
+        && o + OPT_FIXED_LEN <= msg_len
+        && o + OPT_FIXED_LEN <= loaded
+        && m[o & MSG_MASK] == 0
+        && be16(m, o + 1) == 41
+        && m[(o + 6) & MSG_MASK] == 0
+        && o + OPT_FIXED_LEN + be16(m, o + 9) as usize <= msg_len
+    {
         edns = true;
         dnssec_ok = m[(o + 7) & MSG_MASK] & 0x80 != 0;
     }
@@ -902,6 +906,9 @@ pub(crate) mod tests {
         let mut two = ok.clone();
         two[5] = 2;
         assert_eq!(parse(&two), Err(Reason::NotQuery));
+        let mut none = ok.clone();
+        none[5] = 0;
+        assert_eq!(parse(&none), Err(Reason::NotQuery));
         // A compression pointer in the QNAME.
         assert_eq!(
             parse(&query(1, &[1, b'a', 0xc0, 0x0c], 1, None)),
@@ -921,20 +928,46 @@ pub(crate) mod tests {
         let n = ch.len();
         ch[n - 1] = 3;
         assert_eq!(parse(&ch), Err(Reason::OtherClass));
-        // ARCOUNT=1 but the record is not OPT (e.g. TSIG).
-        let mut tsig = query(1, &wire("a.test"), 1, Some((false, &[])));
-        let o = 12 + wire("a.test").len() + 1 + 4;
-        tsig[o + 2] = 250;
-        assert_eq!(parse(&tsig), Err(Reason::BadEdns));
-        // OPT whose RDLENGTH runs past the message.
-        let mut long = query(1, &wire("a.test"), 1, Some((false, &[0, 10, 0, 0])));
-        long.truncate(long.len() - 1);
-        assert_eq!(parse(&long), Err(Reason::Malformed));
-        // EDNS version 1.
-        let mut v1 = query(1, &wire("a.test"), 1, Some((false, &[])));
-        v1[o + 6] = 1;
-        assert_eq!(parse(&v1), Err(Reason::BadEdns));
         assert_eq!(parse(&ok[..11]), Err(Reason::Malformed));
+    }
+
+    /// What follows the question never keeps it from being judged: only a lone OPT record of
+    /// version 0 is the query's EDNS, anything else is ignored.
+    #[test]
+    fn judges_the_question_whatever_follows_it() {
+        let o = 12 + wire("a.test").len() + 1 + 4;
+        let no_edns = |m: &[u8], what: &str| {
+            let q = parse(m).unwrap_or_else(|r| panic!("{what}: {r:?}"));
+            assert!(!q.edns && !q.dnssec_ok, "{what}: no EDNS");
+            assert_eq!((q.labels, q.qtype, q.q_end), (2, 1, o), "{what}");
+        };
+        // ARCOUNT=1 but the record is not OPT (e.g. TSIG).
+        let mut tsig = query(1, &wire("a.test"), 1, Some((true, &[])));
+        tsig[o + 2] = 250;
+        no_edns(&tsig, "TSIG");
+        // OPT whose RDLENGTH runs past the message.
+        let mut long = query(1, &wire("a.test"), 1, Some((true, &[0, 10, 0, 0])));
+        long.truncate(long.len() - 1);
+        no_edns(&long, "OPT past the end");
+        // EDNS version 1.
+        let mut v1 = query(1, &wire("a.test"), 1, Some((true, &[])));
+        v1[o + 6] = 1;
+        no_edns(&v1, "EDNS version 1");
+        // A valid OPT, but counted as one of two additional records, or behind an answer
+        // count.
+        let mut two = query(1, &wire("a.test"), 1, Some((true, &[])));
+        two[11] = 2;
+        no_edns(&two, "ARCOUNT 2");
+        let mut an = query(1, &wire("a.test"), 1, Some((true, &[])));
+        an[7] = 1;
+        no_edns(&an, "ANCOUNT 1");
+        let mut ns = query(1, &wire("a.test"), 1, None);
+        ns[9] = 3;
+        no_edns(&ns, "NSCOUNT 3");
+        // ARCOUNT=1 and nothing there.
+        let mut none = query(1, &wire("a.test"), 1, None);
+        none[11] = 1;
+        no_edns(&none, "ARCOUNT 1, no record");
     }
 
     #[test]

@@ -915,13 +915,16 @@ pub enum Reason {
     Fragment = 4,
     /// A truncated header or a length field that disagrees with the frame.
     Malformed = 5,
-    /// A DNS message that is not a plain query (a response, another opcode, other counts).
+    /// A DNS message that is not a query for one name (a response, another opcode, a question
+    /// count other than one).
     NotQuery = 6,
     /// A QNAME we do not parse (compression pointer, reserved label type, too long).
     BadName = 7,
     /// QCLASS other than IN, or the root name.
     OtherClass = 8,
-    /// An additional record that is not a single EDNS(0) OPT record of version 0.
+    /// No longer counted: a query whose additional records were not one EDNS(0) OPT record of
+    /// version 0 used to pass under this reason; it is now judged by its question (answered
+    /// without EDNS). Kept so the other reasons keep their numbers.
     BadEdns = 9,
     /// A query no rule matched: passed.
     NoMatch = 10,

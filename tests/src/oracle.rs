@@ -72,15 +72,16 @@ fn be16(m: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The question of a message blocker answers (README/SECURITY.md "What it touches"): QR=0,
-/// opcode QUERY, one question, no answer or authority records, at most one additional record
-/// which is an OPT of version 0 that fits the message, class IN, an uncompressed name of at most
-/// 255 bytes that is not the root. `None`: blocker must pass it.
+/// opcode QUERY, one question, class IN, an uncompressed name of at most 255 bytes that is not
+/// the root, whatever follows the question; its EDNS (the DO bit) when a lone OPT record of
+/// version 0 that fits the message follows it (no answer or authority records, one additional
+/// record). `None`: blocker must pass it.
 pub fn plain_query(m: &[u8]) -> Option<Question> {
     if m.len() < 12 || m[2] & 0xf8 != 0 {
         return None;
     }
     let (qd, an, ns, ar) = (be16(m, 4)?, be16(m, 6)?, be16(m, 8)?, be16(m, 10)?);
-    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+    if qd != 1 {
         return None;
     }
     let mut labels = Vec::new();
@@ -108,17 +109,20 @@ pub fn plain_query(m: &[u8]) -> Option<Question> {
         return None;
     }
     let end = i + 5;
-    let edns = if ar == 1 {
-        // OPT: root owner, type 41, version 0, RDATA inside the message.
-        let o = end;
-        if *m.get(o)? != 0 || be16(m, o + 1)? != 41 || *m.get(o + 6)? != 0 {
-            return None;
-        }
-        let rdlen = be16(m, o + 9)? as usize;
-        if o + 11 + rdlen > m.len() {
-            return None;
-        }
-        Some(m[o + 7] & 0x80 != 0)
+    if end > m.len() {
+        return None;
+    }
+    // EDNS: a lone OPT record right after the question (root owner, type 41, version 0,
+    // RDATA inside the message); anything else after the question is not looked at.
+    let opt = |o: usize| -> Option<bool> {
+        let ok = *m.get(o)? == 0
+            && be16(m, o + 1)? == 41
+            && *m.get(o + 6)? == 0
+            && o + 11 + be16(m, o + 9)? as usize <= m.len();
+        ok.then(|| m[o + 7] & 0x80 != 0)
+    };
+    let edns = if (an, ns, ar) == (0, 0, 1) {
+        opt(end)
     } else {
         None
     };

@@ -715,9 +715,30 @@ fn cases() -> Vec<Case> {
     let qe = dns::question_end(&tsig);
     tsig[qe + 2] = 250;
     add(
-        "additional record that is not OPT",
+        "additional record that is not OPT: judged, answered without EDNS",
         Frame::v4(tsig).bytes(),
-        Expect::Pass("bad_edns"),
+        nx(false),
+    );
+    let mut v1 = dns::query(29, "blocked.test.", A, Some((true, vec![])));
+    v1[qe + 6] = 1;
+    add(
+        "EDNS version 1: judged, answered without EDNS",
+        Frame::v4(v1).bytes(),
+        nx(false),
+    );
+    let mut counts = dns::query(29, "blocked.test.", A, Some((false, vec![])));
+    counts[7] = 1;
+    add(
+        "an answer count in a query: judged, answered without EDNS",
+        Frame::v4(counts).bytes(),
+        nx(false),
+    );
+    let mut two = dns::query(29, "blocked.test.", A, None);
+    two[5] = 2;
+    add(
+        "two questions",
+        Frame::v4(two).bytes(),
+        Expect::Pass("not_query"),
     );
     add(
         "header only",
