@@ -616,24 +616,20 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
         _ => return Err(Reason::NotIp),
     };
 
-    // The destination port (UDP and TCP alike), through the helper: `l4` may lie past what
-    // the rest of the program bounds.
-    let ports: [u8; 4] = load(ctx, l4)?;
-    let watched = cfg.watches_port(u16::from_be_bytes([ports[2], ports[3]]));
-    if first_fragment != 0 {
+    if first_fragment != 0 || l4 > MAX_L4_OFFSET {
+        // The destination port (UDP and TCP alike), through the helper: `l4` may lie past
+        // what the rest of the program bounds.
+        let ports: [u8; 4] = load(ctx, l4)?;
+        let watched = cfg.watches_port(u16::from_be_bytes([ports[2], ports[3]]));
         // A datagram to a DNS port in fragments: the kernel rebuilds it for the resolver,
-        // but no fragment holds the whole query to judge (see `Reason::DnsFragment`).
-        return Err(if watched {
-            Reason::DnsFragment
-        } else {
-            Reason::Fragment
-        });
-    }
-    if l4 > MAX_L4_OFFSET {
-        return Err(if watched {
-            Reason::DeepHeaders
-        } else {
-            Reason::OtherPort
+        // but no fragment holds the whole query to judge (see `Reason::DnsFragment`). A
+        // transport header past what the rest of the program bounds: see
+        // `Reason::DeepHeaders`.
+        return Err(match (first_fragment != 0, watched) {
+            (true, true) => Reason::DnsFragment,
+            (true, false) => Reason::Fragment,
+            (false, true) => Reason::DeepHeaders,
+            (false, false) => Reason::OtherPort,
         });
     }
     if tcp {
