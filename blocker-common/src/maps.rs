@@ -28,6 +28,8 @@ pub const MAP_GATES: &str = "BLK_GATES";
 pub const MAP_LOCAL: &str = "BLK_LOCAL";
 /// Response rate limiting state (not pinned: each loaded program has its own).
 pub const MAP_RRL: &str = "BLK_RRL";
+/// The TCP connections the program follows (not pinned; see `FlowSeq`).
+pub const MAP_TCP_FLOWS: &str = "BLK_TCP_FLOWS";
 /// The key secret ([`crate::key::KeySecret`]), one entry.
 pub const MAP_KEY: &str = "BLK_KEY";
 /// Size of the block-event ring buffer.
@@ -121,6 +123,64 @@ pub fn local_key(id: u16, qtype: u16) -> u32 {
 /// bookkeeping plus 16 bytes per CPU per prefix, 8 MiB on 2 CPUs (bpftool's memlock), ≈ 70 MiB
 /// on 64.
 pub const RRL_PREFIXES: u32 = 1 << 16;
+/// TCP connections to a DNS port the program follows at once (`BLK_TCP_FLOWS`, an LRU map: past
+/// this, the connection seen least recently is forgotten). Preallocated: about 100 bytes of key
+/// and bookkeeping each, 6.5 MiB in all.
+pub const TCP_FLOWS: u32 = 1 << 16;
+
+/// A TCP connection to a DNS port, as `BLK_TCP_FLOWS` keys it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    /// The client's address, then the server's: 16 bytes each, an IPv4 address in the first
+    /// four.
+    pub addrs: [u8; 32],
+    /// Source and destination port, as on the wire.
+    pub ports: [u8; 4],
+    /// 4 or 6.
+    pub family: u32,
+}
+
+/// Where the stream of a TCP connection to a DNS port stands, in the client's sequence
+/// numbers, as far as the program let it through: `next` is where the next message starts
+/// (after the handshake, or after the last message passed or answered), `last` where that last
+/// message started. A segment is judged only from one of those two places (see
+/// [`FlowSeq::admits`]), so the resolver's stream never moves past the start of a message
+/// that no judged segment started with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowSeq {
+    pub last: u32,
+    pub next: u32,
+}
+
+impl FlowSeq {
+    /// After a SYN with sequence number `isn`: the first message starts right after it.
+    pub fn after_syn(isn: u32) -> FlowSeq {
+        let next = isn.wrapping_add(1);
+        FlowSeq { last: next, next }
+    }
+
+    /// After a segment whose data started at `seq` with a first message of `first` bytes (its
+    /// two-byte length included) was passed or answered.
+    pub fn after(seq: u32, first: u32) -> FlowSeq {
+        FlowSeq {
+            last: seq,
+            next: seq.wrapping_add(first),
+        }
+    }
+
+    /// Whether a segment whose data starts at `seq` with a first message of `first` bytes may
+    /// be judged: one starting at `next` (the next message), or the last message sent again at
+    /// `last` with the same length (a retransmission; its bytes past `next` would be new to the
+    /// resolver otherwise). A segment starting anywhere else starts inside data the resolver
+    /// holds or past a gap: the resolver would read its bytes from another place than their
+    /// first, so it is not judged but dropped.
+    pub fn admits(&self, seq: u32, first: u32) -> bool {
+        seq == self.next || (seq == self.last && self.next.wrapping_sub(self.last) == first)
+    }
+}
+
 /// Default answers per second per client prefix (per CPU); 0 turns rate limiting off.
 pub const RRL_DEFAULT_RATE: u32 = 200;
 /// Default bucket size: answers a prefix may get at once before the rate applies.
@@ -1004,9 +1064,15 @@ pub enum Reason {
     /// an ordinary socket) made the name unreadable here and whole for the resolver. No DNS
     /// client sends urgent data.
     TcpUrgent = 32,
+    /// A TCP segment whose data does not start where its connection's next message starts
+    /// (see [`FlowSeq::admits`]): **dropped**. It overlaps data the resolver already holds, or
+    /// leaves a gap before it, so the resolver would read its bytes from another place than
+    /// the segment's first: a hand-made segment starting inside an allowed query got a blocked
+    /// one, hidden in its EDNS option, read by the resolver as a query of its own.
+    TcpOutOfStep = 33,
 }
 
-pub const REASON_COUNT: usize = 33;
+pub const REASON_COUNT: usize = 34;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -1043,6 +1109,7 @@ impl Reason {
         Reason::DnsFragment,
         Reason::DeepHeaders,
         Reason::TcpUrgent,
+        Reason::TcpOutOfStep,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -1081,6 +1148,7 @@ impl Reason {
             Reason::DnsFragment => "dns_fragment",
             Reason::DeepHeaders => "deep_headers",
             Reason::TcpUrgent => "tcp_urgent",
+            Reason::TcpOutOfStep => "tcp_out_of_step",
         }
     }
 
@@ -1097,7 +1165,8 @@ impl Reason {
     /// Whether the program drops a packet that exits by this reason before any rule is
     /// looked up: a query it cannot judge that the resolver would still be handed — TCP data
     /// not whole in one segment ([`Reason::TcpPartial`]), on a SYN ([`Reason::TcpFastOpen`])
-    /// or read otherwise by the resolver ([`Reason::TcpUrgent`]), a datagram in fragments
+    /// or read otherwise by the resolver ([`Reason::TcpUrgent`], [`Reason::TcpOutOfStep`]), a
+    /// datagram in fragments
     /// ([`Reason::DnsFragment`]), IPv6 headers past its walk ([`Reason::DeepHeaders`]). Every other reason that is not a
     /// rule's or a failed rewrite's passes the packet (fail open).
     #[inline(always)]
@@ -1107,6 +1176,7 @@ impl Reason {
             Reason::TcpPartial
                 | Reason::TcpFastOpen
                 | Reason::TcpUrgent
+                | Reason::TcpOutOfStep
                 | Reason::DnsFragment
                 | Reason::DeepHeaders
         )
@@ -1257,6 +1327,33 @@ mod tests {
         assert_eq!(Reason::from_u32(REASON_COUNT as u32), Reason::Malformed);
     }
 
+    /// A connection's stream admits the next message, and the last one again only with its
+    /// length; nothing inside or past what it let through (wrapping around 2^32 included).
+    #[test]
+    fn a_stream_admits_only_where_its_next_message_starts() {
+        for isn in [0u32, 1000, u32::MAX - 5, u32::MAX] {
+            let s = FlowSeq::after_syn(isn);
+            assert!(s.admits(isn.wrapping_add(1), 40));
+            assert!(!s.admits(isn, 40) && !s.admits(isn.wrapping_add(2), 40));
+            let start = isn.wrapping_add(1);
+            let s = FlowSeq::after(start, 40);
+            assert_eq!(s.next, start.wrapping_add(40));
+            assert!(s.admits(start.wrapping_add(40), 33), "the next message");
+            assert!(s.admits(start, 40), "the last one again");
+            assert!(
+                !s.admits(start, 41) && !s.admits(start, 39),
+                "with another length"
+            );
+            for inside in [1u32, 2, 20, 39] {
+                assert!(!s.admits(start.wrapping_add(inside), 40), "inside the last");
+            }
+            for past in [41u32, 100, 1 << 20] {
+                assert!(!s.admits(start.wrapping_add(past), 40), "past a gap");
+            }
+            assert!(!s.admits(start.wrapping_sub(1), 41), "before the last");
+        }
+    }
+
     /// Fail open, but for queries that cannot be judged and would still reach the resolver:
     /// only those reasons drop before a rule is looked up, and no rule's reason is among them.
     #[test]
@@ -1273,7 +1370,8 @@ mod tests {
                 "tcp_fast_open",
                 "dns_fragment",
                 "deep_headers",
-                "tcp_urgent"
+                "tcp_urgent",
+                "tcp_out_of_step"
             ]
         );
         assert!(!Reason::ALL

@@ -20,6 +20,7 @@
 
 mod maps;
 mod rewrite;
+mod stream;
 
 use aya_ebpf::{
     bindings::{
@@ -140,7 +141,8 @@ impl Frame {
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
     // Bit 0 once the packet is known to carry a whole DNS query over TCP; bit 1 once its TCP
-    // data is known to hold more after its first message (see `pipelined`).
+    // data is known to hold more after its first message (see `pipelined`); bit 2 once its
+    // connection's stream admitted it (see `stream`).
     let mut tcp_query = 0u64;
     // Three parts, so the walk's `bpf_loop` runs from this small frame: BPF allows 512 bytes
     // of stack for a whole chain of calls, and the parts before and after the walk need most
@@ -192,6 +194,10 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     } else {
         (verdict, reason)
     };
+    // Where the connection's next message starts, past this one (see `stream`).
+    if tcp_query & 4 != 0 && verdict != XDP_DROP {
+        stream::advance();
+    }
     count(reason, tcp_query);
     verdict
 }
@@ -696,6 +702,12 @@ fn parse_tcp(
     if flags & TCP_URG != 0 {
         return Err(Reason::TcpUrgent);
     }
+    // A SYN starts the connection's stream afresh, a RST ends it (see `stream`).
+    if flags & (TCP_SYN | TCP_RST) != 0 {
+        let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]) as u64;
+        let syn = (flags & TCP_RST == 0) as u64;
+        stream::reset(ctx, l3, l4, v6, seq | syn << 32);
+    }
     let data = l3_end - (l4 + doff);
     if data == 0 || flags & TCP_RST != 0 {
         return Err(Reason::TcpNoQuery);
@@ -813,7 +825,12 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
             f.v6,
         ];
     }
-    *tcp_query = f.more << 1;
+    // A TCP segment is judged only where its connection's next message starts (see
+    // `stream`); bit 2 of `tcp_query` then moves that on if the segment passes or is answered.
+    if stream::check(ctx) != 0 {
+        return Err(Reason::TcpOutOfStep);
+    }
+    *tcp_query = f.more << 1 | f.tcp << 2;
     if f.msg_len < blocker_common::dns::HEADER_LEN {
         return Err(Reason::Malformed);
     }
@@ -845,7 +862,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
 
     // Counted at the exit with the reason. Branch-free: a branch on `tcp` would make the
     // verifier walk everything below twice (once knowing it is 0, once knowing it is not).
-    *tcp_query = f.tcp | f.more << 1;
+    *tcp_query = f.tcp | f.more << 1 | f.tcp << 2;
     // The key secret: all zero until the controller writes it, and it writes it before any
     // rule, so an unset secret only ever meets an empty rule map.
     let secret = KEY.get(0).ok_or(Reason::Malformed)?;

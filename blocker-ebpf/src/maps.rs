@@ -4,15 +4,16 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use blocker_common::{
     dns::{Scratch, WalkState},
     filter::Region,
     key::KeySecret,
-    wide_capacity, Config, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo, RrlBucket, RrlKey,
-    RuleHits, RuleInline, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY, EVENTS_BYTES,
-    JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
+    wide_capacity, Config, FlowKey, FlowSeq, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo,
+    RrlBucket, RrlKey, RuleHits, RuleInline, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY,
+    EVENTS_BYTES, JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
+    TCP_FLOWS as FLOWS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::epoch`), inline
@@ -99,3 +100,14 @@ pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 #[map(name = "BLK_RRL")]
 pub static RRL: LruPerCpuHashMap<RrlKey, RrlBucket> =
     LruPerCpuHashMap::with_max_entries(RRL_PREFIXES, 0);
+
+/// TCP connections to a DNS port → where the next message of each starts (see `stream`). An
+/// LRU map of a fixed size (`blocker_common::TCP_FLOWS`). Not pinned: a new program follows
+/// each connection from its next SYN or data segment.
+#[map(name = "BLK_TCP_FLOWS")] // blocker_common::MAP_TCP_FLOWS
+pub static TCP_FLOWS: LruHashMap<FlowKey, FlowSeq> = LruHashMap::with_max_entries(FLOWS, 0);
+
+/// Entry 0: the connection and sequence number of this packet's segment, from
+/// `stream::check` for `stream::advance` (not pinned).
+#[map(name = "BLK_FLOW_NOW")]
+pub static FLOW_NOW: PerCpuArray<crate::stream::FlowNow> = PerCpuArray::with_max_entries(1, 0);

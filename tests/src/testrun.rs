@@ -20,6 +20,29 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Re
     })
 }
 
+/// Forgets every TCP connection the program follows (its unpinned `BLK_TCP_FLOWS`, found
+/// through the program's maps): frames that share addresses and ports, run one after the
+/// other, are then each the first segment seen of its connection.
+pub fn forget_tcp_flows(prog: &aya::programs::Xdp) {
+    let info = prog.info().expect("program info");
+    for id in info.map_ids().expect("map ids").unwrap_or_default() {
+        let data = aya::maps::MapData::from_id(id).expect("map by id");
+        let name = data.info().expect("map info");
+        if name.name_as_str() != Some(blocker_common::MAP_TCP_FLOWS) {
+            continue;
+        }
+        let map = aya::maps::Map::from_map_data(data).expect("map");
+        let mut flows: aya::maps::HashMap<_, [u8; 40], [u8; 8]> =
+            aya::maps::HashMap::try_from(map).expect("the flows map");
+        let keys: Vec<[u8; 40]> = flows.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = flows.remove(&k);
+        }
+        return;
+    }
+    panic!("the program has no {} map", blocker_common::MAP_TCP_FLOWS);
+}
+
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;

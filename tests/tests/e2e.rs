@@ -841,6 +841,166 @@ except TimeoutError:\n    sys.stdout.write('none')\n",
     assert!(b.reason("tcp_urgent") > urgent, "counted as tcp_urgent");
 }
 
+/// A TCP segment made by hand that starts inside data the resolver already holds and runs on
+/// past it: the resolver keeps only its new bytes, which here are a whole blocked query, while
+/// the segment, read from its own first byte, is an allowed query carrying those bytes in an
+/// EDNS option. The client is a TCP of the test's own over an AF_PACKET socket, from an
+/// address the client namespace does not hold (so its kernel never answers for it). The first
+/// query, allowed, goes to unbound; the overlapping segment must not bring `blocked.test` to
+/// unbound: before blocker followed where each connection's stream stands, unbound resolved
+/// it; now the segment is dropped (tcp_out_of_step).
+#[test]
+fn a_segment_overlapping_what_the_resolver_holds_cannot_smuggle_a_query() {
+    let (t, b) = setup("native");
+    let cmac = raw::mac(&t.client.name, &t.client_dev);
+    let emac = raw::mac(&t.edge.name, &t.edge_dev);
+    let mac = cmac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    t.edge.must(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            "192.0.2.77",
+            "lladdr",
+            &mac,
+            "dev",
+            &t.edge_dev,
+            "nud",
+            "permanent",
+        ],
+    );
+    let seg = |seq: u32, ack: u32, flags: u8, data: &[u8]| {
+        let mut f = Frame::v4(data.to_vec());
+        f.sport = 41000;
+        f.ip = packet::Ip::V4 {
+            src: [192, 0, 2, 77],
+            dst: [192, 0, 2, 53],
+            options: vec![],
+            frag: 0,
+            tot_len: None,
+        };
+        let mut b = f
+            .over_tcp(packet::Tcp {
+                seq,
+                ack,
+                flags,
+                window: 65535,
+                options: vec![],
+                raw_payload: true,
+            })
+            .bytes();
+        b[0..6].copy_from_slice(&emac);
+        b[6..12].copy_from_slice(&cmac);
+        b
+    };
+    // Frames from the resolver to our address and port: (flags, seq, TCP data).
+    let from_edge = |f: &[u8]| {
+        f.len() >= 54
+            && f[12..14] == [8, 0]
+            && f[23] == 6
+            && f[30..34] == [192, 0, 2, 77]
+            && f[36..38] == 41000u16.to_be_bytes()
+    };
+    let tcp_of = |f: &[u8]| {
+        let ihl = (f[14] & 15) as usize * 4;
+        let tot = u16::from_be_bytes([f[16], f[17]]) as usize;
+        let l4 = 14 + ihl;
+        let doff = (f[l4 + 12] >> 4) as usize * 4;
+        let seq = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+        (f[l4 + 13], seq, f[l4 + doff..14 + tot].to_vec())
+    };
+    let has_data = move |f: &[u8]| from_edge(f) && !tcp_of(f).2.is_empty();
+    let wait = Duration::from_millis(1500);
+    let ns = &t.client.name;
+    let dev = &t.client_dev;
+
+    let isn: u32 = 0x1000;
+    let synack = raw::exchange(ns, dev, &seg(isn, 0, 0x02, &[]), wait, move |f| {
+        from_edge(f) && f[47] & 0x12 == 0x12
+    })
+    .expect("SYN-ACK");
+    let server = tcp_of(&synack).1.wrapping_add(1);
+    raw::exchange(
+        ns,
+        dev,
+        &seg(isn + 1, server, 0x10, &[]),
+        Duration::from_millis(50),
+        |_| false,
+    );
+
+    // An allowed query long enough to hide the start of another inside the overlap.
+    let m0 = dns::query(
+        0x0a0a,
+        "allowed.test.",
+        RecordType::A,
+        Some((false, vec![EdnsOption::Unknown(65001, vec![0; 40])])),
+    );
+    let mut d0 = (m0.len() as u16).to_be_bytes().to_vec();
+    d0.extend_from_slice(&m0);
+    let a0 = raw::exchange(ns, dev, &seg(isn + 1, server, 0x18, &d0), wait, has_data)
+        .expect("unbound's answer to the allowed query");
+    let (_, a0_seq, a0_data) = tcp_of(&a0);
+    let d = dns::parse(&a0_data[2..]);
+    assert_eq!(
+        (d.id, d.rcode),
+        (0x0a0a, 0),
+        "unbound answered the allowed query"
+    );
+    let server = a0_seq.wrapping_add(a0_data.len() as u32);
+    // Acknowledged, so unbound does not send it again.
+    raw::exchange(
+        ns,
+        dev,
+        &seg(isn + 1 + d0.len() as u32, server, 0x10, &[]),
+        Duration::from_millis(50),
+        |_| false,
+    );
+
+    // The hidden query, framed, in an EDNS option of another allowed query.
+    let hidden = dns::query(0x0b0b, "blocked.test.", RecordType::A, None);
+    let mut framed = (hidden.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&hidden);
+    let y = dns::query(
+        0x0c0c,
+        "allowed.test.",
+        RecordType::A,
+        Some((false, vec![EdnsOption::Unknown(65001, framed.clone())])),
+    );
+    let mut dy = (y.len() as u16).to_be_bytes().to_vec();
+    dy.extend_from_slice(&y);
+    assert!(dy.ends_with(&framed));
+    let at = dy.len() - framed.len();
+    // Where the segment starts: `at` bytes before the end of what the resolver holds.
+    let k = d0.len() - at;
+    let before = t.unbound_queries();
+    let got = raw::exchange(
+        ns,
+        dev,
+        &seg(isn + 1 + k as u32, server, 0x18, &dy),
+        wait,
+        move |f| has_data(f) && tcp_of(f).1 != a0_seq,
+    );
+    if let Some(f) = &got {
+        let data = tcp_of(f).2;
+        let d = dns::parse(&data[2..]);
+        panic!(
+            "the resolver answered {:#06x}: {:?} (unbound queries +{})",
+            d.id,
+            d.answers,
+            t.unbound_queries() - before
+        );
+    }
+    assert_eq!(t.unbound_queries(), before, "unbound saw nothing more");
+    assert!(
+        b.reason("tcp_out_of_step") > 0,
+        "counted as tcp_out_of_step"
+    );
+}
+
 /// Writes `q` over TCP from the client namespace in the pieces `cuts` marks (offsets into
 /// the two-byte length and the message), one `send` each, with Nagle off (`nodelay`) or on;
 /// returns the answer's bytes (None when none came within `wait` seconds) and how long it

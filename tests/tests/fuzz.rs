@@ -132,7 +132,11 @@ fn query(r: &mut Rng) -> Vec<u8> {
     m
 }
 
-fn frame(r: &mut Rng) -> Vec<u8> {
+/// Where the model says a connection's stream stands, for the generator: (last, next) of the
+/// connection from the default addresses over IPv6 (`true`) or IPv4 and a source port.
+type Hint<'a> = &'a dyn Fn(bool, u16) -> Option<(u32, u32)>;
+
+fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
     let payload = query(r);
     let mut f = if r.chance(3) {
         Frame::v6(payload)
@@ -182,8 +186,22 @@ fn frame(r: &mut Rng) -> Vec<u8> {
     if r.chance(4) {
         // DNS over TCP: a data segment of a connection, sometimes with odd flags, options,
         // a second message behind the first, or data that is not a whole message.
+        // A few connections, so segments meet the streams of earlier ones; half the time at
+        // the next message of the stream (or the last one again), else anywhere.
+        f.sport = 40000 + r.below(4) as u16;
+        let v6 = matches!(f.ip, Ip::V6 { .. });
+        let seq = match hint(v6, f.sport) {
+            Some((last, next)) if r.chance(2) => {
+                if r.chance(4) {
+                    last
+                } else {
+                    next
+                }
+            }
+            _ => r.next() as u32,
+        };
         let mut t = Tcp {
-            seq: r.next() as u32,
+            seq,
             ack: r.next() as u32,
             flags: [0x18, 0x18, 0x10, 0x19, 0x02, 0x14, 0x11, 0x08, 0x38][r.below(9)],
             ..Tcp::default()
@@ -301,6 +319,85 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
         return None;
     }
     Some((&f[l4 + 8..l4 + ulen], None))
+}
+
+/// The oracle's own model of where each TCP connection's stream stands (README, SECURITY.md):
+/// a SYN puts it right after the SYN, a RST forgets it, a segment whose data starts with a
+/// whole message and is not dropped puts it right after that message; a segment is judged
+/// only at the next message, or at the last one again with the same length.
+#[derive(Default)]
+struct Streams {
+    /// Connection (family, addresses, ports) → (last, next).
+    at: std::collections::HashMap<Vec<u8>, (u32, u32)>,
+    /// The same for the generator, by IP version and source port.
+    hints: std::collections::HashMap<(bool, u16), (u32, u32)>,
+}
+
+impl Streams {
+    /// For a TCP frame to port 53 that reaches the program's look at its flags (a whole
+    /// header): its connection, IP version, source port, sequence number and flags.
+    fn conn(f: &[u8]) -> Option<(Vec<u8>, bool, u16, u32, u8)> {
+        let (off, l4, end, 6) = transport(f).ok()? else {
+            return None;
+        };
+        let be = |i: usize| Some(u16::from_be_bytes([*f.get(i)?, *f.get(i + 1)?]));
+        let doff = (*f.get(l4 + 12)? >> 4) as usize * 4;
+        if be(l4 + 2)? != 53 || doff < 20 || l4 + doff > end {
+            return None;
+        }
+        let flags = *f.get(l4 + 13)?;
+        let v6 = f[off] >> 4 == 6;
+        let mut key = vec![f[off] >> 4];
+        if v6 {
+            key.extend_from_slice(&f[off + 8..off + 40]);
+        } else {
+            key.extend_from_slice(&f[off + 12..off + 20]);
+        }
+        key.extend_from_slice(&f[l4..l4 + 4]);
+        let seq = u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().ok()?);
+        Some((key, v6, be(l4)?, seq, flags))
+    }
+
+    fn set(&mut self, key: Vec<u8>, v6: bool, sport: u16, at: (u32, u32)) {
+        self.at.insert(key, at);
+        self.hints.insert((v6, sport), at);
+    }
+
+    /// Before the verdict: a SYN or RST (without URG, which is dropped first) resets the
+    /// connection; then whether a segment whose first message is `first` bytes (its length
+    /// included) starts out of step.
+    fn before(&mut self, f: &[u8], first: Option<usize>) -> bool {
+        let Some((key, v6, sport, seq, flags)) = Self::conn(f) else {
+            return false;
+        };
+        if flags & 0x20 != 0 {
+            return false;
+        }
+        if flags & 0x04 != 0 {
+            self.at.remove(&key);
+            self.hints.remove(&(v6, sport));
+        } else if flags & 0x02 != 0 {
+            let next = seq.wrapping_add(1);
+            self.set(key.clone(), v6, sport, (next, next));
+        }
+        match (first, self.at.get(&key)) {
+            (Some(first), Some(&(last, next))) => {
+                seq != next && (seq != last || next.wrapping_sub(last) != first as u32)
+            }
+            _ => false,
+        }
+    }
+
+    /// The segment was passed or answered.
+    fn after(&mut self, f: &[u8], first: usize) {
+        if let Some((key, v6, sport, seq, _)) = Self::conn(f) {
+            self.set(key, v6, sport, (seq, seq.wrapping_add(first as u32)));
+        }
+    }
+
+    fn hint(&self, v6: bool, sport: u16) -> Option<(u32, u32)> {
+        self.hints.get(&(v6, sport)).copied()
+    }
 }
 
 /// Whether the frame is TCP to port 53 that cannot be judged, which the program must drop
@@ -549,8 +646,10 @@ fn differential_fuzz() {
     let (mut tx, mut pass, mut drop, mut tx_tcp, mut cut_frames) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut same_name = 0u64;
     let mut unjudged_frames = 0u64;
+    let mut out_of_step = 0u64;
+    let mut streams = Streams::default();
     for i in 0..n {
-        let f = frame(&mut r);
+        let f = frame(&mut r, &|v6, sport| streams.hint(v6, sport));
         let out = test_run(fd.as_fd(), &f, 1).unwrap_or_else(|e| panic!("frame {i}: {e}"));
         let fail = |why: String| -> ! {
             panic!(
@@ -572,7 +671,10 @@ fn differential_fuzz() {
         // when that message is too long to cut.
         let cut = tcp.as_ref().and_then(|(_, c, _)| c.as_ref());
         let too_long = cut.is_some() && dns.map_or(0, |m| m.len()) + 2 > packet::CUT_MAX;
-        let unjudged = transport(&f) == Err(true) || tcp_unjudged(&f);
+        let first = tcp.as_ref().map(|_| 2 + dns.map_or(0, |m| m.len()));
+        let stepped_out = streams.before(&f, first);
+        out_of_step += stepped_out as u64;
+        let unjudged = transport(&f) == Err(true) || tcp_unjudged(&f) || stepped_out;
         unjudged_frames += unjudged as u64;
         let want_retval = match want {
             _ if unjudged => XDP_DROP,
@@ -586,6 +688,9 @@ fn differential_fuzz() {
                 "{}, but the oracle says {want:?}",
                 action_name(out.retval)
             ));
+        }
+        if let (Some(first), false) = (first, out.retval == XDP_DROP) {
+            streams.after(&f, first);
         }
         match out.retval {
             XDP_PASS => {
@@ -700,7 +805,7 @@ fn differential_fuzz() {
         }
     }
     println!(
-        "{n} frames (seed {seed}): {tx} answered ({tx_tcp} over TCP), {drop} dropped, {pass} passed ({cut_frames} cut after their first message), {same_name} answered before a query for the same name, {unjudged_frames} that cannot be judged (dropped)"
+        "{n} frames (seed {seed}): {tx} answered ({tx_tcp} over TCP), {drop} dropped, {pass} passed ({cut_frames} cut after their first message), {same_name} answered before a query for the same name, {unjudged_frames} that cannot be judged (dropped; {out_of_step} out of step)"
     );
     assert!(
         tx > n / 20
@@ -708,7 +813,8 @@ fn differential_fuzz() {
             && tx_tcp > n / 100
             && cut_frames > n / 1000
             && same_name > n / 10_000
-            && unjudged_frames > n / 1000,
+            && unjudged_frames > n / 1000
+            && out_of_step > n / 1000,
         "the generator must exercise answers (UDP and TCP) and passes"
     );
 }

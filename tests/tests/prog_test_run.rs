@@ -14,7 +14,9 @@ use blocker_tests::{
     dns::{self, raw_query},
     env::Blocker,
     packet::{self, Frame, Ip, Tcp, MAC_CLIENT, MAC_EDGE},
-    testrun::{action_name, pin_to_this_cpu, test_run, XDP_DROP, XDP_PASS, XDP_TX},
+    testrun::{
+        action_name, forget_tcp_flows, pin_to_this_cpu, test_run, XDP_DROP, XDP_PASS, XDP_TX,
+    },
 };
 use hickory_proto::rr::{rdata::opt::EdnsOption, RecordType};
 
@@ -842,6 +844,8 @@ fn fixture_table() {
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failures = Vec::new();
     for c in cases() {
+        // Each case stands alone: a TCP segment is the first seen of its connection.
+        forget_tcp_flows(&prog);
         let out = test_run(fd.as_fd(), &c.frame, 1)
             .unwrap_or_else(|e| panic!("{}: BPF_PROG_TEST_RUN: {e}", c.what));
         let check = || -> Result<&'static str, String> {
@@ -1799,7 +1803,9 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
     let d2 = dns::parse(&ans2.dns);
     assert_eq!((d2.id, d2.rcode), (0x0b0b, 3));
 
-    // Another name behind it (same length, one byte apart): the whole segment, closed.
+    // Another name behind it (same length, one byte apart): the whole segment, closed. (On
+    // a connection of its own: on this one, seq 1000 is behind where the stream stands.)
+    forget_tcp_flows(&prog);
     let other = dns::query(0x0c0c, "www.blocked.tesu.", RecordType::AAAA, None);
     let frame = Frame::v4(framed(&[&a, &other]))
         .over_tcp(tcp(1000, 5000))
@@ -1813,4 +1819,143 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
     };
     packet::check_tcp_answer(&whole, ans.tcp.as_ref().expect("TCP"), None)
         .expect("a different name behind: all acknowledged, FIN");
+}
+
+/// A TCP segment is judged only where its connection's next message starts (README, SECURITY.md
+/// "DNS over TCP"): after the SYN, right after it; after a segment passed, cut or answered, right
+/// after its first message; or at the last message again with the same length. Anywhere else —
+/// inside what was let through, or past a gap — it is dropped (tcp_out_of_step); a RST forgets
+/// the connection, and another connection (another port, another IP version) has its own stream.
+#[test]
+fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
+    let (b, prog) = setup();
+    let fd = prog.fd().expect("fd");
+    let framed = |q: Vec<u8>| {
+        let mut v = (q.len() as u16).to_be_bytes().to_vec();
+        v.extend_from_slice(&q);
+        v
+    };
+    let seg = |v6: bool, sport: u16, seq: u32, flags: u8, data: &[u8]| {
+        let mut f = if v6 {
+            Frame::v6(data.to_vec())
+        } else {
+            Frame::v4(data.to_vec())
+        };
+        f.sport = sport;
+        f.over_tcp(Tcp {
+            seq,
+            ack: 5000,
+            flags,
+            raw_payload: true,
+            ..Tcp::default()
+        })
+        .bytes()
+    };
+    let run = |f: Vec<u8>| test_run(fd.as_fd(), &f, 1).expect("test_run").retval;
+    let data = |v6, sport, seq, d: &[u8]| run(seg(v6, sport, seq, 0x18, d));
+    let before = b.reason("tcp_out_of_step");
+    let m1 = framed(dns::query(1, "news.example.", RecordType::A, None));
+    let m1_longer = framed(dns::query(
+        1,
+        "news.example.",
+        RecordType::A,
+        Some((false, vec![])),
+    ));
+    let m2 = framed(dns::query(2, "other.example.", RecordType::A, None));
+    let m3 = framed(dns::query(3, "blocked.test.", RecordType::A, None));
+    let s1 = 1000u32;
+    let s2 = s1 + m1.len() as u32;
+    let s3 = s2 + m2.len() as u32;
+    let s4 = s3 + m3.len() as u32;
+
+    assert_eq!(run(seg(false, 40000, s1 - 1, 0x02, &[])), XDP_PASS, "SYN");
+    assert_eq!(
+        data(false, 40000, s1 + 1, &m1),
+        XDP_DROP,
+        "one byte past the start"
+    );
+    assert_eq!(data(false, 40000, s1, &m1), XDP_PASS, "the first message");
+    assert_eq!(
+        data(false, 40000, s2 - 5, &m2),
+        XDP_DROP,
+        "inside the first"
+    );
+    assert_eq!(data(false, 40000, s2 + 7, &m2), XDP_DROP, "past a gap");
+    assert_eq!(data(false, 40000, s1, &m1), XDP_PASS, "the first again");
+    assert_eq!(
+        data(false, 40000, s1, &m1_longer),
+        XDP_DROP,
+        "the first again, longer"
+    );
+    assert_eq!(data(false, 40000, s2, &m2), XDP_PASS, "the second");
+    assert_eq!(
+        data(false, 40000, s3, &m3),
+        XDP_TX,
+        "a blocked third, answered"
+    );
+    assert_eq!(
+        data(false, 40000, s3 + 1, &m1),
+        XDP_DROP,
+        "inside the third"
+    );
+    // Two messages in one segment: cut after the first, and the stream moves past it only.
+    let both = [m1.clone(), m2.clone()].concat();
+    assert_eq!(data(false, 40000, s4, &both), XDP_PASS, "two, cut");
+    let s5 = s4 + m1.len() as u32;
+    assert_eq!(
+        data(false, 40000, s4 + both.len() as u32, &m2),
+        XDP_DROP,
+        "past the cut"
+    );
+    assert_eq!(
+        data(false, 40000, s5, &m2),
+        XDP_PASS,
+        "the rest, sent again"
+    );
+
+    // Another port, and the same port over IPv6: streams of their own.
+    assert_eq!(
+        data(false, 40001, 77, &m1),
+        XDP_PASS,
+        "another port: first seen"
+    );
+    assert_eq!(
+        data(false, 40001, 78, &m1),
+        XDP_DROP,
+        "another port: inside"
+    );
+    assert_eq!(run(seg(true, 40000, 9, 0x02, &[])), XDP_PASS, "IPv6 SYN");
+    assert_eq!(
+        data(true, 40000, 9, &m1),
+        XDP_DROP,
+        "IPv6: on the SYN's number"
+    );
+    assert_eq!(
+        data(true, 40000, 10, &m1),
+        XDP_PASS,
+        "IPv6: the first message"
+    );
+    // A RST forgets the connection; a new SYN starts it afresh.
+    assert_eq!(run(seg(false, 40000, s5, 0x04, &[])), XDP_PASS, "RST");
+    assert_eq!(
+        data(false, 40000, 123, &m1),
+        XDP_PASS,
+        "after the RST: first seen"
+    );
+    assert_eq!(
+        run(seg(false, 40000, 499, 0x02, &[])),
+        XDP_PASS,
+        "a new SYN"
+    );
+    assert_eq!(
+        data(false, 40000, 123 + m1.len() as u32, &m1),
+        XDP_DROP,
+        "the old stream"
+    );
+    assert_eq!(data(false, 40000, 500, &m1), XDP_PASS, "the new stream");
+    assert_eq!(
+        b.reason("tcp_out_of_step") - before,
+        9,
+        "every segment out of step counted"
+    );
 }

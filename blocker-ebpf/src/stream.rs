@@ -1,0 +1,130 @@
+//! Where each TCP connection's stream stands: a segment is judged only from where the
+//! connection's next message starts (or as the last message sent again), so the resolver's
+//! stream never moves past the start of a message that no judged segment started with (see
+//! `blocker_common::FlowSeq`). The SYN sets where the first message starts; every segment that
+//! passes or is answered moves it on past its first message; a RST forgets the connection.
+//! Connections are keyed by addresses and ports in `BLK_TCP_FLOWS`, an LRU map: one not seen
+//! for long enough to be pushed out, or open before the program was loaded, is followed again
+//! from its next segment.
+//!
+//! Each function is a BPF function of its own that reads what it needs from the maps (the
+//! frame `prepare` stored), so the verifier checks it once, not once per path into it.
+
+use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
+use blocker_common::{FlowKey, FlowSeq};
+
+use crate::{
+    load,
+    maps::{FLOW_NOW, TCP_FLOWS, WALK},
+    Frame,
+};
+
+/// The connection of the segment whose IP header is at `l3` and TCP header at `l4`.
+#[inline(always)]
+fn key_of(ctx: &XdpContext, l3: usize, l4: usize, v6: u64) -> Option<FlowKey> {
+    let v6 = (v6 & 1) as usize;
+    let mut k = FlowKey {
+        family: 4 + 2 * v6 as u32,
+        ..FlowKey::default()
+    };
+    // IPv4: the addresses at 12 and 16, four bytes each; IPv6: at 8 and 24, sixteen each.
+    let len = 4 + 12 * v6;
+    let src = l3 + 12 - 4 * v6;
+    let (a, b) = k.addrs.split_at_mut(16);
+    // SAFETY: at most 16 bytes into each 16-byte half of `k.addrs`; the helper checks the
+    // packet bounds.
+    let r = unsafe {
+        r#gen::bpf_xdp_load_bytes(ctx.ctx, src as u32, a.as_mut_ptr().cast(), len as u32)
+            | r#gen::bpf_xdp_load_bytes(
+                ctx.ctx,
+                (src + len) as u32,
+                b.as_mut_ptr().cast(),
+                len as u32,
+            )
+    };
+    if r != 0 {
+        return None;
+    }
+    k.ports = load::<4>(ctx, l4).ok()?;
+    Some(k)
+}
+
+/// A SYN (`syn_seq` bit 32 set, its sequence number in the low half) starts the connection's
+/// stream afresh; a RST (bit 32 clear) ends it. Called from the TCP parse, before the frame is
+/// known to hold a query.
+#[inline(never)]
+pub fn reset(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, syn_seq: u64) {
+    let Some(k) = key_of(ctx, l3 & 0x3ff, l4 & 0x7ff, v6) else {
+        return;
+    };
+    if syn_seq >> 32 != 0 {
+        let _ = TCP_FLOWS.insert(&k, &FlowSeq::after_syn(syn_seq as u32), 0);
+    } else {
+        let _ = TCP_FLOWS.remove(&k);
+    }
+}
+
+/// For a TCP segment whose data starts with a whole message (the frame `prepare` stored):
+/// 1 when its connection's stream does not admit it there, else 0. Notes the connection and
+/// the sequence number for [`advance`].
+#[inline(never)]
+pub fn check(ctx: &XdpContext) -> u64 {
+    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let now = unsafe { &mut *now };
+    now.valid = 0;
+    let Some(w) = WALK.get(0) else {
+        return 0;
+    };
+    let Ok(f) = Frame::from_walk(&w.frame) else {
+        return 0;
+    };
+    if f.tcp == 0 {
+        return 0;
+    }
+    let (Some(key), Ok(seq)) = (key_of(ctx, f.l3, f.l4, f.v6), load::<4>(ctx, f.l4 + 4)) else {
+        return 0;
+    };
+    let seq = u32::from_be_bytes(seq);
+    now.key = key;
+    now.seq = seq;
+    now.valid = 1;
+    // SAFETY: an LRU element may be recycled while we read it: the memory stays valid, and the
+    // worst outcome is one segment judged against another connection's numbers.
+    match unsafe { TCP_FLOWS.get(&now.key) } {
+        Some(s) if !s.admits(seq, f.msg_len as u32 + 2) => 1,
+        _ => 0,
+    }
+}
+
+/// The segment [`check`] admitted was passed or answered: the connection's next message starts
+/// after its first.
+#[inline(never)]
+pub fn advance() {
+    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: as in `check`.
+    let now = unsafe { &mut *now };
+    if now.valid == 0 {
+        return;
+    }
+    now.valid = 0;
+    let Some(w) = WALK.get(0) else {
+        return;
+    };
+    let Ok(f) = Frame::from_walk(&w.frame) else {
+        return;
+    };
+    let _ = TCP_FLOWS.insert(&now.key, &FlowSeq::after(now.seq, f.msg_len as u32 + 2), 0);
+}
+
+/// `check`'s note for `advance`: the connection and sequence number of this packet's segment.
+#[repr(C)]
+pub struct FlowNow {
+    pub key: FlowKey,
+    pub seq: u32,
+    pub valid: u32,
+}
