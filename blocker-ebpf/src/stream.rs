@@ -69,12 +69,7 @@ pub fn reset(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, syn_seq: u64) {
 /// the sequence number for [`advance`].
 #[inline(never)]
 pub fn check(ctx: &XdpContext) -> u64 {
-    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
-    let now = unsafe { &mut *now };
-    now.valid = 0;
+    // UDP returns at once (`advance` is called for TCP only).
     let Some(w) = WALK.get(0) else {
         return 0;
     };
@@ -84,6 +79,12 @@ pub fn check(ctx: &XdpContext) -> u64 {
     if f.tcp == 0 {
         return 0;
     }
+    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
+    let now = unsafe { &mut *now };
+    now.valid = 0;
     let (Some(key), Ok(seq)) = (key_of(ctx, f.l3, f.l4, f.v6), load::<4>(ctx, f.l4 + 4)) else {
         return 0;
     };
