@@ -347,7 +347,7 @@ fn prometheus_accepts_every_dashboard_and_alert_expression() {
         let rules = d["data"]["groups"][0]["rules"].as_array()?.clone();
         (!rules.is_empty() && rules.iter().all(|r| r["health"] != "unknown")).then_some(rules)
     });
-    assert_eq!(rules.len(), 11, "{rules:?}");
+    assert_eq!(rules.len(), 12, "{rules:?}");
     let mut all: Vec<(String, String)> = Vec::new();
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
