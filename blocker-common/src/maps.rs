@@ -128,6 +128,10 @@ pub const RRL_PREFIXES: u32 = 1 << 16;
 /// kernel memory in all (bpftool's memlock on Linux 6.18), about 112 bytes a connection.
 pub const TCP_FLOWS: u32 = 1 << 16;
 
+/// How far before where a connection's stream stands a SYN's first byte may not reopen it
+/// (see [`FlowSeq::after_syn`]): the most a segment can carry.
+pub const SYN_GUARD: u32 = 1 << 16;
+
 /// A TCP connection to a DNS port, as `BLK_TCP_FLOWS` keys it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -155,10 +159,19 @@ pub struct FlowSeq {
 }
 
 impl FlowSeq {
-    /// After a SYN with sequence number `isn`: the first message starts right after it.
-    pub fn after_syn(isn: u32) -> FlowSeq {
+    /// After a SYN with sequence number `isn`: the first message starts right after it — a new
+    /// connection on these addresses and ports. Unless the connection's stream (`now`) stands
+    /// less than 64 KiB past that point: a SYN there would reopen the stream inside data the
+    /// resolver holds (a segment from there, judged from its first byte, would run on into
+    /// what the resolver reads as new), so it is ignored (None: keep `now`). The resolver's own
+    /// TCP ignores a SYN on a live connection too (RFC 5961); a new connection's random ISN
+    /// falls there once in 65,536.
+    pub fn after_syn(now: Option<&FlowSeq>, isn: u32) -> Option<FlowSeq> {
         let next = isn.wrapping_add(1);
-        FlowSeq { last: next, next }
+        match now {
+            Some(s) if s.next.wrapping_sub(next).wrapping_sub(1) < SYN_GUARD => None,
+            _ => Some(FlowSeq { last: next, next }),
+        }
     }
 
     /// After a segment whose data started at `seq` with a first message of `first` bytes (its
@@ -1332,7 +1345,7 @@ mod tests {
     #[test]
     fn a_stream_admits_only_where_its_next_message_starts() {
         for isn in [0u32, 1000, u32::MAX - 5, u32::MAX] {
-            let s = FlowSeq::after_syn(isn);
+            let s = FlowSeq::after_syn(None, isn).expect("a new connection");
             assert!(s.admits(isn.wrapping_add(1), 40));
             assert!(!s.admits(isn, 40) && !s.admits(isn.wrapping_add(2), 40));
             let start = isn.wrapping_add(1);
@@ -1351,6 +1364,23 @@ mod tests {
                 assert!(!s.admits(start.wrapping_add(past), 40), "past a gap");
             }
             assert!(!s.admits(start.wrapping_sub(1), 41), "before the last");
+            // A SYN whose first byte lies up to 64 KiB before where the stream stands would
+            // reopen it inside what the resolver holds: ignored. Anywhere else (at that
+            // point, past it, or far before): a new connection.
+            for back in [1u32, 40, 1000, SYN_GUARD] {
+                let syn = s.next.wrapping_sub(back).wrapping_sub(1);
+                assert_eq!(FlowSeq::after_syn(Some(&s), syn), None, "{back} before");
+            }
+            for isn in [
+                s.next.wrapping_sub(1),
+                s.next,
+                s.next.wrapping_add(5000),
+                s.next.wrapping_sub(SYN_GUARD + 2),
+                s.next.wrapping_add(1 << 31),
+            ] {
+                let n = FlowSeq::after_syn(Some(&s), isn).expect("a new connection");
+                assert_eq!((n.last, n.next), (isn.wrapping_add(1), isn.wrapping_add(1)));
+            }
         }
     }
 

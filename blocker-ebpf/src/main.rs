@@ -702,11 +702,15 @@ fn parse_tcp(
     if flags & TCP_URG != 0 {
         return Err(Reason::TcpUrgent);
     }
-    // A SYN starts the connection's stream afresh, a RST ends it (see `stream`).
-    if flags & (TCP_SYN | TCP_RST) != 0 {
-        let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]) as u64;
-        let syn = (flags & TCP_RST == 0) as u64;
-        stream::reset(ctx, l3, l4, v6, seq | syn << 32);
+    // A SYN starts the connection's stream afresh (see `stream`).
+    if flags & (TCP_SYN | TCP_RST) == TCP_SYN {
+        stream::syn(
+            ctx,
+            l3,
+            l4,
+            v6,
+            u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        );
     }
     let data = l3_end - (l4 + doff);
     if data == 0 || flags & TCP_RST != 0 {

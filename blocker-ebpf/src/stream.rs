@@ -2,7 +2,7 @@
 //! connection's next message starts (or as the last message sent again), so the resolver's
 //! stream never moves past the start of a message that no judged segment started with (see
 //! `blocker_common::FlowSeq`). The SYN sets where the first message starts; every segment that
-//! passes or is answered moves it on past its first message; a RST forgets the connection.
+//! passes or is answered moves it on past its first message.
 //! Connections are keyed by addresses and ports in `BLK_TCP_FLOWS`, an LRU map: one not seen
 //! for long enough to be pushed out, or open before the program was loaded, is followed again
 //! from its next segment.
@@ -49,18 +49,19 @@ fn key_of(ctx: &XdpContext, l3: usize, l4: usize, v6: u64) -> Option<FlowKey> {
     Some(k)
 }
 
-/// A SYN (`syn_seq` bit 32 set, its sequence number in the low half) starts the connection's
-/// stream afresh; a RST (bit 32 clear) ends it. Called from the TCP parse, before the frame is
-/// known to hold a query.
+/// A SYN with sequence number `isn` starts the connection's stream afresh, unless it would
+/// reopen it inside what the resolver holds (see `FlowSeq::after_syn`). Called from the TCP
+/// parse, before the frame is known to hold a query. (A RST changes nothing: one the
+/// resolver's TCP ignores, out of its window, must not make the program forget the stream.)
 #[inline(never)]
-pub fn reset(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, syn_seq: u64) {
+pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
     let Some(k) = key_of(ctx, l3 & 0x3ff, l4 & 0x7ff, v6) else {
         return;
     };
-    if syn_seq >> 32 != 0 {
-        let _ = TCP_FLOWS.insert(&k, &FlowSeq::after_syn(syn_seq as u32), 0);
-    } else {
-        let _ = TCP_FLOWS.remove(&k);
+    // SAFETY: as in `check`.
+    let now = unsafe { TCP_FLOWS.get(&k) }.copied();
+    if let Some(s) = FlowSeq::after_syn(now.as_ref(), isn) {
+        let _ = TCP_FLOWS.insert(&k, &s, 0);
     }
 }
 

@@ -476,8 +476,11 @@ pub fn check_tcp_answer(
     if a.options.len() != q.options.len() {
         return Err("TCP header length changed".into());
     }
-    // Walk the query's options independently and build what the answer's must be.
+    // Walk the query's options independently and build what the answer's must be: one
+    // timestamp option answered in place (the last well-formed one, the one Linux's parser
+    // keeps when a segment carries two), every other option byte a NOP.
     let mut want = vec![1u8; q.options.len()];
+    let mut ts = None;
     let mut i = 0;
     while i < q.options.len() {
         match q.options[i] {
@@ -489,14 +492,17 @@ pub fn check_tcp_answer(
                     break;
                 }
                 if kind == 8 && len == 10 {
-                    want[i] = 8;
-                    want[i + 1] = 10;
-                    want[i + 2..i + 6].copy_from_slice(&q.options[i + 6..i + 10]);
-                    want[i + 6..i + 10].copy_from_slice(&q.options[i + 2..i + 6]);
+                    ts = Some(i);
                 }
                 i += len;
             }
         }
+    }
+    if let Some(i) = ts {
+        want[i] = 8;
+        want[i + 1] = 10;
+        want[i + 2..i + 6].copy_from_slice(&q.options[i + 6..i + 10]);
+        want[i + 6..i + 10].copy_from_slice(&q.options[i + 2..i + 6]);
     }
     if a.options != want {
         return Err(format!(

@@ -186,12 +186,12 @@ fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
     if r.chance(4) {
         // DNS over TCP: a data segment of a connection, sometimes with odd flags, options,
         // a second message behind the first, or data that is not a whole message.
-        // A few connections, so segments meet the streams of earlier ones; half the time at
-        // the next message of the stream (or the last one again), else anywhere.
+        // A few connections, so segments meet the streams of earlier ones; three times in
+        // four at the next message of the stream (or the last one again), else anywhere.
         f.sport = 40000 + r.below(4) as u16;
         let v6 = matches!(f.ip, Ip::V6 { .. });
         let seq = match hint(v6, f.sport) {
-            Some((last, next)) if r.chance(2) => {
+            Some((last, next)) if !r.chance(4) => {
                 if r.chance(4) {
                     last
                 } else {
@@ -322,9 +322,10 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
 }
 
 /// The oracle's own model of where each TCP connection's stream stands (README, SECURITY.md):
-/// a SYN puts it right after the SYN, a RST forgets it, a segment whose data starts with a
-/// whole message and is not dropped puts it right after that message; a segment is judged
-/// only at the next message, or at the last one again with the same length.
+/// a SYN puts it right after the SYN (unless that is within 64 KiB before where it stands), a
+/// segment whose data starts with a whole message and is not dropped puts it right after that
+/// message; a segment is judged only at the next message, or at the last one again with the
+/// same length.
 #[derive(Default)]
 struct Streams {
     /// Connection (family, addresses, ports) → (last, next).
@@ -363,8 +364,8 @@ impl Streams {
         self.hints.insert((v6, sport), at);
     }
 
-    /// Before the verdict: a SYN or RST (without URG, which is dropped first) resets the
-    /// connection; then whether a segment whose first message is `first` bytes (its length
+    /// Before the verdict: a SYN (without URG, which is dropped first) may start the stream
+    /// afresh; then whether a segment whose first message is `first` bytes (its length
     /// included) starts out of step.
     fn before(&mut self, f: &[u8], first: Option<usize>) -> bool {
         let Some((key, v6, sport, seq, flags)) = Self::conn(f) else {
@@ -373,12 +374,17 @@ impl Streams {
         if flags & 0x20 != 0 {
             return false;
         }
-        if flags & 0x04 != 0 {
-            self.at.remove(&key);
-            self.hints.remove(&(v6, sport));
-        } else if flags & 0x02 != 0 {
-            let next = seq.wrapping_add(1);
-            self.set(key.clone(), v6, sport, (next, next));
+        // A SYN (not a RST) starts the stream afresh, unless its first byte lies within 64 KiB
+        // before where the stream stands (it would reopen it inside what the resolver holds).
+        if flags & 0x06 == 0x02 {
+            let first = seq.wrapping_add(1);
+            let inside = self
+                .at
+                .get(&key)
+                .is_some_and(|&(_, next)| (1..=65536).contains(&next.wrapping_sub(first)));
+            if !inside {
+                self.set(key.clone(), v6, sport, (first, first));
+            }
         }
         match (first, self.at.get(&key)) {
             (Some(first), Some(&(last, next))) => {

@@ -1824,8 +1824,9 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
 /// A TCP segment is judged only where its connection's next message starts (README, SECURITY.md
 /// "DNS over TCP"): after the SYN, right after it; after a segment passed, cut or answered, right
 /// after its first message; or at the last message again with the same length. Anywhere else —
-/// inside what was let through, or past a gap — it is dropped (tcp_out_of_step); a RST forgets
-/// the connection, and another connection (another port, another IP version) has its own stream.
+/// inside what was let through, or past a gap — it is dropped (tcp_out_of_step). A SYN starts
+/// the stream afresh unless it would reopen it just before where it stands; a RST changes
+/// nothing; another connection (another port, another IP version) has its own stream.
 #[test]
 fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
     let (b, prog) = setup();
@@ -1935,27 +1936,37 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
         XDP_PASS,
         "IPv6: the first message"
     );
-    // A RST forgets the connection; a new SYN starts it afresh.
-    assert_eq!(run(seg(false, 40000, s5, 0x04, &[])), XDP_PASS, "RST");
+    let s6 = s5 + m2.len() as u32;
+    // A RST changes nothing (one out of the resolver's window would not end the connection).
+    assert_eq!(run(seg(false, 40000, s6 + 9, 0x04, &[])), XDP_PASS, "RST");
+    assert_eq!(data(false, 40000, s6 + 9, &m1), XDP_DROP, "after the RST");
+    // A SYN just before where the stream stands would reopen it inside what the resolver
+    // holds: ignored.
     assert_eq!(
-        data(false, 40000, 123, &m1),
+        run(seg(false, 40000, s6 - 10, 0x02, &[])),
         XDP_PASS,
-        "after the RST: first seen"
+        "SYN inside"
     );
     assert_eq!(
-        run(seg(false, 40000, 499, 0x02, &[])),
+        data(false, 40000, s6 - 9, &m1),
+        XDP_DROP,
+        "not reopened there"
+    );
+    // A SYN elsewhere: a new connection on the same addresses and ports.
+    assert_eq!(
+        run(seg(false, 40000, 1 << 31, 0x02, &[])),
         XDP_PASS,
         "a new SYN"
     );
+    assert_eq!(data(false, 40000, s6, &m1), XDP_DROP, "the old stream");
     assert_eq!(
-        data(false, 40000, 123 + m1.len() as u32, &m1),
-        XDP_DROP,
-        "the old stream"
+        data(false, 40000, (1 << 31) + 1, &m1),
+        XDP_PASS,
+        "the new stream"
     );
-    assert_eq!(data(false, 40000, 500, &m1), XDP_PASS, "the new stream");
     assert_eq!(
         b.reason("tcp_out_of_step") - before,
-        9,
+        11,
         "every segment out of step counted"
     );
 }

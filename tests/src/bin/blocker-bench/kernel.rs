@@ -109,13 +109,17 @@ fn frames() -> Vec<(&'static str, Vec<u8>, bool)> {
     });
     let mut quic = Frame::v4(vec![0xc3; 64]);
     quic.dport = 443;
+    // Each on a connection of its own (its own source port): the program follows where each
+    // connection's stream stands, and every run after the first is, to it, the client sending
+    // its last message again (admitted, and judged in full like the first).
     let tcp_query = |id: u16, name: &str| {
-        Frame::v4(dns::query(id, name, A, Some((false, vec![]))))
-            .over_tcp(blocker_tests::packet::Tcp {
-                options: blocker_tests::packet::ts_option(1, 2),
-                ..Default::default()
-            })
-            .bytes()
+        let mut f = Frame::v4(dns::query(id, name, A, Some((false, vec![]))));
+        f.sport = 41000 + id;
+        f.over_tcp(blocker_tests::packet::Tcp {
+            options: blocker_tests::packet::ts_option(1, 2),
+            ..Default::default()
+        })
+        .bytes()
     };
     let mut vlan = Frame::v4(dns::query(
         5,
