@@ -232,7 +232,10 @@ pub fn parse_query(
     let m = &s.msg;
     let qtype = be16(m, i + 1);
     let qclass = be16(m, i + 3);
-    if qclass != 1 {
+    // IN, or ANY (255): a recursive resolver may answer a class ANY query with IN data
+    // (unbound's iterator collects the classes it has root hints for, that is IN), so it is
+    // judged like IN. Other classes (CHAOS, HESIOD) name nothing a rule covers.
+    if qclass != 1 && qclass != 255 {
         return Err(Reason::OtherClass);
     }
 
@@ -928,6 +931,10 @@ pub(crate) mod tests {
         let n = ch.len();
         ch[n - 1] = 3;
         assert_eq!(parse(&ch), Err(Reason::OtherClass));
+        // Class ANY is judged like IN.
+        let mut any = ok.clone();
+        any[n - 1] = 255;
+        assert_eq!(parse(&any).map(|q| q.qclass), Ok(255));
         assert_eq!(parse(&ok[..11]), Err(Reason::Malformed));
     }
 

@@ -128,9 +128,12 @@ pub const RRL_PREFIXES: u32 = 1 << 16;
 /// kernel memory in all (bpftool's memlock on Linux 6.18), about 112 bytes a connection.
 pub const TCP_FLOWS: u32 = 1 << 16;
 
-/// How far before where a connection's stream stands a SYN's first byte may not reopen it
-/// (see [`FlowSeq::after_syn`]): the most a segment can carry.
-pub const SYN_GUARD: u32 = 1 << 16;
+/// How long, in units of 2^30 ns (about 1.07 s), a connection's stream must have been idle
+/// before a SYN on its addresses and ports starts it afresh (about 5 minutes): longer than a
+/// resolver keeps an idle TCP connection open (unbound and BIND: 30 s by default; unbound's
+/// EDNS keepalive: 120 s), so by then the resolver holds no stream a hand-made segment could
+/// reach into.
+pub const FLOW_IDLE: u32 = 280;
 
 /// A TCP connection to a DNS port, as `BLK_TCP_FLOWS` keys it.
 #[repr(C)]
@@ -148,39 +151,46 @@ pub struct FlowKey {
 /// Where the stream of a TCP connection to a DNS port stands, in the client's sequence
 /// numbers, as far as the program let it through: `next` is where the next message starts
 /// (after the handshake, or after the last message passed or answered), `last` where that last
-/// message started. A segment is judged only from one of those two places (see
-/// [`FlowSeq::admits`]), so the resolver's stream never moves past the start of a message
-/// that no judged segment started with.
+/// message started; `seen` when it last moved (in units of 2^30 ns of the kernel's coarse
+/// clock). A segment is judged only from one of those two places (see [`FlowSeq::admits`]),
+/// so the resolver's stream never moves past the start of a message that no judged segment
+/// started with.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSeq {
     pub last: u32,
     pub next: u32,
+    pub seen: u32,
+    pub _pad: u32,
 }
 
 impl FlowSeq {
-    /// After a SYN with sequence number `isn`: the first message starts right after it — a new
-    /// connection on these addresses and ports. Unless the connection's stream (`now`) stands
-    /// less than 64 KiB past that point: a SYN there would reopen the stream inside data the
-    /// resolver holds (a segment from there, judged from its first byte, would run on into
-    /// what the resolver reads as new), so it is ignored (None: keep `now`). The resolver's own
-    /// TCP ignores a SYN on a live connection too (RFC 5961); a new connection's random ISN
-    /// falls there once in 65,536.
-    pub fn after_syn(now: Option<&FlowSeq>, isn: u32) -> Option<FlowSeq> {
+    /// After a SYN with sequence number `isn` at time `now`: the first message starts right
+    /// after it — a new connection on these addresses and ports — when none is followed on
+    /// them (`was`), or the one followed has been idle for [`FLOW_IDLE`]. Otherwise None: the
+    /// SYN is ignored. A SYN on a live connection, ignored by the resolver's own TCP too
+    /// (RFC 5961), must not move the stream: set back, it would let whole messages that the
+    /// resolver drops as old data walk it up to just before the resolver's position, where a
+    /// segment judged from its first byte would run on into what the resolver reads as new.
+    pub fn after_syn(was: Option<&FlowSeq>, isn: u32, now: u32) -> Option<FlowSeq> {
         let next = isn.wrapping_add(1);
-        match now {
-            Some(s) if s.next.wrapping_sub(next).wrapping_sub(1) < SYN_GUARD => None,
-            _ => Some(FlowSeq { last: next, next }),
+        match was {
+            Some(s) if now.wrapping_sub(s.seen) < FLOW_IDLE => None,
+            _ => Some(FlowSeq {
+                last: next,
+                next,
+                seen: now,
+                _pad: 0,
+            }),
         }
     }
 
-    /// After a segment whose data started at `seq` with a first message of `first` bytes (its
-    /// two-byte length included) was passed or answered.
-    pub fn after(seq: u32, first: u32) -> FlowSeq {
-        FlowSeq {
-            last: seq,
-            next: seq.wrapping_add(first),
-        }
+    /// This stream after a segment whose data started at `seq` with a first message of
+    /// `first` bytes (its two-byte length included) was passed or answered at time `now`.
+    pub fn advance(&mut self, seq: u32, first: u32, now: u32) {
+        self.last = seq;
+        self.next = seq.wrapping_add(first);
+        self.seen = now;
     }
 
     /// Whether a segment whose data starts at `seq` with a first message of `first` bytes may
@@ -188,7 +198,8 @@ impl FlowSeq {
     /// `last` with the same length (a retransmission; its bytes past `next` would be new to the
     /// resolver otherwise). A segment starting anywhere else starts inside data the resolver
     /// holds or past a gap: the resolver would read its bytes from another place than their
-    /// first, so it is not judged but dropped.
+    /// first, so it is not judged but dropped. So is a segment of a connection whose SYN the
+    /// program did not see (no stream at all).
     pub fn admits(&self, seq: u32, first: u32) -> bool {
         seq == self.next || (seq == self.last && self.next.wrapping_sub(self.last) == first)
     }
@@ -1341,16 +1352,18 @@ mod tests {
     }
 
     /// A connection's stream admits the next message, and the last one again only with its
-    /// length; nothing inside or past what it let through (wrapping around 2^32 included).
+    /// length; nothing inside or past what it let through (wrapping around 2^32 included). A
+    /// SYN starts it afresh only when no stream is followed or it has been idle long enough.
     #[test]
     fn a_stream_admits_only_where_its_next_message_starts() {
         for isn in [0u32, 1000, u32::MAX - 5, u32::MAX] {
-            let s = FlowSeq::after_syn(None, isn).expect("a new connection");
+            let s = FlowSeq::after_syn(None, isn, 7).expect("a new connection");
             assert!(s.admits(isn.wrapping_add(1), 40));
             assert!(!s.admits(isn, 40) && !s.admits(isn.wrapping_add(2), 40));
             let start = isn.wrapping_add(1);
-            let s = FlowSeq::after(start, 40);
-            assert_eq!(s.next, start.wrapping_add(40));
+            let mut s = s;
+            s.advance(start, 40, 9);
+            assert_eq!((s.last, s.next, s.seen), (start, start.wrapping_add(40), 9));
             assert!(s.admits(start.wrapping_add(40), 33), "the next message");
             assert!(s.admits(start, 40), "the last one again");
             assert!(
@@ -1364,23 +1377,24 @@ mod tests {
                 assert!(!s.admits(start.wrapping_add(past), 40), "past a gap");
             }
             assert!(!s.admits(start.wrapping_sub(1), 41), "before the last");
-            // A SYN whose first byte lies up to 64 KiB before where the stream stands would
-            // reopen it inside what the resolver holds: ignored. Anywhere else (at that
-            // point, past it, or far before): a new connection.
-            for back in [1u32, 40, 1000, SYN_GUARD] {
-                let syn = s.next.wrapping_sub(back).wrapping_sub(1);
-                assert_eq!(FlowSeq::after_syn(Some(&s), syn), None, "{back} before");
+            // A SYN on a stream that moved less than FLOW_IDLE ago is ignored, wherever it
+            // points; after that, it starts a new stream.
+            for syn in [start.wrapping_sub(70_000), start, s.next, isn ^ 0x8000_0000] {
+                for now in [9u32, 10, 9 + FLOW_IDLE - 1] {
+                    assert_eq!(
+                        FlowSeq::after_syn(Some(&s), syn, now),
+                        None,
+                        "{syn} at {now}"
+                    );
+                }
+                let n = FlowSeq::after_syn(Some(&s), syn, 9 + FLOW_IDLE).expect("idle: new");
+                assert_eq!((n.last, n.next), (syn.wrapping_add(1), syn.wrapping_add(1)));
             }
-            for isn in [
-                s.next.wrapping_sub(1),
-                s.next,
-                s.next.wrapping_add(5000),
-                s.next.wrapping_sub(SYN_GUARD + 2),
-                s.next.wrapping_add(1 << 31),
-            ] {
-                let n = FlowSeq::after_syn(Some(&s), isn).expect("a new connection");
-                assert_eq!((n.last, n.next), (isn.wrapping_add(1), isn.wrapping_add(1)));
-            }
+            // The clock wraps too.
+            let mut w = s;
+            w.seen = u32::MAX - 2;
+            assert_eq!(FlowSeq::after_syn(Some(&w), 5, 3), None);
+            assert!(FlowSeq::after_syn(Some(&w), 5, FLOW_IDLE).is_some());
         }
     }
 

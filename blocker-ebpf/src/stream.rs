@@ -2,10 +2,10 @@
 //! connection's next message starts (or as the last message sent again), so the resolver's
 //! stream never moves past the start of a message that no judged segment started with (see
 //! `blocker_common::FlowSeq`). The SYN sets where the first message starts; every segment that
-//! passes or is answered moves it on past its first message.
-//! Connections are keyed by addresses and ports in `BLK_TCP_FLOWS`, an LRU map: one not seen
-//! for long enough to be pushed out, or open before the program was loaded, is followed again
-//! from its next segment.
+//! passes or is answered moves it on past its first message. Connections are keyed by
+//! addresses and ports in `BLK_TCP_FLOWS`, an LRU map: data of one whose SYN the program did
+//! not see (open before the program was loaded, or pushed out of the map) is dropped, and the
+//! client reconnects.
 //!
 //! Each function is a BPF function of its own that reads what it needs from the maps (the
 //! frame `prepare` stored), so the verifier checks it once, not once per path into it.
@@ -49,28 +49,38 @@ fn key_of(ctx: &XdpContext, l3: usize, l4: usize, v6: u64) -> Option<FlowKey> {
     Some(k)
 }
 
-/// A SYN with sequence number `isn` starts the connection's stream afresh, unless it would
-/// reopen it inside what the resolver holds (see `FlowSeq::after_syn`). Called from the TCP
-/// parse, before the frame is known to hold a query. (A RST changes nothing: one the
-/// resolver's TCP ignores, out of its window, must not make the program forget the stream.)
+/// The kernel's coarse clock in units of 2^30 ns (see `FlowSeq::seen`).
+#[inline(always)]
+fn now() -> u32 {
+    // SAFETY: plain helper call.
+    (unsafe { r#gen::bpf_ktime_get_coarse_ns() } >> 30) as u32
+}
+
+/// A SYN with sequence number `isn` starts the connection's stream, unless one is followed on
+/// these addresses and ports and moved lately (see `FlowSeq::after_syn`). Called from the TCP
+/// parse, before the frame is known to hold a query. (A RST changes nothing: one the resolver's
+/// TCP ignores, out of its window, must not make the program forget the stream.)
 #[inline(never)]
 pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
     let Some(k) = key_of(ctx, l3 & 0x3ff, l4 & 0x7ff, v6) else {
         return;
     };
     // SAFETY: as in `check`.
-    let now = unsafe { TCP_FLOWS.get(&k) }.copied();
-    if let Some(s) = FlowSeq::after_syn(now.as_ref(), isn) {
+    let was = unsafe { TCP_FLOWS.get(&k) }.copied();
+    if let Some(s) = FlowSeq::after_syn(was.as_ref(), isn, now()) {
         let _ = TCP_FLOWS.insert(&k, &s, 0);
     }
 }
 
 /// For a TCP segment whose data starts with a whole message (the frame `prepare` stored):
-/// 1 when its connection's stream does not admit it there, else 0. Notes the connection and
-/// the sequence number for [`advance`].
+/// 1 when its connection's stream does not admit it there — or when no stream is followed on
+/// its addresses and ports (no SYN seen: a connection open before the program was loaded, or
+/// pushed out of the map) — else 0. Notes the connection and the sequence number for
+/// [`advance`].
 #[inline(never)]
 pub fn check(ctx: &XdpContext) -> u64 {
-    // UDP returns at once (`advance` is called for TCP only).
+    // UDP returns at once (`advance` is called for TCP only). The frame's bounds are those
+    // `prepare` just checked: it cannot fail here.
     let Some(w) = WALK.get(0) else {
         return 0;
     };
@@ -81,28 +91,30 @@ pub fn check(ctx: &XdpContext) -> u64 {
         return 0;
     }
     let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
-        return 0;
+        return 1;
     };
     // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
     let now = unsafe { &mut *now };
     now.valid = 0;
     let (Some(key), Ok(seq)) = (key_of(ctx, f.l3, f.l4, f.v6), load::<4>(ctx, f.l4 + 4)) else {
-        return 0;
+        return 1;
     };
     let seq = u32::from_be_bytes(seq);
     now.key = key;
     now.seq = seq;
-    now.valid = 1;
     // SAFETY: an LRU element may be recycled while we read it: the memory stays valid, and the
     // worst outcome is one segment judged against another connection's numbers.
     match unsafe { TCP_FLOWS.get(&now.key) } {
-        Some(s) if !s.admits(seq, f.msg_len as u32 + 2) => 1,
-        _ => 0,
+        Some(s) if s.admits(seq, f.msg_len as u32 + 2) => {
+            now.valid = 1;
+            0
+        }
+        _ => 1,
     }
 }
 
 /// The segment [`check`] admitted was passed or answered: the connection's next message starts
-/// after its first.
+/// after its first. Written in place (a lookup, not an update of the LRU map).
 #[inline(never)]
 pub fn advance() {
     let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
@@ -120,7 +132,10 @@ pub fn advance() {
     let Ok(f) = Frame::from_walk(&w.frame) else {
         return;
     };
-    let _ = TCP_FLOWS.insert(&now.key, &FlowSeq::after(now.seq, f.msg_len as u32 + 2), 0);
+    if let Some(s) = TCP_FLOWS.get_ptr_mut(&now.key) {
+        // SAFETY: a value of the LRU map; see `check` for a recycled element.
+        unsafe { (*s).advance(now.seq, f.msg_len as u32 + 2, self::now()) };
+    }
 }
 
 /// `check`'s note for `advance`: the connection and sequence number of this packet's segment.

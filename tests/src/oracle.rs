@@ -72,7 +72,7 @@ fn be16(m: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The question of a message blocker answers (README/SECURITY.md "What it touches"): QR=0,
-/// opcode QUERY, one question, class IN, an uncompressed name of at most 255 bytes that is not
+/// opcode QUERY, one question, class IN or ANY, an uncompressed name of at most 255 bytes that is not
 /// the root, whatever follows the question; its EDNS (the DO bit) when a lone OPT record of
 /// version 0 that fits the message follows it (no answer or authority records, one additional
 /// record). `None`: blocker must pass it.
@@ -105,7 +105,8 @@ pub fn plain_query(m: &[u8]) -> Option<Question> {
         return None;
     }
     let qtype = be16(m, i + 1)?;
-    if be16(m, i + 3)? != 1 {
+    // IN, or ANY (a resolver may answer it with IN data).
+    if !matches!(be16(m, i + 3)?, 1 | 255) {
         return None;
     }
     let end = i + 5;

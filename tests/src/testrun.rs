@@ -20,27 +20,86 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Re
     })
 }
 
-/// Forgets every TCP connection the program follows (its unpinned `BLK_TCP_FLOWS`, found
-/// through the program's maps): frames that share addresses and ports, run one after the
-/// other, are then each the first segment seen of its connection.
-pub fn forget_tcp_flows(prog: &aya::programs::Xdp) {
+/// The program's unpinned `BLK_TCP_FLOWS`, found through the program's maps.
+fn tcp_flows(
+    prog: &aya::programs::Xdp,
+) -> aya::maps::HashMap<aya::maps::MapData, [u8; 40], [u8; 16]> {
     let info = prog.info().expect("program info");
     for id in info.map_ids().expect("map ids").unwrap_or_default() {
         let data = aya::maps::MapData::from_id(id).expect("map by id");
-        let name = data.info().expect("map info");
-        if name.name_as_str() != Some(blocker_common::MAP_TCP_FLOWS) {
+        if data.info().expect("map info").name_as_str() != Some(blocker_common::MAP_TCP_FLOWS) {
             continue;
         }
         let map = aya::maps::Map::from_map_data(data).expect("map");
-        let mut flows: aya::maps::HashMap<_, [u8; 40], [u8; 8]> =
-            aya::maps::HashMap::try_from(map).expect("the flows map");
-        let keys: Vec<[u8; 40]> = flows.keys().filter_map(Result::ok).collect();
-        for k in keys {
-            let _ = flows.remove(&k);
-        }
-        return;
+        return aya::maps::HashMap::try_from(map).expect("the flows map");
     }
     panic!("the program has no {} map", blocker_common::MAP_TCP_FLOWS);
+}
+
+/// Forgets every TCP connection the program follows.
+pub fn forget_tcp_flows(prog: &aya::programs::Xdp) {
+    let mut flows = tcp_flows(prog);
+    let keys: Vec<[u8; 40]> = flows.keys().filter_map(Result::ok).collect();
+    for k in keys {
+        let _ = flows.remove(&k);
+    }
+}
+
+/// Makes the TCP connection of `frame` (a data segment carrying a DNS query) one the program
+/// follows with its next message starting at the frame's sequence number, as if the program
+/// had seen its SYN (the data of a connection whose SYN it did not see is dropped). Frames
+/// that do not parse as a DNS query over TCP are left alone.
+pub fn open_tcp_flow(prog: &aya::programs::Xdp, frame: &[u8]) {
+    let Some((key, seq)) = tcp_connection(frame) else {
+        return;
+    };
+    let mut value = [0u8; 16];
+    value[..4].copy_from_slice(&seq.to_ne_bytes());
+    value[4..8].copy_from_slice(&seq.to_ne_bytes());
+    tcp_flows(prog)
+        .insert(key, value, 0)
+        .expect("open the flow");
+}
+
+/// The `BLK_TCP_FLOWS` key (client address, server address, ports, IP version) and the sequence
+/// number of a TCP segment (after up to two VLAN tags and IPv6 extension headers).
+fn tcp_connection(f: &[u8]) -> Option<([u8; 40], u32)> {
+    let mut off = 14;
+    let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    while et == 0x8100 || et == 0x88a8 {
+        et = u16::from_be_bytes([*f.get(off + 2)?, *f.get(off + 3)?]);
+        off += 4;
+    }
+    let mut key = [0u8; 40];
+    let (l4, family) = match et {
+        0x0800 => {
+            key[..4].copy_from_slice(f.get(off + 12..off + 16)?);
+            key[16..20].copy_from_slice(f.get(off + 16..off + 20)?);
+            (off + (*f.get(off)? as usize & 15) * 4, 4u32)
+        }
+        0x86dd => {
+            key[..16].copy_from_slice(f.get(off + 8..off + 24)?);
+            key[16..32].copy_from_slice(f.get(off + 24..off + 40)?);
+            let (mut next, mut l4) = (*f.get(off + 6)?, off + 40);
+            while matches!(next, 0 | 43 | 60 | 44) {
+                let len = if next == 44 {
+                    8
+                } else {
+                    (*f.get(l4 + 1)? as usize + 1) * 8
+                };
+                next = *f.get(l4)?;
+                l4 += len;
+            }
+            (l4, 6)
+        }
+        _ => return None,
+    };
+    key[32..36].copy_from_slice(f.get(l4..l4 + 4)?);
+    key[36..40].copy_from_slice(&family.to_ne_bytes());
+    Some((
+        key,
+        u32::from_be_bytes(f.get(l4 + 4..l4 + 8)?.try_into().ok()?),
+    ))
 }
 
 pub const XDP_DROP: u32 = 1;

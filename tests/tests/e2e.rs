@@ -255,8 +255,9 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
     let (t, b) = setup(mode);
     let cmac = raw::mac(&t.client.name, &t.client_dev);
     let emac = raw::mac(&t.edge.name, &t.edge_dev);
-    // UDP, then a TCP data segment (of a connection the client claims; the program keeps no
-    // connection state, so the reply shows what it does with a tagged TCP query on the wire).
+    // UDP, then a TCP data segment after its SYN (of a connection the client claims: the
+    // program follows a connection from its SYN, and the reply shows what it does with a
+    // tagged TCP query on the wire).
     for (v6, tcp) in [(false, false), (true, false), (false, true), (true, true)] {
         let q = dns::query(
             0x7777,
@@ -270,6 +271,28 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
             Frame::v4(q.clone())
         };
         if tcp {
+            let mut syn = if v6 {
+                Frame::v6(vec![])
+            } else {
+                Frame::v4(vec![])
+            }
+            .over_tcp(packet::Tcp {
+                seq: packet::Tcp::default().seq - 1,
+                flags: 0x02,
+                raw_payload: true,
+                ..packet::Tcp::default()
+            });
+            syn.vlans = tags.to_vec();
+            let mut bytes = syn.bytes();
+            bytes[0..6].copy_from_slice(&emac);
+            bytes[6..12].copy_from_slice(&cmac);
+            raw::exchange(
+                &t.client.name,
+                &t.client_dev,
+                &bytes,
+                Duration::from_millis(50),
+                |_| false,
+            );
             f = f.over_tcp(packet::Tcp::default());
         }
         f.vlans = tags.to_vec();
@@ -999,6 +1022,25 @@ fn a_segment_overlapping_what_the_resolver_holds_cannot_smuggle_a_query() {
         b.reason("tcp_out_of_step") > 0,
         "counted as tcp_out_of_step"
     );
+}
+
+/// QCLASS ANY (`kdig -c ANY`, one flag): a recursive resolver may answer it with IN data, so
+/// blocker judges it like IN — blocker's NXDOMAIN with the order's EDE, and unbound never sees
+/// the query (before, it passed as other_class).
+#[test]
+fn class_any_is_judged_like_in() {
+    let (t, _b) = setup("native");
+    let before = t.unbound_queries();
+    let r = kdig(
+        &t.client,
+        EDGE_V4,
+        "blocked.test",
+        "A",
+        &[Q[0], Q[1], "-c", "ANY", "+edns"],
+    );
+    assert_eq!(r.status.as_deref(), Some("NXDOMAIN"), "{}", r.raw);
+    assert_eq!(r.ede, Some((16, TEXT.to_string())), "{}", r.raw);
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
 }
 
 /// Writes `q` over TCP from the client namespace in the pieces `cuts` marks (offsets into

@@ -15,7 +15,8 @@ use blocker_tests::{
     env::Blocker,
     packet::{self, Frame, Ip, Tcp, MAC_CLIENT, MAC_EDGE},
     testrun::{
-        action_name, forget_tcp_flows, pin_to_this_cpu, test_run, XDP_DROP, XDP_PASS, XDP_TX,
+        action_name, forget_tcp_flows, open_tcp_flow, pin_to_this_cpu, test_run, XDP_DROP,
+        XDP_PASS, XDP_TX,
     },
 };
 use hickory_proto::rr::{rdata::opt::EdnsOption, RecordType};
@@ -592,6 +593,14 @@ fn cases() -> Vec<Case> {
         Frame::v4(ch).bytes(),
         Expect::Pass("other_class"),
     );
+    let mut any = dns::query(24, "blocked.test.", A, None);
+    let n = any.len();
+    any[n - 1] = 255;
+    add(
+        "class ANY: judged like IN",
+        Frame::v4(any).bytes(),
+        nx(false),
+    );
     let mut f = Frame::v4(dns::query(25, "frag.blocked.test.", A, None));
     f.ip = Ip::V4 {
         src: [192, 0, 2, 1],
@@ -844,8 +853,10 @@ fn fixture_table() {
     let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
     let mut failures = Vec::new();
     for c in cases() {
-        // Each case stands alone: a TCP segment is the first seen of its connection.
+        // Each case stands alone: a TCP segment is the first of its connection after the
+        // handshake.
         forget_tcp_flows(&prog);
+        open_tcp_flow(&prog, &c.frame);
         let out = test_run(fd.as_fd(), &c.frame, 1)
             .unwrap_or_else(|e| panic!("{}: BPF_PROG_TEST_RUN: {e}", c.what));
         let check = || -> Result<&'static str, String> {
@@ -1759,6 +1770,7 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
     let frame = Frame::v4(framed(&[&a, &aaaa]))
         .over_tcp(tcp(1000, 5000))
         .bytes();
+    open_tcp_flow(&prog, &frame);
     let out = test_run(fd.as_fd(), &frame, 1).expect("test_run");
     assert_eq!(out.retval, XDP_TX, "{}", action_name(out.retval));
     let q = packet::parse(&strip_padding(
@@ -1810,6 +1822,7 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
     let frame = Frame::v4(framed(&[&a, &other]))
         .over_tcp(tcp(1000, 5000))
         .bytes();
+    open_tcp_flow(&prog, &frame);
     let out = test_run(fd.as_fd(), &frame, 1).expect("test_run");
     assert_eq!(out.retval, XDP_TX);
     let ans = packet::parse(&out.data).expect("answer frame");
@@ -1824,9 +1837,9 @@ fn a_blocked_names_a_and_aaaa_in_one_segment_are_answered_one_after_the_other() 
 /// A TCP segment is judged only where its connection's next message starts (README, SECURITY.md
 /// "DNS over TCP"): after the SYN, right after it; after a segment passed, cut or answered, right
 /// after its first message; or at the last message again with the same length. Anywhere else —
-/// inside what was let through, or past a gap — it is dropped (tcp_out_of_step). A SYN starts
-/// the stream afresh unless it would reopen it just before where it stands; a RST changes
-/// nothing; another connection (another port, another IP version) has its own stream.
+/// inside what was let through, or past a gap, or on a connection whose SYN was not seen — it is
+/// dropped (tcp_out_of_step). A SYN on a live stream is ignored; a RST changes nothing;
+/// another connection (another port, another IP version) has its own stream.
 #[test]
 fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
     let (b, prog) = setup();
@@ -1914,12 +1927,15 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
         "the rest, sent again"
     );
 
-    // Another port, and the same port over IPv6: streams of their own.
+    // Another port, and the same port over IPv6: streams of their own, from their SYNs; data
+    // of a connection whose SYN was not seen is dropped.
     assert_eq!(
         data(false, 40001, 77, &m1),
-        XDP_PASS,
-        "another port: first seen"
+        XDP_DROP,
+        "another port, no SYN"
     );
+    assert_eq!(run(seg(false, 40001, 76, 0x02, &[])), XDP_PASS, "its SYN");
+    assert_eq!(data(false, 40001, 77, &m1), XDP_PASS, "another port: first");
     assert_eq!(
         data(false, 40001, 78, &m1),
         XDP_DROP,
@@ -1940,33 +1956,21 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
     // A RST changes nothing (one out of the resolver's window would not end the connection).
     assert_eq!(run(seg(false, 40000, s6 + 9, 0x04, &[])), XDP_PASS, "RST");
     assert_eq!(data(false, 40000, s6 + 9, &m1), XDP_DROP, "after the RST");
-    // A SYN just before where the stream stands would reopen it inside what the resolver
-    // holds: ignored.
-    assert_eq!(
-        run(seg(false, 40000, s6 - 10, 0x02, &[])),
-        XDP_PASS,
-        "SYN inside"
-    );
-    assert_eq!(
-        data(false, 40000, s6 - 9, &m1),
-        XDP_DROP,
-        "not reopened there"
-    );
-    // A SYN elsewhere: a new connection on the same addresses and ports.
-    assert_eq!(
-        run(seg(false, 40000, 1 << 31, 0x02, &[])),
-        XDP_PASS,
-        "a new SYN"
-    );
-    assert_eq!(data(false, 40000, s6, &m1), XDP_DROP, "the old stream");
-    assert_eq!(
-        data(false, 40000, (1 << 31) + 1, &m1),
-        XDP_PASS,
-        "the new stream"
-    );
+    // A SYN on a live stream is ignored wherever it points (set back, the stream could be
+    // walked up to just before the resolver's position): a new connection on the same
+    // addresses and ports starts only after the stream has been idle for minutes.
+    for isn in [s6 - 10, s6.wrapping_sub(70_000), 1 << 31] {
+        assert_eq!(run(seg(false, 40000, isn, 0x02, &[])), XDP_PASS, "SYN");
+        assert_eq!(
+            data(false, 40000, isn + 1, &m1),
+            XDP_DROP,
+            "not reopened there"
+        );
+    }
+    assert_eq!(data(false, 40000, s6, &m1), XDP_PASS, "the stream goes on");
     assert_eq!(
         b.reason("tcp_out_of_step") - before,
-        11,
+        13,
         "every segment out of step counted"
     );
 }

@@ -195,6 +195,8 @@ pub const ROUNDS: usize = 3;
 pub const PAIRS: usize = 9;
 
 fn per_packet(prog: &Xdp, frame: &[u8], rewrites: bool) -> f64 {
+    // A TCP query's connection, as if its SYN had been seen.
+    blocker_tests::testrun::open_tcp_flow(prog, frame);
     let fd = prog.fd().expect("fd");
     if rewrites {
         return singles(prog, frame, Some(XDP_TX));
@@ -210,6 +212,7 @@ fn per_packet(prog: &Xdp, frame: &[u8], rewrites: bool) -> f64 {
 
 /// Median of single runs, best of ROUNDS rounds.
 fn singles(prog: &Xdp, frame: &[u8], expect: Option<u32>) -> f64 {
+    blocker_tests::testrun::open_tcp_flow(prog, frame);
     let fd = prog.fd().expect("fd");
     (0..ROUNDS)
         .map(|_| {
