@@ -57,9 +57,9 @@ pub fn open_tcp_flow(prog: &aya::programs::Xdp, frame: &[u8]) {
     let mut value = [0u8; 16];
     value[..4].copy_from_slice(&seq.to_ne_bytes());
     value[4..8].copy_from_slice(&seq.to_ne_bytes());
-    tcp_flows(prog)
-        .insert(key, value, 0)
-        .expect("open the flow");
+    if let Some(mut flows) = tcp_flows(prog) {
+        flows.insert(key, value, 0).expect("open the flow");
+    }
 }
 
 /// The `BLK_TCP_FLOWS` key (client address, server address, ports, IP version) and the sequence
