@@ -831,9 +831,16 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
     }
     // A TCP segment is judged only where its connection's next message starts (see
     // `stream`); bit 2 of `tcp_query` then moves that on if the segment passes or is answered.
-    if stream::check(ctx) != 0 {
+    // Called for TCP only; the transport is read back from scratch memory afterwards, so
+    // the rest is verified once for both (see `rate_limit`).
+    if f.tcp != 0 && stream::check(ctx) != 0 {
         return Err(Reason::TcpOutOfStep);
     }
+    let f = Frame {
+        // SAFETY: a valid, aligned reference into scratch memory.
+        tcp: unsafe { core::ptr::read_volatile(&s.opaque[21]) } & 1,
+        ..f
+    };
     *tcp_query = f.more << 1 | f.tcp << 2;
     if f.msg_len < blocker_common::dns::HEADER_LEN {
         return Err(Reason::Malformed);
