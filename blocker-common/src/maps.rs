@@ -155,7 +155,11 @@ pub struct FlowKey {
 /// clock). A segment is judged only from one of those two places (see [`FlowSeq::admits`]),
 /// so the resolver's stream never moves past the start of a message that no judged segment
 /// started with.
-#[repr(C)]
+///
+/// `last` and `next` share the first eight bytes, aligned: the program reads them as one word
+/// and moves them on with one compare-and-swap (see [`FlowSeq::position`]), so two segments
+/// judged at once on two CPUs cannot both be admitted at the same place.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowSeq {
     pub last: u32,
@@ -182,6 +186,22 @@ impl FlowSeq {
                 seen: now,
                 _pad: 0,
             }),
+        }
+    }
+
+    /// `last` and `next` as the one 64-bit word they make in memory on a little-endian machine
+    /// (BPF's byte order here): what the program reads at once and swaps atomically.
+    pub const fn position(&self) -> u64 {
+        self.last as u64 | (self.next as u64) << 32
+    }
+
+    /// The stream at `position` (as [`FlowSeq::position`] makes it), `seen` left at 0.
+    pub const fn at(position: u64) -> FlowSeq {
+        FlowSeq {
+            last: position as u32,
+            next: (position >> 32) as u32,
+            seen: 0,
+            _pad: 0,
         }
     }
 
@@ -1389,6 +1409,16 @@ mod tests {
                 }
                 let n = FlowSeq::after_syn(Some(&s), syn, 9 + FLOW_IDLE).expect("idle: new");
                 assert_eq!((n.last, n.next), (syn.wrapping_add(1), syn.wrapping_add(1)));
+            }
+            // The word the program reads and swaps is `last` and `next` as they lie in memory.
+            assert_eq!(FlowSeq::at(s.position()), FlowSeq { seen: 0, ..s });
+            #[cfg(target_endian = "little")]
+            {
+                // SAFETY: FlowSeq is plain old data of 16 bytes, aligned to 8.
+                let bytes: [u8; 16] = unsafe { core::mem::transmute(s) };
+                let word = u64::from_ne_bytes(bytes[..8].try_into().expect("eight bytes"));
+                assert_eq!(word, s.position());
+                assert_eq!(core::mem::align_of::<FlowSeq>(), 8);
             }
             // The clock wraps too.
             let mut w = s;

@@ -12,9 +12,11 @@
 //! [`pipelined`]). Every exit goes through [`blocker`], which counts exactly one reason.
 #![no_std]
 #![no_main]
-// `atomic_xadd`: the BPF target's `core` has no `fetch_add`, while BPF has an atomic add
-// (BPF_XADD; its result unused, so no BPF_FETCH, which this CPU level lacks). The toolchain is
-// the bootstrap one already (-Z build-std), so the intrinsic costs no further switch.
+// `atomic_xadd` and `atomic_cxchg`: the BPF target's `core` has no `fetch_add` or
+// `compare_exchange`, while BPF has an atomic add (BPF_XADD; its result unused, so no fetching
+// add, which LLVM refuses at this CPU level) and a compare-and-swap (BPF_CMPXCHG, which LLVM
+// selects at every level and Linux runs since 5.12). The toolchain is the bootstrap one
+// already (-Z build-std), so the intrinsics cost no further switch.
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
@@ -194,10 +196,13 @@ pub fn blocker(ctx: XdpContext) -> u32 {
     } else {
         (verdict, reason)
     };
-    // Where the connection's next message starts, past this one (see `stream`).
-    if tcp_query & 4 != 0 && verdict != XDP_DROP {
-        stream::advance();
-    }
+    // Where the connection's next message starts, past this one (see `stream`); a segment
+    // that another CPU's beat to the same place is dropped.
+    let (verdict, reason) = if tcp_query & 4 != 0 && verdict != XDP_DROP && stream::advance() != 0 {
+        (XDP_DROP, Reason::TcpOutOfStep)
+    } else {
+        (verdict, reason)
+    };
     count(reason, tcp_query);
     verdict
 }

@@ -12,6 +12,7 @@
 
 use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
 use blocker_common::{FlowKey, FlowSeq};
+use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use crate::{
     load,
@@ -102,46 +103,76 @@ pub fn check(ctx: &XdpContext) -> u64 {
     let seq = u32::from_be_bytes(seq);
     now.key = key;
     now.seq = seq;
-    // SAFETY: an LRU element may be recycled while we read it: the memory stays valid, and the
-    // worst outcome is one segment judged against another connection's numbers.
-    match unsafe { TCP_FLOWS.get(&now.key) } {
-        Some(s) if s.admits(seq, f.msg_len as u32 + 2) => {
-            now.valid = 1;
-            0
-        }
-        _ => 1,
+    let Some(s) = TCP_FLOWS.get_ptr(&now.key) else {
+        return 1;
+    };
+    // `last` and `next` in one load, the word `advance` swaps (see `FlowSeq::position`).
+    // SAFETY: an aligned u64 at the start of a map value (FlowSeq is aligned to 8). An LRU
+    // element may be recycled while we read it: the memory stays valid, and the worst outcome
+    // is one segment judged against another connection's numbers.
+    let position = unsafe { core::ptr::read_volatile(s.cast::<u64>()) };
+    if FlowSeq::at(position).admits(seq, f.msg_len as u32 + 2) {
+        now.position = position;
+        now.valid = 1;
+        0
+    } else {
+        1
     }
 }
 
-/// The segment [`check`] admitted was passed or answered: the connection's next message starts
-/// after its first. Written in place (a lookup, not an update of the LRU map).
+/// The segment [`check`] admitted is to be passed or answered: the connection's next message
+/// starts after its first. Written in place (a lookup, not an update of the LRU map), with one
+/// compare-and-swap from where `check` found the stream: 1 when another CPU moved it in
+/// between (a segment judged at the same place at the same time; the caller drops this one,
+/// as it would have, had the two come one after the other), else 0.
 #[inline(never)]
-pub fn advance() {
+pub fn advance() -> u64 {
     let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
-        return;
+        return 0;
     };
     // SAFETY: as in `check`.
     let now = unsafe { &mut *now };
     if now.valid == 0 {
-        return;
+        return 0;
     }
     now.valid = 0;
     let Some(w) = WALK.get(0) else {
-        return;
+        return 0;
     };
     let Ok(f) = Frame::from_walk(&w.frame) else {
-        return;
+        return 0;
     };
-    if let Some(s) = TCP_FLOWS.get_ptr_mut(&now.key) {
-        // SAFETY: a value of the LRU map; see `check` for a recycled element.
-        unsafe { (*s).advance(now.seq, f.msg_len as u32 + 2, self::now()) };
+    // Gone since `check` (pushed out of the map): the connection's next data is dropped.
+    let Some(s) = TCP_FLOWS.get_ptr_mut(&now.key) else {
+        return 0;
+    };
+    let t = self::now();
+    let mut moved = FlowSeq::at(now.position);
+    moved.advance(now.seq, f.msg_len as u32 + 2, t);
+    // SAFETY: an aligned u64 at the start of a map value, changed by every CPU only through
+    // this compare-and-swap (BPF_CMPXCHG), or replaced whole by a SYN; see `check` for a
+    // recycled element.
+    let (_, swapped) = unsafe {
+        atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+            s.cast::<u64>(),
+            now.position,
+            moved.position(),
+        )
+    };
+    if !swapped {
+        return 1;
     }
+    // SAFETY: as above; a plain store (only the idle test of a SYN reads it).
+    unsafe { (*s).seen = t };
+    0
 }
 
-/// `check`'s note for `advance`: the connection and sequence number of this packet's segment.
+/// `check`'s note for `advance`: the connection and sequence number of this packet's segment,
+/// and where its stream stood.
 #[repr(C)]
 pub struct FlowNow {
     pub key: FlowKey,
     pub seq: u32,
     pub valid: u32,
+    pub position: u64,
 }

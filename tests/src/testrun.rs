@@ -122,26 +122,32 @@ pub fn action_name(a: u32) -> &'static str {
 /// BPF_PROG_TEST_RUN runs the program on the caller's CPU: pinned, every run of a test sees
 /// the same per-CPU state (counters, rate-limit buckets).
 pub fn pin_to_this_cpu() -> usize {
-    // SAFETY: sched_getcpu has no preconditions; the CPU set is a zeroed plain struct that
-    // the CPU_* helpers and sched_setaffinity (on this thread, pid 0) only read and write.
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(
+        cpu >= 0,
+        "sched_getcpu: {}",
+        std::io::Error::last_os_error()
+    );
+    pin_to_cpu(cpu as usize);
+    cpu as usize
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: the CPU set is a zeroed plain struct that the CPU_* helpers and
+    // sched_setaffinity (on this thread, pid 0) only read and write.
     unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(
-            cpu >= 0,
-            "sched_getcpu: {}",
-            std::io::Error::last_os_error()
-        );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu as usize, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         let r = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         assert_eq!(
             r,
             0,
-            "sched_setaffinity: {}",
+            "sched_setaffinity to CPU {cpu}: {}",
             std::io::Error::last_os_error()
         );
-        cpu as usize
     }
 }
 
