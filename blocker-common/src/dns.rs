@@ -134,7 +134,9 @@ fn qname_word(msg: &[u8; MSG_BUF], j: usize) -> u64 {
 /// label's start and running hash (under `secret`) in `s` for [`find_rule`].
 ///
 /// Accepts what names one question the data plane can judge: QR=0, opcode QUERY, QDCOUNT=1,
-/// class IN, and a QNAME of uncompressed labels. Anything else is the [`Reason`] to pass it.
+/// class IN, and a QNAME of uncompressed labels. Anything else is the [`Reason`] to pass it
+/// — but a compression pointer in the QNAME, which some resolvers follow, is the reason to
+/// drop it ([`Reason::CompressedName`]).
 /// What follows the question does not decide: the query's EDNS is a lone EDNS(0) OPT record
 /// of version 0 right after it (no answer or authority records, ARCOUNT 1), and anything
 /// else there — other records, other counts, another EDNS version, an OPT that runs past the
@@ -186,9 +188,14 @@ pub fn parse_query(
                 done = true;
                 break;
             }
-            // 0xC0.. is a compression pointer, 0x40 and 0x80 are reserved label types.
+            // 0xC0.. is a compression pointer, 0x40 and 0x80 are reserved label types (which
+            // resolvers refuse).
             if b > 63 {
-                return Err(Reason::BadName);
+                return Err(if b >= 0xc0 {
+                    Reason::CompressedName
+                } else {
+                    Reason::BadName
+                });
             }
             // Indexing with `labels` itself would make the verifier track its exact value
             // on every path through this loop (hundreds of thousands of states).
@@ -912,11 +919,23 @@ pub(crate) mod tests {
         let mut none = ok.clone();
         none[5] = 0;
         assert_eq!(parse(&none), Err(Reason::NotQuery));
-        // A compression pointer in the QNAME.
+        // A compression pointer in the QNAME: after labels, first, or after a long name.
         assert_eq!(
             parse(&query(1, &[1, b'a', 0xc0, 0x0c], 1, None)),
-            Err(Reason::BadName)
+            Err(Reason::CompressedName)
         );
+        assert_eq!(
+            parse(&query(1, &[0xc0, 0x04], 1, None)),
+            Err(Reason::CompressedName)
+        );
+        let mut long = [63u8; 64 * 4 + 2];
+        long[64 * 4] = 0xc0;
+        long[64 * 4 + 1] = 0x04;
+        assert_eq!(
+            parse(&query(1, &long, 1, None)),
+            Err(Reason::CompressedName)
+        );
+        assert!(Reason::CompressedName.drops_unjudged() && !Reason::BadName.drops_unjudged());
         // Reserved label types 0x40 and 0x80.
         assert_eq!(
             parse(&query(1, &[0x41, b'a'], 1, None)),

@@ -1114,9 +1114,15 @@ pub enum Reason {
     /// the segment's first: a hand-made segment starting inside an allowed query got a blocked
     /// one, hidden in its EDNS option, read by the resolver as a query of its own.
     TcpOutOfStep = 33,
+    /// A query (QR=0, opcode QUERY, one question) whose QNAME holds a compression pointer:
+    /// **dropped**. The question is the message's first name, so no encoder that means well
+    /// compresses it; but BIND 9.18 and dnsmasq 2.90 resolve `blocked.test` written as its
+    /// labels and a pointer to a zero byte of the header (QDCOUNT's high byte), and dnsmasq
+    /// follows a pointer forward to a name after the question.
+    CompressedName = 34,
 }
 
-pub const REASON_COUNT: usize = 34;
+pub const REASON_COUNT: usize = 35;
 
 impl Reason {
     pub const ALL: [Reason; REASON_COUNT] = [
@@ -1154,6 +1160,7 @@ impl Reason {
         Reason::DeepHeaders,
         Reason::TcpUrgent,
         Reason::TcpOutOfStep,
+        Reason::CompressedName,
     ];
 
     /// Stable snake_case name, used in `blocker stats` and metrics.
@@ -1193,6 +1200,7 @@ impl Reason {
             Reason::DeepHeaders => "deep_headers",
             Reason::TcpUrgent => "tcp_urgent",
             Reason::TcpOutOfStep => "tcp_out_of_step",
+            Reason::CompressedName => "compressed_name",
         }
     }
 
@@ -1210,9 +1218,10 @@ impl Reason {
     /// looked up: a query it cannot judge that the resolver would still be handed — TCP data
     /// not whole in one segment ([`Reason::TcpPartial`]), on a SYN ([`Reason::TcpFastOpen`])
     /// or read otherwise by the resolver ([`Reason::TcpUrgent`], [`Reason::TcpOutOfStep`]), a
-    /// datagram in fragments
-    /// ([`Reason::DnsFragment`]), IPv6 headers past its walk ([`Reason::DeepHeaders`]). Every other reason that is not a
-    /// rule's or a failed rewrite's passes the packet (fail open).
+    /// datagram in fragments ([`Reason::DnsFragment`]), IPv6 headers past its walk
+    /// ([`Reason::DeepHeaders`]), a name the resolver decompresses
+    /// ([`Reason::CompressedName`]). Every other reason that is not a rule's or a failed
+    /// rewrite's passes the packet (fail open).
     #[inline(always)]
     pub fn drops_unjudged(self) -> bool {
         matches!(
@@ -1223,6 +1232,7 @@ impl Reason {
                 | Reason::TcpOutOfStep
                 | Reason::DnsFragment
                 | Reason::DeepHeaders
+                | Reason::CompressedName
         )
     }
 
@@ -1445,7 +1455,8 @@ mod tests {
                 "dns_fragment",
                 "deep_headers",
                 "tcp_urgent",
-                "tcp_out_of_step"
+                "tcp_out_of_step",
+                "compressed_name"
             ]
         );
         assert!(!Reason::ALL

@@ -395,6 +395,35 @@ impl Drop for Topology {
     }
 }
 
+/// A daemon run in a namespace for one test (in the foreground), with a directory of its
+/// own; killed, and the directory removed, on drop.
+pub struct Daemon {
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `cmd args` in `ns`; `dir` holds its files.
+    pub fn start(ns: &NetNs, dir: TempDir, cmd: &str, args: &[&str]) -> Daemon {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd}: {e}"));
+        Daemon { child, dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// unbound serving local data only (no internet).
 pub struct Unbound {
     child: Child,

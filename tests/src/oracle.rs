@@ -135,6 +135,25 @@ pub fn plain_query(m: &[u8]) -> Option<Question> {
     })
 }
 
+/// Whether `m` is a query whose QNAME holds a compression pointer, which blocker must drop
+/// (SECURITY.md: BIND and dnsmasq follow it): QR=0, opcode QUERY, one question, labels of at
+/// most 63 bytes and then a pointer. `Some(true)`: the labels before the pointer fit a name
+/// (255 bytes with its root), so a resolver could take it; `Some(false)`: they do not, no
+/// resolver takes the query and blocker may drop or pass it; `None`: no such query.
+pub fn compressed_question(m: &[u8]) -> Option<bool> {
+    if m.len() < 12 || m[2] & 0xf8 != 0 || be16(m, 4)? != 1 {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        match *m.get(i)? {
+            0 | 64..=191 => return None,
+            192.. => return Some(i - 12 < 255),
+            len => i += 1 + len as usize,
+        }
+    }
+}
+
 /// ASCII-only case folding (RFC 4343).
 fn fold(l: &[u8]) -> Vec<u8> {
     l.iter().map(|b| b.to_ascii_lowercase()).collect()

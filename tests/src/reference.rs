@@ -22,7 +22,11 @@ pub fn reference(
     let mut s = Box::new(Scratch::zeroed());
     let n = msg.len().min(LOAD_MAX);
     s.msg[..n].copy_from_slice(&msg[..n]);
-    let q = parse_query(&mut s, n, msg.len(), secret).ok()?;
+    let q = match parse_query(&mut s, n, msg.len(), secret) {
+        Ok(q) => q,
+        Err(r) if r.drops_unjudged() => return Some(None),
+        Err(_) => return None,
+    };
     // A client in no jurisdiction, at time 0: callers compare unscoped rule sets without
     // windows.
     let d = decide(

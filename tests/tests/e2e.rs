@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use blocker_tests::{
     dns,
-    env::{kdig, Blocker, Topology, EDGE_V4, EDGE_V6},
+    env::{kdig, Blocker, Daemon, TempDir, Topology, EDGE_V4, EDGE_V6},
     packet::{self, Frame},
     raw,
 };
@@ -1343,5 +1343,151 @@ fn rrl_slip_sends_the_client_to_tcp_where_it_gets_the_blocked_answer() {
         t.unbound_queries(),
         unbound_before,
         "nothing reached unbound"
+    );
+}
+
+/// Sends `q` over UDP from the client namespace to the edge's `port`; the answer's bytes, or
+/// None when none came within `wait` seconds.
+fn udp_exchange(t: &Topology, port: u16, q: &[u8], wait: f64) -> Option<Vec<u8>> {
+    let hex: String = q.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket,sys\n\
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+s.settimeout({wait})\n\
+s.sendto(bytes.fromhex('{hex}'),('{EDGE_V4}',{port}))\n\
+try:\n    sys.stdout.write(s.recv(4096).hex())\n\
+except TimeoutError:\n    sys.stdout.write('none')\n"
+    );
+    let out = t.client.must("python3", &["-c", &script]);
+    let out = out.trim();
+    (out != "none").then(|| {
+        (0..out.len() / 2)
+            .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    })
+}
+
+/// A query whose QNAME holds a compression pointer. No client means one: the question is the
+/// message's first name, with nothing before it to point to but the header. Yet BIND 9.18 and
+/// dnsmasq 2.90 read `07 blocked 04 test C0 04` — the labels, then a pointer to the zero high
+/// byte of QDCOUNT — as `blocked.test`, and dnsmasq also follows a pointer forward to a name
+/// written after the question. blocker passed these as `bad_name`: BIND resolved the blocked
+/// name (through unbound, which it forwards to), and dnsmasq answered it from its cache (it
+/// forwards the query as it came, which unbound refuses, but reads the name itself for its
+/// cache). Now they are dropped (`compressed_name`). The same name written plainly to the same
+/// ports gets blocker's answer, and an allowed one the resolvers' answer, so the silence is
+/// blocker's doing.
+#[test]
+fn a_compressed_query_name_cannot_carry_a_blocked_name_past_blocker() {
+    let (t, b) = setup("native");
+    b.ok(&[
+        "config", "set", "--port", "53", "--port", "5301", "--port", "5302",
+    ]);
+    let dir = TempDir::new("blkt-named");
+    let conf = dir.write(
+        "named.conf",
+        &format!(
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  \
+             session-keyfile \"{d}/session.key\";\n  listen-on port 5301 {{ {EDGE_V4}; }};\n  \
+             listen-on-v6 {{ none; }};\n  recursion yes;\n  allow-query {{ any; }};\n  \
+             allow-recursion {{ any; }};\n  forwarders {{ {EDGE_V4} port 53; }};\n  \
+             forward only;\n  dnssec-validation no;\n}};\ncontrols {{ }};\n",
+            d = dir.path.display()
+        ),
+    );
+    let _named = Daemon::start(&t.edge, dir, "named", &["-g", "-c", &conf]);
+    let dir = TempDir::new("blkt-dnsmasq");
+    let pid = format!("--pid-file={}", dir.join("pid").display());
+    let listen = format!("--listen-address={EDGE_V4}");
+    let server = format!("--server={EDGE_V4}#53");
+    let _dnsmasq = Daemon::start(
+        &t.edge,
+        dir,
+        "dnsmasq",
+        &[
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-hosts",
+            "--no-resolv",
+            "--port=5302",
+            &listen,
+            "--bind-interfaces",
+            &server,
+            "--user=root",
+            &pid,
+        ],
+    );
+    const BIND: u16 = 5301;
+    const DNSMASQ: u16 = 5302;
+    let plain = |name: &str| dns::query(0x5151, name, RecordType::A, None);
+    // Both answer an allowed name, through blocker, from unbound's data.
+    for port in [BIND, DNSMASQ] {
+        let mut answer = None;
+        for _ in 0..50 {
+            answer = udp_exchange(&t, port, &plain("allowed.test."), 0.2).map(|a| dns::parse(&a));
+            if answer.as_ref().is_some_and(|a| a.rcode == 0) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let a = answer.unwrap_or_else(|| panic!("no answer on port {port}"));
+        assert_eq!(a.rcode, 0, "port {port}");
+        assert!(
+            a.answers.iter().any(|(_, d, _)| d == "192.0.2.10"),
+            "port {port}: {:?}",
+            a.answers
+        );
+        // The blocked name written plainly: blocker's answer on this port too.
+        let a = dns::parse(
+            &udp_exchange(&t, port, &plain("blocked.test."), 2.0)
+                .unwrap_or_else(|| panic!("port {port}: no answer to the plain blocked name")),
+        );
+        assert_eq!(a.rcode, 3, "port {port}: NXDOMAIN");
+    }
+    // dnsmasq forwards a query as it came, so unbound, upstream, refuses the pointer; but it
+    // answers from its cache by its own reading of the name. The edge itself resolves the
+    // blocked name through dnsmasq (as before an order comes into force): now it is cached.
+    let warm = t.edge.must(
+        "kdig",
+        &[
+            &format!("@{EDGE_V4}"),
+            "-p",
+            "5302",
+            "blocked.test",
+            "A",
+            "+short",
+        ],
+    );
+    assert_eq!(warm.trim(), "192.0.2.66");
+    // `blocked.test` as labels and a pointer to offset 4 (QDCOUNT's high byte, zero).
+    let mut backward = plain("blocked.test.");
+    assert_eq!(backward[12..26], *b"\x07blocked\x04test\x00");
+    backward.splice(25..26, [0xc0, 0x04]);
+    // A pointer to a name written after the question (offset 18).
+    let mut forward = backward[..12].to_vec();
+    forward.extend_from_slice(&[0xc0, 0x12, 0, 1, 0, 1]);
+    forward.extend_from_slice(b"\x07blocked\x04test\x00");
+    let before = b.reason("compressed_name");
+    let answered = [
+        (BIND, &backward, "BIND, a pointer back"),
+        (DNSMASQ, &backward, "dnsmasq, a pointer back"),
+        (DNSMASQ, &forward, "dnsmasq, a pointer forward"),
+        (53, &backward, "unbound, a pointer back"),
+    ]
+    .iter()
+    .filter_map(|(port, q, what)| {
+        // Read with hickory: the echoed question may hold the pointer (dnsmasq's does).
+        let a = udp_exchange(&t, *port, q, 1.5)?;
+        Some(match hickory_proto::op::Message::from_vec(&a) {
+            Ok(m) => format!("{what}: {} {:?}", m.response_code(), m.answers()),
+            Err(e) => format!("{what}: {a:02x?} ({e})"),
+        })
+    })
+    .collect::<Vec<_>>();
+    assert!(answered.is_empty(), "answered: {answered:#?}");
+    assert_eq!(
+        b.reason("compressed_name") - before,
+        4,
+        "each counted as compressed_name"
     );
 }

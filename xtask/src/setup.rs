@@ -49,6 +49,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("dnsutils", "dig, a second DNS client"),
     (
+        "bind9",
+        "BIND, a resolver behind blocker in the test of names a resolver decompresses; setup \
+         stops and disables the service the package starts",
+    ),
+    (
+        "dnsmasq-base",
+        "dnsmasq (no service), a forwarder behind blocker in the same test",
+    ),
+    (
         "man-db",
         "man, which the package test uses to find the installed pages",
     ),
@@ -56,11 +65,17 @@ const PACKAGES: &[(&str, &str)] = &[
     ("tshark", "looking at packets in tests"),
 ];
 
-/// Packages whose installation may start a service on the host. setup stops and disables
-/// it right after installing the package: tests and the benchmark run their own instances
-/// (inside namespaces, or on a free loopback port), and a machine that had the package before
-/// keeps its service as it was.
-const SERVICES: &[&str] = &["pdns-recursor", "prometheus", "knot", "unbound"];
+/// Packages whose installation may start a service on the host, and that service. setup
+/// stops and disables it right after installing the package: tests and the benchmark run
+/// their own instances (inside namespaces, or on a free loopback port), and a machine that had
+/// the package before keeps its service as it was.
+const SERVICES: &[(&str, &str)] = &[
+    ("pdns-recursor", "pdns-recursor"),
+    ("prometheus", "prometheus"),
+    ("knot", "knot"),
+    ("unbound", "unbound"),
+    ("bind9", "named"),
+];
 
 /// The packages that building blocker-userspace needs (its build script compiles the eBPF
 /// object it embeds): Debian's rust toolchain and library source, and the LLVM bpf-linker
@@ -220,7 +235,7 @@ pub fn run() -> Result<()> {
         if !st.success() {
             problems.push(format!("apt-get install {} failed", missing.join(" ")));
         }
-        for svc in SERVICES.iter().filter(|s| missing.contains(s)) {
+        for (_, svc) in SERVICES.iter().filter(|(p, _)| missing.contains(p)) {
             if let Err(e) = stop_service(svc) {
                 problems.push(format!("service {svc}: {e}"));
             }
