@@ -651,6 +651,14 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
         return Err(Reason::OtherPort);
     }
     let ulen = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    // Over IPv6 a length of 0 means the rest of the packet (RFC 2675, for jumbograms; Linux
+    // reads it so at any size and delivers the datagram): passed as malformed, such a query
+    // reached the resolver unjudged.
+    let ulen = if v6 && ulen == 0 {
+        l3_end.wrapping_sub(l4)
+    } else {
+        ulen
+    };
     if ulen < UdpHdr::LEN || l4 + ulen > l3_end {
         return Err(Reason::Malformed);
     }

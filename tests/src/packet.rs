@@ -407,10 +407,12 @@ pub fn parse(f: &[u8]) -> Result<Parsed, String> {
         (data[2..].to_vec(), Some(t))
     } else {
         let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
-        if ulen != u.len() {
+        // Over IPv6, 0 means the rest of the packet (RFC 2675; Linux delivers it).
+        let v6_rest = ulen == 0 && et == 0x86dd && u.len() >= 8;
+        if ulen != u.len() && !v6_rest {
             return Err(format!("UDP length {ulen} but {} bytes", u.len()));
         }
-        if fold(sum16(u, pseudo + 17 + ulen as u32)) != 0xffff {
+        if fold(sum16(u, pseudo + 17 + u.len() as u32)) != 0xffff {
             return Err("bad UDP checksum".into());
         }
         (u[8..].to_vec(), None)

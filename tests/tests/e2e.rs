@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use blocker_tests::{
     dns,
-    env::{kdig, Blocker, Daemon, TempDir, Topology, EDGE_V4, EDGE_V6},
+    env::{kdig, Blocker, Daemon, TempDir, Topology, CLIENT_V6, EDGE_V4, EDGE_V6},
     packet::{self, Frame},
     raw,
 };
@@ -1490,4 +1490,55 @@ fn a_compressed_query_name_cannot_carry_a_blocked_name_past_blocker() {
         4,
         "each counted as compressed_name"
     );
+}
+
+/// A UDP query over IPv6 whose UDP length field is 0. Linux reads 0 as "the rest of the
+/// packet" (RFC 2675's jumbogram rule, applied at any size) and hands the query to the
+/// resolver; blocker passed it as malformed, and unbound resolved the blocked name. Now the
+/// program reads it the same way, and answers it. Sent from a raw socket in the client
+/// namespace (the checksum over the real length, as the kernel checks it); the answer comes
+/// back to an ordinary UDP socket bound to the source port.
+#[test]
+fn an_ipv6_udp_length_of_zero_cannot_hide_a_query_from_blocker() {
+    let (t, b) = setup("native");
+    let q = dns::query(0x6060, "blocked.test.", RecordType::A, Some((false, vec![])));
+    let hex: String = q.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket,struct,sys,ipaddress\n\
+q=bytes.fromhex('{hex}')\n\
+src,dst=ipaddress.ip_address('{CLIENT_V6}').packed,ipaddress.ip_address('{EDGE_V6}').packed\n\
+u=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n\
+u.bind(('{CLIENT_V6}',0))\n\
+u.settimeout(2)\n\
+sport=u.getsockname()[1]\n\
+n=8+len(q)\n\
+h=struct.pack('>HHHH',sport,53,0,0)\n\
+d=src+dst+struct.pack('>IxxxB',n,17)+h+q\n\
+d+=b'\\0'*(len(d)%2)\n\
+s=sum(struct.unpack('>%dH'%(len(d)//2),d))\n\
+while s>>16: s=(s&0xffff)+(s>>16)\n\
+c=(~s)&0xffff or 0xffff\n\
+r=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_UDP)\n\
+r.sendto(struct.pack('>HHHH',sport,53,0,c)+q,('{EDGE_V6}',0))\n\
+try:\n    sys.stdout.write(u.recv(4096).hex())\n\
+except TimeoutError:\n    sys.stdout.write('none')\n"
+    );
+    let before = t.unbound_queries();
+    let out = t.client.must("python3", &["-c", &script]);
+    let out = out.trim();
+    assert_ne!(out, "none", "no answer");
+    let a: Vec<u8> = (0..out.len() / 2)
+        .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let a = dns::parse(&a);
+    assert_eq!(a.id, 0x6060);
+    assert_eq!(
+        (a.rcode, a.answers.len()),
+        (3, 0),
+        "blocker's NXDOMAIN, not the resolver's address: {:?}",
+        a.answers
+    );
+    assert_eq!(a.ede, vec![(16, TEXT.to_string())]);
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
+    assert!(b.reason("nxdomain") > 0);
 }

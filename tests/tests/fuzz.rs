@@ -181,7 +181,12 @@ fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
         f.padding = (0..r.below(40)).map(|_| r.next() as u8).collect();
     }
     if r.chance(15) {
-        f.udp_len = Some(r.next() as u16 % 600);
+        // Sometimes 0: over IPv6, the rest of the packet.
+        f.udp_len = Some(if r.chance(4) {
+            0
+        } else {
+            r.next() as u16 % 600
+        });
     }
     if r.chance(4) {
         // DNS over TCP: a data segment of a connection, sometimes with odd flags, options,
@@ -320,6 +325,11 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
     }
     let dport = u16::from_be_bytes([*f.get(l4 + 2)?, *f.get(l4 + 3)?]);
     let ulen = u16::from_be_bytes([*f.get(l4 + 4)?, *f.get(l4 + 5)?]) as usize;
+    // IPv6 UDP with length 0: the rest of the packet, as Linux delivers it (RFC 2675).
+    let ulen = match (*f.get(off)? >> 4, ulen) {
+        (6, 0) => end.checked_sub(l4)?,
+        _ => ulen,
+    };
     if dport != 53 || ulen < 8 || l4 + ulen > end || l4 > 1024 {
         return None;
     }

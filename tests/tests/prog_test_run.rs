@@ -721,6 +721,14 @@ fn cases() -> Vec<Case> {
         dstopts(4, 33, 80),
         Expect::Pass("other_port"),
     );
+    // A UDP length of 0: over IPv6, the rest of the packet (Linux delivers it: RFC 2675); over
+    // IPv4, malformed (Linux drops it).
+    let mut f = Frame::v6(dns::query(29, "zero.blocked.test.", A, None));
+    f.udp_len = Some(0);
+    add("IPv6 UDP length 0", f.bytes(), nx(false));
+    let mut f = Frame::v4(dns::query(29, "zero.blocked.test.", A, None));
+    f.udp_len = Some(0);
+    add("IPv4 UDP length 0", f.bytes(), Expect::Pass("malformed"));
     let mut f = Frame::v4(dns::query(27, "lie.blocked.test.", A, None));
     f.udp_len = Some(200);
     add(
