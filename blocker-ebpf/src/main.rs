@@ -654,11 +654,10 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
     // Over IPv6 a length of 0 means the rest of the packet (RFC 2675, for jumbograms; Linux
     // reads it so at any size and delivers the datagram): passed as malformed, such a query
     // reached the resolver unjudged.
-    let ulen = if v6 && ulen == 0 {
-        l3_end.wrapping_sub(l4)
-    } else {
-        ulen
-    };
+    // Branch-free, masked to 16 bits as the field is (an IPv6 payload is at most 65,535
+    // bytes): one path on to the rest of the program, with the range the verifier knew.
+    let rest = (ulen == 0 && v6) as usize;
+    let ulen = ulen | (l3_end.wrapping_sub(l4) & 0xffff & rest.wrapping_neg());
     if ulen < UdpHdr::LEN || l4 + ulen > l3_end {
         return Err(Reason::Malformed);
     }
