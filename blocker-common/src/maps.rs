@@ -1097,10 +1097,11 @@ pub enum Reason {
     /// +padding=2000`) reached the resolver that way. Without its first fragment a datagram
     /// is never rebuilt; the later fragments pass as [`Reason::Fragment`], and expire.
     DnsFragment = 30,
-    /// An IPv6 packet whose extension headers go past what the program walks — more than six,
-    /// or a transport header more than 1 KB into the frame — when it is to a DNS port or its
-    /// port cannot be seen: **dropped**. Past that point the program could not judge a query
-    /// the resolver's kernel would still deliver.
+    /// A frame whose headers go past what the program walks — an IPv6 packet with more than
+    /// six extension headers, or a transport header more than 1 KB into the frame, when it is
+    /// to a DNS port or its port cannot be seen; a frame still tagged after two VLAN tags
+    /// (Linux strips any number of priority tags, VLAN ID 0) — : **dropped**. Past that point
+    /// the program could not judge a query the resolver's kernel would still deliver.
     DeepHeaders = 31,
     /// A TCP segment to a DNS port with URG set: **dropped**. The resolver's TCP takes the
     /// urgent byte out of the stream it hands the resolver, so what it reads is not what the

@@ -624,6 +624,9 @@ fn parse_frame(ctx: &XdpContext, cfg: &Config) -> Result<Frame, Reason> {
             }
             (0, l4, l3_end, true, next == IPPROTO_TCP)
         }
+        // Still tagged past the two tags walked: Linux strips any number of priority tags
+        // (VLAN ID 0) and hands what is behind them to the stack, unseen from here.
+        ETH_P_8021Q | ETH_P_8021AD => return Err(Reason::DeepHeaders),
         _ => return Err(Reason::NotIp),
     };
 

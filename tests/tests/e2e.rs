@@ -1501,7 +1501,12 @@ fn a_compressed_query_name_cannot_carry_a_blocked_name_past_blocker() {
 #[test]
 fn an_ipv6_udp_length_of_zero_cannot_hide_a_query_from_blocker() {
     let (t, b) = setup("native");
-    let q = dns::query(0x6060, "blocked.test.", RecordType::A, Some((false, vec![])));
+    let q = dns::query(
+        0x6060,
+        "blocked.test.",
+        RecordType::A,
+        Some((false, vec![])),
+    );
     let hex: String = q.iter().map(|b| format!("{b:02x}")).collect();
     let script = format!(
         "import socket,struct,sys,ipaddress\n\
@@ -1541,4 +1546,50 @@ except TimeoutError:\n    sys.stdout.write('none')\n"
     assert_eq!(a.ede, vec![(16, TEXT.to_string())]);
     assert_eq!(t.unbound_queries(), before, "unbound never saw it");
     assert!(b.reason("nxdomain") > 0);
+}
+
+/// A query behind three 802.1Q tags of VLAN ID 0 (priority tags), sent on the wire. Linux strips
+/// any number of those and hands the query to the resolver; the program walks two tags, so it
+/// passed the frame as not IP, and unbound resolved the blocked name. Now a frame still tagged
+/// after the two tags walked is dropped (deep_headers): no answer, and unbound never sees it.
+#[test]
+fn stacked_priority_tags_cannot_carry_a_query_past_blocker() {
+    let (t, b) = setup("native");
+    let cmac = raw::mac(&t.client.name, &t.client_dev);
+    let emac = raw::mac(&t.edge.name, &t.edge_dev);
+    let mut f = Frame::v4(dns::query(
+        0x7878,
+        "blocked.test.",
+        RecordType::A,
+        Some((false, vec![])),
+    ));
+    f.vlans = vec![(0x8100, 0), (0x8100, 0), (0x8100, 0)];
+    let mut bytes = f.bytes();
+    bytes[0..6].copy_from_slice(&emac);
+    bytes[6..12].copy_from_slice(&cmac);
+    let before = t.unbound_queries();
+    let deep = b.reason("deep_headers");
+    // Any reply from port 53, tagged or not (unbound's goes out untagged).
+    let answer = raw::exchange(
+        &t.client.name,
+        &t.client_dev,
+        &bytes,
+        Duration::from_secs(2),
+        |fr| {
+            std::panic::catch_unwind(|| packet::parse(fr))
+                .ok()
+                .and_then(|r| r.ok())
+                .is_some_and(|p| p.sport == 53)
+        },
+    );
+    if let Some(a) = answer {
+        let p = packet::parse(&a).expect("reply");
+        panic!("answered: {:?}", dns::parse(&p.dns).answers);
+    }
+    assert_eq!(t.unbound_queries(), before, "unbound never saw it");
+    assert_eq!(
+        b.reason("deep_headers"),
+        deep + 1,
+        "counted as deep_headers"
+    );
 }

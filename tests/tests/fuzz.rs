@@ -143,9 +143,16 @@ fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
     } else {
         Frame::v4(payload)
     };
-    for _ in 0..r.below(3) {
-        f.vlans
-            .push(([0x8100, 0x88a8][r.below(2)], r.next() as u16 & 0x0fff));
+    // Up to three tags (a third, past what the program walks, is dropped); VLAN ID 0, the
+    // priority tag Linux strips, one time in four.
+    let tags = if r.chance(20) { 3 } else { r.below(3) };
+    for _ in 0..tags {
+        let vid = if r.chance(4) {
+            0
+        } else {
+            r.next() as u16 & 0x0fff
+        };
+        f.vlans.push(([0x8100, 0x88a8][r.below(2)], vid));
     }
     match &mut f.ip {
         Ip::V4 { options, frag, .. } => {
@@ -463,9 +470,9 @@ fn tcp_unjudged(f: &[u8]) -> bool {
 /// Where the transport header of a whole, unfragmented IPv4 or IPv6 packet (after up to two
 /// VLAN tags and IPv6 extension headers) starts: (IP header, transport header, IP end,
 /// protocol), for UDP and TCP only, and within 1 KB of the frame's start. Otherwise whether
-/// the program must drop the packet (`Err(true)`: the first fragment of a datagram to port 53,
-/// or an IPv6 atomic fragment to it; IPv6 extension headers past six, or past 1 KB to port 53)
-/// or pass it (`Err(false)`).
+/// the program must drop the packet (`Err(true)`: more than two VLAN tags; the first fragment
+/// of a datagram to port 53, or an IPv6 atomic fragment to it; IPv6 extension headers past
+/// six, or past 1 KB to port 53) or pass it (`Err(false)`).
 fn transport(f: &[u8]) -> Result<(usize, usize, usize, u8), bool> {
     let get = |i: usize| f.get(i).copied().ok_or(false);
     let mut off = 14;
@@ -473,8 +480,10 @@ fn transport(f: &[u8]) -> Result<(usize, usize, usize, u8), bool> {
     let mut tags = 0;
     while et == 0x8100 || et == 0x88a8 {
         tags += 1;
+        // A third tag: Linux strips priority tags (VLAN ID 0) without end and delivers what
+        // is behind them, which the program does not walk to: dropped.
         if tags > 2 {
-            return Err(false);
+            return Err(true);
         }
         et = u16::from_be_bytes([get(off + 2)?, get(off + 3)?]);
         off += 4;

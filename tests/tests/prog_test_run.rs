@@ -125,6 +125,17 @@ fn cases() -> Vec<Case> {
     let mut f = Frame::v6(dns::query(12, "qinq.blocked.test.", A, None));
     f.vlans = vec![(0x88a8, 100), (0x8100, 42)];
     add("QinQ 802.1ad + 802.1Q", f.bytes(), nx(false));
+    // Three tags: past the two walked (Linux strips any number of VLAN ID 0 tags).
+    for (name, dport) in [("three.blocked.test.", 53), ("three.allowed.test.", 80)] {
+        let mut f = Frame::v4(dns::query(12, name, A, None));
+        f.dport = dport;
+        f.vlans = vec![(0x8100, 0), (0x8100, 0), (0x8100, 0)];
+        add(
+            "three priority tags (to port 53, to port 80)",
+            f.bytes(),
+            Expect::Drop("deep_headers"),
+        );
+    }
     let mut p = dns::query(13, "junk.blocked.test.", A, None);
     p.extend_from_slice(b"trailing junk inside the UDP payload");
     add(
