@@ -103,7 +103,7 @@ pub static RRL: LruPerCpuHashMap<RrlKey, RrlBucket> =
 
 /// TCP connections to a DNS port → where the next message of each starts (see `stream`). An
 /// LRU map of a fixed size (`blocker_common::TCP_FLOWS`). Not pinned: a new program follows
-/// each connection from its next SYN or data segment.
+/// the connections opened after it (the data of one it did not see open is dropped).
 #[map(name = "BLK_TCP_FLOWS")] // blocker_common::MAP_TCP_FLOWS
 pub static TCP_FLOWS: LruHashMap<FlowKey, FlowSeq> = LruHashMap::with_max_entries(FLOWS, 0);
 

@@ -10,7 +10,11 @@
 //! Each function is a BPF function of its own that reads what it needs from the maps (the
 //! frame `prepare` stored), so the verifier checks it once, not once per path into it.
 
-use aya_ebpf::{helpers::generated as r#gen, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{BPF_F_CURRENT_NETNS, BPF_TCP_LISTEN, BPF_TCP_TIME_WAIT},
+    helpers::generated as r#gen,
+    programs::XdpContext,
+};
 use blocker_common::{FlowKey, FlowSeq};
 use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
@@ -57,18 +61,95 @@ fn now() -> u32 {
     (unsafe { r#gen::bpf_ktime_get_coarse_ns() } >> 30) as u32
 }
 
-/// A SYN with sequence number `isn` starts the connection's stream, unless one is followed on
-/// these addresses and ports and moved lately (see `FlowSeq::after_syn`). Called from the TCP
-/// parse, before the frame is known to hold a query. (A RST changes nothing: one the resolver's
-/// TCP ignores, out of its window, must not make the program forget the stream.)
+/// What the resolver's own TCP holds for the connection `k`, when the resolver runs in this
+/// interface's network namespace: [`SOCKET_LIVE`] (a connection the resolver's TCP keeps, or
+/// one being opened: a SYN on it does not start a stream there), [`SOCKET_NONE`] (only the
+/// listener, or a connection closed and in TIME_WAIT: a SYN opens a new one), or
+/// [`SOCKET_UNKNOWN`] (no socket at all: the resolver is elsewhere, or not listening).
+#[inline(always)]
+fn socket_of(ctx: &XdpContext, k: &FlowKey, v6: u64) -> u32 {
+    // A `bpf_sock_tuple`: client address, server address, ports as on the wire (IPv4: 12
+    // bytes; IPv6: 36).
+    let mut t = [0u32; 9];
+    let size = if v6 & 1 != 0 {
+        for i in 0..4 {
+            t[i] = u32::from_ne_bytes([
+                k.addrs[4 * i],
+                k.addrs[4 * i + 1],
+                k.addrs[4 * i + 2],
+                k.addrs[4 * i + 3],
+            ]);
+            t[4 + i] = u32::from_ne_bytes([
+                k.addrs[16 + 4 * i],
+                k.addrs[16 + 4 * i + 1],
+                k.addrs[16 + 4 * i + 2],
+                k.addrs[16 + 4 * i + 3],
+            ]);
+        }
+        t[8] = u32::from_ne_bytes(k.ports);
+        36
+    } else {
+        t[0] = u32::from_ne_bytes([k.addrs[0], k.addrs[1], k.addrs[2], k.addrs[3]]);
+        t[1] = u32::from_ne_bytes([k.addrs[16], k.addrs[17], k.addrs[18], k.addrs[19]]);
+        t[2] = u32::from_ne_bytes(k.ports);
+        12
+    };
+    // SAFETY: `t` is a stack buffer of at least `size` bytes; a socket found is released
+    // below, on the one path that follows.
+    let sk = unsafe {
+        r#gen::bpf_skc_lookup_tcp(
+            ctx.ctx.cast(),
+            t.as_mut_ptr().cast(),
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    };
+    if sk.is_null() {
+        return SOCKET_UNKNOWN;
+    }
+    // SAFETY: a socket the helper returned; `state` is readable on every kind it returns.
+    let state = unsafe { (*sk).state };
+    // SAFETY: releases the reference the lookup took.
+    unsafe { r#gen::bpf_sk_release(sk.cast()) };
+    if state == BPF_TCP_LISTEN as u32 || state == BPF_TCP_TIME_WAIT as u32 {
+        SOCKET_NONE
+    } else {
+        SOCKET_LIVE
+    }
+}
+
+/// See [`socket_of`].
+const SOCKET_UNKNOWN: u32 = 0;
+const SOCKET_NONE: u32 = 1;
+const SOCKET_LIVE: u32 = 2;
+
+/// A SYN with sequence number `isn` starts the connection's stream — unless the resolver's
+/// TCP, in this namespace, holds a live connection on these addresses and ports (it ignores a
+/// SYN there: RFC 5961's challenge ACK), or, where no socket tells (the resolver is not in
+/// this namespace), a stream followed on them moved lately (see `FlowSeq::after_syn`). Called
+/// from the TCP parse, before the frame is known to hold a query. (A RST changes nothing: one
+/// the resolver's TCP ignores, out of its window, must not make the program forget the
+/// stream.)
 #[inline(never)]
 pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
     let Some(k) = key_of(ctx, l3 & 0x3ff, l4 & 0x7ff, v6) else {
         return;
     };
-    // SAFETY: as in `check`.
-    let was = unsafe { TCP_FLOWS.get(&k) }.copied();
-    if let Some(s) = FlowSeq::after_syn(was.as_ref(), isn, now()) {
+    let seed = match socket_of(ctx, &k, v6) {
+        // A live connection: were the stream set afresh (pushed out of the map, or the program
+        // reloaded), a segment judged from the SYN's number could reach into data the
+        // resolver already holds.
+        SOCKET_LIVE => return,
+        // No connection, and the resolver's TCP will open one from this SYN.
+        SOCKET_NONE => FlowSeq::after_syn(None, isn, now()),
+        _ => {
+            // SAFETY: as in `check`.
+            let was = unsafe { TCP_FLOWS.get(&k) }.copied();
+            FlowSeq::after_syn(was.as_ref(), isn, now())
+        }
+    };
+    if let Some(s) = seed {
         let _ = TCP_FLOWS.insert(&k, &s, 0);
     }
 }
@@ -142,9 +223,9 @@ pub fn advance() -> u64 {
     let Ok(f) = Frame::from_walk(&w.frame) else {
         return 0;
     };
-    // Gone since `check` (pushed out of the map): the connection's next data is dropped.
+    // Gone since `check` (pushed out of the map): dropped, as the connection's next data is.
     let Some(s) = TCP_FLOWS.get_ptr_mut(&now.key) else {
-        return 0;
+        return 1;
     };
     let t = self::now();
     let mut moved = FlowSeq::at(now.position);

@@ -2117,3 +2117,107 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
         "one segment out of step in every round"
     );
 }
+
+/// Where the resolver runs in the interface's own namespace, its TCP says whether a SYN opens a
+/// connection: a SYN on a live one is ignored (the resolver's TCP answers it with a challenge
+/// ACK and keeps its stream), so a stream the program lost — pushed out of the map by 65,536
+/// newer connections, or gone with a reload — is not set afresh where the resolver holds data
+/// a segment could reach into; and a SYN on addresses and ports with no connection (only the
+/// listener) opens one at once, however lately a stream on them moved. Real sockets on
+/// loopback, in this test's namespace, which BPF_PROG_TEST_RUN's frames are looked up in.
+#[test]
+fn a_syn_restarts_a_stream_only_where_the_resolvers_tcp_opens_a_connection() {
+    use std::net::{TcpListener, TcpStream};
+    let (b, prog) = setup();
+    let fd = prog.fd().expect("fd");
+    let v4 = TcpListener::bind("127.0.0.1:0").expect("listen on 127.0.0.1");
+    let v6 = TcpListener::bind("[::1]:0").expect("listen on ::1");
+    let p4 = v4.local_addr().expect("addr").port();
+    let p6 = v6.local_addr().expect("addr").port();
+    b.ok(&[
+        "config",
+        "set",
+        "--port",
+        "53",
+        "--port",
+        &p4.to_string(),
+        "--port",
+        &p6.to_string(),
+    ]);
+    let q = dns::query(1, "news.example.", RecordType::A, None);
+    let mut m = (q.len() as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(&q);
+    for (listener, v6) in [(&v4, false), (&v6, true)] {
+        let port = listener.local_addr().expect("addr").port();
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (_server, _) = listener.accept().expect("accept");
+        let cport = client.local_addr().expect("addr").port();
+        let seg = |sport: u16, seq: u32, flags: u8, data: &[u8]| {
+            let mut f = if v6 {
+                let mut lo = [0u8; 16];
+                lo[15] = 1;
+                Frame {
+                    ip: Ip::V6 {
+                        src: lo,
+                        dst: lo,
+                        ext: vec![],
+                        payload_len: None,
+                    },
+                    ..Frame::v6(data.to_vec())
+                }
+            } else {
+                Frame {
+                    ip: Ip::V4 {
+                        src: [127, 0, 0, 1],
+                        dst: [127, 0, 0, 1],
+                        options: vec![],
+                        frag: 0,
+                        tot_len: None,
+                    },
+                    ..Frame::v4(data.to_vec())
+                }
+            };
+            f.sport = sport;
+            f.dport = port;
+            f.over_tcp(Tcp {
+                seq,
+                ack: 5000,
+                flags,
+                raw_payload: true,
+                ..Tcp::default()
+            })
+            .bytes()
+        };
+        let run = |f: Vec<u8>| test_run(fd.as_fd(), &f, 1).expect("test_run").retval;
+        let before = b.reason("tcp_out_of_step");
+        // The program lost the live connection's stream (as when a flood pushes it out of the
+        // map, or a reload empties it); a SYN on that connection does not set it afresh.
+        forget_tcp_flows(&prog);
+        assert_eq!(run(seg(cport, 1000, 0x02, &[])), XDP_PASS, "SYN");
+        assert_eq!(
+            run(seg(cport, 1001, 0x18, &m)),
+            XDP_DROP,
+            "v6 {v6}: a SYN on a live connection set no stream"
+        );
+        // A port with no connection, only the listener: the SYN opens one, and a SYN again
+        // right away (the connection closed, the addresses and ports used again) does too.
+        assert_eq!(run(seg(1, 7000, 0x02, &[])), XDP_PASS, "SYN");
+        assert_eq!(
+            run(seg(1, 7001, 0x18, &m)),
+            XDP_PASS,
+            "v6 {v6}: its first message"
+        );
+        assert_eq!(run(seg(1, 90_000, 0x02, &[])), XDP_PASS, "SYN again");
+        assert_eq!(
+            run(seg(1, 90_001, 0x18, &m)),
+            XDP_PASS,
+            "v6 {v6}: the new connection's first message"
+        );
+        assert_eq!(
+            run(seg(1, 7001, 0x18, &m)),
+            XDP_DROP,
+            "v6 {v6}: the old one's"
+        );
+        assert_eq!(b.reason("tcp_out_of_step") - before, 2);
+    }
+}
