@@ -150,9 +150,9 @@ pub struct FlowKey {
 }
 
 /// Where the stream of a TCP connection to a DNS port stands, in the client's sequence
-/// numbers, as far as the program let it through: `next` is where the next message starts
-/// (after the handshake, or after the last message passed or answered), `last` where that last
-/// message started; `seen` when it last moved (in units of 2^30 ns of the kernel's coarse
+/// numbers, as far as the program judged it: `next` is where the next message starts (after
+/// the handshake, or after the last message judged, whatever its verdict), `last` where that
+/// last message started; `seen` when it last moved (in units of 2^30 ns of the kernel's coarse
 /// clock). A segment is judged only from one of those two places (see [`FlowSeq::admits`]),
 /// so the resolver's stream never moves past the start of a message that no judged segment
 /// started with.
@@ -207,7 +207,7 @@ impl FlowSeq {
     }
 
     /// This stream after a segment whose data started at `seq` with a first message of
-    /// `first` bytes (its two-byte length included) was passed or answered at time `now`.
+    /// `first` bytes (its two-byte length included) was admitted and judged at time `now`.
     pub fn advance(&mut self, seq: u32, first: u32, now: u32) {
         self.last = seq;
         self.next = seq.wrapping_add(first);

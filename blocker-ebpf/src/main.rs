@@ -143,8 +143,7 @@ impl Frame {
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
     // Bit 0 once the packet is known to carry a whole DNS query over TCP; bit 1 once its TCP
-    // data is known to hold more after its first message (see `pipelined`); bit 2 once its
-    // connection's stream admitted it (see `stream`).
+    // data is known to hold more after its first message (see `pipelined`).
     let mut tcp_query = 0u64;
     // Three parts, so the walk's `bpf_loop` runs from this small frame: BPF allows 512 bytes
     // of stack for a whole chain of calls, and the parts before and after the walk need most
@@ -193,13 +192,6 @@ pub fn blocker(ctx: XdpContext) -> u32 {
             PIPELINED_CUT => (XDP_PASS, Reason::TcpPipelined),
             _ => (XDP_DROP, Reason::RewriteFailed),
         }
-    } else {
-        (verdict, reason)
-    };
-    // Where the connection's next message starts, past this one (see `stream`); a segment
-    // that another CPU's beat to the same place is dropped.
-    let (verdict, reason) = if tcp_query & 4 != 0 && verdict != XDP_DROP && stream::advance() != 0 {
-        (XDP_DROP, Reason::TcpOutOfStep)
     } else {
         (verdict, reason)
     };
@@ -844,9 +836,8 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
             f.v6,
         ];
     }
-    // A TCP segment is judged only where its connection's next message starts (see
-    // `stream`); bit 2 of `tcp_query` then moves that on if the segment passes or is answered.
-    // Called for TCP only; the transport is read back from scratch memory afterwards, so
+    // A TCP segment is judged only where its connection's next message starts, which then
+    // moves past it (see `stream`). Called for TCP only; the transport is read back from scratch memory afterwards, so
     // the rest is verified once for both (see `rate_limit`).
     if f.tcp != 0 && stream::check(ctx) != 0 {
         return Err(Reason::TcpOutOfStep);
@@ -856,7 +847,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         tcp: unsafe { core::ptr::read_volatile(&s.opaque[21]) } & 1,
         ..f
     };
-    *tcp_query = f.more << 1 | f.tcp << 2;
+    *tcp_query = f.more << 1;
     if f.msg_len < blocker_common::dns::HEADER_LEN {
         return Err(Reason::Malformed);
     }
@@ -888,7 +879,7 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
 
     // Counted at the exit with the reason. Branch-free: a branch on `tcp` would make the
     // verifier walk everything below twice (once knowing it is 0, once knowing it is not).
-    *tcp_query = f.tcp | f.more << 1 | f.tcp << 2;
+    *tcp_query = f.tcp | f.more << 1;
     // The key secret: all zero until the controller writes it, and it writes it before any
     // rule, so an unset secret only ever meets an empty rule map.
     let secret = KEY.get(0).ok_or(Reason::Malformed)?;

@@ -106,8 +106,3 @@ pub static RRL: LruPerCpuHashMap<RrlKey, RrlBucket> =
 /// the connections opened after it (the data of one it did not see open is dropped).
 #[map(name = "BLK_TCP_FLOWS")] // blocker_common::MAP_TCP_FLOWS
 pub static TCP_FLOWS: LruHashMap<FlowKey, FlowSeq> = LruHashMap::with_max_entries(FLOWS, 0);
-
-/// Entry 0: the connection and sequence number of this packet's segment, from
-/// `stream::check` for `stream::advance` (not pinned).
-#[map(name = "BLK_FLOW_NOW")]
-pub static FLOW_NOW: PerCpuArray<crate::stream::FlowNow> = PerCpuArray::with_max_entries(1, 0);

@@ -1,8 +1,8 @@
 //! Where each TCP connection's stream stands: a segment is judged only from where the
 //! connection's next message starts (or as the last message sent again), so the resolver's
 //! stream never moves past the start of a message that no judged segment started with (see
-//! `blocker_common::FlowSeq`). The SYN sets where the first message starts; every segment that
-//! passes or is answered moves it on past its first message. Connections are keyed by
+//! `blocker_common::FlowSeq`). The SYN sets where the first message starts; every segment
+//! admitted moves it on past its first message, whatever its verdict. Connections are keyed by
 //! addresses and ports in `BLK_TCP_FLOWS`, an LRU map: data of one whose SYN the program did
 //! not see (open before the program was loaded, or pushed out of the map) is dropped, and the
 //! client reconnects.
@@ -20,7 +20,7 @@ use core::intrinsics::{atomic_cxchg, AtomicOrdering};
 
 use crate::{
     load,
-    maps::{FLOW_NOW, TCP_FLOWS, WALK},
+    maps::{TCP_FLOWS, WALK},
     Frame,
 };
 
@@ -157,12 +157,19 @@ pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
 /// For a TCP segment whose data starts with a whole message (the frame `prepare` stored):
 /// 1 when its connection's stream does not admit it there — or when no stream is followed on
 /// its addresses and ports (no SYN seen: a connection open before the program was loaded, or
-/// pushed out of the map) — else 0. Notes the connection and the sequence number for
-/// [`advance`].
+/// pushed out of the map) — else 0, the stream moved past the segment's first message.
+///
+/// It moves whatever the verdict on the segment turns out to be: a segment dropped by a rule
+/// and sent again is the last message again, admitted and judged the same way, and the
+/// resolver only ever reads messages from where a judged segment started (see
+/// `FlowSeq::admits`). The move is written in place (a lookup, not an update of the LRU map),
+/// with one compare-and-swap from the word read: when another CPU moved the stream in between
+/// (a segment judged at the same place at the same time), this one is dropped, as it would
+/// have been had the two come one after the other — before any rule is looked up or counted.
 #[inline(never)]
 pub fn check(ctx: &XdpContext) -> u64 {
-    // UDP returns at once (`advance` is called for TCP only). The frame's bounds are those
-    // `prepare` just checked: it cannot fail here.
+    // UDP returns at once. The frame's bounds are those `prepare` just checked: it cannot
+    // fail here.
     let Some(w) = WALK.get(0) else {
         return 0;
     };
@@ -172,71 +179,33 @@ pub fn check(ctx: &XdpContext) -> u64 {
     if f.tcp == 0 {
         return 0;
     }
-    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
-        return 1;
-    };
-    // SAFETY: a per-CPU value, used only by this CPU for the duration of this packet.
-    let now = unsafe { &mut *now };
-    now.valid = 0;
     let (Some(key), Ok(seq)) = (key_of(ctx, f.l3, f.l4, f.v6), load::<4>(ctx, f.l4 + 4)) else {
         return 1;
     };
     let seq = u32::from_be_bytes(seq);
-    now.key = key;
-    now.seq = seq;
-    let Some(s) = TCP_FLOWS.get_ptr(&now.key) else {
+    let first = f.msg_len as u32 + 2;
+    let Some(s) = TCP_FLOWS.get_ptr_mut(&key) else {
         return 1;
     };
-    // `last` and `next` in one load, the word `advance` swaps (see `FlowSeq::position`).
-    // SAFETY: an aligned u64 at the start of a map value (FlowSeq is aligned to 8). An LRU
-    // element may be recycled while we read it: the memory stays valid, and the worst outcome
-    // is one segment judged against another connection's numbers.
+    // `last` and `next` in one load, the word swapped below (see `FlowSeq::position`).
+    // SAFETY: an aligned u64 at the start of a map value (the kernel aligns hash map values
+    // to 8; FlowSeq is aligned to 8 too). An LRU element may be recycled while we read it:
+    // the memory stays valid, and the worst outcome is one segment judged against another
+    // connection's numbers.
     let position = unsafe { core::ptr::read_volatile(s.cast::<u64>()) };
-    if FlowSeq::at(position).admits(seq, f.msg_len as u32 + 2) {
-        now.position = position;
-        now.valid = 1;
-        0
-    } else {
-        1
-    }
-}
-
-/// The segment [`check`] admitted is to be passed or answered: the connection's next message
-/// starts after its first. Written in place (a lookup, not an update of the LRU map), with one
-/// compare-and-swap from where `check` found the stream: 1 when another CPU moved it in
-/// between (a segment judged at the same place at the same time; the caller drops this one,
-/// as it would have, had the two come one after the other), else 0.
-#[inline(never)]
-pub fn advance() -> u64 {
-    let Some(now) = FLOW_NOW.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: as in `check`.
-    let now = unsafe { &mut *now };
-    if now.valid == 0 {
-        return 0;
-    }
-    now.valid = 0;
-    let Some(w) = WALK.get(0) else {
-        return 0;
-    };
-    let Ok(f) = Frame::from_walk(&w.frame) else {
-        return 0;
-    };
-    // Gone since `check` (pushed out of the map): dropped, as the connection's next data is.
-    let Some(s) = TCP_FLOWS.get_ptr_mut(&now.key) else {
+    let was = FlowSeq::at(position);
+    if !was.admits(seq, first) {
         return 1;
-    };
-    let t = self::now();
-    let mut moved = FlowSeq::at(now.position);
-    moved.advance(now.seq, f.msg_len as u32 + 2, t);
-    // SAFETY: an aligned u64 at the start of a map value, changed by every CPU only through
-    // this compare-and-swap (BPF_CMPXCHG), or replaced whole by a SYN; see `check` for a
-    // recycled element.
+    }
+    let t = now();
+    let mut moved = was;
+    moved.advance(seq, first, t);
+    // SAFETY: as above; every CPU changes the word only through this compare-and-swap
+    // (BPF_CMPXCHG), and a SYN replaces the element whole.
     let (_, swapped) = unsafe {
         atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
             s.cast::<u64>(),
-            now.position,
+            position,
             moved.position(),
         )
     };
@@ -246,14 +215,4 @@ pub fn advance() -> u64 {
     // SAFETY: as above; a plain store (only the idle test of a SYN reads it).
     unsafe { (*s).seen = t };
     0
-}
-
-/// `check`'s note for `advance`: the connection and sequence number of this packet's segment,
-/// and where its stream stood.
-#[repr(C)]
-pub struct FlowNow {
-    pub key: FlowKey,
-    pub seq: u32,
-    pub valid: u32,
-    pub position: u64,
 }

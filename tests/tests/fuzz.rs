@@ -345,7 +345,8 @@ fn dns_payload(f: &[u8]) -> Option<(&[u8], Option<TcpQuery>)> {
 
 /// The oracle's own model of where each TCP connection's stream stands (README, SECURITY.md):
 /// a SYN on a connection not followed puts it right after the SYN, a segment whose data starts
-/// with a whole message and is not dropped puts it right after that message; a segment is
+/// with a whole message and is admitted puts it right after that message (whatever the
+/// verdict on it); a segment is
 /// judged only at the next message, or at the last one again with the same length, and not
 /// at all on a connection whose SYN was not seen.
 #[derive(Default)]
@@ -741,7 +742,8 @@ fn differential_fuzz() {
                 }
             ));
         }
-        if let (Some(first), false) = (first, out.retval == XDP_DROP) {
+        // Every segment the stream admits moves it, whatever the verdict.
+        if let (Some(first), false) = (first, stepped_out) {
             streams.after(&f, first);
         }
         match out.retval {

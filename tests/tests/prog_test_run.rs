@@ -1970,6 +1970,26 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
         XDP_PASS,
         "the rest, sent again"
     );
+    // A segment a rule drops moves the stream too: sent again it is the last message,
+    // admitted (and dropped again); the message after it is the next.
+    let s6 = s5 + m2.len() as u32;
+    let dropped = framed(dns::query(4, "www.drop.test.", RecordType::A, None));
+    assert_eq!(
+        data(false, 40000, s6, &dropped),
+        XDP_DROP,
+        "dropped by a rule"
+    );
+    assert_eq!(
+        data(false, 40000, s6, &dropped),
+        XDP_DROP,
+        "the same, sent again"
+    );
+    let s7 = s6 + dropped.len() as u32;
+    assert_eq!(
+        data(false, 40000, s7, &m1),
+        XDP_PASS,
+        "the message after it"
+    );
 
     // Another port, and the same port over IPv6: streams of their own, from their SYNs; data
     // of a connection whose SYN was not seen is dropped.
@@ -1996,7 +2016,7 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
         XDP_PASS,
         "IPv6: the first message"
     );
-    let s6 = s5 + m2.len() as u32;
+    let s6 = s7 + m1.len() as u32;
     // A RST changes nothing (one out of the resolver's window would not end the connection).
     assert_eq!(run(seg(false, 40000, s6 + 9, 0x04, &[])), XDP_PASS, "RST");
     assert_eq!(data(false, 40000, s6 + 9, &m1), XDP_DROP, "after the RST");
