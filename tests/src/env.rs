@@ -30,6 +30,13 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// A directory under `base` (which must exist), removed when dropped.
+    pub fn new_in(base: impl AsRef<Path>, prefix: &str) -> TempDir {
+        let path = base.as_ref().join(unique(prefix));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        TempDir { path }
+    }
+
     pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
     }

@@ -2045,14 +2045,34 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
 /// which no judged segment started with (the overlap the stream guard exists to stop; see
 /// SECURITY.md). One after the other, the second is out of step; at once, both would read the
 /// stream before either moved it, unless the move is one compare-and-swap from what was read.
-/// Each round opens the stream afresh at the same place and releases both CPUs together.
-/// (With the swap's result ignored, 18,893 of 20,000 rounds admitted both.)
+/// Each round opens the stream afresh at the same place and releases both CPUs together; the
+/// two runs take the same path, so they read the stream within nanoseconds of each other.
+/// (With the swap's result ignored, 14,335 of 20,000 rounds admitted both.) The test also
+/// checks that the two runs did overlap in time in most rounds: otherwise it would show
+/// nothing.
 #[test]
 fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
     const ROUNDS: usize = 2_000;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus < 2 {
-        eprintln!("SKIPPED: needs two CPUs, this machine has {cpus}");
+    // Two CPUs this process may run on.
+    let cpus: Vec<usize> = {
+        // SAFETY: a zeroed CPU set that sched_getaffinity (this thread, pid 0) fills.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let r =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        assert_eq!(
+            r,
+            0,
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: reads of the set just filled.
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .take(2)
+            .collect()
+    };
+    if cpus.len() < 2 {
+        eprintln!("SKIPPED: needs two CPUs, this process may use {cpus:?}");
         return;
     }
     let (b, prog) = setup();
@@ -2080,13 +2100,16 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
     let before = b.reason("tcp_out_of_step");
     let go = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let verdicts: Vec<Vec<u32>> = std::thread::scope(|scope| {
+    // Per worker and round: the verdict, and when the run started and ended.
+    type Runs = Vec<(u32, Instant, Instant)>;
+    let runs: Vec<Runs> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2)
             .map(|cpu| {
                 let (go, done, frames, prog, fd) = (&go, &done, &frames, &prog, fd.as_fd());
+                let pin = cpus[cpu];
                 scope.spawn(move || {
                     use std::sync::atomic::Ordering::SeqCst;
-                    pin_to_cpu(cpu);
+                    pin_to_cpu(pin);
                     let mut verdicts = Vec::with_capacity(ROUNDS);
                     for round in 0..ROUNDS {
                         if cpu == 0 {
@@ -2101,8 +2124,9 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
                         while go.load(SeqCst) <= round {
                             std::hint::spin_loop();
                         }
+                        let start = Instant::now();
                         let r = test_run(fd, &frames[cpu], 1).expect("test_run");
-                        verdicts.push(r.retval);
+                        verdicts.push((r.retval, start, Instant::now()));
                         done.fetch_add(1, SeqCst);
                     }
                     verdicts
@@ -2114,9 +2138,10 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
             .map(|w| w.join().expect("worker"))
             .collect()
     });
-    let mut both = 0;
-    for (round, (&first, &second)) in verdicts[0].iter().zip(&verdicts[1]).enumerate() {
-        let v = [first, second];
+    let (mut both, mut together) = (0, 0);
+    for (round, (first, second)) in runs[0].iter().zip(&runs[1]).enumerate() {
+        together += (first.1 < second.2 && second.1 < first.2) as usize;
+        let v = [first.0, second.0];
         match v {
             [XDP_PASS, XDP_DROP] | [XDP_DROP, XDP_PASS] => {}
             [XDP_PASS, XDP_PASS] => both += 1,
@@ -2130,6 +2155,11 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
     assert_eq!(
         both, 0,
         "{both} of {ROUNDS} rounds admitted both segments at the same place"
+    );
+    eprintln!("{together} of {ROUNDS} rounds ran on both CPUs at once");
+    assert!(
+        together > ROUNDS / 2,
+        "the two runs overlapped in only {together} of {ROUNDS} rounds: the test shows nothing"
     );
     assert_eq!(
         b.reason("tcp_out_of_step") - before,
