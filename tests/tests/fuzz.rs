@@ -872,7 +872,8 @@ fn differential_fuzz() {
             && cut_frames > n / 1000
             && same_name > n / 10_000
             && unjudged_frames > n / 1000
-            && out_of_step > n / 1000,
-        "the generator must exercise answers (UDP and TCP) and passes"
+            && out_of_step > n / 1000
+            && compressed_frames > n / 10_000,
+        "the generator must exercise answers (UDP and TCP), passes and every kind of drop"
     );
 }
