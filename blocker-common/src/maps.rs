@@ -132,8 +132,8 @@ pub const TCP_FLOWS: u32 = 1 << 16;
 /// before a SYN on its addresses and ports starts it afresh (about 5 minutes): longer than a
 /// resolver keeps an idle TCP connection open (unbound and BIND: 30 s by default; unbound's
 /// EDNS keepalive: 120 s), so by then the resolver holds no stream a hand-made segment could
-/// reach into. Only where the resolver's own sockets do not tell (the program asks them
-/// first: see `stream::syn` in blocker-ebpf).
+/// reach into. (The program first asks the resolver's own sockets, where they are in the
+/// interface's namespace: see `stream::syn` in blocker-ebpf.)
 pub const FLOW_IDLE: u32 = 280;
 
 /// A TCP connection to a DNS port, as `BLK_TCP_FLOWS` keys it.

@@ -709,8 +709,10 @@ fn parse_tcp(
     if flags & TCP_URG != 0 {
         return Err(Reason::TcpUrgent);
     }
-    // A SYN starts the connection's stream afresh (see `stream`).
-    if flags & (TCP_SYN | TCP_RST) == TCP_SYN {
+    let data = l3_end - (l4 + doff);
+    // A plain SYN — no ACK, FIN or RST, and no data (one with data is dropped below, and the
+    // client sends it again without) — may start the connection's stream (see `stream`).
+    if flags & (TCP_SYN | TCP_RST | TCP_ACK | TCP_FIN) == TCP_SYN && data == 0 {
         stream::syn(
             ctx,
             l3,
@@ -719,7 +721,6 @@ fn parse_tcp(
             u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
         );
     }
-    let data = l3_end - (l4 + doff);
     if data == 0 || flags & TCP_RST != 0 {
         return Err(Reason::TcpNoQuery);
     }

@@ -61,13 +61,12 @@ fn now() -> u32 {
     (unsafe { r#gen::bpf_ktime_get_coarse_ns() } >> 30) as u32
 }
 
-/// What the resolver's own TCP holds for the connection `k`, when the resolver runs in this
-/// interface's network namespace: [`SOCKET_LIVE`] (a connection the resolver's TCP keeps, or
-/// one being opened: a SYN on it does not start a stream there), [`SOCKET_NONE`] (only the
-/// listener, or a connection closed and in TIME_WAIT: a SYN opens a new one), or
-/// [`SOCKET_UNKNOWN`] (no socket at all: the resolver is elsewhere, or not listening).
+/// Whether the resolver's own TCP, when the resolver runs in this interface's network
+/// namespace, keeps a connection on the addresses and ports of `k` (or is opening one): any
+/// socket but a listener or a connection closed in TIME_WAIT. A SYN there does not start a
+/// new connection (the resolver's TCP answers it with a challenge ACK, RFC 5961).
 #[inline(always)]
-fn socket_of(ctx: &XdpContext, k: &FlowKey, v6: u64) -> u32 {
+fn live_connection(ctx: &XdpContext, k: &FlowKey, v6: u64) -> bool {
     // A `bpf_sock_tuple`: client address, server address, ports as on the wire (IPv4: 12
     // bytes; IPv6: 36).
     let mut t = [0u32; 9];
@@ -106,49 +105,36 @@ fn socket_of(ctx: &XdpContext, k: &FlowKey, v6: u64) -> u32 {
         )
     };
     if sk.is_null() {
-        return SOCKET_UNKNOWN;
+        return false;
     }
     // SAFETY: a socket the helper returned; `state` is readable on every kind it returns.
     let state = unsafe { (*sk).state };
     // SAFETY: releases the reference the lookup took.
     unsafe { r#gen::bpf_sk_release(sk.cast()) };
-    if state == BPF_TCP_LISTEN as u32 || state == BPF_TCP_TIME_WAIT as u32 {
-        SOCKET_NONE
-    } else {
-        SOCKET_LIVE
-    }
+    state != BPF_TCP_LISTEN as u32 && state != BPF_TCP_TIME_WAIT as u32
 }
 
-/// See [`socket_of`].
-const SOCKET_UNKNOWN: u32 = 0;
-const SOCKET_NONE: u32 = 1;
-const SOCKET_LIVE: u32 = 2;
-
 /// A SYN with sequence number `isn` starts the connection's stream — unless the resolver's
-/// TCP, in this namespace, holds a live connection on these addresses and ports (it ignores a
-/// SYN there: RFC 5961's challenge ACK), or, where no socket tells (the resolver is not in
-/// this namespace), a stream followed on them moved lately (see `FlowSeq::after_syn`). Called
-/// from the TCP parse, before the frame is known to hold a query. (A RST changes nothing: one
-/// the resolver's TCP ignores, out of its window, must not make the program forget the
-/// stream.)
+/// TCP, in this namespace, keeps a live connection on these addresses and ports (see
+/// [`live_connection`]), or a stream followed on them moved lately (see
+/// `FlowSeq::after_syn`). The first closes the way back in through a stream the program lost
+/// (pushed out of the map, or gone with a reload) while the connection lives; the second
+/// holds where no connection shows yet: a handshake answered with a SYN cookie keeps none,
+/// and a SYN the stack has not yet seen (a batch, another queue) leaves none, so a second SYN
+/// at another number must not move the stream then. Called from the TCP parse, for a plain
+/// SYN without data. (A RST changes nothing: one the resolver's TCP ignores, out of its
+/// window, must not make the program forget the stream.)
 #[inline(never)]
 pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
     let Some(k) = key_of(ctx, l3 & 0x3ff, l4 & 0x7ff, v6) else {
         return;
     };
-    let seed = match socket_of(ctx, &k, v6) {
-        // A live connection: were the stream set afresh (pushed out of the map, or the program
-        // reloaded), a segment judged from the SYN's number could reach into data the
-        // resolver already holds.
-        SOCKET_LIVE => return,
-        // No connection, and the resolver's TCP will open one from this SYN.
-        SOCKET_NONE => FlowSeq::after_syn(None, isn, now()),
-        _ => {
-            // SAFETY: as in `check`.
-            let was = unsafe { TCP_FLOWS.get(&k) }.copied();
-            FlowSeq::after_syn(was.as_ref(), isn, now())
-        }
-    };
+    if live_connection(ctx, &k, v6) {
+        return;
+    }
+    // SAFETY: as in `check`.
+    let was = unsafe { TCP_FLOWS.get(&k) }.copied();
+    let seed = FlowSeq::after_syn(was.as_ref(), isn, now());
     if let Some(s) = seed {
         let _ = TCP_FLOWS.insert(&k, &s, 0);
     }

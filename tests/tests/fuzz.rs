@@ -219,10 +219,12 @@ fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
             flags: [0x18, 0x18, 0x10, 0x19, 0x02, 0x14, 0x11, 0x08, 0x38][r.below(9)],
             ..Tcp::default()
         };
-        // A connection not yet followed: often its SYN first.
-        if hinted.is_none() && r.chance(2) {
+        // A connection not yet followed: often its SYN first, without data mostly (a SYN
+        // with data is dropped and starts nothing).
+        let plain_syn = hinted.is_none() && r.chance(2) && {
             t.flags = 0x02;
-        }
+            !r.chance(8)
+        };
         t.options = match r.below(5) {
             0 => packet::ts_option(r.next() as u32, r.next() as u32),
             1 => {
@@ -263,6 +265,10 @@ fn frame(r: &mut Rng, hint: Hint) -> Vec<u8> {
                 _ => data.extend((0..r.below(20)).map(|_| r.next() as u8)),
             }
             f.payload = data;
+        }
+        if plain_syn {
+            t.raw_payload = true;
+            f.payload.clear();
         }
         f = f.over_tcp(t);
     }
@@ -361,7 +367,7 @@ struct Streams {
 impl Streams {
     /// For a TCP frame to port 53 that reaches the program's look at its flags (a whole
     /// header): its connection, IP version, source port, sequence number and flags.
-    fn conn(f: &[u8]) -> Option<(Vec<u8>, bool, u16, u32, u8)> {
+    fn conn(f: &[u8]) -> Option<(Vec<u8>, bool, u16, u32, u16)> {
         let (off, l4, end, 6) = transport(f).ok()? else {
             return None;
         };
@@ -371,6 +377,8 @@ impl Streams {
             return None;
         }
         let flags = *f.get(l4 + 13)?;
+        // Data on the segment: reported as a flag of its own (0x100).
+        let flags = flags as u16 | ((l4 + doff < end) as u16) << 8;
         let v6 = f[off] >> 4 == 6;
         let mut key = vec![f[off] >> 4];
         if v6 {
@@ -405,10 +413,10 @@ impl Streams {
         if flags & 0x20 != 0 {
             return false;
         }
-        // A SYN (not a RST) starts a stream where none is followed; on a followed one it is
-        // ignored (this run is far shorter than the minutes of idleness that would let it
-        // start afresh).
-        if flags & 0x06 == 0x02 && !self.at.contains_key(&key) {
+        // A plain SYN (no ACK, FIN, RST or data) starts a stream where none is followed; on a
+        // followed one it is ignored (this run is far shorter than the minutes of idleness
+        // that would let it start afresh).
+        if flags & 0x117 == 0x02 && !self.at.contains_key(&key) {
             let first = seq.wrapping_add(1);
             self.set(key.clone(), v6, sport, (first, first));
         }
