@@ -513,10 +513,7 @@ except socket.timeout:
     out.lines()
         .map(|l| {
             let (at, hex) = l.split_once(' ').expect("time and message");
-            let m = (0..hex.len() / 2)
-                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
-                .collect();
-            (at.parse().expect("seconds"), m)
+            (at.parse().expect("seconds"), unhex(hex))
         })
         .collect()
 }
@@ -773,13 +770,7 @@ s.sendto(bytes.fromhex('{hex}'),('{EDGE_V6}',53))\n\
 try:\n    sys.stdout.write(s.recv(4096).hex())\n\
 except TimeoutError:\n    sys.stdout.write('none')\n"
     );
-    let out = t.client.must("python3", &["-c", &script]);
-    let hex = out.trim();
-    (hex != "none").then(|| {
-        (0..hex.len() / 2)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect()
-    })
+    client_python_answer(t, &script)
 }
 
 /// IPv6 extension headers the program does not walk: a query behind 1.1 KB of destination
@@ -853,11 +844,7 @@ except TimeoutError:\n    sys.stdout.write('none')\n",
     );
     let before = t.unbound_queries();
     let urgent = b.reason("tcp_urgent");
-    let out = t.client.must("python3", &["-c", &script]);
-    if out.trim() != "none" {
-        let a: Vec<u8> = (0..out.trim().len() / 2)
-            .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect();
+    if let Some(a) = client_python_answer(&t, &script) {
         panic!("answered: {:?}", dns::parse(&a).answers);
     }
     assert_eq!(t.unbound_queries(), before, "unbound never saw it");
@@ -1074,11 +1061,7 @@ sys.stdout.write('%.1f %s' % ((time.monotonic()-t)*1000, 'none' if d is None els
     );
     let out = t.client.must("python3", &["-c", &script]);
     let (ms, hex) = out.trim().split_once(' ').expect("time and answer");
-    let answer = (hex != "none").then(|| {
-        (0..hex.len() / 2)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect()
-    });
+    let answer = (hex != "none").then(|| unhex(hex));
     (answer, ms.parse().expect("milliseconds"))
 }
 
@@ -1358,13 +1341,22 @@ s.sendto(bytes.fromhex('{hex}'),('{EDGE_V4}',{port}))\n\
 try:\n    sys.stdout.write(s.recv(4096).hex())\n\
 except TimeoutError:\n    sys.stdout.write('none')\n"
     );
-    let out = t.client.must("python3", &["-c", &script]);
+    client_python_answer(t, &script)
+}
+
+/// Runs the python `script` in the client namespace; what it printed, the bytes of an answer
+/// in hex, or None when it printed `none`.
+fn client_python_answer(t: &Topology, script: &str) -> Option<Vec<u8>> {
+    let out = t.client.must("python3", &["-c", script]);
     let out = out.trim();
-    (out != "none").then(|| {
-        (0..out.len() / 2)
-            .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect()
-    })
+    (out != "none").then(|| unhex(out))
+}
+
+/// Bytes from their hex digits.
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
 }
 
 /// A query whose QNAME holds a compression pointer. No client means one: the question is the
@@ -1531,13 +1523,7 @@ try:\n    sys.stdout.write(u.recv(4096).hex())\n\
 except TimeoutError:\n    sys.stdout.write('none')\n"
     );
     let before = t.unbound_queries();
-    let out = t.client.must("python3", &["-c", &script]);
-    let out = out.trim();
-    assert_ne!(out, "none", "no answer");
-    let a: Vec<u8> = (0..out.len() / 2)
-        .map(|i| u8::from_str_radix(&out[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect();
-    let a = dns::parse(&a);
+    let a = dns::parse(&client_python_answer(&t, &script).expect("no answer"));
     assert_eq!(a.id, 0x6060);
     assert_eq!(
         (a.rcode, a.answers.len()),

@@ -1894,20 +1894,12 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
         v
     };
     let seg = |v6: bool, sport: u16, seq: u32, flags: u8, data: &[u8]| {
-        let mut f = if v6 {
+        let f = if v6 {
             Frame::v6(data.to_vec())
         } else {
             Frame::v4(data.to_vec())
         };
-        f.sport = sport;
-        f.over_tcp(Tcp {
-            seq,
-            ack: 5000,
-            flags,
-            raw_payload: true,
-            ..Tcp::default()
-        })
-        .bytes()
+        segment(f, sport, 53, seq, flags)
     };
     let run = |f: Vec<u8>| test_run(fd.as_fd(), &f, 1).expect("test_run").retval;
     let data = |v6, sport, seq, d: &[u8]| run(seg(v6, sport, seq, 0x18, d));
@@ -2039,6 +2031,20 @@ fn a_tcp_segment_is_judged_only_where_its_connections_next_message_starts() {
     );
 }
 
+/// `f`'s payload as the data of a TCP segment from `sport` to `dport` at `seq` with `flags`.
+fn segment(mut f: Frame, sport: u16, dport: u16, seq: u32, flags: u8) -> Vec<u8> {
+    f.sport = sport;
+    f.dport = dport;
+    f.over_tcp(Tcp {
+        seq,
+        ack: 5000,
+        flags,
+        raw_payload: true,
+        ..Tcp::default()
+    })
+    .bytes()
+}
+
 /// Two segments of one connection at the same place, of different lengths, judged at the same
 /// moment on two CPUs: only one may be admitted. Were both, the resolver would take the one that
 /// arrives first and read the other's bytes past its end as the start of the next message,
@@ -2080,22 +2086,13 @@ fn two_cpus_cannot_both_admit_segments_at_the_same_place() {
     // A name of 120 labels: the walk of its suffixes, between the two reads of the stream,
     // is the widest window this program has.
     let name = format!("{}news.example.", "a.".repeat(118));
-    let segment = |edns: Option<(bool, Vec<EdnsOption>)>| {
+    let query_segment = |edns: Option<(bool, Vec<EdnsOption>)>| {
         let q = dns::query(1, &name, RecordType::A, edns);
         let mut data = (q.len() as u16).to_be_bytes().to_vec();
         data.extend_from_slice(&q);
-        let mut f = Frame::v4(data);
-        f.sport = 41_000;
-        f.over_tcp(Tcp {
-            seq: 7_000,
-            ack: 5000,
-            flags: 0x18,
-            raw_payload: true,
-            ..Tcp::default()
-        })
-        .bytes()
+        segment(Frame::v4(data), 41_000, 53, 7_000, 0x18)
     };
-    let frames = [segment(None), segment(Some((false, vec![])))];
+    let frames = [query_segment(None), query_segment(Some((false, vec![])))];
     assert_ne!(frames[0].len(), frames[1].len());
     let before = b.reason("tcp_out_of_step");
     let go = std::sync::atomic::AtomicUsize::new(0);
@@ -2203,7 +2200,7 @@ fn a_syn_on_a_live_connection_does_not_restart_its_stream() {
         let (_server, _) = listener.accept().expect("accept");
         let cport = client.local_addr().expect("addr").port();
         let seg = |sport: u16, seq: u32, flags: u8, data: &[u8]| {
-            let mut f = if v6 {
+            let f = if v6 {
                 let mut lo = [0u8; 16];
                 lo[15] = 1;
                 Frame {
@@ -2227,16 +2224,7 @@ fn a_syn_on_a_live_connection_does_not_restart_its_stream() {
                     ..Frame::v4(data.to_vec())
                 }
             };
-            f.sport = sport;
-            f.dport = port;
-            f.over_tcp(Tcp {
-                seq,
-                ack: 5000,
-                flags,
-                raw_payload: true,
-                ..Tcp::default()
-            })
-            .bytes()
+            segment(f, sport, port, seq, flags)
         };
         let run = |f: Vec<u8>| test_run(fd.as_fd(), &f, 1).expect("test_run").retval;
         let before = b.reason("tcp_out_of_step");
