@@ -296,22 +296,8 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
             f = f.over_tcp(packet::Tcp::default());
         }
         f.vlans = tags.to_vec();
-        let mut bytes = f.bytes();
-        bytes[0..6].copy_from_slice(&emac);
-        bytes[6..12].copy_from_slice(&cmac);
-        let answer = raw::exchange(
-            &t.client.name,
-            &t.client_dev,
-            &bytes,
-            Duration::from_secs(2),
-            |fr| {
-                std::panic::catch_unwind(|| packet::parse(fr))
-                    .ok()
-                    .and_then(|r| r.ok())
-                    .is_some_and(|p| p.sport == 53)
-            },
-        )
-        .unwrap_or_else(|| panic!("no answer to a tagged query (v6: {v6}, tags {tags:?})"));
+        let answer = exchange_on_the_wire(&t, &f)
+            .unwrap_or_else(|| panic!("no answer to a tagged query (v6: {v6}, tags {tags:?})"));
         let p = packet::parse(&answer).expect("answer frame with valid checksums");
         assert_eq!(p.vlans, tags, "tags preserved");
         assert_eq!((p.dst_mac, p.src_mac), (cmac, emac), "MACs swapped");
@@ -332,6 +318,27 @@ fn tagged(mode: &str, tags: &[(u16, u16)]) {
     }
     assert_eq!(b.stats()["reasons"]["nxdomain"].as_u64(), Some(4));
     assert_eq!(b.stats()["reasons"]["tcp_queries"].as_u64(), Some(2));
+}
+
+/// Sends `f` as a raw frame from the client's veth (the edge's and the client's MAC addresses
+/// filled in); the first frame that comes back from port 53, tagged or not, within two
+/// seconds.
+fn exchange_on_the_wire(t: &Topology, f: &Frame) -> Option<Vec<u8>> {
+    let mut bytes = f.bytes();
+    bytes[0..6].copy_from_slice(&raw::mac(&t.edge.name, &t.edge_dev));
+    bytes[6..12].copy_from_slice(&raw::mac(&t.client.name, &t.client_dev));
+    raw::exchange(
+        &t.client.name,
+        &t.client_dev,
+        &bytes,
+        Duration::from_secs(2),
+        |fr| {
+            std::panic::catch_unwind(|| packet::parse(fr))
+                .ok()
+                .and_then(|r| r.ok())
+                .is_some_and(|p| p.sport == 53)
+        },
+    )
 }
 
 /// Bytes of TCP data of a query frame: the length prefix and the message.
@@ -1543,8 +1550,6 @@ except TimeoutError:\n    sys.stdout.write('none')\n"
 #[test]
 fn stacked_priority_tags_cannot_carry_a_query_past_blocker() {
     let (t, b) = setup("native");
-    let cmac = raw::mac(&t.client.name, &t.client_dev);
-    let emac = raw::mac(&t.edge.name, &t.edge_dev);
     let mut f = Frame::v4(dns::query(
         0x7878,
         "blocked.test.",
@@ -1552,25 +1557,10 @@ fn stacked_priority_tags_cannot_carry_a_query_past_blocker() {
         Some((false, vec![])),
     ));
     f.vlans = vec![(0x8100, 0), (0x8100, 0), (0x8100, 0)];
-    let mut bytes = f.bytes();
-    bytes[0..6].copy_from_slice(&emac);
-    bytes[6..12].copy_from_slice(&cmac);
     let before = t.unbound_queries();
     let deep = b.reason("deep_headers");
     // Any reply from port 53, tagged or not (unbound's goes out untagged).
-    let answer = raw::exchange(
-        &t.client.name,
-        &t.client_dev,
-        &bytes,
-        Duration::from_secs(2),
-        |fr| {
-            std::panic::catch_unwind(|| packet::parse(fr))
-                .ok()
-                .and_then(|r| r.ok())
-                .is_some_and(|p| p.sport == 53)
-        },
-    );
-    if let Some(a) = answer {
+    if let Some(a) = exchange_on_the_wire(&t, &f) {
         let p = packet::parse(&a).expect("reply");
         panic!("answered: {:?}", dns::parse(&p.dns).answers);
     }
