@@ -838,8 +838,8 @@ fn prepare_parts(ctx: &XdpContext, tcp_query: &mut u64) -> Result<u32, Reason> {
         ];
     }
     // A TCP segment is judged only where its connection's next message starts, which then
-    // moves past it (see `stream`). Called for TCP only; the transport is read back from scratch memory afterwards, so
-    // the rest is verified once for both (see `rate_limit`).
+    // moves past it (see `stream`). Called for TCP only; the transport is read back from
+    // scratch memory afterwards, so the rest is verified once for both (see `rate_limit`).
     if f.tcp != 0 && stream::check(ctx) != 0 {
         return Err(Reason::TcpOutOfStep);
     }

@@ -134,8 +134,7 @@ pub fn syn(ctx: &XdpContext, l3: usize, l4: usize, v6: u64, isn: u32) {
     }
     // SAFETY: as in `check`.
     let was = unsafe { TCP_FLOWS.get(&k) }.copied();
-    let seed = FlowSeq::after_syn(was.as_ref(), isn, now());
-    if let Some(s) = seed {
+    if let Some(s) = FlowSeq::after_syn(was.as_ref(), isn, now()) {
         let _ = TCP_FLOWS.insert(&k, &s, 0);
     }
 }
