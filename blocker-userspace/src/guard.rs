@@ -198,13 +198,29 @@ impl Guards {
         None
     }
 
-    /// Every rule of `rules` the guards refuse, with its source and the reason, in order. A
-    /// large list is checked in two halves on two threads.
-    pub fn refusals<'a>(&self, rules: &'a [Rule]) -> Vec<(&'a Rule, String)> {
+    /// Every rule of `rules` the guards refuse, with its source and the reason, in order,
+    /// judged by the action each takes in force: `over`, the order's policy override, when it
+    /// has one (an override makes every rule of the order, pass rules included, take its
+    /// action), else the rule's own. A large list is checked in two halves on two threads.
+    pub fn refusals<'a>(&self, rules: &'a [Rule], over: Option<Action>) -> Vec<(&'a Rule, String)> {
         crate::in_two_halves(rules, PARALLEL_RULES, |rules: &'a [Rule]| {
             rules
                 .iter()
-                .filter_map(|r| self.refusal(&r.name, r.kind, r.action).map(|why| (r, why)))
+                .filter_map(|r| {
+                    let action = over.unwrap_or(r.action);
+                    let why = self.refusal(&r.name, r.kind, action)?;
+                    Some(match over {
+                        Some(o) if o != r.action => (
+                            r,
+                            format!(
+                                "{why} (the order's policy override makes its {} rule {})",
+                                r.action.as_str(),
+                                o.as_str()
+                            ),
+                        ),
+                        _ => (r, why),
+                    })
+                })
                 .collect()
         })
     }
@@ -321,7 +337,7 @@ mod tests {
             })
             .collect();
         let got: Vec<usize> = g
-            .refusals(&rules)
+            .refusals(&rules, None)
             .iter()
             .map(|(r, _)| {
                 rules
@@ -331,6 +347,24 @@ mod tests {
             })
             .collect();
         assert_eq!(got, refused_at);
+    }
+
+    #[test]
+    fn a_policy_override_is_judged_as_the_action_in_force() {
+        let g = guards(&[]);
+        let rules = [Rule::cli(n("co.uk"), Kind::Subtree, Action::Pass)];
+        assert!(g.refusals(&rules, None).is_empty());
+        assert!(g.refusals(&rules, Some(Action::Pass)).is_empty());
+        let r = g.refusals(&rules, Some(Action::Drop));
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].1.contains("policy override makes its pass rule drop"),
+            "{}",
+            r[0].1
+        );
+        // A block rule overridden by pass blocks nothing.
+        let rules = [Rule::cli(n("co.uk"), Kind::Subtree, Action::Nxdomain)];
+        assert!(g.refusals(&rules, Some(Action::Pass)).is_empty());
     }
 
     #[test]

@@ -25,6 +25,84 @@ fn snapshot(b: &Blocker) -> (String, String) {
     )
 }
 
+/// RPZ's policy override makes every rule of an order take its action, pass rules included:
+/// allow rules on a public suffix, harmless in themselves, would block the whole suffix under
+/// `--override nxdomain`. The guards judge each rule by the action it takes in force.
+#[test]
+fn a_policy_override_cannot_turn_allow_rules_on_a_suffix_into_blocks() {
+    let b = Blocker::new();
+    b.ok(&[
+        "rules",
+        "add",
+        "co.uk",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "Allow",
+    ]);
+    let orders = || b.ok(&["orders", "list", "--json"]);
+    let before = (snapshot(&b), orders());
+    let err = b.fails(&[
+        "orders",
+        "set",
+        "--order",
+        "Allow",
+        "--override",
+        "nxdomain",
+    ]);
+    for want in [
+        "co.uk is a public suffix",
+        "the order's policy override makes its pass rule nxdomain",
+        "nothing was changed",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert_eq!(
+        (snapshot(&b), orders()),
+        before,
+        "a refused override changes nothing"
+    );
+    assert_eq!(query_once(&b, "x.co.uk"), PASSED);
+    // (That query counted a hit.)
+    let before = (snapshot(&b), orders());
+    // The same override given with the rule.
+    let err = b.fails(&[
+        "rules",
+        "add",
+        "org.uk",
+        "--subtree",
+        "--action",
+        "pass",
+        "--order",
+        "Allow2",
+        "--override",
+        "drop",
+    ]);
+    assert!(err.contains("org.uk is a public suffix"), "{err}");
+    assert_eq!((snapshot(&b), orders()), before);
+    // An override that lets things through is no block, and accepted.
+    b.ok(&["orders", "set", "--order", "Allow", "--override", "pass"]);
+    // --force applies it, and the record says it was forced.
+    b.ok(&[
+        "orders",
+        "set",
+        "--order",
+        "Allow",
+        "--override",
+        "nxdomain",
+        "--force",
+    ]);
+    assert_eq!(query_once(&b, "x.co.uk"), BLOCKED);
+    let record = std::fs::read_to_string(b.state.join("compliance.jsonl")).expect("record");
+    let last: serde_json::Value =
+        serde_json::from_str(record.lines().last().expect("a line")).expect("a JSON line");
+    assert_eq!(last["command"], "orders set", "{last}");
+    assert_eq!(last["forced"], true, "{last}");
+    b.ok(&["orders", "set", "--order", "Allow", "--override", "given"]);
+    assert_eq!(query_once(&b, "x.co.uk"), PASSED);
+}
+
 #[test]
 fn guards_refuse_suffixes_and_protected_names_and_change_nothing() {
     let b = Blocker::new();

@@ -7,7 +7,7 @@ use blocker_common::Action;
 use serde::Serialize;
 
 use super::{
-    rules::{order_for, CliAction, OrderOpts},
+    rules::{check_guards, order_for, CliAction, GuardOpts, OrderOpts},
     time_str, Ctx,
 };
 use crate::{
@@ -43,6 +43,10 @@ pub struct SetArgs {
     pub action: Option<CliAction>,
     #[command(flatten)]
     pub order: OrderOpts,
+    /// A policy override changes what every rule of the order does: its rules are checked
+    /// against the guards again, by the overriding action.
+    #[command(flatten)]
+    pub guard: GuardOpts,
     #[command(flatten)]
     pub audit: Audit,
 }
@@ -205,8 +209,19 @@ fn set(ctx: &Ctx, a: SetArgs) -> Result<ExitCode> {
     let mut c = Controller::open(&ctx.pins, &ctx.dir)?;
     let order = order_for(&c, &a.order, a.action.map(Action::from))?;
     let name = order.name.clone();
+    // A new policy override: every rule now takes its action (pass rules on a public suffix
+    // become blocks there), so the guards judge the order's rules again.
+    let before = c.state.order(&name).and_then(|o| o.override_action);
+    let mut forced = false;
+    if order.override_action.is_some() && order.override_action != before {
+        if let Some(o) = c.state.order(&name) {
+            let rules = c.dir.read_rules(o)?;
+            forced = check_guards(ctx, &a.guard, &rules, order.override_action)?;
+        }
+    }
     let s = c.apply(vec![OrderChange::Put { order, rules: None }])?;
-    let rec = Record::new("orders set", started, Some(&name), Some(&s), &a.audit);
+    let mut rec = Record::new("orders set", started, Some(&name), Some(&s), &a.audit);
+    rec.forced = forced;
     compliance::append(&ctx.dir, &rec)?;
     println!("order {name:?} set");
     Ok(ExitCode::SUCCESS)

@@ -439,11 +439,17 @@ fn print_summary(s: &Summary) {
     );
 }
 
-/// Checks `rules` against the guards: refused rules are printed (`SOURCE: reason`) and refuse
+/// Checks `rules` against the guards, each by the action it takes in force (`over`: the
+/// order's policy override, if any): refused rules are printed (`SOURCE: reason`) and refuse
 /// the change, unless --force. Returns whether the guards were overridden.
-fn check_guards(ctx: &Ctx, g: &GuardOpts, rules: &[Rule]) -> Result<bool> {
+pub fn check_guards(
+    ctx: &Ctx,
+    g: &GuardOpts,
+    rules: &[Rule],
+    over: Option<Action>,
+) -> Result<bool> {
     let guards = Guards::load(&ctx.dir, g.psl.as_deref())?;
-    let refused = guards.refusals(rules);
+    let refused = guards.refusals(rules, over);
     if refused.is_empty() {
         return Ok(false);
     }
@@ -490,7 +496,12 @@ fn add(ctx: &Ctx, a: AddArgs) -> Result<ExitCode> {
         qtypes,
         ..Rule::cli(name.clone(), kind, action)
     };
-    let forced = check_guards(ctx, &a.guard, std::slice::from_ref(&rule))?;
+    let forced = check_guards(
+        ctx,
+        &a.guard,
+        std::slice::from_ref(&rule),
+        order.override_action,
+    )?;
     rules.retain(|r| !(r.name == name && r.kind == kind));
     rules.push(rule);
     let s = c.apply(vec![OrderChange::Put {
@@ -817,7 +828,7 @@ fn load(ctx: &Ctx, a: LoadArgs) -> Result<ExitCode> {
         .collect();
     rules.shrink_to_fit();
     log::info!("rules built: {:.3} s", t0.elapsed().as_secs_f64());
-    let forced = check_guards(ctx, &a.guard, &rules)?;
+    let forced = check_guards(ctx, &a.guard, &rules, order.override_action)?;
     log::info!("guards checked: {:.3} s", t0.elapsed().as_secs_f64());
     let settings = &c.state.settings;
     if sinkholes > 0 && settings.sinkhole_v4.is_none() && settings.sinkhole_v6.is_none() {

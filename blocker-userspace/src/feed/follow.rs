@@ -400,10 +400,18 @@ fn rules_of(out: blocker_lists::ParseOutcome, file: &Arc<str>) -> Vec<Rule> {
 /// Refuses a serial whose new rules the guards refuse (a public suffix, a name above one, a
 /// protected name), as `rules load` refuses them without --force: nobody is there to force
 /// a transfer, so the serial is not applied and the edge keeps the copy it enforces; the
-/// error stays in the feed's status until a serial without them arrives.
-fn check_guards(shared: &Shared, serial: u32, rules: &[Rule]) -> Result<(), String> {
+/// error stays in the feed's status until a serial without them arrives. Each rule is judged
+/// by the action it takes in force: the order's policy override (`orders set --override`),
+/// if it has one, else its own.
+fn check_guards(shared: &Shared, feed: &Feed, serial: u32, rules: &[Rule]) -> Result<(), String> {
     let guards = crate::guard::Guards::load(&shared.dir, None).map_err(|e| e.to_string())?;
-    let refused = guards.refusals(rules);
+    let over = shared
+        .dir
+        .load()
+        .map_err(|e| e.to_string())?
+        .order(&feed.order)
+        .and_then(|o| o.override_action);
+    let refused = guards.refusals(rules, over);
     if refused.is_empty() {
         return Ok(());
     }
@@ -513,7 +521,7 @@ fn enforce_edit(
         // but unsupported entries).
         return Ok(None);
     }
-    check_guards(shared, serial, &added)?;
+    check_guards(shared, feed, serial, &added)?;
     let started = jiff::Timestamp::now();
     // The journal first: a copy that is ahead of the order is enforced whole at the next
     // start; one behind it would not be.
@@ -662,7 +670,7 @@ fn enforce_blocking(
     let file: Arc<str> = path.display().to_string().into();
     let soa = out.soa.clone();
     let rules = rules_of(out, &file);
-    check_guards(shared, serial, &rules)?;
+    check_guards(shared, feed, serial, &rules)?;
     let started = jiff::Timestamp::now();
     let n = rules.len();
     // The copy is written next to the old one and takes its place once enforced: the rule
