@@ -44,6 +44,12 @@ use crate::{
     txn::{Controller, OrderChange, RulesCache},
 };
 
+/// The longest wait between refreshes a zone's SOA can set (seconds: a day).
+const MAX_SOA_REFRESH: u32 = 86_400;
+
+/// NOTIFYs a feed's task holds before it reads them (see where its queue is made).
+const NOTICES_PENDING: usize = 64;
+
 /// How `follow` runs.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -270,7 +276,10 @@ async fn follow_feed(shared: Arc<Shared>, feed: Feed, mut stop: watch::Receiver<
             return;
         }
     };
-    let (tx, mut notices) = mpsc::unbounded_channel();
+    // Bounded: NOTIFYs that arrive while a transfer runs wait here, and past a few dozen more
+    // say nothing the first did not (the next refresh asks the primary anyway); a flood of
+    // them, spoofed from a primary's address, cannot grow the follower's memory.
+    let (tx, mut notices) = mpsc::channel(NOTICES_PENDING);
     shared.registry.set(
         &f.feed.zone,
         notify::Listening {
@@ -706,10 +715,18 @@ fn enforce_blocking(
         }
     };
     let ms = t0.elapsed().as_millis() as u64;
-    // The journal holds differences from the copy replaced: gone with it.
-    let _ = fs::remove_dir_all(Zone::journal_dir(&path));
-    if let Err(e) = fs::rename(&staged, &path) {
-        log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display());
+    // The new copy takes the old one's place first (the rename made durable), and only then
+    // does the old copy's journal go: a stop in between leaves the new copy with a journal
+    // of differences older than it, which loading skips, never the old copy without the
+    // journal that brings it up to date.
+    match fs::rename(&staged, &path) {
+        Ok(()) => {
+            if let Some(d) = path.parent() {
+                let _ = fs::File::open(d).and_then(|d| d.sync_all());
+            }
+            let _ = fs::remove_dir_all(Zone::journal_dir(&path));
+        }
+        Err(e) => log::error!("{}: keeping the copy in {}: {e}", feed.zone, path.display()),
     }
     record(feed, source, serial, started, &path, &summary, &shared.dir);
     Ok(Applied::of(&summary, n, ms))
@@ -903,7 +920,14 @@ impl Follower {
     /// Seconds to the next refresh after an attempt.
     fn wait(&self, ok: bool) -> Duration {
         let (refresh, retry, _) = self.zone.as_ref().map_or((30, 30, 0), Zone::timers);
-        let refresh = self.feed.refresh.unwrap_or(refresh).max(1);
+        // A SOA's refresh is at most a day here (it may say up to 68 years): without NOTIFY
+        // the edge still asks daily, and an expiry is judged at least that often. An
+        // operator's `feed add --refresh` is taken as given.
+        let refresh = self
+            .feed
+            .refresh
+            .unwrap_or(refresh.min(MAX_SOA_REFRESH))
+            .max(1);
         let retry = retry.clamp(1, refresh);
         let secs = match (ok, &self.zone) {
             (true, Some(_)) => refresh,

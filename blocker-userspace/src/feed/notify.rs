@@ -56,7 +56,7 @@ pub struct Notice {
 pub struct Listening {
     pub primaries: Vec<IpAddr>,
     pub key: Option<Arc<Key>>,
-    pub tx: mpsc::UnboundedSender<Notice>,
+    pub tx: mpsc::Sender<Notice>,
 }
 
 /// The followed zones (lower case, no final dot), shared with the feeds' tasks.
@@ -120,8 +120,9 @@ impl Notifiable for Registry {
                     "NOTIFY from {source} for {zone} (serial {})",
                     serial.map_or("not given".to_string(), |s| s.to_string())
                 );
-                // A task that is gone (feed removed meanwhile) just misses it.
-                let _ = l.tx.send(Notice {
+                // A task that is gone (feed removed meanwhile) just misses it, and one with
+                // its queue full (a flood while a transfer runs) needs no more.
+                let _ = l.tx.try_send(Notice {
                     at: Instant::now(),
                     serial,
                     source,

@@ -34,7 +34,7 @@ use domain::{
 };
 use tokio::net::TcpStream;
 
-use super::zone::{serial_of, soa_of, Batch};
+use super::zone::{sequence_error, serial_of, soa_of, Batch};
 
 /// A failed exchange with a primary.
 #[derive(Debug, thiserror::Error)]
@@ -423,7 +423,12 @@ impl Primary {
         }
         match self.read(WHAT, first, &mut resp).await {
             Ok(Read::Full(f)) => Ok(Ixfr::Full(f)),
-            Ok(Read::Diff(d)) => Ok(Ixfr::Diff(d)),
+            Ok(Read::Diff(d)) => Ok(
+                match sequence_error(serial_of(have), &d.batches, serial_of(&d.soa)) {
+                    None => Ixfr::Diff(d),
+                    Some(why) => Ixfr::Unavailable(format!("the IXFR reply {why}")),
+                },
+            ),
             // The first message is not a transfer (e.g. an error the rcode did not say).
             Err(XfrError::Malformed { why, .. }) if why.starts_with("Not a valid XFR") => Ok(
                 Ixfr::Unavailable(format!("the IXFR reply is not a transfer ({why})")),

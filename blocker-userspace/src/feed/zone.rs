@@ -58,6 +58,34 @@ pub struct Batch {
     pub adds: Vec<ZoneRecord>,
 }
 
+/// What is wrong with an IXFR's difference sequences as a way from serial `have` to the
+/// closing SOA's serial `end` (None: nothing): none at all (`SOA(n) SOA(n)` is a whole zone
+/// holding only its SOA, not "no change"), a sequence that does not move forward (RFC 1982),
+/// or one that ends elsewhere than the closing SOA. Where each starts is checked as it is
+/// applied ([`Zone::apply`]).
+pub fn sequence_error(have: u32, batches: &[Batch], end: u32) -> Option<String> {
+    let Some(last) = batches.last() else {
+        return Some(format!(
+            "holds no difference sequence (closing serial {end})"
+        ));
+    };
+    if !super::serial_newer(end, have) {
+        return Some(format!(
+            "ends at serial {end}, not newer than ours ({have})"
+        ));
+    }
+    for b in batches {
+        let (from, to) = (serial_of(&b.from), serial_of(&b.to));
+        if !super::serial_newer(to, from) {
+            return Some(format!(
+                "has a difference sequence from {from} to {to}, not forward"
+            ));
+        }
+    }
+    let to = serial_of(&last.to);
+    (to != end).then(|| format!("ends its differences at serial {to}, its closing SOA at {end}"))
+}
+
 /// How to take back an applied diff.
 #[derive(Debug)]
 pub struct Undo {
@@ -362,6 +390,15 @@ impl Zone {
             .unwrap_or_default();
         files.sort();
         for f in files {
+            // `NNNNNNNN.SERIAL`, SERIAL the one its differences end at; anything else (a
+            // `.tmp` a crash left while one was being written) is not an entry.
+            let Some(to) = f
+                .extension()
+                .and_then(|e| e.to_str())
+                .and_then(|e| e.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let batches = match Zone::read_batches(&f, apex) {
                 Ok(b) => b,
                 Err(e) => {
@@ -369,6 +406,13 @@ impl Zone {
                     continue;
                 }
             };
+            if batches.last().map(|b| serial_of(&b.to)) != Some(to) {
+                log::warn!(
+                    "{}: skipped (its differences do not end at serial {to})",
+                    f.display()
+                );
+                continue;
+            }
             if batches
                 .first()
                 .is_some_and(|b| serial_of(&b.from) == z.serial())
@@ -514,6 +558,42 @@ mod tests {
                 Ttl::from_secs(60),
             )),
         )
+    }
+
+    fn batch(from: u32, to: u32) -> Batch {
+        Batch {
+            from: soa(from),
+            to: soa(to),
+            deletes: Vec::new(),
+            adds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn difference_sequences_must_lead_forward_to_the_closing_serial() {
+        assert_eq!(sequence_error(5, &[batch(5, 6), batch(6, 7)], 7), None);
+        // Across the wrap of serial arithmetic.
+        assert_eq!(sequence_error(u32::MAX, &[batch(u32::MAX, 1)], 1), None);
+        for (have, batches, end, want) in [
+            (5, vec![], 5, "holds no difference sequence"),
+            (5, vec![batch(5, 5)], 5, "not newer than ours"),
+            (5, vec![batch(5, 3)], 3, "not newer than ours"),
+            (
+                5,
+                vec![batch(5, 7), batch(7, 6)],
+                8,
+                "from 7 to 6, not forward",
+            ),
+            (
+                5,
+                vec![batch(5, 6)],
+                7,
+                "ends its differences at serial 6, its closing SOA at 7",
+            ),
+        ] {
+            let e = sequence_error(have, &batches, end).expect("an error");
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     fn cname(owner: &str, target: &str) -> ZoneRecord {
@@ -684,11 +764,23 @@ mod tests {
         fs::create_dir_all(&jdir).expect("journal dir");
         for (i, b) in steps.iter().enumerate() {
             z.apply(b).expect("apply");
-            fs::write(jdir.join(format!("{:08}", i + 1)), Zone::render_batches(b)).expect("j");
+            let to = serial_of(&b[b.len() - 1].to);
+            let f = jdir.join(format!("{:08}.{to}", i + 1));
+            fs::write(f, Zone::render_batches(b)).expect("j");
         }
+        // A file being written when a crash came (`write_atomic`'s staging name), holding
+        // the first lines of the next step only, is no entry: it is skipped.
+        let next = Zone::render_batches(&[Batch {
+            from: soa(4),
+            to: soa(5),
+            deletes: vec![cname("c.example.rpz.test.", "*.")],
+            adds: vec![cname("e.example.rpz.test.", ".")],
+        }]);
+        let cut: String = next.lines().take(3).map(|l| format!("{l}\n")).collect();
+        fs::write(jdir.join("00000003.tmp"), cut).expect("tmp");
         // A journal file that does not follow on (left by a crash) is skipped.
         fs::write(
-            jdir.join("00000000"),
+            jdir.join("00000000.10"),
             Zone::render_batches(&[Batch {
                 from: soa(9),
                 to: soa(10),
@@ -697,7 +789,7 @@ mod tests {
             }]),
         )
         .expect("stale");
-        assert_eq!(Zone::journal_len(&path), 3);
+        assert_eq!(Zone::journal_len(&path), 4);
         let back = Zone::load(&path, "rpz.test").expect("load");
         assert_eq!(back.serial(), 4);
         assert_eq!(back.render(&header), z.render(&header));
