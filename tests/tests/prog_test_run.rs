@@ -760,6 +760,57 @@ fn cases() -> Vec<Case> {
         f.bytes(),
         Expect::Pass("malformed"),
     );
+    // The same lies to a port that is not DNS: the exit for packets to other ports takes
+    // their common layouts early, and must count these as the full parse does (malformed),
+    // not as other_port. With IPv4 options, or IPv6 extension headers, other_port.
+    f.dport = 80;
+    add(
+        "IP total length larger than the frame, to port 80",
+        f.bytes(),
+        Expect::Pass("malformed"),
+    );
+    let mut f = Frame::v4(dns::query(28, "lie.blocked.test.", A, None)).over_tcp(t());
+    f.dport = 80;
+    if let Ip::V4 { tot_len, .. } = &mut f.ip {
+        *tot_len = Some(19);
+    }
+    add(
+        "IP total length below its header, TCP to port 80",
+        f.bytes(),
+        Expect::Pass("malformed"),
+    );
+    let mut f = Frame::v6(dns::query(28, "lie.blocked.test.", A, None));
+    f.dport = 80;
+    if let Ip::V6 { payload_len, .. } = &mut f.ip {
+        *payload_len = Some(600);
+    }
+    add(
+        "IPv6 payload length larger than the frame, to port 80",
+        f.bytes(),
+        Expect::Pass("malformed"),
+    );
+    if let Ip::V6 { payload_len, .. } = &mut f.ip {
+        *payload_len = Some(0);
+    }
+    add(
+        "IPv6 payload length 0, to port 80",
+        f.bytes(),
+        Expect::Pass("malformed"),
+    );
+    let mut f = Frame::v4(dns::query(28, "opt.blocked.test.", A, None));
+    f.dport = 80;
+    f.ip = Ip::V4 {
+        src: [192, 0, 2, 1],
+        dst: [192, 0, 2, 53],
+        options: vec![1, 1, 1, 1],
+        frag: 0,
+        tot_len: None,
+    };
+    add(
+        "IPv4 with options, to port 80",
+        f.bytes(),
+        Expect::Pass("other_port"),
+    );
     let full = q4("cut.blocked.test.", A);
     add(
         "frame cut inside the UDP header",
