@@ -142,13 +142,6 @@ impl Frame {
 
 #[xdp]
 pub fn blocker(ctx: XdpContext) -> u32 {
-    // Most packets on an interface are not for a DNS port (a resolver's upstream answers come
-    // back to ports it chose): their common layouts leave at once, counted as the full parse
-    // would count them.
-    if other_port(&ctx) != 0 {
-        count(Reason::OtherPort, 0);
-        return XDP_PASS;
-    }
     // Bit 0 once the packet is known to carry a whole DNS query over TCP; bit 1 once its TCP
     // data is known to hold more after its first message (see `pipelined`).
     let mut tcp_query = 0u64;
@@ -522,70 +515,6 @@ pub fn load<const N: usize>(ctx: &XdpContext, off: usize) -> Result<[u8; N], Rea
         return Err(Reason::Malformed);
     }
     Ok(buf)
-}
-
-/// 1 for a packet [`parse_frame`] would pass as [`Reason::OtherPort`] in one of the common
-/// layouts: untagged Ethernet, IPv4 without options or IPv6 without extension headers, not a
-/// fragment, UDP or TCP to a port not watched; 0 for anything else, which takes the full way.
-/// Direct reads at constant offsets behind one bounds check each, no helper call, and the
-/// full parse's checks in its order (a total length within the frame, the transport header
-/// it would read there), so the exit and its count are the same either way. Its own BPF
-/// function: every path back to `blocker` returns a constant, so the verifier walks the
-/// rest of the program once after it.
-#[inline(never)]
-fn other_port(ctx: &XdpContext) -> u32 {
-    let Some(cfg) = CONFIG.get(0) else {
-        return 0;
-    };
-    let start = ctx.data();
-    let end = ctx.data_end();
-    // Ethernet, the IPv4 header, and the 14 bytes of TCP header the full parse reads (8 for
-    // UDP).
-    if start + EthHdr::LEN + Ipv4Hdr::LEN + 14 > end {
-        return 0;
-    }
-    let frame_len = end - start;
-    let p = start as *const u8;
-    // SAFETY: every offset read is below the bounds checked (48 bytes, or 68 for IPv6).
-    let b = |i: usize| unsafe { *p.add(i) };
-    let dport = match u16::from_be_bytes([b(12), b(13)]) {
-        ETH_P_IPV4 => {
-            let tot_len = u16::from_be_bytes([b(16), b(17)]) as usize;
-            // Version 4 and a 20-byte header; a total length the frame holds; no fragment
-            // offset and no more-fragments flag; UDP or TCP.
-            if b(14) != 0x45
-                || tot_len < Ipv4Hdr::LEN
-                || EthHdr::LEN + tot_len > frame_len
-                || b(20) & 0x3f != 0
-                || b(21) != 0
-                || (b(23) != IPPROTO_UDP && b(23) != IPPROTO_TCP)
-            {
-                return 0;
-            }
-            u16::from_be_bytes([b(36), b(37)])
-        }
-        ETH_P_IPV6 => {
-            if start + EthHdr::LEN + Ipv6Hdr::LEN + 14 > end {
-                return 0;
-            }
-            let payload = u16::from_be_bytes([b(18), b(19)]) as usize;
-            // Version 6; a payload length, not 0, the frame holds; no extension header.
-            if b(14) >> 4 != 6
-                || payload == 0
-                || EthHdr::LEN + Ipv6Hdr::LEN + payload > frame_len
-                || (b(20) != IPPROTO_UDP && b(20) != IPPROTO_TCP)
-            {
-                return 0;
-            }
-            u16::from_be_bytes([b(56), b(57)])
-        }
-        _ => return 0,
-    };
-    if cfg.watches_port(dport) {
-        0
-    } else {
-        1
-    }
 }
 
 /// Parses Ethernet, VLAN, IP and UDP; returns where the DNS message is, or why to pass.
