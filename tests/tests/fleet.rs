@@ -233,9 +233,16 @@ fn three_edges_follow_the_primary_by_axfr_ixfr_and_notify() {
     );
     println!("edge 1: NOTIFY → enforced in {} ms", ms.unwrap_or(0));
 
+    assert_eq!(st1["follower_running"], true, "{st1}");
+
     // Follow restarted: the change made meanwhile comes by IXFR from the saved serial.
     assert!(f1.stop().success(), "clean exit on SIGTERM:\n{}", f1.log());
     assert!(f1.log().contains("stopped"), "{}", f1.log());
+    // Stopped, the follower's saved status would still say "current": the listing says that
+    // nothing follows the primaries now.
+    assert_eq!(feed(&e1.b, ORDER)["follower_running"], false);
+    let text = e1.b.ok(&["feed", "list"]);
+    assert!(text.contains("`blocker follow` is not running"), "{text}");
     let v3 = entries(
         v2.iter()
             .cloned()

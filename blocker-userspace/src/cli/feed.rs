@@ -220,6 +220,9 @@ pub struct Listed {
     pub feed: Feed,
     /// Seconds the edge has been behind the primary's serial (0: current).
     pub lag: u64,
+    /// Whether a `blocker follow` runs on this state directory: without one the status is as
+    /// it was last saved, and nothing checks the primaries.
+    pub follower_running: bool,
     pub status: Option<FeedStatus>,
 }
 
@@ -227,6 +230,7 @@ pub struct Listed {
 pub fn listed(ctx: &Ctx) -> Result<Vec<Listed>> {
     let feeds = load_feeds(&ctx.dir)?;
     let t = now();
+    let running = crate::feed::follower_running(&ctx.dir);
     Ok(feeds
         .feeds
         .into_iter()
@@ -234,6 +238,7 @@ pub fn listed(ctx: &Ctx) -> Result<Vec<Listed>> {
             let status = load_status(&ctx.dir, &feed.zone);
             Listed {
                 lag: status.as_ref().map_or(0, |s| s.lag(t)),
+                follower_running: running,
                 feed,
                 status,
             }
@@ -271,7 +276,7 @@ pub fn describe(l: &Listed, now: u64) -> Vec<String> {
         return out;
     };
     let serial = |v: Option<u32>| v.map_or("-".to_string(), |s| s.to_string());
-    let state = if s.expired {
+    let state = if s.expired_at(now) {
         "EXPIRED".to_string()
     } else if l.lag > 0 {
         format!("BEHIND for {} s", l.lag)
@@ -314,6 +319,13 @@ pub fn describe(l: &Listed, now: u64) -> Vec<String> {
     ));
     if let Some(e) = &s.last_error {
         out.push(format!("  last error ({}): {e}", time_str(s.last_error_at)));
+    }
+    if !l.follower_running {
+        out.push(format!(
+            "  `blocker follow` is not running: this is the status it saved {}; nothing checks \
+             the primaries",
+            ago(s.updated, now)
+        ));
     }
     out
 }
@@ -392,7 +404,9 @@ pub fn register_metrics(reg: &mut prometheus_client::registry::Registry, ctx: &C
         }
         success.get_or_create(&labels).set(s.last_success as i64);
         failing.get_or_create(&labels).set(i64::from(s.failures));
-        expired.get_or_create(&labels).set(i64::from(s.expired));
+        expired
+            .get_or_create(&labels)
+            .set(i64::from(s.expired_at(now())));
         if let Some(ms) = s.notify_to_enforce_ms {
             notify.get_or_create(&labels).set(ms as f64 / 1000.0);
         }

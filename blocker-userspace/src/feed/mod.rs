@@ -155,6 +155,28 @@ pub fn feeds_dir(dir: &StateDir) -> PathBuf {
     dir.dir.join(FEEDS_DIR)
 }
 
+/// Whether a `blocker follow` holds this state directory's lock (`feeds/follow.lock`), read
+/// from the kernel's table of locks (`/proc/locks`) without taking it: a test lock could make
+/// a follower starting at that instant believe another one runs.
+pub fn follower_running(dir: &StateDir) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = fs::metadata(feeds_dir(dir).join("follow.lock")) else {
+        return false;
+    };
+    let dev = m.dev();
+    // As fs/locks.c prints it: MAJOR:MINOR:INODE, the first two in hex.
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        m.ino()
+    );
+    fs::read_to_string("/proc/locks").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.contains("FLOCK") && l.split_whitespace().any(|w| w == id))
+    })
+}
+
 /// The feeds of a state directory (none if it has no `feeds.json`).
 pub fn load_feeds(dir: &StateDir) -> Result<FeedsFile, FeedError> {
     let path = feeds_path(dir);
@@ -478,6 +500,12 @@ pub struct FeedStatus {
 }
 
 impl FeedStatus {
+    /// Whether the copy has expired at `now`: as `follow` recorded it, or by the clock since
+    /// (a follower that stopped records nothing more).
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.expired || (self.expires_at != 0 && now >= self.expires_at)
+    }
+
     /// Seconds the edge has been behind the primary (0 when current).
     pub fn lag(&self, now: u64) -> u64 {
         if self.behind_since == 0 {
