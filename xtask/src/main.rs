@@ -48,8 +48,8 @@ enum Cmd {
     },
     /// Measure: in-kernel cost per packet against reference programs, list loads and kernel
     /// memory per rule, blocker against resolver-side RPZ on a veth path, update latency, a
-    /// fleet following Knot DNS. Writes bench/results.json and the results section of
-    /// BENCHMARKS.md.
+    /// fleet following Knot DNS. Writes bench/results.json, the results section of
+    /// BENCHMARKS.md and the README's summary (figures and targets judged from the run).
     Bench {
         /// Stop at 1 million rules, shorter end-to-end runs (about 10 minutes on 2 vCPUs).
         #[arg(long)]
@@ -58,8 +58,8 @@ enum Cmd {
         /// others keep their last results.
         #[arg(long)]
         parts: Option<String>,
-        /// Measure nothing: rewrite the results section of BENCHMARKS.md from
-        /// bench/results.json.
+        /// Measure nothing: rewrite the results section of BENCHMARKS.md and the README's
+        /// summary from bench/results.json.
         #[arg(long, conflicts_with_all = ["quick", "parts"])]
         render: bool,
     },
@@ -147,9 +147,11 @@ fn main() -> Result<()> {
                 root.join("bench/results.json").display().to_string(),
                 "--markdown".to_string(),
                 root.join("BENCHMARKS.md").display().to_string(),
+                "--readme".to_string(),
+                root.join("README.md").display().to_string(),
             ];
             if render {
-                util::step("render BENCHMARKS.md from bench/results.json");
+                util::step("render BENCHMARKS.md and the README's summary from bench/results.json");
                 args.push("--render".into());
             } else {
                 util::step("measure");

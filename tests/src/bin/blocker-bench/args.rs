@@ -1,5 +1,5 @@
 //! The harness's command line (`cargo xtask bench` passes `--blocker`, `--json`,
-//! `--markdown` and, when asked, `--quick` and `--parts`).
+//! `--markdown`, `--readme` and, when asked, `--quick`, `--parts` and `--render`).
 
 use std::path::PathBuf;
 
@@ -37,4 +37,7 @@ pub struct Args {
     /// The markdown file whose results section is rewritten.
     #[arg(long, value_name = "PATH", default_value = "BENCHMARKS.md")]
     pub markdown: PathBuf,
+    /// The README whose summary (between its markers) is rewritten from the same results.
+    #[arg(long, value_name = "PATH", default_value = "README.md")]
+    pub readme: PathBuf,
 }

@@ -5,7 +5,8 @@
 //! ([`e2e`]); and update latency seen by a client ([`latency`]).
 //!
 //! Usage: blocker-bench --help. The parts live in [`kernel`], [`structures`], [`e2e`] and
-//! [`latency`]; [`markdown`] renders the results, [`args`] parses the command line.
+//! [`latency`]; [`markdown`] renders the results, [`summary`] judges the targets and writes
+//! the README's summary, [`args`] parses the command line.
 
 mod args;
 mod e2e;
@@ -14,6 +15,7 @@ mod kernel;
 mod latency;
 mod markdown;
 mod structures;
+mod summary;
 
 use std::{path::PathBuf, process::Command};
 
@@ -92,6 +94,7 @@ fn main() {
             .and_then(|t| serde_json::from_str(&t).ok())
             .expect("--render needs the JSON results");
         markdown::write_markdown(&a.markdown, &all);
+        summary::write_readme(&a.readme, &all);
         return;
     }
     let runs = |p: &str| a.parts.iter().any(|x| x == p);
@@ -207,5 +210,11 @@ fn main() {
     }
     std::fs::write(&a.json, serde_json::to_string_pretty(&all).expect("json")).expect("write json");
     markdown::write_markdown(&a.markdown, &all);
-    eprintln!("wrote {} and {}", a.json.display(), a.markdown.display());
+    summary::write_readme(&a.readme, &all);
+    eprintln!(
+        "wrote {}, {} and {}'s summary",
+        a.json.display(),
+        a.markdown.display(),
+        a.readme.display()
+    );
 }

@@ -44,7 +44,9 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
                 .join(", "))
             .unwrap_or_default()
     ));
-    s.push_str("### In-kernel cost per packet (BPF_PROG_TEST_RUN)\n\n");
+    s.push_str("### The targets in this run\n\nJudged by the harness from this run's results (`summary.rs`); the README quotes the same table.\n\n");
+    s.push_str(&crate::summary::targets_markdown(r));
+    s.push_str("\n### In-kernel cost per packet (BPF_PROG_TEST_RUN)\n\n");
     let rows = r["in_kernel"].as_array().cloned().unwrap_or_default();
     let names: Vec<String> = rows
         .first()
@@ -161,12 +163,15 @@ pub fn write_markdown(path: &std::path::Path, r: &Value) {
     std::fs::write(path, new).expect("write markdown");
 }
 
-fn f(v: &Value) -> f64 {
+pub(crate) fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// The setup name of blocker in front of unbound (a prefix: the key-filter-off variant differs).
+pub(crate) const BLOCKER: &str = "blocker (XDP) +";
+
 /// The runs of `setup` (by name prefix) under `mix`.
-fn runs_of<'a>(e: &'a Value, setup: &str, mix: &str) -> Vec<&'a Value> {
+pub(crate) fn runs_of<'a>(e: &'a Value, setup: &str, mix: &str) -> Vec<&'a Value> {
     e["setups"]
         .as_array()
         .into_iter()
@@ -185,11 +190,17 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
         "\n### End to end: blocker vs resolver-side RPZ (veth between namespaces)\n\n{} names in one court order, the same RPZ file loaded by every setup (each name and `*.name`); {} allowed names answered from local data; generator: {}; edge: {}; one resolver thread; {} s per rate. `answered` counts every reply, `blocked` NXDOMAIN replies (for the no-blocking references: names unknown to the resolver), `allowed` NOERROR replies. Edge CPU is the CPU time of the edge veth's NAPI thread (where XDP runs) plus every resolver thread, per reply; the XDP column is blocker's program alone (kernel BPF run-time statistics).\n",
         e["rules"], e["allowed_names"], e["generator"].as_str().unwrap_or("?"), e["edge_cpu"].as_str().unwrap_or("?"), e["seconds_per_run"]
     ));
-    for mix in ["mixed", "blocked only", "blocked only, Zipf"] {
+    for mix in [
+        "mixed",
+        "allowed only",
+        "blocked only",
+        "blocked only, Zipf",
+    ] {
         s.push_str(&format!(
             "\n#### {}\n\n| setup | offered/s | answered/s | blocked/s | allowed/s | loss | edge CPU per reply | XDP program per packet |\n|---|---|---|---|---|---|---|---|\n",
             match mix {
                 "mixed" => format!("Mixed load: {:.0} % blocked names", 100.0 * f(&e["blocked_share_of_mixed"])),
+                "allowed only" => "Allowed names only (what blocker costs the traffic it lets through)".to_string(),
                 "blocked only" => "Blocked names only, uniform over the order (every query a cold entry: the worst case)".to_string(),
                 _ => "Blocked names only, Zipf-distributed (exponent 1: a few names take most queries, as real blocked traffic does)".to_string(),
             }
@@ -212,9 +223,24 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
             }
         }
     }
+    // What the generator itself reached: the fastest any run sent.
+    let most = setups
+        .iter()
+        .flat_map(|st| st["mixes"].as_object().into_iter().flat_map(|m| m.values()))
+        .flat_map(|runs| runs.as_array().into_iter().flatten())
+        .map(|r| f(&r["sent_per_second"]))
+        .fold(0.0, f64::max);
+    s.push_str(&format!(
+        "\nThe generator sent at most {most:.0} queries per second in this run (one core; the last offered rate asks for as many as it can).\n"
+    ));
     // One table: edge CPU per reply of every setup at every offered rate, for each mix.
     s.push_str("\n#### Edge CPU per reply, every setup at every offered rate\n\nµs of edge CPU (NAPI thread + resolver threads) per reply (the generator counts a reflected query as a NOERROR reply). Read across a row for one setup as the load grows, down a column for the setups at one rate.\n");
-    for mix in ["mixed", "blocked only", "blocked only, Zipf"] {
+    for mix in [
+        "mixed",
+        "allowed only",
+        "blocked only",
+        "blocked only, Zipf",
+    ] {
         let rates: Vec<u64> = setups
             .iter()
             .flat_map(|st| st["mixes"][mix].as_array().into_iter().flatten())
@@ -275,7 +301,6 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
             .map(|x| f(&x["edge_cpu_ns_per_answer"]))
             .unwrap_or(0.0)
     };
-    const BLOCKER: &str = "blocker (XDP) +";
     let b = best(BLOCKER);
     s.push_str("\n| blocker compared with | blocked replies/s (most reached), ratio | edge CPU per blocked reply (lowest rate), ratio |\n|---|---|---|\n");
     for other in ["unbound + RPZ", "PowerDNS Recursor + RPZ"] {
