@@ -81,6 +81,16 @@ pub fn with_filter_off<T>(pins: &blocker::kernel::Pins, f: impl FnOnce() -> T) -
     out
 }
 
+/// Writes the results so far: after each part, so that a part that fails (a generator the
+/// kernel refuses, say) does not take the parts measured before it along (rerun the rest
+/// with `--parts`).
+fn save(path: &std::path::Path, all: &Value) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).ok();
+    }
+    std::fs::write(path, serde_json::to_string_pretty(all).expect("json")).expect("write json");
+}
+
 fn main() {
     let a = Args::parse();
     let counts: Vec<usize> = if a.quick {
@@ -130,8 +140,10 @@ fn main() {
     all["dirty"] = json!(dirty);
     all["parts_run"] = json!(a.parts);
     let date = all["machine"]["date"].clone();
+    let kernel = all["machine"]["kernel"].clone();
     for p in &a.parts {
         all["part_dates"][p.as_str()] = date.clone();
+        all["part_kernels"][p.as_str()] = kernel.clone();
         all["part_commits"][p.as_str()] =
             json!(format!("{commit}{}", if dirty { " (dirty)" } else { "" }));
     }
@@ -144,6 +156,7 @@ fn main() {
         all["in_kernel"] = json!(results);
         all["list_load"] = json!(loads);
         all["verified_instructions"] = json!(verified);
+        save(&a.json, &all);
     }
     if runs("structures") {
         eprintln!("== matching structures");
@@ -156,6 +169,7 @@ fn main() {
             })
             .collect();
         all["structures"] = json!(structures);
+        save(&a.json, &all);
     }
     if runs("e2e") {
         eprintln!("== end to end against resolver-side RPZ");
@@ -174,11 +188,13 @@ fn main() {
         };
         let inst = instance(&a.blocker);
         all["end_to_end"] = e2e::measure(&plan, &inst);
+        save(&a.json, &all);
     }
     if runs("latency") {
         eprintln!("== update latency");
         let inst = instance(&a.blocker);
         all["update_latency"] = latency::measure(&inst, if a.quick { 10 } else { 30 }, 1_000_000);
+        save(&a.json, &all);
     }
     if runs("fleet") {
         eprintln!("== fleet: AXFR, IXFR and NOTIFY from Knot DNS to three edges");
@@ -205,10 +221,7 @@ fn main() {
         );
         all["fleet"] = fleet::measure(&a.blocker, &plan);
     }
-    if let Some(d) = a.json.parent() {
-        std::fs::create_dir_all(d).ok();
-    }
-    std::fs::write(&a.json, serde_json::to_string_pretty(&all).expect("json")).expect("write json");
+    save(&a.json, &all);
     markdown::write_markdown(&a.markdown, &all);
     summary::write_readme(&a.readme, &all);
     eprintln!(

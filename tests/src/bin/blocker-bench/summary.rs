@@ -470,7 +470,36 @@ pub fn run_line(r: &Value) -> String {
         m["cpus"],
         m["kernel"].as_str().unwrap_or("?"),
         r["verified_instructions"]
-    )
+    ) + &earlier_parts(r)
+}
+
+/// The parts this run did not measure, kept from an earlier run: which commit, when, on
+/// which kernel (the figures below mix them; say so).
+fn earlier_parts(r: &Value) -> String {
+    let this = r["machine"]["date"].as_str().unwrap_or("");
+    let Some(dates) = r["part_dates"].as_object() else {
+        return String::new();
+    };
+    let old: Vec<String> = dates
+        .iter()
+        .filter(|(_, d)| d.as_str() != Some(this))
+        .map(|(p, d)| {
+            format!(
+                "{p} on commit {} ({}, kernel {})",
+                r["part_commits"][p].as_str().unwrap_or("not recorded"),
+                d.as_str().unwrap_or("?"),
+                r["part_kernels"][p].as_str().unwrap_or("not recorded")
+            )
+        })
+        .collect();
+    if old.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Parts not measured in this run keep an earlier run's results: {}.",
+            old.join("; ")
+        )
+    }
 }
 
 /// "a–b unit" over the rule counts measured.
