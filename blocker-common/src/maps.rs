@@ -41,9 +41,10 @@ pub const DEFAULT_LOCAL_TTL_MAX: u32 = 300;
 /// Default capacity of the rule map and of the per-rule hit counters (rules, and so names).
 /// A change that needs more makes the controller re-create the maps twice as large (or
 /// more) and switch the program to them; `blocker attach --capacity` sets it up front, and
-/// a first `blocker rules load` creates the maps sized for its list. The
-/// maps allocate entries on demand, so capacity costs only their bucket arrays: 16 bytes
-/// per entry of the rule map and of the counters, 8 of the wide map (2.5 MiB by default).
+/// a first `blocker rules load` creates the maps sized for its list. The hash maps
+/// allocate entries on demand, so capacity costs their bucket arrays and the counter array:
+/// 16 bytes per rule of the rule map's buckets, 8 of the wide map's, and the rule counters'
+/// one 8-byte word per rule id: 32 bytes per rule of capacity, 2 MiB by default.
 pub const DEFAULT_RULE_CAPACITY: u32 = 1 << 16;
 /// Largest capacity the rule map grows to: 2^27 rules (its bucket arrays then take 5 GiB).
 pub const MAX_RULE_CAPACITY: u32 = 1 << 27;
