@@ -32,6 +32,12 @@ pub const MAP_RRL: &str = "BLK_RRL";
 pub const MAP_TCP_FLOWS: &str = "BLK_TCP_FLOWS";
 /// The key secret ([`crate::key::KeySecret`]), one entry.
 pub const MAP_KEY: &str = "BLK_KEY";
+/// The benchmark's reply counters (`blocker_sink`, never attached by blocker; not pinned):
+/// [`BENCH_REPLY_SLOTS`] `u64` per CPU, entry N counting replies of RCODE N and entry 16 the
+/// queries that came back unanswered (the reflector's).
+pub const MAP_BENCH_REPLIES: &str = "BLK_BENCH_REPLIES";
+/// Entries of [`MAP_BENCH_REPLIES`]: 16 RCODEs and the queries sent back.
+pub const BENCH_REPLY_SLOTS: u32 = 17;
 /// Size of the block-event ring buffer.
 pub const EVENTS_BYTES: u32 = 1 << 20;
 

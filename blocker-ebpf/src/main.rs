@@ -54,8 +54,8 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, udp::UdpHdr};
 use aya_ebpf::maps::lpm_trie::Key as LpmKey;
 
 use crate::maps::{
-    CONFIG, EVENTS, FILTER, GATES, JCACHE, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS, RRL, RULES,
-    RULES_WIDE, RULE_HITS, SCRATCH, STATS, WALK,
+    BENCH_REPLIES, CONFIG, EVENTS, FILTER, GATES, JCACHE, JURIS, KEY, LOCAL, ORDERS, ORDER_HITS,
+    RRL, RULES, RULES_WIDE, RULE_HITS, SCRATCH, STATS, WALK,
 };
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -1292,6 +1292,46 @@ pub fn blocker_floor(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn blocker_reflect(ctx: XdpContext) -> u32 {
     reflect(&ctx, false).unwrap_or(XDP_PASS)
+}
+
+/// Benchmark reference, never attached by `blocker`: the receiver on the load generator's
+/// veth. A UDP/IPv4 datagram (no IP options) from port 53 to a port below 32768 (the
+/// generator's; kdig's ephemeral ports are above) is counted in `BLK_BENCH_REPLIES` by RCODE,
+/// or in entry 16 when it is a query sent back (the reflector's), and dropped. Everything else
+/// passes, ARP included.
+#[xdp]
+pub fn blocker_sink(ctx: XdpContext) -> u32 {
+    sink(&ctx).unwrap_or(XDP_PASS)
+}
+
+#[inline(always)]
+fn sink(ctx: &XdpContext) -> Result<u32, Reason> {
+    if be16_at(ctx, 12)? != ETH_P_IPV4 {
+        return Ok(XDP_PASS);
+    }
+    let vihl: *const u8 = ptr_at(ctx, EthHdr::LEN)?;
+    let proto: *const u8 = ptr_at(ctx, EthHdr::LEN + 9)?;
+    // SAFETY: ptr_at checked both bytes.
+    if unsafe { *vihl } != 0x45 || unsafe { *proto } != 17 {
+        return Ok(XDP_PASS);
+    }
+    let l4 = EthHdr::LEN + Ipv4Hdr::LEN;
+    if be16_at(ctx, l4)? != 53 || be16_at(ctx, l4 + 2)? >= 32768 {
+        return Ok(XDP_PASS);
+    }
+    let flags: *const [u8; 2] = ptr_at(ctx, l4 + UdpHdr::LEN + 2)?;
+    // SAFETY: ptr_at checked the two bytes.
+    let f = unsafe { *flags };
+    let slot = if f[0] & 0x80 == 0 {
+        16
+    } else {
+        u32::from(f[1] & 0x0f)
+    };
+    if let Some(c) = BENCH_REPLIES.get_ptr_mut(slot) {
+        // SAFETY: a valid pointer into this CPU's entry.
+        unsafe { *c += 1 };
+    }
+    Ok(XDP_DROP)
 }
 
 #[inline(always)]

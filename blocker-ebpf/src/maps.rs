@@ -11,9 +11,9 @@ use blocker_common::{
     filter::Region,
     key::KeySecret,
     wide_capacity, Config, FlowKey, FlowSeq, Gates, JurisValue, LocalAnswer, OrderHits, OrderInfo,
-    RrlBucket, RrlKey, RuleHits, RuleInline, RuleKey, RuleValue, Stats, DEFAULT_RULE_CAPACITY,
-    EVENTS_BYTES, JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES, RRL_PREFIXES,
-    TCP_FLOWS as FLOWS,
+    RrlBucket, RrlKey, RuleHits, RuleInline, RuleKey, RuleValue, Stats, BENCH_REPLY_SLOTS,
+    DEFAULT_RULE_CAPACITY, EVENTS_BYTES, JURIS_PREFIXES, LOCAL_ENTRIES, MAX_ORDERS, ORDER_ENTRIES,
+    RRL_PREFIXES, TCP_FLOWS as FLOWS,
 };
 
 /// Canonical-name key → the rules at that name (two copies, see `Config::epoch`), inline
@@ -106,3 +106,7 @@ pub static RRL: LruPerCpuHashMap<RrlKey, RrlBucket> =
 /// the connections opened after it (the data of one it did not see open is dropped).
 #[map(name = "BLK_TCP_FLOWS")] // blocker_common::MAP_TCP_FLOWS
 pub static TCP_FLOWS: LruHashMap<FlowKey, FlowSeq> = LruHashMap::with_max_entries(FLOWS, 0);
+
+/// The benchmark's reply counters, by RCODE (`blocker_sink`; blocker never attaches it).
+#[map(name = "BLK_BENCH_REPLIES")] // blocker_common::MAP_BENCH_REPLIES
+pub static BENCH_REPLIES: PerCpuArray<u64> = PerCpuArray::with_max_entries(BENCH_REPLY_SLOTS, 0);

@@ -1825,6 +1825,56 @@ fn the_benchmark_references_answer_correctly() {
     }
 }
 
+/// The benchmark's receiver (`blocker_sink`) must count what the generator's replies are and
+/// nothing else, or the end-to-end figures count the wrong thing: replies to the generator's
+/// ports (below 32768) by RCODE, a query sent back in its own entry, all of them dropped; a
+/// reply to another port (kdig's), IPv6 and a query passed and uncounted.
+#[test]
+fn the_benchmark_sink_counts_the_generators_replies_by_rcode() {
+    let b = Blocker::new();
+    let dir = b.bpffs.join("references");
+    let mut ebpf =
+        blocker::kernel::load_reference(&dir.join("sink"), "blocker_sink").expect("load");
+    let fd = blocker::kernel::program_mut(&mut ebpf, "blocker_sink")
+        .expect("program")
+        .fd()
+        .expect("fd")
+        .try_clone()
+        .expect("fd");
+    // A reply is a query with QR set and an RCODE, from port 53.
+    let reply = |rcode: u8, qr: bool, to: u16, v6: bool| {
+        let mut m = raw_query(7, &[b"www", b"example", b"test"], 1, false);
+        if qr {
+            m[2] |= 0x80;
+            m[3] = (m[3] & 0xf0) | rcode;
+        }
+        let mut f = if v6 { Frame::v6(m) } else { Frame::v4(m) };
+        (f.sport, f.dport) = (53, to);
+        f.bytes()
+    };
+    let cases = [
+        (reply(3, true, 1024, false), "XDP_DROP"),
+        (reply(3, true, 32767, false), "XDP_DROP"),
+        (reply(0, true, 20000, false), "XDP_DROP"),
+        (reply(5, true, 20000, false), "XDP_DROP"),
+        (reply(0, false, 20000, false), "XDP_DROP"),
+        (reply(3, true, 32768, false), "XDP_PASS"),
+        (reply(3, true, 20000, true), "XDP_PASS"),
+    ];
+    for (i, (f, want)) in cases.iter().enumerate() {
+        let r = test_run(fd.as_fd(), f, 1).expect("test run");
+        assert_eq!(action_name(r.retval), *want, "case {i}");
+    }
+    let map = ebpf.map(blocker_common::MAP_BENCH_REPLIES).expect("map");
+    let arr = aya::maps::PerCpuArray::<_, u64>::try_from(map).expect("per-CPU array");
+    let counts: Vec<u64> = (0..blocker_common::BENCH_REPLY_SLOTS)
+        .map(|i| arr.get(&i, 0).expect("entry").iter().sum())
+        .collect();
+    let mut want = vec![0u64; 17];
+    (want[3], want[0], want[5], want[16]) = (2, 1, 1, 1);
+    assert_eq!(counts, want);
+}
+
 /// glibc's A and AAAA queries for a blocked name in one TCP segment: the A query is answered
 /// with an acknowledgement of its bytes only and the connection left open (PSH|ACK, no FIN);
 /// the AAAA query, sent again by the client's TCP in a segment of its own, is answered next in

@@ -32,7 +32,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "knot-dnsutils",
-        "kdig, the DNS client of tests and the demo; kxdpgun, the benchmark's load generator",
+        "kdig, the DNS client of tests and the demo",
     ),
     (
         "pdns-recursor",

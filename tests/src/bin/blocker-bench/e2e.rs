@@ -1,5 +1,5 @@
-//! End to end on a veth pair between two namespaces: kxdpgun in the client namespace offers a
-//! query mix at increasing rates to the edge namespace, where one of these answers:
+//! End to end on a veth pair between two namespaces: the harness's generator ([`generator`])
+//! in the client namespace offers a query mix at increasing rates to the edge namespace, where one of these answers:
 //!
 //! - blocker (native XDP on the edge veth) in front of unbound, which answers the allowed names;
 //! - unbound alone with the same list as an RPZ zone (the `respip` module);
@@ -17,10 +17,9 @@
 //! Every setup answers the allowed names from its own local data (unbound `local-data`,
 //! PowerDNS `auth-zones`): the benchmark measures blocking and answering, not recursion.
 //!
-//! **Why kxdpgun**: it sends from AF_XDP on the client veth and counts replies by RCODE; on
-//! this machine kind it sends several hundred thousand queries per second from one core (the
-//! results give the most it sent), where dnsperf, tried by hand, topped out near 125 thousand
-//! — below what a single unbound thread answers.
+//! **The generator** writes prebuilt frames from the client veth with `sendmmsg` on an
+//! `AF_PACKET` socket, and an XDP program on that veth counts the replies by RCODE (see
+//! [`generator`], which also says why kxdpgun, used before, is not).
 //!
 //! **CPU placement**: with two or more CPUs the generator and the client veth's NAPI thread run
 //! on CPU 0 and the whole edge — the edge veth's NAPI thread (where XDP runs) and every
@@ -37,12 +36,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use blocker_tests::env::{kdig, unique, Blocker, Topology, Unbound, UnboundOptions, EDGE_V4};
+use blocker_tests::env::{
+    kdig, unique, Blocker, Topology, Unbound, UnboundOptions, CLIENT_V4, EDGE_V4,
+};
+
+use crate::generator;
 use serde_json::{json, Value};
 
 /// Names the resolvers answer (A records under allowed.example).
 const ALLOWED: usize = 1000;
-/// Lines in each query file (kxdpgun cycles through it).
+/// Lines in each query file (the generator cycles through it).
 const QUERY_LINES: usize = 10_000;
 /// Share of blocked names in the mixed load, in tenths.
 const BLOCKED_TENTHS: usize = 3;
@@ -75,7 +78,7 @@ fn write_rpz(path: &Path, rules: usize) {
     fs::write(path, z).expect("write RPZ zone");
 }
 
-/// kxdpgun query templates: `blocked_tenths` in ten lines ask for a blocked name (half of them
+/// Query files (`NAME TYPE` per line): `blocked_tenths` in ten lines ask for a blocked name (half of them
 /// for a `www.` subdomain), the others for an allowed name.
 fn write_queries(path: &Path, rules: usize, blocked_tenths: usize) {
     let mut q = String::new();
@@ -262,43 +265,11 @@ fn threaded_napi(topo: &Topology) {
     }
 }
 
-struct Counts {
-    sent: u64,
-    replies: u64,
-    noerror: u64,
-    nxdomain: u64,
-}
-
-fn parse_kxdpgun(out: &str) -> Counts {
-    let field = |key: &str| -> u64 {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Counts {
-        sent: field("total queries:"),
-        replies: field("total replies:"),
-        noerror: field("responded NOERROR:"),
-        nxdomain: field("responded NXDOMAIN:"),
-    }
-}
-
-/// kxdpgun's arguments for one run (also printed in BENCHMARKS.md).
-pub fn kxdpgun_args(seconds: &str, qps: &str, queries: &str, dev: &str) -> Vec<String> {
-    // -F 0: pin the sending thread to CPU 0.
-    [
-        "-F", "0", "-t", seconds, "-Q", qps, "-i", queries, "-I", dev, EDGE_V4,
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// One kxdpgun run at `qps` against the edge; the resolver is `resolver` (pid).
+/// One run of `frames` at `qps` against the edge; the resolver is `resolver` (pid).
 fn run(
     topo: &Topology,
-    queries: &Path,
+    sink: &aya::Ebpf,
+    frames: &[Vec<u8>],
     qps: u64,
     seconds: u32,
     resolver: u32,
@@ -318,45 +289,30 @@ fn run(
             .map(|i| (i.run_time().as_nanos() as u64, i.run_count()))
             .unwrap_or((0, 0))
     };
-    let (cpu0, (rt0, rc0)) = (edge_cpu(), prog());
-    let args = kxdpgun_args(
-        &seconds.to_string(),
-        &qps.to_string(),
-        &queries.display().to_string(),
-        &topo.client_dev,
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // The kernel releases the previous run's AF_XDP socket asynchronously: a run that starts
-    // too soon finds the queue busy and sends nothing. Retried after a pause.
-    let mut tries = 0;
-    let (out, text) = loop {
-        let out = topo.client.exec("kxdpgun", &args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        tries += 1;
-        if tries < 10 && text.contains("resource is busy") {
-            sleep(Duration::from_millis(500));
-            continue;
-        }
-        break (out, text);
-    };
-    let (cpu1, (rt1, rc1)) = (edge_cpu(), prog());
-    assert!(out.status.success(), "kxdpgun failed: {text}");
-    let c = parse_kxdpgun(&text);
-    assert!(c.sent > 0, "kxdpgun sent nothing: {text}");
+    let (cpu0, (rt0, rc0), r0) = (edge_cpu(), prog(), generator::replies(sink));
+    let sent = generator::send(&topo.client.name, &topo.client_dev, frames, qps, seconds);
+    // The replies still on their way.
+    sleep(Duration::from_millis(50));
+    let (cpu1, (rt1, rc1), r1) = (edge_cpu(), prog(), generator::replies(sink));
+    let got = |i: usize| r1[i].saturating_sub(r0[i]);
+    let rcodes: u64 = (0..16).map(got).sum();
+    let returned = got(16);
+    let replies = rcodes + returned;
+    assert!(sent.frames > 0, "the generator sent nothing");
     let s = seconds as f64;
     let edge_ns = cpu1.saturating_sub(cpu0);
     let v = json!({
         "offered_qps": qps,
-        "sent_per_second": c.sent as f64 / s,
-        "answered_per_second": c.replies as f64 / s,
-        "blocked_answered_per_second": c.nxdomain as f64 / s,
-        "allowed_answered_per_second": c.noerror as f64 / s,
-        "loss": 1.0 - c.replies as f64 / c.sent as f64,
+        "sent_per_second": sent.frames as f64 / s,
+        "refused_batches": sent.refused,
+        "answered_per_second": replies as f64 / s,
+        "blocked_answered_per_second": got(3) as f64 / s,
+        "allowed_answered_per_second": got(0) as f64 / s,
+        "queries_returned_per_second": returned as f64 / s,
+        "loss": 1.0 - replies as f64 / sent.frames as f64,
         "edge_cpu_seconds": edge_ns as f64 / 1e9,
-        "edge_cpu_ns_per_answer": if c.replies > 0 { edge_ns as f64 / c.replies as f64 } else { 0.0 },
-        // Per packet the XDP program saw (the reflector's replies are queries sent back,
-        // which the generator may not count as replies).
+        "edge_cpu_ns_per_answer": if replies > 0 { edge_ns as f64 / replies as f64 } else { 0.0 },
+        // Per packet the XDP program saw.
         "edge_cpu_ns_per_packet": if rc1 > rc0 { Some(edge_ns as f64 / (rc1 - rc0) as f64) } else { None },
         "xdp_program_ns_per_packet": if rc1 > rc0 { Some((rt1 - rt0) as f64 / (rc1 - rc0) as f64) } else { None },
         "edge_napi_thread_found": edge_napi.is_some(),
@@ -372,6 +328,25 @@ fn run(
         v["xdp_program_ns_per_packet"].as_f64().unwrap_or(0.0),
     );
     v
+}
+
+/// Attaches `prog` (native mode) to `dev` in the namespace `netns`, from a thread moved there
+/// (`ip netns exec` would hide the bpffs a pin lives in; setns changes only the calling
+/// thread's namespace).
+fn attach_in(
+    netns: &str,
+    dev: &str,
+    prog: &mut aya::programs::Xdp,
+) -> aya::programs::xdp::XdpLinkId {
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            generator::enter(netns);
+            prog.attach(dev, aya::programs::XdpMode::Driver)
+                .expect("attach a reference program")
+        })
+        .join()
+        .expect("attach thread")
+    })
 }
 
 /// Runs the plan; `blocker` is an unattached instance with its own bpffs and state dirs.
@@ -396,6 +371,20 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
 
     let mut topo = Topology::new();
     threaded_napi(&topo);
+    // The generator's receiver, on the client veth for the whole part (see `gen`).
+    let mut sink = blocker::kernel::load_reference(&blocker.bpffs.join("ref-sink"), "blocker_sink")
+        .expect("the sink program");
+    let _sink_link = attach_in(
+        &topo.client.name,
+        &topo.client_dev,
+        blocker::kernel::program_mut(&mut sink, "blocker_sink").expect("the sink program"),
+    );
+    let wire = generator::Wire {
+        src_mac: generator::mac(&topo.client.name, &topo.client_dev),
+        dst_mac: generator::mac(&topo.edge.name, &topo.edge_dev),
+        src: CLIENT_V4.parse().expect("an IPv4 address"),
+        dst: EDGE_V4.parse().expect("an IPv4 address"),
+    };
     // Statistics of BPF programs' run time, while this fd is open.
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
     let mut setups = Vec::new();
@@ -408,14 +397,15 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         let mut per_mix = serde_json::Map::new();
         for (mix, path, _) in mixes {
             eprintln!("  {name}, {mix}:");
+            let frames = generator::frames(&wire, path);
             // One unrecorded second at the lowest rate first: the first packets after a
             // setup change meet cold caches, first-hit counter inserts and resolver warm-up.
             eprintln!("    warm-up (not recorded):");
-            let _ = run(topo, path, plan.rates[0], 1, resolver, xdp);
+            let _ = run(topo, &sink, &frames, plan.rates[0], 1, resolver, xdp);
             let runs: Vec<Value> = plan
                 .rates
                 .iter()
-                .map(|&q| run(topo, path, q, plan.seconds, resolver, xdp))
+                .map(|&q| run(topo, &sink, &frames, q, plan.seconds, resolver, xdp))
                 .collect();
             per_mix.insert(mix.to_string(), Value::Array(runs));
         }
@@ -433,7 +423,7 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         "--mode",
         "native",
     ]);
-    // kxdpgun sends from one address: blocker's full answer rate is measured with the
+    // The generator sends from one address: blocker's full answer rate is measured with the
     // response rate limit off.
     blocker.rrl_off();
     let t = Instant::now();
@@ -449,23 +439,7 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         "Benchmark order 1/2026",
     ]);
     let load_s = t.elapsed().as_secs_f64();
-    // kxdpgun's own XDP program on the client veth receives the XDP_TX answers; kdig needs
-    // blocker's no-op program there instead while the readiness check runs.
-    blocker.ok(&[
-        "attach",
-        "--iface",
-        &topo.client_dev,
-        "--netns",
-        &topo.client.name,
-        "--noop",
-    ]);
     wait_ready(&topo, "blocker + unbound");
-    // Attachments made with --netns are named IFACE@NETNS.
-    blocker.ok(&[
-        "detach",
-        "--iface",
-        &format!("{}@{}", topo.client_dev, topo.client.name),
-    ]);
     let prog = blocker::kernel::pinned_program(&blocker.pins(), false).expect("pinned program");
     let unbound_pid = topo.unbound.as_ref().map(Unbound::pid).expect("unbound");
     let mut a = sweep(
@@ -502,23 +476,7 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         let dir = blocker.bpffs.join("ref-reflect");
         let mut obj = blocker::kernel::load_reference(&dir, "blocker_reflect").expect("reflector");
         let prog = blocker::kernel::program_mut(&mut obj, "blocker_reflect").expect("reflector");
-        // Attached from a thread moved into the edge namespace (`ip netns exec` would hide
-        // the bpffs a pin lives in): setns changes only the calling thread's namespace.
-        let edge_ns = format!("/run/netns/{}", topo.edge.name);
-        let dev = topo.edge_dev.clone();
-        let link = std::thread::scope(|sc| {
-            sc.spawn(|| {
-                let f = fs::File::open(&edge_ns).expect("the edge namespace");
-                // SAFETY: setns on a file we own, for this thread only (CLONE_NEWNET).
-                let r =
-                    unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                prog.attach(&dev, aya::programs::XdpMode::Driver)
-                    .expect("attach the reflector")
-            })
-            .join()
-            .expect("attach thread")
-        });
+        let link = attach_in(&topo.edge.name, &topo.edge_dev, prog);
         setups.push(sweep(
             &topo,
             "XDP reflector (reference)",
@@ -600,7 +558,7 @@ pub fn measure(plan: &Plan, blocker: &Blocker) -> Value {
         "allowed_names": ALLOWED,
         "blocked_share_of_mixed": BLOCKED_TENTHS as f64 / 10.0,
         "seconds_per_run": plan.seconds,
-        "generator": "kxdpgun (knot-dnsutils), AF_XDP on the client veth, pinned to CPU 0",
+        "generator": "blocker-bench's own: sendmmsg on an AF_PACKET socket (qdisc bypassed) on the client veth, pinned to CPU 0; replies counted by RCODE and dropped by an XDP program on the client veth (blocker_sink)",
         "edge_cpu": if cpus() >= 2 { "CPU 1: edge veth NAPI thread and all resolver threads" } else { "one CPU shared with the generator" },
         "resolver_threads": 1,
         "setups": setups,

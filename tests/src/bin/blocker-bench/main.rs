@@ -11,6 +11,7 @@
 mod args;
 mod e2e;
 mod fleet;
+mod generator;
 mod kernel;
 mod latency;
 mod markdown;
