@@ -261,6 +261,17 @@ impl Follow {
         listen: Option<&str>,
         env: &[(&str, &str)],
     ) -> Follow {
+        Follow::start_args(b, ns, listen, env, &[])
+    }
+
+    /// [`Follow::start_with`] with more arguments of `blocker follow`.
+    pub fn start_args(
+        b: &Blocker,
+        ns: &NetNs,
+        listen: Option<&str>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Follow {
         let dir = TempDir::new("blkt-follow");
         let log = fs::File::create(dir.join("follow.log")).expect("follow log");
         let mut cmd = Command::new("nsenter");
@@ -280,7 +291,8 @@ impl Follow {
             .arg(&b.bpffs)
             .arg("--state-dir")
             .arg(&b.state)
-            .args(["follow", "--timeout", "3"]);
+            .args(["follow", "--timeout", "3"])
+            .args(args);
         if let Some(l) = listen {
             cmd.args(["--listen", l]);
         }
@@ -600,12 +612,14 @@ impl Drop for CutProxy {
 /// A scripted primary (hickory-proto, over TCP in a namespace) for what Knot will not do:
 /// it answers SOA queries with the zone's SOA, AXFR with the whole zone (`names`, CNAME .),
 /// and IXFR with the error rcode `ixfr_rcode` (NOTIMP, REFUSED, FORMERR…). Counts the
-/// queries by type.
+/// queries by type. With `endless` set, an AXFR never ends: after the zone's first message
+/// come messages of 100 new names each, as fast as the edge reads them, without a closing SOA.
 pub struct ScriptedPrimary {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub ixfr_queries: Arc<AtomicUsize>,
     pub axfr_queries: Arc<AtomicUsize>,
+    pub endless: Arc<AtomicBool>,
     /// The zone served: (serial, names).
     pub zone: Arc<std::sync::Mutex<(u32, Vec<String>)>>,
 }
@@ -621,8 +635,10 @@ impl ScriptedPrimary {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let (ixfr, axfr) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let served = Arc::new(std::sync::Mutex::new((1u32, Vec::new())));
+        let served = Arc::new(std::sync::Mutex::new((1u32, Vec::<String>::new())));
+        let endless = Arc::new(AtomicBool::new(false));
         let (s2, i2, a2, z2) = (stop.clone(), ixfr.clone(), axfr.clone(), served.clone());
+        let e2 = endless.clone();
         let (ns_name, listen, apex) = (ns.name.clone(), listen.to_string(), zone.to_string());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -640,6 +656,7 @@ impl ScriptedPrimary {
                 };
                 let _ = c.set_nonblocking(false);
                 let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
                 // One connection, queries until it closes.
                 loop {
                     let mut len = [0u8; 2];
@@ -687,13 +704,29 @@ impl ScriptedPrimary {
                         RecordType::AXFR => {
                             a2.fetch_add(1, Ordering::Relaxed);
                             r.add_answer(soa.clone());
-                            for n in &names {
+                            let cname = |n: &str| {
                                 let owner = Name::from_ascii(format!("{n}.{apex}")).expect("owner");
-                                r.add_answer(Record::from_rdata(
-                                    owner,
-                                    60,
-                                    RData::CNAME(CNAME(Name::root())),
-                                ));
+                                Record::from_rdata(owner, 60, RData::CNAME(CNAME(Name::root())))
+                            };
+                            for n in &names {
+                                r.add_answer(cname(n));
+                            }
+                            if e2.load(Ordering::Relaxed) {
+                                // The first message, then more names until the edge hangs up.
+                                let mut m = r.clone();
+                                for i in 0u64.. {
+                                    let out = m.to_vec().expect("encode");
+                                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                                    framed.extend_from_slice(&out);
+                                    if s2.load(Ordering::Relaxed) || c.write_all(&framed).is_err() {
+                                        break;
+                                    }
+                                    m.take_answers();
+                                    for k in 0..100 {
+                                        m.add_answer(cname(&format!("more{}", i * 100 + k)));
+                                    }
+                                }
+                                break;
                             }
                             r.add_answer(soa);
                         }
@@ -716,6 +749,7 @@ impl ScriptedPrimary {
             thread: Some(thread),
             ixfr_queries: ixfr,
             axfr_queries: axfr,
+            endless,
             zone: served,
         }
     }

@@ -863,6 +863,81 @@ fn ixfr_refused_by_the_primary_falls_back_to_axfr() {
     }
 }
 
+/// A primary that never ends a transfer (hostile, or broken) cannot hold an edge: the
+/// transfer is abandoned at the record limit, or at the time limit, the order stays on the
+/// copy it enforced, and the failure is in the feed's status.
+#[test]
+fn a_transfer_without_end_is_abandoned() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let p = blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, 4);
+    p.set(10, &["one.example"]);
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+        "--refresh",
+        "1",
+    ]);
+    let t0 = Instant::now();
+    let mut f = Follow::start_args(&b, &edge_ns, None, &[], &["--max-transfer-records", "5000"]);
+    wait_serial(&b, ORDER, 10, t0, &f);
+    assert_eq!(explain(&b, "one.example"), "nxdomain");
+
+    // Serial 11, served without end.
+    p.endless.store(true, std::sync::atomic::Ordering::Relaxed);
+    p.set(11, &["one.example", "two.example"]);
+    let err = wait_for(30, "the record limit is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("records") => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(
+        err.contains("more than 5000 records (the limit of follow --max-transfer-records)"),
+        "{err}"
+    );
+    let st = feed(&b, ORDER);
+    assert_eq!(st["status"]["serial"], 10, "{st}");
+    assert_eq!(explain(&b, "one.example"), "nxdomain");
+    assert_eq!(explain(&b, "two.example"), "pass (no rule)");
+    assert!(f.stop().success(), "{}", f.log());
+
+    // No record limit to speak of: the time limit ends it.
+    let f = Follow::start_args(
+        &b,
+        &edge_ns,
+        None,
+        &[],
+        &[
+            "--max-transfer-records",
+            "1000000000",
+            "--max-transfer-time",
+            "2",
+        ],
+    );
+    let err = wait_for(30, "the time limit is reported", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("longer than") => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(
+        err.contains("took longer than 2 s (the limit of follow --max-transfer-time)"),
+        "{err}"
+    );
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], 10);
+    assert_eq!(explain(&b, "two.example"), "pass (no rule)");
+}
+
 /// Where the one edge of [`one_edge_notified`] listens for NOTIFY.
 const NOTIFY_LISTEN: &str = "198.51.100.2:5353";
 

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, process::ExitCode, time::Duration};
 use anyhow::Result;
 
 use super::Ctx;
-use crate::feed::follow::{run as follow, Options};
+use crate::feed::{
+    follow::{run as follow, Options},
+    xfr::Limits,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,6 +19,19 @@ pub struct Args {
     /// Seconds to wait for a primary: to connect, and for each message of a transfer.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub timeout: u64,
+    /// Abandon a transfer of more records than this (an AXFR's records, an IXFR's deletions
+    /// and additions): a primary that never ends one would otherwise hold the feed on its old
+    /// copy and grow this process's memory without bound. The default, 30 million, is half as
+    /// much again as a zone of 10 million names holds (20 million records: each name and its
+    /// `*.` wildcard).
+    #[arg(long, value_name = "N", default_value_t = 30_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_transfer_records: u64,
+    /// Abandon a transfer that takes longer than this many seconds, from connecting to its
+    /// end (the --timeout above bounds each message, not the whole).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_transfer_time: u64,
 }
 
 pub fn run(ctx: Ctx, a: Args) -> Result<ExitCode> {
@@ -33,6 +49,10 @@ pub fn run(ctx: Ctx, a: Args) -> Result<ExitCode> {
         let opts = Options {
             listen: a.listen,
             timeout: Duration::from_secs(a.timeout),
+            limits: Limits {
+                records: usize::try_from(a.max_transfer_records).unwrap_or(usize::MAX),
+                time: Duration::from_secs(a.max_transfer_time),
+            },
             poll: Duration::from_secs(2),
         };
         log::info!(

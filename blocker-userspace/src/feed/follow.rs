@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     load_feeds, load_key, load_status, notify, save_status, serial_newer,
-    xfr::{apex_of, Full, Ixfr, Primary, XfrError},
+    xfr::{apex_of, Full, Ixfr, Limits, Primary, XfrError},
     zone::{serial_of, Zone},
     zone_path, Feed, FeedError, FeedStatus, FeedsFile, OnExpire, TransferReport,
 };
@@ -57,6 +57,8 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// Per exchange with a primary: connecting, and waiting for each message.
     pub timeout: Duration,
+    /// Bounds on one transfer.
+    pub limits: Limits,
     /// How often the feed list is re-read.
     pub poll: Duration,
 }
@@ -113,6 +115,7 @@ struct Shared {
     dir: StateDir,
     registry: notify::Registry,
     timeout: Duration,
+    limits: Limits,
     /// Every order's rules in memory, for IXFRs applied as edits (see [`crate::txn::RulesCache`]).
     cache: std::sync::Mutex<RulesCache>,
 }
@@ -154,6 +157,7 @@ pub async fn run(
         dir,
         registry,
         timeout: opts.timeout,
+        limits: opts.limits,
         cache: std::sync::Mutex::new(RulesCache::default()),
     });
     let mut running: HashMap<String, Running> = HashMap::new();
@@ -787,6 +791,7 @@ impl Follower {
                 addr: *a,
                 key: key.clone(),
                 timeout: shared.timeout,
+                limits: shared.limits,
             })
             .collect();
         Ok(Follower {

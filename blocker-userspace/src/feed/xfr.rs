@@ -76,6 +76,14 @@ pub enum XfrError {
         records: usize,
         why: String,
     },
+    #[error(
+        "{addr}: {what}: the transfer took longer than {secs} s (the limit of follow --max-transfer-time) and was abandoned"
+    )]
+    TooLong {
+        addr: SocketAddr,
+        what: &'static str,
+        secs: u64,
+    },
     #[error("{addr}: {what}: {why}")]
     Transport {
         addr: SocketAddr,
@@ -113,6 +121,17 @@ pub struct Full {
     pub messages: usize,
 }
 
+/// Bounds on one transfer, whatever a primary sends: without them a primary (hostile, or
+/// broken) that streams records without end would hold the feed on its old copy forever and
+/// the follower's memory would grow until the kernel killed it.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Records in one transfer (an AXFR's, or an IXFR's deletions and additions together).
+    pub records: usize,
+    /// One transfer, from connecting to its end.
+    pub time: Duration,
+}
+
 /// A primary of one zone.
 #[derive(Clone, Debug)]
 pub struct Primary {
@@ -120,6 +139,7 @@ pub struct Primary {
     pub key: Option<Arc<Key>>,
     /// Per exchange: connecting, and waiting for each message.
     pub timeout: Duration,
+    pub limits: Limits,
 }
 
 type Plain = stream::Connection<RequestMessage<Bytes>, RequestMessageMulti<Bytes>>;
@@ -361,8 +381,29 @@ impl Primary {
         })
     }
 
+    /// `transfer` within the limit on a transfer's time.
+    async fn bounded<T>(
+        &self,
+        what: &'static str,
+        transfer: impl std::future::Future<Output = Result<T, XfrError>>,
+    ) -> Result<T, XfrError> {
+        tokio::time::timeout(self.limits.time, transfer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(XfrError::TooLong {
+                    addr: self.addr,
+                    what,
+                    secs: self.limits.time.as_secs(),
+                })
+            })
+    }
+
     /// The whole zone.
     pub async fn axfr(&self, apex: &DName<Bytes>) -> Result<Full, XfrError> {
+        self.bounded("AXFR", self.axfr_unbounded(apex)).await
+    }
+
+    async fn axfr_unbounded(&self, apex: &DName<Bytes>) -> Result<Full, XfrError> {
         const WHAT: &str = "AXFR";
         let conn = self.connect().await?;
         let mut b = MessageBuilder::new_bytes().question();
@@ -382,6 +423,14 @@ impl Primary {
 
     /// The differences from the zone at `have` (its SOA) to the primary's current version.
     pub async fn ixfr(&self, apex: &DName<Bytes>, have: &ZoneRecord) -> Result<Ixfr, XfrError> {
+        self.bounded("IXFR", self.ixfr_unbounded(apex, have)).await
+    }
+
+    async fn ixfr_unbounded(
+        &self,
+        apex: &DName<Bytes>,
+        have: &ZoneRecord,
+    ) -> Result<Ixfr, XfrError> {
         const WHAT: &str = "IXFR";
         let conn = self.connect().await?;
         let mut b = MessageBuilder::new_bytes().question();
@@ -506,6 +555,18 @@ impl Primary {
                     ZoneUpdate::Finished(soa) => end = Some(rec(soa)?),
                     other => return Err(self.malformed(what, format!("unexpected update {other}"))),
                 }
+            }
+            if records > self.limits.records {
+                return Err(XfrError::Cut {
+                    addr: self.addr,
+                    what,
+                    messages,
+                    records,
+                    why: format!(
+                        "more than {} records (the limit of follow --max-transfer-records); abandoned",
+                        self.limits.records
+                    ),
+                });
             }
             if interp.is_finished() {
                 break;
