@@ -231,7 +231,7 @@ fn end_to_end_markdown(s: &mut String, r: &Value) {
         "\nThe generator sent at most {most:.0} queries per second in this run (one core; the last offered rate asks for as many as it can).\n"
     ));
     // One table: edge CPU per reply of every setup at every offered rate, for each mix.
-    s.push_str("\n#### Edge CPU per reply, every setup at every offered rate\n\nµs of edge CPU (NAPI thread + resolver threads) per reply (the generator counts a reflected query as a NOERROR reply). Read across a row for one setup as the load grows, down a column for the setups at one rate.\n");
+    s.push_str("\n#### Edge CPU per reply, every setup at every offered rate\n\nµs of edge CPU (NAPI thread + resolver threads) per reply (a query the reflector sent back counts as a reply: the sink on the client veth counts it apart from the RCODEs). Read across a row for one setup as the load grows, down a column for the setups at one rate.\n");
     for mix in [
         "mixed",
         "allowed only",

@@ -273,15 +273,18 @@ pub fn targets(r: &Value) -> Vec<Target> {
             status: Status::NotMeasured,
         }
     });
+    // Only where neither lost more than 1 %: the reflector's replies are lost on the client's
+    // CPU (the generator's) at high rates, after the edge paid for them, which would make its
+    // cost per reply look higher than it is.
     let (measured, status) = edge_ratio(
         e,
         (BLOCKER, "XDP reflector"),
         "blocked only",
         1.3,
-        |_, _| true,
+        |x, y| f(&x["loss"]) < 0.01 && f(&y["loss"]) < 0.01,
     );
     t.push(Target {
-        what: "edge CPU per blocked reply, veth (uniform blocked load)",
+        what: "edge CPU per blocked reply, veth (uniform blocked load; rates where neither loses more than 1 %)",
         goal: "≤ 1.3× the XDP reflector's",
         measured,
         status,
@@ -380,12 +383,22 @@ pub fn targets(r: &Value) -> Vec<Target> {
         measured,
         status,
     });
-    let (measured, status) = match load(1_000_000) {
-        Some(l) => (
+    // The instance is sized for the run's largest list (BENCHMARKS.md, list load): the 1 M
+    // row's total is judged only when 1 M is that list, not when its maps have room for 10 M.
+    let (measured, status) = match (load(1_000_000), load(10_000_000)) {
+        (Some(l), None) => (
             format!("{:.0} B", f(&l["bytes_per_rule"])),
             Status::of(&[f(&l["bytes_per_rule"]) <= 200.0]),
         ),
-        None => ("–".into(), Status::NotMeasured),
+        (Some(l), Some(big)) => (
+            format!(
+                "not judged at 1 M in a full run: its maps are sized for 10 M, the largest list, so the 1 M row ({:.0} B) counts room for 10 M (a `--quick` run judges it); the total at 10 M: {:.0} B",
+                f(&l["bytes_per_rule"]),
+                f(&big["bytes_per_rule"])
+            ),
+            Status::NotMeasured,
+        ),
+        _ => ("–".into(), Status::NotMeasured),
     };
     t.push(Target {
         what: "kernel memory per rule, total (every capacity-sized map), at 1 M rules",
