@@ -938,6 +938,66 @@ fn a_transfer_without_end_is_abandoned() {
     assert_eq!(explain(&b, "two.example"), "pass (no rule)");
 }
 
+/// A saved copy older than the serial the feed last enforced (put back by hand, or a state
+/// directory restored in part) is not enforced again at restart: the order keeps the newer
+/// serial's rules, here with no primary to answer.
+#[test]
+fn a_saved_copy_older_than_the_enforced_serial_is_not_enforced_again() {
+    let primary = NetNs::new("blkp");
+    let edge_ns = NetNs::new("blke");
+    link(&primary, "198.51.100.1/30", &edge_ns, "198.51.100.2/30");
+    let p = blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, 4);
+    p.set(10, &["one.example"]);
+    let b = Blocker::new();
+    b.ok(&[
+        "feed",
+        "add",
+        ORDER,
+        "--zone",
+        ZONE,
+        "--primary",
+        "198.51.100.1",
+        "--refresh",
+        "1",
+    ]);
+    let t0 = Instant::now();
+    let mut f = Follow::start(&b, &edge_ns, None);
+    wait_serial(&b, ORDER, 10, t0, &f);
+    let copy = std::fs::read_dir(b.state.join("feeds"))
+        .expect("feeds dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "zone"))
+        .expect("the saved copy");
+    let old = std::fs::read(&copy).expect("read the copy");
+    p.set(11, &["one.example", "two.example"]);
+    wait_serial(&b, ORDER, 11, t0, &f);
+    assert_eq!(explain(&b, "two.example"), "nxdomain");
+    assert!(f.stop().success(), "{}", f.log());
+
+    // No primary any more, and the serial-10 copy put back.
+    drop(p);
+    std::fs::write(&copy, old).expect("put the old copy back");
+    let f = Follow::start(&b, &edge_ns, None);
+    // Restored (or not) before the first attempt to reach the primary.
+    wait_for(20, "the follower tries the primary", || {
+        let log = f.log();
+        if log.contains("cannot connect") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    assert_eq!(explain(&b, "two.example"), "nxdomain", "{}", f.log());
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], 11);
+    assert!(
+        f.log()
+            .contains("the saved copy has serial 10, older than the serial 11 enforced before"),
+        "{}",
+        f.log()
+    );
+}
+
 /// Where the one edge of [`one_edge_notified`] listens for NOTIFY.
 const NOTIFY_LISTEN: &str = "198.51.100.2:5353";
 

@@ -836,6 +836,20 @@ impl Follower {
             }
         };
         let serial = z.serial();
+        // A copy older than the serial this feed last enforced (a state directory restored in
+        // part, a file put back by hand) is not enforced again: that would take back names a
+        // newer serial added, with nobody asking. The order keeps what it holds, and the
+        // whole zone is transferred.
+        if let Some(recorded) = self.st.serial {
+            if serial_newer(recorded, serial) {
+                self.failed(format!(
+                    "the saved copy has serial {serial}, older than the serial {recorded} \
+                     enforced before: not enforced again; the order keeps what it holds until \
+                     the whole zone is transferred"
+                ));
+                return;
+            }
+        }
         if matches!(self.feed.on_expire, OnExpire::Stop)
             && self.st.expires_at != 0
             && now() >= self.st.expires_at
