@@ -403,6 +403,20 @@ fn tsig_is_required_and_checked_and_a_bad_zone_changes_nothing() {
         "nothing applied"
     );
 
+    // The key rotated in place (the same file, the right secret): read again, no restart.
+    let t0 = Instant::now();
+    std::fs::write(
+        &wrong,
+        format!(
+            "key \"{}\" {{\n\talgorithm {};\n\tsecret \"{}\";\n}};\n",
+            key.name, key.algorithm, key.secret
+        ),
+    )
+    .expect("rotate the key file");
+    let d = wait_serial(&b, ORDER, s1, t0, &f);
+    println!("key file rotated in place: serial {s1} after {d:?}");
+    assert!(f.log().contains("its TSIG key file changed"), "{}", f.log());
+
     // The right key (`feed add` again replaces the feed; follow restarts it).
     let t0 = Instant::now();
     b.ok(&[

@@ -122,6 +122,8 @@ struct Shared {
 
 struct Running {
     feed: Feed,
+    /// The TSIG key file's content when the task started (None: no key, or unreadable).
+    key: Option<Vec<u8>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -136,7 +138,7 @@ pub async fn run(
     let _single = single(&dir)?;
     let registry = notify::Registry::default();
     // Refuse a broken feed list at start (later it is re-read and a broken one is reported).
-    let mut current: FeedsFile = load_feeds(&dir)?;
+    let current: FeedsFile = load_feeds(&dir)?;
     let _listeners = match opts.listen {
         Some(addr) => {
             let l = notify::listen(addr, registry.clone())
@@ -179,12 +181,10 @@ pub async fn run(
                 log::error!("validity windows not checked: {e}");
             }
         }
+        // Every poll, not only when the list changed: a TSIG key file rotated in place
+        // restarts its feed (see `key_bytes`).
         match load_feeds(&shared.dir) {
-            Ok(f) if f != current => {
-                reconcile(&shared, &mut running, &f);
-                current = f;
-            }
-            Ok(_) => {}
+            Ok(f) => reconcile(&shared, &mut running, &f),
             Err(e) => log::error!("{e}; the feeds keep running as they were"),
         }
     }
@@ -214,11 +214,22 @@ fn follow_the_clock(shared: &Shared) -> anyhow::Result<()> {
 }
 
 /// Starts the feeds that are new or changed, stops the ones removed or changed.
+/// What a feed's TSIG key file holds now: a key rotated in place (the same path, a new
+/// secret) restarts the feed's task, which reads it again.
+fn key_bytes(feed: &Feed) -> Option<Vec<u8>> {
+    feed.tsig_key.as_ref().and_then(|p| fs::read(p).ok())
+}
+
 fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, feeds: &FeedsFile) {
     running.retain(|order, r| {
-        let keep = feeds.by_order(order) == Some(&r.feed);
-        if !keep {
+        let same = feeds.by_order(order) == Some(&r.feed);
+        let keep = same && (key_bytes(&r.feed) == r.key);
+        if !same {
             log::info!("{}: feed removed or changed, stopping it", r.feed.zone);
+        } else if !keep {
+            log::info!("{}: its TSIG key file changed, restarting it", r.feed.zone);
+        }
+        if !keep {
             let _ = r.stop.send(true);
             shared.registry.remove(&r.feed.zone);
         }
@@ -234,6 +245,7 @@ fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, feeds
             feed.order.clone(),
             Running {
                 feed: feed.clone(),
+                key: key_bytes(feed),
                 stop,
                 task,
             },
