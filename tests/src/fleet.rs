@@ -614,12 +614,15 @@ impl Drop for CutProxy {
 /// and IXFR with the error rcode `ixfr_rcode` (NOTIMP, REFUSED, FORMERR…). Counts the
 /// queries by type. With `endless` set, an AXFR never ends: after the zone's first message
 /// come messages of 100 new names each, as fast as the edge reads them, without a closing SOA.
+/// With `endless_ixfr` set, an IXFR is answered (instead of the rcode) by the zone's SOA and
+/// then empty differences without end: SOA records only, none with the zone's serial.
 pub struct ScriptedPrimary {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub ixfr_queries: Arc<AtomicUsize>,
     pub axfr_queries: Arc<AtomicUsize>,
     pub endless: Arc<AtomicBool>,
+    pub endless_ixfr: Arc<AtomicBool>,
     /// The zone served: (serial, names).
     pub zone: Arc<std::sync::Mutex<(u32, Vec<String>)>>,
 }
@@ -639,6 +642,8 @@ impl ScriptedPrimary {
         let endless = Arc::new(AtomicBool::new(false));
         let (s2, i2, a2, z2) = (stop.clone(), ixfr.clone(), axfr.clone(), served.clone());
         let e2 = endless.clone();
+        let endless_ixfr = Arc::new(AtomicBool::new(false));
+        let ei2 = endless_ixfr.clone();
         let (ns_name, listen, apex) = (ns.name.clone(), listen.to_string(), zone.to_string());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -674,19 +679,22 @@ impl ScriptedPrimary {
                         break;
                     };
                     let (serial, names) = z2.lock().map(|z| z.clone()).unwrap_or_default();
-                    let soa = Record::from_rdata(
-                        apex.clone(),
-                        60,
-                        RData::SOA(SOA::new(
-                            Name::from_ascii(format!("ns.{apex}")).expect("ns"),
-                            Name::from_ascii(format!("admin.{apex}")).expect("admin"),
-                            serial,
-                            3600,
-                            600,
-                            86400,
+                    let soa_of = |serial: u32| {
+                        Record::from_rdata(
+                            apex.clone(),
                             60,
-                        )),
-                    );
+                            RData::SOA(SOA::new(
+                                Name::from_ascii(format!("ns.{apex}")).expect("ns"),
+                                Name::from_ascii(format!("admin.{apex}")).expect("admin"),
+                                serial,
+                                3600,
+                                600,
+                                86400,
+                                60,
+                            )),
+                        )
+                    };
+                    let soa = soa_of(serial);
                     let mut r = Message::new();
                     r.set_id(q.id())
                         .set_message_type(MessageType::Response)
@@ -696,6 +704,26 @@ impl ScriptedPrimary {
                     match question.query_type() {
                         RecordType::SOA => {
                             r.add_answer(soa);
+                        }
+                        RecordType::IXFR if ei2.load(Ordering::Relaxed) => {
+                            i2.fetch_add(1, Ordering::Relaxed);
+                            r.add_answer(soa.clone());
+                            let mut m = r.clone();
+                            for i in 0u32.. {
+                                // The first message too: a lone SOA there reads as "no IXFR".
+                                for k in 0..100 {
+                                    let n = serial.wrapping_add(1_000 + i.wrapping_mul(100) + k);
+                                    m.add_answer(soa_of(n));
+                                }
+                                let out = m.to_vec().expect("encode");
+                                let mut framed = (out.len() as u16).to_be_bytes().to_vec();
+                                framed.extend_from_slice(&out);
+                                if s2.load(Ordering::Relaxed) || c.write_all(&framed).is_err() {
+                                    break;
+                                }
+                                m.take_answers();
+                            }
+                            break;
                         }
                         RecordType::IXFR => {
                             i2.fetch_add(1, Ordering::Relaxed);
@@ -750,6 +778,7 @@ impl ScriptedPrimary {
             ixfr_queries: ixfr,
             axfr_queries: axfr,
             endless,
+            endless_ixfr,
             zone: served,
         }
     }

@@ -910,7 +910,7 @@ fn a_transfer_without_end_is_abandoned() {
     let err = wait_for(30, "the record limit is reported", || {
         let st = feed(&b, ORDER);
         match st["status"]["last_error"].as_str() {
-            Some(e) if e.contains("records") => Ok(e.to_string()),
+            Some(e) if e.contains("max-transfer-records") => Ok(e.to_string()),
             _ => Err(format!("{st}\n{}", f.log())),
         }
     });
@@ -950,6 +950,24 @@ fn a_transfer_without_end_is_abandoned() {
     );
     assert_eq!(feed(&b, ORDER)["status"]["serial"], 10);
     assert_eq!(explain(&b, "two.example"), "pass (no rule)");
+    drop(f);
+
+    // An IXFR of empty differences without end (SOA records only) counts against the
+    // record limit too.
+    p.endless_ixfr
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let f = Follow::start_args(&b, &edge_ns, None, &[], &["--max-transfer-records", "5000"]);
+    let err = wait_for(30, "the record limit is reported for the IXFR", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("IXFR") && e.contains("max-transfer-records") => {
+                Ok(e.to_string())
+            }
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(err.contains("more than 5000 records"), "{err}");
+    assert_eq!(feed(&b, ORDER)["status"]["serial"], 10);
 }
 
 /// A saved copy older than the serial the feed last enforced (put back by hand, or a state

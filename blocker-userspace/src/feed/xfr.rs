@@ -154,16 +154,30 @@ enum Conn {
     Signed(ctsig::Connection<SignedStream, Arc<Key>>),
 }
 
-impl Conn {
+/// A connection and the task that reads its stream. The task is stopped when the exchange is
+/// over: left running, a transfer abandoned at a limit would go on reading whatever the
+/// primary keeps sending (the transport only notices a dropped request when it pauses).
+struct Link {
+    conn: Conn,
+    transport: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.transport.abort();
+    }
+}
+
+impl Link {
     fn single(&self, msg: RequestMessage<Bytes>) -> Box<dyn GetResponse + Send + Sync> {
-        match self {
+        match &self.conn {
             Conn::Plain(c) => SendRequest::send_request(c, msg),
             Conn::Signed(c) => SendRequest::send_request(c, msg),
         }
     }
 
     fn multi(&self, msg: RequestMessageMulti<Bytes>) -> Box<dyn GetResponseMulti + Send + Sync> {
-        match self {
+        match &self.conn {
             Conn::Plain(c) => SendRequestMulti::send_request(c, msg),
             Conn::Signed(c) => SendRequestMulti::send_request(c, msg),
         }
@@ -218,7 +232,7 @@ impl Primary {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, XfrError> {
+    async fn connect(&self) -> Result<Link, XfrError> {
         let tcp = tokio::time::timeout(self.timeout, TcpStream::connect(self.addr))
             .await
             .map_err(|_| XfrError::Connect {
@@ -235,13 +249,17 @@ impl Primary {
         Ok(match &self.key {
             None => {
                 let (conn, transport) = Plain::with_config(tcp, config);
-                tokio::spawn(transport.run());
-                Conn::Plain(conn)
+                Link {
+                    conn: Conn::Plain(conn),
+                    transport: tokio::spawn(transport.run()),
+                }
             }
             Some(key) => {
                 let (conn, transport) = SignedStream::with_config(tcp, config);
-                tokio::spawn(transport.run());
-                Conn::Signed(ctsig::Connection::new(key.clone(), conn))
+                Link {
+                    conn: Conn::Signed(ctsig::Connection::new(key.clone(), conn)),
+                    transport: tokio::spawn(transport.run()),
+                }
             }
         })
     }
@@ -499,12 +517,16 @@ impl Primary {
         let mut full: Option<Vec<ZoneRecord>> = None;
         let mut batches: Vec<Batch> = Vec::new();
         let mut records = 0;
+        // Every record read, the SOAs that open and close IXFR differences included: the
+        // limit on a transfer's records (a stream of empty differences holds memory too).
+        let mut read = 0usize;
         let mut end: Option<ZoneRecord> = None;
         loop {
             let updates = interp
                 .interpret_response(msg)
                 .map_err(|e| self.malformed(what, e.to_string()))?;
             for u in updates {
+                read += 1;
                 let u = u.map_err(|e| self.malformed(what, format!("{e:?}")))?;
                 let rec = |r: ParsedRecord| flatten(r).map_err(|e| self.malformed(what, e));
                 match u {
@@ -556,7 +578,7 @@ impl Primary {
                     other => return Err(self.malformed(what, format!("unexpected update {other}"))),
                 }
             }
-            if records > self.limits.records {
+            if read > self.limits.records {
                 return Err(XfrError::Cut {
                     addr: self.addr,
                     what,
