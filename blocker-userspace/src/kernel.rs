@@ -315,7 +315,8 @@ fn release_free_memory() {
 }
 
 /// Loads one of the object's reference programs (`blocker_floor`, `blocker_reflect`: the
-/// benchmarks' baselines, never attached by blocker) into the kernel, with the object's maps
+/// benchmarks' baselines; `blocker_sink`: their reply counter; never attached by blocker)
+/// into the kernel, with the object's maps
 /// created small and pinned in `dir` (a throwaway bpffs directory the caller removes).
 pub fn load_reference(dir: &Path, name: &str) -> Result<Ebpf> {
     fs::create_dir_all(dir).op(|| format!("creating {}", dir.display()))?;

@@ -1828,7 +1828,7 @@ fn the_benchmark_references_answer_correctly() {
 /// The benchmark's receiver (`blocker_sink`) must count what the generator's replies are and
 /// nothing else, or the end-to-end figures count the wrong thing: replies to the generator's
 /// ports (below 32768) by RCODE, a query sent back in its own entry, all of them dropped; a
-/// reply to another port (kdig's), IPv6 and a query passed and uncounted.
+/// reply to another port (kdig's) and IPv6 passed and uncounted.
 #[test]
 fn the_benchmark_sink_counts_the_generators_replies_by_rcode() {
     let b = Blocker::new();

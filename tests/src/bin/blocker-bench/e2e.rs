@@ -298,18 +298,20 @@ fn run(
     let rcodes: u64 = (0..16).map(got).sum();
     let returned = got(16);
     let replies = rcodes + returned;
-    assert!(sent.frames > 0, "the generator sent nothing");
+    // Offered: every frame written, whether the edge's queue took it or refused it (lost).
+    let offered = sent.taken + sent.refused;
+    assert!(sent.taken > 0, "the generator sent nothing");
     let s = seconds as f64;
     let edge_ns = cpu1.saturating_sub(cpu0);
     let v = json!({
         "offered_qps": qps,
-        "sent_per_second": sent.frames as f64 / s,
-        "refused_batches": sent.refused,
+        "sent_per_second": offered as f64 / s,
+        "refused_per_second": sent.refused as f64 / s,
         "answered_per_second": replies as f64 / s,
         "blocked_answered_per_second": got(3) as f64 / s,
         "allowed_answered_per_second": got(0) as f64 / s,
         "queries_returned_per_second": returned as f64 / s,
-        "loss": 1.0 - replies as f64 / sent.frames as f64,
+        "loss": 1.0 - replies as f64 / offered as f64,
         "edge_cpu_seconds": edge_ns as f64 / 1e9,
         "edge_cpu_ns_per_answer": if replies > 0 { edge_ns as f64 / replies as f64 } else { 0.0 },
         // Per packet the XDP program saw.

@@ -3,7 +3,9 @@
 //! **Sending**: prebuilt Ethernet frames (IPv4, UDP with its checksum, one DNS question with
 //! RD set, no EDNS), one per line of a query file (`NAME TYPE`, cycled), written to the client
 //! veth by `sendmmsg` on an `AF_PACKET` socket that bypasses the qdisc, from one thread pinned
-//! to CPU 0. Each frame has its own source port (below 32768) and message ID.
+//! to CPU 0. The source port (below 32768) and message ID change from frame to frame (the
+//! port repeats after 31,000 lines, the ID after 65,536). A frame the edge's veth queue
+//! refuses (full) is lost, counted, and not sent again.
 //!
 //! **Counting**: `blocker_sink`, an XDP program of blocker's object that blocker never
 //! attaches, runs on the client veth: it counts every reply to the generator's ports by RCODE
@@ -136,8 +138,11 @@ pub fn frames(p: &Wire, queries: &Path) -> Vec<Vec<u8>> {
 
 /// What one run sent.
 pub struct Sent {
-    pub frames: u64,
-    /// Batches the veth refused (its queue full): the frames were offered, not sent.
+    /// Frames the edge's veth queue took.
+    pub taken: u64,
+    /// Frames it refused (`ENOBUFS`: the queue that the edge's NAPI thread empties was full).
+    /// Each is skipped, not sent again: a frame lost by the system under test, as a full
+    /// NIC ring loses one.
     pub refused: u64,
 }
 
@@ -152,7 +157,13 @@ pub fn send(netns: &str, dev: &str, frames: &[Vec<u8>], qps: u64, seconds: u32) 
                 unsafe {
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
                     libc::CPU_SET(0, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                    let r = libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                    assert_eq!(
+                        r,
+                        0,
+                        "sched_setaffinity: {}",
+                        std::io::Error::last_os_error()
+                    );
                 }
             }
             send_here(dev, frames, qps, seconds)
@@ -258,15 +269,15 @@ fn send_here(dev: &str, frames: &[Vec<u8>], qps: u64, seconds: u32) -> Sent {
         // SAFETY: `k` headers from `pos`, all in `msgs`, pointing at live frames.
         let r = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs[pos..].as_mut_ptr(), k as u32, 0) };
         if r <= 0 {
-            // The veth's queue is full (ENOBUFS): these frames are lost to the offered load,
-            // as a NIC's would be. Anything else is a fault.
+            // The edge's queue is full (ENOBUFS): the first frame of the batch is refused,
+            // lost by the edge, and the next batch starts after it. Anything else is a fault.
             let e = std::io::Error::last_os_error();
             assert!(
                 matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN)),
                 "sendmmsg: {e}"
             );
             refused += 1;
-            sent += 1; // keeps the pace; counted below as not sent
+            sent += 1;
             pos = (pos + 1) % n;
             continue;
         }
@@ -274,7 +285,7 @@ fn send_here(dev: &str, frames: &[Vec<u8>], qps: u64, seconds: u32) -> Sent {
         pos = (pos + r as usize) % n;
     }
     Sent {
-        frames: sent - refused,
+        taken: sent - refused,
         refused,
     }
 }
