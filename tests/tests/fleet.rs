@@ -403,7 +403,8 @@ fn tsig_is_required_and_checked_and_a_bad_zone_changes_nothing() {
         "nothing applied"
     );
 
-    // The key rotated in place (the same file, the right secret): read again, no restart.
+    // The key rotated in place (the same file, the right secret): the feed restarts and
+    // reads it again, `follow` itself keeps running.
     let t0 = Instant::now();
     std::fs::write(
         &wrong,
@@ -1028,6 +1029,24 @@ fn a_saved_copy_older_than_the_enforced_serial_is_not_enforced_again() {
         "{}",
         f.log()
     );
+
+    // A primary back at serial 10 (restored from the same backup): its zone is not applied
+    // over the 11 the order holds; its next serial is.
+    let p = blocker_tests::fleet::ScriptedPrimary::start(&primary, "198.51.100.1:53", ZONE, 4);
+    p.set(10, &["one.example"]);
+    let err = wait_for(30, "the older zone is refused", || {
+        let st = feed(&b, ORDER);
+        match st["status"]["last_error"].as_str() {
+            Some(e) if e.contains("older than the enforced 11") => Ok(e.to_string()),
+            _ => Err(format!("{st}\n{}", f.log())),
+        }
+    });
+    assert!(err.contains("serial 10"), "{err}");
+    assert_eq!(explain(&b, "two.example"), "nxdomain", "{}", f.log());
+    p.set(12, &["one.example", "two.example", "three.example"]);
+    wait_serial(&b, ORDER, 12, Instant::now(), &f);
+    assert_eq!(explain(&b, "three.example"), "nxdomain");
+    assert_eq!(explain(&b, "two.example"), "nxdomain");
 }
 
 /// Where the one edge of [`one_edge_notified`] listens for NOTIFY.

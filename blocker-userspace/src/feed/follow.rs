@@ -213,13 +213,14 @@ fn follow_the_clock(shared: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the feeds that are new or changed, stops the ones removed or changed.
 /// What a feed's TSIG key file holds now: a key rotated in place (the same path, a new
 /// secret) restarts the feed's task, which reads it again.
 fn key_bytes(feed: &Feed) -> Option<Vec<u8>> {
     feed.tsig_key.as_ref().and_then(|p| fs::read(p).ok())
 }
 
+/// Starts the feeds that are new or changed, stops the ones removed or changed (a changed
+/// TSIG key file included).
 fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, feeds: &FeedsFile) {
     running.retain(|order, r| {
         let same = feeds.by_order(order) == Some(&r.feed);
@@ -265,6 +266,9 @@ struct Follower {
     /// Rules the order holds from `zone` (when enforced).
     rules: usize,
     st: FeedStatus,
+    /// The serial the order holds with no copy in memory: the saved copy was older and
+    /// refused at start (see `restore`). No whole zone older than it is applied.
+    floor: Option<u32>,
     /// The earliest NOTIFY not yet followed by the enforcement of what it announced.
     pending: Option<notify::Notice>,
     /// When the last transfer was enforced (its flip), if it changed anything.
@@ -815,6 +819,7 @@ impl Follower {
             enforced: false,
             rules: 0,
             st,
+            floor: None,
             pending: None,
             flipped: None,
             first: 0,
@@ -859,6 +864,10 @@ impl Follower {
                      enforced before: not enforced again; the order keeps what it holds until \
                      the whole zone is transferred"
                 ));
+                self.floor = Some(recorded);
+                if let Err(e) = save_status(&self.shared.dir, &self.st) {
+                    log::error!("{}: status not saved: {e}", self.zone_name());
+                }
                 return;
             }
         }
@@ -1296,9 +1305,23 @@ impl Follower {
             transfer_ms: t0.elapsed().as_millis() as u64,
             ..Default::default()
         };
+        // With no copy in memory the order may still hold a newer serial (a saved copy
+        // refused as older at start): no older zone replaces it.
+        if let Some(floor) = self.floor {
+            if serial_newer(floor, zone.serial()) {
+                return Err(format!(
+                    "{}: the whole zone came with serial {}, older than the enforced \
+                     {floor}: not applied (a primary rebuilt with a lower serial? raise its \
+                     serial past {floor})",
+                    p.addr,
+                    zone.serial()
+                ));
+            }
+        }
         let source = format!("AXFR {} from {}", zone.serial(), p.addr);
         match self.enforce(zone, source, None).await {
             Ok((z, a)) => {
+                self.floor = None;
                 self.applied(z, a, report, messages);
                 Ok(())
             }

@@ -583,7 +583,7 @@ impl Primary {
                     addr: self.addr,
                     what,
                     messages,
-                    records,
+                    records: read,
                     why: format!(
                         "more than {} records (the limit of follow --max-transfer-records); abandoned",
                         self.limits.records
