@@ -14,7 +14,7 @@ const END: &str = "<!-- end of summary -->";
 
 /// Offered rate (queries per second) the README's real-path figures are read at: the lower
 /// end of the mixed-load target, below saturation in every setup on the 2-vCPU VM
-/// (at 100 K/s the resolver setups lose 15–40 % there).
+/// (at 100 K/s most resolver setups lose 15–40 % of the mixed and allowed-only loads there).
 const REFERENCE_QPS: u64 = 50_000;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -290,11 +290,15 @@ pub fn targets(r: &Value) -> Vec<Target> {
         measured,
         status,
     });
-    let (measured, status) = edge_ratio(e, (BLOCKER, "unbound + RPZ"), "mixed", 1.0, |x, _| {
+    // Where neither loses more than 5 %: a saturated resolver's cost per reply counts the
+    // work it spends on queries it then drops.
+    let (measured, status) = edge_ratio(e, (BLOCKER, "unbound + RPZ"), "mixed", 1.0, |x, y| {
         (50_000..=100_000).contains(&x["offered_qps"].as_u64().unwrap_or(0))
+            && f(&x["loss"]) <= 0.05
+            && f(&y["loss"]) <= 0.05
     });
     t.push(Target {
-        what: "mixed load (30 % blocked), 50–100 K q/s offered, edge CPU per reply",
+        what: "mixed load (30 % blocked), 50–100 K q/s offered, edge CPU per reply (rates where neither loses more than 5 %)",
         goal: "below unbound + RPZ's",
         measured,
         status,
