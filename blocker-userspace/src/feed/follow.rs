@@ -224,7 +224,14 @@ fn key_bytes(feed: &Feed) -> Option<Vec<u8>> {
 fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, feeds: &FeedsFile) {
     running.retain(|order, r| {
         let same = feeds.by_order(order) == Some(&r.feed);
-        let keep = same && (key_bytes(&r.feed) == r.key);
+        let keep = same
+            && match &r.feed.tsig_key {
+                // Changed: restarted only once the file reads as a key again; a file being
+                // rewritten in place, or gone for a moment, leaves the feed running with the
+                // key it has.
+                Some(p) if key_bytes(&r.feed) != r.key => load_key(p).is_err(),
+                _ => true,
+            };
         if !same {
             log::info!("{}: feed removed or changed, stopping it", r.feed.zone);
         } else if !keep {
