@@ -654,6 +654,13 @@ impl ScriptedPrimary {
             l.set_nonblocking(true).expect("nonblocking");
             let _ = ready_tx.send(());
             let apex = Name::from_ascii(format!("{apex}.")).expect("apex");
+            // A message as DNS over TCP writes it: its length, then the message.
+            let framed = |m: &Message| {
+                let out = m.to_vec().expect("encode");
+                let mut f = (out.len() as u16).to_be_bytes().to_vec();
+                f.extend_from_slice(&out);
+                f
+            };
             while !s2.load(Ordering::Relaxed) {
                 let Ok((mut c, _)) = l.accept() else {
                     sleep(Duration::from_millis(20));
@@ -715,10 +722,7 @@ impl ScriptedPrimary {
                                     let n = serial.wrapping_add(1_000 + i.wrapping_mul(100) + k);
                                     m.add_answer(soa_of(n));
                                 }
-                                let out = m.to_vec().expect("encode");
-                                let mut framed = (out.len() as u16).to_be_bytes().to_vec();
-                                framed.extend_from_slice(&out);
-                                if s2.load(Ordering::Relaxed) || c.write_all(&framed).is_err() {
+                                if s2.load(Ordering::Relaxed) || c.write_all(&framed(&m)).is_err() {
                                     break;
                                 }
                                 m.take_answers();
@@ -743,10 +747,9 @@ impl ScriptedPrimary {
                                 // The first message, then more names until the edge hangs up.
                                 let mut m = r.clone();
                                 for i in 0u64.. {
-                                    let out = m.to_vec().expect("encode");
-                                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
-                                    framed.extend_from_slice(&out);
-                                    if s2.load(Ordering::Relaxed) || c.write_all(&framed).is_err() {
+                                    if s2.load(Ordering::Relaxed)
+                                        || c.write_all(&framed(&m)).is_err()
+                                    {
                                         break;
                                     }
                                     m.take_answers();
@@ -762,10 +765,7 @@ impl ScriptedPrimary {
                             r.set_response_code(ResponseCode::Refused);
                         }
                     }
-                    let out = r.to_vec().expect("encode");
-                    let mut framed = (out.len() as u16).to_be_bytes().to_vec();
-                    framed.extend_from_slice(&out);
-                    if c.write_all(&framed).is_err() {
+                    if c.write_all(&framed(&r)).is_err() {
                         break;
                     }
                 }
